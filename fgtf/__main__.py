@@ -1,0 +1,3 @@
+from fgtf.cli import main
+
+main()

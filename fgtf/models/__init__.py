@@ -1,0 +1,43 @@
+"""Keras 3 backbones that mirror the TF-Slim networks, and their registry.
+
+    model = fgtf.models.build_model("inception_v3", include_top=False, pooling="avg")
+
+Each family lives in its own module with one public builder per variant
+(keras.applications style); `build_model` looks a name up here.
+"""
+import importlib
+
+from tfrecord_tools.cli import UserError
+
+# name -> (module, builder). Modules are imported on first use so that
+# `import fgtf.models` stays cheap.
+_BUILDERS = {
+    "inception_v3": ("fgtf.models.inception_v3", "InceptionV3"),
+    "inception_v3_se": ("fgtf.models.inception_v3", "InceptionV3SE"),
+    "inception_v4": ("fgtf.models.inception_v4", "InceptionV4"),
+    "inception_resnet_v2": ("fgtf.models.inception_resnet_v2", "InceptionResNetV2"),
+    "inception_resnet_v2_se": ("fgtf.models.inception_resnet_v2", "InceptionResNetV2SE"),
+    "resnet_v2_50": ("fgtf.models.resnet_v2", "ResNet50V2"),
+    "resnet_v2_101": ("fgtf.models.resnet_v2", "ResNet101V2"),
+    "resnet_v2_152": ("fgtf.models.resnet_v2", "ResNet152V2"),
+}
+
+
+def list_models():
+    """Names accepted by `build_model`."""
+    return sorted(_BUILDERS)
+
+
+def get_builder(name):
+    """The public builder function of network `name`."""
+    if name not in _BUILDERS:
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    module, builder = _BUILDERS[name]
+    return getattr(importlib.import_module(module), builder)
+
+
+def build_model(name, **kwargs):
+    """Build network `name` with the keras.applications-style arguments of its
+    builder (`include_top`, `weights`, `input_shape`, `pooling`, `classes`,
+    `classifier_activation`, `aux_logits`, `dropout`)."""
+    return get_builder(name)(**kwargs)

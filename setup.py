@@ -1,0 +1,27 @@
+"""fgtf: fine-grained visual classification by transfer learning (TF2 / Keras 3)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="fgtf",
+    version="0.1.0",
+    description="Fine-grained visual categorisation by transfer learning in TensorFlow 2 / Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["fgtf", "fgtf.*", "tfrecord_tools", "tfrecord_tools.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.3",
+        "tensorflow-datasets>=4.9",
+        "tensorflow-hub>=0.16",
+        "pot>=0.9",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "pillow",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest", "nbclient", "ipykernel", "nbformat"]},
+    entry_points={"console_scripts": ["fgtf = fgtf.cli:main"]},
+)
