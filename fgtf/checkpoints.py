@@ -19,6 +19,19 @@ EMA_SUFFIX = "/ExponentialMovingAverage"
 _TRAINABLE = ("kernel", "bias", "gamma", "beta")
 
 
+def load_weights(model, path, *, exclude_scopes=(), use_ema="auto"):
+    """Load `path` into `model` by its kind: a Keras weights file
+    (`*.weights.h5`) as saved by Keras, anything else as a TF-Slim checkpoint
+    (see `load_slim_checkpoint`)."""
+    path = os.fspath(path)
+    if path.endswith(".h5"):
+        if not os.path.isfile(path):
+            raise UserError(f"weights file {path} not found")
+        model.load_weights(path)
+        return
+    load_slim_checkpoint(model, path, exclude_scopes=exclude_scopes, use_ema=use_ema)
+
+
 def load_slim_checkpoint(model, path, *, exclude_scopes=(), use_ema="auto"):
     """Assign the variables of the TF-Slim checkpoint at `path` (a `.ckpt`
     prefix, or a folder holding one) to `model`, whose name is the slim top
