@@ -61,3 +61,36 @@ def slim_reference():
 def heads_reference():
     """`heads_reference(name)` -> the loaded `heads/<name>.npz`."""
     return lambda name: np.load(reference_dir() / "heads" / f"{name}.npz")
+
+
+def check_slim_reference(net, checkpoint_prefix, ref):
+    """Build `net` with fgtf, load the generated slim checkpoint, run input A and
+    compare every output stored in the reference npz `ref` (README tolerances:
+    relative L2 < 1e-4; end-point means within 1e-4 * rms of their channel means)."""
+    import keras
+
+    from fgtf.checkpoints import load_slim_checkpoint
+    from fgtf.models import build_model, feature_endpoint
+
+    has_aux = "aux_logits" in ref
+    model = build_model(net, classes=10, classifier_activation=None, aux_logits=has_aux)
+    load_slim_checkpoint(model, checkpoint_prefix)
+    endpoints = sorted(k[len("endpoint_"):-len("_mean")] for k in ref.files if k.startswith("endpoint_"))
+    maps = [model.get_layer(name).output for name in [feature_endpoint(net)] + endpoints]
+    heads = model.outputs
+    probe = keras.Model(model.inputs, maps + heads)
+    outputs = [np.asarray(o) for o in probe(reference_input(ref), training=False)]
+    features, endpoint_maps, heads = outputs[0], outputs[1:1 + len(endpoints)], outputs[1 + len(endpoints):]
+
+    errors = {"features": relative_l2(features.mean(axis=(1, 2)), ref["features"]),
+              "logits": relative_l2(heads[0], ref["logits"])}
+    if has_aux:
+        errors["aux_logits"] = relative_l2(heads[1], ref["aux_logits"])
+    for name, value in zip(endpoints, endpoint_maps):
+        channel_mean = value.mean(axis=(1, 2))
+        errors[f"channel_mean_{name}"] = relative_l2(channel_mean, ref[f"channel_mean_{name}"])
+        rms = np.sqrt(np.mean(np.square(ref[f"channel_mean_{name}"])))
+        errors[f"endpoint_{name}_mean"] = float(np.max(np.abs(value.mean(axis=(1, 2, 3)) - ref[f"endpoint_{name}_mean"]))) / rms
+    bad = {k: v for k, v in errors.items() if not v < 1e-4}
+    assert not bad, f"{net}: outputs differ from the slim reference: {bad}"
+    return errors

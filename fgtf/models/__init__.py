@@ -22,6 +22,18 @@ _BUILDERS = {
     "resnet_v2_152": ("fgtf.models.resnet_v2", "ResNet152V2"),
 }
 
+# name -> the layer whose spatial mean the original feature extraction used
+FEATURE_ENDPOINTS = {
+    "inception_v3": "Mixed_7c",
+    "inception_v3_se": "Mixed_7c",
+    "inception_v4": "Mixed_7d",
+    "inception_resnet_v2": "Conv2d_7b_1x1",
+    "inception_resnet_v2_se": "Conv2d_7b_1x1",
+    "resnet_v2_50": "postnorm.Relu",
+    "resnet_v2_101": "postnorm.Relu",
+    "resnet_v2_152": "postnorm.Relu",
+}
+
 
 def list_models():
     """Names accepted by `build_model`."""
@@ -34,6 +46,13 @@ def get_builder(name):
         raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     module, builder = _BUILDERS[name]
     return getattr(importlib.import_module(module), builder)
+
+
+def feature_endpoint(name):
+    """Layer name of network `name`'s feature end point (`Mixed_7c`, `Mixed_7d`,
+    `Conv2d_7b_1x1`, or the ResNets' post-norm ReLU `postnorm.Relu`)."""
+    get_builder(name)
+    return FEATURE_ENDPOINTS[name]
 
 
 def build_model(name, **kwargs):
