@@ -42,8 +42,7 @@ def list_models():
 
 def get_builder(name):
     """The public builder function of network `name`."""
-    if name not in _BUILDERS:
-        raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    _check_name(name)
     module, builder = _BUILDERS[name]
     return getattr(importlib.import_module(module), builder)
 
@@ -51,7 +50,7 @@ def get_builder(name):
 def feature_endpoint(name):
     """Layer name of network `name`'s feature end point (`Mixed_7c`, `Mixed_7d`,
     `Conv2d_7b_1x1`, or the ResNets' post-norm ReLU `postnorm.Relu`)."""
-    get_builder(name)
+    _check_name(name)
     return FEATURE_ENDPOINTS[name]
 
 
@@ -60,3 +59,8 @@ def build_model(name, **kwargs):
     builder (`include_top`, `weights`, `input_shape`, `pooling`, `classes`,
     `classifier_activation`, `aux_logits`, `dropout`)."""
     return get_builder(name)(**kwargs)
+
+
+def _check_name(name):
+    if name not in _BUILDERS:
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
