@@ -1,0 +1,82 @@
+"""Every figure fgtf draws, saved as PNG (matplotlib, no display needed)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fgtf.fileio import atomic_path  # noqa: E402
+
+
+def confusion_matrix_png(confusion, path, class_names=None, title="Confusion matrix"):
+    """Row-normalised confusion matrix `confusion[true, predicted]` (C, C) as a heatmap."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    rows = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
+    size = min(4 + 0.25 * len(confusion), 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if class_names is not None and len(class_names) <= 40:
+        ticks = np.arange(len(class_names))
+        ax.set_xticks(ticks, class_names, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, class_names, fontsize=7)
+    _save(fig, path)
+
+
+def retrieval_grid_png(query_paths, neighbour_paths, path, query_labels=None, neighbour_labels=None):
+    """One row per query: the query image, then its k nearest neighbours.
+
+    query_paths: Q image paths; neighbour_paths: Q lists of k paths. With labels,
+    each neighbour's title is green when its label matches the query's, red otherwise."""
+    rows, k = len(query_paths), len(neighbour_paths[0])
+    fig, axes = plt.subplots(rows, k + 1, figsize=(1.8 * (k + 1), 1.9 * rows), squeeze=False)
+    for r in range(rows):
+        _show_image(axes[r, 0], query_paths[r], "query" if query_labels is None else f"query: {query_labels[r]}", "black")
+        for c in range(k):
+            colour = "black"
+            title = f"#{c + 1}"
+            if query_labels is not None and neighbour_labels is not None:
+                title = f"#{c + 1}: {neighbour_labels[r][c]}"
+                colour = "green" if neighbour_labels[r][c] == query_labels[r] else "red"
+            _show_image(axes[r, c + 1], neighbour_paths[r][c], title, colour)
+    fig.suptitle("nearest neighbours in feature space")
+    _save(fig, path)
+
+
+def similarity_heatmap_png(values, sources, targets, path, title="Domain similarity", fmt="{:.3f}"):
+    """`values[source, target]` (S, T) as an annotated heatmap."""
+    values = np.asarray(values, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(targets), 1.2 + 0.6 * len(sources)))
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax)
+    ax.set_xticks(np.arange(len(targets)), targets, rotation=30, ha="right")
+    ax.set_yticks(np.arange(len(sources)), sources)
+    middle = (np.nanmax(values) + np.nanmin(values)) / 2
+    for i in range(len(sources)):
+        for j in range(len(targets)):
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center",
+                    color="black" if values[i, j] > middle else "white", fontsize=9)
+    ax.set_xlabel("target")
+    ax.set_ylabel("source")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def _show_image(ax, image_path, title, colour):
+    from PIL import Image
+
+    with Image.open(image_path) as image:
+        ax.imshow(np.asarray(image.convert("RGB")))
+    ax.set_title(title, fontsize=8, color=colour)
+    ax.axis("off")
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
