@@ -73,12 +73,14 @@ def check_slim_reference(net, checkpoint_prefix, ref):
     from fgtf.models import build_model, feature_endpoint
 
     has_aux = "aux_logits" in ref
-    model = build_model(net, classes=10, classifier_activation=None, aux_logits=has_aux)
+    # only the Inception builders take aux_logits (the ResNets have no aux head)
+    extra = {"aux_logits": True} if has_aux else {}
+    model = build_model(net, classes=10, classifier_activation=None, **extra)
     load_slim_checkpoint(model, checkpoint_prefix)
     endpoints = sorted(k[len("endpoint_"):-len("_mean")] for k in ref.files if k.startswith("endpoint_"))
     maps = [model.get_layer(name).output for name in [feature_endpoint(net)] + endpoints]
     heads = model.outputs
-    probe = keras.Model(model.inputs, maps + heads)
+    probe = keras.Model(model.input, maps + heads)
     outputs = [np.asarray(o) for o in probe(reference_input(ref), training=False)]
     features, endpoint_maps, heads = outputs[0], outputs[1:1 + len(endpoints)], outputs[1 + len(endpoints):]
 
