@@ -1,4 +1,9 @@
-"""Registry of datasets: class counts, split sizes, split readers."""
+"""Registry of datasets: class counts, split sizes, split readers.
+
+Every dataset is read from one folder, either through the seed-style lists
+`train.txt` / `val.txt` (used whenever the folder holds one of them) or through
+the dataset's official release layout (`fgtf.datasets.layouts`).
+"""
 import os
 from collections import namedtuple
 
@@ -15,43 +20,92 @@ DatasetInfo = namedtuple("DatasetInfo", "name num_classes split_sizes")
 DatasetInfo.__doc__ = ("`num_classes` (None: read from the lists) and `split_sizes` "
                        "{'train': n, 'validation': n} (None: not fixed).")
 
+
+def _info(name, num_classes, train, validation):
+    return DatasetInfo(name, num_classes, {"train": train, "validation": validation})
+
+
+# Split sizes of the full official releases, as the CVPR 2018 study uses them:
+# inat2017 train = 579,184 train + 95,986 val - 9,697 minival; aircraft is the
+# 100-variant task (trainval / test); flower_102 train = train + val.
 _DATASETS = {
+    "ILSVRC2012": _info("ILSVRC2012", 1000, 1281167, 50000),
+    "inat2017": _info("inat2017", 5089, 665473, 9697),
+    "aircraft": _info("aircraft", 100, 6667, 3333),
+    "cub_200": _info("cub_200", 200, 5994, 5794),
+    "flower_102": _info("flower_102", 102, 2040, 6149),
+    "food_101": _info("food_101", 101, 75750, 25250),
+    "nabirds": _info("nabirds", 555, 23929, 24633),
+    "stanford_cars": _info("stanford_cars", 196, 8144, 8041),
+    "stanford_dogs": _info("stanford_dogs", 120, 12000, 8580),
     "synthetic": DatasetInfo("synthetic", None, None),
 }
 
 
 def list_datasets():
+    """Names of every dataset fgtf knows, sorted."""
     return sorted(_DATASETS)
 
 
 def get_dataset_info(name):
+    """The `DatasetInfo` of dataset `name`; an unknown name is a `UserError` listing the known ones."""
     if name not in _DATASETS:
         raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
     return _DATASETS[name]
 
 
+def get_num_classes(name, dataset_dir=None):
+    """Number of classes of dataset `name`: the registry's count, or for a
+    dataset without a fixed count (`synthetic`) the length of `classes.txt`,
+    else 1 + the largest label of the seed lists in `dataset_dir`."""
+    info = get_dataset_info(name)
+    if info.num_classes is not None:
+        return info.num_classes
+    if dataset_dir is None:
+        raise UserError(f"{name}: the number of classes is read from the dataset folder; pass its path")
+    names = _read_class_names(dataset_dir)
+    if names:
+        return len(names)
+    labels = [record.label for split in SPLITS for record in read_split(name, dataset_dir, split)]
+    return max(labels) + 1
+
+
 def read_split(name, dataset_dir, split):
     """List the images of `split` ('train' or 'validation') of dataset `name`
-    stored in `dataset_dir`, as `Record`s in list order."""
+    stored in `dataset_dir`, as `Record`s with 0-based contiguous labels, in a
+    deterministic order (list order for seed lists; see `fgtf.datasets.layouts`
+    for each release layout)."""
+    from fgtf.datasets import layouts  # layouts builds on Record; imported late to avoid a cycle
+
     get_dataset_info(name)
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
     if not os.path.isdir(dataset_dir):
         raise UserError(f"dataset folder {dataset_dir} does not exist")
-    return read_seed_list(dataset_dir, split)
+    has_seed_lists = any(os.path.isfile(os.path.join(dataset_dir, f)) for f in SEED_LIST.values())
+    if has_seed_lists or name not in layouts.LAYOUTS:
+        _require_seed_list(name, dataset_dir, split, layouts.LAYOUTS)
+        return read_seed_list(dataset_dir, split)
+    return layouts.read_layout(name, dataset_dir, split)
 
 
 def read_seed_list(dataset_dir, split):
     """Read `<dataset_dir>/train.txt` or `val.txt`: lines `relative/path.jpg: <label>`.
     Class names are taken from `classes.txt` (one per line, label order) when present."""
-    list_path = os.path.join(dataset_dir, SEED_LIST[split])
+    return read_list_file(os.path.join(dataset_dir, SEED_LIST[split]), dataset_dir)
+
+
+def read_list_file(list_path, dataset_dir):
+    """Read any seed-style list (`relative/path.jpg: <label>` per line, paths
+    relative to `dataset_dir`) as `Record`s in list order; class names from
+    `<dataset_dir>/classes.txt` when present."""
     if not os.path.isfile(list_path):
         raise UserError(f"split list {list_path} is missing")
     names = _read_class_names(dataset_dir)
     records = []
     with open(list_path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
-            line = line.rstrip("\n")
+            line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             path, sep, label = line.rpartition(": ")
@@ -63,9 +117,21 @@ def read_seed_list(dataset_dir, split):
     return records
 
 
+def _require_seed_list(name, dataset_dir, split, layouts_known):
+    path = os.path.join(dataset_dir, SEED_LIST[split])
+    if os.path.isfile(path):
+        return
+    if name == "synthetic":
+        raise UserError(f"synthetic: {path} is missing; generate the dataset with "
+                        f"`python -m fgtf.datasets.synthetic --out {dataset_dir}`")
+    expected = "train.txt and val.txt" + (" (or no seed lists at all, to read the release layout)"
+                                          if name in layouts_known else "")
+    raise UserError(f"{name}: {path} is missing; expected {expected}")
+
+
 def _read_class_names(dataset_dir):
     path = os.path.join(dataset_dir, "classes.txt")
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\n") for line in handle if line.strip()]
+        return [line.rstrip("\r\n") for line in handle if line.strip()]
