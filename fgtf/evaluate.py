@@ -1,0 +1,146 @@
+"""Evaluate a training run's checkpoints on the validation split.
+
+    python -m fgtf.evaluate --checkpoint_path runs/synthetic_v3 --dataset_dir data/synthetic/tfrecords
+
+Evaluates the latest checkpoint of the run folder (or a given checkpoint
+prefix), with the run's EMA weights when it kept them, and reports top-1,
+top-5, mean per-class accuracy and loss. With `--eval_interval_secs N > 0` it
+keeps watching the folder and evaluates every new checkpoint (eval.sh).
+Writes `<eval_dir>/eval_results.json`, `confusion_matrix.png`,
+`per_class_accuracy.csv` and TensorBoard summaries.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+from tfrecord_tools.cli import UserError, cli_main
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint_path", required=True, help="run folder (MODEL_DIR) or one checkpoint prefix")
+    p.add_argument("--dataset_dir", required=True, help="folder of the TFRecord shards")
+    p.add_argument("--eval_dir", help="where results go (default: <run folder>/eval)")
+    p.add_argument("--split", default="validation", choices=["validation", "train"])
+    p.add_argument("--batch_size", type=int, default=50)
+    p.add_argument("--eval_image_size", type=int, help="default: the run's training size")
+    p.add_argument("--eval_interval_secs", type=float, default=0,
+                   help="> 0: keep evaluating each new checkpoint, polling this often")
+    p.add_argument("--timeout_secs", type=float, help="with --eval_interval_secs: stop after this long without a new checkpoint")
+    p.add_argument("--no_ema", action="store_true", help="use the raw weights even when the run kept an EMA")
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        raise UserError("--batch_size must be at least 1")
+    if not os.path.isdir(args.dataset_dir):
+        raise UserError(f"--dataset_dir {args.dataset_dir} does not exist")
+    if args.eval_interval_secs > 0:
+        watch(args)
+    else:
+        evaluate_checkpoint(args, _single_checkpoint(args.checkpoint_path))
+
+
+def evaluate_checkpoint(args, prefix):
+    """Evaluate one checkpoint; print and write the results; return them as a dict."""
+    from fgtf import runs
+    from fgtf.plots import confusion_matrix_png
+
+    run_dir = _run_dir(args.checkpoint_path)
+    config = runs.load_run_config(run_dir)
+    image_size = args.eval_image_size or config["image_size"]
+    model = runs.build_network({**config, "image_size": image_size})
+    used_ema = runs.restore_for_inference(model, prefix, use_ema=not args.no_ema)
+    logits, labels = predict_logits(model, args.dataset_dir, args.split, image_size, args.batch_size)
+    results = classification_metrics(logits, labels, config["num_classes"])
+    step = runs.checkpoint_step(prefix)
+    results.update({"checkpoint": prefix, "step": step, "ema_weights": used_ema, "split": args.split,
+                    "num_images": int(len(labels))})
+    eval_dir = args.eval_dir or os.path.join(run_dir, "eval")
+    _write_results(eval_dir, results, step)
+    confusion_matrix_png(results.pop("confusion_matrix"), os.path.join(eval_dir, "confusion_matrix.png"),
+                         title=f"{config['model_name']} step {step}: top-1 {results['top1']:.3f}")
+    print(f"step {step}: top-1 {results['top1']:.4f}  top-5 {results['top5']:.4f}  "
+          f"mean per-class {results['mean_per_class_accuracy']:.4f}  loss {results['loss']:.4f}  "
+          f"({results['num_images']} images{', EMA weights' if used_ema else ''})")
+    print(f"wrote {os.path.join(eval_dir, 'eval_results.json')}")
+    return results
+
+
+def predict_logits(model, dataset_dir, split, image_size, batch_size):
+    """Logits (N, C) of the first output and labels (N,) over a whole split, in
+    record order, batched through tf.data and `predict_on_batch`."""
+    from fgtf.input_pipeline import make_dataset
+
+    dataset = make_dataset(dataset_dir, split, image_size=image_size, batch_size=batch_size, training=False)
+    all_logits, all_labels = [], []
+    for images, labels in dataset:
+        outputs = model.predict_on_batch(images)
+        all_logits.append(np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs, np.float32))
+        all_labels.append(np.asarray(labels))
+    if not all_labels:
+        raise UserError(f"{dataset_dir} has no {split} records")
+    return np.concatenate(all_logits), np.concatenate(all_labels).astype(np.int64)
+
+
+def classification_metrics(logits, labels, num_classes):
+    """top1, top5, mean per-class accuracy, mean cross-entropy loss, per-class
+    accuracies and the confusion matrix [true, predicted] of logits (N, C)."""
+    from fgtf.transfer.linear import classification_report
+
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    k = min(5, logits.shape[1])
+    top_k = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    report = classification_report(labels, logits.argmax(axis=1), num_classes)
+    return {"top1": report["accuracy"], "top5": float(np.mean((top_k == labels[:, None]).any(axis=1))),
+            "mean_per_class_accuracy": report["mean_per_class_accuracy"],
+            "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+            "per_class_accuracy": [None if np.isnan(a) else float(a) for a in report["per_class_accuracy"]],
+            "confusion_matrix": report["confusion_matrix"]}
+
+
+def watch(args):
+    """Evaluate every new checkpoint of the run folder as it appears (eval.sh)."""
+    import tensorflow as tf
+
+    run_dir = _run_dir(args.checkpoint_path)
+    for prefix in tf.train.checkpoints_iterator(run_dir, min_interval_secs=args.eval_interval_secs,
+                                                timeout=args.timeout_secs):
+        evaluate_checkpoint(args, prefix)
+        if os.path.isfile(os.path.join(run_dir, "train_done.json")) and prefix == tf.train.latest_checkpoint(run_dir):
+            print("training has finished; stopping")
+            return
+
+
+def _write_results(eval_dir, results, step):
+    import tensorflow as tf
+
+    from fgtf.fileio import write_json, write_text
+
+    write_json(os.path.join(eval_dir, "eval_results.json"), results)
+    write_text(os.path.join(eval_dir, "per_class_accuracy.csv"), "class,accuracy\n" + "".join(
+        f"{c},{'' if a is None else f'{a:.6f}'}\n" for c, a in enumerate(results["per_class_accuracy"])))
+    with tf.summary.create_file_writer(eval_dir).as_default(step=step):
+        for name in ("top1", "top5", "mean_per_class_accuracy", "loss"):
+            tf.summary.scalar(f"eval/{name}", results[name])
+
+
+def _run_dir(path):
+    return path if os.path.isdir(path) else os.path.dirname(path)
+
+
+def _single_checkpoint(path):
+    from fgtf import runs
+
+    prefix = runs.latest_checkpoint(path)
+    if prefix is None:
+        raise UserError(f"no checkpoint found at {path}")
+    return prefix
+
+
+if __name__ == "__main__":
+    main()

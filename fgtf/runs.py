@@ -1,0 +1,117 @@
+"""A training run's folder (MODEL_DIR): its configuration, its checkpoints and
+the network they belong to. Shared by train, evaluate, feature extraction and
+the attention visualisation, so a run is rebuilt the same way everywhere.
+
+    <model_dir>/run_config.json      what `build_network` needs (model, classes, head, sizes)
+    <model_dir>/ckpt-<n>.index/.data the tf.train.Checkpoint of model, optimizer, input position, EMA
+    <model_dir>/checkpoint           the latest checkpoint's name
+    <model_dir>/train_done.json      written when the run reached its last step
+"""
+import json
+import os
+
+import keras
+
+from fgtf.fileio import write_json
+from tfrecord_tools.cli import UserError
+
+RUN_CONFIG = "run_config.json"
+DONE = "train_done.json"
+EMA_KEY = "ema"
+
+
+def save_run_config(model_dir, config):
+    write_json(os.path.join(model_dir, RUN_CONFIG), config)
+
+
+def load_run_config(model_dir):
+    path = os.path.join(model_dir, RUN_CONFIG)
+    if not os.path.isfile(path):
+        raise UserError(f"{model_dir} is not an fgtf training folder ({RUN_CONFIG} is missing)")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def build_network(config):
+    """The Keras model a run trains: backbone `config['model_name']` with the
+    slim classifier (plus aux logits when `config['aux_logits']`), or wrapped
+    by a head (`config['head']`: sef, sam, cle) with its options. Outputs logits."""
+    from fgtf.models import build_model
+
+    size = config["image_size"]
+    head = config.get("head") or "none"
+    if head == "none":
+        extra = {"aux_logits": True} if config.get("aux_logits") else {}
+        return build_model(config["model_name"], classes=config["num_classes"], classifier_activation=None,
+                           input_shape=(size, size, 3), **extra)
+    raise UserError(f"unknown head {head!r}")
+
+
+def ema_variable_key(variable):
+    """The checkpoint key under `ema/` of a model variable's moving average."""
+    return variable.path.replace("/", ".")
+
+
+def ema_map(optimizer):
+    """{key: moving-average variable} for the optimizer's tracked variables
+    (empty when the optimizer keeps no EMA). The optimizer must be built."""
+    if not getattr(optimizer, "use_ema", False):
+        return {}
+    # Keras keeps the averages in a list aligned with the variables it was built with.
+    return {ema_variable_key(v): average for v, average in
+            zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)}
+
+
+def latest_checkpoint(model_dir_or_prefix):
+    """The newest checkpoint prefix in a run folder, or the given prefix; None if none."""
+    import tensorflow as tf
+
+    if os.path.isdir(model_dir_or_prefix):
+        return tf.train.latest_checkpoint(model_dir_or_prefix)
+    return model_dir_or_prefix if os.path.exists(model_dir_or_prefix + ".index") else None
+
+
+def restore_for_inference(model, checkpoint_prefix, use_ema=True):
+    """Load a run checkpoint's model weights into `model`, then, when the run kept
+    an EMA of its weights and `use_ema`, the averages over the trained weights.
+    Returns True when EMA weights were used."""
+    import tensorflow as tf
+
+    tf.train.Checkpoint(model=model).restore(checkpoint_prefix).expect_partial()
+    if not use_ema:
+        return False
+    reader = tf.train.load_checkpoint(checkpoint_prefix)
+    stored = reader.get_variable_to_shape_map()
+    used = False
+    for variable in model.weights:
+        key = f"{EMA_KEY}/{ema_variable_key(variable)}/.ATTRIBUTES/VARIABLE_VALUE"
+        if key in stored:
+            variable.assign(reader.get_tensor(key))
+            used = True
+    return used
+
+
+def checkpoint_step(checkpoint_prefix):
+    """The global step stored in a run checkpoint."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(checkpoint_prefix)
+    return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def is_run_checkpoint(path):
+    """True for an fgtf run folder or run checkpoint (rather than a TF-Slim one)."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, RUN_CONFIG)):
+        return True
+    prefix = latest_checkpoint(path) if os.path.isdir(path) else path
+    if not prefix or not os.path.exists(prefix + ".index"):
+        return False
+    import tensorflow as tf
+
+    return "step/.ATTRIBUTES/VARIABLE_VALUE" in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+
+
+def keras_model_summary_line(model):
+    trainable = sum(int(keras.ops.size(v)) for v in model.trainable_weights)
+    total = sum(int(keras.ops.size(v)) for v in model.weights)
+    return f"{model.name}: {total:,} weights, {trainable:,} trainable"
