@@ -552,14 +552,19 @@ def test_weak_shot_split_with_web_folders(tmp_path):
         datasets.weak_shot_split("cub_200", str(tmp_path), novel_classes=[2, 0])
 
 
-def test_web_list_and_missing_web_data(tmp_path):
-    _lines(tmp_path / "train.txt", ["c0/a.jpg: 0", "c1/b.jpg: 1", "c2/c.jpg: 2"])
+def test_weak_shot_split_with_web_list_or_noisy_synthetic_train_list(tmp_path):
+    _lines(tmp_path / "train.txt", ["c0/a.jpg: 0", "c1/b.jpg: 1", "c2/c.jpg: 2", "c2/f.jpg: 2"])
     _lines(tmp_path / "val.txt", ["c0/d.jpg: 0", "c2/e.jpg: 2"])
-    with pytest.raises(UserError, match=r"web.txt is missing; the weak-shot setting needs the noisy web"):
-        datasets.weak_shot_split("synthetic", str(tmp_path), novel_classes=[2])
-    _lines(tmp_path / "web.txt", ["web/c2/x.jpg: 2", "web/c2/y.jpg: 2", "web/c0/z.jpg: 0"])
+    # synthetic --label_noise: the novel classes' own (noisy) training images
     split = datasets.weak_shot_split("synthetic", str(tmp_path), novel_classes=[2])
     assert split.base_classes == [0, 1]
-    assert [(os.path.relpath(r.path, tmp_path), r.label) for r in split.novel_train] == [
-        ("web/c2/x.jpg", 0), ("web/c2/y.jpg", 0)]
+    assert [(os.path.relpath(r.path, tmp_path), r.label) for r in split.novel_train] == [("c2/c.jpg", 0), ("c2/f.jpg", 0)]
     assert [r.label for r in split.base_train] == [0, 1] and [r.label for r in split.novel_test] == [0]
+    # a real dataset needs web data
+    with pytest.raises(UserError, match=r"web.txt is missing; the weak-shot setting needs the noisy web"):
+        datasets.weak_shot_split("cub_200", str(tmp_path), novel_classes=[2])
+    _lines(tmp_path / "web.txt", ["web/c2/x.jpg: 2", "web/c2/y.jpg: 2", "web/c0/z.jpg: 0"])
+    for name in ("synthetic", "cub_200"):
+        split = datasets.weak_shot_split(name, str(tmp_path), novel_classes=[2])
+        assert [(os.path.relpath(r.path, tmp_path), r.label) for r in split.novel_train] == [
+            ("web/c2/x.jpg", 0), ("web/c2/y.jpg", 0)]

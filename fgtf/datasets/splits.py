@@ -104,8 +104,7 @@ def class_names_of(records):
 def read_web_split(dataset_dir, class_names):
     """The noisy web training images in `dataset_dir`, labelled by their search
     query (the class they were found for), as `Record`s in the dataset's label space:
-      `web.txt`: seed-style list `relative/path.jpg: <label>` (what the synthetic
-                 generator writes with `--label_noise`), or
+      `web.txt`: seed-style list `relative/path.jpg: <label>`, or
       `web/<class name>/*`: one folder per class (SimTrans' `CUB_web` layout),
                  folder names matching `class_names[label]` with or without an
                  'NNN.' prefix; files sorted by name within a class.
@@ -132,9 +131,15 @@ def read_web_split(dataset_dir, class_names):
 
 def weak_shot_split(name, dataset_dir, novel_classes, base_classes=None):
     """The weak-shot data of dataset `name` in `dataset_dir`: clean train and
-    validation images of the base classes, noisy web images (`read_web_split`)
-    and clean validation images of the novel classes. `novel_classes` and
-    `base_classes` are label lists (default base: every other label)."""
+    validation images of the base classes, noisy training images and clean
+    validation images of the novel classes. `novel_classes` and `base_classes`
+    are label lists (default base: every other label; the synthetic generator
+    records its novel classes in `synthetic.json`).
+
+    The novel classes' noisy training images are the web data of
+    `read_web_split` when the folder has it; a `synthetic` dataset without web
+    data uses its own training list, whose novel classes carry the web-like
+    label noise of `--label_noise` (true labels: `train_clean_labels.txt`)."""
     train = read_split(name, dataset_dir, "train")
     validation = read_split(name, dataset_dir, "validation")
     num_classes = max(r.label for r in train + validation) + 1
@@ -142,7 +147,9 @@ def weak_shot_split(name, dataset_dir, novel_classes, base_classes=None):
         base_classes = _other_labels(num_classes, novel_classes)
     names = {**class_names_of(train), **class_names_of(validation)}
     class_names = [names.get(label, str(label)) for label in range(num_classes)]
-    web = read_web_split(dataset_dir, class_names)
+    has_web_data = os.path.exists(os.path.join(dataset_dir, WEB_LIST)) or os.path.isdir(
+        os.path.join(dataset_dir, WEB_FOLDER))
+    web = train if name == "synthetic" and not has_web_data else read_web_split(dataset_dir, class_names)
     return WeakShotSplit(
         base_train=select_classes(train, base_classes),
         base_test=select_classes(validation, base_classes),
