@@ -116,6 +116,10 @@ def _read_stanford_dogs(tree, split):
             paths = [line.strip() for line in handle if line.strip()]
         folders = sorted(entry.name for entry in os.scandir(tree.require("Images")) if entry.is_dir())
         label_of = {folder: label for label, folder in enumerate(folders)}
+        strays = [path for path in paths if path.split("/", 1)[0] not in label_of]
+        if strays:
+            raise UserError(f"stanford_dogs: {list_path} lists {strays[0]}, whose breed folder is not in "
+                            f"{tree.path('Images')}")
         labels = [label_of[path.split("/", 1)[0]] for path in paths]
     # folders are '<wnid>-<breed>', e.g. 'n02085620-Chihuahua'
     return [Record(tree.path("Images", path), label, path.split("/", 1)[0].split("-", 1)[-1])
@@ -255,6 +259,9 @@ def _ilsvrc_val_truth(tree):
             wnid_of = {int(i): str(w) for i, w in zip(*_struct_columns(synsets, meta, "ILSVRC2012_ID", "WNID"))}
             with open(tree.path(folder + devkit_files[0]), encoding="utf-8") as handle:
                 ids = [int(line) for line in handle if line.strip()]
+            unknown = sorted(set(ids) - set(wnid_of))
+            if unknown:
+                raise UserError(f"ILSVRC2012: class id {unknown[0]} of {devkit_files[0]} is not in {meta}")
             return {f"ILSVRC2012_val_{number:08d}": wnid_of[i] for number, i in enumerate(ids, 1)}
     raise UserError(f"ILSVRC2012: {tree.path('LOC_val_solution.csv')} is missing; the validation labels need it "
                     f"or the devkit's ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt with "
