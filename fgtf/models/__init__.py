@@ -27,8 +27,8 @@ FEATURE_ENDPOINTS = {
     "inception_v3": "Mixed_7c",
     "inception_v3_se": "Mixed_7c",
     "inception_v4": "Mixed_7d",
-    "inception_resnet_v2": "Conv2d_7b_1x1",
-    "inception_resnet_v2_se": "Conv2d_7b_1x1",
+    "inception_resnet_v2": "Conv2d_7b_1x1.Relu",
+    "inception_resnet_v2_se": "Conv2d_7b_1x1.Relu",
     "resnet_v2_50": "postnorm.Relu",
     "resnet_v2_101": "postnorm.Relu",
     "resnet_v2_152": "postnorm.Relu",
@@ -49,7 +49,8 @@ def get_builder(name):
 
 def feature_endpoint(name):
     """Layer name of network `name`'s feature end point (`Mixed_7c`, `Mixed_7d`,
-    `Conv2d_7b_1x1`, or the ResNets' post-norm ReLU `postnorm.Relu`)."""
+    the ReLU `Conv2d_7b_1x1.Relu` of Inception-ResNet-v2, whose conv holds the
+    name `Conv2d_7b_1x1`, or the ResNets' post-norm ReLU `postnorm.Relu`)."""
     _check_name(name)
     return FEATURE_ENDPOINTS[name]
 
