@@ -21,6 +21,7 @@ setup(
         "pillow",
         "matplotlib",
         "tqdm",
+        "google-crc32c",
     ],
     extras_require={"test": ["pytest", "nbclient", "ipykernel", "nbformat"]},
     entry_points={"console_scripts": ["fgtf = fgtf.cli:main"]},
