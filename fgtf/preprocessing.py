@@ -1,0 +1,148 @@
+"""Inception-style image preprocessing as TensorFlow ops: TF-Slim's
+`inception_preprocessing` (the preprocessing the original iNat2017 checkpoints
+were trained and evaluated with), taking encoded image bytes.
+
+Training (`preprocess_for_train`), per image, with one stateless seed:
+1. `stateless_sample_distorted_bounding_box` over the whole image
+   (min_object_covered 0.1, aspect ratio (0.75, 1.33), area (0.05, 1.0),
+   100 attempts; the whole image when no attempt succeeds), as slim's
+   `distorted_bounding_box_crop`;
+2. decode only that window (`tf.io.decode_and_crop_jpeg`);
+3. bilinear resize to `image_size` (slim's `tf.image.resize_images`: the legacy
+   sampling, align_corners=False and no half-pixel centres);
+4. random left-right flip;
+5. colour distortion as slim's `distort_color(fast_mode=True)`: random
+   brightness (max delta 32/255) then random saturation (0.5 to 1.5), clipped
+   to [0, 1]. Slim's `preprocess_image` defaults to fast_mode=True, which uses
+   one resize method (bilinear) and one colour ordering (brightness first);
+   the four random orderings and hue/contrast belong to fast_mode=False, which
+   the original training did not use, so they are not offered here;
+6. scale to [-1, 1]: (x - 0.5) * 2.
+
+Evaluation (`preprocess_for_eval`), exactly as slim's `preprocess_for_eval`:
+decode the whole image, convert to float in [0, 1], `tf.image.central_crop`
+(0.875), the same legacy bilinear resize, then (x - 0.5) * 2.
+
+Where the training path differs from slim, and why it does not matter:
+- Slim decodes the whole JPEG and then slices the sampled window; here only
+  the window is decoded. libjpeg decodes a window with the same IDCT, so luma
+  pixels are identical; chroma upsampling of 4:2:0 JPEGs may differ at the
+  window's border, whose pixels are interpolated without their neighbours
+  outside the window. Measured on random windows of 4:2:0 test JPEGs
+  (tests/test_preprocessing.py::test_crop_window_decode_matches_full_decode):
+  every pixel inside the window's one-pixel border is identical, and border
+  pixels differ by at most 22 grey levels of 255 (about half the windows
+  show any difference); 4:4:4 JPEGs decode identically. Only the outermost
+  output rows and columns can show it, and the same pipeline shifts every
+  pixel by up to 32 grey levels of brightness jitter, so it does not change
+  training materially. Evaluation decodes the whole image: exactly slim's.
+- The random draws come from stateless ops seeded per example
+  (`tf.image.stateless_*`), not from slim's stateful ops: the distributions
+  are the same, and a seed makes a pipeline reproducible.
+- Bytes that are not JPEG (PNG, GIF, BMP, as some TFDS datasets store) are
+  decoded whole with `tf.io.decode_image` and then cropped to the same
+  sampled window, i.e. exactly slim's order.
+"""
+import tensorflow as tf
+
+CENTRAL_FRACTION = 0.875
+# slim's distorted_bounding_box_crop defaults
+MIN_OBJECT_COVERED = 0.1
+ASPECT_RATIO_RANGE = (0.75, 1.33)
+AREA_RANGE = (0.05, 1.0)
+MAX_ATTEMPTS = 100
+# slim's distort_color(fast_mode=True)
+BRIGHTNESS_MAX_DELTA = 32.0 / 255.0
+SATURATION_RANGE = (0.5, 1.5)
+
+
+def preprocess_image(encoded, image_size, training, seed=None):
+    """Encoded image bytes (scalar string tensor) -> float32 [H, W, 3] in
+    [-1, 1]. `image_size` is an int or (height, width). Training needs a
+    stateless `seed` (int32/int64 tensor of shape [2]); evaluation ignores it."""
+    if training:
+        if seed is None:
+            raise ValueError("training preprocessing needs a stateless seed of shape [2]")
+        return preprocess_for_train(encoded, image_size, seed)
+    return preprocess_for_eval(encoded, image_size)
+
+
+def preprocess_for_train(encoded, image_size, seed):
+    """Slim's training preprocessing (see the module docstring) of one encoded
+    image -> float32 [height, width, 3] in [-1, 1]. `seed`: shape [2] int
+    tensor; the same seed gives the same crop, flip and colour."""
+    crop_seed, flip_seed, brightness_seed, saturation_seed = tf.unstack(
+        tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4))
+
+    def sample_window(image_shape):
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            image_shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed,
+            min_object_covered=MIN_OBJECT_COVERED, aspect_ratio_range=ASPECT_RATIO_RANGE,
+            area_range=AREA_RANGE, max_attempts=MAX_ATTEMPTS, use_image_if_no_bounding_boxes=True)
+        return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+    image = decode_window(encoded, sample_window)
+    image = _resize_bilinear(tf.image.convert_image_dtype(image, tf.float32), image_size)
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    image = tf.image.stateless_random_brightness(image, BRIGHTNESS_MAX_DELTA, brightness_seed)
+    image = tf.image.stateless_random_saturation(image, *SATURATION_RANGE, saturation_seed)
+    return _to_signed_unit(tf.clip_by_value(image, 0.0, 1.0))
+
+
+def preprocess_for_eval(encoded, image_size, central_fraction=CENTRAL_FRACTION):
+    """Slim's evaluation preprocessing of one encoded image -> float32
+    [height, width, 3] in [-1, 1]: whole-image decode, central crop of
+    `central_fraction`, legacy bilinear resize, (x - 0.5) * 2."""
+    image = tf.image.convert_image_dtype(decode_image(encoded), tf.float32)
+    image = tf.image.central_crop(image, central_fraction)
+    return _to_signed_unit(_resize_bilinear(image, image_size))
+
+
+def decode_image(encoded):
+    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 [H, W, 3] (grey is expanded,
+    alpha dropped, an animated GIF gives its first frame)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_window(encoded, window_fn):
+    """Decode only a window of an encoded image -> uint8 [h, w, 3].
+
+    `window_fn(image_shape)` maps the image's [height, width, channels] (int32)
+    to the window [offset_y, offset_x, h, w] (int32). JPEG bytes read their
+    shape from the header and decode just the window; other formats are
+    decoded whole and sliced."""
+
+    def jpeg_window():
+        window = window_fn(tf.io.extract_jpeg_shape(encoded))
+        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+
+    def other_window():
+        image = decode_image(encoded)
+        window = window_fn(tf.shape(image))
+        return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], 3])
+
+    image = tf.cond(tf.io.is_jpeg(encoded), jpeg_window, other_window)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _resize_bilinear(image, image_size):
+    # TF1's resize_images / resize_bilinear, which slim used: align_corners=False
+    # and no half-pixel centres (TF2's tf.image.resize shifts by half a pixel).
+    height, width = _pair(image_size)
+    resized = tf.raw_ops.ResizeBilinear(images=image[tf.newaxis], size=[height, width],
+                                        align_corners=False, half_pixel_centers=False)
+    return resized[0]
+
+
+def _to_signed_unit(image):
+    return (image - 0.5) * 2.0
+
+
+def _pair(image_size):
+    if isinstance(image_size, int):
+        return image_size, image_size
+    height, width = image_size
+    return int(height), int(width)
