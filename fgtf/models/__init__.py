@@ -20,6 +20,9 @@ _BUILDERS = {
     "resnet_v2_50": ("fgtf.models.resnet_v2", "ResNet50V2"),
     "resnet_v2_101": ("fgtf.models.resnet_v2", "ResNet101V2"),
     "resnet_v2_152": ("fgtf.models.resnet_v2", "ResNet152V2"),
+    "swin_tiny": ("fgtf.models.swin", "SwinTiny"),
+    "swin_small": ("fgtf.models.swin", "SwinSmall"),
+    "swin_base": ("fgtf.models.swin", "SwinBase"),
 }
 
 # name -> the layer whose spatial mean the original feature extraction used
@@ -32,6 +35,10 @@ FEATURE_ENDPOINTS = {
     "resnet_v2_50": "postnorm.Relu",
     "resnet_v2_101": "postnorm.Relu",
     "resnet_v2_152": "postnorm.Relu",
+    # Swin: the final LayerNorm's (batch, H/32, W/32, C) map
+    "swin_tiny": "norm",
+    "swin_small": "norm",
+    "swin_base": "norm",
 }
 
 
