@@ -221,15 +221,17 @@ def _record(output_dir, split, result):
     if result.kept:
         return
     with manifest_lib.locked(output_dir):
-        manifest = manifest_lib.load_manifest(output_dir)
-        manifest["splits"][split]["shards"][result.name] = result.entry
-        manifest_lib.save_manifest(output_dir, manifest)
+        # Report first, manifest last: the manifest entry is what makes a shard count
+        # as done, so a kill between the two writes only costs rewriting the shard.
         report = manifest_lib.load_report(output_dir)
         lines = report.setdefault(split, {"skipped": [], "reencoded": []})
         for kind, new in (("skipped", result.skipped), ("reencoded", result.reencoded)):
             lines[kind] = sorted([line for line in lines[kind] if line["shard"] != result.name] + new,
                                  key=lambda line: (line["shard"], line["position"]))
         manifest_lib.save_report(output_dir, report)
+        manifest = manifest_lib.load_manifest(output_dir)
+        manifest["splits"][split]["shards"][result.name] = result.entry
+        manifest_lib.save_manifest(output_dir, manifest)
 
 
 # --- the workers -----------------------------------------------------------
