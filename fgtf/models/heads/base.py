@@ -1,0 +1,105 @@
+"""What every fgtf head shares: a `keras.Model` that wraps a backbone's
+feature map and adds its own training losses to the compiled one.
+
+A head model returns the classification logits at inference (`predict`,
+`evaluate`, `model(x)`), and in training mode (`model(x, training=True)`, as
+`fit` calls it) a dict of head outputs whose `"logits"` entry is what the
+compiled loss and metrics see. `compute_loss` adds the head's own terms
+(`loss_terms`), so `model.compile(optimizer, loss=...)` + `model.fit` work
+unchanged, on one device or under `tf.distribute`. Each term is also tracked
+as a metric of the same name and shows up in the `fit` logs.
+"""
+import keras
+from keras import ops
+
+
+def feature_map_channels(backbone):
+    """Channel count of `backbone`'s single 4-D output (B, H, W, C)."""
+    outputs = getattr(backbone, "outputs", None)
+    if not outputs or len(outputs) != 1 or len(outputs[0].shape) != 4:
+        shapes = [tuple(o.shape) for o in outputs or []]
+        raise ValueError("a head needs a backbone with one 4-D feature-map output (B, H, W, C), "
+                         f"e.g. build_model(name, include_top=False); got outputs {shapes}")
+    channels = outputs[0].shape[-1]
+    if channels is None:
+        raise ValueError("the backbone's feature map must have a known channel count")
+    return int(channels)
+
+
+class HeadModel(keras.Model):
+    """Base class: `backbone` (a Keras model with one 4-D output) + a head.
+
+    Subclasses define `head(feature_map, training)` -> dict with at least
+    `"logits"` (the head's layers must already be built in `__init__`, so
+    `.keras` loading needs no sample call), and `loss_terms(x, y, outputs)` ->
+    dict name -> weighted scalar term. Terms named in `batch_sum_terms` are sums
+    over the batch (not means), so under `tf.distribute` they are not divided by
+    the replica count: the gradients, summed over replicas, then equal those of
+    one device seeing the whole batch.
+    """
+
+    term_names = ()
+    batch_sum_terms = frozenset()
+
+    def __init__(self, backbone, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.num_classes = int(num_classes)
+        self.channels = feature_map_channels(backbone)
+        self.term_trackers = [keras.metrics.Mean(name=name) for name in self.term_names]
+
+    def call(self, inputs, training=False):
+        """Logits (B, num_classes) at inference; the head's output dict in training."""
+        feature_map = self.feature_map(inputs, training=training)
+        outputs = self.head(feature_map, training=training)
+        if training:
+            outputs["feature_map"] = feature_map
+            return outputs
+        return outputs["logits"]
+
+    def feature_map(self, inputs, training=False):
+        """The backbone's feature map in float32 (heads compute in float32 even
+        under a mixed-precision policy)."""
+        return ops.cast(self.backbone(inputs, training=training), "float32")
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, dict):
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        loss = super().compute_loss(x, y, y_pred["logits"], sample_weight, training=training)
+        terms = self.loss_terms(x, y, y_pred)
+        for tracker in self.term_trackers:
+            tracker.update_state(terms[tracker.name])
+        for name, value in terms.items():
+            # `_aggregate_additional_loss` is how Keras adds `add_loss` terms:
+            # float cast plus the 1/replicas scaling the compiled loss also gets.
+            loss = loss + (value if name in self.batch_sum_terms
+                           else self._aggregate_additional_loss(value))
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        training = isinstance(y_pred, dict)
+        logs = super().compute_metrics(x, y, y_pred["logits"] if training else y_pred, sample_weight)
+        if not training:  # the head terms are training-only; do not log stale values
+            for name in self.term_names:
+                logs.pop(name, None)
+        return logs
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "num_classes": self.num_classes}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"],
+                                                                   custom_objects=custom_objects)
+        return cls(**config)
+
+
+def torch_linear_initializers(fan_in):
+    """PyTorch's default `nn.Linear`/`nn.Conv2d` init: kernel and bias both
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (what the original heads start from)."""
+    bound = 1.0 / float(fan_in) ** 0.5
+    return (keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform"),
+            keras.initializers.RandomUniform(-bound, bound))
