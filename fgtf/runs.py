@@ -111,6 +111,13 @@ def is_run_checkpoint(path):
     return "step/.ATTRIBUTES/VARIABLE_VALUE" in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
 
 
+def backbone_of(model):
+    """The slim-named backbone: the model itself, or the backbone a head wraps
+    (the first nested keras.Model)."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return nested[0] if nested else model
+
+
 def keras_model_summary_line(model):
     trainable = sum(int(keras.ops.size(v)) for v in model.trainable_weights)
     total = sum(int(keras.ops.size(v)) for v in model.weights)

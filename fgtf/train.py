@@ -299,21 +299,10 @@ def _initialise(model, args, config):
         runs.restore_for_inference(model, prefix)
         print(f"initialised from fgtf run checkpoint {prefix}")
         return
-    backbone = _slim_backbone(model)
+    backbone = runs.backbone_of(model)
     load_weights(backbone, path, exclude_scopes=args.checkpoint_exclude_scopes)
     print(f"initialised {backbone.name} from {path}"
           + (f" (excluding {args.checkpoint_exclude_scopes})" if args.checkpoint_exclude_scopes else ""))
-
-
-def _slim_backbone(model):
-    """The model whose name is the slim top scope: the model itself, or the
-    backbone a head wraps."""
-    import keras
-
-    from fgtf.models import list_models
-
-    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    return nested[0] if nested else model
 
 
 def _checkpoint_dir(train_dir, chief, strategy):

@@ -25,8 +25,12 @@ _SLIM_VARIABLE = {
 
 def slim_variable_name(top_scope, layer_name, variable_name):
     """`('InceptionV3', 'Conv2d_1a_3x3', 'kernel')` -> `'InceptionV3/Conv2d_1a_3x3/weights'`."""
-    scope = layer_name.replace(SCOPE_SEPARATOR, "/")
-    return f"{top_scope}/{scope}/{_SLIM_VARIABLE[variable_name]}"
+    return f"{slim_scope(top_scope, layer_name)}/{_SLIM_VARIABLE[variable_name]}"
+
+
+def slim_scope(top_scope, layer_name):
+    """`('InceptionV3', 'Logits.Conv2d_1c_1x1')` -> `'InceptionV3/Logits/Conv2d_1c_1x1'`."""
+    return f"{top_scope}/{layer_name.replace(SCOPE_SEPARATOR, '/')}"
 
 
 def scope(*parts):

@@ -1,0 +1,152 @@
+"""Checkpoint loading: slim name mapping, EMA shadows, exclusions, clear
+errors, the convert CLI, Keras weights files and SavedModel folders."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from fgtf import checkpoints
+from fgtf.models.layers import conv_bn
+from tfrecord_tools.cli import UserError
+
+
+def _tiny(classes=3, name="Tiny"):
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 4, 3, "Conv2d_1a_3x3")
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(classes, name="Logits.Logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _slim_values(classes=3, rng=None):
+    rng = rng or np.random.default_rng(0)
+    return {
+        "Tiny/Conv2d_1a_3x3/weights": rng.normal(size=(3, 3, 3, 4)),
+        "Tiny/Conv2d_1a_3x3/BatchNorm/beta": rng.normal(size=4),
+        "Tiny/Conv2d_1a_3x3/BatchNorm/moving_mean": rng.normal(size=4),
+        "Tiny/Conv2d_1a_3x3/BatchNorm/moving_variance": rng.uniform(0.5, 1.5, 4),
+        "Tiny/Logits/Logits/weights": rng.normal(size=(4, classes)),
+        "Tiny/Logits/Logits/biases": rng.normal(size=classes),
+    }
+
+
+def _write(prefix, values):
+    names = sorted(values)
+    tf.raw_ops.SaveV2(prefix=tf.constant(str(prefix)), tensor_names=tf.constant(names),
+                      shape_and_slices=tf.constant([""] * len(names)),
+                      tensors=[tf.constant(np.asarray(values[n], np.float32)) for n in names])
+    return str(prefix)
+
+
+def _weights(model):
+    return {f"{l.name}/{w.name}": np.asarray(w) for l in model.layers for w in l.weights}
+
+
+def test_every_weight_maps_by_slim_name(tmp_path):
+    values = _slim_values()
+    model = _tiny()
+    read = checkpoints.load_slim_checkpoint(model, _write(tmp_path / "ckpt", values))
+    assert sorted(read) == sorted(values)
+    w = _weights(model)
+    np.testing.assert_allclose(w["Conv2d_1a_3x3/kernel"], values["Tiny/Conv2d_1a_3x3/weights"], rtol=1e-6)
+    np.testing.assert_allclose(w["Conv2d_1a_3x3.BatchNorm/moving_variance"],
+                               values["Tiny/Conv2d_1a_3x3/BatchNorm/moving_variance"], rtol=1e-6)
+    np.testing.assert_allclose(w["Logits.Logits/bias"], values["Tiny/Logits/Logits/biases"], rtol=1e-6)
+
+
+def test_ema_shadows_used_for_trainable_variables_only(tmp_path):
+    values = _slim_values()
+    shadows = {f"{n}/ExponentialMovingAverage": v + 10 for n, v in values.items()}
+    prefix = _write(tmp_path / "ckpt", {**values, **shadows, "global_step": np.array(5.0),
+                                        "Tiny/Logits/Logits/weights/Momentum": values["Tiny/Logits/Logits/weights"]})
+    for use_ema, offset in (("auto", 10), (True, 10), (False, 0)):
+        model = _tiny()
+        checkpoints.load_slim_checkpoint(model, prefix, use_ema=use_ema)
+        w = _weights(model)
+        np.testing.assert_allclose(w["Conv2d_1a_3x3/kernel"], values["Tiny/Conv2d_1a_3x3/weights"] + offset, rtol=1e-6)
+        np.testing.assert_allclose(w["Conv2d_1a_3x3.BatchNorm/beta"],
+                                   values["Tiny/Conv2d_1a_3x3/BatchNorm/beta"] + offset, rtol=1e-6)
+        # BN moving statistics always come from their plain names
+        np.testing.assert_allclose(w["Conv2d_1a_3x3.BatchNorm/moving_mean"],
+                                   values["Tiny/Conv2d_1a_3x3/BatchNorm/moving_mean"], rtol=1e-6)
+    with pytest.raises(UserError, match="no ExponentialMovingAverage"):
+        checkpoints.load_slim_checkpoint(_tiny(), _write(tmp_path / "plain", values), use_ema=True)
+
+
+def test_mismatches_are_reported_together_unless_excluded(tmp_path):
+    prefix = _write(tmp_path / "ckpt", {**_slim_values(classes=5), "Tiny/Extra/weights": np.ones(2)})
+    with pytest.raises(UserError) as error:
+        checkpoints.load_slim_checkpoint(_tiny(classes=3), prefix)
+    message = str(error.value)
+    assert "2 shape mismatches" in message and "Tiny/Logits/Logits/weights (4, 5) vs Keras (4, 3)" in message
+    assert "not used by the model (Tiny/Extra/weights)" in message
+    model = _tiny(classes=3)
+    before = _weights(model)["Logits.Logits/kernel"].copy()
+    checkpoints.load_slim_checkpoint(model, prefix, exclude_scopes="Tiny/Logits,Extra")
+    np.testing.assert_array_equal(_weights(model)["Logits.Logits/kernel"], before)
+
+
+def test_missing_variables_and_paths_are_clear_errors(tmp_path):
+    values = _slim_values()
+    del values["Tiny/Conv2d_1a_3x3/BatchNorm/beta"]
+    with pytest.raises(UserError, match="1 model weights have no checkpoint variable .*BatchNorm/beta"):
+        checkpoints.load_slim_checkpoint(_tiny(), _write(tmp_path / "ckpt", values))
+    with pytest.raises(UserError, match="not found"):
+        checkpoints.load_slim_checkpoint(_tiny(), str(tmp_path / "nothing.ckpt"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no TF checkpoint"):
+        checkpoints.load_slim_checkpoint(_tiny(), str(tmp_path / "empty"))
+
+
+def test_folder_with_a_checkpoint_is_accepted(tmp_path):
+    folder = tmp_path / "ckpt_dir"
+    folder.mkdir()
+    _write(folder / "model.ckpt", _slim_values())
+    checkpoints.load_slim_checkpoint(_tiny(), str(folder))
+
+
+@pytest.mark.reference
+def test_convert_cli_then_load_weights_file_into_a_headless_build(tmp_path, slim_checkpoint, capsys):
+    from fgtf.models import build_model
+    from fgtf.models.layers import slim_variable_name
+
+    prefix = slim_checkpoint("inception_v3")
+    out = tmp_path / "inception_v3.weights.h5"
+    checkpoints.main(["convert", "--model", "inception_v3", "--checkpoint", prefix, "--out", str(out)])
+    assert "10 classes, aux logits" in capsys.readouterr().out
+    # The file holds the classifier; a feature extractor without it loads the rest by layer name.
+    model = build_model("inception_v3", include_top=False, weights=str(out), input_shape=(139, 139, 3))
+    reader = tf.train.load_checkpoint(prefix)
+    compared = 0
+    for layer in model.layers:
+        for weight in layer.weights:
+            expected = reader.get_tensor(slim_variable_name("InceptionV3", layer.name, weight.name))
+            np.testing.assert_array_equal(np.asarray(weight), expected)
+            compared += 1
+    assert compared > 300
+
+
+def test_convert_cli_errors_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        checkpoints.main(["convert", "--model", "inception_v3", "--checkpoint", "x", "--out", "y.h5"])
+    assert exit_info.value.code == 2 and ".weights.h5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        checkpoints.main(["convert", "--model", "nonet", "--checkpoint", _write(tmp_path / "c", _slim_values()),
+                          "--out", str(tmp_path / "y.weights.h5")])
+    assert exit_info.value.code == 2 and "unknown model" in capsys.readouterr().err
+
+
+def test_saved_model_folder_as_feature_extractor(tmp_path):
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+        def __call__(self, images):
+            return tf.concat([tf.reduce_mean(images, axis=[1, 2]), tf.reduce_max(images, axis=[1, 2])], axis=1)
+
+    folder = tmp_path / "hub_module"
+    tf.saved_model.save(Module(), str(folder))
+    assert checkpoints.is_saved_model(folder) and not checkpoints.is_saved_model(tmp_path)
+    model = checkpoints.hub_feature_model(str(folder), 16)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    unit = (images + 1) / 2
+    expected = np.concatenate([unit.mean(axis=(1, 2)), unit.max(axis=(1, 2))], axis=1)
+    np.testing.assert_allclose(model.predict_on_batch(images), expected, rtol=1e-5)
