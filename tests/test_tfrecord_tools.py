@@ -134,6 +134,28 @@ def test_good_jpeg_passes_through_byte_identical(tmp_path, options):
     assert (result.height, result.width, result.conversion) == (37, 53, None)
 
 
+def _exif(tags):
+    exif = Image.Exif()
+    exif.update(tags)
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"progressive": True}, {"subsampling": 0}, {"exif": _exif({})}, {"exif": _exif({0x0112: 1})},
+    {"exif": _exif({0x0112: 3})}, {"exif": _exif({0x010F: "Camera", 0x0112: 8})}, {"comment": b"hello"},
+    {"icc_profile": b"\0" * 300}, {"mode": "L"}, {"mode": "CMYK"},
+], ids=["baseline", "progressive", "4:4:4", "empty-exif", "orientation1", "orientation3", "orientation8",
+        "comment", "icc", "grayscale", "cmyk"])
+def test_marker_scan_agrees_with_pil(tmp_path, options):
+    options = dict(options)
+    image = Image.fromarray(_pattern(30, 50)).convert(options.pop("mode", "RGB"))
+    path = _save(str(tmp_path / "x.jpg"), image, "JPEG", **options)
+    with Image.open(path) as opened:
+        plain = opened.mode == "RGB" and opened.getexif().get(0x0112, 1) == 1
+        expected = (opened.height, opened.width) if plain else None
+    assert images._plain_jpeg_size(open(path, "rb").read()) == expected
+
+
 def test_jpeg_with_bytes_after_its_end_marker_passes_through(tmp_path):
     path = _jpeg(str(tmp_path / "trailer.jpg"))
     with open(path, "ab") as out:

@@ -21,6 +21,7 @@ protobuf wire format directly, so conversion workers never import TensorFlow
     dataset = tf.data.TFRecordDataset(files).map(parse_example)
     # each element: {'image/encoded': tf.string scalar, 'image/class/label': tf.int64 scalar, ...}
 """
+import functools
 import struct
 
 ENCODED = "image/encoded"
@@ -54,9 +55,7 @@ def encode_example(jpeg_bytes, label, height, width, filename=None, class_text=N
     if class_text is not None:
         features[CLASS_TEXT] = _bytes_feature(class_text.encode("utf-8"))
     # Features.feature is map<string, Feature>: each entry is a message {1: key, 2: value}.
-    entries = b"".join(
-        _field(1, _field(1, key.encode("utf-8")) + _field(2, value))
-        for key, value in sorted(features.items()))
+    entries = b"".join(_field(1, _key_field(key) + _field(2, value)) for key, value in sorted(features.items()))
     return _field(1, entries)  # Example.features = 1
 
 
@@ -144,7 +143,17 @@ def _field(number, payload):
     return _varint(number << 3 | _LENGTH) + _varint(len(payload)) + payload
 
 
+@functools.lru_cache(maxsize=64)
+def _key_field(key):
+    return _field(1, key.encode("utf-8"))
+
+
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+
+
 def _varint(value):
+    if 0 <= value < 0x80:  # the common case (tags, labels, short lengths), kept cheap
+        return _ONE_BYTE[value]
     value &= (1 << 64) - 1  # negative int64 is encoded as its two's complement
     out = bytearray()
     while value > 0x7F:

@@ -12,10 +12,11 @@ Rules, in order:
   writer skips and reports such files (or stops, in strict mode).
 - A JPEG whose pixels are 8-bit RGB (baseline or progressive, any chroma
   subsampling) and whose EXIF orientation is absent or 1 passes through
-  byte for byte. Its size comes from the JPEG header, which PIL reads lazily,
-  so it is never decoded. The one exception: a file that does not end with the
-  JPEG end-of-image marker is decoded once to tell a truncated file (bad) from
-  one with trailing bytes (kept as is).
+  byte for byte. Its size comes from the JPEG header (a scan of its markers;
+  PIL's lazy header read for anything unusual), so it is never decoded. The
+  one exception: a file that does not end with the JPEG end-of-image marker
+  is decoded once to tell a truncated file (bad) from one with trailing bytes
+  (kept as is).
 - Everything else is decoded and re-encoded as RGB JPEG at `quality` (95):
   CMYK and grayscale JPEG; PNG, GIF, BMP, TIFF, WebP ... whatever the file
   name says; palette images; 16-bit images (scaled from 0..65535 to 0..255,
@@ -44,6 +45,8 @@ NormalizedImage.__doc__ = ("`jpeg`: RGB JPEG bytes; `height`, `width`: pixels; `
 
 DEFAULT_QUALITY = 95
 _EXIF_ORIENTATION = 0x0112
+_PLAIN_SOF = (0xC0, 0xC1, 0xC2)  # baseline, extended sequential, progressive (Huffman)
+_OTHER_SOF = (0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
 _JPEG_FORMATS = ("JPEG", "MPO")  # MPO: camera multi-picture files, a JPEG followed by extra frames
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
@@ -69,6 +72,9 @@ def normalize_image(path, quality=DEFAULT_QUALITY):
     docstring for what passes through and what is re-encoded). Raises
     `BadImage` for files that cannot be used."""
     data = _read_bytes(path)
+    size = _plain_jpeg_size(data) if _ends_with_jpeg_eoi(data) else None
+    if size is not None:
+        return NormalizedImage(data, size[0], size[1], None)
     with warnings.catch_warnings():
         # PIL warns about odd EXIF or metadata; the image itself is judged below.
         warnings.simplefilter("ignore")
@@ -103,6 +109,59 @@ def _read_bytes(path):
     return data
 
 
+def _plain_jpeg_size(data):
+    """(height, width) of `data` when its markers alone show an 8-bit,
+    3-component baseline or progressive JPEG with no EXIF orientation other
+    than 1 (it can pass through); None for anything else or anything unusual,
+    which then goes the PIL way. Several times faster than PIL's header parse,
+    and this runs once per image."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    position, size = 2, None
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == 0xDA:  # start of scan: every header segment has been seen
+            return size
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        segment = data[position + 4:position + 2 + length]
+        if length < 2 or len(segment) != length - 2:
+            return None
+        if marker in _PLAIN_SOF:
+            if length != 17 or segment[0] != 8 or segment[5] != 3:  # 8-bit, 3 components
+                return None
+            size = (int.from_bytes(segment[1:3], "big"), int.from_bytes(segment[3:5], "big"))
+            if 0 in size:
+                return None
+        elif marker in _OTHER_SOF:  # lossless, hierarchical, arithmetic: let PIL judge
+            return None
+        elif marker == 0xE1 and segment.startswith(b"Exif\x00\x00") and _tiff_orientation(segment[6:]) != 1:
+            return None
+        position += 2 + length
+    return None
+
+
+def _tiff_orientation(tiff):
+    """The orientation tag of a TIFF (EXIF) block's first directory: 1 when
+    absent, None when the block cannot be read."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return None
+    directory = int.from_bytes(tiff[4:8], order)
+    count = int.from_bytes(tiff[directory:directory + 2], order)
+    entries = tiff[directory + 2:directory + 2 + 12 * count]
+    if len(entries) != 12 * count:
+        return None
+    for start in range(0, len(entries), 12):
+        if int.from_bytes(entries[start:start + 2], order) == _EXIF_ORIENTATION:
+            return int.from_bytes(entries[start + 8:start + 10], order)  # SHORT, left-aligned
+    return 1
+
+
 def _conversion_needed(image):
     """None when `image` (opened, not decoded) can pass through as it is, else
     a few words saying why it must be re-encoded."""
@@ -118,6 +177,8 @@ def _conversion_needed(image):
 
 
 def _exif_orientation(image):
+    if "exif" not in image.info:  # PIL keeps a JPEG's raw EXIF block here: no block, no tag to parse
+        return None
     try:
         return image.getexif().get(_EXIF_ORIENTATION)
     except Exception:  # noqa: BLE001 -- corrupt EXIF must not drop an otherwise good image
