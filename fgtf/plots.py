@@ -66,6 +66,32 @@ def similarity_heatmap_png(values, sources, targets, path, title="Domain similar
     _save(fig, path)
 
 
+def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None, count=4,
+                       title="Sample weights: highest and lowest per class"):
+    """SimTrans' qualitative figure: one row per class, its `count` highest-
+    weighted images (green titles) then its `count` lowest-weighted ones (red).
+
+    paths_by_class: per class, its image paths; weights_by_class: per class,
+    the matching weights (same lengths)."""
+    rows = len(paths_by_class)
+    fig, axes = plt.subplots(rows, 2 * count, figsize=(1.6 * 2 * count, 2.1 * rows + 0.5), squeeze=False)
+    for r, (paths, weights) in enumerate(zip(paths_by_class, weights_by_class)):
+        order = list(np.argsort(-np.asarray(weights), kind="stable"))
+        highest = order[:count]
+        lowest = [i for i in order[-count:] if i not in highest]  # a small class shows each image once
+        columns = highest + [None] * (count - len(highest)) + lowest + [None] * (count - len(lowest))
+        for ax, index, colour in zip(axes[r], columns, ["green"] * count + ["red"] * count):
+            if index is None:
+                ax.axis("off")
+            else:
+                _show_image(ax, paths[index], f"w = {weights[index]:.2f}", colour)
+        name = class_names[r] if class_names is not None else str(r)
+        axes[r, 0].text(0.0, 1.3, f"{name}: highest | lowest weights", transform=axes[r, 0].transAxes,
+                        ha="left", va="bottom", fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
 def _show_image(ax, image_path, title, colour):
     from PIL import Image
 
