@@ -8,6 +8,7 @@ COMMANDS = {
     "convert": "fgtf.convert",
     "inspect": "tfrecord_tools.inspect",
     "verify": "tfrecord_tools.verify",
+    "merge-shards": "tfrecord_tools.merge",
     "checkpoints": "fgtf.checkpoints",
     "train": "fgtf.train",
     "evaluate": "fgtf.evaluate",

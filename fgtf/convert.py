@@ -13,7 +13,8 @@ validation keeps list order. Images are normalised by
 skipped and listed in conversion_report.json, or stop the run with --strict.
 Rerunning the same command after an interruption finishes the job; the shards
 end byte-identical to an uninterrupted run. `--shard_range a:b` splits one
-conversion across machines writing to a shared folder.
+conversion across machines (a shared output folder, or folders merged
+afterwards by `python -m tfrecord_tools.merge`).
 """
 import argparse
 import os
@@ -84,13 +85,16 @@ def main(argv=None):
     parser.add_argument("--num_shards", type=int, required=True, help="shards per split")
     parser.add_argument("--data_dir", default="data", help="folder holding one folder per dataset (default: data)")
     parser.add_argument("--dataset_dir", help="the dataset's raw folder (default: <data_dir>/<dataset>)")
-    parser.add_argument("--output_dir", help="where shards go (default: <data_dir>/<dataset>/tfrecords, or "
-                                             "<data_dir>/<dataset>/tfrecords_label<R> with --label_ratio R)")
+    parser.add_argument("--output_dir", help="where shards go (default: the dataset folder's tfrecords/, i.e. "
+                                             "<data_dir>/<dataset>/tfrecords; tfrecords_label<R>/ with "
+                                             "--label_ratio R)")
     parser.add_argument("--num_workers", type=int, help="writer processes (default: number of CPUs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training-order shuffle and of "
                                                             "--label_ratio's choice (default: 0)")
     parser.add_argument("--shard_range", type=_shard_range, metavar="A:B",
-                        help="write only shards A..B-1 of each split (split one conversion across machines)")
+                        help="write only shards A..B-1 of each split, to split one conversion across machines: "
+                             "those sharing the output folder merge as they go, others merge afterwards with "
+                             "python -m tfrecord_tools.merge")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first unreadable image instead of skipping and reporting it")
     parser.add_argument("--label_ratio", type=float, metavar="R",

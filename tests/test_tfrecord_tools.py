@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tfrecord_tools import example, images, inspect, manifest, verify
+from tfrecord_tools import example, images, inspect, manifest, merge, verify
 from tfrecord_tools.cli import UserError
 from tfrecord_tools.reader import check_shard, read_examples
 from tfrecord_tools.records import CorruptRecordError, frame_record, iter_records
@@ -359,6 +359,43 @@ def test_shard_ranges_merge_into_one_manifest(tmp_path):
     write_split(items, split, "train", 3, shard_range=(0, 2), num_workers=2, metadata={"run": 1}, progress=False)
     assert _shard_bytes(split) == _shard_bytes(whole)
     assert open(os.path.join(split, "manifest.json")).read() == open(os.path.join(whole, "manifest.json")).read()
+
+
+def test_parts_written_on_separate_machines_merge(tmp_path, capsys):
+    items = _items(str(tmp_path / "img"), 9)
+    whole, first, second = (str(tmp_path / name) for name in ("whole", "first", "second"))
+    items[4] = ImageItem(str(tmp_path / "img" / "gone.jpg"), 1, "gone.jpg")
+    write_split(items, whole, "train", 3, num_workers=1, progress=False)
+    write_split(items, first, "train", 3, shard_range=(0, 2), num_workers=1, progress=False)
+    write_split(items, second, "train", 3, shard_range=(2, 3), num_workers=1, progress=False)
+
+    assert merge.main([str(tmp_path / "merged"), first, second]) == 0
+    assert capsys.readouterr().out == "train: 3 of 3 shards (complete)\n"
+    merged = str(tmp_path / "merged")
+    for name in ("manifest.json", "conversion_report.json"):
+        assert open(os.path.join(merged, name)).read() == open(os.path.join(whole, name)).read()
+    assert _shard_bytes(merged) == _shard_bytes(whole)
+
+    assert merge.merge_dirs(second, [first, second]) == {"train": 3}  # into one of the parts
+    assert _shard_bytes(second) == _shard_bytes(whole)
+
+    other = str(tmp_path / "other")
+    write_split(items[:6], other, "train", 3, num_workers=1, progress=False)
+    with pytest.raises(UserError, match="comes from a different conversion"):
+        merge.merge_dirs(merged, [other])
+    with open(os.path.join(first, "train_00000-of-00003.tfrecord"), "ab") as shard:
+        shard.write(b"junk")
+    with pytest.raises(UserError, match="train_00000-of-00003.tfrecord is missing or does not match"):
+        merge.merge_dirs(str(tmp_path / "again"), [first])
+
+
+def test_an_unreadable_manifest_is_a_user_error(tmp_path):
+    items = _items(str(tmp_path / "img"), 2)
+    out = str(tmp_path / "out")
+    write_split(items, out, "train", 1, num_workers=1, progress=False)
+    open(os.path.join(out, "manifest.json"), "w").write("{not json")
+    with pytest.raises(UserError, match="manifest.json is not valid JSON"):
+        write_split(items, out, "train", 1, num_workers=1, progress=False)
 
 
 @pytest.mark.parametrize("num_shards, shard_range, message", [

@@ -31,6 +31,8 @@ import os
 import re
 from collections import Counter
 
+from tfrecord_tools.cli import UserError
+
 MANIFEST = "manifest.json"
 REPORT = "conversion_report.json"
 MANIFEST_VERSION = 1
@@ -135,4 +137,7 @@ def _load_json(path):
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON ({error}); remove it to start over") from None

@@ -157,6 +157,8 @@ def _run(tasks, output_dir, split, num_workers, progress):
                     _record(output_dir, split, results[-1])
     except BadImage as error:
         raise UserError(f"{error.path}: {error.reason} (strict mode stops at the first bad image)") from None
+    except OSError as error:  # e.g. the disk filled up: rerunning resumes once it is fixed
+        raise UserError(f"writing shards to {output_dir} failed ({error})") from None
     seconds = time.perf_counter() - start
     written = [result for result in results if not result.kept]
     written_names = {result.name for result in written}

@@ -1,0 +1,109 @@
+"""Merge the output folders of one conversion split by shard range across
+machines that do not share a file system.
+
+    # machine 1: python -m fgtf.convert ... --shard_range 0:5 --output_dir part1
+    # machine 2: python -m fgtf.convert ... --shard_range 5:10 --output_dir part2
+    python -m tfrecord_tools.merge data/cub_200/tfrecords part1 part2
+
+Every part's shards are checked against its manifest (size, sha256), copied
+into OUTPUT_DIR (atomically; a part may be OUTPUT_DIR itself) and entered in
+OUTPUT_DIR's manifest and conversion report. Parts of a different conversion
+(other input list, shard count or options) are refused. Machines writing to
+one shared folder need no merge: their manifests merge as they write.
+"""
+import argparse
+import contextlib
+import os
+import shutil
+
+from tfrecord_tools import manifest as manifest_lib
+from tfrecord_tools.cli import UserError, cli_main
+
+
+def merge_dirs(output_dir, part_dirs):
+    """Merge the shards, manifests and reports of `part_dirs` into `output_dir`.
+    Returns {split: number of shards now listed}. Raises `UserError` when a
+    part has no manifest, a shard that does not match it, or comes from a
+    different conversion."""
+    parts = [(part, _part_manifest(part)) for part in part_dirs]
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot write to output folder {output_dir} ({error.strerror or error})") from None
+    with manifest_lib.locked(output_dir):
+        target = manifest_lib.load_manifest(output_dir) or manifest_lib.empty_manifest()
+        report = manifest_lib.load_report(output_dir)
+        for part, part_manifest in parts:
+            target["metadata"] = target["metadata"] or part_manifest["metadata"]
+            part_report = manifest_lib.load_report(part)
+            for split, entry in sorted(part_manifest["splits"].items()):
+                _merge_split(output_dir, part, split, entry, target, report, part_report.get(split, {}))
+        manifest_lib.save_report(output_dir, report)
+        manifest_lib.save_manifest(output_dir, target)
+    return {split: len(entry["shards"]) for split, entry in target["splits"].items()}
+
+
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m tfrecord_tools.merge",
+        description="Merge output folders written with --shard_range on different machines into "
+                    "OUTPUT_DIR: shards are checked against their manifest, copied, and listed in one "
+                    "manifest.json and conversion_report.json.")
+    parser.add_argument("output_dir", help="folder to merge into (may be one of the parts)")
+    parser.add_argument("parts", nargs="+", help="folders written by the shard-range runs")
+    args = parser.parse_args(argv)
+    counts = merge_dirs(args.output_dir, args.parts)
+    manifest = manifest_lib.load_manifest(args.output_dir)
+    for split, count in sorted(counts.items()):
+        total = manifest["splits"][split]["num_shards"]
+        state = "complete" if count == total else f"{total - count} still missing"
+        print(f"{split}: {count} of {total} shards ({state})")
+    return 0
+
+
+def _part_manifest(part):
+    if not os.path.isdir(part):
+        raise UserError(f"folder {part} does not exist")
+    manifest = manifest_lib.load_manifest(part)
+    if manifest is None:
+        raise UserError(f"{part} has no {manifest_lib.MANIFEST}: it was not written by a conversion")
+    return manifest
+
+
+def _merge_split(output_dir, part, split, entry, target, report, part_lines):
+    existing = target["splits"].get(split)
+    if existing is None:
+        existing = target["splits"][split] = {key: value for key, value in entry.items() if key != "shards"}
+        existing["shards"] = {}
+    elif (existing["fingerprint"], existing["num_shards"]) != (entry["fingerprint"], entry["num_shards"]):
+        raise UserError(f"split {split} in {part} comes from a different conversion than the one in "
+                        f"{output_dir} (input list, shard count or options differ)")
+    same_folder = os.path.realpath(part) == os.path.realpath(output_dir)
+    for name, shard in sorted(entry["shards"].items()):
+        source = os.path.join(part, name)
+        if not os.path.isfile(source) or manifest_lib.sha256_file(source) != shard["sha256"]:
+            raise UserError(f"{source} is missing or does not match its manifest; rerun that part's conversion")
+        if not same_folder:
+            _copy_atomically(source, os.path.join(output_dir, name))
+        existing["shards"][name] = shard
+    lines = report.setdefault(split, {"skipped": [], "reencoded": []})
+    for kind in ("skipped", "reencoded"):
+        new = part_lines.get(kind, [])
+        merged = {(line["shard"], line["position"]): line for line in lines[kind] + new}
+        lines[kind] = [merged[key] for key in sorted(merged)]
+
+
+def _copy_atomically(source, destination):
+    temporary = f"{os.path.dirname(destination)}/.{os.path.basename(destination)}.tmp-{os.getpid()}"
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+
+
+if __name__ == "__main__":
+    main()
