@@ -2,13 +2,14 @@
 writer (resume, shard ranges, reports), reader, inspect and verify."""
 import io
 import json
+import multiprocessing
 import os
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tfrecord_tools import example, images, inspect, manifest, merge, verify
+from tfrecord_tools import example, images, inspect, manifest, merge, verify, writer
 from tfrecord_tools.cli import UserError
 from tfrecord_tools.reader import check_shard, read_examples
 from tfrecord_tools.records import CorruptRecordError, frame_record, iter_records
@@ -309,6 +310,18 @@ def test_strict_mode_stops_at_the_first_bad_file_and_leaves_no_partial_shard(tmp
         write_split(items, out, "train", 2, num_workers=2, strict=True, progress=False)
     assert manifest.list_shard_files(out) in ([], ["train_00000-of-00002.tfrecord"])
     assert not [name for name in os.listdir(out) if ".tmp-" in name]
+
+
+def test_a_worker_that_dies_stops_the_run_with_a_clear_error(tmp_path, monkeypatch):
+    def die(path, quality):
+        os._exit(9)  # as if killed for memory
+
+    # fork, so the children inherit the patched function
+    monkeypatch.setattr(writer, "_process_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(writer, "normalize_image", die)
+    with pytest.raises(UserError, match="a worker process died"):
+        write_split(_items(str(tmp_path / "img"), 4), str(tmp_path / "out"), "train", 2, num_workers=2,
+                    progress=False)
 
 
 def test_rerun_keeps_verified_shards_and_rewrites_the_rest(tmp_path):

@@ -29,6 +29,8 @@ import sys
 import threading
 import time
 from collections import Counter, namedtuple
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.cli import UserError
@@ -82,9 +84,9 @@ def write_split(items, output_dir, split, num_shards, *, shard_range=None, num_w
     tasks = []
     for index in range(first, last):
         name = manifest_lib.shard_name(split, index, num_shards)
-        _remove_stale_temporaries(output_dir, name)
         tasks.append(_ShardTask(output_dir, name, index, items[bounds[index]:bounds[index + 1]],
                                 known.get(name), quality, strict))
+    _remove_stale_temporaries(output_dir, {task.name for task in tasks})
     return _run(tasks, output_dir, split, num_workers, progress)
 
 
@@ -115,8 +117,9 @@ def _fingerprint(items, num_shards, quality):
     digest = hashlib.sha256()
     digest.update(json.dumps([_FINGERPRINT_VERSION, num_shards, quality]).encode())
     for item in items:
-        key = item.filename if item.filename is not None else item.path
-        digest.update(json.dumps([key, item.label, item.filename, item.class_text]).encode() + b"\n")
+        # The stored filename, not the path, so machines mounting the data elsewhere agree.
+        source = ["path", item.path] if item.filename is None else ["filename", item.filename]
+        digest.update(json.dumps(source + [item.label, item.class_text]).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -134,11 +137,11 @@ def _start_split(output_dir, manifest, split, num_shards, num_inputs, fingerprin
     return entry
 
 
-def _remove_stale_temporaries(output_dir, name):
-    # Only this shard's: another machine may be writing other shards of the same folder.
-    prefix = f".{name}.tmp-"
+def _remove_stale_temporaries(output_dir, names):
+    """Delete temporaries of the shards `names` left by a killed run. Only these:
+    another machine may be writing other shards of the same folder."""
     for leftover in os.listdir(output_dir):
-        if leftover.startswith(prefix):
+        if leftover.startswith(".") and ".tmp-" in leftover and leftover[1:].rsplit(".tmp-", 1)[0] in names:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(output_dir, leftover))
 
@@ -157,6 +160,8 @@ def _run(tasks, output_dir, split, num_workers, progress):
                     _record(output_dir, split, results[-1])
     except BadImage as error:
         raise UserError(f"{error.path}: {error.reason} (strict mode stops at the first bad image)") from None
+    except BrokenProcessPool:
+        raise UserError("a worker process died (killed for memory?); rerun the same command to resume") from None
     except OSError as error:  # e.g. the disk filled up: rerunning resumes once it is fixed
         raise UserError(f"writing shards to {output_dir} failed ({error})") from None
     seconds = time.perf_counter() - start
@@ -180,16 +185,22 @@ def _run_pool(tasks, workers, output_dir, split, progress):
     context = _process_context()
     counter = context.Value("q", 0)
     results = []
-    with context.Pool(workers, initializer=_init_worker, initargs=(counter,)) as pool, \
+    # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies (say, killed
+    # for memory) breaks the executor with an error instead of hanging the run.
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool, \
             _progress_bar(tasks, split, progress) as bar:
-        pending = pool.imap_unordered(_write_shard_in_worker, tasks)
-        while len(results) < len(tasks):
-            try:
-                results.append(pending.next(timeout=0.25))
-                _record(output_dir, split, results[-1])
-            except multiprocessing.TimeoutError:
-                pass
-            bar.update(counter.value - bar.n)
+        pending = {pool.submit(_write_shard_in_worker, task) for task in tasks}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results.append(future.result())
+                    _record(output_dir, split, results[-1])
+                bar.update(counter.value - bar.n)
+        except BaseException:
+            for future in pending:  # shards not started yet; running ones finish unrecorded
+                future.cancel()
+            raise
     return results
 
 
