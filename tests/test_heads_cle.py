@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from fgtf.cle_augment import (altered_view, cle_views, erase, erase_box_size, random_erase_boxes,
                               random_tile_permutations)
-from fgtf.models.heads.cle import (build_cle, cle_loss_weights, contrastive_loss, cosine_similarity_matrix,
-                                   label_smoothed_cross_entropy, same_label_mask)
+from fgtf.models.heads.cle import (WarmupLinearDecay, build_cle, cle_loss_weights, cle_optimizer, contrastive_loss,
+                                   cosine_similarity_matrix, label_smoothed_cross_entropy, same_label_mask)
 from fgtf.models.swin import SwinTransformer
 
 
@@ -138,6 +138,9 @@ def test_pooled_swin_backbone_saves_and_loads(tmp_path):
     assert expected["logits"].shape == (4, 4) and expected["features"].shape == (4, 8)
     np.testing.assert_allclose(actual["logits"], expected["logits"], atol=1e-5)
     np.testing.assert_allclose(loaded(pair[0]), expected["logits"][:2], atol=1e-5)
+    optimizer = cle_optimizer(loaded, learning_rate=1e-3, steps_per_epoch=1)
+    decayed = [v.path for v in loaded.trainable_variables if optimizer._use_weight_decay(v)]
+    assert decayed and not any("relative_position_bias_table" in path for path in decayed)
 
 
 def test_mixed_precision_and_distribution_strategy():
@@ -164,3 +167,18 @@ def test_backbone_with_two_outputs_is_refused():
     two = keras.Model(inputs, [keras.layers.Conv2D(2, 1)(inputs), keras.layers.Conv2D(2, 1)(inputs)])
     with pytest.raises(ValueError, match="one"):
         build_cle(two, num_classes=2)
+
+
+def test_cle_optimizer_schedule_and_weight_decay_exclusions():
+    model = build_cle(_tiny_backbone(), num_classes=3)
+    optimizer = cle_optimizer(model, learning_rate=2.34375e-5, steps_per_epoch=10, epochs=200, warmup_epochs=20)
+    start, peak = 2.34375e-8, 2.34375e-5
+    np.testing.assert_allclose(float(optimizer.learning_rate), start, rtol=1e-6)   # at iteration 0
+    schedule = WarmupLinearDecay(peak, start, warmup_steps=200, total_steps=2000)
+    # spec §5: update g runs at lr(g - 1); updates 0 and 1 both at the warm-up start
+    expected = {0: start, 1: start, 2: start + (peak - start) / 200, 201: peak,
+                1100: peak - 0.99 * peak * 899 / 1800, 2000: peak - 0.99 * peak * 1799 / 1800}
+    for step, lr in expected.items():
+        np.testing.assert_allclose(float(schedule(step)), lr, rtol=1e-5)
+    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed == {"conv/kernel", "features/kernel", "head/kernel"}
