@@ -129,7 +129,8 @@ def train_simnet(args):
     for epoch in range(args.epochs):
         lr = args.lr * 0.5 ** (epoch // args.lr_interval)
         simnet.compile(keras.optimizers.SGD(lr, momentum=0.9),
-                       discriminator_optimizer=keras.optimizers.SGD(args.domain_lr * lr / args.lr, momentum=0.9))
+                       discriminator_optimizer=keras.optimizers.SGD(args.domain_lr * lr / args.lr, momentum=0.9),
+                       jit_compile=False)
         iterations = _pair_batch_plan(data, args.batch_size, args.batch_classes, args.batch_classes_novel, rng)
         if not iterations:
             raise UserError(f"no SimNet iteration fits: --batch_size {args.batch_size} is larger than the base or "
@@ -197,8 +198,9 @@ def train_classifier(args):
     _set_seed(args.seed)
     records, num_classes, test_sets = _label_space(data, args.classes)
     weights = {}
-    for formula in {args.weighting, args.graph_weighting} - {"none"}:
-        weights[formula] = _read_weights(args.run_dir, formula)
+    for formula in dict.fromkeys([args.weighting, args.graph_weighting]):
+        if formula != "none":
+            weights[formula] = _read_weights(args.run_dir, formula)
     if args.init == "pretrain":
         _require(args.run_dir, BACKBONE_WEIGHTS, "pretrain")
     simnet = _load_simnet(args.run_dir, run) if args.graph_epochs and args.alpha else None
@@ -552,7 +554,7 @@ def _fit_classifier(model, run, records, weights, test_sets, args, step, epochs=
         lr = args.lr * 0.5 ** (epoch // args.lr_interval)
         model.compile(keras.optimizers.SGD(lr, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+                      metrics=["accuracy"], jit_compile=False)
         started = time.time()
         dataset = _image_dataset([r.path for r in records], [r.label for r in records], run["image_size"],
                                  batch_size or args.batch_size, training=True, weights=weights,

@@ -196,3 +196,173 @@ def test_simnet_training_step_matches_reference(ref, nets):
         assert_close(norm.moving_mean, ref[f"d.bn{index}_moving_mean_after"], f"d.bn{index}_moving_mean_after", errors)
         assert_close(norm.moving_variance, ref[f"d.bn{index}_moving_variance_after"],
                      f"d.bn{index}_moving_variance_after", errors)
+
+
+def tiny_feature_backbone(inputs=6, features=4, seed=0):
+    """A stand-in backbone: flat 'images' (B, inputs) -> features (B, features) >= 0."""
+    initializer = keras.initializers.GlorotUniform(seed)
+    return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(features, activation="relu",
+                                                                        kernel_initializer=initializer)])
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.1])
+def test_simnet_train_step_updates_in_the_spec_order(beta):
+    """One fit step = SGD on L_sim - beta L_dom (+ coupled L2) for backbone and
+    head, and SGD on L_dom (+ L2) for the discriminator, both from the same
+    forward pass (first step: the momentum buffer is the gradient)."""
+    from fgtf.models.heads.simtrans import SimNet
+
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(4, 6)).astype(np.float32)
+    novel = rng.normal(size=(4, 6)).astype(np.float32)
+    labels = np.array([0, 0, 1, 2])
+    lr, lr_disc, decay = 0.1, 0.05, 0.01
+    simnet = SimNet(tiny_feature_backbone(), beta=beta, weight_decay=decay)
+    simnet_variables = simnet.backbone.trainable_variables + simnet.head.trainable_variables
+    disc_variables = simnet.discriminator.trainable_variables
+    before = [np.array(v) for v in simnet_variables + disc_variables]
+    with tf.GradientTape(persistent=True) as tape:
+        features = simnet.features(np.concatenate([base, novel]), training=True)
+        out = simnet_outputs(simnet.head, simnet.discriminator, features[:4], labels, features[4:], beta=beta)
+    simnet_gradients = tape.gradient(out["simnet_loss"], simnet_variables)
+    disc_gradients = tape.gradient(out["domain_loss"], disc_variables)
+    expected = ([w - lr * (g + decay * w) for w, g in zip(before, simnet_gradients)]
+                + [w - lr_disc * (g + decay * w) for w, g in zip(before[len(simnet_variables):], disc_gradients)])
+    # the forward above moved the BN moving statistics; reset them so both passes start alike
+    for variable, value in zip(simnet.non_trainable_variables, [np.array(v) for v in simnet.non_trainable_variables]):
+        variable.assign(value)
+    simnet.compile(keras.optimizers.SGD(lr, momentum=0.9),
+                   discriminator_optimizer=keras.optimizers.SGD(lr_disc, momentum=0.9))
+    logs = simnet.train_on_batch((base, novel), labels, return_dict=True)
+    np.testing.assert_allclose(logs["sim_loss"], float(out["sim_loss"]), rtol=1e-5)
+    np.testing.assert_allclose(logs["domain_loss"], float(out["domain_loss"]), rtol=1e-5)
+    for variable, value in zip(simnet_variables + disc_variables, expected):
+        np.testing.assert_allclose(np.array(variable), value, rtol=1e-4, atol=1e-6, err_msg=variable.path)
+
+
+def test_weak_shot_classifier_loss_is_weighted_ce_plus_graph_term():
+    """fit's loss = (1/B) sum w CE + alpha * graph loss on the frozen SimNet's
+    similarities of the same images + coupled L2."""
+    from fgtf.models.heads.simtrans import SimNet, WeakShotClassifier
+
+    rng = np.random.default_rng(2)
+    images = rng.uniform(-1, 1, size=(6, 4, 4, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    weights = rng.uniform(0.2, 1.8, size=6).astype(np.float32)
+    backbone = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(5, 1, activation="relu")])
+    pooled = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(3, "relu")])
+    simnet = SimNet(pooled)
+    alpha, mu, decay = 0.1, -4.0, 1e-3
+    model = WeakShotClassifier(backbone, 3, simnet=simnet, graph_weight=alpha, mu=mu, eye=0, weight_decay=decay)
+    model.compile(keras.optimizers.SGD(0.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logs = model.train_on_batch(images, labels, sample_weight=weights, return_dict=True)
+    features = np.mean(np.asarray(backbone(images)), axis=(1, 2))
+    logits = model(images)
+    adjacency = graph_adjacency(simnet(images), labels, mu=mu, eye=0)
+    l2 = 0.5 * decay * sum(float(np.sum(np.square(v))) for v in model.trainable_variables)
+    expected = (float(sample_weighted_cross_entropy(logits, labels, weights))
+                + alpha * float(graph_regularisation_loss(features, adjacency)) + l2)
+    np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
+    np.testing.assert_allclose(logs["graph_loss"], alpha * float(graph_regularisation_loss(features, adjacency)),
+                               rtol=1e-5)
+
+
+def test_class_grouped_batches_follow_the_original_sampler():
+    from fgtf.simtrans import class_grouped_batches
+
+    labels = np.repeat(np.arange(6), [7, 5, 9, 3, 8, 4])
+    batches = class_grouped_batches(labels, 10, 2, np.random.default_rng(0))
+    assert len(batches) == len(labels) // 10
+    used = np.concatenate(batches)
+    assert len(used) == len(set(used.tolist()))  # each image at most once per epoch
+    for batch in batches:
+        assert len(batch) <= 10 and len(set(labels[batch].tolist())) <= 2
+    assert sum(len(b) == 10 for b in batches) >= 1
+
+
+def test_sample_weights_reject_unknown_formulas():
+    with pytest.raises(ValueError, match="unknown weight formula"):
+        sample_weights(np.ones((3, 3)), "median1")
+    with pytest.raises(ValueError, match="normalisation"):
+        sample_weights(np.ones((3, 3)), "avg1", "softmax")
+
+
+# ------------------------------------------------------------------ CLI
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from fgtf.datasets.synthetic import generate
+
+    out = tmp_path_factory.mktemp("simtrans") / "synthetic_noisy"
+    generate(str(out), classes=5, train_per_class=8, val_per_class=3, image_size=40, label_noise=0.4,
+             novel_classes=2, workers=1)
+    return str(out)
+
+
+def run_step(*argv):
+    from fgtf.simtrans import main
+
+    main(list(argv))
+
+
+def test_pipeline_end_to_end_on_a_tiny_synthetic_dataset(tiny_dataset, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    run_step("pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run, "--image_size", "32", "--epochs", "1",
+             "--batch_size", "8")
+    run_step("simnet", "--run_dir", run, "--epochs", "1", "--batch_size", "4", "--batch_classes", "2",
+             "--eval_batches", "1", "--eval_classes", "2", "--eval_images", "2", "--beta", "0.1")
+    run_step("weights", "--run_dir", run, "--figure_images", "2")
+    run_step("train", "--run_dir", run, "--epochs", "1", "--graph_epochs", "1", "--graph_batch_size", "8")
+    run_step("eval", "--run_dir", run)
+    printed = capsys.readouterr().out
+    for line in ("[pretrain] epoch 1", "[simnet] epoch 1/1", "[weights] savg1", "[train/graph] epoch 2",
+                 "[eval] novel: top-1 accuracy"):
+        assert line in printed
+    novel_train = 2 * 8
+    for formula in ("savg1", "avg1"):
+        with open(os.path.join(run, "weights", f"{formula}.json")) as handle:
+            weights = json.load(handle)
+        assert len(weights) == novel_train
+        # one_mean: every class's weights average 1, hence all of them too
+        assert abs(np.mean(list(weights.values())) - 1.0) < 1e-5
+    with open(os.path.join(run, "weights", "metrics.json")) as handle:
+        summary = json.load(handle)
+    assert summary["savg1"]["mislabelled"] == 2 * round(0.4 * 8)
+    with np.load(os.path.join(run, "weights", "similarities.npz")) as matrices:
+        assert matrices["S_0"].shape == (8, 8) and len(matrices["paths_1"]) == 8
+    with open(os.path.join(run, "weights", "sample_weights.png"), "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(run, "eval", "metrics.json")) as handle:
+        accuracy = json.load(handle)["accuracy"]
+    assert set(accuracy) == {"novel", "base", "all"} and all(0 <= v <= 1 for v in accuracy.values())
+
+
+def exit_code_and_message(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        run_step(*argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_errors_exit_2(tiny_dataset, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    code, message = exit_code_and_message(capsys, "simnet", "--run_dir", run)
+    assert code == 2 and "run.json is missing" in message and "pretrain" in message
+    code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
+                                          "--novel_classes", "3,x")
+    assert code == 2 and "--novel_classes" in message
+    code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
+                                          "--model", "no_such_net")
+    assert code == 2 and "unknown model" in message
+    assert not os.path.exists(os.path.join(run, "run.json"))
+    os.makedirs(run)
+    with open(os.path.join(run, "run.json"), "w") as handle:
+        json.dump({"dataset": "synthetic", "dataset_dir": tiny_dataset, "model": "small_convnet", "image_size": 32,
+                   "base_classes": [0, 1, 2], "novel_classes": [3, 4]}, handle)
+    code, message = exit_code_and_message(capsys, "weights", "--run_dir", run)
+    assert code == 2 and "simnet.weights.h5 is missing" in message
+    code, message = exit_code_and_message(capsys, "train", "--run_dir", run)
+    assert code == 2 and "savg1.json is missing" in message and "weights" in message
+    code, message = exit_code_and_message(capsys, "eval", "--run_dir", run)
+    assert code == 2 and "train" in message
+    code, message = exit_code_and_message(capsys, "train", "--run_dir", run, "--graph_epochs", "-1")
+    assert code == 2 and "--graph_epochs" in message
