@@ -7,8 +7,9 @@ import tensorflow as tf
 
 import keras
 from fgtf.models.heads import SAM, build_sam
-from fgtf.models.heads.sam import attention_kl, attention_log_distribution, script_defaults
-from heads_helpers import assert_relative, fit_and_round_trip, identity_backbone, tiny_backbone
+from fgtf.models.heads.sam import (SKETCH_SEEDS, attention_kl, attention_log_distribution, count_sketch,
+                                   script_defaults)
+from heads_helpers import assert_relative, fit_and_round_trip, identity_backbone, random_images, tiny_backbone
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -26,7 +27,7 @@ def _reference_model(ref, **options):
     model.attention_conv.set_weights([ref["conv16_kernel_hwio"]])
     model.attention_bn.set_weights([ref["bn16_gamma"], ref["bn16_beta"],
                                     ref["bn16_moving_mean_before"], ref["bn16_moving_var_before"]])
-    if model.bilinear != "multi":
+    if model.bilinear not in ("multi", "compact"):  # those classifiers take other features
         model.classifier.set_weights([ref["cls_kernel"], ref["cls_bias"]])
     model.compile(loss=CE)
     return model
@@ -158,6 +159,66 @@ def test_multi_map_bilinear_feature(heads_reference):
     assert_relative({"bilinear16_feat": (outputs["bilinear_features"], ref["bilinear16_feat"])})
 
 
+@pytest.mark.reference
+def test_compact_bilinear_feature(heads_reference):
+    """Compact bilinear pooling with the stored count sketches (which are the
+    ones the seeded numpy draw gives), then BatchNorm in training mode."""
+    ref = heads_reference("sam")
+    model = _reference_model(ref, bilinear="compact", compact_dim=ref["cbp_feat"].shape[-1])
+    for weight, key in zip(model.sketch, ("cbp_h1", "cbp_s1", "cbp_h2", "cbp_s2")):
+        weight.assign(ref[key].astype(weight.dtype))
+    outputs = model(ref["input_nhwc"], training=True)
+    assert_relative({"cbp_feat": (outputs["sketch"], ref["cbp_feat"]),
+                     "cbp_feat_bn": (outputs["bilinear_features"], ref["cbp_feat_bn"])})
+    h1, s1 = count_sketch(model.channels, model.compact_dim, *SKETCH_SEEDS[:2])
+    h2, s2 = count_sketch(model.attention_channels, model.compact_dim, *SKETCH_SEEDS[2:])
+    for value, key in zip((h1, s1, h2, s2), ("cbp_h1", "cbp_s1", "cbp_h2", "cbp_s2")):
+        np.testing.assert_array_equal(value, ref[key])
+
+
+@pytest.mark.parametrize("bilinear", [None, "single", "multi", "compact"])
+def test_gradcam_closed_form_equals_autodiff(bilinear):
+    """The Grad-CAM weights are mean_hw d(sum_b logit_b[y_b]) / dF of the
+    inference-mode pass with the attention held constant; check the closed
+    form against a gradient tape, for every feature kind."""
+    model = build_sam(tiny_backbone(), num_classes=5, target="gradcam", bilinear=bilinear)
+    rng = np.random.default_rng(3)
+    model.classifier.bias.assign(rng.normal(size=5).astype(np.float32))
+    if bilinear == "compact":
+        model.compact_bn.moving_variance.assign(rng.uniform(0.5, 2, model.compact_dim).astype(np.float32))
+    images, labels = random_images(count=4, seed=4)
+    pseudo = model.pseudo_attention(images, labels, model(images, training=True))
+
+    eval_map = model.feature_map(images, training=False)
+    held = {k: tf.stop_gradient(v) for k, v in model.head(eval_map, training=False).items()
+            if k in ("attention", "attention_map")}
+    with tf.GradientTape() as tape:
+        tape.watch(eval_map)
+        logits = model.classifier(model._features(model.test_feature, eval_map, held, training=False))
+        chosen = tf.reduce_sum(tf.gather(logits, labels, axis=1, batch_dims=1))
+    expected = tf.reduce_mean(tape.gradient(chosen, eval_map), axis=(1, 2))
+    np.testing.assert_allclose(pseudo["weights"], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("bilinear", ["multi", "compact"])
+def test_cam_of_bilinear_features_sums_to_the_logit(bilinear):
+    """For the multi-map and compact features the CAM is each position's
+    contribution to the class logit: its sum over positions is W_y . f
+    (times H*W for the multi-map mean; compact: before BN, BN scale folded in)."""
+    model = build_sam(tiny_backbone(), num_classes=5, target="cam", bilinear=bilinear)
+    images, labels = random_images(count=4, seed=5)
+    outputs = model(images, training=True)
+    cam = model.pseudo_attention(images, labels, outputs)["raw"]
+    columns = tf.transpose(tf.gather(model.classifier.kernel, labels, axis=1))
+    if bilinear == "multi":
+        expected = tf.reduce_sum(columns * outputs["bilinear_features"], -1) * cam.shape[1] * cam.shape[2]
+    else:
+        bn = model.compact_bn
+        scale = bn.gamma / tf.sqrt(bn.moving_variance + bn.epsilon)
+        expected = tf.reduce_sum(columns * scale * outputs["sketch"], -1)
+    np.testing.assert_allclose(tf.reduce_sum(cam, axis=(1, 2)), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_script_defaults():
     assert script_defaults("cam", "single") == {"train_feature": "gap", "test_feature": "bilinear",
                                                 "gap_warmup_steps": 0}
@@ -188,6 +249,7 @@ def test_per_sample_mask_spans_unit_interval_per_image():
     ({"target": "gradcam", "bilinear": "single", "gap_warmup_steps": 1}, True),
     ({"target": "cam", "bilinear": "multi"}, True),
     ({"target": "gradcam", "bilinear": None}, True),
+    ({"target": "gradcam", "bilinear": "compact", "compact_dim": 20}, True),
 ])
 def test_fit_evaluate_predict_save_load(tmp_path, options, run_eagerly):
     model = build_sam(tiny_backbone(), num_classes=5, **options)

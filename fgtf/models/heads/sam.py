@@ -25,6 +25,10 @@ The classifier sees one of two features:
   detached, as a spatial weight: l2normalize(mean_hw(F * mask)), C-d.
   `bilinear="multi"` is the multi-map form the README describes:
   mean_hw(F_c * A_m) for every map m, flattened map-major, M*C-d, unnormalised.
+  `bilinear="compact"` is the compact bilinear pooling of the code's history
+  (commented out at HEAD): count sketch of F_pos (x) A_pos summed over the
+  positions (`compact_dim`-d, numpy seeds 1/3/5/7 as the original's
+  CompactBilinearPooling.py), then BatchNorm without offset.
 
 Which feature is used in training and at test is an option; `build_sam`
 defaults to what each original script does (see `script_defaults`).
@@ -33,23 +37,28 @@ pooled feature has a closed form, so no gradient tape is needed): the head
 runs on every Keras backend.
 """
 import keras
+import numpy as np
 from keras import layers, ops
 
 from fgtf.models.heads.base import HeadModel, torch_linear_initializers
 
 TARGETS = ("cam", "gradcam")
-BILINEAR = (None, "single", "multi")
+BILINEAR = (None, "single", "multi", "compact")
+# numpy seeds of the original CompactBilinearPooling.py: h1, s1, h2, s2
+SKETCH_SEEDS = (1, 3, 5, 7)
 FEATURES = ("gap", "bilinear")
 
 
 def build_sam(backbone, num_classes, target="cam", bilinear="single", train_feature=None,
               test_feature=None, gap_warmup_steps=None, attention_channels=16, temperature=0.4,
-              kl_weight=0.01, mask_normalization="batch", gradcam_features="eval", name="sam"):
+              kl_weight=0.01, mask_normalization="batch", gradcam_features="eval", compact_dim=500,
+              name="sam"):
     """SAM head on `backbone` (a Keras model with one 4-D output (B, H, W, C)).
 
     `target`: "cam" or "gradcam" pseudo-attention. `bilinear`: None (plain
-    SAM), "single" (SAM-Bilinear as the code runs it) or "multi" (the
-    README's multi-map bilinear pooling). `train_feature` / `test_feature`
+    SAM), "single" (SAM-Bilinear as the code runs it), "multi" (the
+    README's multi-map bilinear pooling) or "compact" (compact bilinear
+    pooling to `compact_dim`). `train_feature` / `test_feature`
     ("gap" or "bilinear") and `gap_warmup_steps` (train on GAP for that many
     steps first, then on the bilinear feature) default to `script_defaults`.
     `gradcam_features`: "eval" re-runs the backbone in inference mode for the
@@ -65,7 +74,7 @@ def build_sam(backbone, num_classes, target="cam", bilinear="single", train_feat
                                  else gap_warmup_steps),
                attention_channels=attention_channels, temperature=temperature,
                kl_weight=kl_weight, mask_normalization=mask_normalization,
-               gradcam_features=gradcam_features, name=name)
+               gradcam_features=gradcam_features, compact_dim=compact_dim, name=name)
 
 
 def script_defaults(target, bilinear):
@@ -76,11 +85,11 @@ def script_defaults(target, bilinear):
     * single, gradcam (`main_bp_gradcam.py`): GAP for steps 1-800, then
       bilinear; test on bilinear;
     * None (plain SAM, the first release): GAP in training and at test;
-    * multi (not in any script): bilinear in training and at test.
+    * multi, compact (no script trains on them): bilinear in training and at test.
     """
     if bilinear is None:
         return {"train_feature": "gap", "test_feature": "gap", "gap_warmup_steps": 0}
-    if bilinear == "multi":
+    if bilinear in ("multi", "compact"):
         return {"train_feature": "bilinear", "test_feature": "bilinear", "gap_warmup_steps": 0}
     if target == "gradcam":
         return {"train_feature": "bilinear", "test_feature": "bilinear", "gap_warmup_steps": 800}
@@ -110,6 +119,26 @@ def multi_map_bilinear(feature_map, attention):
     return ops.reshape(pooled, (shape[0], -1))
 
 
+def compact_bilinear_pooling(feature_map, attention, sketch, output_dim):
+    """Compact bilinear pooling: sum over positions of the count sketch of
+    F_pos (x) A_pos, i.e. ifft(fft(sketch(F_pos)) * fft(sketch(A_pos))),
+    computed exactly as a sum of M rolled feature sketches: (B, output_dim).
+    `sketch` = (h1 (C,) int, s1 (C,) +-1, h2 (M,) int, s2 (M,) +-1)."""
+    h1, s1, h2, s2 = sketch
+    feature_sketch = ops.einsum("bhwc,cd->bhwd", feature_map, ops.one_hot(h1, output_dim) * s1[:, None])
+    shifted = (ops.arange(output_dim)[None, :] - h2[:, None]) % output_dim  # (M, D)
+    rolled = ops.take(feature_sketch, shifted, axis=-1)  # (B, H, W, M, D)
+    return ops.einsum("bhwm,bhwmd->bd", attention * s2, rolled)
+
+
+def count_sketch(input_dim, output_dim, hash_seed, sign_seed):
+    """Hashes in [0, output_dim) and signs +-1 for `input_dim` inputs, drawn as
+    the original CompactBilinearPooling.py does (numpy legacy seeding)."""
+    hashes = np.random.RandomState(hash_seed).randint(output_dim, size=input_dim)
+    signs = 2 * np.random.RandomState(sign_seed).randint(2, size=input_dim) - 1
+    return hashes.astype(np.int32), signs.astype(np.float32)
+
+
 def attention_log_distribution(attention_map, temperature):
     """log softmax over the H*W positions (row-major) of map / temperature: (B, H*W)."""
     shape = ops.shape(attention_map)
@@ -129,14 +158,17 @@ class SAM(HeadModel):
     """SAM / SAM-Bilinear head on a backbone; see the module docstring and
     `build_sam`. Layers (float32): `conv16` (1x1 conv C -> M, no bias,
     PyTorch init), `bn16` (`TorchBatchNormalization`, eps 1e-5, momentum 0.9),
-    `classifier` (Dense, kernel N(0, 0.01), zero bias)."""
+    `classifier` (Dense, kernel N(0, 0.01), zero bias); for the compact
+    feature also `bncbp` (BatchNorm without offset) and the count-sketch
+    weights `cbp_h1`, `cbp_s1`, `cbp_h2`, `cbp_s2` (non-trainable)."""
 
     term_names = ("sam_attention",)
     batch_sum_terms = frozenset(term_names)
 
     def __init__(self, backbone, num_classes, target="cam", bilinear="single", train_feature="gap",
                  test_feature="bilinear", gap_warmup_steps=0, attention_channels=16, temperature=0.4,
-                 kl_weight=0.01, mask_normalization="batch", gradcam_features="eval", **kwargs):
+                 kl_weight=0.01, mask_normalization="batch", gradcam_features="eval", compact_dim=500,
+                 **kwargs):
         super().__init__(backbone, num_classes, **kwargs)
         _check_options(target, bilinear, train_feature, test_feature, gap_warmup_steps,
                        mask_normalization, gradcam_features)
@@ -146,6 +178,7 @@ class SAM(HeadModel):
         self.attention_channels = int(attention_channels)
         self.temperature, self.kl_weight = float(temperature), float(kl_weight)
         self.mask_normalization, self.gradcam_features = mask_normalization, gradcam_features
+        self.compact_dim = int(compact_dim)
 
         kernel_init, _ = torch_linear_initializers(self.channels)
         self.attention_conv = layers.Conv2D(self.attention_channels, 1, use_bias=False,
@@ -155,19 +188,31 @@ class SAM(HeadModel):
         self.attention_bn = TorchBatchNormalization(epsilon=1e-5, momentum=0.9, dtype="float32",
                                                     name="bn16")
         self.attention_bn.build((None, None, None, self.attention_channels))
-        feature_size = self.channels * (self.attention_channels if bilinear == "multi" else 1)
+        feature_size = {"multi": self.channels * self.attention_channels,
+                        "compact": self.compact_dim}.get(bilinear, self.channels)
+        if bilinear == "compact":
+            self.compact_bn = TorchBatchNormalization(center=False, epsilon=1e-5, momentum=0.9,
+                                                      dtype="float32", name="bncbp")
+            self.compact_bn.build((None, self.compact_dim))
+            h1, s1 = count_sketch(self.channels, self.compact_dim, *SKETCH_SEEDS[:2])
+            h2, s2 = count_sketch(self.attention_channels, self.compact_dim, *SKETCH_SEEDS[2:])
+            # weights, not constants: saved with the model and loadable (e.g. other sketches)
+            self.sketch = [self.add_weight(name=name, shape=value.shape, dtype=value.dtype.name,
+                                           initializer=keras.initializers.Constant(value), trainable=False)
+                           for name, value in zip(("cbp_h1", "cbp_s1", "cbp_h2", "cbp_s2"), (h1, s1, h2, s2))]
         self.classifier = layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
                                        dtype="float32", name="classifier")
         self.classifier.build((None, feature_size))
         # training-mode forward passes so far, for the GAP warm-up switch
-        self.training_steps = self.add_weight(name="training_steps", shape=(), dtype="int64",
+        self.training_steps = self.add_weight(name="training_steps", shape=(), dtype="int32",
                                               initializer="zeros", trainable=False,
                                               aggregation="only_first_replica")
         self.built = True  # every layer is built: saves and loads without a sample call
 
     def head(self, feature_map, training=False):
         """`feature_map` (B, H, W, C) -> dict: `attention` A (B, H, W, M),
-        `attention_map` P (B, H, W), `mask` (single bilinear), per feature
+        `attention_map` P (B, H, W), `mask` (single bilinear), `sketch`
+        (compact bilinear, before its BatchNorm), per feature
         kind `gap_features`/`bilinear_features` and `gap_logits`/
         `bilinear_logits`, and `features`/`logits`: what the classifier uses
         (training: `train_feature` after the warm-up; inference: `test_feature`).
@@ -178,7 +223,7 @@ class SAM(HeadModel):
             outputs["attention_map"] = ops.max(outputs["attention"], axis=-1)
         kinds = self._feature_kinds() if training else (self.test_feature,)
         for kind in kinds:
-            outputs[f"{kind}_features"] = self._features(kind, feature_map, outputs)
+            outputs[f"{kind}_features"] = self._features(kind, feature_map, outputs, training)
             outputs[f"{kind}_logits"] = self.classifier(outputs[f"{kind}_features"])
         used = self.train_feature if training else self.test_feature
         outputs["features"], outputs["logits"] = outputs[f"{used}_features"], outputs[f"{used}_logits"]
@@ -215,21 +260,22 @@ class SAM(HeadModel):
         eval_map = (feature_map if self.gradcam_features == "train"
                     else ops.stop_gradient(self.feature_map(x, training=False)))
         eval_outputs = self.head(eval_map, training=False)
-        weights = ops.stop_gradient(
-            self._gradcam_weights(self._class_weights(labels), eval_map, eval_outputs))
+        weights = ops.stop_gradient(self._gradcam_weights(labels, eval_map, eval_outputs))
         raw = ops.einsum("bhwc,bc->bhw", feature_map, weights)
         return {"raw": ops.stop_gradient(raw), "weights": weights, "eval": eval_outputs}
 
     def class_activation(self, labels, feature_map, attention):
         """Class activation map of `labels` (B,) before its ReLU: (B, H, W),
         sum_c F * W[:, y] (classifier column, bias unused). For the multi-map
-        feature the per-position weight is sum_m A_m * W[m, :, y], so the map
-        is each position's contribution to the logit (times H*W)."""
-        class_weights = self._class_weights(ops.cast(labels, "int32"))
-        if self.bilinear == "multi":
-            position_weights = ops.einsum("bhwm,bmc->bhwc", attention, class_weights)
+        and compact features the weight of a position is sum_m A_m * w_m with
+        w_m the channel weights of map m (`_map_weights`), so the map is each
+        position's contribution to the logit (times H*W for the multi-map
+        mean; compact pooling sums)."""
+        labels = ops.cast(labels, "int32")
+        if self.bilinear in ("multi", "compact"):
+            position_weights = ops.einsum("bhwm,bmc->bhwc", attention, self._map_weights(labels))
             return ops.sum(feature_map * position_weights, axis=-1)
-        return ops.einsum("bhwc,bc->bhw", feature_map, class_weights)
+        return ops.einsum("bhwc,bc->bhw", feature_map, self._logit_direction(labels))
 
     def attention_maps(self, inputs, labels=None):
         """Inference-mode maps for visualisation: dict `predicted` (P) and
@@ -248,45 +294,65 @@ class SAM(HeadModel):
                 "gap_warmup_steps": self.gap_warmup_steps,
                 "attention_channels": self.attention_channels, "temperature": self.temperature,
                 "kl_weight": self.kl_weight, "mask_normalization": self.mask_normalization,
-                "gradcam_features": self.gradcam_features}
+                "gradcam_features": self.gradcam_features, "compact_dim": self.compact_dim}
 
     def _feature_kinds(self):
         if self.bilinear is None:
             return ("gap",)
-        if self.bilinear == "multi":
-            return ("bilinear",)
-        return ("gap", "bilinear")
+        if self.bilinear == "single":
+            return ("gap", "bilinear")
+        return ("bilinear",)
 
-    def _features(self, kind, feature_map, outputs):
+    def _features(self, kind, feature_map, outputs, training):
         if kind == "gap":
             return ops.mean(feature_map, axis=(1, 2))
         if self.bilinear == "multi":
             return multi_map_bilinear(feature_map, outputs["attention"])
+        if self.bilinear == "compact":
+            outputs["sketch"] = compact_bilinear_pooling(feature_map, outputs["attention"], self.sketch,
+                                                         self.compact_dim)
+            return self.compact_bn(outputs["sketch"], training=training)
         outputs["mask"] = attention_mask(outputs["attention_map"],
                                          per_sample=self.mask_normalization == "sample")
         return masked_pooling(feature_map, outputs["mask"])
 
-    def _class_weights(self, labels):
-        """Classifier kernel columns of `labels`: (B, C), or (B, M, C) for the
-        multi-map feature (its kernel rows are map-major)."""
+    def _logit_direction(self, labels):
+        """v (B, feature size): the inference-mode logit of class y is v . f +
+        const for the pooled feature f (for compact, f before its BatchNorm,
+        whose moving-statistics scale is folded into v): the classifier column."""
         columns = ops.transpose(ops.take(self.classifier.kernel, labels, axis=1))
-        if self.bilinear == "multi":
-            return ops.reshape(columns, (-1, self.attention_channels, self.channels))
+        if self.bilinear == "compact":
+            bn = self.compact_bn
+            return columns * bn.gamma / ops.sqrt(bn.moving_variance + bn.epsilon)
         return columns
 
-    def _gradcam_weights(self, class_weights, eval_map, eval_outputs):
-        """mean_hw d(logit_y)/dF for a linear classifier on the test feature,
-        with the mask / attention maps held constant (they are detached in
-        the original's Grad-CAM copy too):
+    def _map_weights(self, labels):
+        """(B, M, C) channel weights w_m per attention map such that the
+        logit direction applied to the multi-map or compact feature of one
+        position is sum_{m,c} F_c A_m w_m[c] (times 1/HW for the multi-map mean)."""
+        direction = self._logit_direction(labels)
+        if self.bilinear == "multi":  # kernel rows are map-major
+            return ops.reshape(direction, (-1, self.attention_channels, self.channels))
+        h1, s1, h2, s2 = self.sketch
+        bins = (h1[None, :] + h2[:, None]) % self.compact_dim  # (M, C): where F_c A_m lands
+        return ops.take(direction, bins, axis=1) * s2[None, :, None] * s1[None, None, :]
+
+    def _gradcam_weights(self, labels, eval_map, eval_outputs):
+        """mean_hw d(logit_y)/dF for the linear classifier on the test
+        feature, with the mask / attention maps held constant (they are
+        detached in the original's Grad-CAM copy too):
         gap: W_y / HW;  single: mean(m)/HW * (W_y - (u.W_y) u) / ||a|| with
         a = mean_hw(F m), u = a/||a|| (the l2-normalisation Jacobian);
-        multi: sum_m W[m, :, y] * mean_hw(A_m) / HW."""
+        multi: sum_m mean_hw(A_m) w_m / HW;  compact: sum_m mean_hw(A_m) w_m
+        (w_m: `_map_weights`; compact pooling sums over positions)."""
         positions = _positions(eval_map)
         if self.test_feature == "gap":
-            return class_weights / positions
-        if self.bilinear == "multi":
+            return self._logit_direction(labels) / positions
+        if self.bilinear in ("multi", "compact"):
             map_means = ops.mean(eval_outputs["attention"], axis=(1, 2))  # (B, M)
-            return ops.einsum("bm,bmc->bc", map_means, class_weights) / positions
+            weights = ops.einsum("bm,bmc->bc", map_means, self._map_weights(labels))
+            return weights / positions if self.bilinear == "multi" else weights
+        class_weights = self._logit_direction(labels)
         mask = eval_outputs["mask"]
         pooled = _masked_mean(eval_map, mask)
         norm = _safe_norm(pooled)
@@ -327,9 +393,9 @@ def _check_options(target, bilinear, train_feature, test_feature, gap_warmup_ste
         if value not in FEATURES:
             raise ValueError(f"{name} must be one of {FEATURES}, got {value!r}")
         if bilinear is None and value == "bilinear":
-            raise ValueError(f"{name}='bilinear' needs bilinear='single' or 'multi'")
-        if bilinear == "multi" and value == "gap":
-            raise ValueError(f"with bilinear='multi' the classifier takes the {FEATURES[1]} "
+            raise ValueError(f"{name}='bilinear' needs bilinear='single', 'multi' or 'compact'")
+        if bilinear in ("multi", "compact") and value == "gap":
+            raise ValueError(f"with bilinear={bilinear!r} the classifier takes the bilinear "
                              f"feature only, so {name} cannot be 'gap'")
     if gap_warmup_steps < 0 or (gap_warmup_steps and (bilinear != "single" or train_feature != "bilinear")):
         raise ValueError("gap_warmup_steps > 0 needs bilinear='single' and train_feature='bilinear'")
