@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fgtf.models import feature_endpoint, get_builder
-from fgtf.models.swin import (SwinBlock, SwinTiny, SwinTransformer, load_swin_pth,
+from fgtf.models.swin import (DropPath, SwinBlock, SwinTiny, SwinTransformer, load_swin_pth,
                               relative_position_index, shifted_window_mask, torch_key)
 from pth_writer import write_pth
 from tfrecord_tools.cli import UserError
@@ -59,6 +59,29 @@ def test_tiny_swin_shapes_windows_and_input_sizes():
     assert larger.output.shape == (None, 16)
     with pytest.raises(ValueError, match="not a multiple of the 4x4 window"):
         SwinTransformer(**{**TINY, "input_shape": (40, 40, 3)})
+
+
+def test_drop_path_drops_whole_samples_in_training_only():
+    layer = DropPath(0.5, seed=0)
+    x = np.ones((64, 2, 2, 3), np.float32)
+    np.testing.assert_array_equal(layer(x), x)
+    per_sample = np.asarray(layer(x, training=True)).reshape(64, -1)
+    assert set(np.unique(per_sample)) == {0.0, 2.0}
+    assert np.all(per_sample.min(axis=1) == per_sample.max(axis=1))
+
+
+def test_mixed_precision_matches_float32(tiny_swin):
+    images = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = SwinTransformer(**TINY, classes=5, classifier_activation=None)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    half.set_weights(tiny_swin.get_weights())
+    logits = half(images)
+    assert logits.dtype == "float16"
+    np.testing.assert_allclose(np.asarray(logits, np.float32), tiny_swin(images), atol=2e-2)
 
 
 def test_registry_names():

@@ -327,7 +327,7 @@ class WindowAttention(layers.Layer):
             # windows of one image are consecutive: (images, nW, heads, M², M²)
             num_windows = attention_mask.shape[0]
             logits = ops.reshape(logits, (-1, num_windows, self.num_heads, tokens, tokens))
-            logits = logits + ops.convert_to_tensor(attention_mask)[None, :, None]
+            logits = logits + ops.cast(attention_mask, "float32")[None, :, None]
             logits = ops.reshape(logits, (-1, self.num_heads, tokens, tokens))
         weights = ops.cast(ops.softmax(logits, axis=-1), v.dtype)
         out = ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))     # (windows, M², heads, d)
