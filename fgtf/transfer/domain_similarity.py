@@ -18,6 +18,12 @@ import numpy as np
 from fgtf.transfer.feature_store import load_features
 from tfrecord_tools.cli import UserError, cli_main
 
+# POT probes every array backend it finds when imported; its TensorFlow, JAX
+# and PyTorch probes import those frameworks (seconds), though fgtf only
+# passes NumPy arrays. A user's own setting wins.
+for _backend in ("TENSORFLOW", "JAX", "PYTORCH", "CUPY"):
+    os.environ.setdefault(f"POT_BACKEND_DISABLE_{_backend}", "1")
+
 
 def class_features(features, labels):
     """Per-class mean feature and image count.
