@@ -21,6 +21,7 @@ setup(
         "pillow",
         "matplotlib",
         "tqdm",
+        "tensorboard",
         "google-crc32c",
     ],
     extras_require={"test": ["pytest", "nbclient", "ipykernel", "nbformat"]},

@@ -223,11 +223,13 @@ def _dataset_facts(args):
 
 
 def _run_config(args, num_classes, num_examples, total_steps):
-    from fgtf.models import get_builder
-
     import inspect
 
-    has_aux = "aux_logits" in inspect.signature(get_builder(args.model_name)).parameters
+    from fgtf.models import get_builder
+    from fgtf.models.common import MIN_AUX_LOGITS_SIZE
+
+    has_aux = ("aux_logits" in inspect.signature(get_builder(args.model_name)).parameters
+               and args.train_image_size >= MIN_AUX_LOGITS_SIZE)
     return {"model_name": args.model_name, "num_classes": num_classes, "image_size": args.train_image_size,
             "head": args.head, "aux_logits": bool(has_aux and args.aux_loss_weight > 0 and args.head == "none"),
             "dataset_name": args.dataset_name, "num_train_examples": num_examples, "total_steps": total_steps,
