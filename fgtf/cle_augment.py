@@ -7,23 +7,26 @@ fail) set to 0, then the image cut into a 2x2 grid of tiles and the tiles
 randomly permuted (identity allowed). Erasing comes before shuffling, as in
 the original code, so the box is usually cut by the tile seams.
 
-Plugging it into a training pipeline of (images, labels) batches:
+With `fgtf.input_pipeline.make_dataset`, per example and reproducible from
+the pipeline's seed (CLE-ViT augments the two views independently: each its
+own crop, flip and colour; the altered view is erased and shuffled after):
 
-    dataset = dataset.map(fgtf.cle_augment.cle_views)
-    # -> ((base, altered), labels): what fgtf.models.heads.build_cle's model trains on
+    train = make_dataset(source, "train", image_size=448, batch_size=12, training=True,
+                         preprocessing=fgtf.cle_augment.cle_preprocessing())
+    # -> ((base, altered), labels) batches, what fgtf.models.heads.build_cle's model trains on;
+    # with training=False the same preprocessing gives plain single-view batches.
 
-CLE-ViT augments the two views independently (each its own random crop,
-flip, rotation, brightness): map every example to two independent base
-augmentations, then `cle_views` builds the altered view from the second:
+Or on batches of any (images, labels) dataset, building the altered view from
+the same base view (draws from TF's global random state):
 
-    dataset = examples.map(lambda image, label: ((augment(image), augment(image)), label))
-    dataset = dataset.batch(batch_size).map(fgtf.cle_augment.cle_views)
+    dataset = dataset.map(fgtf.cle_augment.cle_views)   # or make_dataset(..., batch_transform=cle_views)
 
 Images are float (height, width, channels) or (batch, height, width,
 channels), already normalised: the erased box takes the value 0, the mean
-colour after normalisation. Height and width must be even (multiples of the
-grid). Every random draw can be given instead (`erase_boxes`,
-`permutations`), which is how the port is checked against the reference.
+colour after normalisation (the middle grey of fgtf's [-1, 1] inception
+preprocessing). Height and width must be even (multiples of the grid). Every
+random draw can be given instead (`erase_boxes`, `permutations`), which is how
+the port is checked against the reference.
 """
 import math
 
@@ -36,20 +39,34 @@ SHUFFLE_GRID = 2
 
 
 def cle_views(images, labels):
-    """Dataset map function: `(images, labels) -> ((base, altered), labels)`.
-
-    `images` is one normalised view (the altered view is then made from it) or
-    a pair `(base, second)` of independently augmented views of the same
-    images (the altered view is made from `second`), unbatched or batched.
-    """
-    if isinstance(images, (tuple, list)):
-        base, second = images
-    else:
-        base = second = images
-    return (base, altered_view(second)), labels
+    """Dataset map function over batches (or single examples):
+    `(images, labels) -> ((images, altered_view(images)), labels)`."""
+    return (images, altered_view(images)), labels
 
 
-def altered_view(images, erase_boxes=None, permutations=None, grid=SHUFFLE_GRID, fill_value=0.0):
+def cle_preprocessing(preprocess=None):
+    """A `preprocessing` callable for `fgtf.input_pipeline.make_dataset`:
+    `fn(encoded, image_size, training, seed)`. In training it returns
+    `(base, altered)`: two independent augmentations of the image by
+    `preprocess` (default `fgtf.preprocessing.preprocess_image`), the second
+    turned into the altered view; every draw comes from the example's
+    stateless `seed`. In evaluation it returns `preprocess`'s single view."""
+    if preprocess is None:
+        from fgtf.preprocessing import preprocess_image as preprocess
+
+    def two_views(encoded, image_size, training, seed=None):
+        if not training:
+            return preprocess(encoded, image_size, training, seed)
+        base_seed, second_seed, altered_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3))
+        base = preprocess(encoded, image_size, training, base_seed)
+        second = preprocess(encoded, image_size, training, second_seed)
+        return base, altered_view(second, seed=altered_seed)
+
+    return two_views
+
+
+def altered_view(images, erase_boxes=None, permutations=None, grid=SHUFFLE_GRID, fill_value=0.0, seed=None):
     """Erase one box, then shuffle the grid x grid tiles.
 
     images: (H, W, C) or (batch, H, W, C) float, normalised.
@@ -57,16 +74,19 @@ def altered_view(images, erase_boxes=None, permutations=None, grid=SHUFFLE_GRID,
         (height 0 = no erase); drawn by `random_erase_boxes` when None.
     permutations: int (grid²,) or (batch, grid²); output tile k (row-major)
         is input tile `permutation[k]`; drawn uniformly when None.
+    seed: optional stateless seed (int tensor [2]) for the draws; None uses
+        TF's global random state.
     Returns the altered images, same shape and dtype.
     """
     images = tf.convert_to_tensor(images)
     single = images.shape.rank == 3
     batch = images[None] if single else images
     count, height, width = tf.shape(batch)[0], tf.shape(batch)[1], tf.shape(batch)[2]
+    box_seed, permutation_seed = (None, None) if seed is None else _split(seed, 2)
     if erase_boxes is None:
-        erase_boxes = random_erase_boxes(count, height, width)
+        erase_boxes = random_erase_boxes(count, height, width, seed=box_seed)
     if permutations is None:
-        permutations = random_tile_permutations(count, grid)
+        permutations = random_tile_permutations(count, grid, seed=permutation_seed)
     erase_boxes = tf.reshape(tf.cast(erase_boxes, tf.int32), (-1, 4))
     permutations = tf.reshape(tf.cast(permutations, tf.int32), (-1, grid * grid))
     out = grid_shuffle(erase(batch, erase_boxes, fill_value), permutations, grid)
@@ -74,23 +94,24 @@ def altered_view(images, erase_boxes=None, permutations=None, grid=SHUFFLE_GRID,
 
 
 def random_erase_boxes(count, height, width, area_range=ERASE_AREA_RANGE,
-                       aspect_range=ERASE_ASPECT_RANGE, attempts=ERASE_ATTEMPTS):
+                       aspect_range=ERASE_ASPECT_RANGE, attempts=ERASE_ATTEMPTS, seed=None):
     """(count, 4) int32 boxes `[top, left, height, width]` drawn as torchvision's
     `RandomErasing(p=1, scale=area_range, ratio=aspect_range)`: per try an area
     fraction ~ U(area_range) and log aspect (rows/cols) ~ U(log aspect_range),
     h = round(sqrt(A·frac·aspect)), w = round(sqrt(A·frac/aspect)); the first
     try with h < height and w < width is placed uniformly; no accepted try
-    gives an empty box (0 height and width)."""
-    fraction = tf.random.uniform((count, attempts), *area_range)
-    log_aspect = tf.random.uniform((count, attempts), math.log(aspect_range[0]), math.log(aspect_range[1]))
+    gives an empty box (0 height and width). `seed`: optional stateless seed [2]."""
+    fraction_seed, aspect_seed, top_seed, left_seed = (None,) * 4 if seed is None else _split(seed, 4)
+    fraction = _uniform((count, attempts), fraction_seed, *area_range)
+    log_aspect = _uniform((count, attempts), aspect_seed, math.log(aspect_range[0]), math.log(aspect_range[1]))
     box_h, box_w = erase_box_size(height, width, fraction, log_aspect)
     fits = tf.logical_and(box_h < height, box_w < width)
     first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
     found = tf.cast(tf.reduce_any(fits, axis=1), tf.int32)
     box_h = tf.gather(box_h, first, batch_dims=1) * found
     box_w = tf.gather(box_w, first, batch_dims=1) * found
-    top = _uniform_int(height - box_h + 1)
-    left = _uniform_int(width - box_w + 1)
+    top = _uniform_int(height - box_h + 1, top_seed)
+    left = _uniform_int(width - box_w + 1, left_seed)
     return tf.stack([top, left, box_h, box_w], axis=1)
 
 
@@ -105,9 +126,10 @@ def erase_box_size(height, width, area_fraction, log_aspect):
             tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32))
 
 
-def random_tile_permutations(count, grid=SHUFFLE_GRID):
-    """(count, grid²) int32 uniformly random permutations of the tile indices."""
-    return tf.cast(tf.argsort(tf.random.uniform((count, grid * grid)), axis=1), tf.int32)
+def random_tile_permutations(count, grid=SHUFFLE_GRID, seed=None):
+    """(count, grid²) int32 uniformly random permutations of the tile indices.
+    `seed`: optional stateless seed [2]."""
+    return tf.cast(tf.argsort(_uniform((count, grid * grid), seed), axis=1), tf.int32)
 
 
 def erase(images, boxes, fill_value=0.0):
@@ -139,7 +161,18 @@ def grid_shuffle(images, permutations, grid=SHUFFLE_GRID):
     return tf.ensure_shape(out, (None, height, width, channels))
 
 
-def _uniform_int(upper):
+def _uniform(shape, seed, minval=0.0, maxval=1.0):
+    """float32 U[minval, maxval): stateless from `seed` [2], or TF's global state."""
+    if seed is None:
+        return tf.random.uniform(shape, minval, maxval)
+    return tf.random.stateless_uniform(shape, seed, minval, maxval)
+
+
+def _uniform_int(upper, seed):
     """Uniform integers in [0, upper) elementwise, for an int32 tensor `upper` >= 1."""
-    draw = tf.floor(tf.random.uniform(tf.shape(upper)) * tf.cast(upper, tf.float32))
+    draw = tf.floor(_uniform(tf.shape(upper), seed) * tf.cast(upper, tf.float32))
     return tf.minimum(tf.cast(draw, tf.int32), upper - 1)
+
+
+def _split(seed, count):
+    return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=count))

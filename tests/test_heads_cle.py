@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fgtf.cle_augment import (altered_view, cle_views, erase, erase_box_size, random_erase_boxes,
-                              random_tile_permutations)
+from fgtf.cle_augment import (altered_view, cle_preprocessing, cle_views, erase, erase_box_size,
+                              random_erase_boxes, random_tile_permutations)
 from fgtf.models.heads.cle import (WarmupLinearDecay, build_cle, cle_loss_weights, cle_optimizer, contrastive_loss,
                                    cosine_similarity_matrix, label_smoothed_cross_entropy, same_label_mask)
 from fgtf.models.swin import SwinTransformer
@@ -55,6 +55,21 @@ def test_random_altered_views_are_erased_tile_permutations():
         view_tiles = [view[r:r + 4, c:c + 3] for r in (0, 4) for c in (0, 3)]
         untouched = [t for t in view_tiles if not np.any(t == 0)]
         assert all(t.tobytes() in original_tiles for t in untouched)
+
+
+def test_cle_preprocessing_gives_two_reproducible_independent_views():
+    encoded = tf.io.encode_jpeg(np.random.default_rng(0).integers(0, 256, (40, 40, 3), np.uint8))
+    preprocessing = cle_preprocessing()
+    base, altered = preprocessing(encoded, 16, True, tf.constant([3, 4]))
+    again = preprocessing(encoded, 16, True, tf.constant([3, 4]))
+    other_seed = preprocessing(encoded, 16, True, tf.constant([3, 5]))
+
+    assert base.shape == altered.shape == (16, 16, 3)
+    np.testing.assert_array_equal(altered, again[1])
+    np.testing.assert_array_equal(base, again[0])
+    assert np.any(altered.numpy() != other_seed[1].numpy())
+    assert 0.1 < np.mean(np.all(altered.numpy() == 0, axis=-1)) < 0.5
+    assert preprocessing(encoded, 16, False, None).shape == (16, 16, 3)
 
 
 @pytest.mark.reference
