@@ -24,6 +24,7 @@ setup(
         "tensorboard",
         "google-crc32c",
     ],
-    extras_require={"test": ["pytest", "nbclient", "ipykernel", "nbformat"]},
+    # jax: the models are also tested on the Keras JAX backend
+    extras_require={"test": ["pytest", "nbclient", "ipykernel", "nbformat", "jax"]},
     entry_points={"console_scripts": ["fgtf = fgtf.cli:main"]},
 )
