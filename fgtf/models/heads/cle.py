@@ -1,13 +1,15 @@
 """CLE-ViT (Yu, Wang, Gao, IJCAI 2023): self-shuffling-and-masking contrastive
 learning around any backbone, as a `keras.Model` whose losses live in the model.
 
+    train = make_dataset(source, "train", image_size=448, batch_size=12, training=True,
+                         preprocessing=fgtf.cle_augment.cle_preprocessing())   # ((base, altered), y)
     backbone = fgtf.models.build_model("swin_base", include_top=False, pooling="avg",
                                        input_shape=(448, 448, 3), drop_path_rate=0.5,
                                        weights="checkpoints/swin_base_patch4_window7_224_22k.pth")
     model = build_cle(backbone, num_classes=200, loss_weights=cle_loss_weights("cub_200"))
-    model.compile(optimizer=cle_optimizer(model, 2.34375e-5, steps_per_epoch=len(train)),
+    model.compile(optimizer=cle_optimizer(model, 2.34375e-5, steps_per_epoch=steps, epochs=40),
                   metrics=["accuracy"])
-    model.fit(train.map(fgtf.cle_augment.cle_views), validation_data=validation)
+    model.fit(train, steps_per_epoch=steps, epochs=40, validation_data=validation)
 
 Training batches are `((base, altered), labels)` (see `fgtf.cle_augment`):
 both views go through the backbone in one pass (concatenated on the batch
