@@ -1,6 +1,6 @@
 """Inception-v3 and Inception-v3-SE, mirroring TF-Slim's `inception_v3`.
 
-    model = InceptionV3(classes=10, weights="checkpoints/inception_v3_iNat_299.ckpt")
+    model = InceptionV3(classes=5089, weights="checkpoints/inception_v3_iNat_299.ckpt")
     features = InceptionV3(include_top=False, pooling="avg")  # (batch, 2048)
 
 Layer names follow the slim scopes (`fgtf.models.layers`), so a slim

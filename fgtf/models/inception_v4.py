@@ -1,6 +1,7 @@
 """Inception-v4, mirroring TF-Slim's `inception_v4`.
 
-    model = InceptionV4(classes=10, weights="checkpoints/inception_v4_iNat_448.ckpt")
+    model = InceptionV4(classes=5089, input_shape=(448, 448, 3),
+                        weights="checkpoints/inception_v4_iNat_448.ckpt")
     features = InceptionV4(include_top=False, pooling="avg")  # (batch, 1536)
 
 Layer names follow the slim scopes (`fgtf.models.layers`), so a slim
