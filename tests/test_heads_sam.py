@@ -248,7 +248,7 @@ def test_per_sample_mask_spans_unit_interval_per_image():
     ({"target": "cam", "bilinear": "single"}, False),
     ({"target": "gradcam", "bilinear": "single", "gap_warmup_steps": 1}, True),
     ({"target": "cam", "bilinear": "multi"}, True),
-    ({"target": "gradcam", "bilinear": None}, True),
+    ({"target": "gradcam", "bilinear": None, "gradcam_features": "train"}, True),
     ({"target": "gradcam", "bilinear": "compact", "compact_dim": 20}, True),
 ])
 def test_fit_evaluate_predict_save_load(tmp_path, options, run_eagerly):

@@ -6,7 +6,7 @@ shared/spec/sam.md.
     model = build_sam(backbone, num_classes=200, target="cam", bilinear="single")
     model.compile(keras.optimizers.SGD(1e-3, momentum=0.9, nesterov=True),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(dataset)             # CE + kl_weight * attention KL
+    model.fit(dataset)             # CE + kl_weight * attention KL; labels: class ids
     logits = model.predict(images) # classifier on the test feature
 
 On the backbone's feature map F (B, H, W, C) an attention branch (1x1 conv
@@ -31,10 +31,18 @@ The classifier sees one of two features:
   CompactBilinearPooling.py), then BatchNorm without offset.
 
 Which feature is used in training and at test is an option; `build_sam`
-defaults to what each original script does (see `script_defaults`).
+defaults to what each original script does (see `script_defaults`). For the
+multi-map and compact features, which no original script trains a classifier
+on, the CAM is each position's contribution to the class logit and Grad-CAM
+holds the attention maps constant, as the single-map form holds its mask.
+
 Everything is `keras.ops` (the Grad-CAM target of a linear classifier on a
 pooled feature has a closed form, so no gradient tape is needed): the head
-runs on every Keras backend.
+runs on every Keras backend. Two deliberate differences from the code, both
+invisible on finite inputs: log_softmax instead of log(softmax) (no -inf when
+p underflows), and no NaN gradient for an all-zero pooled feature. Under
+tf.distribute each replica normalises the mask and computes BN statistics
+over its own part of the batch (the original ran on one GPU).
 """
 import keras
 import numpy as np
@@ -63,8 +71,10 @@ def build_sam(backbone, num_classes, target="cam", bilinear="single", train_feat
     steps first, then on the bilinear feature) default to `script_defaults`.
     `gradcam_features`: "eval" re-runs the backbone in inference mode for the
     Grad-CAM weights as the original does (one more forward pass per step);
-    "train" reuses the training feature map. Returns a `SAM` model: logits
-    (B, num_classes) of the test feature at inference.
+    "train" reuses the training feature map. `mask_normalization`: "batch"
+    (the original) or "sample". `attention_channels` M, `temperature` t and
+    `kl_weight` are the original's 16, 0.4 and 0.01. Returns a `SAM` model:
+    logits (B, num_classes) of the test feature at inference.
     """
     defaults = script_defaults(target, bilinear)
     return SAM(backbone, num_classes, target=target, bilinear=bilinear,

@@ -109,8 +109,9 @@ def parameter_overhead(backbone_parameters, channels, num_classes, groups):
 
     `backbone_parameters` is the backbone's count without classifier (e.g.
     torchvision ResNet-50: 23,508,032, BN buffers excluded; or
-    `model.backbone.count_params()`). Returns a dict with `plain`, `extra`
-    and `ratio` (extra / plain); ResNet-50, 200 classes, 4 groups -> 1.716 %.
+    `model.backbone.count_params()`, which counts BN moving statistics too).
+    Returns a dict with `plain`, `extra` and `ratio` (extra / plain);
+    ResNet-50, 200 classes, 4 groups -> 1.716 % (fgtf's resnet_v2_50: 1.712 %).
     """
     plain = backbone_parameters + channels * num_classes + num_classes
     extra = channels * num_classes + groups * num_classes
