@@ -125,6 +125,21 @@ def test_rerun_skips_a_complete_dataset_and_replaces_a_different_one(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["data"]
 
 
+def test_a_failed_run_leaves_the_previous_dataset_untouched(tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    synthetic.generate(out, workers=1, **SMALL)
+    before = _tree_bytes(out)
+
+    def fail(job):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "_write_image", fail)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.generate(out, workers=1, **dict(SMALL, classes=3))
+    assert _tree_bytes(out) == before
+    assert sorted(os.listdir(tmp_path)) == ["data"]
+
+
 def test_cli_writes_the_dataset(tmp_path, capsys):
     synthetic.main(["--out", str(tmp_path), "--classes", "3", "--train_per_class", "2", "--val_per_class", "1",
                     "--image_size", "32", "--family", "planes", "--workers", "1"])

@@ -122,15 +122,18 @@ def generate(out_dir, classes=20, train_per_class=30, val_per_class=30, image_si
         raise UserError(f"cannot write the dataset next to {out_dir}: {error.strerror}") from error
     jobs = [(os.path.join(partial, path), family, definitions[true_label], image_seed, image_size)
             for path, true_label, image_seed in clean + val]
-    _run_jobs(jobs, workers)
-
-    _write_lines(os.path.join(partial, "train.txt"), [f"{path}: {label}" for path, label, _ in train])
-    _write_lines(os.path.join(partial, "val.txt"), [f"{path}: {label}" for path, label, _ in val])
-    _write_lines(os.path.join(partial, CLEAN_LABELS_FILE), [f"{path}: {label}" for path, label, _ in clean])
-    _write_lines(os.path.join(partial, "classes.txt"), names)
     metadata = _metadata(arguments, definitions, names, train, clean)
-    _write_lines(os.path.join(partial, METADATA_FILE), [json.dumps(metadata, indent=1)])
-    _swap_into_place(partial, out_dir)
+    try:
+        _run_jobs(jobs, workers)
+        _write_lines(os.path.join(partial, "train.txt"), [f"{path}: {label}" for path, label, _ in train])
+        _write_lines(os.path.join(partial, "val.txt"), [f"{path}: {label}" for path, label, _ in val])
+        _write_lines(os.path.join(partial, CLEAN_LABELS_FILE), [f"{path}: {label}" for path, label, _ in clean])
+        _write_lines(os.path.join(partial, "classes.txt"), names)
+        _write_lines(os.path.join(partial, METADATA_FILE), [json.dumps(metadata, indent=1)])
+        _swap_into_place(partial, out_dir)
+    except BaseException:  # interrupted or failed: leave no half-written folder behind
+        _remove(partial)
+        raise
     return metadata
 
 
