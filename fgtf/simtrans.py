@@ -116,14 +116,11 @@ def train_simnet(args):
     """Step 1: SimNet + discriminator on zipped base / novel class-grouped batches."""
     import keras
 
-    from fgtf.models.heads.simtrans import SimNet
-
     run, data = _load_run(args.run_dir)
     _require(args.run_dir, BACKBONE_WEIGHTS, "pretrain")
     _set_seed(args.seed)
-    backbone = _backbone(run)
-    backbone.load_weights(os.path.join(args.run_dir, BACKBONE_WEIGHTS))
-    simnet = SimNet(_pooled(backbone), beta=args.beta, weight_decay=args.weight_decay, name="simnet")
+    simnet = _simnet(run, os.path.join(args.run_dir, BACKBONE_WEIGHTS), beta=args.beta,
+                     weight_decay=args.weight_decay)
     rng = np.random.default_rng(args.seed)
     history = []
     for epoch in range(args.epochs):
@@ -147,7 +144,9 @@ def train_simnet(args):
               f"sim_loss {record['sim_loss']:.4f} pair_acc {record['pair_accuracy']:.3f} "
               f"domain_loss {record['domain_loss']:.4f} domain_acc {record['domain_accuracy']:.3f} "
               f"F1 base {scores['base_test']:.3f} novel {scores['novel_test']:.3f}", flush=True)
-    _save_weights(simnet, args.run_dir, SIMNET_WEIGHTS)
+    inference = _simnet(run)
+    inference.set_weights(simnet.get_weights())
+    _save_weights(inference, args.run_dir, SIMNET_WEIGHTS)
     _finish(args.run_dir, "simnet", {"beta": args.beta, "epochs": history})
 
 
@@ -218,7 +217,11 @@ def train_classifier(args):
                                    step="train/graph" if graph_epoch else "train/ce", epochs=1,
                                    batch_size=args.graph_batch_size if graph_epoch else args.batch_size,
                                    first_epoch=args.epochs + epoch, graph=graph)
-    _save_weights(model, args.run_dir, CLASSIFIER_WEIGHTS)
+    # saved without the SimNet of the graph term and without the optimizer
+    inference = _classifier(run, num_classes)
+    inference.backbone.set_weights(model.backbone.get_weights())
+    inference.classifier.set_weights(model.classifier.get_weights())
+    _save_weights(inference, args.run_dir, CLASSIFIER_WEIGHTS)
     _finish(args.run_dir, "train", {"classes": args.classes, "num_classes": num_classes,
                                      "weighting": args.weighting, "graph_weighting": args.graph_weighting,
                                      "alpha": args.alpha, "mu": args.mu, "eye": args.eye, "epochs": history})
@@ -329,7 +332,7 @@ def _pretrain_arguments(parser):
     parser.add_argument("--pretrain_data", choices=("clean_base", "noisy_novel"), default="clean_base",
                         help="train on the clean base classes (the authors' stated init) or on the noisy novel "
                              "images (the released script) (default: %(default)s)")
-    _optimisation(parser, epochs=8, lr=0.05)
+    _optimisation(parser, epochs=15, lr=0.02)
 
 
 def _simnet_arguments(parser):
@@ -341,14 +344,14 @@ def _simnet_arguments(parser):
     parser.add_argument("--beta", type=float, default=0.0,
                         help="adversarial weight: SimNet minimises L_sim - beta L_dom; 0 = the released "
                              "script, 0.1 = the method (default: %(default)s)")
-    parser.add_argument("--domain_lr", type=float, default=0.05,
+    parser.add_argument("--domain_lr", type=float, default=0.01,
                         help="discriminator learning rate (default: %(default)s)")
     parser.add_argument("--eval_batches", type=int, default=10,
                         help="pair-F1 evaluation: batches of --eval_classes x --eval_images test images "
                              "(default: %(default)s)")
     parser.add_argument("--eval_classes", type=int, default=10, help="(default: %(default)s)")
     parser.add_argument("--eval_images", type=int, default=10, help="(default: %(default)s)")
-    _optimisation(parser, epochs=10, lr=0.05)
+    _optimisation(parser, epochs=8, lr=0.01)
 
 
 def _weights_arguments(parser):
@@ -358,7 +361,7 @@ def _weights_arguments(parser):
 
 
 def _train_arguments(parser):
-    _common(parser, batch_size=8)
+    _common(parser, batch_size=16)
     parser.add_argument("--classes", choices=("all", "novel"), default="all",
                         help="label space: base + novel classes, or the novel classes only as the released "
                              "script (default: %(default)s)")
@@ -451,7 +454,8 @@ def _finish(run_dir, step, metrics):
 
 
 def _save_weights(model, run_dir, relative):
-    """model.save_weights to a temporary name, renamed into place on success."""
+    """model.save_weights to a temporary name, renamed into place on success.
+    Pass an uncompiled model: a compiled one would also store its optimizer."""
     from fgtf.fileio import atomic_path
 
     with atomic_path(os.path.join(run_dir, relative)) as tmp:
@@ -529,14 +533,20 @@ def _classifier(run, num_classes, backbone_weights=None, simnet=None):
 
 
 def _load_simnet(run_dir, run):
-    from fgtf.models.heads.simtrans import SimNet
-
     _require(run_dir, SIMNET_WEIGHTS, "simnet")
-    simnet = SimNet(_pooled(_backbone(run)), name="simnet")
-    size = run["image_size"]
-    simnet(np.zeros((1, size, size, 3), np.float32))  # build, so the .weights.h5 file loads
+    simnet = _simnet(run)
     simnet.load_weights(os.path.join(run_dir, SIMNET_WEIGHTS))
     simnet.trainable = False
+    return simnet
+
+
+def _simnet(run, backbone_weights=None, **options):
+    """A built SimNet on the run's backbone (initialised from `backbone_weights` when given)."""
+    from fgtf.models.heads.simtrans import SimNet
+
+    simnet = SimNet(_pooled(_backbone(run, backbone_weights)), name="simnet", **options)
+    size = run["image_size"]
+    simnet(np.zeros((1, size, size, 3), np.float32))  # build, so .weights.h5 files load
     return simnet
 
 
@@ -584,16 +594,18 @@ def _image_dataset(paths, labels, image_size, batch_size, training=False, weight
     columns = (np.asarray(paths), np.asarray(labels, np.int32))
     if weights is not None:
         columns += (np.asarray(weights, np.float32),)
-    if not training:
-        return (tf.data.Dataset.from_tensor_slices(columns)
-                .map(lambda path, *rest: (preprocess_image(tf.io.read_file(path), image_size, training=False),)
-                     + rest, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    order = np.random.default_rng(list(seed)).permutation(len(paths))
-    image_seeds = np.stack([np.full(len(paths), seed[0] * 100003 + seed[1]), order], axis=1)
-    dataset = tf.data.Dataset.from_tensor_slices(tuple(c[order] for c in columns) + (image_seeds,))
-    return (dataset.map(lambda path, *rest: (_train_image(path, image_size, rest[-1], augment),) + rest[:-1],
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training:
+        order = np.random.default_rng(list(seed)).permutation(len(paths))
+        image_seeds = np.stack([np.full(len(paths), seed[0] * 100003 + seed[1]), order], axis=1)
+        columns = tuple(c[order] for c in columns) + (image_seeds,)
+
+    def load(path, *rest):
+        if training:
+            return (_train_image(path, image_size, rest[-1], augment),) + rest[:-1]
+        return (preprocess_image(tf.io.read_file(path), image_size, training=False),) + rest
+
+    return (tf.data.Dataset.from_tensor_slices(columns)
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
