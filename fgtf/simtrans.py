@@ -19,7 +19,7 @@ Steps (shared/spec/simtrans.md):
   train     the main classifier: sample-weighted CE for `--epochs`, then
             `--graph_epochs` alternating graph epochs (weighted CE +
             alpha * graph regularisation on SimNet similarities, batch
-            `--graph_batch_size`) and CE epochs (step 3b)
+            `--graph_batch_size`) and CE epochs (step 3b, its own lr schedule)
   eval      top-1 accuracy on the novel, base and all test images
 
 Run folder:
@@ -216,7 +216,7 @@ def train_classifier(args):
         history += _fit_classifier(model, run, records, weights_for(args.graph_weighting), test_sets, args,
                                    step="train/graph" if graph_epoch else "train/ce", epochs=1,
                                    batch_size=args.graph_batch_size if graph_epoch else args.batch_size,
-                                   first_epoch=args.epochs + epoch, graph=graph)
+                                   first_epoch=args.epochs + epoch, schedule_start=args.epochs, graph=graph)
     # saved without the SimNet of the graph term and without the optimizer
     inference = _classifier(run, num_classes)
     inference.backbone.set_weights(model.backbone.get_weights())
@@ -551,9 +551,11 @@ def _simnet(run, backbone_weights=None, **options):
 
 
 def _fit_classifier(model, run, records, weights, test_sets, args, step, epochs=None, batch_size=None,
-                    first_epoch=0, graph=None):
+                    first_epoch=0, schedule_start=0, graph=None):
     """`epochs` epochs of (1/B) sum w CE (+ graph term when `graph` sets a
-    weight), the optimiser rebuilt every epoch; logs test accuracy per epoch."""
+    weight), numbered from `first_epoch`, the optimiser rebuilt every epoch
+    with lr halved every `lr_interval` epochs since `schedule_start`; logs
+    test accuracy per epoch."""
     import keras
 
     history = []
@@ -561,7 +563,7 @@ def _fit_classifier(model, run, records, weights, test_sets, args, step, epochs=
         for name, value in (graph or {"graph_weight": 0.0}).items():
             setattr(model, name, value)
         model.weight_decay = args.weight_decay
-        lr = args.lr * 0.5 ** (epoch // args.lr_interval)
+        lr = args.lr * 0.5 ** ((epoch - schedule_start) // args.lr_interval)
         model.compile(keras.optimizers.SGD(lr, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=False)

@@ -254,6 +254,7 @@ def test_weak_shot_classifier_loss_is_weighted_ce_plus_graph_term():
     simnet = SimNet(pooled)
     alpha, mu, decay = 0.1, -4.0, 1e-3
     model = WeakShotClassifier(backbone, 3, simnet=simnet, graph_weight=alpha, mu=mu, eye=0, weight_decay=decay)
+    model(images)  # built before fit, as the CLI does
     model.compile(keras.optimizers.SGD(0.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     logs = model.train_on_batch(images, labels, sample_weight=weights, return_dict=True)
     features = np.mean(np.asarray(backbone(images)), axis=(1, 2))
@@ -305,6 +306,7 @@ def run_step(*argv):
     main(list(argv))
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end_on_a_tiny_synthetic_dataset(tiny_dataset, tmp_path, capsys):
     run = str(tmp_path / "run")
     run_step("pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run, "--image_size", "32", "--epochs", "1",
