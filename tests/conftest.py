@@ -96,3 +96,43 @@ def check_slim_reference(net, checkpoint_prefix, ref):
     bad = {k: v for k, v in errors.items() if not v < 1e-4}
     assert not bad, f"{net}: outputs differ from the slim reference: {bad}"
     return errors
+
+
+_JAX_REFERENCE_CHECK = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import keras
+import numpy as np
+import fgtf.models
+from conftest import check_slim_reference, reference_dir
+
+assert keras.backend.backend() == "jax", keras.backend.backend()
+build_model = fgtf.models.build_model
+
+def build_without_tensorflow(name, **kwargs):
+    model = build_model(name, **kwargs)
+    assert "tensorflow" not in sys.modules, "building the model imported TensorFlow"
+    return model
+
+fgtf.models.build_model = build_without_tensorflow
+net, prefix = sys.argv[2], sys.argv[3]
+errors = check_slim_reference(net, prefix, np.load(reference_dir() / "slim" / f"{net}.npz"))
+print(json.dumps({k: float(v) for k, v in errors.items()}))
+"""
+
+
+def check_slim_reference_on_jax(net, checkpoint_prefix):
+    """`check_slim_reference` in a fresh process with KERAS_BACKEND=jax; building
+    the model must not import TensorFlow (only the checkpoint reader does).
+    Returns the errors dict of that process."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
+               # the forward runs op by op, so XLA compile time dominates: skip its optimisations
+               XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+    run = subprocess.run([sys.executable, "-c", _JAX_REFERENCE_CHECK, str(Path(__file__).parent), net,
+                          str(checkpoint_prefix)], env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
