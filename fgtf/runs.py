@@ -84,7 +84,9 @@ def restore_for_inference(model, checkpoint_prefix, use_ema=True):
     stored = reader.get_variable_to_shape_map()
     used = False
     for variable in model.weights:
-        key = f"{EMA_KEY}/{ema_variable_key(variable)}/.ATTRIBUTES/VARIABLE_VALUE"
+        # tf.train.Checkpoint escapes "." as ".." and "/" as ".S" in object names
+        escaped = ema_variable_key(variable).replace(".", "..").replace("/", ".S")
+        key = f"{EMA_KEY}/{escaped}/.ATTRIBUTES/VARIABLE_VALUE"
         if key in stored:
             variable.assign(reader.get_tensor(key))
             used = True

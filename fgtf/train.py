@@ -6,9 +6,11 @@
 The flags mirror the original TF-Slim `train_image_classifier.py` (train.sh sets
 them from its environment variables). Each step is Keras's own compiled
 `train_step` (so every `keras.Model` head trains unchanged); the loop around it
-checkpoints the model, the optimizer (with its weight EMA), the step and the
-input iterator's position every `--save_interval_secs`, so a run killed at any
-moment resumes where it stopped, and a finished run is not trained again.
+checkpoints the model, the optimizer (with its weight EMA) and the step every
+`--save_interval_secs`. The input stream is deterministic for `--seed`, so a
+run killed at any moment and started again with the same command resumes at
+the same step, optimizer state and data position (the consumed examples are
+skipped, read but not decoded), and a finished run is not trained again.
 """
 import argparse
 import math
@@ -64,6 +66,9 @@ def build_parser():
     g.add_argument("--adam_beta2", type=float, default=0.999)
     g.add_argument("--weight_decay", type=float, default=0.00004, help="L2 on conv/dense kernels (slim's rule)")
     g.add_argument("--label_smoothing", type=float, default=0.0)
+    g.add_argument("--batch_norm_decay", type=float,
+                   help="moving-average decay of batch-norm statistics (default: the network's, 0.9997 for "
+                        "Inception, 0.997 for ResNet; use ~0.9 for runs of a few hundred steps)")
     g.add_argument("--aux_loss_weight", type=float, default=0.4, help="weight of the aux-logits loss (0 disables)")
     g.add_argument("--moving_average_decay", type=float, help="keep an EMA of the weights (e.g. 0.9999)")
     g.add_argument("--batch_size", type=int, default=32, help="global batch size over all replicas")
@@ -112,10 +117,8 @@ def train(args):
         _compile(model, optimizer, config, args)
         optimizer.build(model.trainable_variables)
         model._symbolic_build(data_batch=_batch_spec(config))
-        dataset = strategy.distribute_datasets_from_function(lambda ctx: _train_dataset(args, ctx))
-        iterator = iter(dataset)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, iterator=iterator,
-                                         step=optimizer.iterations, **{runs.EMA_KEY: runs.ema_map(optimizer)})
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=optimizer.iterations,
+                                         **{runs.EMA_KEY: runs.ema_map(optimizer)})
     manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(args.train_dir, chief, strategy),
                                          max_to_keep=args.max_checkpoints_to_keep)
     if manager.latest_checkpoint:
@@ -129,6 +132,11 @@ def train(args):
         return {}
     print(runs.keras_model_summary_line(model) + f"; training steps {step} -> {total_steps}, "
           f"global batch {args.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
+    # The input stream is deterministic for the seed; a resumed run skips the
+    # examples its steps consumed, which keeps checkpoints small (no shuffle
+    # buffers) and the data position exact.
+    dataset = strategy.distribute_datasets_from_function(lambda ctx: _train_dataset(args, ctx, step))
+    iterator = iter(dataset)
     logs = _loop(model, optimizer, iterator, manager, args, total_steps, chief)
     if chief:
         from fgtf.fileio import write_json
@@ -252,11 +260,17 @@ def _optimizer(args, num_examples, total_steps):
 
 
 def _prepare_trainable(model, args):
+    import keras
+
     from fgtf.optimization import apply_weight_decay, freeze_outside_scopes
 
     if args.trainable_scopes:
         freeze_outside_scopes(model, args.trainable_scopes)
     apply_weight_decay(model, args.weight_decay)
+    if args.batch_norm_decay is not None:
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = args.batch_norm_decay
 
 
 def _compile(model, optimizer, config, args):
@@ -280,12 +294,12 @@ def _batch_spec(config):
     return (tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None,), tf.int64))
 
 
-def _train_dataset(args, input_context):
+def _train_dataset(args, input_context, start_step):
     from fgtf.input_pipeline import make_dataset
 
     return make_dataset(args.dataset_dir, "train", image_size=args.train_image_size, batch_size=args.batch_size,
-                        training=True, input_context=input_context, seed=args.seed,
-                        label_ratio=args.label_ratio)
+                        training=True, input_context=input_context, seed=args.seed, deterministic=True,
+                        label_ratio=args.label_ratio, start_step=start_step)
 
 
 def _initialise(model, args, config):

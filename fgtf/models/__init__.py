@@ -50,8 +50,26 @@ def list_models():
 def get_builder(name):
     """The public builder function of network `name`."""
     _check_name(name)
-    module, builder = _BUILDERS[name]
-    return getattr(importlib.import_module(module), builder)
+    builder = _BUILDERS[name]
+    if callable(builder):
+        return builder
+    module, function = builder
+    return getattr(importlib.import_module(module), function)
+
+
+def register_model(name, builder, feature_endpoint):
+    """Make your own backbone available by `name` to `build_model` and every
+    fgtf command run in this process (train, evaluate, extract_features).
+
+    builder: a function with the keras.applications-style arguments
+        (`include_top`, `weights`, `input_shape`, `pooling`, `classes`,
+        `classifier_activation`) returning a functional `keras.Model`.
+    feature_endpoint: name of the layer whose spatial mean is the image feature.
+    """
+    if not callable(builder):
+        raise TypeError("builder must be a function returning a keras.Model")
+    _BUILDERS[name] = builder
+    FEATURE_ENDPOINTS[name] = feature_endpoint
 
 
 def feature_endpoint(name):

@@ -1,0 +1,195 @@
+"""Training and evaluation machinery (fgtf.train, fgtf.evaluate, schedules,
+scopes) on a tiny backbone and a tiny synthetic dataset."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from fgtf import evaluate, optimization, runs, train
+import tiny_models
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCHER = os.path.join(REPO, "tests", "tiny_models.py")
+
+tiny_models.register()
+
+
+@pytest.fixture(scope="module")
+def tfrecords(tmp_path_factory):
+    from fgtf.convert import convert
+    from fgtf.datasets.synthetic import generate
+
+    root = tmp_path_factory.mktemp("tiny_synthetic")
+    generate(str(root / "raw"), classes=4, train_per_class=8, val_per_class=4, image_size=48, seed=0)
+    convert("synthetic", 2, dataset_dir=str(root / "raw"), output_dir=str(root / "tfrecords"), progress=False)
+    return str(root / "tfrecords")
+
+
+def _args(tfrecords, train_dir, *extra):
+    return ["--dataset_dir", tfrecords, "--train_dir", str(train_dir), "--model_name", "tiny_net",
+            "--train_image_size", "32", "--batch_size", "8", "--optimizer", "momentum",
+            "--learning_rate", "0.05", "--log_every_n_steps", "2", "--weight_decay", "0", *extra]
+
+
+def _run(module, args, env=None, **kwargs):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run([sys.executable, LAUNCHER, module, *args], env=environment, capture_output=True,
+                          text=True, **kwargs)
+
+
+def _final_weights(train_dir):
+    config = runs.load_run_config(train_dir)
+    model = runs.build_network(config)
+    runs.restore_for_inference(model, runs.latest_checkpoint(str(train_dir)), use_ema=False)
+    return [np.asarray(w) for w in model.weights]
+
+
+def test_learning_rate_schedules():
+    exponential = optimization.SlimLearningRate(0.1, "exponential", decay_steps=10, decay_factor=0.5,
+                                                end_learning_rate=0.01)
+    assert [round(float(exponential(s)), 6) for s in (0, 9, 10, 25, 100)] == [0.1, 0.1, 0.05, 0.025, 0.01]
+    smooth = optimization.SlimLearningRate(0.1, "exponential", decay_steps=10, decay_factor=0.5, staircase=False,
+                                           end_learning_rate=0)
+    assert float(smooth(5)) == pytest.approx(0.1 * 0.5 ** 0.5, rel=1e-6)
+    polynomial = optimization.SlimLearningRate(0.1, "polynomial", decay_steps=10, end_learning_rate=0.02)
+    assert [round(float(polynomial(s)), 6) for s in (0, 5, 10, 20)] == [0.1, 0.06, 0.02, 0.02]
+    assert float(optimization.SlimLearningRate(0.3, "fixed")(1000)) == pytest.approx(0.3)
+    warmup = optimization.SlimLearningRate(0.1, "warmup_linear", warmup_steps=10, total_steps=110,
+                                           end_learning_rate=0.0)
+    assert [round(float(warmup(s)), 6) for s in (0, 5, 10, 60, 110)] == [0.0, 0.05, 0.1, 0.05, 0.0]
+    assert optimization.decay_steps_for(5994, 32, 2.0) == 374
+
+
+def test_trainable_scopes_freeze_exactly_the_rest(tfrecords, tmp_path):
+    model = tiny_models.TinyNet(classes=4, input_shape=(32, 32, 3), classifier_activation=None)
+    kept = optimization.freeze_outside_scopes(model, "TinyNet/Logits")
+    assert kept == ["Logits.Logits"]
+    assert [w.path for w in model.trainable_weights] == ["Logits.Logits/kernel", "Logits.Logits/bias"]
+    train_dir = tmp_path / "frozen"
+    train.main(_args(tfrecords, train_dir, "--max_number_of_steps", "3", "--trainable_scopes", "Logits"))
+    config = runs.load_run_config(str(train_dir))
+    keras.utils.set_random_seed(0)  # the run's --seed: a fresh build is its starting point
+    start = runs.build_network(config)
+    trained = _final_weights(train_dir)
+    changed = {w.path: not np.allclose(np.asarray(w), t) for w, t in zip(start.weights, trained)}
+    assert changed == {"Conv2d_1a_3x3/kernel": False, "Conv2d_1a_3x3/bias": False, "Mixed_5b/kernel": False,
+                       "Mixed_5b/bias": False, "Logits.Logits/kernel": True, "Logits.Logits/bias": True}
+
+
+def test_train_then_evaluate_writes_results(tfrecords, tmp_path, capsys):
+    train_dir = tmp_path / "run"
+    train.main(_args(tfrecords, train_dir, "--max_number_of_steps", "4", "--moving_average_decay", "0.9"))
+    out = capsys.readouterr().out
+    assert "step 4/4" in out and "images/s" in out
+    assert json.loads((train_dir / "train_done.json").read_text())["step"] == 4
+    assert any(name.startswith("events") for name in os.listdir(train_dir / "train"))
+    train.main(_args(tfrecords, train_dir, "--max_number_of_steps", "4"))
+    assert "already finished" in capsys.readouterr().out
+    evaluate.main(["--checkpoint_path", str(train_dir), "--dataset_dir", tfrecords, "--batch_size", "5"])
+    assert "EMA weights" in capsys.readouterr().out
+    results = json.loads((train_dir / "eval" / "eval_results.json").read_text())
+    assert results["step"] == 4 and results["num_images"] == 16 and results["ema_weights"]
+    assert 0 <= results["top1"] <= results["top5"] <= 1 and len(results["per_class_accuracy"]) == 4
+    assert (train_dir / "eval" / "confusion_matrix.png").stat().st_size > 1000
+    assert (train_dir / "eval" / "per_class_accuracy.csv").read_text().startswith("class,accuracy")
+
+
+def test_eval_metrics_hand_computed():
+    logits = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 2.0], [2.0, 1.0, 0.0]])
+    labels = np.array([0, 2, 2, 1])
+    metrics = evaluate.classification_metrics(logits, labels, 3)
+    assert metrics["top1"] == pytest.approx(0.5)
+    assert metrics["top5"] == 1.0
+    assert metrics["per_class_accuracy"] == [1.0, 0.0, 0.5]
+    assert metrics["mean_per_class_accuracy"] == pytest.approx(0.5)
+    log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    assert metrics["loss"] == pytest.approx(-log_softmax[np.arange(4), labels].mean())
+    np.testing.assert_array_equal(metrics["confusion_matrix"], [[1, 0, 0], [1, 0, 0], [0, 1, 1]])
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tfrecords, tmp_path, capsys):
+    train_dir = tmp_path / "diverge"
+    train.main(_args(tfrecords, train_dir, "--max_number_of_steps", "2"))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(_args(tfrecords, train_dir, "--max_number_of_steps", "40", "--learning_rate", "1e30",
+                         "--learning_rate_decay_type", "fixed", "--save_interval_secs", "0"))
+    assert exit_info.value.code == train.EXIT_DIVERGED
+    assert "the loss became" in capsys.readouterr().err
+    assert runs.checkpoint_step(runs.latest_checkpoint(str(train_dir))) >= 2
+    assert np.all(np.isfinite(np.concatenate([w.ravel() for w in _final_weights(train_dir)])))
+
+
+def test_bad_arguments_exit_2(tfrecords, tmp_path, capsys):
+    for extra, message in ((["--max_number_of_steps", "2", "--epochs", "1"], "exactly one"),
+                           (["--max_number_of_steps", "2", "--model_name", "nonet"], "unknown model"),
+                           (["--max_number_of_steps", "2", "--batch_size", "1000"], "larger than")):
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(_args(tfrecords, tmp_path / "bad", *extra))
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_killed_run_resumes_to_the_same_end(tfrecords, tmp_path):
+    steps = ["--max_number_of_steps", "24", "--save_interval_secs", "0", "--seed", "3"]
+    reference = tmp_path / "uninterrupted"
+    assert _run("fgtf.train", _args(tfrecords, reference, *steps)).returncode == 0
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, LAUNCHER, "fgtf.train", *_args(tfrecords, killed, *steps)],
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (killed / "checkpoint").exists():
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    step_at_kill = runs.checkpoint_step(runs.latest_checkpoint(str(killed)))
+    assert 0 < step_at_kill < 24, "the kill should land mid-run"
+    resumed = _run("fgtf.train", _args(tfrecords, killed, *steps))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from" in resumed.stdout and "step 24/24" in resumed.stdout
+    for a, b in zip(_final_weights(reference), _final_weights(killed)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_two_mirrored_replicas_match_one_replica(tfrecords, tmp_path):
+    steps = ["--max_number_of_steps", "3", "--seed", "1"]
+    one = _run("fgtf.train", _args(tfrecords, tmp_path / "one", *steps))
+    assert one.returncode == 0, one.stderr
+    two = _run("fgtf.train", _args(tfrecords, tmp_path / "two", *steps, "--strategy", "mirrored"),
+               env={"FGTF_LOGICAL_CPUS": "2"})
+    assert two.returncode == 0, two.stderr
+    assert "on 2 replica(s)" in two.stdout
+    for a, b in zip(_final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_multi_worker_run_on_localhost(tfrecords, tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, LAUNCHER, "fgtf.train",
+             *_args(tfrecords, tmp_path / "mw", "--max_number_of_steps", "3", "--strategy", "multi_worker")],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": config},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    assert "step 3/3" in outputs[0][0]
+    assert runs.checkpoint_step(runs.latest_checkpoint(str(tmp_path / "mw"))) == 3
+    assert not any(name.startswith(".worker") for name in os.listdir(tmp_path / "mw"))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,48 @@
+"""A tiny slim-named backbone for fast tests of the training machinery, and a
+launcher that runs an fgtf CLI with it registered (for subprocess tests):
+
+    [FGTF_LOGICAL_CPUS=2] python tests/tiny_models.py fgtf.train --model_name tiny_net ...
+
+FGTF_LOGICAL_CPUS splits the CPU into that many logical devices first, so a
+MirroredStrategy has several replicas on a machine without GPUs.
+"""
+import importlib
+import os
+import sys
+
+import keras
+
+from fgtf.models import register_model
+from fgtf.models.common import finish_model, global_pool, model_input, predictions
+
+
+def TinyNet(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=10,
+            classifier_activation="softmax", name="TinyNet"):
+    """conv 3x3/2 -> conv 3x3 (`Mixed_5b`) -> spatial mean -> `Logits.Logits` dense; no batch norm
+    (so replicas of a mirrored run agree exactly with one replica)."""
+    inputs = model_input(input_shape, input_tensor, default_size=32, min_size=8)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="Conv2d_1a_3x3")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="Mixed_5b")(x)
+    if not include_top:
+        return finish_model(inputs, global_pool(x, pooling), name, weights, exclude_scopes=("Logits",))
+    x = keras.layers.GlobalAveragePooling2D(name="Logits.AvgPool")(x)
+    logits = keras.layers.Dense(classes, name="Logits.Logits")(x)
+    return finish_model(inputs, predictions(logits, classifier_activation), name, weights)
+
+
+def register():
+    register_model("tiny_net", TinyNet, feature_endpoint="Mixed_5b")
+
+
+def split_cpu(count):
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+if __name__ == "__main__":
+    if os.environ.get("FGTF_LOGICAL_CPUS"):
+        split_cpu(int(os.environ["FGTF_LOGICAL_CPUS"]))
+    register()
+    importlib.import_module(sys.argv[1]).main(sys.argv[2:])
