@@ -75,7 +75,8 @@ def main(argv=None):
     for step in STEPS:
         _STEP_ARGUMENTS[step](steps.add_parser(step, help=_STEP_HELP[step], description=_STEP_HELP[step]))
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "graph_batch_size", "image_size"):
+    for name in ("epochs", "batch_size", "graph_batch_size", "image_size", "lr_interval", "batch_classes",
+                 "batch_classes_novel", "eval_batches", "eval_classes", "eval_images", "figure_images"):
         if getattr(args, name, 1) < 1:
             raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if getattr(args, "graph_epochs", 0) < 0:
@@ -541,13 +542,10 @@ def _load_simnet(run_dir, run):
 
 
 def _simnet(run, backbone_weights=None, **options):
-    """A built SimNet on the run's backbone (initialised from `backbone_weights` when given)."""
+    """A SimNet on the run's backbone (initialised from `backbone_weights` when given)."""
     from fgtf.models.heads.simtrans import SimNet
 
-    simnet = SimNet(_pooled(_backbone(run, backbone_weights)), name="simnet", **options)
-    size = run["image_size"]
-    simnet(np.zeros((1, size, size, 3), np.float32))  # build, so .weights.h5 files load
-    return simnet
+    return SimNet(_pooled(_backbone(run, backbone_weights)), name="simnet", **options)
 
 
 def _fit_classifier(model, run, records, weights, test_sets, args, step, epochs=None, batch_size=None,

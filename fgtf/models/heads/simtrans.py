@@ -269,6 +269,7 @@ class SimNet(keras.Model):
         self.discriminator_optimizer = None
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("sim_loss", "domain_loss", "domain_accuracy", "pair_accuracy")}
+        self.built = True  # every weight exists now (the backbone is a built model)
 
     def features(self, images, training=False):
         return ops.cast(self.backbone(images, training=training), "float32")
