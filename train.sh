@@ -17,7 +17,10 @@ CHECKPOINT_PATH=${CHECKPOINT_PATH:-}
 CHECKPOINT_EXCLUDE_SCOPES=${CHECKPOINT_EXCLUDE_SCOPES:-}
 TRAINABLE_SCOPES=${TRAINABLE_SCOPES:-}
 MODEL_NAME=${MODEL_NAME:-inception_v3}
-HEAD=${HEAD:-none}
+HEAD=${HEAD:-none}            # none, sef, sam or cle
+SEF_GROUPS=${SEF_GROUPS:-4}
+SAM_TARGET=${SAM_TARGET:-cam}  # cam or gradcam
+SAM_BILINEAR=${SAM_BILINEAR:-single}
 OPTIMIZER=${OPTIMIZER:-momentum}
 LR=${LR:-0.05}
 END_LR=${END_LR:-0.0001}
@@ -36,6 +39,7 @@ PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 args=(
   --dataset_name="${DATASET_NAME}" --dataset_dir="${DATASET_DIR}" --train_dir="${MODEL_DIR}"
   --model_name="${MODEL_NAME}" --head="${HEAD}"
+  --sef_groups="${SEF_GROUPS}" --sam_target="${SAM_TARGET}" --sam_bilinear="${SAM_BILINEAR}"
   --optimizer="${OPTIMIZER}" --learning_rate="${LR}" --end_learning_rate="${END_LR}"
   --learning_rate_decay_factor="${LR_DECAY}" --num_epochs_per_decay="${EPOCHS_PER_DECAY}"
   --weight_decay="${WEIGHT_DECAY}" --batch_size="${TRAIN_BATCH_SIZE}" --train_image_size="${TRAIN_IMAGE_SIZE}"

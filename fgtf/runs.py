@@ -18,6 +18,7 @@ from tfrecord_tools.cli import UserError
 RUN_CONFIG = "run_config.json"
 DONE = "train_done.json"
 EMA_KEY = "ema"
+HEADS = ("sef", "sam", "cle")
 
 
 def save_run_config(model_dir, config):
@@ -34,8 +35,9 @@ def load_run_config(model_dir):
 
 def build_network(config):
     """The Keras model a run trains: backbone `config['model_name']` with the
-    slim classifier (plus aux logits when `config['aux_logits']`), or wrapped
-    by a head (`config['head']`: sef, sam, cle) with its options. Outputs logits."""
+    slim classifier (plus aux logits when `config['aux_logits']`), or its
+    feature map wrapped by a head (`config['head']`: sef, sam, cle) built with
+    `config['head_options']`. At inference it outputs logits."""
     from fgtf.models import build_model
 
     size = config["image_size"]
@@ -44,7 +46,13 @@ def build_network(config):
         extra = {"aux_logits": True} if config.get("aux_logits") else {}
         return build_model(config["model_name"], classes=config["num_classes"], classifier_activation=None,
                            input_shape=(size, size, 3), **extra)
-    raise UserError(f"unknown head {head!r}")
+    if head not in HEADS:
+        raise UserError(f"unknown head {head!r}; choose one of none, {', '.join(HEADS)}")
+    from fgtf.models import heads
+
+    backbone = build_model(config["model_name"], include_top=False, input_shape=(size, size, 3))
+    builder = {"sef": heads.build_sef, "sam": heads.build_sam, "cle": heads.build_cle}[head]
+    return builder(backbone, config["num_classes"], **config.get("head_options", {}))
 
 
 def ema_variable_key(variable):

@@ -44,7 +44,12 @@ def build_parser():
                    help="run folder for checkpoints, summaries and run_config.json")
     g.add_argument("--train_image_size", type=int, default=299)
     g.add_argument("--label_ratio", type=float, help="train on this percent of each class's images (10, 15, 30, 50)")
-    g.add_argument("--head", default="none", help="FGVC head on the backbone: none, sef, sam, cle")
+    g.add_argument("--head", default="none", choices=("none", "sef", "sam", "cle"),
+                   help="FGVC head on the backbone's feature map (default none: the slim classifier)")
+    g.add_argument("--sef_groups", type=int, default=4, help="SEF channel groups (CUB 4, Aircraft 3, Cars/Dogs 2)")
+    g.add_argument("--sam_target", default="cam", choices=("cam", "gradcam"), help="SAM pseudo-attention")
+    g.add_argument("--sam_bilinear", default="single", choices=("none", "single", "multi", "compact"),
+                   help="SAM-Bilinear pooling form (none: plain SAM)")
     g = p.add_argument_group("initialisation and fine-tuning")
     g.add_argument("--checkpoint_path", help="TF-Slim checkpoint, Keras .weights.h5, or a previous fgtf run folder")
     g.add_argument("--checkpoint_exclude_scopes", default="",
@@ -239,9 +244,22 @@ def _run_config(args, num_classes, num_examples, total_steps):
     has_aux = ("aux_logits" in inspect.signature(get_builder(args.model_name)).parameters
                and args.train_image_size >= MIN_AUX_LOGITS_SIZE)
     return {"model_name": args.model_name, "num_classes": num_classes, "image_size": args.train_image_size,
-            "head": args.head, "aux_logits": bool(has_aux and args.aux_loss_weight > 0 and args.head == "none"),
+            "head": args.head, "head_options": _head_options(args), "aux_logits": bool(has_aux and args.aux_loss_weight > 0 and args.head == "none"),
             "dataset_name": args.dataset_name, "num_train_examples": num_examples, "total_steps": total_steps,
             "batch_size": args.batch_size, "label_smoothing": args.label_smoothing}
+
+
+def _head_options(args):
+    """Keyword arguments of the head's builder (fgtf.models.heads)."""
+    if args.head == "sef":
+        return {"groups": args.sef_groups}
+    if args.head == "sam":
+        return {"target": args.sam_target, "bilinear": None if args.sam_bilinear == "none" else args.sam_bilinear}
+    if args.head == "cle":
+        from fgtf.models.heads import cle_loss_weights
+
+        return {"loss_weights": list(cle_loss_weights(args.dataset_name))}
+    return {}
 
 
 def _optimizer(args, num_examples, total_steps):
@@ -280,7 +298,9 @@ def _compile(model, optimizer, config, args):
 
     loss = SparseCrossentropy(label_smoothing=config["label_smoothing"])
     top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, config["num_classes"]), name="top5")
-    if config["aux_logits"]:
+    if config["head"] == "cle":  # its losses (label-smoothed CE on both views + contrastive) are built in
+        model.compile(optimizer, metrics=["accuracy", top5], jit_compile=args.jit_compile)
+    elif config["aux_logits"]:
         model.compile(optimizer, loss=[loss, loss], loss_weights=[1.0, args.aux_loss_weight],
                       metrics=[["accuracy", top5], []], jit_compile=args.jit_compile)
     else:
@@ -291,15 +311,23 @@ def _batch_spec(config):
     import tensorflow as tf
 
     size = config["image_size"]
-    return (tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None,), tf.int64))
+    images = tf.TensorSpec((None, size, size, 3), tf.float32)
+    if config["head"] == "cle":
+        images = (images, images)
+    return images, tf.TensorSpec((None,), tf.int32)
 
 
 def _train_dataset(args, input_context, start_step):
     from fgtf.input_pipeline import make_dataset
 
+    preprocessing = "inception"
+    if args.head == "cle":  # two views per image: a base augmentation and its shuffled, masked twin
+        from fgtf.cle_augment import cle_preprocessing
+
+        preprocessing = cle_preprocessing()
     return make_dataset(args.dataset_dir, "train", image_size=args.train_image_size, batch_size=args.batch_size,
                         training=True, input_context=input_context, seed=args.seed, deterministic=True,
-                        label_ratio=args.label_ratio, start_step=start_step)
+                        label_ratio=args.label_ratio, start_step=start_step, preprocessing=preprocessing)
 
 
 def _initialise(model, args, config):
