@@ -92,6 +92,24 @@ def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None,
     _save(fig, path)
 
 
+def attention_overlay_png(image, panels, path, title=None):
+    """The input image, then one panel per (title, heatmap) of `panels` with
+    the heatmap (H, W) in [0, 1] drawn over the image (jet, half
+    transparent), as SAM's attention figures. `image` (H, W, 3) in [0, 1]."""
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 2.9), squeeze=False)
+    axes[0, 0].imshow(image)
+    axes[0, 0].set_title("input", fontsize=8)
+    for ax, (panel_title, heatmap) in zip(axes[0, 1:], panels):
+        ax.imshow(image)
+        ax.imshow(heatmap, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+        ax.set_title(panel_title, fontsize=8)
+    for ax in axes[0]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
 def _show_image(ax, image_path, title, colour):
     from PIL import Image
 

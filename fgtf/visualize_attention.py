@@ -1,0 +1,228 @@
+"""Overlay a trained run's attention and class activation maps on images,
+as the figures of the SAM repository show them.
+
+    python -m fgtf.visualize_attention --model_dir runs/sam --images a.jpg b.jpg [--out DIR]
+        [--image_size N] [--class_index K] [--no_ema]
+
+Loads the run folder's latest checkpoint (its EMA weights when the run kept
+them), preprocesses each image as evaluation does (central crop 0.875,
+resize to the run's image size), and writes one PNG per image into `--out`
+(default <model_dir>/attention): the input, the predicted attention map
+(SAM runs: the channel max of the attention branch) and the class
+activation map (CAM) of the predicted class, or of `--class_index`. Maps
+are computed at the feature-map resolution, upsampled bilinearly to the
+image and scaled to [0, 1] per image.
+
+The CAM needs a linear classifier on the spatial mean of a feature map,
+so that the class logit is the mean over positions of each position's
+contribution sum_c F[h, w, c] W[c, k] (plus the bias):
+* SAM (every feature kind, through `SAM.attention_maps`);
+* SEF (its global classifier `fc`);
+* CLE (its `head` on the pooled backbone map);
+* plain runs whose logits are a Dense layer or 1x1 convolution on the
+  global average pool of a feature map (the ResNet-v2, Inception and
+  Inception-ResNet classifiers). Other classifiers, and CLE on a backbone
+  that outputs pooled vectors, are reported as unsupported (exit 2).
+"""
+import argparse
+import os
+
+import numpy as np
+
+from tfrecord_tools.cli import UserError, cli_main
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fgtf.visualize_attention", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_dir", required=True, help="run folder written by fgtf.train")
+    p.add_argument("--images", nargs="+", required=True, help="image files (JPEG, PNG, GIF, BMP)")
+    p.add_argument("--out", help="folder for the PNGs (default: <model_dir>/attention)")
+    p.add_argument("--image_size", type=int, help="input size (default: the run's training size)")
+    p.add_argument("--class_index", type=int, help="CAM of this class instead of each image's predicted class")
+    p.add_argument("--no_ema", action="store_true", help="use the raw weights even when the run kept an EMA")
+    args = p.parse_args(argv)
+    missing = [path for path in args.images if not os.path.isfile(path)]
+    if missing:
+        raise UserError(f"image file(s) not found: {', '.join(missing)}")
+    model, config, used_ema = load_run(args.model_dir, args.image_size, use_ema=not args.no_ema)
+    if args.class_index is not None and not 0 <= args.class_index < config["num_classes"]:
+        raise UserError(f"--class_index must be in [0, {config['num_classes']}), got {args.class_index}")
+    image_size = args.image_size or config["image_size"]
+    out_dir = args.out or os.path.join(args.model_dir, "attention")
+    print(f"{args.model_dir}: {config['model_name']}, head {config.get('head') or 'none'}, {image_size} px"
+          f"{', EMA weights' if used_ema else ''}")
+    for index, path in enumerate(args.images):
+        images = load_images([path], image_size)
+        maps = attention_maps(model, images, args.class_index)
+        png = os.path.join(out_dir, f"{index:03d}_{os.path.splitext(os.path.basename(path))[0]}.png")
+        write_overlay(images[0], maps, 0, png, title=os.path.basename(path))
+        print(f"{path}: class {int(maps['classes'][0])} (p = {float(maps['probabilities'][0]):.3f}) -> {png}")
+
+
+def load_run(model_dir, image_size=None, use_ema=True):
+    """Rebuild the network of run folder `model_dir` (at `image_size`, default
+    the run's) and load its latest checkpoint. Raises UserError when the
+    folder, its checkpoint or CAM support is missing. Returns (model,
+    run config, whether EMA weights were used)."""
+    from fgtf import runs
+
+    if not os.path.isdir(model_dir):
+        raise UserError(f"--model_dir {model_dir} does not exist")
+    config = runs.load_run_config(model_dir)
+    model = runs.build_network({**config, "image_size": image_size or config["image_size"]})
+    class_activation_source(model)  # unsupported networks fail before any weights are read
+    prefix = runs.latest_checkpoint(model_dir)
+    if prefix is None:
+        raise UserError(f"{model_dir} holds no checkpoint yet; train it first (python -m fgtf.train)")
+    used_ema = runs.restore_for_inference(model, prefix, use_ema=use_ema)
+    return model, config, used_ema
+
+
+def load_images(paths, image_size):
+    """Evaluation-preprocessed images (N, image_size, image_size, 3) in [-1, 1]."""
+    import tensorflow as tf
+
+    from fgtf.preprocessing import preprocess_for_eval
+
+    images = []
+    for path in paths:
+        try:
+            images.append(preprocess_for_eval(tf.io.read_file(path), image_size))
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+            raise UserError(f"cannot read {path} as an image ({error.message.splitlines()[0]})") from None
+    return tf.stack(images)
+
+
+def attention_maps(model, images, class_index=None):
+    """Maps of a run's network for `images` (N, H, W, 3) as numpy arrays:
+    `classes` (N,) the predicted class (or `class_index` for all), `probabilities`
+    (N,) the softmax probability of that class, `cam` (N, h, w) the ReLU of
+    its class activation map at the feature-map resolution, and for SAM
+    also `attention` (N, h, w) the predicted attention map."""
+    from keras import ops
+
+    from fgtf.models.heads import SAM
+
+    logits = model(images, training=False)
+    if isinstance(logits, (list, tuple)):  # aux logits come second
+        logits = logits[0]
+    probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+    classes = (ops.argmax(logits, axis=-1) if class_index is None
+               else ops.full((ops.shape(images)[0],), class_index, dtype="int32"))
+    maps = {"classes": ops.convert_to_numpy(classes),
+            "probabilities": ops.convert_to_numpy(ops.take_along_axis(
+                probabilities, ops.cast(classes, "int32")[:, None], axis=1)[:, 0])}
+    if isinstance(model, SAM):
+        sam = model.attention_maps(images, ops.cast(classes, "int32"))
+        maps["attention"] = ops.convert_to_numpy(sam["predicted"])
+        maps["cam"] = ops.convert_to_numpy(sam["cam"])
+        return maps
+    feature_map_of, kernel = class_activation_source(model)
+    cam = class_activation_map(feature_map_of(images), kernel, classes)
+    maps["cam"] = ops.convert_to_numpy(ops.relu(cam))
+    return maps
+
+
+def class_activation_source(model):
+    """(feature_map_of, kernel) for the CAM of a run's network: a function
+    images -> feature map (N, h, w, C) (inference mode) and the classifier
+    kernel (C, K) applied to its spatial mean. SAM computes its own maps
+    (returns None, None). Raises UserError for an unsupported network."""
+    import keras
+
+    from fgtf.models.heads import SAM, SEF, CLEModel
+
+    if isinstance(model, SAM):
+        return None, None
+    if isinstance(model, SEF):
+        return model.feature_map, model.global_classifier.kernel
+    if isinstance(model, CLEModel):
+        if model.feature_pool is None:
+            raise UserError(f"no CAM for CLE on {model.backbone.name}: its backbone outputs pooled vectors, "
+                            "not a feature map")
+        return (lambda images: model.backbone(images, training=False)), model.head.kernel
+    feature_tensor, classifier = _linear_classifier_on_pool(model)
+    feature_model = keras.Model(model.inputs, feature_tensor)
+    kernel = keras.ops.reshape(classifier.kernel, (-1, classifier.kernel.shape[-1]))
+    return (lambda images: feature_model(images, training=False)), kernel
+
+
+def class_activation_map(feature_map, kernel, classes):
+    """sum_c F[n, h, w, c] W[c, classes[n]]: (N, h, w), the class logit's
+    contribution of each position (their mean plus the bias is the logit)."""
+    from keras import ops
+
+    columns = ops.transpose(ops.take(kernel, ops.cast(classes, "int32"), axis=1))  # (N, C)
+    return ops.einsum("nhwc,nc->nhw", ops.cast(feature_map, "float32"), ops.cast(columns, "float32"))
+
+
+def write_overlay(image, maps, index, path, title=None):
+    """One PNG for image `index` of `maps` (`attention_maps`): the input
+    (`image` (H, W, 3) in [-1, 1]), then each map upsampled and overlaid."""
+    from fgtf.plots import attention_overlay_png
+
+    image = np.clip((np.asarray(image, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    panels = []
+    if "attention" in maps:
+        panels.append(("predicted attention", _upsampled(maps["attention"][index], image.shape[:2])))
+    label = f"CAM: class {int(maps['classes'][index])} (p = {float(maps['probabilities'][index]):.2f})"
+    panels.append((label, _upsampled(maps["cam"][index], image.shape[:2])))
+    attention_overlay_png(image, panels, path, title=title)
+
+
+def _upsampled(heatmap, size):
+    """Bilinear upsampling of a (h, w) map to `size`, scaled to [0, 1]
+    (a constant map becomes all zeros)."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(np.asarray(heatmap, dtype=np.float32)[..., None], size, method="bilinear")
+    resized = resized.numpy()[..., 0]
+    span = resized.max() - resized.min()
+    return (resized - resized.min()) / span if span > 0 else np.zeros_like(resized)
+
+
+def _linear_classifier_on_pool(model):
+    """(feature map tensor, classifier layer) of a functional network whose
+    first output is Dense / 1x1 Conv2D (linear) of the global average pool of
+    a feature map, with only Flatten, Reshape or Dropout in between; else
+    UserError."""
+    import keras
+    from keras import layers
+
+    passthrough = (layers.Flatten, layers.Reshape, layers.Dropout)
+    tensor = model.outputs[0] if getattr(model, "outputs", None) else None
+    layer = _producer(tensor)
+    while isinstance(layer, passthrough):
+        tensor, layer = _layer_input(tensor)
+    classifier = layer
+    linear = getattr(classifier, "activation", None) is keras.activations.linear
+    if not (isinstance(classifier, layers.Dense) or (isinstance(classifier, layers.Conv2D)
+                                                     and tuple(classifier.kernel_size) == (1, 1))) or not linear:
+        raise UserError(f"no CAM for {model.name}: its logits are not a linear Dense or 1x1 conv layer "
+                        f"on globally pooled features (found {type(classifier).__name__})")
+    tensor, layer = _layer_input(tensor)
+    while isinstance(layer, layers.Dropout):
+        tensor, layer = _layer_input(tensor)
+    if not isinstance(layer, layers.GlobalAveragePooling2D):
+        raise UserError(f"no CAM for {model.name}: its classifier {classifier.name} does not read a global "
+                        f"average pool of a feature map (found {type(layer).__name__})")
+    feature_tensor, _ = _layer_input(tensor)
+    return feature_tensor, classifier
+
+
+def _producer(tensor):
+    history = getattr(tensor, "_keras_history", None)
+    return history.operation if history is not None else None
+
+
+def _layer_input(tensor):
+    """(input tensor, its producing layer) of the layer that made `tensor`."""
+    history = tensor._keras_history
+    (source,) = history.operation._inbound_nodes[history.node_index].input_tensors
+    return source, _producer(source)
+
+
+if __name__ == "__main__":
+    main()
