@@ -5,7 +5,7 @@
 
 The flags mirror the original TF-Slim `train_image_classifier.py` (train.sh sets
 them from its environment variables). Each step is Keras's own compiled
-`train_step` (so every `keras.Model` head trains unchanged); the loop around it
+`train_step` (so every `keras.Model` head trains unchanged) on every replica; the loop around it
 checkpoints the model, the optimizer (with its weight EMA) and the step every
 `--save_interval_secs`. The input stream is deterministic for `--seed`, so a
 run killed at any moment and started again with the same command resumes at
@@ -128,10 +128,10 @@ def train(args):
                                          max_to_keep=args.max_checkpoints_to_keep)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations)}")
+        print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
     elif args.checkpoint_path:
         _initialise(model, args, config)
-    step = int(optimizer.iterations)
+    step = int(optimizer.iterations.numpy())
     if step >= total_steps:
         print(f"{args.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
         return {}
@@ -158,14 +158,14 @@ def _loop(model, optimizer, iterator, manager, args, total_steps, chief):
     import tensorflow as tf
 
     writer = tf.summary.create_file_writer(os.path.join(args.train_dir, "train")) if chief else None
-    train_function = model.make_train_function() or model.train_function
-    step = int(optimizer.iterations)
+    train_function = _distributed_train_function(model, args.jit_compile)
+    step = int(optimizer.iterations.numpy())
     last_save = last_summary = time.monotonic()
     window_start, window_steps = time.perf_counter(), 0
     logs = {}
     while step < total_steps:
         logs = {k: float(v) for k, v in train_function(iterator).items()}
-        step = int(optimizer.iterations)
+        step = int(optimizer.iterations.numpy())
         window_steps += 1
         if not np.isfinite(logs["loss"]):
             print(f"error: the loss became {logs['loss']} at step {step}; stopping without saving. The last good "
@@ -195,6 +195,23 @@ def _loop(model, optimizer, iterator, manager, args, total_steps, chief):
             manager.save(checkpoint_number=step)
             last_save = now
     return logs
+
+
+def _distributed_train_function(model, jit_compile):
+    """One step of Keras's own `model.train_step` on every replica, with the
+    logs averaged over replicas. (Keras's `make_train_function` reduces scalar
+    logs with `axis=0`, which fails under MultiWorkerMirroredStrategy.)"""
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    step = tf.function(model.train_step, jit_compile=True, reduce_retracing=True) if jit_compile else model.train_step
+
+    @tf.function(reduce_retracing=True)
+    def train_function(iterator):
+        logs = strategy.run(step, args=(next(iterator),))
+        return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), logs)
+
+    return train_function
 
 
 def _check_args(args):
