@@ -31,6 +31,8 @@ def main(argv=None):
     p.add_argument("--model", default="inception_v3", help="backbone name (ignored for SavedModel/Hub folders)")
     p.add_argument("--checkpoint", required=True, help="slim .ckpt, .weights.h5, fgtf run folder or SavedModel folder")
     p.add_argument("--model_name", help="output subfolder name (default: the checkpoint's file stem)")
+    p.add_argument("--name", help="dataset name in the feature file names (default: --dataset), e.g. to keep "
+                                  "two synthetic datasets apart")
     p.add_argument("--image_size", type=int, default=299)
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--splits", default="train,validation", help="comma-separated: train, validation")
@@ -45,19 +47,22 @@ def main(argv=None):
         raise UserError("--batch_size must be >= 1 and --image_size >= 32")
     extract(args.dataset, args.dataset_dir or os.path.join(args.data_dir, args.dataset), args.model,
             args.checkpoint, splits, out=args.out, model_name=args.model_name, image_size=args.image_size,
-            batch_size=args.batch_size, overwrite=args.overwrite)
+            batch_size=args.batch_size, overwrite=args.overwrite, name=args.name)
 
 
 def extract(dataset, dataset_dir, model, checkpoint, splits=("train", "validation"), *, out="feature",
-            model_name=None, image_size=299, batch_size=64, overwrite=False):
-    """Extract and save the features of `splits`; returns the output folder."""
+            model_name=None, image_size=299, batch_size=64, overwrite=False, name=None):
+    """Extract and save the features of `splits` of `dataset` (read from
+    `dataset_dir`) under `<out>/<model_name>/<name>_feature_*.npy`; returns
+    that folder."""
     from fgtf.datasets import read_split
     from fgtf.transfer.feature_store import has_features, save_features
 
     if not os.path.exists(checkpoint) and not os.path.exists(checkpoint + ".index"):
         raise UserError(f"checkpoint {checkpoint} not found")
     folder = os.path.join(out, model_name or checkpoint_stem(checkpoint))
-    todo = [s for s in splits if overwrite or not has_features(folder, dataset, s)]
+    name = name or dataset
+    todo = [s for s in splits if overwrite or not has_features(folder, name, s)]
     if not todo:
         print(f"{folder}: features of {', '.join(splits)} already exist")
         return folder
@@ -65,9 +70,9 @@ def extract(dataset, dataset_dir, model, checkpoint, splits=("train", "validatio
     for split in todo:
         records = read_split(dataset, dataset_dir, split)
         paths = [r.path for r in records]
-        features = extract_paths(extractor, paths, image_size, batch_size, desc=f"{dataset}/{split}")
-        save_features(folder, dataset, split, features, [r.label for r in records], paths)
-        print(f"{dataset}/{split}: {features.shape[0]} x {features.shape[1]} features -> {folder}")
+        features = extract_paths(extractor, paths, image_size, batch_size, desc=f"{name}/{split}")
+        save_features(folder, name, split, features, [r.label for r in records], paths)
+        print(f"{name}/{split}: {features.shape[0]} x {features.shape[1]} features -> {folder}")
     return folder
 
 

@@ -1,17 +1,12 @@
 """ResNet-v2 50 / 101 / 152 ports against the TF-Slim references, plus input
 sizes, pooling, and a run on Keras's JAX backend."""
 import importlib.util
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import check_slim_reference, relative_l2
+from conftest import check_slim_reference, check_slim_reference_on_jax, relative_l2
 from fgtf.models import feature_endpoint
 from fgtf.models.resnet_v2 import ResNet50V2
 
@@ -60,35 +55,5 @@ def test_matches_slim_reference_on_jax_backend(slim_checkpoint):
     """The reference check of resnet_v2_50 in a fresh process with
     KERAS_BACKEND=jax; building the model must not import TensorFlow (only the
     checkpoint reader does)."""
-    prefix = slim_checkpoint("resnet_v2_50")
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
-               # the forward runs op by op, so XLA compile time dominates: skip its optimisations
-               XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
-    run = subprocess.run([sys.executable, "-c", _JAX_CHECK, str(Path(__file__).parent), prefix],
-                         env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    errors = json.loads(run.stdout.strip().splitlines()[-1])
-    assert max(errors.values()) < 1e-4, errors
-
-
-_JAX_CHECK = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import keras
-import numpy as np
-import fgtf.models
-from conftest import check_slim_reference, reference_dir
-
-assert keras.backend.backend() == "jax", keras.backend.backend()
-build_model = fgtf.models.build_model
-
-def build_without_tensorflow(name, **kwargs):
-    model = build_model(name, **kwargs)
-    assert "tensorflow" not in sys.modules, "building the model imported TensorFlow"
-    return model
-
-fgtf.models.build_model = build_without_tensorflow
-errors = check_slim_reference("resnet_v2_50", sys.argv[2],
-                              np.load(reference_dir() / "slim" / "resnet_v2_50.npz"))
-print(json.dumps({k: float(v) for k, v in errors.items()}))
-"""
+    errors = check_slim_reference_on_jax("resnet_v2_50", slim_checkpoint("resnet_v2_50"))
+    assert {"features", "logits"} <= set(errors)

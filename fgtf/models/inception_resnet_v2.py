@@ -23,12 +23,10 @@ Slim details kept here (they change the outputs):
 """
 from keras import layers
 
-from fgtf.models.common import finish_model, global_pool, model_input, predictions
+from fgtf.models.common import MIN_AUX_LOGITS_SIZE, finish_model, global_pool, model_input, predictions
 from fgtf.models.layers import conv_bn, scope, se_block
 
 _MIN_INPUT_SIZE = 75
-# the aux head's 5x5/3 pool and 5x5 VALID conv need a 17x17 PreAuxLogits map
-_MIN_AUX_INPUT_SIZE = 299
 
 
 def InceptionResNetV2(include_top=True, weights=None, input_tensor=None, input_shape=None,
@@ -83,7 +81,7 @@ def build_inception_resnet_v2(se, name, include_top=True, weights=None, input_te
     """
     if aux_logits and not include_top:
         raise ValueError("aux_logits=True needs include_top=True")
-    min_size = _MIN_AUX_INPUT_SIZE if aux_logits else _MIN_INPUT_SIZE
+    min_size = MIN_AUX_LOGITS_SIZE if aux_logits else _MIN_INPUT_SIZE
     inputs = model_input(input_shape, input_tensor, min_size=min_size)
 
     # stem (as Inception-v3's): 299 -> 35x35x192

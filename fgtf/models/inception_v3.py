@@ -14,14 +14,13 @@ classifier plumbing) live here too and are imported by `inception_v4`.
 """
 from keras import layers
 
-from fgtf.models.common import finish_model, global_pool, model_input, predictions
+from fgtf.models.common import MIN_AUX_LOGITS_SIZE, finish_model, global_pool, model_input, predictions
 from fgtf.models.layers import conv_bn, scope, se_block
 
 # Smallest input side each build accepts: the stride-2 VALID reductions need
 # 75 to leave a 1x1 map after Mixed_7a; the auxiliary head's 5x5 VALID conv
 # after a 5x5/3 pool needs the 17x17 map that 299 gives at Mixed_6e.
 MIN_INPUT_SIZE = 75
-MIN_AUX_INPUT_SIZE = 299
 
 
 def InceptionV3(include_top=True, weights=None, input_tensor=None, input_shape=None,
@@ -76,9 +75,9 @@ def inception_input(input_shape, input_tensor, include_top, aux_logits):
     if aux_logits and not include_top:
         raise ValueError("aux_logits=True needs include_top=True")
     if aux_logits and input_shape is not None:
-        small = [s for s in tuple(input_shape)[:2] if s is not None and s < MIN_AUX_INPUT_SIZE]
+        small = [s for s in tuple(input_shape)[:2] if s is not None and s < MIN_AUX_LOGITS_SIZE]
         if small:
-            raise ValueError(f"aux_logits=True needs input sides of at least {MIN_AUX_INPUT_SIZE} "
+            raise ValueError(f"aux_logits=True needs input sides of at least {MIN_AUX_LOGITS_SIZE} "
                              f"(the aux head's 5x5 VALID conv), got input_shape {tuple(input_shape)}")
     return model_input(input_shape, input_tensor, default_size=299, min_size=MIN_INPUT_SIZE)
 
