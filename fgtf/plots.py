@@ -67,12 +67,13 @@ def similarity_heatmap_png(values, sources, targets, path, title="Domain similar
 
 
 def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None, count=4,
-                       title="Sample weights: highest and lowest per class"):
+                       title="Sample weights: highest and lowest per class", mislabelled_by_class=None):
     """SimTrans' qualitative figure: one row per class, its `count` highest-
     weighted images (green titles) then its `count` lowest-weighted ones (red).
 
     paths_by_class: per class, its image paths; weights_by_class: per class,
-    the matching weights (same lengths)."""
+    the matching weights (same lengths); mislabelled_by_class (optional): per
+    class, booleans marking images whose label is known to be wrong."""
     rows = len(paths_by_class)
     fig, axes = plt.subplots(rows, 2 * count, figsize=(1.6 * 2 * count, 2.1 * rows + 0.5), squeeze=False)
     for r, (paths, weights) in enumerate(zip(paths_by_class, weights_by_class)):
@@ -84,7 +85,9 @@ def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None,
             if index is None:
                 ax.axis("off")
             else:
-                _show_image(ax, paths[index], f"w = {weights[index]:.2f}", colour)
+                wrong = mislabelled_by_class is not None and mislabelled_by_class[r][index]
+                _show_image(ax, paths[index], f"w = {weights[index]:.2f}" + (" (wrong label)" if wrong else ""),
+                            colour)
         name = class_names[r] if class_names is not None else str(r)
         axes[r, 0].text(0.0, 1.3, f"{name}: highest | lowest weights", transform=axes[r, 0].transAxes,
                         ha="left", va="bottom", fontsize=8)

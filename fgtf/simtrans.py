@@ -177,13 +177,17 @@ def compute_weights(args):
     for formula, values in weights.items():
         write_json(os.path.join(args.run_dir, "weights", f"{formula}.json"),
                    {path: float(w) for path, w in zip(paths, values)})
-    summary = {formula: _weight_summary(values, records, run) for formula, values in weights.items()}
+    mislabelled = _mislabelled(records, run)
+    summary = {formula: _weight_summary(values, mislabelled) for formula, values in weights.items()}
     names = _class_names(data.novel_train)
-    sample_weights_png([[p for p in paths[labels == c]] for c in np.unique(labels)],
-                       [weights[WEIGHT_FORMULAS[0]][labels == c] for c in np.unique(labels)],
+    classes = np.unique(labels)
+    sample_weights_png([list(paths[labels == c]) for c in classes],
+                       [weights[WEIGHT_FORMULAS[0]][labels == c] for c in classes],
                        os.path.join(args.run_dir, "weights", "sample_weights.png"),
-                       class_names=[names.get(c, str(c)) for c in np.unique(labels)], count=args.figure_images,
-                       title=f"SimTrans sample weights ({WEIGHT_FORMULAS[0]}): highest and lowest per novel class")
+                       class_names=[names.get(c, str(c)) for c in classes], count=args.figure_images,
+                       title=f"SimTrans sample weights ({WEIGHT_FORMULAS[0]}): highest and lowest per novel class",
+                       mislabelled_by_class=None if mislabelled is None else [mislabelled[labels == c]
+                                                                              for c in classes])
     for formula, stats in summary.items():
         line = f"[weights] {formula}: min {stats['min']:.3f} max {stats['max']:.3f}"
         if "mean_clean" in stats:
@@ -480,21 +484,28 @@ def _class_names(records):
     return {r.label: r.class_name for r in records if r.class_name}
 
 
-def _weight_summary(weights, records, run):
-    """min/max/mean of the weights; with a synthetic dataset's true labels also
-    the mean weight of correctly labelled and mislabelled images."""
+def _weight_summary(weights, mislabelled):
+    """min/max/mean of the weights; when `mislabelled` (bool per image) is
+    known, also the mean weight of correctly labelled and mislabelled images."""
     summary = {"min": float(weights.min()), "max": float(weights.max()), "mean": float(weights.mean())}
-    clean_file = os.path.join(run["dataset_dir"], "train_clean_labels.txt")
-    if run["dataset"] == "synthetic" and os.path.isfile(clean_file):
-        from fgtf.datasets.synthetic import read_clean_labels
-
-        true = read_clean_labels(run["dataset_dir"])
-        novel = run["novel_classes"]
-        mislabelled = np.array([true[os.path.abspath(r.path)] != novel[r.label] for r in records])
+    if mislabelled is not None:
         summary.update(mislabelled=int(mislabelled.sum()), clean=int((~mislabelled).sum()),
                        mean_clean=float(weights[~mislabelled].mean()) if (~mislabelled).any() else None,
                        mean_mislabelled=float(weights[mislabelled].mean()) if mislabelled.any() else None)
     return summary
+
+
+def _mislabelled(records, run):
+    """Per novel training record, whether its listed label is wrong, from a
+    synthetic dataset's `train_clean_labels.txt`; None when unknown."""
+    if run["dataset"] != "synthetic" or not os.path.isfile(
+            os.path.join(run["dataset_dir"], "train_clean_labels.txt")):
+        return None
+    from fgtf.datasets.synthetic import read_clean_labels
+
+    true = read_clean_labels(run["dataset_dir"])
+    novel = run["novel_classes"]
+    return np.array([true[os.path.abspath(r.path)] != novel[r.label] for r in records])
 
 
 # ---------------------------------------------------------------- models
