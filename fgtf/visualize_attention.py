@@ -144,7 +144,7 @@ def class_activation_source(model):
                             "not a feature map")
         return (lambda images: model.backbone(images, training=False)), model.head.kernel
     feature_tensor, classifier = _linear_classifier_on_pool(model)
-    feature_model = keras.Model(model.inputs, feature_tensor)
+    feature_model = keras.Model(model.input, feature_tensor)
     kernel = keras.ops.reshape(classifier.kernel, (-1, classifier.kernel.shape[-1]))
     return (lambda images: feature_model(images, training=False)), kernel
 
