@@ -5,7 +5,10 @@ seed 0) of each family into a temporary folder, then trains a logistic
 regression on (a) 8x8 grayscale thumbnails and (b) a global RGB colour
 histogram, and prints their validation accuracy and its ratio to chance
 (1 / classes). Both should stay near chance: the classes differ only in small
-local parts, never in global colour or layout.
+local parts, never in global colour or layout. As a control, (c) the same
+regression on position-pooled random local filters ('local', see
+`fgtf.datasets.synthetic.probe_accuracy`) should beat them: the class is in
+the local detail.
 
     .venv/bin/python benchmarks/synthetic_difficulty.py [--families birds planes] [--workers N]
 """
@@ -30,8 +33,8 @@ def main():
             metadata = synthetic.generate(out, family=family, workers=args.workers)
             seconds = time.perf_counter() - start
             chance = 1.0 / metadata["arguments"]["classes"]
-            for features in ("thumbnail", "histogram"):
-                accuracy = synthetic.shortcut_accuracy(out, features)
+            for features in ("thumbnail", "histogram", "local"):
+                accuracy = synthetic.probe_accuracy(out, features)
                 print(f"{family:<8} {features:<10} {accuracy:>9.3f} {chance:>7.3f} {accuracy / chance:>6.2f}")
             images = sum(metadata["num_images"].values())
             print(f"{family:<8} generated {images} images in {seconds:.1f} s "

@@ -184,4 +184,4 @@ def test_global_colour_and_layout_do_not_reveal_the_class(tmp_path):
     synthetic.generate(tmp_path, classes=8, train_per_class=20, val_per_class=15, image_size=64, workers=2)
     chance = 1 / 8
     for features in ("histogram", "thumbnail"):
-        assert synthetic.shortcut_accuracy(str(tmp_path), features) < 2.5 * chance, features
+        assert synthetic.probe_accuracy(str(tmp_path), features) < 2.5 * chance, features
