@@ -27,11 +27,12 @@ def confusion_matrix_png(confusion, path, class_names=None, title="Confusion mat
     _save(fig, path)
 
 
-def retrieval_grid_png(query_paths, neighbour_paths, path, query_labels=None, neighbour_labels=None):
+def retrieval_grid_png(query_paths, neighbour_paths, path, query_labels=None, neighbour_labels=None, dpi=100):
     """One row per query: the query image, then its k nearest neighbours.
 
     query_paths: Q image paths; neighbour_paths: Q lists of k paths. With labels,
-    each neighbour's title is green when its label matches the query's, red otherwise."""
+    each neighbour's title is green when its label matches the query's, red otherwise.
+    A lower `dpi` keeps the PNG small (photos compress poorly), e.g. for a notebook."""
     rows, k = len(query_paths), len(neighbour_paths[0])
     fig, axes = plt.subplots(rows, k + 1, figsize=(1.8 * (k + 1), 1.9 * rows), squeeze=False)
     for r in range(rows):
@@ -44,7 +45,7 @@ def retrieval_grid_png(query_paths, neighbour_paths, path, query_labels=None, ne
                 colour = "green" if neighbour_labels[r][c] == query_labels[r] else "red"
             _show_image(axes[r, c + 1], neighbour_paths[r][c], title, colour)
     fig.suptitle("nearest neighbours in feature space")
-    _save(fig, path)
+    _save(fig, path, dpi)
 
 
 def similarity_heatmap_png(values, sources, targets, path, title="Domain similarity", fmt="{:.3f}"):
@@ -122,8 +123,8 @@ def _show_image(ax, image_path, title, colour):
     ax.axis("off")
 
 
-def _save(fig, path):
+def _save(fig, path, dpi=100):
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
