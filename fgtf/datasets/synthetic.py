@@ -105,7 +105,7 @@ def generate(out_dir, classes=20, train_per_class=30, val_per_class=30, image_si
                                  family=family, label_noise=label_noise, novel_classes=novel_classes)
     out_dir = os.path.abspath(out_dir)
     existing = _existing_metadata(out_dir)
-    if existing is not None and existing["arguments"] == arguments and _files_present(out_dir, existing):
+    if existing is not None and existing["arguments"] == arguments and _files_present(out_dir):
         return existing
 
     definitions = class_definitions(family, classes, seed)
@@ -413,7 +413,7 @@ def _existing_metadata(out_dir):
     return metadata
 
 
-def _files_present(out_dir, metadata):
+def _files_present(out_dir):
     """Whether every listed image is still there (the lists exist when the metadata does)."""
     for list_name in ("train.txt", "val.txt"):
         with open(os.path.join(out_dir, list_name), encoding="utf-8") as handle:
@@ -470,12 +470,11 @@ class _Pose:
         cos, sin = math.cos(angle), math.sin(angle)
         self.matrix = scale * np.array([[cos, -sin], [sin, cos]]) @ np.diag([-1.0 if flip else 1.0, 1.0])
         self.centre = np.asarray(centre, dtype=float)
-        self.scale = scale
 
     def moved(self, offset):
         """The same pose shifted by `offset` pixels."""
         moved = _Pose.__new__(_Pose)
-        moved.matrix, moved.centre, moved.scale = self.matrix, self.centre + offset, self.scale
+        moved.matrix, moved.centre = self.matrix, self.centre + offset
         return moved
 
     def __call__(self, points):
