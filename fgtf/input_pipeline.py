@@ -55,8 +55,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 4096
 # Shards read at once by the interleave.
 MAX_PARALLEL_SHARDS = 16
-# Records loaded behind one error barrier (see _load_block).
-_BLOCK = 32
 # Bytes of TFRecord framing around each record: length, its CRC, data CRC.
 _FRAME_BYTES = 16
 
@@ -147,14 +145,16 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
         example_seed = tf.stack([tf.constant(augment_seed, tf.int64), index]) if training else None
         return preprocess(encoded, image_size, training, example_seed), label
 
-    def load_block(indices, elements):
-        payloads, origins, intact = elements
-        return _load_block(load, indices, payloads, origins, intact, skip_bad_records)
+    def load_checked(index, element):
+        payload, origin, intact = element
+        result, label, ok = _try(load, (payload, index), intact)
+        if skip_bad_records:
+            return result, label, ok, origin
+        return _raise_bad_record(result, label, ok, origin)
 
-    # Records travel in blocks, each behind one error barrier (see _load_block).
-    dataset = examples.batch(_BLOCK).map(load_block, num_parallel_calls=AUTOTUNE)
-    dataset = _log_skipped(dataset) if skip_bad_records else dataset
-    dataset = dataset.map(_drop_bad_origins).unbatch()
+    dataset = examples.map(load_checked, num_parallel_calls=AUTOTUNE)
+    if skip_bad_records:
+        dataset = _skip_bad_records(dataset)
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
     if batch_transform is not None:
         dataset = dataset.map(batch_transform, num_parallel_calls=AUTOTUNE)
@@ -373,55 +373,49 @@ def _label_ratio_origins(examples, parse, selection_key, label_ratio, seed):
 # --- bad records -------------------------------------------------------------
 
 
-def _load_block(load, indices, payloads, origins, intact, skip_bad_records):
-    """Load a block of records: `load(payload, index)` -> (result, label) for
-    each, with records that fail (parse, decode, an unreadable shard tail)
-    dropped. Returns (results, labels int32, origins of the dropped records);
-    without `skip_bad_records` a dropped record raises InvalidArgumentError
-    naming it.
+def _try(load, inputs, intact):
+    """(result, label int32, True) from `load(*inputs)` -> (result, label), or
+    zeros and False when it raises or `intact` is False. The work runs inside
+    a one-element dataset whose errors are dropped: the only error barrier
+    tf.data offers inside a map."""
+    def checked(inputs, intact):
+        with tf.control_dependencies([tf.debugging.Assert(intact, ["unreadable shard tail"])]):
+            result, label = load(*inputs)
+            return tf.nest.map_structure(tf.identity, result), tf.cast(label, tf.int32), True
 
-    The loads run inside a dataset whose errors are dropped - tf.data's only
-    error barrier inside a map - one per block, so its cost is shared."""
-    positions = tf.range(tf.shape(indices)[0])
-
-    def checked(position, index, payload, ok):
-        with tf.control_dependencies([tf.debugging.Assert(ok, ["unreadable shard tail"])]):
-            result, label = load(payload, index)
-            return tf.nest.map_structure(tf.identity, result), tf.cast(label, tf.int32), position
-
-    loaded = tf.data.Dataset.from_tensor_slices((positions, indices, payloads, intact)).map(checked)
-    loaded = loaded.ignore_errors().batch(_BLOCK)
-    nothing = tf.nest.map_structure(
-        lambda spec: tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype), loaded.element_spec)
-    results, labels, kept = loaded.concatenate(tf.data.Dataset.from_tensors(nothing)).take(1).get_single_element()
-    is_kept = tf.reduce_any(tf.equal(positions[:, tf.newaxis], kept[tf.newaxis, :]), axis=1)
-    bad_origins = tf.boolean_mask(origins, tf.logical_not(is_kept))
-    if not skip_bad_records:
-        check = tf.debugging.Assert(tf.equal(tf.size(bad_origins), 0), [
-            "fgtf.input_pipeline: bad record (not a tf.train.Example with a decodable image):",
-            bad_origins, "- pass skip_bad_records=True to skip bad records"], summarize=_BLOCK)
-        with tf.control_dependencies([check]):
-            bad_origins = tf.identity(bad_origins)
-    return results, labels, bad_origins
+    attempt = tf.data.Dataset.from_tensors((inputs, intact)).map(checked).ignore_errors()
+    fallback = tf.nest.map_structure(
+        lambda spec: tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype),
+        attempt.element_spec[:2])
+    fallback = tf.data.Dataset.from_tensors((*fallback, False))
+    return attempt.concatenate(fallback).take(1).get_single_element()
 
 
-def _log_skipped(blocks):
-    """Log each dropped record to stderr with a running count."""
-    def count(skipped, block):
-        results, labels, bad_origins = block
-        numbers = skipped + 1 + tf.range(tf.size(bad_origins, out_type=tf.int64))
-        lines = tf.strings.join(["fgtf.input_pipeline: skipped bad record ", tf.strings.as_string(numbers),
-                                 " (", bad_origins, ")\n"])
-        report = tf.cond(tf.size(bad_origins) > 0, lambda: tf.raw_ops.PrintV2(
-            input=tf.strings.reduce_join(lines), output_stream="stderr", end=""), tf.no_op)
+def _raise_bad_record(result, label, ok, origin):
+    check = tf.debugging.Assert(ok, [
+        "fgtf.input_pipeline: bad record (not a tf.train.Example with a decodable image):", origin,
+        "- pass skip_bad_records=True to skip bad records"])
+    with tf.control_dependencies([check]):
+        return tf.nest.map_structure(tf.identity, result), tf.identity(label)
+
+
+def _skip_bad_records(dataset):
+    def count(skipped, element):
+        result, label, ok, origin = element
+        skipped = skipped + tf.cast(tf.logical_not(ok), tf.int64)
+        message = tf.strings.join(["fgtf.input_pipeline: skipped bad record ", tf.strings.as_string(skipped),
+                                   " (", origin, ")\n"])
+        report = tf.cond(ok, tf.no_op, lambda: tf.raw_ops.PrintV2(input=message, output_stream="stderr", end=""))
         with tf.control_dependencies([report]):
-            return skipped + tf.size(bad_origins, out_type=tf.int64), (results, labels, tf.identity(bad_origins))
+            return skipped, (result, label, tf.identity(ok))
 
-    return blocks.scan(tf.constant(0, tf.int64), count)
+    def is_good(result, label, ok):
+        return ok
 
+    def drop_flag(result, label, ok):
+        return result, label
 
-def _drop_bad_origins(results, labels, bad_origins):
-    return results, labels
+    return dataset.scan(tf.constant(0, tf.int64), count).filter(is_good).map(drop_flag)
 
 
 def _manifest_entry(manifest, shard_name):

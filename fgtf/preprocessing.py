@@ -12,24 +12,26 @@ Training (`preprocess_for_train`), per image, with one stateless seed:
    sampling, align_corners=False and no half-pixel centres);
 4. random left-right flip;
 5. colour distortion as slim's `distort_color(fast_mode=True)`: random
-   brightness (max delta 32/255) then random saturation (0.5 to 1.5), clipped
-   to [0, 1]. Slim's `preprocess_image` defaults to fast_mode=True, which uses
-   one resize method (bilinear) and one colour ordering (brightness first);
-   the four random orderings and hue/contrast belong to fast_mode=False, which
-   the original training did not use, so they are not offered here;
+   brightness (max delta 32/255) then random saturation (0.5 to 1.5),
+   clipped to [0, 1]. Slim's `preprocess_image` defaults to fast_mode=True:
+   one resize method (bilinear) and one colour ordering (brightness first).
+   The four random orderings and hue/contrast belong to fast_mode=False,
+   which the original training did not use, so they are not offered here;
 6. scale to [-1, 1]: (x - 0.5) * 2.
 
 Evaluation (`preprocess_for_eval`), exactly as slim's `preprocess_for_eval`:
-decode the whole image, convert to float in [0, 1], `tf.image.central_crop`
-(0.875), the same legacy bilinear resize, then (x - 0.5) * 2.
+decode the whole image, `tf.image.central_crop` (0.875), the same legacy
+bilinear resize, [0, 1] floats, then (x - 0.5) * 2 (slim converts to float
+before cropping; cropping and resizing commute with the division by 255).
 
 Where the training path differs from slim, and why it does not matter:
 - Slim decodes the whole JPEG and then slices the sampled window; here only
-  the window is decoded. libjpeg decodes a window with the same IDCT, so luma
-  pixels are identical; chroma upsampling of 4:2:0 JPEGs may differ at the
-  window's border, whose pixels are interpolated without their neighbours
-  outside the window. Measured on random windows of 4:2:0 test JPEGs
-  (tests/test_preprocessing.py::test_crop_window_decode_matches_full_decode):
+  the window is decoded. libjpeg decodes the window's blocks with the same
+  IDCT, so its pixels are identical, except that chroma upsampling of 4:2:0
+  JPEGs may differ at the window's border, whose pixels are interpolated
+  without their neighbours outside the window. Measured on random windows
+  of 4:2:0 test JPEGs (tests/test_preprocessing.py::
+  test_crop_window_decode_matches_full_decode):
   every pixel inside the window's one-pixel border is identical, and border
   pixels differ by at most 22 grey levels of 255 (about half the windows
   show any difference); 4:4:4 JPEGs decode identically. Only the outermost
@@ -81,8 +83,7 @@ def preprocess_for_train(encoded, image_size, seed):
             area_range=AREA_RANGE, max_attempts=MAX_ATTEMPTS, use_image_if_no_bounding_boxes=True)
         return tf.stack([begin[0], begin[1], size[0], size[1]])
 
-    image = decode_window(encoded, sample_window)
-    image = _resize_bilinear(tf.image.convert_image_dtype(image, tf.float32), image_size)
+    image = _resize_to_unit_float(decode_window(encoded, sample_window), image_size)
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     image = tf.image.stateless_random_brightness(image, BRIGHTNESS_MAX_DELTA, brightness_seed)
     image = tf.image.stateless_random_saturation(image, *SATURATION_RANGE, saturation_seed)
@@ -93,9 +94,8 @@ def preprocess_for_eval(encoded, image_size, central_fraction=CENTRAL_FRACTION):
     """Slim's evaluation preprocessing of one encoded image -> float32
     [height, width, 3] in [-1, 1]: whole-image decode, central crop of
     `central_fraction`, legacy bilinear resize, (x - 0.5) * 2."""
-    image = tf.image.convert_image_dtype(decode_image(encoded), tf.float32)
-    image = tf.image.central_crop(image, central_fraction)
-    return _to_signed_unit(_resize_bilinear(image, image_size))
+    image = tf.image.central_crop(decode_image(encoded), central_fraction)
+    return _to_signed_unit(_resize_to_unit_float(image, image_size))
 
 
 def decode_image(encoded):
@@ -128,13 +128,17 @@ def decode_window(encoded, window_fn):
     return image
 
 
-def _resize_bilinear(image, image_size):
-    # TF1's resize_images / resize_bilinear, which slim used: align_corners=False
-    # and no half-pixel centres (TF2's tf.image.resize shifts by half a pixel).
+def _resize_to_unit_float(image, image_size):
+    """uint8 [h, w, 3] -> float32 [height, width, 3] in [0, 1], resized as
+    slim's tf.image.resize_images / resize_bilinear did: align_corners=False
+    and no half-pixel centres (TF2's tf.image.resize samples half a pixel
+    apart). Slim converted to float before resizing; the resize is linear, so
+    resizing the uint8 pixels and then dividing by 255 gives the same values
+    within float rounding, with one float pass less."""
     height, width = _pair(image_size)
     resized = tf.raw_ops.ResizeBilinear(images=image[tf.newaxis], size=[height, width],
                                         align_corners=False, half_pixel_centers=False)
-    return resized[0]
+    return resized[0] * (1.0 / 255.0)
 
 
 def _to_signed_unit(image):

@@ -120,6 +120,12 @@ def test_training_epochs_with_repeat(shards):
     assert sum(1 for _ in dataset) == 2 * 24 // 4
 
 
+def test_cached_evaluation_repeats_in_order(shards):
+    dataset = make_dataset(shards, "validation", image_size=SIZE, batch_size=5, training=False, cache=True,
+                           repeat=2)
+    np.testing.assert_array_equal(collect(dataset)[1], list(range(12)) * 2)
+
+
 def test_input_context_gives_disjoint_shards(shards):
     seen = []
     for pipeline in range(2):
