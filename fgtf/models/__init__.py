@@ -23,6 +23,7 @@ _BUILDERS = {
     "swin_tiny": ("fgtf.models.swin", "SwinTiny"),
     "swin_small": ("fgtf.models.swin", "SwinSmall"),
     "swin_base": ("fgtf.models.swin", "SwinBase"),
+    "small_cnn": ("fgtf.models.small_cnn", "SmallCNN"),
 }
 
 # name -> the layer whose spatial mean the original feature extraction used
@@ -39,6 +40,7 @@ FEATURE_ENDPOINTS = {
     "swin_tiny": "norm",
     "swin_small": "norm",
     "swin_base": "norm",
+    "small_cnn": "Conv2d_6.Relu",
 }
 
 
