@@ -20,19 +20,23 @@ $(STAMP): setup.py
 # The main job, on CPU in minutes: synthetic birds -> TFRecords -> train ->
 # eval -> features (plus a near and a far synthetic domain) -> linear probe ->
 # domain similarity. Every step resumes or skips work already done.
+# The CPU-sized backbone at the images' own size keeps the run to minutes;
+# e.g. `make demo MODEL=inception_v3 IMAGE_SIZE=96 RUN=runs/synthetic_v3` for the paper's network.
+MODEL ?= small_cnn
+IMAGE_SIZE ?= 160
+STEPS ?= 300
 RUN ?= runs/synthetic
 FEATURES ?= feature
-IMAGE_SIZE ?= 96
 demo: $(STAMP)
 	$(BIN)/python -m fgtf.datasets.synthetic --out $(DATA)/synthetic --family birds --seed 0
 	$(BIN)/python -m fgtf.convert --dataset synthetic --data_dir $(DATA) --num_shards 4
-	MODEL_DIR=$(RUN) DATASET_DIR=$(DATA)/synthetic/tfrecords TRAIN_IMAGE_SIZE=$(IMAGE_SIZE) BATCH_NORM_DECAY=0.9 PYTHON=$(BIN)/python ./train.sh
+	MODEL_DIR=$(RUN) DATASET_DIR=$(DATA)/synthetic/tfrecords MODEL_NAME=$(MODEL) TRAIN_IMAGE_SIZE=$(IMAGE_SIZE) MAX_STEPS=$(STEPS) BATCH_NORM_DECAY=0.9 PYTHON=$(BIN)/python ./train.sh
 	MODEL_DIR=$(RUN) DATASET_DIR=$(DATA)/synthetic/tfrecords PYTHON=$(BIN)/python ./eval.sh
 	$(BIN)/python -m fgtf.datasets.synthetic --out $(DATA)/synthetic_birds_b --family birds --seed 1
 	$(BIN)/python -m fgtf.datasets.synthetic --out $(DATA)/synthetic_planes --family planes --seed 2
-	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic --name birds_a --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
-	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic_birds_b --name birds_b --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
-	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic_planes --name planes --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
+	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic --name birds_a --model $(MODEL) --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
+	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic_birds_b --name birds_b --model $(MODEL) --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
+	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic_planes --name planes --model $(MODEL) --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
 	$(BIN)/python -m fgtf.transfer.linear --features $(FEATURES)/demo --dataset birds_b
 	$(BIN)/python -m fgtf.transfer.domain_similarity --features $(FEATURES)/demo --sources birds_a --targets birds_b,planes --min_images 1
 
