@@ -1,13 +1,12 @@
 """Inception-v3, Inception-v3-SE and Inception-v4 ports: slim reference outputs,
 other input sizes, pooling, saving, and the errors a user can run into."""
-import importlib.util
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import check_slim_reference, check_slim_reference_on_jax
+from conftest import check_slim_reference
 from fgtf.checkpoints import load_slim_checkpoint
 from fgtf.models import feature_endpoint
 from fgtf.models.inception_v3 import InceptionV3, InceptionV3SE
@@ -31,15 +30,6 @@ def v3_any_size():
 @pytest.mark.parametrize("net", sorted(BUILDERS))
 def test_matches_slim_reference(net, slim_checkpoint, slim_reference):
     errors = check_slim_reference(net, slim_checkpoint(net), slim_reference(net))
-    assert {"features", "logits", "aux_logits"} <= set(errors)
-
-
-@pytest.mark.reference
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
-def test_se_variant_matches_slim_reference_on_jax_backend(slim_checkpoint):
-    """SE blocks and the padding-excluding SAME average pools on Keras's JAX backend."""
-    errors = check_slim_reference_on_jax("inception_v3_se", slim_checkpoint("inception_v3_se"))
     assert {"features", "logits", "aux_logits"} <= set(errors)
 
 
