@@ -1,30 +1,10 @@
-"""Atomic file output: a reader never sees a half-written file."""
-import contextlib
+"""Atomic file output: a reader never sees a half-written file
+(`atomic_path` is tfrecord_tools's, shared by every writer)."""
 import json
-import os
-import tempfile
 
 import numpy as np
 
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside `path`; on success it replaces `path`
-    in one rename, on error it is removed. The temp name keeps the suffix, so
-    writers that pick a format by extension (matplotlib, numpy) still work."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
-    stem, dot, suffix = base.partition(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{dot}{suffix}", dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+from tfrecord_tools.atomic import atomic_path  # noqa: F401  (re-exported for fgtf's writers)
 
 
 def write_json(path, data):

@@ -337,7 +337,8 @@ def test_rerun_keeps_verified_shards_and_rewrites_the_rest(tmp_path):
         byte = shard.read(1)
         shard.seek(100)
         shard.write(bytes([byte[0] ^ 1]))
-    open(os.path.join(out, f".{names[3]}.tmp-12345"), "wb").write(b"half a shard")
+    stem, _, suffix = names[3].partition(".")  # a killed writer's temporary (tfrecord_tools.atomic)
+    open(os.path.join(out, f".{stem}.tmp-12345.{suffix}"), "wb").write(b"half a shard")
 
     summary = write_split(items, out, "train", 4, num_workers=1, progress=False)
     assert summary.shards_written == [names[0], names[2]]

@@ -31,6 +31,7 @@ import os
 import re
 from collections import Counter
 
+from tfrecord_tools.atomic import atomic_path
 from tfrecord_tools.cli import UserError
 
 MANIFEST = "manifest.json"
@@ -116,21 +117,10 @@ def sha256_file(path):
 
 
 def write_json_atomic(path, data):
-    """Write `data` as JSON to `path` via a temporary file and `os.replace`, so a
-    reader (or a crash) never sees half a file."""
-    directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, sort_keys=True)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
+    """Write `data` as JSON to `path` atomically (`tfrecord_tools.atomic`)."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=1, sort_keys=True)
+        out.write("\n")
 
 
 def _load_json(path):

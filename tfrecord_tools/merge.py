@@ -12,11 +12,11 @@ OUTPUT_DIR's manifest and conversion report. Parts of a different conversion
 one shared folder need no merge: their manifests merge as they write.
 """
 import argparse
-import contextlib
 import os
 import shutil
 
 from tfrecord_tools import manifest as manifest_lib
+from tfrecord_tools.atomic import atomic_path
 from tfrecord_tools.cli import UserError, cli_main
 
 
@@ -95,14 +95,8 @@ def _merge_split(output_dir, part, split, entry, target, report, part_lines):
 
 
 def _copy_atomically(source, destination):
-    temporary = f"{os.path.dirname(destination)}/.{os.path.basename(destination)}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(destination) as temporary:
         shutil.copyfile(source, temporary)
-        os.replace(temporary, destination)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from tfrecord_tools import manifest as manifest_lib
+from tfrecord_tools.atomic import atomic_path, is_temporary_of
 from tfrecord_tools.cli import UserError
 from tfrecord_tools.example import encode_example
 from tfrecord_tools.images import DEFAULT_QUALITY, BadImage, normalize_image
@@ -141,7 +142,7 @@ def _remove_stale_temporaries(output_dir, names):
     """Delete temporaries of the shards `names` left by a killed run. Only these:
     another machine may be writing other shards of the same folder."""
     for leftover in os.listdir(output_dir):
-        if leftover.startswith(".") and ".tmp-" in leftover and leftover[1:].rsplit(".tmp-", 1)[0] in names:
+        if any(is_temporary_of(leftover, name) for name in names):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(output_dir, leftover))
 
@@ -273,41 +274,32 @@ def _write_shard(task, report_progress):
     if task.expected and _file_matches(path, task.expected):
         report_progress(len(task.items))
         return _ShardResult(task.name, True, task.expected, [], [], _peak_rss_kb())
-    temporary = os.path.join(task.output_dir, f".{task.name}.tmp-{os.getpid()}")
     digest, labels, skipped, reencoded = hashlib.sha256(), Counter(), [], []
     records = size = pending = 0
-    try:
-        with open(temporary, "wb") as out:
-            for position, item in enumerate(task.items):
-                pending += 1
-                if pending == _PROGRESS_EVERY:
-                    report_progress(pending)
-                    pending = 0
-                try:
-                    image = normalize_image(item.path, task.quality)
-                except BadImage as error:
-                    if task.strict:
-                        raise
-                    skipped.append({"shard": task.name, "position": position, "path": item.path,
-                                    "reason": error.reason})
-                    continue
-                if image.conversion:
-                    reencoded.append({"shard": task.name, "position": position, "path": item.path,
-                                      "conversion": image.conversion})
-                record = frame_record(encode_example(image.jpeg, item.label, image.height, image.width,
-                                                     item.filename, item.class_text))
-                out.write(record)
-                digest.update(record)
-                labels[item.label] += 1
-                records += 1
-                size += len(record)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as out:
+        for position, item in enumerate(task.items):
+            pending += 1
+            if pending == _PROGRESS_EVERY:
+                report_progress(pending)
+                pending = 0
+            try:
+                image = normalize_image(item.path, task.quality)
+            except BadImage as error:
+                if task.strict:
+                    raise
+                skipped.append({"shard": task.name, "position": position, "path": item.path,
+                                "reason": error.reason})
+                continue
+            if image.conversion:
+                reencoded.append({"shard": task.name, "position": position, "path": item.path,
+                                  "conversion": image.conversion})
+            record = frame_record(encode_example(image.jpeg, item.label, image.height, image.width,
+                                                 item.filename, item.class_text))
+            out.write(record)
+            digest.update(record)
+            labels[item.label] += 1
+            records += 1
+            size += len(record)
     report_progress(pending)
     entry = {"index": task.index, "records": records, "bytes": size, "sha256": digest.hexdigest(),
              "labels": {str(label): labels[label] for label in sorted(labels)},
