@@ -83,10 +83,38 @@ def preprocess_for_train(encoded, image_size, seed):
             area_range=AREA_RANGE, max_attempts=MAX_ATTEMPTS, use_image_if_no_bounding_boxes=True)
         return tf.stack([begin[0], begin[1], size[0], size[1]])
 
-    image = _resize_to_unit_float(decode_window(encoded, sample_window), image_size)
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    image = tf.image.stateless_random_brightness(image, BRIGHTNESS_MAX_DELTA, brightness_seed)
-    image = tf.image.stateless_random_saturation(image, *SATURATION_RANGE, saturation_seed)
+    # The same draws as tf.image.stateless_random_flip_left_right,
+    # stateless_random_brightness and stateless_random_saturation make.
+    flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+    brightness_delta = tf.random.stateless_uniform(
+        [], brightness_seed, -BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA)
+    saturation_factor = tf.random.stateless_uniform([], saturation_seed, *SATURATION_RANGE)
+    resized = _resize_bilinear_legacy(decode_window(encoded, sample_window), image_size)
+    return flip_and_distort_colour(resized, flip, brightness_delta, saturation_factor)
+
+
+@tf.function(jit_compile=True)
+def flip_and_distort_colour(image, flip, brightness_delta, saturation_factor):
+    """Steps 4-6 of the training preprocessing in one XLA-fused pass: float32
+    [H, W, 3] in [0, 255] -> [-1, 1], flipped left-right when `flip`, then
+    slim's `distort_color(fast_mode=True)` with the given brightness delta
+    (of [0, 1] units) and saturation factor, clipped, scaled.
+
+    Saturation is written out rather than taken from `tf.image.adjust_saturation`
+    (whose kernel converts every pixel to HSV and back, the pipeline's single
+    most expensive step): scaling a pixel's HSV saturation s = (max - min) / max
+    by f, clamped to [0, 1], keeps hue and value and moves every channel c to
+    max - (max - c) * min(f, max / (max - min)); a pixel whose max is <= 0 has
+    saturation 0 there and becomes grey at its max. Equal to the kernel within
+    float rounding (tests/test_preprocessing.py)."""
+    image = image * (1.0 / 255.0)
+    image = tf.where(flip, tf.reverse(image, axis=[1]), image)
+    top = tf.reduce_max(image, axis=-1, keepdims=True)
+    bottom = tf.reduce_min(image, axis=-1, keepdims=True)
+    bright_top = top + brightness_delta
+    scale = tf.where(bright_top > 0.0,
+                     tf.minimum(saturation_factor, tf.math.divide_no_nan(bright_top, top - bottom)), 0.0)
+    image = bright_top - (top - image) * scale
     return _to_signed_unit(tf.clip_by_value(image, 0.0, 1.0))
 
 
@@ -95,7 +123,7 @@ def preprocess_for_eval(encoded, image_size, central_fraction=CENTRAL_FRACTION):
     [height, width, 3] in [-1, 1]: whole-image decode, central crop of
     `central_fraction`, legacy bilinear resize, (x - 0.5) * 2."""
     image = tf.image.central_crop(decode_image(encoded), central_fraction)
-    return _to_signed_unit(_resize_to_unit_float(image, image_size))
+    return _to_signed_unit(_resize_bilinear_legacy(image, image_size) * (1.0 / 255.0))
 
 
 def decode_image(encoded):
@@ -128,17 +156,17 @@ def decode_window(encoded, window_fn):
     return image
 
 
-def _resize_to_unit_float(image, image_size):
-    """uint8 [h, w, 3] -> float32 [height, width, 3] in [0, 1], resized as
+def _resize_bilinear_legacy(image, image_size):
+    """uint8 [h, w, 3] -> float32 [height, width, 3] in [0, 255], resized as
     slim's tf.image.resize_images / resize_bilinear did: align_corners=False
     and no half-pixel centres (TF2's tf.image.resize samples half a pixel
-    apart). Slim converted to float before resizing; the resize is linear, so
-    resizing the uint8 pixels and then dividing by 255 gives the same values
-    within float rounding, with one float pass less."""
+    apart). Slim converted to [0, 1] floats before resizing; the resize is
+    linear, so resizing the uint8 pixels and dividing by 255 afterwards gives
+    the same values within float rounding, with one float pass less."""
     height, width = _pair(image_size)
     resized = tf.raw_ops.ResizeBilinear(images=image[tf.newaxis], size=[height, width],
                                         align_corners=False, half_pixel_centers=False)
-    return resized[0] * (1.0 / 255.0)
+    return resized[0]
 
 
 def _to_signed_unit(image):

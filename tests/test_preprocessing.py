@@ -10,7 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from fgtf.preprocessing import (  # noqa: E402
-    decode_window, preprocess_for_eval, preprocess_for_train, preprocess_image)
+    BRIGHTNESS_MAX_DELTA, SATURATION_RANGE, decode_window, flip_and_distort_colour, preprocess_for_eval,
+    preprocess_for_train, preprocess_image)
 
 
 def smooth_image(rng, height, width):
@@ -108,6 +109,49 @@ def test_train_output_and_seed(fmt):
     np.testing.assert_array_equal(first, preprocess_for_train(encoded, (48, 40), tf.constant([7, 1])).numpy())
     others = [preprocess_for_train(encoded, (48, 40), tf.constant([7, s])).numpy() for s in range(2, 6)]
     assert all(np.abs(other - first).mean() > 1e-3 for other in others)
+
+
+def tf_image_flip_and_distort_colour(resized, flip_seed, brightness_seed, saturation_seed):
+    """Steps 4-6 as slim wrote them, with tf.image's stateless ops."""
+    image = tf.image.stateless_random_flip_left_right(resized / 255.0, flip_seed)
+    image = tf.image.stateless_random_brightness(image, BRIGHTNESS_MAX_DELTA, brightness_seed)
+    image = tf.image.stateless_random_saturation(image, *SATURATION_RANGE, saturation_seed)
+    return (tf.clip_by_value(image, 0.0, 1.0) - 0.5) * 2.0
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_train_colour_equals_tf_image_ops(fmt):
+    """preprocess_for_train's fused flip/brightness/saturation equals
+    tf.image's stateless ops with the same seeds on the same crop."""
+    encoded = tf.constant(encode(smooth_image(np.random.default_rng(6), 90, 120), fmt))
+    for index in range(8):
+        seed = tf.constant([3, index])
+        crop_seed, *colour_seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4))
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            [90, 120, 3], tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed, min_object_covered=0.1,
+            aspect_ratio_range=(0.75, 1.33), area_range=(0.05, 1.0), max_attempts=100,
+            use_image_if_no_bounding_boxes=True)
+        window = decode_window(encoded, lambda shape: tf.stack([begin[0], begin[1], size[0], size[1]]))
+        resized = tf.raw_ops.ResizeBilinear(images=window[None], size=[40, 48], align_corners=False,
+                                            half_pixel_centers=False)[0]
+        expected = tf_image_flip_and_distort_colour(resized, *colour_seeds)
+        np.testing.assert_allclose(preprocess_for_train(encoded, (40, 48), seed), expected, atol=2e-6)
+
+
+def test_saturation_formula_equals_adjust_saturation_kernel():
+    """Including pixels that brightness pushed below 0 or above 1, greys and
+    blacks, which the HSV kernel treats specially."""
+    rng = np.random.default_rng(7)
+    image = rng.uniform(-40, 300, (64, 64, 3)).astype(np.float32)
+    image[0, :8] = [[v, v, v] for v in (-20, 0, 1, 128, 255, 280, 0.5, 254.5)]
+    image[1, :4] = [[0, 0, 255], [-10, 5, 0], [-10, -5, -1], [255, 300, 0]]
+    for flip in (False, True):
+        for delta in (-BRIGHTNESS_MAX_DELTA, 0.0, 0.07):
+            for factor in (SATURATION_RANGE[0], 1.0, 1.21, SATURATION_RANGE[1]):
+                unit = tf.reverse(image, [1]) / 255.0 if flip else image / 255.0
+                saturated = tf.image.adjust_saturation(unit + delta, factor)
+                expected = (tf.clip_by_value(saturated, 0.0, 1.0) - 0.5) * 2.0
+                np.testing.assert_allclose(flip_and_distort_colour(image, flip, delta, factor), expected, atol=3e-6)
 
 
 def test_train_flips_about_half_the_images():
