@@ -23,9 +23,11 @@ The order of work, and why:
 3. Training shuffles the *serialized* records (small), repeats, and gives
    every record its own stateless seed, so augmentation does not depend on
    which thread decodes it.
-4. One parallel map parses, decodes and preprocesses (training decodes only
-   the sampled crop window, see `fgtf.preprocessing`), then batches are
-   formed and prefetched, with AUTOTUNE parallelism throughout.
+4. Records are parsed, decoded and preprocessed (training decodes only the
+   sampled crop window, see `fgtf.preprocessing`) in groups of `GROUP_SIZE`
+   by a parallel interleave: each group is one error barrier, so a bad record
+   is caught and named without paying for a barrier per record. Batches are
+   then formed and prefetched, with AUTOTUNE parallelism throughout.
 
 Bad records. A record that is not a tf.train.Example with `image/encoded` and
 `image/class/label`, an image that does not decode, or the unreadable tail of
@@ -55,6 +57,9 @@ AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 4096
 # Shards read at once by the interleave.
 MAX_PARALLEL_SHARDS = 16
+# Records per error barrier (see _load_in_groups): large enough to spread the
+# barrier's cost, small enough to keep every core busy and little memory held.
+GROUP_SIZE = 16
 # Bytes of TFRecord framing around each record: length, its CRC, data CRC.
 _FRAME_BYTES = 16
 
@@ -143,18 +148,9 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
     def load(payload, index):
         encoded, label = parse(payload)
         example_seed = tf.stack([tf.constant(augment_seed, tf.int64), index]) if training else None
-        return preprocess(encoded, image_size, training, example_seed), label
+        return preprocess(encoded, image_size, training, example_seed), tf.cast(label, tf.int32)
 
-    def load_checked(index, element):
-        payload, origin, intact = element
-        result, label, ok = _try(load, (payload, index), intact)
-        if skip_bad_records:
-            return result, label, ok, origin
-        return _raise_bad_record(result, label, ok, origin)
-
-    dataset = examples.map(load_checked, num_parallel_calls=AUTOTUNE)
-    if skip_bad_records:
-        dataset = _skip_bad_records(dataset)
+    dataset = _load_in_groups(examples, load, skip_bad_records, deterministic=bool(deterministic or not training))
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
     if batch_transform is not None:
         dataset = dataset.map(batch_transform, num_parallel_calls=AUTOTUNE)
@@ -208,9 +204,11 @@ def count_records(source, split, data_dir=None):
 
 
 # --- sources -----------------------------------------------------------------
-# A source yields (payload, origin, intact): payload is what `parse` turns into
-# (encoded image, label); origin names the record in messages; intact is False
-# for the marker that stands for the unreadable tail of a corrupted shard.
+# A source yields (payload, where, number, intact): payload is what `parse`
+# turns into (encoded image, label); where and number locate the record (a
+# shard's path and the record's position in it, or a TFDS record id and -1),
+# spelt out by _origin_text only when a message needs it; intact is False for
+# the marker that stands for the unreadable tail of a corrupted shard.
 
 
 def _read_source(source, split, *, data_dir, training, input_context, file_seed, deterministic,
@@ -230,8 +228,8 @@ def _read_source(source, split, *, data_dir, training, input_context, file_seed,
     if label_ratio is not None:
         kept = _label_ratio_origins(reader(distributed=False), parse, selection_key, label_ratio,
                                     label_ratio_seed)
-        examples = examples.filter(lambda payload, origin, intact: tf.logical_or(
-            tf.logical_not(intact), kept.lookup(origin)))
+        examples = examples.filter(lambda payload, where, number, intact: tf.logical_or(
+            tf.logical_not(intact), kept.lookup(_origin_text(where, number, intact))))
     return examples, parse
 
 
@@ -264,31 +262,26 @@ def _tfrecord_reader(files, training, input_context, file_seed, deterministic):
 
 
 def _read_shard(path, size):
-    """(payload, origin, intact) for each record of one shard, then one
+    """(payload, where, number, intact) for each record of one shard, then one
     intact=False marker if the records read do not cover the file."""
     records = tf.data.TFRecordDataset(path).ignore_errors()
-    tagged = records.map(lambda record: (record, True)).concatenate(
+    tagged = tf.data.Dataset.zip((records, tf.data.Dataset.from_tensors(True).repeat())).concatenate(
         tf.data.Dataset.from_tensors((tf.constant(""), False)))
 
     def step(state, element):
-        index, consumed = state
+        number, consumed = state
         record, is_record = element
-        length = tf.cast(tf.strings.length(record), tf.int64) + _FRAME_BYTES
         intact = tf.logical_or(is_record, tf.equal(consumed, size))
-        origin = tf.strings.join(["record ", tf.strings.as_string(index), " of shard ", path])
-        origin = tf.where(is_record, origin, tf.strings.join(
-            [origin, " and after: the file is truncated or corrupted"]))
-        next_state = (index + tf.cast(is_record, tf.int64),
-                      consumed + tf.where(is_record, length, tf.constant(0, tf.int64)))
-        return next_state, (record, origin, intact, is_record)
+        length = tf.cast(tf.strings.length(record), tf.int64) + _FRAME_BYTES
+        return (number + 1, consumed + length), (record, path, number, intact, is_record)
 
     scanned = tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step)
 
-    def record_or_bad_tail(record, origin, intact, is_record):
+    def record_or_bad_tail(record, path, number, intact, is_record):
         return tf.logical_or(is_record, tf.logical_not(intact))
 
-    def drop_is_record(record, origin, intact, is_record):
-        return record, origin, intact
+    def drop_is_record(record, path, number, intact, is_record):
+        return record, path, number, intact
 
     return scanned.filter(record_or_bad_tail).map(drop_is_record)
 
@@ -303,6 +296,15 @@ def _tfrecord_selection_key(record, origin):
     # shards without image/filename (the original tool) fall back to position.
     filename = parse_example(record)[FILENAME]
     return tf.where(tf.equal(filename, ""), origin, filename)
+
+
+def _origin_text(where, number, intact):
+    """The words that name a record (scalars or vectors): 'record 3 of shard
+    <path>' (TFRecords) or 'TFDS record <id>', and for the marker of an
+    unreadable shard tail '... and after: the file is truncated or corrupted'."""
+    text = tf.where(number >= 0, tf.strings.join(["record ", tf.strings.as_string(number), " of shard ", where]),
+                    where)
+    return tf.where(intact, text, tf.strings.join([text, " and after: the file is truncated or corrupted"]))
 
 
 def _tfds_builder(name, data_dir):
@@ -342,7 +344,7 @@ def _tfds_reader(builder, split, training, input_context, file_seed, determinist
                             f"{builder.data_dir}; fgtf never downloads ({error})") from error
         return examples.map(lambda example: (
             (example[image_key], example[label_key]),
-            tf.strings.join(["TFDS record ", example["tfds_id"]]), True))
+            tf.strings.join(["TFDS record ", example["tfds_id"]]), tf.constant(-1, tf.int64), True))
 
     return read
 
@@ -353,7 +355,8 @@ def _parse_tfds(payload):
 
 def _label_ratio_origins(examples, parse, selection_key, label_ratio, seed):
     """A table origin -> keep (bool) for `label_ratio` % of each class."""
-    def key_and_label(payload, origin, intact):
+    def key_and_label(payload, where, number, intact):
+        origin = _origin_text(where, number, intact)
         key = selection_key(payload, origin) if selection_key else origin
         return origin, key, tf.cast(parse(payload)[1], tf.int64)
 
@@ -373,49 +376,72 @@ def _label_ratio_origins(examples, parse, selection_key, label_ratio, seed):
 # --- bad records -------------------------------------------------------------
 
 
-def _try(load, inputs, intact):
-    """(result, label int32, True) from `load(*inputs)` -> (result, label), or
-    zeros and False when it raises or `intact` is False. The work runs inside
-    a one-element dataset whose errors are dropped: the only error barrier
-    tf.data offers inside a map."""
-    def checked(inputs, intact):
-        with tf.control_dependencies([tf.debugging.Assert(intact, ["unreadable shard tail"])]):
-            result, label = load(*inputs)
-            return tf.nest.map_structure(tf.identity, result), tf.cast(label, tf.int32), True
+def _load_in_groups(examples, load, skip_bad_records, deterministic):
+    """(result, label) elements from `examples` - (index, (payload, where,
+    number, intact)) - by `load(payload, index)`, GROUP_SIZE records at a time
+    in a parallel interleave. Each group runs in a dataset whose errors are
+    dropped (the only error barrier tf.data offers inside a pipeline); a record
+    missing from its output failed to load, and is named in an
+    InvalidArgumentError, or with `skip_bad_records` logged and left out.
+    `deterministic` keeps the order of `examples`."""
+    def load_group(indices, sources):
+        payloads, wheres, numbers, intacts = sources
+        size = tf.size(indices, out_type=tf.int64)
 
-    attempt = tf.data.Dataset.from_tensors((inputs, intact)).map(checked).ignore_errors()
-    fallback = tf.nest.map_structure(
-        lambda spec: tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype),
-        attempt.element_spec[:2])
-    fallback = tf.data.Dataset.from_tensors((*fallback, False))
-    return attempt.concatenate(fallback).take(1).get_single_element()
+        def attempt(position, index, payload, intact):
+            with tf.control_dependencies([tf.debugging.Assert(intact, ["unreadable shard tail"])]):
+                result, label = load(payload, index)
+                return position, tf.nest.map_structure(tf.identity, result), tf.identity(label)
 
+        attempts = tf.data.Dataset.from_tensor_slices(
+            (tf.range(size), indices, payloads, intacts)).map(attempt).ignore_errors()
+        _, result_spec, label_spec = attempts.element_spec
+        end = tf.data.Dataset.from_tensors(
+            (size, tf.nest.map_structure(_zeros_of_spec, result_spec), _zeros_of_spec(label_spec)))
 
-def _raise_bad_record(result, label, ok, origin):
-    check = tf.debugging.Assert(ok, [
-        "fgtf.input_pipeline: bad record (not a tf.train.Example with a decodable image):", origin,
-        "- pass skip_bad_records=True to skip bad records"])
-    with tf.control_dependencies([check]):
-        return tf.nest.map_structure(tf.identity, result), tf.identity(label)
+        def find_missing(expected, element):
+            position, result, label = element
+            missing = tf.range(expected, position)
+            missing_text = _origin_text(tf.gather(wheres, missing), tf.gather(numbers, missing),
+                                        tf.gather(intacts, missing))
+            if not skip_bad_records:
+                check = tf.debugging.Assert(tf.equal(expected, position), [
+                    "fgtf.input_pipeline: bad record (not a tf.train.Example with a decodable image):",
+                    tf.strings.reduce_join(missing_text[:1]), "- pass skip_bad_records=True to skip bad records"])
+                with tf.control_dependencies([check]):
+                    missing_text = tf.identity(missing_text)
+            return position + 1, (result, label, missing_text, position < size)
 
+        return attempts.concatenate(end).scan(tf.constant(0, tf.int64), find_missing)
 
-def _skip_bad_records(dataset):
-    def count(skipped, element):
-        result, label, ok, origin = element
-        skipped = skipped + tf.cast(tf.logical_not(ok), tf.int64)
-        message = tf.strings.join(["fgtf.input_pipeline: skipped bad record ", tf.strings.as_string(skipped),
-                                   " (", origin, ")\n"])
-        report = tf.cond(ok, tf.no_op, lambda: tf.raw_ops.PrintV2(input=message, output_stream="stderr", end=""))
-        with tf.control_dependencies([report]):
-            return skipped, (result, label, tf.identity(ok))
+    loaded = examples.batch(GROUP_SIZE).interleave(
+        load_group, block_length=GROUP_SIZE + 1, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if skip_bad_records:
+        loaded = loaded.scan(tf.constant(0, tf.int64), _log_skipped)
 
-    def is_good(result, label, ok):
-        return ok
+    def is_record(result, label, missing_text, loaded_record):
+        return loaded_record
 
-    def drop_flag(result, label, ok):
+    def result_and_label(result, label, missing_text, loaded_record):
         return result, label
 
-    return dataset.scan(tf.constant(0, tf.int64), count).filter(is_good).map(drop_flag)
+    return loaded.filter(is_record).map(result_and_label)
+
+
+def _zeros_of_spec(spec):
+    return tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype)
+
+
+def _log_skipped(skipped, element):
+    """Counts the records an element reports missing and logs each to stderr."""
+    result, label, missing_text, loaded_record = element
+    count = tf.size(missing_text, out_type=tf.int64)
+    lines = tf.strings.join(["fgtf.input_pipeline: skipped bad record ",
+                             tf.strings.as_string(skipped + 1 + tf.range(count)), " (", missing_text, ")\n"])
+    report = tf.cond(count > 0, lambda: tf.raw_ops.PrintV2(
+        input=tf.strings.reduce_join(lines), output_stream="stderr", end=""), tf.no_op)
+    with tf.control_dependencies([report]):
+        return skipped + count, (result, label, missing_text, tf.identity(loaded_record))
 
 
 def _manifest_entry(manifest, shard_name):
