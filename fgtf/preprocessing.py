@@ -18,6 +18,10 @@ Training (`preprocess_for_train`), per image, with one stateless seed:
    The four random orderings and hue/contrast belong to fast_mode=False,
    which the original training did not use, so they are not offered here;
 6. scale to [-1, 1]: (x - 0.5) * 2.
+Steps 4-6 run as one XLA-compiled pass (`flip_and_distort_colour`), with the
+same random draws as tf.image's stateless flip/brightness/saturation ops and
+equal to them within float rounding; they cost about half of what the
+separate ops cost (`benchmarks/input_pipeline.py`).
 
 Evaluation (`preprocess_for_eval`), exactly as slim's `preprocess_for_eval`:
 decode the whole image, `tf.image.central_crop` (0.875), the same legacy
