@@ -9,6 +9,7 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
+from fgtf import preprocessing  # noqa: E402
 from fgtf.preprocessing import (  # noqa: E402
     BRIGHTNESS_MAX_DELTA, SATURATION_RANGE, decode_window, flip_and_distort_colour, preprocess_for_eval,
     preprocess_for_train, preprocess_image)
@@ -128,8 +129,9 @@ def test_train_colour_equals_tf_image_ops(fmt):
         seed = tf.constant([3, index])
         crop_seed, *colour_seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4))
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            [90, 120, 3], tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed, min_object_covered=0.1,
-            aspect_ratio_range=(0.75, 1.33), area_range=(0.05, 1.0), max_attempts=100,
+            [90, 120, 3], tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed,
+            min_object_covered=preprocessing.MIN_OBJECT_COVERED, aspect_ratio_range=preprocessing.ASPECT_RATIO_RANGE,
+            area_range=preprocessing.AREA_RANGE, max_attempts=preprocessing.MAX_ATTEMPTS,
             use_image_if_no_bounding_boxes=True)
         window = decode_window(encoded, lambda shape: tf.stack([begin[0], begin[1], size[0], size[1]]))
         resized = tf.raw_ops.ResizeBilinear(images=window[None], size=[40, 48], align_corners=False,

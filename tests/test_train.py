@@ -23,13 +23,8 @@ tiny_models.register()
 
 @pytest.fixture(scope="module")
 def tfrecords(tmp_path_factory):
-    from fgtf.convert import convert
-    from fgtf.datasets.synthetic import generate
-
-    root = tmp_path_factory.mktemp("tiny_synthetic")
-    generate(str(root / "raw"), classes=4, train_per_class=8, val_per_class=4, image_size=48, seed=0)
-    convert("synthetic", 2, dataset_dir=str(root / "raw"), output_dir=str(root / "tfrecords"), progress=False)
-    return str(root / "tfrecords")
+    return tiny_models.tiny_synthetic_tfrecords(tmp_path_factory.mktemp("tiny_synthetic"), classes=4,
+                                                train_per_class=8, val_per_class=4, num_shards=2)
 
 
 def _args(tfrecords, train_dir, *extra):

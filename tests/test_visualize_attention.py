@@ -15,14 +15,11 @@ tiny_models.register()
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from fgtf.convert import convert
-    from fgtf.datasets.synthetic import generate
-
     root = tmp_path_factory.mktemp("tiny_synthetic")
-    generate(str(root / "raw"), classes=3, train_per_class=4, val_per_class=1, image_size=48, seed=0)
-    convert("synthetic", 1, dataset_dir=str(root / "raw"), output_dir=str(root / "tfrecords"), progress=False)
+    tfrecords = tiny_models.tiny_synthetic_tfrecords(root, classes=3, train_per_class=4, val_per_class=1,
+                                                     num_shards=1)
     images = sorted(str(p) for p in (root / "raw").rglob("*.jpg"))[:2]
-    return {"tfrecords": str(root / "tfrecords"), "images": images, "root": root}
+    return {"tfrecords": tfrecords, "images": images, "root": root}
 
 
 @pytest.fixture(scope="module")

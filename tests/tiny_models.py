@@ -16,6 +16,19 @@ from fgtf.models import register_model
 from fgtf.models.common import finish_model, global_pool, model_input, predictions
 
 
+def tiny_synthetic_tfrecords(root, classes, train_per_class, val_per_class, num_shards):
+    """Generate a tiny synthetic dataset (48 px) under `root`/raw and convert it
+    to `num_shards` shards per split under `root`/tfrecords; returns that folder."""
+    from fgtf.convert import convert
+    from fgtf.datasets.synthetic import generate
+
+    generate(str(root / "raw"), classes=classes, train_per_class=train_per_class, val_per_class=val_per_class,
+             image_size=48, seed=0)
+    convert("synthetic", num_shards, dataset_dir=str(root / "raw"), output_dir=str(root / "tfrecords"),
+            progress=False)
+    return str(root / "tfrecords")
+
+
 def TinyNet(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=10,
             classifier_activation="softmax", name="TinyNet"):
     """conv 3x3/2 -> conv 3x3 (`Mixed_5b`) -> spatial mean -> `Logits.Logits` dense; no batch norm
