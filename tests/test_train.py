@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -135,15 +134,17 @@ def test_killed_run_resumes_to_the_same_end(tfrecords, tmp_path):
     reference = tmp_path / "uninterrupted"
     assert _run("fgtf.train", _args(tfrecords, reference, *steps)).returncode == 0
     killed = tmp_path / "killed"
+    # Kill on the progress line of step 6: the process is then mid-run whatever the machine's speed
+    # (a timed kill landed after the last step on a fast machine).
     process = subprocess.Popen([sys.executable, LAUNCHER, "fgtf.train", *_args(tfrecords, killed, *steps)],
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (killed / "checkpoint").exists():
-        time.sleep(0.2)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGKILL)
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    for line in process.stdout:
+        if line.startswith("step 6/24"):
+            process.send_signal(signal.SIGKILL)
+            break
     process.wait()
+    process.stdout.close()
     step_at_kill = runs.checkpoint_step(runs.latest_checkpoint(str(killed)))
     assert 0 < step_at_kill < 24, "the kill should land mid-run"
     resumed = _run("fgtf.train", _args(tfrecords, killed, *steps))
