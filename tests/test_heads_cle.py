@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from fgtf.cle_augment import (altered_view, cle_preprocessing, cle_views, erase, erase_box_size,
                               random_erase_boxes, random_tile_permutations)
-from fgtf.models.heads.cle import (WarmupLinearDecay, build_cle, cle_loss_weights, cle_optimizer, contrastive_loss,
-                                   cosine_similarity_matrix, label_smoothed_cross_entropy, same_label_mask)
+from fgtf.models.heads.cle import (HeadRateAdamW, WarmupLinearDecay, build_cle, cle_loss_weights, cle_optimizer,
+                                   contrastive_loss, cosine_similarity_matrix, label_smoothed_cross_entropy,
+                                   same_label_mask)
 from fgtf.models.swin import SwinTransformer
 
 
@@ -158,6 +159,26 @@ def test_pooled_swin_backbone_saves_and_loads(tmp_path):
     assert decayed and not any("relative_position_bias_table" in path for path in decayed)
 
 
+def test_compiled_model_saves_and_resumes_with_its_optimizer(tmp_path):
+    dataset = _training_data()[0].cache()   # the same random views in every pass
+    model = build_cle(_tiny_backbone(), num_classes=3)
+    model.compile(optimizer=cle_optimizer(model, 1e-3, steps_per_epoch=2, epochs=4, warmup_epochs=1),
+                  metrics=["accuracy"])
+    model.fit(dataset, epochs=1, shuffle=False, verbose=0)
+    model.save(tmp_path / "cle.keras")
+    loaded = keras.models.load_model(tmp_path / "cle.keras")
+
+    assert isinstance(loaded.optimizer, HeadRateAdamW)
+    assert loaded.optimizer.head_variables == ("head/kernel", "head/bias")
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) > 0
+    for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(restored), np.asarray(saved))
+    for trained in (model, loaded):
+        trained.fit(dataset, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
 def test_mixed_precision_and_distribution_strategy():
     dataset, _, _ = _training_data()
     policy = keras.config.dtype_policy()
@@ -165,7 +186,7 @@ def test_mixed_precision_and_distribution_strategy():
     try:
         with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
             model = build_cle(_tiny_backbone(), num_classes=3)
-            model.compile(optimizer="adam")
+            model.compile(optimizer=cle_optimizer(model, 1e-3, steps_per_epoch=2, epochs=2, warmup_epochs=1))
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         history = model.fit(dataset, epochs=1, shuffle=False, verbose=0)
         (views, labels), = dataset.take(1)
@@ -175,6 +196,7 @@ def test_mixed_precision_and_distribution_strategy():
         keras.config.set_dtype_policy(policy)
     assert outputs["logits"].dtype == "float16" and loss.dtype == "float32"
     assert np.isfinite(history.history["loss"]).all()
+    assert np.abs(np.asarray(model.head.kernel)).max() > 0   # the zero-initialised head group trained
 
 
 def test_backbone_with_two_outputs_is_refused():
@@ -195,5 +217,41 @@ def test_cle_optimizer_schedule_and_weight_decay_exclusions():
                 1100: peak - 0.99 * peak * 899 / 1800, 2000: peak - 0.99 * peak * 1799 / 1800}
     for step, lr in expected.items():
         np.testing.assert_allclose(float(schedule(step)), lr, rtol=1e-5)
-    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
-    assert decayed == {"conv/kernel", "features/kernel", "head/kernel"}
+
+
+def test_cle_optimizer_steps_equal_pytorch_adamw_with_a_5x_head_group():
+    """Spec §5: AdamW over two parameter groups, backbone at lr(t) and the head
+    (kernel and bias) at a 5x peak from the same warm-up start; decoupled
+    decay 0.05 at each group's rate, none on 1-D variables."""
+    model = build_cle(_tiny_backbone(), num_classes=3)
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_variables:  # the head starts at zero; give every weight something to decay
+        variable.assign(rng.standard_normal(variable.shape).astype(np.float32))
+    peak, steps_per_epoch, warmup_epochs, epochs, weight_decay = 1e-2, 2, 2, 5, 0.05
+    optimizer = cle_optimizer(model, learning_rate=peak, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                              warmup_epochs=warmup_epochs, weight_decay=weight_decay)
+    variables = model.trainable_variables
+    expected = {v.path: np.asarray(v).astype(np.float64) for v in variables}
+    moments = {v.path: (np.zeros(v.shape), np.zeros(v.shape)) for v in variables}
+    decayed = {"conv/kernel", "features/kernel", "head/kernel"}
+    for step in range(epochs * steps_per_epoch):
+        gradients = [0.1 * rng.standard_normal(v.shape).astype(np.float32) for v in variables]
+        assert np.sqrt(sum(np.sum(g ** 2) for g in gradients)) < 5.0   # below the clipping norm
+        optimizer.apply(gradients, variables)
+        for variable, gradient in zip(variables, gradients):
+            group_peak = 5 * peak if variable.path.startswith("head/") else peak
+            lr = float(WarmupLinearDecay(group_peak, peak / 1000, warmup_epochs * steps_per_epoch,
+                                         epochs * steps_per_epoch)(step))
+            p, (m, v) = expected[variable.path], moments[variable.path]
+            if variable.path in decayed:
+                p *= 1 - lr * weight_decay
+            m[...] = 0.9 * m + 0.1 * gradient
+            v[...] = 0.999 * v + 0.001 * gradient.astype(np.float64) ** 2
+            m_hat, v_hat = m / (1 - 0.9 ** (step + 1)), v / (1 - 0.999 ** (step + 1))
+            p -= lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+    for variable in variables:
+        np.testing.assert_allclose(np.asarray(variable), expected[variable.path], rtol=1e-5, atol=1e-6,
+                                   err_msg=variable.path)
+    # the head's group really ran faster: its rate at the last step is 5x the backbone's
+    np.testing.assert_allclose(float(optimizer.head_learning_rate(optimizer.iterations)),
+                               5 * float(optimizer.learning_rate), rtol=1e-6)

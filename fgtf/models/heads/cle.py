@@ -65,25 +65,89 @@ def build_cle(backbone, num_classes, loss_weights=DEFAULT_LOSS_WEIGHTS, margin=C
 
 
 def cle_optimizer(model, learning_rate, steps_per_epoch, epochs=200, warmup_epochs=20,
-                  weight_decay=0.05, global_clipnorm=5.0):
+                  weight_decay=0.05, global_clipnorm=5.0, head_multiplier=5.0):
     """CLE-ViT's optimiser: AdamW (betas 0.9/0.999, eps 1e-8, decoupled weight
     decay `weight_decay`, none on 1-D variables (norms, biases) or on relative
     position bias tables), global-norm clipping at `global_clipnorm`, and the
     `WarmupLinearDecay` schedule from learning_rate / 1000 over
     `warmup_epochs` to `learning_rate`, then down to 1 % at `epochs`.
 
+    The classifier `head` (kernel and bias) is the original's second parameter
+    group: its peak rate is `head_multiplier` x learning_rate (`--head_mul`),
+    its warm-up starts from the same learning_rate / 1000, and its weight decay
+    is taken at its own rate, as PyTorch's AdamW does per group.
+
     learning_rate: the batch-scaled rate (the original: lr · batch / 512, e.g.
-        1e-3 · 12 / 512 = 2.34375e-5). The original's 5x head rate has no
-        single-optimiser equivalent in Keras and is not reproduced.
+        1e-3 · 12 / 512 = 2.34375e-5).
     """
-    schedule = WarmupLinearDecay(learning_rate, learning_rate / 1000.0, warmup_epochs * steps_per_epoch,
-                                 epochs * steps_per_epoch)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay, beta_1=0.9, beta_2=0.999,
-                                       epsilon=1e-8, global_clipnorm=global_clipnorm)
+    start, warmup_steps, total_steps = learning_rate / 1000.0, warmup_epochs * steps_per_epoch, \
+        epochs * steps_per_epoch
+    optimizer = HeadRateAdamW(
+        WarmupLinearDecay(learning_rate, start, warmup_steps, total_steps),
+        head_learning_rate=WarmupLinearDecay(head_multiplier * learning_rate, start, warmup_steps, total_steps),
+        head_variables=[v.path for v in model.head.trainable_variables], weight_decay=weight_decay,
+        beta_1=0.9, beta_2=0.999, epsilon=1e-8, global_clipnorm=global_clipnorm)
     optimizer.exclude_from_weight_decay(var_list=[
         v for v in model.trainable_variables
         if len(v.shape) <= 1 or "relative_position_bias_table" in v.path])
     return optimizer
+
+
+@keras.saving.register_keras_serializable(package="fgtf")
+class HeadRateAdamW(keras.optimizers.AdamW):
+    """AdamW with a second parameter group: the variables whose paths are in
+    `head_variables` follow `head_learning_rate` (a float or a schedule of the
+    iteration), for their Adam step and their decoupled weight decay alike;
+    every other variable follows `learning_rate`. Other arguments are AdamW's."""
+
+    def __init__(self, learning_rate, head_learning_rate, head_variables=(), **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.head_learning_rate = head_learning_rate
+        self.head_variables = tuple(head_variables)
+        self._head_indices = frozenset()
+
+    def build(self, var_list):
+        super().build(var_list)
+        found = {v.path for v in var_list} & set(self.head_variables)
+        if found != set(self.head_variables):
+            raise ValueError(f"head variables {sorted(set(self.head_variables) - found)} are not among the "
+                             f"variables to train")
+        self._head_indices = frozenset(self._get_variable_index(v) for v in var_list
+                                       if v.path in self.head_variables)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not self._is_head(variable):
+            return super().update_step(gradient, variable, learning_rate)
+        head_rate = self.head_learning_rate
+        if isinstance(head_rate, keras.optimizers.schedules.LearningRateSchedule):
+            head_rate = head_rate(self.iterations)
+        head_rate = ops.cast(head_rate, variable.dtype)
+        # Skipped by the shared weight-decay pass (see `_use_weight_decay`):
+        # decay at the head's own rate, before the Adam step, as AdamW does.
+        if super()._use_weight_decay(variable):
+            self.assign(variable, variable - variable * ops.cast(self.weight_decay, variable.dtype) * head_rate)
+        return super().update_step(gradient, variable, head_rate)
+
+    def _use_weight_decay(self, variable):
+        """Whether the shared pass at `learning_rate` decays `variable` (head
+        variables are decayed in `update_step` at the head's rate instead)."""
+        return not self._is_head(variable) and super()._use_weight_decay(variable)
+
+    def _is_head(self, variable):
+        return bool(self._head_indices) and self._get_variable_index(variable) in self._head_indices
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"head_learning_rate": keras.saving.serialize_keras_object(self.head_learning_rate),
+                       "head_variables": list(self.head_variables)})
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["head_learning_rate"] = keras.saving.deserialize_keras_object(config["head_learning_rate"],
+                                                                            custom_objects=custom_objects)
+        return super().from_config(config, custom_objects=custom_objects)
 
 
 @keras.saving.register_keras_serializable(package="fgtf")
@@ -225,6 +289,12 @@ class CLEModel(keras.Model):
         if loss is not None:
             raise ValueError("CLEModel computes its own losses; compile it without `loss`")
         super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompile a loaded model as it was saved (Keras skips models whose
+        `compile` is overridden), optimizer state included."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
         return {"name": self.name, "backbone": keras.saving.serialize_keras_object(self.backbone),
