@@ -20,9 +20,11 @@ The order of work, and why:
    to cover the whole file, so a truncated or corrupted shard is caught (the
    TFRecord reader cannot resynchronise after a bad frame: the rest of that
    shard is lost).
-3. Training shuffles the *serialized* records (small), repeats, and gives
-   every record its own stateless seed, so augmentation does not depend on
-   which thread decodes it.
+3. Training reads the data in passes (epochs), each with its own shard order
+   and shuffle of the *serialized* records (small) drawn from (seed, pass),
+   and gives every record its own stateless seed, so augmentation does not
+   depend on which thread decodes it, and a resumed run can start at any
+   pass without reading the passes before it.
 4. Records are parsed, decoded and preprocessed (training decodes only the
    sampled crop window, see `fgtf.preprocessing`) in groups of `GROUP_SIZE`
    by a parallel interleave: each group is one error barrier, so a bad record
@@ -60,6 +62,9 @@ MAX_PARALLEL_SHARDS = 16
 # Records per error barrier (see _load_in_groups): large enough to spread the
 # barrier's cost, small enough to keep every core busy and little memory held.
 GROUP_SIZE = 16
+# Stride between the element numbers of successive passes (the augmentation
+# seeds): more records than any pass holds.
+PASS_STRIDE = 2**40
 # Bytes of TFRecord framing around each record: length, its CRC, data CRC.
 _FRAME_BYTES = 16
 
@@ -93,7 +98,8 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
         Evaluation always keeps the record order.
       cache: True caches the serialized records in memory after the first
         pass, a string caches them to that file; decoding and augmentation
-        still run every epoch.
+        still run every epoch, and the shard order stays that of the first
+        pass (records are still shuffled afresh every epoch).
       data_dir: the TFDS data folder (TFDS's default when None).
       shuffle_buffer: serialized records held by the training shuffle.
       skip_bad_records: drop and log bad records instead of raising (see the
@@ -109,9 +115,12 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
       batch_transform: callable mapped over the batches (a hook for heads
         that reshape a batch, e.g. CLE's two views).
       start_step: global training steps already taken (a resumed run): the
-        examples they consumed are skipped - read but not decoded - so, with
-        `deterministic` and the same `seed`, the run continues the very stream
-        it was trained on (same order, same augmentation seeds).
+        examples they consumed are skipped, so, with `deterministic` and the
+        same `seed`, the run continues the very stream it was trained on (same
+        order, same augmentation seeds). Every pass over the data is drawn
+        from its own seeds, so whole passes are skipped without reading them:
+        resuming reads one pass to count its records, then at most one more
+        up to the resume point, however long the run was.
 
     Returns:
       Dataset of (images float32 [B, height, width, 3] in [-1, 1], labels
@@ -130,20 +139,37 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
     if not callable(preprocess):
         raise UserError(f"preprocessing must be 'inception' or a callable, got {preprocessing!r}")
 
-    examples, parse = _read_source(source, split, data_dir=data_dir, training=training,
-                                   input_context=input_context, file_seed=file_seed,
-                                   deterministic=deterministic or not training,
-                                   label_ratio=label_ratio, label_ratio_seed=label_ratio_seed)
+    read_pass, parse = _read_source(source, split, data_dir=data_dir, training=training,
+                                    input_context=input_context, file_seed=file_seed,
+                                    deterministic=deterministic or not training,
+                                    label_ratio=label_ratio, label_ratio_seed=label_ratio_seed)
+    if training and _is_empty(read_pass(0)):
+        raise UserError(f"{source} holds no {split} records to train on")
     if cache:
-        examples = examples.cache(cache if isinstance(cache, str) else "")
-    if training:
-        examples = examples.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-    if repeat is not None or training:
-        examples = examples.repeat(repeat)
-    # Element i of the stream gets the seed [augment_seed, i].
-    examples = examples.enumerate()
+        cached = read_pass(0).cache(cache if isinstance(cache, str) else "")
+
+        def read_pass(epoch):  # every pass reads what the first one cached
+            return cached
+
+    def one_pass(epoch):
+        # The shuffles of a pass take their seeds from (seed, epoch) alone, not
+        # from a global seed (TF's seed handling also fails on a tensor seed
+        # when the global seed is 0).
+        tf.compat.v1.set_random_seed(None)
+        examples = read_pass(epoch)
+        if training:
+            examples = examples.shuffle(shuffle_buffer, seed=_pass_seed(shuffle_seed, epoch),
+                                        reshuffle_each_iteration=False)
+        # Element j of pass e gets the stateless seed [augment_seed, e * PASS_STRIDE + j].
+        return examples.enumerate().map(lambda j, example: (epoch * PASS_STRIDE + j, example))
+
+    passes = repeat if repeat is not None else (None if training else 1)
+    first_pass, skipped = 0, 0
     if start_step:
-        examples = examples.skip(start_step * _examples_per_step(batch_size, input_context))
+        consumed = start_step * _examples_per_step(batch_size, input_context)
+        first_pass, skipped = divmod(consumed, _count(read_pass(0)))
+    examples = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max if passes is None else passes)
+    examples = examples.flat_map(one_pass).skip(skipped)
 
     def load(payload, index):
         encoded, label = parse(payload)
@@ -164,6 +190,20 @@ def _examples_per_step(per_replica_batch, input_context):
     if input_context is None:
         return per_replica_batch
     return per_replica_batch * input_context.num_replicas_in_sync // input_context.num_input_pipelines
+
+
+def _pass_seed(seed, epoch):
+    """An int64 seed for pass `epoch` (a tensor) of a stream seeded with `seed`."""
+    return tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)]),
+                                       minval=None, maxval=None, dtype=tf.int64)
+
+
+def _is_empty(examples):
+    return not any(True for _ in examples.take(1))
+
+
+def _count(examples):
+    return int(examples.reduce(np.int64(0), lambda count, *_: count + 1))
 
 
 def list_shards(source, split):
@@ -204,7 +244,9 @@ def count_records(source, split, data_dir=None):
 
 
 # --- sources -----------------------------------------------------------------
-# A source yields (payload, where, number, intact): payload is what `parse`
+# A source's reader(distributed) gives read_pass(epoch): the dataset of pass
+# `epoch` (an int64 tensor; the shard order is drawn from it for training),
+# whose elements are (payload, where, number, intact): payload is what `parse`
 # turns into (encoded image, label); where and number locate the record (a
 # shard's path and the record's position in it, or a TFDS record id and -1),
 # spelt out by _origin_text only when a message needs it; intact is False for
@@ -224,13 +266,17 @@ def _read_source(source, split, *, data_dir, training, input_context, file_seed,
                               file_seed, deterministic)
         parse = _parse_tfds
         selection_key = None
-    examples = reader(distributed=True)
-    if label_ratio is not None:
-        kept = _label_ratio_origins(reader(distributed=False), parse, selection_key, label_ratio,
-                                    label_ratio_seed)
-        examples = examples.filter(lambda payload, where, number, intact: tf.logical_or(
+    read_pass = reader(distributed=True)
+    if label_ratio is None:
+        return read_pass, parse
+    kept = _label_ratio_origins(reader(distributed=False)(None), parse, selection_key, label_ratio,
+                                label_ratio_seed)
+
+    def read_kept(epoch):
+        return read_pass(epoch).filter(lambda payload, where, number, intact: tf.logical_or(
             tf.logical_not(intact), kept.lookup(_origin_text(where, number, intact))))
-    return examples, parse
+
+    return read_kept, parse
 
 
 def _is_tfrecord_source(source):
@@ -249,14 +295,19 @@ def _tfrecord_reader(files, training, input_context, file_seed, deterministic):
                                 "pipelines; convert with at least as many shards as pipelines")
             shard_files = files[input_context.input_pipeline_id::pipelines]
         sizes = [tf.io.gfile.stat(path).length for path in shard_files]
-        paths = tf.data.Dataset.from_tensor_slices((shard_files, tf.constant(sizes, tf.int64)))
-        if training and distributed:
-            paths = paths.shuffle(len(shard_files), seed=file_seed, reshuffle_each_iteration=True)
-        if not training:
-            # One shard after another, so evaluation keeps the record order.
-            return paths.flat_map(_read_shard)
-        return paths.interleave(_read_shard, cycle_length=min(len(shard_files), MAX_PARALLEL_SHARDS),
-                                block_length=1, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+        def read_pass(epoch):
+            paths = tf.data.Dataset.from_tensor_slices((shard_files, tf.constant(sizes, tf.int64)))
+            if training and distributed:
+                paths = paths.shuffle(len(shard_files), seed=_pass_seed(file_seed, epoch),
+                                      reshuffle_each_iteration=False)
+            if not training:
+                # One shard after another, so evaluation keeps the record order.
+                return paths.flat_map(_read_shard)
+            return paths.interleave(_read_shard, cycle_length=min(len(shard_files), MAX_PARALLEL_SHARDS),
+                                    block_length=1, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+        return read_pass
 
     return read
 
@@ -331,9 +382,13 @@ def _tfds_reader(builder, split, training, input_context, file_seed, determinist
     image_key, label_key = builder.info.supervised_keys[:2]
 
     def read(distributed):
+        # TFDS draws its file order in Python, so it is drawn once per run and
+        # every pass reads the files in that order (records are still
+        # shuffled afresh every pass).
         read_config = tfds.ReadConfig(
             input_context=input_context if distributed else None, shuffle_seed=file_seed,
-            add_tfds_id=True, try_autocache=False, interleave_cycle_length=MAX_PARALLEL_SHARDS)
+            shuffle_reshuffle_each_iteration=False, add_tfds_id=True, try_autocache=False,
+            interleave_cycle_length=MAX_PARALLEL_SHARDS)
         read_config.options.deterministic = deterministic
         try:
             examples = builder.as_dataset(
@@ -342,9 +397,10 @@ def _tfds_reader(builder, split, training, input_context, file_seed, determinist
         except AssertionError as error:  # TFDS asserts that the dataset was prepared
             raise UserError(f"TFDS dataset {builder.name} is not prepared under "
                             f"{builder.data_dir}; fgtf never downloads ({error})") from error
-        return examples.map(lambda example: (
+        examples = examples.map(lambda example: (
             (example[image_key], example[label_key]),
             tf.strings.join(["TFDS record ", example["tfds_id"]]), tf.constant(-1, tf.int64), True))
+        return lambda epoch: examples
 
     return read
 

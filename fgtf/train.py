@@ -9,8 +9,9 @@ them from its environment variables). Each step is Keras's own compiled
 checkpoints the model, the optimizer (with its weight EMA) and the step every
 `--save_interval_secs`. The input stream is deterministic for `--seed`, so a
 run killed at any moment and started again with the same command resumes at
-the same step, optimizer state and data position (the consumed examples are
-skipped, read but not decoded), and a finished run is not trained again.
+the same step, optimizer state and data position (finished passes over the
+data are skipped without reading them, see `fgtf.input_pipeline.make_dataset`),
+and a finished run is not trained again.
 """
 import argparse
 import math

@@ -3,6 +3,7 @@ import io
 import json
 import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import tensorflow as tf  # noqa: E402
 from fgtf.datasets.registry import Record  # noqa: E402
 from fgtf.datasets.splits import label_ratio_subset  # noqa: E402
 from fgtf.input_pipeline import count_records, list_shards, make_dataset  # noqa: E402
+from tfrecord_tools.cli import UserError  # noqa: E402
 from tfrecord_tools.example import encode_example  # noqa: E402
 
 SIZE = 24
@@ -118,6 +120,42 @@ def test_training_is_random_and_reproducible_with_seed(shards):
 def test_training_epochs_with_repeat(shards):
     dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=4, training=True, repeat=2, seed=0)
     assert sum(1 for _ in dataset) == 2 * 24 // 4
+
+
+def test_resumed_stream_continues_the_uninterrupted_one_across_passes(shards):
+    def stream(**kwargs):
+        dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=5, training=True, seed=5,
+                               deterministic=True, **kwargs)
+        return [(x.numpy(), y.numpy()) for x, y in dataset.take(12 - kwargs.get("start_step", 0))]
+
+    whole = stream()   # 60 records: two and a half passes of 24
+    tf.random.set_seed(0)   # a global seed (as fgtf.train sets) changes nothing
+    try:
+        for (xa, ya), (xb, yb) in zip(whole, stream(), strict=True):
+            np.testing.assert_array_equal(ya, yb)
+            np.testing.assert_array_equal(xa, xb)
+    finally:
+        tf.random.set_seed(None)
+    for start_step in (1, 4, 5, 9):   # in pass 0, at 20 of 24, on the boundary at 24 (+1), in pass 1
+        for (xa, ya), (xb, yb) in zip(whole[start_step:], stream(start_step=start_step), strict=True):
+            np.testing.assert_array_equal(ya, yb)
+            np.testing.assert_array_equal(xa, xb)
+
+
+def test_resuming_late_in_a_long_run_does_not_read_the_passes_before(shards):
+    # 10**8 records consumed, 4 million passes: skipped by arithmetic, not by reading
+    started = time.monotonic()
+    dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=5, training=True, seed=5,
+                           deterministic=True, start_step=2 * 10**7)
+    images, labels = next(iter(dataset))
+    assert images.shape == (5, SIZE, SIZE, 3) and set(labels.numpy()) <= set(range(10))
+    assert time.monotonic() - started < 60
+
+
+def test_training_on_no_records_is_a_clear_error(tmp_path):
+    write_shards(str(tmp_path), "train", [[]])
+    with pytest.raises(UserError, match="holds no train records"):
+        make_dataset(str(tmp_path), "train", image_size=SIZE, batch_size=2, training=True)
 
 
 def test_cached_evaluation_repeats_in_order(shards):
