@@ -239,7 +239,7 @@ def count_records(source, split, data_dir=None):
         if shard is not None and shard.get("bytes") == tf.io.gfile.stat(path).length:
             total += shard["records"]
         else:
-            total += int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda count, _: count + 1))
+            total += _count(tf.data.TFRecordDataset(path))
     return total
 
 

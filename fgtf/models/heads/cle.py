@@ -80,8 +80,8 @@ def cle_optimizer(model, learning_rate, steps_per_epoch, epochs=200, warmup_epoc
     learning_rate: the batch-scaled rate (the original: lr · batch / 512, e.g.
         1e-3 · 12 / 512 = 2.34375e-5).
     """
-    start, warmup_steps, total_steps = learning_rate / 1000.0, warmup_epochs * steps_per_epoch, \
-        epochs * steps_per_epoch
+    start = learning_rate / 1000.0
+    warmup_steps, total_steps = warmup_epochs * steps_per_epoch, epochs * steps_per_epoch
     optimizer = HeadRateAdamW(
         WarmupLinearDecay(learning_rate, start, warmup_steps, total_steps),
         head_learning_rate=WarmupLinearDecay(head_multiplier * learning_rate, start, warmup_steps, total_steps),
