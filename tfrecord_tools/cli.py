@@ -4,7 +4,7 @@ import functools
 import sys
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """A mistake in the user's input (arguments, files, folders). The message is
     one sentence that says what is wrong and, where possible, how to fix it."""
 
