@@ -42,6 +42,7 @@ where k counts the skipped records of this dataset so far.
 import math
 import os
 import random
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -241,6 +242,51 @@ def count_records(source, split, data_dir=None):
         else:
             total += _count(tf.data.TFRecordDataset(path))
     return total
+
+
+def shard_folder(dataset_dir):
+    """The folder of TFRecord shards a `--dataset_dir` names: the folder itself
+    when it holds `*.tfrecord` shards (fgtf's, or the original TF1 tool's
+    written beside the images), else its `tfrecords/` subfolder (where
+    `fgtf.convert` writes by default). Raises `UserError` when neither has shards."""
+    for folder in (dataset_dir, os.path.join(dataset_dir, "tfrecords")):
+        if os.path.isdir(folder) and list_shard_files(folder):
+            return folder
+    raise UserError(f"{dataset_dir} holds no TFRecord shards (<split>_NNNNN-of-NNNNN.tfrecord), nor does its "
+                    f"tfrecords/ subfolder; convert the dataset first (python -m fgtf.convert)")
+
+
+def split_labels(folder, split):
+    """(records, {label: count}) of `split` in a shard folder. A folder with a
+    manifest.json is checked against it (every shard it lists present, with
+    its recorded size) and counted from it; a folder without one (the original
+    tool's shards) is read. Raises `UserError` for a missing or short shard."""
+    split_entry = ((load_manifest(folder) or {}).get("splits") or {}).get(split)
+    if not split_entry:
+        histogram = {}
+        for label in tf.data.TFRecordDataset(list_shards(folder, split)).map(
+                lambda record: parse_example(record)[LABEL]).as_numpy_iterator():
+            histogram[int(label)] = histogram.get(int(label), 0) + 1
+        return sum(histogram.values()), histogram
+    for name, shard in sorted(split_entry.get("shards", {}).items()):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise UserError(f"shard {path} is listed in manifest.json but missing; check the folder with "
+                            f"python -m tfrecord_tools.verify {folder}")
+        if "bytes" in shard and os.path.getsize(path) != shard["bytes"]:
+            raise UserError(f"shard {path} has {os.path.getsize(path)} bytes but manifest.json lists "
+                            f"{shard['bytes']}; check the folder with python -m tfrecord_tools.verify {folder}")
+    return split_entry["records"], {int(k): v for k, v in split_entry["label_histogram"].items()}
+
+
+def bad_record_message(error, folder):
+    """The one sentence for an InvalidArgumentError raised on a bad record,
+    or None when `error` is another error."""
+    match = re.search(r"bad record.*?(record \d+ of shard .+?)(?: - pass|$)", str(error), re.S)
+    if not match:
+        return None
+    return (f"bad {match.group(1).strip()}; find every bad record with python -m tfrecord_tools.verify {folder}, "
+            f"or pass --skip_bad_records to leave them out")
 
 
 # --- sources -----------------------------------------------------------------

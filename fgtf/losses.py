@@ -24,3 +24,11 @@ class SparseCrossentropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class Float32TopK(keras.metrics.SparseTopKCategoricalAccuracy):
+    """Top-k accuracy of logits cast to float32 first (`in_top_k` has no
+    float16 kernel, so mixed precision would fail in the metric)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(y_true, ops.cast(y_pred, "float32"), sample_weight)

@@ -7,8 +7,8 @@ from keras import ops
 
 from tfrecord_tools.cli import UserError
 
-OPTIMIZERS = ("momentum", "rmsprop", "adam", "adamw", "sgd")
-DECAY_TYPES = ("exponential", "polynomial", "fixed", "warmup_linear")
+# The names live with the CLI, which must not import Keras before parsing its flags.
+from fgtf.train import DECAY_TYPES, OPTIMIZERS  # noqa: E402  (re-exported)
 
 
 @keras.saving.register_keras_serializable(package="fgtf")
@@ -119,29 +119,46 @@ def freeze_outside_scopes(model, trainable_scopes):
     the naming rule of fgtf.models.layers (`Mixed_7c` covers `Mixed_7c.*`)
     and may carry the model's top scope (`InceptionV3/Logits`).
     Returns the names of the layers left trainable."""
+    prefixes = scope_prefixes(model, trainable_scopes)
+    if not prefixes:
+        return [layer.name for layer in model.layers]
+    kept = []
+    for layer in weight_layers(model):
+        keep = in_scopes(layer.name, prefixes)
+        layer.trainable = keep
+        if keep and layer.weights:
+            kept.append(layer.name)
+    if not kept:
+        raise UserError(f"--trainable_scopes {trainable_scopes} match no layer with weights in {model.name}")
+    return kept
+
+
+def scope_prefixes(model, scopes):
+    """Layer-name prefixes of comma-separated slim scopes (a list or a string),
+    the model's top scope (`InceptionV3/`) dropped."""
     from fgtf.models.layers import SCOPE_SEPARATOR
 
-    scopes = [s.strip().strip("/") for s in (trainable_scopes.split(",") if isinstance(trainable_scopes, str)
-                                             else trainable_scopes) if s.strip()]
-    if not scopes:
-        return [layer.name for layer in model.layers]
+    scopes = [s.strip().strip("/") for s in (scopes.split(",") if isinstance(scopes, str) else scopes)
+              if s.strip()]
     prefixes = []
     for s in scopes:
         parts = s.split("/")
         if len(parts) > 1 and _has_top_scope(model, parts[0]):
             parts = parts[1:]
         prefixes.append(SCOPE_SEPARATOR.join(parts))
-    kept = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.Model):
-            continue
-        keep = any(layer.name == p or layer.name.startswith(p + SCOPE_SEPARATOR) for p in prefixes)
-        layer.trainable = keep
-        if keep and layer.weights:
-            kept.append(layer.name)
-    if not kept:
-        raise UserError(f"--trainable_scopes {','.join(scopes)} match no layer with weights in {model.name}")
-    return kept
+    return prefixes
+
+
+def in_scopes(layer_name, prefixes):
+    from fgtf.models.layers import SCOPE_SEPARATOR
+
+    return any(layer_name == p or layer_name.startswith(p + SCOPE_SEPARATOR) for p in prefixes)
+
+
+def weight_layers(model):
+    """The layers of `model` and of the models nested in it (a head's backbone), models themselves left out."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if not isinstance(layer, keras.Model)]
 
 
 def _has_top_scope(model, name):

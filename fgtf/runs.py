@@ -38,6 +38,17 @@ def build_network(config):
     slim classifier (plus aux logits when `config['aux_logits']`), or its
     feature map wrapped by a head (`config['head']`: sef, sam, cle) built with
     `config['head_options']`. At inference it outputs logits."""
+    try:
+        return _build_network(config)
+    except ValueError as error:
+        if "input size" not in str(error) or isinstance(error, UserError):
+            raise
+        # The builders say it Keras-applications style; for a user it is an --image_size mistake.
+        raise UserError(f"--image_size {config['image_size']} is too small for {config['model_name']}: "
+                        f"{error}") from None
+
+
+def _build_network(config):
     from fgtf.models import build_model
 
     size = config["image_size"]
@@ -99,6 +110,32 @@ def restore_for_inference(model, checkpoint_prefix, use_ema=True):
             variable.assign(reader.get_tensor(key))
             used = True
     return used
+
+
+def load_run_weights(model, checkpoint_prefix, *, exclude_scopes="", use_ema=True):
+    """Start `model` from the model weights of another run's checkpoint (not
+    its optimizer state or step): the run's network is rebuilt from its
+    run_config.json, restored (EMA weights when it kept them and `use_ema`),
+    and its layers copied into `model` by name, except those under
+    `exclude_scopes` (e.g. `Logits` for another class count). Returns True
+    when EMA weights were used."""
+    from fgtf.optimization import in_scopes, scope_prefixes, weight_layers
+
+    source = build_network(load_run_config(os.path.dirname(checkpoint_prefix)))
+    used_ema = restore_for_inference(source, checkpoint_prefix, use_ema=use_ema)
+    excluded = scope_prefixes(model, exclude_scopes)
+    stored = {layer.name: layer for layer in weight_layers(source)}
+    for layer in weight_layers(model):
+        if not layer.weights or in_scopes(layer.name, excluded) or layer.name not in stored:
+            continue
+        weights = stored[layer.name].get_weights()
+        shapes = [w.shape for w in weights]
+        if shapes != [tuple(v.shape) for v in layer.weights]:
+            raise UserError(f"layer {layer.name} of {checkpoint_prefix} has weights of shapes {shapes}, this "
+                            f"network's {[tuple(v.shape) for v in layer.weights]}; leave it out with "
+                            f"--checkpoint_exclude_scopes (e.g. {layer.name.split('.')[0]})")
+        layer.set_weights(weights)
+    return used_ema
 
 
 def checkpoint_step(checkpoint_prefix):

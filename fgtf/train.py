@@ -22,99 +22,176 @@ import time
 from tfrecord_tools.cli import UserError, cli_main
 
 EXIT_DIVERGED = 3
+OPTIMIZERS = ("momentum", "rmsprop", "adam", "adamw", "sgd")
+DECAY_TYPES = ("exponential", "polynomial", "fixed", "warmup_linear")
+# Settings a run folder is bound to: continuing it with others is refused.
+RUN_SETTINGS = ("model_name", "num_classes", "head", "head_options", "optimizer", "image_size", "batch_size")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
+
+
+def main(argv=None):
+    try:
+        _main(argv)
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_DIVERGED)
 
 
 @cli_main
-def main(argv=None):
+def _main(argv=None):
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     train(args)
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def nonnegative_float(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def decay(text):
+    """A moving-average decay or probability in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def percent(text):
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage in (0, 100], got {text}")
+    return value
 
 
 def build_parser():
     from fgtf.distribute import STRATEGIES
-    from fgtf.optimization import DECAY_TYPES, OPTIMIZERS
 
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=_HelpFormatter)
     g = p.add_argument_group("data and model")
-    g.add_argument("--dataset_name", default="synthetic", help="dataset registry name (default synthetic)")
-    g.add_argument("--dataset_dir", required=True, help="folder of the TFRecord shards written by fgtf.convert")
-    g.add_argument("--model_name", default="inception_v3", help="backbone (fgtf.models.list_models())")
-    g.add_argument("--num_classes", type=int, help="class count (default: the registry's, else the manifest's)")
-    g.add_argument("--train_dir", "--model_dir", dest="train_dir", required=True,
-                   help="run folder for checkpoints, summaries and run_config.json")
-    g.add_argument("--train_image_size", type=int, default=299)
-    g.add_argument("--label_ratio", type=float, help="train on this percent of each class's images (10, 15, 30, 50)")
+    g.add_argument("--dataset", "--dataset_name", dest="dataset_name", default="synthetic",
+                   help="dataset registry name (class count and CLE's loss weights)")
+    g.add_argument("--dataset_dir", required=True,
+                   help="folder of the TFRecord shards (fgtf.convert's or the original tool's), or the dataset "
+                        "folder whose tfrecords/ subfolder holds them")
+    g.add_argument("--model", "--model_name", dest="model_name", default="inception_v3",
+                   help="backbone (fgtf.models.list_models())")
+    g.add_argument("--num_classes", type=positive_int,
+                   help="class count (default: the registry's, else the data's labels)")
+    g.add_argument("--run_dir", "--train_dir", "--model_dir", dest="train_dir", required=True,
+                   help="run folder for checkpoints, summaries and run_config.json; resumes when it is a run "
+                        "with the same settings")
+    g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int, default=299,
+                   help="training image side in pixels")
+    g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
     g.add_argument("--head", default="none", choices=("none", "sef", "sam", "cle"),
-                   help="FGVC head on the backbone's feature map (default none: the slim classifier)")
-    g.add_argument("--sef_groups", type=int, default=4, help="SEF channel groups (CUB 4, Aircraft 3, Cars/Dogs 2)")
+                   help="FGVC head on the backbone's feature map (none: the slim classifier)")
+    g.add_argument("--sef_groups", type=positive_int, default=4, help="SEF channel groups (CUB 4, Aircraft 3, Cars/Dogs 2)")
     g.add_argument("--sam_target", default="cam", choices=("cam", "gradcam"), help="SAM pseudo-attention")
     g.add_argument("--sam_bilinear", default="single", choices=("none", "single", "multi", "compact"),
                    help="SAM-Bilinear pooling form (none: plain SAM)")
+    g.add_argument("--skip_bad_records", action="store_true",
+                   help="leave out records that do not parse or decode (each is logged) instead of stopping")
     g = p.add_argument_group("initialisation and fine-tuning")
-    g.add_argument("--checkpoint_path", help="TF-Slim checkpoint, Keras .weights.h5, or a previous fgtf run folder")
+    g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint_path",
+                   help="weights to start a new run from: TF-Slim checkpoint, Keras .weights.h5, or a previous "
+                        "fgtf run folder (its model weights only: fresh optimizer, step 0)")
     g.add_argument("--checkpoint_exclude_scopes", default="",
                    help="comma-separated slim scopes not restored, e.g. InceptionV3/Logits,InceptionV3/AuxLogits")
-    g.add_argument("--trainable_scopes", default="", help="comma-separated slim scopes to train (default: all)")
+    g.add_argument("--no_ema", dest="checkpoint_use_ema", action="store_false",
+                   help="from a run folder, take its raw weights even when it kept an EMA of them")
+    g.add_argument("--trainable_scopes", default="", help="comma-separated slim scopes to train (empty: all)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", default="rmsprop", choices=OPTIMIZERS)
-    g.add_argument("--learning_rate", type=float, default=0.01)
-    g.add_argument("--learning_rate_decay_type", default="exponential", choices=DECAY_TYPES)
-    g.add_argument("--learning_rate_decay_factor", type=float, default=0.94)
-    g.add_argument("--num_epochs_per_decay", type=float, default=2.0)
-    g.add_argument("--end_learning_rate", type=float, default=0.0001)
-    g.add_argument("--warmup_epochs", type=float, default=0.0, help="for --learning_rate_decay_type warmup_linear")
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--rmsprop_decay", type=float, default=0.9)
-    g.add_argument("--rmsprop_momentum", type=float, default=0.9)
-    g.add_argument("--opt_epsilon", type=float, default=1.0)
-    g.add_argument("--adam_beta1", type=float, default=0.9)
-    g.add_argument("--adam_beta2", type=float, default=0.999)
-    g.add_argument("--weight_decay", type=float, default=0.00004, help="L2 on conv/dense kernels (slim's rule)")
-    g.add_argument("--label_smoothing", type=float, default=0.0)
-    g.add_argument("--batch_norm_decay", type=float,
+    g.add_argument("--optimizer", default="rmsprop", choices=OPTIMIZERS, help="optimizer, as slim names it")
+    g.add_argument("--learning_rate", type=positive_float, default=0.01, help="initial learning rate")
+    g.add_argument("--learning_rate_decay_type", default="exponential", choices=DECAY_TYPES,
+                   help="learning-rate schedule")
+    g.add_argument("--learning_rate_decay_factor", type=positive_float, default=0.94,
+                   help="factor of each exponential decay")
+    g.add_argument("--num_epochs_per_decay", type=positive_float, default=2.0, help="epochs between decays")
+    g.add_argument("--end_learning_rate", type=nonnegative_float, default=0.0001,
+                   help="floor of the exponential, end of the polynomial and warmup_linear schedules")
+    g.add_argument("--warmup_epochs", type=nonnegative_float, default=0.0,
+                   help="warm-up epochs of --learning_rate_decay_type warmup_linear")
+    g.add_argument("--momentum", type=decay, default=0.9, help="momentum of the momentum optimizer")
+    g.add_argument("--rmsprop_decay", type=decay, default=0.9, help="RMSProp's decay of the squared gradients")
+    g.add_argument("--rmsprop_momentum", type=decay, default=0.9, help="RMSProp's momentum")
+    g.add_argument("--opt_epsilon", type=positive_float, default=1.0, help="epsilon of RMSProp and Adam")
+    g.add_argument("--adam_beta1", type=decay, default=0.9, help="Adam's first-moment decay")
+    g.add_argument("--adam_beta2", type=decay, default=0.999, help="Adam's second-moment decay")
+    g.add_argument("--weight_decay", type=nonnegative_float, default=0.00004,
+                   help="L2 on conv/dense kernels (slim's rule)")
+    g.add_argument("--label_smoothing", type=decay, default=0.0, help="label smoothing of the cross-entropy")
+    g.add_argument("--batch_norm_decay", type=decay,
                    help="moving-average decay of batch-norm statistics (default: the network's, 0.9997 for "
                         "Inception, 0.997 for ResNet; use ~0.9 for runs of a few hundred steps)")
-    g.add_argument("--aux_loss_weight", type=float, default=0.4, help="weight of the aux-logits loss (0 disables)")
-    g.add_argument("--moving_average_decay", type=float, help="keep an EMA of the weights (e.g. 0.9999)")
-    g.add_argument("--batch_size", type=int, default=32, help="global batch size over all replicas")
-    g.add_argument("--max_number_of_steps", type=int, help="train this many steps")
-    g.add_argument("--epochs", type=float, help="or this many epochs (steps from the global batch)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--aux_loss_weight", type=nonnegative_float, default=0.4,
+                   help="weight of the aux-logits loss (0 disables)")
+    g.add_argument("--moving_average_decay", type=decay, help="keep an EMA of the weights (e.g. 0.9999)")
+    g.add_argument("--batch_size", type=positive_int, default=32, help="global batch size over all replicas")
+    g.add_argument("--max_number_of_steps", type=positive_int, help="train this many steps")
+    g.add_argument("--epochs", type=positive_float, help="or this many epochs (steps from the global batch)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
     g = p.add_argument_group("logging and checkpoints")
-    g.add_argument("--log_every_n_steps", type=int, default=10)
-    g.add_argument("--save_summaries_secs", type=float, default=60)
-    g.add_argument("--save_interval_secs", type=float, default=600)
-    g.add_argument("--max_checkpoints_to_keep", type=int, default=3)
+    g.add_argument("--log_every_n_steps", type=positive_int, default=10, help="print the metrics this often")
+    g.add_argument("--save_summaries_secs", type=nonnegative_float, default=60,
+                   help="write TensorBoard summaries at most this often")
+    g.add_argument("--save_interval_secs", type=nonnegative_float, default=600, help="checkpoint this often")
+    g.add_argument("--max_checkpoints_to_keep", type=positive_int, default=3, help="checkpoints kept in the run")
     g = p.add_argument_group("devices")
-    g.add_argument("--strategy", default="default", choices=STRATEGIES)
+    g.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
     g.add_argument("--tpu", help="TPU address for --strategy tpu")
     g.add_argument("--mixed_precision", action="store_true", help="mixed_float16 compute (GPU), float32 losses")
     g.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA")
     return p
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every flag's default."""
+
+
 def train(args):
     """Run (or resume) the training described by parsed `args`; returns the
-    last logged metrics as a dict."""
+    last logged metrics as a dict. Raises `UserError` for a mistake (before
+    anything is written) and `TrainingDiverged` when the loss is not finite."""
     _check_args(args)
     import keras
     import tensorflow as tf
 
     from fgtf import runs
     from fgtf.distribute import is_chief, make_strategy
+    from fgtf.input_pipeline import bad_record_message, shard_folder
 
+    args.shard_dir = shard_folder(args.dataset_dir)
+    num_examples, num_classes = _dataset_facts(args)
+    total_steps = args.max_number_of_steps or math.ceil(args.epochs * num_examples / args.batch_size)
+    config = _run_config(args, num_classes, num_examples, total_steps)
+    _check_same_run(args.train_dir, config)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(args.seed)
     strategy = make_strategy(args.strategy, args.tpu)
     chief = is_chief(strategy)
-    num_examples, num_classes = _dataset_facts(args)
-    total_steps = args.max_number_of_steps or math.ceil(args.epochs * num_examples / args.batch_size)
-    config = _run_config(args, num_classes, num_examples, total_steps)
-    os.makedirs(args.train_dir, exist_ok=True)
-    if chief:
-        runs.save_run_config(args.train_dir, config)
 
     with strategy.scope():
         model = runs.build_network(config)
@@ -131,7 +208,7 @@ def train(args):
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
     elif args.checkpoint_path:
-        _initialise(model, args, config)
+        _initialise(model, args)
     step = int(optimizer.iterations.numpy())
     if step >= total_steps:
         print(f"{args.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
@@ -143,7 +220,16 @@ def train(args):
     # buffers) and the data position exact.
     dataset = strategy.distribute_datasets_from_function(lambda ctx: _train_dataset(args, ctx, step))
     iterator = iter(dataset)
-    logs = _loop(model, optimizer, iterator, manager, args, total_steps, chief)
+    # The run's config is written with its first checkpoint, so a start that
+    # fails before then leaves the run folder as it was.
+    save_config = (lambda: runs.save_run_config(args.train_dir, config)) if chief else (lambda: None)
+    try:
+        logs = _loop(model, optimizer, iterator, manager, args, total_steps, chief, save_config)
+    except tf.errors.InvalidArgumentError as error:
+        message = bad_record_message(error, args.shard_dir)
+        if message is None:
+            raise
+        raise UserError(message) from None
     if chief:
         from fgtf.fileio import write_json
 
@@ -152,13 +238,14 @@ def train(args):
     return logs
 
 
-def _loop(model, optimizer, iterator, manager, args, total_steps, chief):
+def _loop(model, optimizer, iterator, manager, args, total_steps, chief, before_first_save):
     """The training loop: Keras's train function one step at a time, with
-    logging, summaries, NaN checks and timed checkpoints."""
+    logging, summaries, NaN checks and timed checkpoints; `before_first_save()`
+    runs once, before the first checkpoint of a run is written."""
     import numpy as np
     import tensorflow as tf
 
-    writer = tf.summary.create_file_writer(os.path.join(args.train_dir, "train")) if chief else None
+    writer = None
     train_function = _distributed_train_function(model, args.jit_compile)
     step = int(optimizer.iterations.numpy())
     last_save = last_summary = time.monotonic()
@@ -169,10 +256,10 @@ def _loop(model, optimizer, iterator, manager, args, total_steps, chief):
         step = int(optimizer.iterations.numpy())
         window_steps += 1
         if not np.isfinite(logs["loss"]):
-            print(f"error: the loss became {logs['loss']} at step {step}; stopping without saving. The last good "
-                  f"checkpoint is {manager.latest_checkpoint or '(none yet)'}; lower --learning_rate or check "
-                  f"the data.", file=sys.stderr)
-            sys.exit(EXIT_DIVERGED)
+            raise TrainingDiverged(
+                f"the loss became {logs['loss']} at step {step}; stopping without saving. The last good "
+                f"checkpoint is {manager.latest_checkpoint or '(none yet)'}; lower --learning_rate or check "
+                f"the data.")
         now = time.monotonic()
         last_step = step >= total_steps
         if step % args.log_every_n_steps == 0 or last_step:
@@ -182,7 +269,8 @@ def _loop(model, optimizer, iterator, manager, args, total_steps, chief):
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
             print(f"step {step}/{total_steps}  {metrics}  lr {learning_rate:.3g}  {images_per_sec:.1f} images/s",
                   flush=True)
-            if writer is not None and (now - last_summary >= args.save_summaries_secs or last_step):
+            if chief and (now - last_summary >= args.save_summaries_secs or last_step):
+                writer = writer or tf.summary.create_file_writer(os.path.join(args.train_dir, "train"))
                 with writer.as_default(step=step):
                     for name, value in logs.items():
                         tf.summary.scalar(name, value)
@@ -193,6 +281,8 @@ def _loop(model, optimizer, iterator, manager, args, total_steps, chief):
             model.reset_metrics()
             window_start, window_steps = time.perf_counter(), 0
         if now - last_save >= args.save_interval_secs or last_step:
+            if manager.latest_checkpoint is None:
+                before_first_save()
             manager.save(checkpoint_number=step)
             last_save = now
     return logs
@@ -216,14 +306,10 @@ def _distributed_train_function(model, jit_compile):
 
 
 def _check_args(args):
-    if args.batch_size < 1:
-        raise UserError("--batch_size must be at least 1")
     if (args.max_number_of_steps is None) == (args.epochs is None):
         raise UserError("give exactly one of --max_number_of_steps and --epochs")
-    if (args.max_number_of_steps or 1) < 1 or (args.epochs is not None and args.epochs <= 0):
-        raise UserError("--max_number_of_steps / --epochs must be positive")
-    if args.log_every_n_steps < 1:
-        raise UserError("--log_every_n_steps must be at least 1")
+    if args.strategy == "tpu" and not args.tpu:
+        raise UserError("--strategy tpu needs --tpu, the TPU's name or address (e.g. grpc://10.0.0.2:8470)")
     if not os.path.isdir(args.dataset_dir):
         raise UserError(f"--dataset_dir {args.dataset_dir} does not exist; convert the dataset first "
                         f"(python -m fgtf.convert --dataset {args.dataset_name})")
@@ -234,23 +320,39 @@ def _check_args(args):
 
 
 def _dataset_facts(args):
-    """(training examples, classes) from the shards' manifest (and registry)."""
+    """(training examples, classes) of the shards (from their manifest, or read
+    when there is none) and the registry; the labels must fit the classes."""
     from fgtf.datasets import get_dataset_info
-    from tfrecord_tools.manifest import load_manifest
+    from fgtf.input_pipeline import split_labels
 
-    info = get_dataset_info(args.dataset_name)
-    manifest = load_manifest(args.dataset_dir)
-    split = (manifest or {}).get("splits", {}).get("train")
-    if not split:
-        raise UserError(f"{args.dataset_dir} has no train shards listed in manifest.json; convert the dataset "
-                        f"with python -m fgtf.convert first")
-    num_classes = args.num_classes or info.num_classes or (max(int(k) for k in split["label_histogram"]) + 1)
-    num_examples = split["records"]
+    records, histogram = split_labels(args.shard_dir, "train")
+    if not records:
+        raise UserError(f"{args.shard_dir} holds no train records")
+    num_classes = args.num_classes or get_dataset_info(args.dataset_name).num_classes or max(histogram) + 1
+    if max(histogram) >= num_classes:
+        raise UserError(f"the train records have labels up to {max(histogram)}, more than --num_classes "
+                        f"{num_classes} allows (labels 0..{num_classes - 1}); give --num_classes {max(histogram) + 1} "
+                        f"or the matching --dataset")
+    num_examples = records
     if args.label_ratio:
         num_examples = max(int(num_examples * args.label_ratio / 100), num_classes)
     if args.batch_size > num_examples:
         raise UserError(f"--batch_size {args.batch_size} is larger than the {num_examples} training images")
     return num_examples, num_classes
+
+
+def _check_same_run(run_dir, config):
+    """Refuse to continue a run folder with other settings (nothing is changed)."""
+    from fgtf import runs
+
+    if not os.path.isfile(os.path.join(run_dir, runs.RUN_CONFIG)):
+        return
+    stored = runs.load_run_config(run_dir)
+    differing = [f"{key} {stored[key]} -> {config[key]}" for key in RUN_SETTINGS
+                 if key in stored and stored[key] != config[key]]
+    if differing:
+        raise UserError(f"{run_dir} is a run with other settings ({'; '.join(differing)}); give a new --run_dir "
+                        f"and start from this one with --checkpoint {run_dir}")
 
 
 def _run_config(args, num_classes, num_examples, total_steps):
@@ -264,7 +366,7 @@ def _run_config(args, num_classes, num_examples, total_steps):
     return {"model_name": args.model_name, "num_classes": num_classes, "image_size": args.train_image_size,
             "head": args.head, "head_options": _head_options(args), "aux_logits": bool(has_aux and args.aux_loss_weight > 0 and args.head == "none"),
             "dataset_name": args.dataset_name, "num_train_examples": num_examples, "total_steps": total_steps,
-            "batch_size": args.batch_size, "label_smoothing": args.label_smoothing}
+            "batch_size": args.batch_size, "label_smoothing": args.label_smoothing, "optimizer": args.optimizer}
 
 
 def _head_options(args):
@@ -312,10 +414,10 @@ def _prepare_trainable(model, args):
 def _compile(model, optimizer, config, args):
     import keras
 
-    from fgtf.losses import SparseCrossentropy
+    from fgtf.losses import Float32TopK, SparseCrossentropy
 
     loss = SparseCrossentropy(label_smoothing=config["label_smoothing"])
-    top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, config["num_classes"]), name="top5")
+    top5 = Float32TopK(k=min(5, config["num_classes"]), name="top5")
     if config["head"] == "cle":  # its losses (label-smoothed CE on both views + contrastive) are built in
         model.compile(optimizer, metrics=["accuracy", top5], jit_compile=args.jit_compile)
     elif config["aux_logits"]:
@@ -343,13 +445,14 @@ def _train_dataset(args, input_context, start_step):
         from fgtf.cle_augment import cle_preprocessing
 
         preprocessing = cle_preprocessing()
-    return make_dataset(args.dataset_dir, "train", image_size=args.train_image_size, batch_size=args.batch_size,
+    return make_dataset(args.shard_dir, "train", skip_bad_records=args.skip_bad_records, image_size=args.train_image_size, batch_size=args.batch_size,
                         training=True, input_context=input_context, seed=args.seed, deterministic=True,
                         label_ratio=args.label_ratio, start_step=start_step, preprocessing=preprocessing)
 
 
-def _initialise(model, args, config):
-    """Start from --checkpoint_path: a previous fgtf run, or backbone weights."""
+def _initialise(model, args):
+    """Start from --checkpoint_path: the model weights of a previous fgtf run
+    (not its optimizer or step), or backbone weights."""
     from fgtf import runs
     from fgtf.checkpoints import load_weights
 
@@ -358,8 +461,10 @@ def _initialise(model, args, config):
         prefix = runs.latest_checkpoint(path)
         if prefix is None:
             raise UserError(f"{path} holds no checkpoint yet")
-        runs.restore_for_inference(model, prefix)
-        print(f"initialised from fgtf run checkpoint {prefix}")
+        used_ema = runs.load_run_weights(model, prefix, exclude_scopes=args.checkpoint_exclude_scopes,
+                                         use_ema=args.checkpoint_use_ema)
+        print(f"initialised from fgtf run checkpoint {prefix} ({'EMA' if used_ema else 'raw'} weights"
+              + (f", excluding {args.checkpoint_exclude_scopes})" if args.checkpoint_exclude_scopes else ")"))
         return
     backbone = runs.backbone_of(model)
     load_weights(backbone, path, exclude_scopes=args.checkpoint_exclude_scopes)
