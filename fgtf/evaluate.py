@@ -1,17 +1,17 @@
 """Evaluate a training run's checkpoints on the validation split.
 
-    python -m fgtf.evaluate --checkpoint_path runs/synthetic_v3 --dataset_dir data/synthetic/tfrecords
+    python -m fgtf.evaluate --checkpoint runs/synthetic_v3 --dataset_dir data/synthetic/tfrecords
 
 Evaluates the latest checkpoint of the run folder (or a given checkpoint
-prefix), with the run's EMA weights when it kept them, and reports top-1,
-top-5, mean per-class accuracy and loss. With `--eval_interval_secs N > 0` it
-keeps watching the folder and evaluates every new checkpoint (eval.sh).
-Writes `<eval_dir>/eval_results.json`, `confusion_matrix.png`,
-`per_class_accuracy.csv` and TensorBoard summaries.
+prefix), with the run's EMA weights when it kept them, at the run's image size
+and class count (printed), and reports top-1, top-5, mean per-class accuracy
+and loss. With `--eval_interval_secs N > 0` it keeps watching the folder and
+evaluates every new checkpoint (eval.sh). Writes `<out>/eval_results.json`
+(with the settings used), `confusion_matrix.png`, `per_class_accuracy.csv`
+and TensorBoard summaries.
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
@@ -20,21 +20,28 @@ from tfrecord_tools.cli import UserError, cli_main
 
 @cli_main
 def main(argv=None):
+    from fgtf.train import positive_float, positive_int
+
     p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint_path", required=True, help="run folder (MODEL_DIR) or one checkpoint prefix")
-    p.add_argument("--dataset_dir", required=True, help="folder of the TFRecord shards")
-    p.add_argument("--eval_dir", help="where results go (default: <run folder>/eval)")
-    p.add_argument("--split", default="validation", choices=["validation", "train"])
-    p.add_argument("--batch_size", type=int, default=50)
-    p.add_argument("--eval_image_size", type=int, help="default: the run's training size")
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--checkpoint", "--checkpoint_path", "--model_dir", dest="checkpoint_path", required=True,
+                   help="run folder or one checkpoint prefix of it")
+    p.add_argument("--dataset_dir", required=True,
+                   help="folder of the TFRecord shards, or the dataset folder whose tfrecords/ subfolder holds them")
+    p.add_argument("--out", "--eval_dir", dest="eval_dir", help="where results go (default: <run folder>/eval)")
+    p.add_argument("--split", default="validation", type=_split, help="split to evaluate: validation (or val), train")
+    p.add_argument("--batch_size", type=positive_int, default=50, help="images per evaluation batch")
+    p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int,
+                   help="image side in pixels (default: the run's training size)")
     p.add_argument("--eval_interval_secs", type=float, default=0,
                    help="> 0: keep evaluating each new checkpoint, polling this often")
-    p.add_argument("--timeout_secs", type=float, help="with --eval_interval_secs: stop after this long without a new checkpoint")
+    p.add_argument("--timeout_secs", type=positive_float,
+                   help="with --eval_interval_secs: stop after this long without a new checkpoint")
     p.add_argument("--no_ema", action="store_true", help="use the raw weights even when the run kept an EMA")
+    p.add_argument("--skip_bad_records", action="store_true",
+                   help="leave out records that do not parse or decode (each is logged) instead of stopping")
     args = p.parse_args(argv)
-    if args.batch_size < 1:
-        raise UserError("--batch_size must be at least 1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not os.path.isdir(args.dataset_dir):
         raise UserError(f"--dataset_dir {args.dataset_dir} does not exist")
     if args.eval_interval_secs > 0:
@@ -43,24 +50,59 @@ def main(argv=None):
         evaluate_checkpoint(args, _single_checkpoint(args.checkpoint_path))
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every flag's default."""
+
+
+def _split(text):
+    split = {"val": "validation"}.get(text, text)
+    if split not in ("validation", "train"):
+        raise argparse.ArgumentTypeError(f"unknown split {text!r}; choose validation (or val) or train")
+    return split
+
+
 def evaluate_checkpoint(args, prefix):
     """Evaluate one checkpoint; print and write the results; return them as a dict."""
+    import tensorflow as tf
+
     from fgtf import runs
+    from fgtf.input_pipeline import bad_record_message, shard_folder, split_labels
     from fgtf.plots import confusion_matrix_png
 
     run_dir = _run_dir(args.checkpoint_path)
     config = runs.load_run_config(run_dir)
     image_size = args.eval_image_size or config["image_size"]
+    num_classes = config["num_classes"]
+    shard_dir = shard_folder(args.dataset_dir)
+    _, histogram = split_labels(shard_dir, args.split)
+    if histogram and max(histogram) >= num_classes:
+        raise UserError(f"{shard_dir} has {args.split} labels up to {max(histogram)} but the run has "
+                        f"{num_classes} classes; evaluate it on data of its own classes")
     model = runs.build_network({**config, "image_size": image_size})
     used_ema = runs.restore_for_inference(model, prefix, use_ema=not args.no_ema)
-    logits, labels = predict_logits(model, args.dataset_dir, args.split, image_size, args.batch_size)
-    results = classification_metrics(logits, labels, config["num_classes"])
+    data_classes = len(histogram)
+    print(f"evaluating {prefix} ({config['model_name']}, {num_classes} classes, {image_size} px, "
+          f"{'EMA' if used_ema else 'raw'} weights) on the {args.split} split of {shard_dir}"
+          + (f" (its labels cover {data_classes} of the run's {num_classes} classes)"
+             if data_classes != num_classes else ""))
+    try:
+        logits, labels = predict_logits(model, shard_dir, args.split, image_size, args.batch_size,
+                                        skip_bad_records=args.skip_bad_records)
+    except tf.errors.InvalidArgumentError as error:
+        message = bad_record_message(error, shard_dir)
+        if message is None:
+            raise
+        raise UserError(message) from None
+    results = classification_metrics(logits, labels, num_classes)
     step = runs.checkpoint_step(prefix)
+    class_names = _class_names(args.dataset_dir, shard_dir, num_classes)
     results.update({"checkpoint": prefix, "step": step, "ema_weights": used_ema, "split": args.split,
-                    "num_images": int(len(labels))})
+                    "num_images": int(len(labels)), "image_size": image_size, "num_classes": num_classes,
+                    "model_name": config["model_name"], "dataset_dir": shard_dir, "class_names": class_names})
     eval_dir = args.eval_dir or os.path.join(run_dir, "eval")
     _write_results(eval_dir, results, step)
     confusion_matrix_png(results.pop("confusion_matrix"), os.path.join(eval_dir, "confusion_matrix.png"),
+                         class_names=class_names,
                          title=f"{config['model_name']} step {step}: top-1 {results['top1']:.3f}")
     print(f"step {step}: top-1 {results['top1']:.4f}  top-5 {results['top5']:.4f}  "
           f"mean per-class {results['mean_per_class_accuracy']:.4f}  loss {results['loss']:.4f}  "
@@ -69,12 +111,13 @@ def evaluate_checkpoint(args, prefix):
     return results
 
 
-def predict_logits(model, dataset_dir, split, image_size, batch_size):
+def predict_logits(model, dataset_dir, split, image_size, batch_size, skip_bad_records=False):
     """Logits (N, C) of the first output and labels (N,) over a whole split, in
     record order, batched through tf.data and `predict_on_batch`."""
     from fgtf.input_pipeline import make_dataset
 
-    dataset = make_dataset(dataset_dir, split, image_size=image_size, batch_size=batch_size, training=False)
+    dataset = make_dataset(dataset_dir, split, image_size=image_size, batch_size=batch_size, training=False,
+                           skip_bad_records=skip_bad_records)
     all_logits, all_labels = [], []
     for images, labels in dataset:
         outputs = model.predict_on_batch(images)
@@ -108,6 +151,11 @@ def watch(args):
     import tensorflow as tf
 
     run_dir = _run_dir(args.checkpoint_path)
+    if not os.path.isdir(run_dir):
+        raise UserError(f"run folder {run_dir} does not exist; start the training first (or give its --run_dir)")
+    if tf.train.latest_checkpoint(run_dir) is None:
+        print(f"waiting for the first checkpoint in {run_dir} (every {args.eval_interval_secs:g} s"
+              + (f", for at most {args.timeout_secs:g} s)" if args.timeout_secs else ")"), flush=True)
     for prefix in tf.train.checkpoints_iterator(run_dir, min_interval_secs=args.eval_interval_secs,
                                                 timeout=args.timeout_secs):
         evaluate_checkpoint(args, prefix)
@@ -121,12 +169,30 @@ def _write_results(eval_dir, results, step):
 
     from fgtf.fileio import write_json, write_text
 
+    names = results["class_names"] or [str(c) for c in range(len(results["per_class_accuracy"]))]
     write_json(os.path.join(eval_dir, "eval_results.json"), results)
-    write_text(os.path.join(eval_dir, "per_class_accuracy.csv"), "class,accuracy\n" + "".join(
-        f"{c},{'' if a is None else f'{a:.6f}'}\n" for c, a in enumerate(results["per_class_accuracy"])))
+    write_text(os.path.join(eval_dir, "per_class_accuracy.csv"), "class,name,accuracy\n" + "".join(
+        f"{c},{_csv_field(name)},{'' if a is None else f'{a:.6f}'}\n"
+        for c, (name, a) in enumerate(zip(names, results["per_class_accuracy"]))))
     with tf.summary.create_file_writer(eval_dir).as_default(step=step):
         for name in ("top1", "top5", "mean_per_class_accuracy", "loss"):
             tf.summary.scalar(f"eval/{name}", results[name])
+
+
+def _csv_field(text):
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\n') else text
+
+
+def _class_names(dataset_dir, shard_dir, num_classes):
+    """The dataset's class names (classes.txt beside the shards or in the
+    dataset folder) when they match the run's class count, else None."""
+    for folder in (shard_dir, dataset_dir, os.path.dirname(os.path.abspath(shard_dir))):
+        path = os.path.join(folder, "classes.txt")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                names = [line.rstrip("\r\n") for line in handle if line.strip()]
+            return names if len(names) == num_classes else None
+    return None
 
 
 def _run_dir(path):

@@ -264,8 +264,9 @@ def split_labels(folder, split):
     split_entry = ((load_manifest(folder) or {}).get("splits") or {}).get(split)
     if not split_entry:
         histogram = {}
+        # Unreadable records are left to the pipeline, which names them (or skips them).
         for label in tf.data.TFRecordDataset(list_shards(folder, split)).map(
-                lambda record: parse_example(record)[LABEL]).as_numpy_iterator():
+                lambda record: parse_example(record)[LABEL]).ignore_errors().as_numpy_iterator():
             histogram[int(label)] = histogram.get(int(label), 0) + 1
         return sum(histogram.values()), histogram
     for name, shard in sorted(split_entry.get("shards", {}).items()):
@@ -282,7 +283,8 @@ def split_labels(folder, split):
 def bad_record_message(error, folder):
     """The one sentence for an InvalidArgumentError raised on a bad record,
     or None when `error` is another error."""
-    match = re.search(r"bad record.*?(record \d+ of shard .+?)(?: - pass|$)", str(error), re.S)
+    match = re.search(r"bad record.*?(record \d+ of shard .+?\.tfrecord(?: and after: the file is truncated or "
+                      r"corrupted)?)", str(error), re.S)
     if not match:
         return None
     return (f"bad {match.group(1).strip()}; find every bad record with python -m tfrecord_tools.verify {folder}, "

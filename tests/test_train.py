@@ -92,7 +92,7 @@ def test_train_then_evaluate_writes_results(tfrecords, tmp_path, capsys):
     assert results["step"] == 4 and results["num_images"] == 16 and results["ema_weights"]
     assert 0 <= results["top1"] <= results["top5"] <= 1 and len(results["per_class_accuracy"]) == 4
     assert (train_dir / "eval" / "confusion_matrix.png").stat().st_size > 1000
-    assert (train_dir / "eval" / "per_class_accuracy.csv").read_text().startswith("class,accuracy")
+    assert (train_dir / "eval" / "per_class_accuracy.csv").read_text().startswith("class,name,accuracy")
 
 
 def test_eval_metrics_hand_computed():
