@@ -150,9 +150,9 @@ def watch(args):
     """Evaluate every new checkpoint of the run folder as it appears (eval.sh)."""
     import tensorflow as tf
 
-    run_dir = _run_dir(args.checkpoint_path)
+    run_dir = args.checkpoint_path
     if not os.path.isdir(run_dir):
-        raise UserError(f"run folder {run_dir} does not exist; start the training first (or give its --run_dir)")
+        raise UserError(f"run folder {run_dir} does not exist; watching needs the folder the training writes to")
     if tf.train.latest_checkpoint(run_dir) is None:
         print(f"waiting for the first checkpoint in {run_dir} (every {args.eval_interval_secs:g} s"
               + (f", for at most {args.timeout_secs:g} s)" if args.timeout_secs else ")"), flush=True)
