@@ -118,6 +118,11 @@ def export_model(checkpoint, *, model="inception_v3", num_classes=None, image_si
     if outputs in ("logits", "both"):
         head = logits(scaled)
         result["logits"] = head[0] if isinstance(head, (list, tuple)) else head
+    if outputs == "both" and logits is not features and isinstance(features, keras.Model) \
+            and runs.backbone_of(logits) is logits:
+        # one graph for both outputs, so each layer is saved (and run) once
+        both = keras.Model(logits.inputs, [features.output, logits.outputs[0]], name=f"{name}_both")
+        result["features"], result["logits"] = both(scaled)
     exported = keras.Model(images, list(result.values()) if len(result) > 1 else next(iter(result.values())),
                            name=f"{name}_export")
     card = {"network": name, "fgtf_version": _fgtf_version(),
