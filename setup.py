@@ -25,6 +25,11 @@ setup(
         "google-crc32c",
     ],
     # jax: the models are also tested on the Keras JAX backend
-    extras_require={"test": ["pytest", "nbclient", "ipykernel", "nbformat", "jax"]},
+    # export: LiteRT runtime, ONNX export (tf2onnx) and runtime for fgtf.export
+    extras_require={
+        "export": ["ai-edge-litert>=2.3,<3", "onnx>=1.17,<2", "onnxruntime>=1.20,<2", "tf2onnx>=1.17,<2"],
+        "test": ["pytest", "nbclient", "ipykernel", "nbformat", "jax",
+                 "ai-edge-litert>=2.3,<3", "onnx>=1.17,<2", "onnxruntime>=1.20,<2", "tf2onnx>=1.17,<2"],
+    },
     entry_points={"console_scripts": ["fgtf = fgtf.cli:main"]},
 )

@@ -19,6 +19,8 @@ EMA_SUFFIX = "/ExponentialMovingAverage"
 # Variables whose shadow copy the original feature extraction restored; BN
 # moving statistics always come from their plain names.
 _TRAINABLE = ("kernel", "bias", "gamma", "beta")
+# Classifier scopes of slim checkpoints (ResNets spell theirs in lower case).
+CLASSIFIER_SCOPES = ("Logits", "logits", "AuxLogits")
 
 
 def load_weights(model, path, *, exclude_scopes=(), use_ema="auto"):
@@ -134,6 +136,18 @@ def load_slim_checkpoint(model, path, *, exclude_scopes=(), use_ema="auto"):
         assignments.append((variable, source))
 
     unused = [n for n in shapes if n not in used and not _in_scopes(n, excluded) and not _is_auxiliary(n, used)]
+    # A headless build skips the checkpoint's classifier by itself, as
+    # keras.applications' include_top=False does (slim: ResNets `logits`,
+    # Inception `Logits`/`AuxLogits`); any other unused variable stays an error.
+    model_scopes = {slim_scope(top, layer.name) for layer, _ in _layer_variables(model)}
+    absent = [f"{top}/{s}" for s in CLASSIFIER_SCOPES
+              if not any(_in_scopes(name, (f"{top}/{s}",)) for name in model_scopes)]
+    skipped = [n for n in unused if _in_scopes(n, absent)]
+    if skipped:
+        scopes = sorted({n.split("/")[1] for n in skipped})
+        print(f"skipped {len(skipped)} classifier variables of {path} ({', '.join(scopes)}): "
+              f"model {top} has no such layers")
+        unused = [n for n in unused if n not in skipped]
     problems = []
     if mismatched:
         problems.append(f"{len(mismatched)} shape mismatches ({_few(mismatched)})")
