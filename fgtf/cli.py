@@ -17,6 +17,7 @@ COMMANDS = {
     "domain-similarity": "fgtf.transfer.domain_similarity",
     "visualize-attention": "fgtf.visualize_attention",
     "simtrans": "fgtf.simtrans",
+    "export": "fgtf.export",
 }
 
 
