@@ -649,8 +649,10 @@ def test_tool_misuse_is_one_line_and_exit_2(tmp_path, args, message):
     before = _folder_state(out)
     code, stdout, stderr, _ = _run_cli(*[arg.format(out=out) for arg in args])
     assert code == 2 and stdout == ""
-    assert len(stderr.strip().splitlines()) <= 2 and "Traceback" not in stderr  # usage line + error
-    assert message.format(out=out) in stderr
+    *usage, error = stderr.strip().splitlines()  # argparse's usage block, then the one error line
+    assert "Traceback" not in stderr and all(line.startswith(("usage:", " ")) for line in usage)
+    assert ": error: " in error
+    assert message.format(out=out) in error
     assert _folder_state(out) == before
 
 
@@ -660,4 +662,4 @@ def test_help_is_fast_quiet_and_shows_defaults(module):
     assert code == 0 and stderr == "" and seconds < 2, (seconds, stderr)
     assert "usage:" in stdout
     if module == "tfrecord_tools.inspect":
-        assert "(default: 2)" in stdout
+        assert "(default: 2)" in " ".join(stdout.split())

@@ -30,6 +30,16 @@ def cli_main(main):
     return wrapper
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help ends with its default, except flags without one (None),
+    whose help says what happens when they are left out."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 # --- argparse types: a bad value is refused by argparse itself (one line, exit 2)
 
 def positive_int(text):

@@ -18,7 +18,7 @@ from collections import Counter
 from PIL import Image
 
 from tfrecord_tools import manifest as manifest_lib
-from tfrecord_tools.cli import UserError, cli_main, non_negative_int
+from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, non_negative_int
 from tfrecord_tools.example import CLASS_TEXT, ENCODED, FILENAME, HEIGHT, LABEL, WIDTH
 from tfrecord_tools.reader import check_shard, read_examples
 from tfrecord_tools.verify import file_problem
@@ -68,7 +68,7 @@ def main(argv=None):
         description="Print shards and record counts per split, the label histogram and a few "
                     "decoded sample records of a TFRecord folder. A shard that cannot be read is "
                     "named in a BAD line, as verify does, and the exit status is 1.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("dir", help="folder holding the .tfrecord shards (and manifest.json)")
     parser.add_argument("--samples", type=non_negative_int, default=2,
                         help="records to decode and describe per split")

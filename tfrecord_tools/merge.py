@@ -19,7 +19,7 @@ import shutil
 
 from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.atomic import atomic_dir, atomic_path
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import HelpFormatter, UserError, cli_main
 
 
 def merge_dirs(output_dir, part_dirs):
@@ -47,7 +47,8 @@ def main(argv=None):
         prog="python -m tfrecord_tools.merge",
         description="Merge output folders written with --shard_range on different machines into "
                     "OUTPUT_DIR: shards are checked against their manifest, copied, and listed in one "
-                    "manifest.json and conversion_report.json. On error nothing is written.")
+                    "manifest.json and conversion_report.json. On error nothing is written.",
+        formatter_class=HelpFormatter)
     parser.add_argument("output_dir", help="folder to merge into: a new one, an earlier merge, or one of the parts")
     parser.add_argument("parts", nargs="+", help="folders written by the --shard_range runs, each with its manifest.json")
     args = parser.parse_args(argv)
