@@ -4,10 +4,11 @@ and a few records decoded.
     python -m tfrecord_tools.inspect data/cub_200/tfrecords
 
 Counts and histograms come from manifest.json when the folder has one (each
-shard's size is checked against it; run `python -m tfrecord_tools.verify` to
-check every byte), otherwise from reading every record. Sample records are fully decoded with PIL. A
-shard that cannot be read is named on a `BAD <shard>: <problem>` line, worded
-as verify words it, and the exit status is 1 (2 for a usage mistake).
+shard's presence and size are checked against it; run `python -m
+tfrecord_tools.verify` to check every byte), otherwise from reading every
+record. Sample records are fully decoded with PIL. A shard found bad is named
+on a `BAD <shard>: <problem>` line, worded as verify words it, and the exit
+status is 1 (2 for a usage mistake).
 """
 import argparse
 import io
@@ -36,8 +37,9 @@ def inspect_dir(output_dir, samples=2):
 
 def summarize_dir(output_dir, samples=2):
     """(lines of the summary, problems): `problems` is a list of (shard name,
-    one sentence) for the shards found unreadable (the sampled ones, and
-    every shard when there is no manifest), empty when none was."""
+    one sentence) for the shards found bad, empty when none was. Checked:
+    every shard's presence and size against the manifest, or every record
+    when there is none, and the records sampled."""
     if not os.path.isdir(output_dir):
         raise UserError(f"folder {output_dir} does not exist")
     shards = manifest_lib.list_shard_files(output_dir)

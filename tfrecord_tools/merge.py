@@ -50,7 +50,8 @@ def main(argv=None):
                     "manifest.json and conversion_report.json. On error nothing is written.",
         formatter_class=HelpFormatter)
     parser.add_argument("output_dir", help="folder to merge into: a new one, an earlier merge, or one of the parts")
-    parser.add_argument("parts", nargs="+", help="folders written by the --shard_range runs, each with its manifest.json")
+    parser.add_argument("parts", nargs="+",
+                        help="folders written by the --shard_range runs, each with its manifest.json")
     args = parser.parse_args(argv)
     counts = merge_dirs(args.output_dir, args.parts)
     manifest = manifest_lib.load_manifest(args.output_dir)
@@ -76,7 +77,10 @@ def _merge_into(folder, output_dir, parts):
     target = manifest_lib.load_manifest(folder) or manifest_lib.empty_manifest()
     report = manifest_lib.load_report(folder)
     report_path = os.path.join(folder, manifest_lib.REPORT)
-    old_report = open(report_path, "rb").read() if os.path.exists(report_path) else None
+    old_report = None
+    if os.path.exists(report_path):
+        with open(report_path, "rb") as handle:
+            old_report = handle.read()
     copies = []
     for part, part_manifest in parts:
         target["metadata"] = target["metadata"] or part_manifest["metadata"]
