@@ -9,7 +9,10 @@ from fgtf.fileio import atomic_path  # noqa: E402
 
 
 def confusion_matrix_png(confusion, path, class_names=None, title="Confusion matrix"):
-    """Row-normalised confusion matrix `confusion[true, predicted]` (C, C) as a heatmap."""
+    """Row-normalised confusion matrix `confusion[true, predicted]` (C, C) as a heatmap.
+
+    Ticks sit on whole classes, labelled with `class_names` (else the class
+    index): every class up to `_MAX_TICK_LABELS` classes, every k-th beyond."""
     confusion = np.asarray(confusion, dtype=np.float64)
     rows = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
@@ -20,11 +23,25 @@ def confusion_matrix_png(confusion, path, class_names=None, title="Confusion mat
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    if class_names is not None and len(class_names) <= 40:
-        ticks = np.arange(len(class_names))
-        ax.set_xticks(ticks, class_names, rotation=90, fontsize=7)
-        ax.set_yticks(ticks, class_names, fontsize=7)
+    ticks, labels = class_ticks(len(confusion), class_names)
+    ax.set_xticks(ticks, labels, rotation=90 if class_names is not None else 0, fontsize=7)
+    ax.set_yticks(ticks, labels, fontsize=7)
     _save(fig, path)
+
+
+_MAX_TICK_LABELS = 40
+
+
+def class_ticks(num_classes, class_names=None, max_labels=_MAX_TICK_LABELS):
+    """(tick positions, labels) for a class axis: integer positions, every
+    class up to `max_labels` classes and every k-th beyond (at most
+    `max_labels` labels), labelled with the class names, else the indices."""
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+    step = -(-num_classes // max_labels)  # ceil
+    ticks = np.arange(0, num_classes, step)
+    labels = [str(class_names[i]) if class_names is not None else str(i) for i in ticks]
+    return ticks, labels
 
 
 def retrieval_grid_png(query_paths, neighbour_paths, path, query_labels=None, neighbour_labels=None, dpi=100):
@@ -76,6 +93,7 @@ def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None,
     the matching weights (same lengths); mislabelled_by_class (optional): per
     class, booleans marking images whose label is known to be wrong."""
     rows = len(paths_by_class)
+    decimals = _distinguishing_decimals(weights_by_class)
     fig, axes = plt.subplots(rows, 2 * count, figsize=(1.6 * 2 * count, 2.1 * rows + 0.5), squeeze=False)
     for r, (paths, weights) in enumerate(zip(paths_by_class, weights_by_class)):
         order = list(np.argsort(-np.asarray(weights), kind="stable"))
@@ -87,7 +105,7 @@ def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None,
                 ax.axis("off")
             else:
                 wrong = mislabelled_by_class is not None and mislabelled_by_class[r][index]
-                _show_image(ax, paths[index], f"w = {weights[index]:.2f}" + (" (wrong label)" if wrong else ""),
+                _show_image(ax, paths[index], f"w = {weights[index]:.{decimals}f}" + (" (wrong label)" if wrong else ""),
                             colour)
         name = class_names[r] if class_names is not None else str(r)
         axes[r, 0].text(0.0, 1.3, f"{name}: highest | lowest weights", transform=axes[r, 0].transAxes,
@@ -112,6 +130,16 @@ def attention_overlay_png(image, panels, path, title=None):
     if title:
         fig.suptitle(title, fontsize=9)
     _save(fig, path)
+
+
+def _distinguishing_decimals(values_by_group, least=2, most=6):
+    """Decimals (from `least` to `most`) that print every two different values of
+    a group differently, so weights close to one another still rank on the figure."""
+    for decimals in range(least, most + 1):
+        if all(len({f"{value:.{decimals}f}" for value in values}) == len(set(np.asarray(values).tolist()))
+               for values in values_by_group):
+            return decimals
+    return most
 
 
 def _show_image(ax, image_path, title, colour):

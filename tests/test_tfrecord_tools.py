@@ -4,6 +4,9 @@ import io
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -457,8 +460,9 @@ def test_verify_names_a_corrupted_shard_and_exits_nonzero(written, capsys):
     with pytest.raises(SystemExit) as exited:
         verify.main([written])
     assert exited.value.code == 1
-    assert capsys.readouterr().out.splitlines() == [f"BAD {name}: record 1 at byte {_record_offset(path, 1)}: "
-                                                    "data CRC mismatch"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"BAD {name}: record 1 at byte {_record_offset(path, 1)}: data CRC mismatch",
+        f"NOT OK {written}: 1 problem(s), 7 records read"]
 
 
 def _record_offset(path, index):
@@ -500,3 +504,162 @@ def test_inspect_prints_counts_histogram_and_samples(written, capsys):
     os.remove(os.path.join(written, "manifest.json"))
     text = inspect.inspect_dir(written, samples=0)
     assert "reading every record" in text and "train: 2 shard files, 6 records, 2 classes" in text
+
+
+def _folder_state(folder):
+    """{relative path: bytes} of every file under `folder` (to show a command left it untouched)."""
+    state = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            state[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return state
+
+
+def _truncate(path, keep=0.6):
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:int(len(data) * keep)])
+
+
+def test_verify_without_manifest_flags_an_incomplete_shard_set(written, capsys):
+    os.remove(os.path.join(written, "manifest.json"))
+    os.remove(os.path.join(written, "train_00001-of-00002.tfrecord"))
+    before = _folder_state(written)
+    problems, records = verify.verify_dir(written)
+    assert problems == [("train_00001-of-00002.tfrecord",
+                         "file is missing: only 1 of the 2 train shards are here (no manifest.json to say more)")]
+    assert records == 6
+    with pytest.raises(SystemExit) as exited:
+        verify.main([written])
+    assert exited.value.code == 1
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"NOT OK {written}: 1 problem(s)")
+    assert _folder_state(written) == before
+    assert "(incomplete: 1 of 2 present)" in inspect.inspect_dir(written, samples=0)
+
+
+def test_verify_says_not_ok_when_every_image_was_skipped(tmp_path, capsys):
+    bad = [ImageItem(_save(str(tmp_path / "img" / f"{i}.jpg"), Image.new("RGB", (4, 4)), "PNG")[:-4] + ".txt", 0)
+           for i in range(2)]
+    for item in bad:
+        open(item.path, "w").write("not an image")
+    out = str(tmp_path / "out")
+    summary = write_split(bad, out, "train", 2, num_workers=1, progress=False)
+    assert (summary.records, summary.skipped, summary.split_records) == (0, 2, 0)
+    assert verify.verify_dir(out)[0] == [
+        ("train", "no records in its shards: every image was skipped (reasons in conversion_report.json)")]
+    with pytest.raises(SystemExit) as exited:
+        verify.main([out])
+    assert exited.value.code == 1 and "NOT OK" in capsys.readouterr().out
+    os.remove(os.path.join(out, "manifest.json"))
+    assert verify.verify_dir(out) == ([("train", "no records in its shards")], 0)
+
+
+def test_split_records_counts_the_whole_split(tmp_path):
+    items = _items(str(tmp_path / "img"), 6)
+    out = str(tmp_path / "out")
+    write_split(items, out, "train", 3, shard_range=(0, 1), num_workers=1, progress=False)
+    summary = write_split(items, out, "train", 3, shard_range=(1, 3), num_workers=1, progress=False)
+    assert (summary.records, summary.split_records) == (4, 6)
+
+
+def _flip_first_record_byte(path):
+    data = bytearray(open(path, "rb").read())
+    data[40] ^= 0x40
+    open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize("with_manifest, damage, expected", [
+    (False, _truncate, "record 1 at byte 1168: truncated data"),
+    (True, _truncate, "size "),
+    (True, _flip_first_record_byte, "record 0 at byte 0: data CRC mismatch"),
+])
+def test_inspect_reports_a_bad_shard_as_verify_does(written, capsys, with_manifest, damage, expected):
+    if not with_manifest:
+        os.remove(os.path.join(written, "manifest.json"))
+    name = "train_00000-of-00002.tfrecord"
+    damage(os.path.join(written, name))
+    before = _folder_state(written)
+    bad_line = next(f"BAD {shard}: {problem}" for shard, problem in verify.verify_dir(written)[0] if shard == name)
+    with pytest.raises(SystemExit) as exited:
+        inspect.main([written])
+    assert exited.value.code == 1
+    out = capsys.readouterr().out.splitlines()
+    assert bad_line in out and bad_line.startswith(f"BAD {name}: {expected}")
+    assert out[-1].startswith(f"NOT OK {written}: 1 unreadable shard(s)")
+    assert _folder_state(written) == before
+
+
+def test_a_failed_merge_writes_nothing(tmp_path, monkeypatch):
+    items = _items(str(tmp_path / "img"), 9)
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    write_split(items, first, "train", 3, shard_range=(0, 2), num_workers=1, progress=False)
+    write_split(items, second, "train", 3, shard_range=(2, 3), num_workers=1, progress=False)
+    with open(os.path.join(second, "train_00002-of-00003.tfrecord"), "ab") as shard:
+        shard.write(b"junk")
+    new = str(tmp_path / "merged")
+    with pytest.raises(UserError, match="train_00002-of-00003.tfrecord is missing or does not match"):
+        merge.merge_dirs(new, [first, second])
+    assert sorted(os.listdir(tmp_path)) == ["first", "img", "second"]  # no output, no temporary
+
+    before = _folder_state(first)
+    with pytest.raises(UserError, match="does not match"):
+        merge.merge_dirs(first, [second])  # into an existing folder
+    assert _folder_state(first) == before
+
+    write_split(items, second, "train", 3, shard_range=(2, 3), num_workers=1, progress=False)  # repaired
+    copies = []
+
+    def copy_then_fail(source, destination):
+        if copies:
+            raise OSError(28, "No space left on device")
+        copies.append(destination)
+        open(destination, "wb").write(open(source, "rb").read())
+
+    monkeypatch.setattr(merge.shutil, "copyfile", copy_then_fail)
+    with pytest.raises(UserError, match="cannot write to output folder .*No space left on device"):
+        merge.merge_dirs(new, [first, second])
+    assert copies and sorted(os.listdir(tmp_path)) == ["first", "img", "second"]
+
+    monkeypatch.undo()
+    monkeypatch.setattr(manifest, "save_manifest", lambda *args: copy_then_fail(None, None))
+    with pytest.raises(UserError, match="No space left"):
+        merge.merge_dirs(first, [second])  # a shard and the report written, the manifest fails
+    assert _folder_state(first) == before
+
+
+def _run_cli(*args):
+    """Run `python -m ...` the way a user does: (exit code, stdout, stderr, seconds)."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=120)
+    return done.returncode, done.stdout, done.stderr, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tfrecord_tools.inspect", "{out}", "--samples", "-1"], "--samples: must be an integer of at least 0"),
+    (["tfrecord_tools.inspect", "{out}", "--samples", "two"], "--samples: invalid non_negative_int value"),
+    (["tfrecord_tools.verify", "{out}/nowhere"], "does not exist"),
+    (["tfrecord_tools.merge", "{out}/merged", "{out}/nowhere"], "folder {out}/nowhere does not exist"),
+    (["tfrecord_tools.merge", "{out}/merged", "{out}"], "has no manifest.json"),
+])
+def test_tool_misuse_is_one_line_and_exit_2(tmp_path, args, message):
+    out = str(tmp_path)
+    open(tmp_path / "train_00000-of-00001.tfrecord", "wb").close()
+    before = _folder_state(out)
+    code, stdout, stderr, _ = _run_cli(*[arg.format(out=out) for arg in args])
+    assert code == 2 and stdout == ""
+    *usage, error = stderr.strip().splitlines()  # argparse's usage block, then the one error line
+    assert "Traceback" not in stderr and all(line.startswith(("usage:", " ")) for line in usage)
+    assert ": error: " in error
+    assert message.format(out=out) in error
+    assert _folder_state(out) == before
+
+
+@pytest.mark.parametrize("module", ["tfrecord_tools.inspect", "tfrecord_tools.verify", "tfrecord_tools.merge"])
+def test_help_is_fast_quiet_and_shows_defaults(module):
+    code, stdout, stderr, seconds = _run_cli(module, "--help")
+    assert code == 0 and stderr == "" and seconds < 2, (seconds, stderr)
+    assert "usage:" in stdout
+    if module == "tfrecord_tools.inspect":
+        assert "(default: 2)" in " ".join(stdout.split())

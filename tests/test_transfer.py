@@ -1,11 +1,18 @@
-"""Linear probe, kNN retrieval and EMD domain similarity (plain NumPy)."""
+"""Linear probe, kNN classification and retrieval, EMD domain similarity
+(plain NumPy), their CLIs, and the confusion-matrix figure."""
+import csv
 import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import ot
 import pytest
 from PIL import Image
 
+from fgtf import plots
 from fgtf.transfer import domain_similarity as ds
 from fgtf.transfer import linear
 from fgtf.transfer.feature_store import load_features, save_features
@@ -169,3 +176,163 @@ def test_cli_errors_exit_2(tmp_path, capsys):
         ds.main(["--features", str(tmp_path), "--sources", "small", "--targets", "small"])
     assert exit_info.value.code == 2
     assert "min_images" in capsys.readouterr().err
+
+
+def test_knn_predict_majority_vote_with_ties_to_the_nearest():
+    bank = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    labels = np.array([0, 1, 1, 2, 2])
+    query = np.array([[0.2], [1.6], [10.4], [5.0]])
+    # k=3 nearest of 0.2: 0 (label 0), 1, 2 (label 1) -> 1; of 1.6: 2, 1, 0 -> 1; of 10.4: 10, 11, 2 -> 2;
+    # of 5.0: 2 (1), 1 (1), 10 (2) -> 1
+    np.testing.assert_array_equal(linear.knn_predict(bank, labels, query, k=3, metric="euclidean"), [1, 1, 2, 1])
+    # k=2 at 0.4: neighbours 0 (label 0) and 1 (label 1) tie one vote each: the nearest (label 0) wins
+    np.testing.assert_array_equal(linear.knn_predict(bank, labels, [[0.4], [0.6]], k=2, metric="euclidean"), [0, 1])
+    assert linear.knn_predict(bank, labels, query, k=1, metric="euclidean").tolist() == [0, 1, 2, 1]
+
+
+def test_linear_cli_reports_knn_and_records_its_settings(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    _write_feature_dataset(tmp_path, "toy", rng.normal(2, 1, (3, 5)), 6, rng)
+    linear.main(["--features", str(tmp_path), "--dataset", "toy", "--k", "3", "--metric", "euclidean",
+                 "--C", "0.5", "--standardize"])
+    out = capsys.readouterr().out
+    assert "toy: kNN (k=3, euclidean, majority vote) top-1 accuracy" in out
+    results = json.loads((tmp_path / "toy_linear_results.json").read_text())
+    x_train, y_train, _ = load_features(tmp_path, "toy", "train")
+    x_val, y_val, _ = load_features(tmp_path, "toy", "validation")
+    expected = np.mean(linear.knn_predict(x_train, y_train, x_val, k=3, metric="euclidean") == y_val)
+    assert results["knn"]["accuracy"] == pytest.approx(expected)
+    assert f"top-1 accuracy {expected:.4f}" in out.splitlines()[1]
+    assert (results["knn"]["k"], results["knn"]["metric"]) == (3, "euclidean")
+    assert results["settings"] == {
+        "features": str(tmp_path), "dataset": "toy", "fit_split": "train", "eval_split": "validation",
+        "train_images": 18, "validation_images": 18, "C": 0.5, "max_iter": 1000, "standardize": True,
+        "k": 3, "metric": "euclidean"}
+
+
+def test_domain_similarity_outputs_record_their_settings_and_accept_val(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(3, 1, (3, 4))
+    _write_feature_dataset(tmp_path, "src", centres, 4, rng)
+    _write_feature_dataset(tmp_path, "tgt", centres + 0.5, 2, rng)
+    ds.main(["--features", str(tmp_path), "--sources", "src", "--targets", "tgt", "--split", "val",
+             "--gamma", "0.5", "--min_images", "3"])
+    assert "(gamma 0.5, min_images 3, validation features of" in capsys.readouterr().out
+    [row] = json.loads((tmp_path / "domain_similarity.json").read_text())
+    assert {key: row[key] for key in ("gamma", "min_images", "split", "features")} == {
+        "gamma": 0.5, "min_images": 3, "split": "validation", "features": str(tmp_path)}
+    x, y, _ = load_features(tmp_path, "src", "validation")
+    xt, yt, _ = load_features(tmp_path, "tgt", "validation")
+    assert row["emd"] == pytest.approx(ds.emd(*ds.class_features(x, y), *ds.class_features(xt, yt), min_images=3))
+    assert 0 < row["similarity"] <= 1
+    with open(tmp_path / "domain_similarity.csv", newline="") as handle:
+        [csv_row] = list(csv.DictReader(handle))
+    assert csv_row["gamma"] == "0.5" and csv_row["min_images"] == "3" and csv_row["split"] == "validation"
+    assert float(csv_row["similarity"]) == pytest.approx(row["similarity"], abs=1e-6)
+
+
+def test_library_refuses_gamma_and_min_images_out_of_range():
+    for gamma in (-1, 0, float("nan")):
+        with pytest.raises(ValueError, match="gamma must be"):
+            ds.similarity(3.0, gamma)
+    with pytest.raises(ValueError, match="min_images must be at least 1"):
+        ds.emd(np.ones((1, 2)), [5], np.ones((1, 2)), [5], min_images=-3)
+
+
+def _run_cli(*args):
+    """Run `python -m ...` as a user does: (exit code, stdout, stderr, seconds)."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=120)
+    return done.returncode, done.stdout, done.stderr, time.perf_counter() - start
+
+
+_DS = ["fgtf.transfer.domain_similarity", "--features", "{dir}", "--sources", "src", "--targets", "src"]
+_LINEAR = ["fgtf.transfer.linear", "--features", "{dir}", "--dataset", "src"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (_DS + ["--gamma", "-1"], "argument --gamma: must be a finite number greater than 0, got -1"),
+    (_DS + ["--gamma", "0"], "argument --gamma: must be a finite number greater than 0, got 0"),
+    (_DS + ["--min_images", "-5"], "argument --min_images: must be an integer of at least 1, got -5"),
+    (_DS + ["--min_images", "0"], "argument --min_images: must be an integer of at least 1, got 0"),
+    (_DS + ["--split", "test"], "unknown split 'test'; choose train or validation (or val)"),
+    (_DS + ["--min_images", "1000"], "no source class has at least min_images=1000 images"),
+    (_LINEAR + ["--k", "0"], "argument --k: must be an integer of at least 1, got 0"),
+    (_LINEAR + ["--k", "99"], "--k 99 is more than the 6 training images"),
+    (_LINEAR + ["--C", "-2"], "argument --C: must be a finite number greater than 0, got -2"),
+    (_LINEAR + ["--max_iter", "0"], "argument --max_iter: must be an integer of at least 1"),
+    (_LINEAR + ["--queries", "-1"], "argument --queries: must be an integer of at least 1"),
+    (_LINEAR + ["--metric", "manhattan"], "argument --metric: invalid choice"),
+])
+def test_transfer_cli_misuse_is_one_line_and_exit_2(tmp_path, args, message):
+    rng = np.random.default_rng(0)
+    _write_feature_dataset(tmp_path, "src", rng.random((2, 3)), 3, rng)
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    code, stdout, stderr, _ = _run_cli(*[arg.format(dir=tmp_path) for arg in args])
+    assert code == 2 and stdout == ""
+    *usage, error = stderr.strip().splitlines()  # argparse's usage block, then the one error line
+    assert "Traceback" not in stderr and all(line.startswith(("usage:", " ")) for line in usage)
+    assert ": error: " in error
+    assert message in error
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+
+
+@pytest.mark.parametrize("module, default", [
+    ("fgtf.transfer.linear", "(default: cosine)"),
+    ("fgtf.transfer.domain_similarity", "(default: 0.01)"),
+])
+def test_transfer_help_is_fast_quiet_and_shows_defaults(module, default):
+    code, stdout, stderr, seconds = _run_cli(module, "--help")
+    assert code == 0 and stderr == "" and seconds < 2, (seconds, stderr)
+    assert default in " ".join(stdout.split())
+    assert "(default: None)" not in stdout
+
+
+def test_transfer_clis_never_import_tensorflow(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_feature_dataset(tmp_path, "src", rng.normal(2, 1, (2, 3)), 3, rng)
+    code = ("import sys\n"
+            "from fgtf.transfer import domain_similarity, linear\n"
+            f"linear.main(['--features', {str(tmp_path)!r}, '--dataset', 'src', '--k', '2'])\n"
+            f"domain_similarity.main(['--features', {str(tmp_path)!r}, '--sources', 'src', '--targets', 'src',"
+            " '--min_images', '1'])\n"
+            "assert 'tensorflow' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("num_classes, names, expected_ticks", [
+    (5, None, [0, 1, 2, 3, 4]),
+    (40, "names", list(range(40))),
+    (41, None, list(range(0, 41, 2))),
+    (200, "names", list(range(0, 200, 5))),
+])
+def test_confusion_ticks_are_whole_classes_named_up_to_40(num_classes, names, expected_ticks):
+    class_names = [f"class_{i}" for i in range(num_classes)] if names else None
+    ticks, labels = plots.class_ticks(num_classes, class_names)
+    assert ticks.tolist() == expected_ticks
+    assert labels == [f"class_{i}" if names else str(i) for i in expected_ticks]
+
+
+def test_confusion_matrix_png_draws_named_integer_ticks(tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.update(axes=fig.axes[0]))
+    plots.confusion_matrix_png(np.eye(3, dtype=int) * 4, tmp_path / "c.png", class_names=["ant", "bee", "cat"])
+    axes = drawn["axes"]
+    assert axes.get_xticks().tolist() == [0, 1, 2] and axes.get_yticks().tolist() == [0, 1, 2]
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["ant", "bee", "cat"]
+    assert [label.get_text() for label in axes.get_yticklabels()] == ["ant", "bee", "cat"]
+    plots.confusion_matrix_png(np.eye(45, dtype=int), tmp_path / "c.png")
+    assert drawn["axes"].get_xticks().tolist() == list(range(0, 45, 2))
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        plots.confusion_matrix_png(np.eye(3), tmp_path / "c.png", class_names=["a", "b"])
+
+
+def test_sample_weight_titles_have_enough_decimals_to_rank():
+    assert plots._distinguishing_decimals([[0.5, 0.25], [1.0]]) == 2
+    assert plots._distinguishing_decimals([[1.0004, 1.0001, 0.9999]]) == 4
+    assert plots._distinguishing_decimals([[1.0, 1.0, 1.0]]) == 2  # equal weights: nothing to tell apart

@@ -1,10 +1,14 @@
-"""Atomic file output: a reader (or a crash) never sees half a file.
+"""Atomic file output: a reader (or a crash) never sees half a file or folder.
 
     with atomic_path("out/train_00000-of-00010.tfrecord") as temporary:
         write(temporary)          # then fsync'd and renamed over the target
+
+    with atomic_dir("merged") as building:
+        fill(building)            # then renamed to "merged"; on error removed
 """
 import contextlib
 import os
+import shutil
 
 
 @contextlib.contextmanager
@@ -23,6 +27,24 @@ def atomic_path(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a hidden temporary folder beside the folder `path`, which must not
+    exist yet; when the block succeeds the folder is renamed to `path` in one
+    step, when it fails it is removed with everything in it. (Files written
+    inside should still use `atomic_path`, which flushes them to disk.)"""
+    if os.path.lexists(path):
+        raise FileExistsError(f"{path} already exists")
+    temporary = temporary_name(path.rstrip(os.sep))
+    os.makedirs(temporary)
+    try:
+        yield temporary
+        os.rename(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

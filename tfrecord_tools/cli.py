@@ -1,6 +1,9 @@
 """What every command-line entry point shares: a user mistake becomes one clear
-sentence on stderr and exit code 2, never a traceback."""
+sentence on stderr and exit code 2, never a traceback; argparse `type=`
+functions that check numbers and split names where they are parsed."""
+import argparse
 import functools
+import math
 import sys
 
 
@@ -25,3 +28,50 @@ def cli_main(main):
             sys.exit(130)
 
     return wrapper
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help ends with its default, except flags without one (None),
+    whose help says what happens when they are left out."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+# --- argparse types: a bad value is refused by argparse itself (one line, exit 2)
+
+def positive_int(text):
+    """An integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least 1, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    """An integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least 0, got {text}")
+    return value
+
+
+def positive_float(text):
+    """A finite number > 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {text}")
+    return value
+
+
+SPLITS = ("train", "validation")
+
+
+def split_name(text):
+    """`train` or `validation` (`val` is accepted and means `validation`)."""
+    split = {"val": "validation"}.get(text, text)
+    if split not in SPLITS:
+        raise argparse.ArgumentTypeError(f"unknown split {text!r}; choose train or validation (or val)")
+    return split

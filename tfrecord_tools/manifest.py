@@ -64,6 +64,23 @@ def list_shard_files(output_dir, split=None):
     return sorted(names)
 
 
+def missing_shards(names):
+    """Where the shard file names `names` (as `list_shard_files` gives them)
+    leave gaps in their `-of-N` sets: a list of (split, N, [missing names]), one
+    per set with a gap. This is all a folder without a manifest tells about
+    which shards should be there."""
+    present = {}
+    for name in names:
+        split, index, num_shards = parse_shard_name(name)
+        present.setdefault((split, num_shards), set()).add(index)
+    gaps = []
+    for (split, num_shards), indices in sorted(present.items()):
+        missing = [shard_name(split, index, num_shards) for index in range(num_shards) if index not in indices]
+        if missing:
+            gaps.append((split, num_shards, missing))
+    return gaps
+
+
 def load_manifest(output_dir):
     """The manifest of `output_dir` as a dict, or None when there is none."""
     return _load_json(os.path.join(output_dir, MANIFEST))

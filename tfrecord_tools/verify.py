@@ -5,33 +5,37 @@
 For each split in manifest.json: every shard 0..n-1 is listed and on disk, its
 size and sha256 match, every record's CRCs, Example structure and required
 keys are sound, the JPEG header agrees with the stored height/width, and the
-record count and label histogram match. Shard files the manifest does not
-list are reported too. Without a manifest (e.g. shards of the original TF1
-converter) the records alone are checked.
+record count and label histogram match, and the split holds at least one
+record. Shard files the manifest does not list are reported too. Without a
+manifest (e.g. shards of the original TF1 converter) the records are checked,
+every `-of-N` set must be complete and every split hold a record.
 
-Exit status: 0 when all is well; 1 with one line per bad shard naming it;
-2 for a usage mistake (no such folder).
+Exit status: 0 when all is well ("OK ..."); 1 with one "BAD <shard or split>:
+..." line per problem and a final "NOT OK ..." line; 2 for a usage mistake
+(no such folder).
 """
 import argparse
 import os
 import sys
+from collections import Counter
 
 from tfrecord_tools import manifest as manifest_lib
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import HelpFormatter, UserError, cli_main
 from tfrecord_tools.reader import check_shard
 
 
 def verify_dir(output_dir):
     """Check `output_dir`; returns (problems, records): `problems` is a list of
-    (shard name, one sentence), empty when all is well; `records` the count read."""
+    (shard or split name, one sentence), empty when all is well; `records` the
+    count read."""
     if not os.path.isdir(output_dir):
         raise UserError(f"folder {output_dir} does not exist")
     manifest = manifest_lib.load_manifest(output_dir)
-    on_disk = set(manifest_lib.list_shard_files(output_dir))
+    on_disk = manifest_lib.list_shard_files(output_dir)
     if manifest is None:
         if not on_disk:
             raise UserError(f"{output_dir} has neither {manifest_lib.MANIFEST} nor shard files")
-        return _check_records(output_dir, sorted(on_disk))
+        return _check_without_manifest(output_dir, on_disk)
     problems, records, listed = [], 0, set()
     for split, entry in sorted(manifest["splits"].items()):
         for index in range(entry["num_shards"]):
@@ -45,8 +49,22 @@ def verify_dir(output_dir):
             records += count
             if problem:
                 problems.append((name, problem))
-    problems += [(name, "shard file not listed in the manifest") for name in sorted(on_disk - listed)]
+        if entry["shards"] and not sum(shard["records"] for shard in entry["shards"].values()):
+            problems.append((split, f"no records in its shards: every image was skipped "
+                                    f"(reasons in {manifest_lib.REPORT})"))
+    problems += [(name, "shard file not listed in the manifest") for name in sorted(set(on_disk) - listed)]
     return problems, records
+
+
+def file_problem(path, expected):
+    """The quick check of a shard file against its manifest entry `expected`
+    (present, size), without reading it: None or one sentence."""
+    if not os.path.isfile(path):
+        return "file is missing"
+    size = os.path.getsize(path)
+    if size != expected["bytes"]:
+        return f"size {size} bytes, manifest says {expected['bytes']}"
+    return None
 
 
 @cli_main
@@ -54,38 +72,43 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tfrecord_tools.verify",
         description="Check every shard in DIR: CRCs, that each record parses as an image Example, "
-                    "and record counts, label histograms and sha256 checksums against manifest.json. "
-                    "Exits 1 naming each bad shard.")
-    parser.add_argument("dir", help="folder holding the .tfrecord shards and manifest.json")
+                    "that no shard of a -of-N set is missing and no split is empty, and record counts, "
+                    "label histograms and sha256 checksums against manifest.json. Prints OK, or one BAD "
+                    "line per problem and NOT OK (exit 1); exit 2 for a usage mistake.")
+    parser.add_argument("dir", help="folder holding the .tfrecord shards (and manifest.json, when a "
+                                    "conversion wrote it)")
     args = parser.parse_args(argv)
     problems, records = verify_dir(args.dir)
     for name, problem in problems:
         print(f"BAD {name}: {problem}")
     if problems:
-        print(f"verify: {len(problems)} bad shard(s) in {args.dir}", file=sys.stderr)
+        print(f"NOT OK {args.dir}: {len(problems)} problem(s), {records} records read")
         sys.exit(1)
     note = "" if manifest_lib.load_manifest(args.dir) else f" (no {manifest_lib.MANIFEST}: records checked only)"
     print(f"OK {args.dir}: {records} records{note}")
     return 0
 
 
-def _check_records(output_dir, names):
-    problems, records = [], 0
+def _check_without_manifest(output_dir, names):
+    """Records of every shard, the gaps in each -of-N set, and splits with no record."""
+    problems, per_split = [], Counter()
+    for split, num_shards, missing in manifest_lib.missing_shards(names):
+        problems += [(name, f"file is missing: only {num_shards - len(missing)} of the {num_shards} {split} "
+                            f"shards are here (no {manifest_lib.MANIFEST} to say more)") for name in missing]
     for name in names:
         check = check_shard(os.path.join(output_dir, name))
-        records += check.records
+        per_split[manifest_lib.parse_shard_name(name)[0]] += check.records
         if check.problem:
             problems.append((name, check.problem))
-    return problems, records
+    problems += [(split, "no records in its shards") for split in sorted(per_split) if not per_split[split]]
+    return problems, sum(per_split.values())
 
 
 def _check_against_manifest(path, expected):
     """(problem or None, records read) for one shard file against its manifest entry."""
-    if not os.path.isfile(path):
-        return "file is missing", 0
-    size = os.path.getsize(path)
-    if size != expected["bytes"]:
-        return f"size {size} bytes, manifest says {expected['bytes']}", 0
+    problem = file_problem(path, expected)
+    if problem:
+        return problem, 0
     check = check_shard(path)
     if check.problem:
         return check.problem, check.records

@@ -3,7 +3,7 @@
     items = [ImageItem("/data/cub/001/a.jpg", 0, "001/a.jpg", "Albatross"), ...]
     summary = write_split(items, "/data/cub/tfrecords", "train", num_shards=10,
                           metadata={"tool": "fgtf 0.1.0", "args": {...}})
-    summary.records, summary.images_per_second
+    summary.records, summary.split_records, summary.images_per_second
 
 Shard `i` of `n` holds items[i*N//n : (i+1)*N//n] in the given order, minus
 files the image normaliser rejects (listed with the reason in
@@ -46,10 +46,13 @@ ImageItem.__doc__ = ("One input image: `path` to read, int `label`, optional `fi
 
 SplitSummary = namedtuple(
     "SplitSummary", "split shards_written shards_kept records skipped reencoded seconds "
-                    "images_per_second peak_worker_rss_mb")
+                    "images_per_second peak_worker_rss_mb split_records")
 SplitSummary.__doc__ = ("What `write_split` did: shard names written and kept (already complete and "
                         "verified), record / skipped / re-encoded counts over the written shards, wall "
-                        "seconds, images per second, the largest worker's peak resident memory in MiB.")
+                        "seconds, images per second, the largest worker's peak resident memory in MiB, "
+                        "and `split_records`: the records the manifest lists for the whole split now "
+                        "(written, kept, and other shard ranges' shards). `split_records == 0` means "
+                        "every image was skipped: the split holds nothing to train on.")
 
 _FINGERPRINT_VERSION = 1
 _PROGRESS_EVERY = 16  # images per progress update from a worker: cheap, still smooth
@@ -178,7 +181,8 @@ def _run(tasks, output_dir, split, num_workers, progress):
         reencoded=sum(len(result.reencoded) for result in written),
         seconds=seconds,
         images_per_second=images / seconds if seconds > 0 else 0.0,
-        peak_worker_rss_mb=max(result.peak_rss_kb for result in results) / 1024)
+        peak_worker_rss_mb=max(result.peak_rss_kb for result in results) / 1024,
+        split_records=manifest_lib.load_manifest(output_dir)["splits"][split]["records"])
 
 
 def _run_pool(tasks, workers, output_dir, split, progress):

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from fgtf.transfer.feature_store import load_features
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_float, positive_int, split_name
 
 # POT probes every array backend it finds when imported; its TensorFlow, JAX
 # and PyTorch probes import those frameworks (seconds), though fgtf only
@@ -60,6 +60,8 @@ def emd(source_feats, source_counts, target_feats, target_counts, *, min_images=
     the rectangular (S, T) cost. Returns the optimal cost (float)."""
     import ot
 
+    if min_images < 1:
+        raise ValueError(f"min_images must be at least 1, got {min_images}")
     source_feats, source_counts = _domain(source_feats, source_counts, "source")
     target_feats, target_counts = _domain(target_feats, target_counts, "target")
     if source_feats.shape[1] != target_feats.shape[1]:
@@ -75,7 +77,10 @@ def emd(source_feats, source_counts, target_feats, target_counts, *, min_images=
 
 
 def similarity(emd_value, gamma=0.01):
-    """Domain similarity `exp(-gamma * emd_value)` (gamma 0.01 as in the paper)."""
+    """Domain similarity `exp(-gamma * emd_value)` (gamma 0.01 as in the paper);
+    `gamma` must be > 0, so that the similarity lies in (0, 1]."""
+    if not (np.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a finite number greater than 0, got {gamma}")
     return np.exp(-gamma * np.asarray(emd_value, dtype=np.float64))
 
 
@@ -98,7 +103,10 @@ def euclidean_distances(a, b):
 
 def similarity_table(features_dir, sources, targets, *, min_images=200, gamma=0.01, split="train"):
     """EMD and similarity for every (source, target) pair of dataset names whose
-    features are stored in `features_dir`. Returns a list of row dicts."""
+    features are stored in `features_dir`. Returns a list of row dicts, each
+    with the settings that produced it (gamma, min_images, split, features)."""
+    settings = {"gamma": gamma, "min_images": min_images, "split": split,
+                "features": os.path.abspath(features_dir)}
     domains = {}
 
     def domain(name):
@@ -112,7 +120,7 @@ def similarity_table(features_dir, sources, targets, *, min_images=200, gamma=0.
         for target in targets:
             distance = emd(*domain(source), *domain(target), min_images=min_images)
             rows.append({"source": source, "target": target, "emd": distance,
-                         "similarity": float(similarity(distance, gamma))})
+                         "similarity": float(similarity(distance, gamma)), **settings})
     return rows
 
 
@@ -121,14 +129,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m fgtf.transfer.domain_similarity",
         description="EMD domain similarity between source and target datasets from extracted features "
-                    "(feature/<model>/<dataset>_feature_train.npy and _label_train.npy).")
+                    "(feature/<model>/<dataset>_feature_<split>.npy and _label_<split>.npy).",
+        formatter_class=HelpFormatter)
     parser.add_argument("--features", required=True, help="folder of one model's features, e.g. feature/inception_v3/")
     parser.add_argument("--sources", required=True, help="comma-separated source datasets; A+B combines two into one domain")
     parser.add_argument("--targets", required=True, help="comma-separated target datasets")
-    parser.add_argument("--min_images", type=int, default=200, help="drop source classes with fewer images (default 200)")
-    parser.add_argument("--gamma", type=float, default=0.01, help="similarity = exp(-gamma * EMD) (default 0.01)")
-    parser.add_argument("--split", default="train", choices=["train", "val"], help="which feature split to use")
-    parser.add_argument("--out", help="output folder for domain_similarity.{csv,json,png} (default: --features)")
+    parser.add_argument("--min_images", type=positive_int, default=200,
+                        help="drop source classes with fewer images than this (at least 1)")
+    parser.add_argument("--gamma", type=positive_float, default=0.01,
+                        help="similarity = exp(-gamma * EMD); must be > 0, so similarity is in (0, 1]")
+    parser.add_argument("--split", type=split_name, default="train",
+                        help="feature split to compare: train or validation (val accepted)")
+    parser.add_argument("--out", help="output folder for domain_similarity.{csv,json,png} (default: the --features folder)")
     args = parser.parse_args(argv)
     sources = [s for s in args.sources.split(",") if s]
     targets = [t for t in args.targets.split(",") if t]
@@ -140,6 +152,7 @@ def main(argv=None):
     except ValueError as error:
         raise UserError(str(error)) from None
     print(format_table(rows))
+    print(f"(gamma {args.gamma}, min_images {args.min_images}, {args.split} features of {args.features})")
     out = args.out or args.features
     write_table(rows, out, sources, targets)
     print(f"wrote {os.path.join(out, 'domain_similarity')}.csv/.json/.png")
@@ -151,14 +164,25 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+_CSV_COLUMNS = ("source", "target", "emd", "similarity", "gamma", "min_images", "split", "features")
+
+
 def write_table(rows, out_dir, sources, targets):
-    """domain_similarity.csv, .json and a heatmap .png of the similarities."""
+    """domain_similarity.csv, .json and a heatmap .png of the similarities;
+    rows keep the settings `similarity_table` put in them."""
+    import csv
+    import io
+
     from fgtf.fileio import write_json, write_text
     from fgtf.plots import similarity_heatmap_png
 
     base = os.path.join(out_dir, "domain_similarity")
-    write_text(base + ".csv", "source,target,emd,similarity\n"
-               + "".join(f"{r['source']},{r['target']},{r['emd']:.6f},{r['similarity']:.6f}\n" for r in rows))
+    text = io.StringIO()
+    table_writer = csv.DictWriter(text, [c for c in _CSV_COLUMNS if c in rows[0]], extrasaction="ignore",
+                                  lineterminator="\n")
+    table_writer.writeheader()
+    table_writer.writerows({**r, "emd": f"{r['emd']:.6f}", "similarity": f"{r['similarity']:.6f}"} for r in rows)
+    write_text(base + ".csv", text.getvalue())
     write_json(base + ".json", rows)
     table = np.array([[r["similarity"] for r in rows[i * len(targets):(i + 1) * len(targets)]]
                       for i in range(len(sources))])

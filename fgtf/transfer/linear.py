@@ -1,9 +1,17 @@
 """Linear probe on extracted features, as the original LinearClassifier
-notebook: multinomial logistic regression (lbfgs), plus kNN retrieval.
+notebook: multinomial logistic regression (lbfgs), plus kNN classification
+and retrieval.
 
     clf = fit_logistic_regression(x_train, y_train)
     report = evaluate(clf, x_val, y_val)        # accuracy, mean per-class, confusion
     idx, dist = nearest_neighbours(x_train, x_val[:5], k=5)
+    predictions = knn_predict(x_train, y_train, x_val, k=5)   # majority vote, cosine
+
+The kNN classifier labels each validation image with the majority label of
+its k nearest training images (cosine distance by default, `--metric
+euclidean` for Euclidean); a tie goes to the tied class whose member is
+nearest. Its top-1 accuracy is printed and stored beside the logistic
+regression's.
 
 CLI: python -m fgtf.transfer.linear --features feature/inception_v3/ --dataset cub_200
 """
@@ -13,7 +21,9 @@ import os
 import numpy as np
 
 from fgtf.transfer.feature_store import load_features
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_float, positive_int
+
+METRICS = ("cosine", "euclidean")
 
 
 def fit_logistic_regression(features_train, labels_train, *, C=1.0, max_iter=1000, standardize=False,
@@ -96,65 +106,104 @@ def nearest_neighbours(features_train, query, k=5, metric="cosine", batch_size=1
     return np.concatenate(indices), np.concatenate(distances)
 
 
+def knn_predict(features_train, labels_train, query, k=5, metric="cosine", batch_size=1024):
+    """kNN classification: each query row gets the majority label of its `k`
+    nearest training rows (`metric` as in `nearest_neighbours`); a tie goes to
+    the tied label whose member is nearest. Returns (Q,) int64 predictions."""
+    features_train, labels_train = _check_xy(features_train, labels_train)
+    neighbours, _ = nearest_neighbours(features_train, query, k=k, metric=metric, batch_size=batch_size)
+    votes = labels_train.astype(np.int64)[neighbours]  # (Q, k), nearest first
+    counts = (votes[:, :, None] == votes[:, None, :]).sum(axis=2)  # votes for each neighbour's label
+    # The first (nearest) neighbour among those whose label has the most votes.
+    return votes[np.arange(len(votes)), np.argmax(counts == counts.max(axis=1, keepdims=True), axis=1)]
+
+
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m fgtf.transfer.linear",
-        description="Logistic-regression probe and kNN retrieval on extracted features "
-                    "(feature/<model>/<dataset>_feature_{train,val}.npy).")
+        description="Logistic-regression probe, kNN classification and kNN retrieval on extracted "
+                    "features (feature/<model>/<dataset>_feature_{train,val}.npy): fit on the train "
+                    "split, report top-1 on the validation split.",
+        formatter_class=HelpFormatter)
     parser.add_argument("--features", required=True, help="folder of one model's features, e.g. feature/inception_v3/")
     parser.add_argument("--dataset", required=True, help="dataset name used in the feature file names")
-    parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength (default 1.0)")
-    parser.add_argument("--max_iter", type=int, default=1000, help="lbfgs iterations (default 1000)")
-    parser.add_argument("--standardize", action="store_true", help="standardise features before the probe")
-    parser.add_argument("--k", type=int, default=5, help="neighbours per query in the retrieval grid (default 5)")
-    parser.add_argument("--queries", type=int, default=6, help="query images in the retrieval grid (default 6)")
-    parser.add_argument("--out", help="output folder for the PNGs and linear_results.json (default: --features)")
+    parser.add_argument("--C", type=positive_float, default=1.0,
+                        help="inverse L2 regularisation strength of the logistic regression")
+    parser.add_argument("--max_iter", type=positive_int, default=1000, help="most lbfgs iterations")
+    parser.add_argument("--standardize", action="store_true",
+                        help="scale each feature to zero mean and unit variance before the logistic regression")
+    parser.add_argument("--k", type=positive_int, default=5,
+                        help="neighbours that vote in the kNN classifier, and shown per query in the retrieval grid")
+    parser.add_argument("--metric", choices=METRICS, default="cosine", help="distance of the kNN classifier and grid")
+    parser.add_argument("--queries", type=positive_int, default=6, help="query images in the retrieval grid")
+    parser.add_argument("--out", help="output folder for the PNGs and <dataset>_linear_results.json "
+                                      "(default: the --features folder)")
     args = parser.parse_args(argv)
-    if args.k < 1 or args.queries < 1:
-        raise UserError("--k and --queries must be at least 1")
 
     x_train, y_train, paths_train = load_features(args.features, args.dataset, "train")
     x_val, y_val, paths_val = load_features(args.features, args.dataset, "validation")
     if x_train.shape[1] != x_val.shape[1]:
         raise UserError(f"train features are {x_train.shape[1]}-d but validation features are {x_val.shape[1]}-d")
+    if args.k > len(x_train):
+        raise UserError(f"--k {args.k} is more than the {len(x_train)} training images")
     num_classes = int(max(y_train.max(), y_val.max())) + 1
     try:
         model = fit_logistic_regression(x_train, y_train, C=args.C, max_iter=args.max_iter,
                                         standardize=args.standardize)
+        knn = classification_report(y_val, knn_predict(x_train, y_train, x_val, k=args.k, metric=args.metric),
+                                    num_classes)
     except ValueError as error:
         raise UserError(str(error)) from None
     report = evaluate(model, x_val, y_val, num_classes)
     print(f"{args.dataset}: linear probe top-1 accuracy {report['accuracy']:.4f}, "
           f"mean per-class accuracy {report['mean_per_class_accuracy']:.4f} "
           f"({len(y_train)} train / {len(y_val)} validation images, {num_classes} classes)")
-    write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, paths_val)
+    print(f"{args.dataset}: kNN (k={args.k}, {args.metric}, majority vote) top-1 accuracy {knn['accuracy']:.4f}, "
+          f"mean per-class accuracy {knn['mean_per_class_accuracy']:.4f}")
+    write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, paths_val, knn=knn)
 
 
-def write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, paths_val):
+def write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, paths_val, knn=None):
+    """<dataset>_linear_results.json (scores and the settings that produced
+    them), the confusion matrix PNG and, with image paths, the retrieval grid."""
     from fgtf.fileio import write_json
     from fgtf.plots import confusion_matrix_png, retrieval_grid_png
 
     out = args.out or args.features
     prefix = os.path.join(out, f"{args.dataset}_linear")
-    write_json(prefix + "_results.json", {
+    metric = args.metric
+    results = {
         "dataset": args.dataset, "accuracy": report["accuracy"],
         "mean_per_class_accuracy": report["mean_per_class_accuracy"],
-        "per_class_accuracy": [None if np.isnan(a) else float(a) for a in report["per_class_accuracy"]],
-        "C": args.C, "standardize": args.standardize})
+        "per_class_accuracy": _jsonable_accuracies(report["per_class_accuracy"]),
+        "C": args.C, "standardize": args.standardize,
+        "settings": {"features": os.path.abspath(args.features), "dataset": args.dataset,
+                     "fit_split": "train", "eval_split": "validation",
+                     "train_images": len(y_train), "validation_images": len(y_val),
+                     "C": args.C, "max_iter": args.max_iter, "standardize": args.standardize,
+                     "k": args.k, "metric": metric}}
+    if knn is not None:
+        results["knn"] = {"k": args.k, "metric": metric, "vote": "majority, ties to the nearest",
+                          "accuracy": knn["accuracy"], "mean_per_class_accuracy": knn["mean_per_class_accuracy"],
+                          "per_class_accuracy": _jsonable_accuracies(knn["per_class_accuracy"])}
+    write_json(prefix + "_results.json", results)
     confusion_matrix_png(report["confusion_matrix"], prefix + "_confusion.png",
                          title=f"{args.dataset}: linear probe (top-1 {report['accuracy']:.3f})")
     print(f"wrote {prefix}_results.json and {prefix}_confusion.png")
     if paths_train is None or paths_val is None:
         print("no image path lists next to the features; retrieval grid skipped")
         return
-    k = min(args.k, len(x_train))
     queries = np.linspace(0, len(x_val) - 1, min(args.queries, len(x_val))).astype(int)
-    neighbours, _ = nearest_neighbours(x_train, x_val[queries], k=k)
+    neighbours, _ = nearest_neighbours(x_train, x_val[queries], k=args.k, metric=metric)
     retrieval_grid_png([paths_val[q] for q in queries], [[paths_train[i] for i in row] for row in neighbours],
                        prefix + "_retrieval.png", query_labels=y_val[queries].tolist(),
                        neighbour_labels=y_train[neighbours].tolist())
     print(f"wrote {prefix}_retrieval.png")
+
+
+def _jsonable_accuracies(per_class):
+    return [None if np.isnan(a) else float(a) for a in per_class]
 
 
 def _check_xy(features, labels):
