@@ -178,9 +178,9 @@ def _train_shards_done(output_dir):
 @pytest.mark.parametrize("extra, message", [
     (["--dataset", "nope"], "unknown dataset 'nope'; known datasets: "),
     (["--data_dir", "{tmp}/nowhere"], "dataset folder {tmp}/nowhere/cub_200 does not exist"),
-    (["--num_shards", "0"], "argument --num_shards: expected an integer of at least 1, got '0'"),
-    (["--num_workers", "two"], "argument --num_workers: expected an integer of at least 1, got 'two'"),
-    (["--max_per_class", "0"], "argument --max_per_class: expected an integer of at least 1, got '0'"),
+    (["--num_shards", "0"], "argument --num_shards: must be an integer of at least 1, got 0"),
+    (["--num_workers", "two"], "argument --num_workers: invalid positive_int value: 'two'"),
+    (["--max_per_class", "0"], "argument --max_per_class: must be an integer of at least 1, got 0"),
     (["--class_list", "{tmp}/none.txt"], "class list {tmp}/none.txt is missing"),
     (["--class_list", "{tmp}/list.txt"], "class names not in the dataset: Kiwi"),
     (["--num_shards", "7"], "--num_shards 7 is more than the 6 images of the validation split; use at most 6"),
