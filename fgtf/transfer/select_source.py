@@ -77,13 +77,17 @@ def rank_source_classes(source_features, source_labels, target_features, target_
     """(ranking, scores): every eligible source class, most similar first, and
     the score (EMD of the class alone to the target) of every source class,
     NaN for those with fewer than `min_images` images."""
-    source_feats, source_counts = class_features(source_features, source_labels)
-    target_feats, target_counts = class_features(target_features, target_labels)
+    return rank_class_features(*class_features(source_features, source_labels),
+                               *class_features(target_features, target_labels), min_images=min_images)
+
+
+def rank_class_features(source_feats, source_counts, target_feats, target_counts, *, min_images=1):
+    """`rank_source_classes` on class features and counts (`domain_similarity.class_features`)."""
     if source_feats.shape[1] != target_feats.shape[1]:
         raise UserError(f"source features are {source_feats.shape[1]}-d but target features are "
                         f"{target_feats.shape[1]}-d; extract both with the same network")
     scores = class_scores(source_feats, target_feats, target_counts)
-    scores[source_counts < min_images] = np.nan
+    scores[np.asarray(source_counts) < min_images] = np.nan
     eligible = np.flatnonzero(~np.isnan(scores))
     ranking = eligible[np.argsort(scores[eligible], kind="stable")]
     return ranking.astype(np.int64), scores
@@ -106,18 +110,15 @@ def select_source(features_dir, source, target, num_classes, *, min_images=1, sp
     similarity of the selected subset and of the whole pool to the target."""
     source_features, source_labels, source_paths = load_features(features_dir, source, split)
     target_features, target_labels, _ = load_features(features_dir, target, split)
-    ranking, scores = rank_source_classes(source_features, source_labels, target_features, target_labels,
-                                          min_images=min_images)
+    source_feats, counts = class_features(source_features, source_labels)
+    target_domain = class_features(target_features, target_labels)
+    ranking, scores = rank_class_features(source_feats, counts, *target_domain, min_images=min_images)
     _check_count(num_classes, len(ranking), min_images)
     selected = ranking[:num_classes]
     names, names_from = _source_class_names(source_labels, source_paths, source_dir,
                                             source_dataset or _dataset_of(source), split)
-    counts = np.bincount(source_labels)
-    domains = {"subset": selected, "pool": ranking}
-    target_domain = class_features(target_features, target_labels)
-    source_feats, _ = class_features(source_features, source_labels)
     distances = {name: emd(source_feats[labels], counts[labels], *target_domain, min_images=0)
-                 for name, labels in domains.items()}
+                 for name, labels in (("subset", selected), ("pool", ranking))}
     return {
         "rule": "source classes ranked by the EMD of each class alone to the target "
                 "(sum_j w_j * ||class mean - target class mean_j||), smallest first",
