@@ -130,7 +130,8 @@ def main(argv=None):
                     "(<split>_<i>-of-<n>.tfrecord for splits train and validation) with manifest.json, "
                     "conversion_report.json and classes.txt. Rerun the same command to resume an "
                     "interrupted run.")
-    parser.add_argument("--dataset", required=True, help=f"dataset name (required): {', '.join(datasets.list_datasets())}")
+    parser.add_argument("--dataset", required=True,
+                        help=f"dataset name (required): {', '.join(datasets.list_datasets())}")
     parser.add_argument("--num_shards", type=positive_int, required=True, help="shards per split (required)")
     parser.add_argument("--data_dir", default="data", help="folder holding one folder per dataset (default: data)")
     parser.add_argument("--dataset_dir", help="the dataset's raw folder (default: <data_dir>/<dataset>)")

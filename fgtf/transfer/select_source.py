@@ -144,10 +144,13 @@ def main(argv=None):
                     "of scores and settings beside it.")
     parser.add_argument("--features", required=True,
                         help="folder of one network's features (fgtf.extract_features --out), holding "
-                             "<name>_feature_<split>.npy, _label_ and _path_ files of source and target (required)")
-    parser.add_argument("--source", required=True, help="feature name of the source pool (the extract_features --name; required)")
+                             "<name>_feature_<split>.npy, _label_ and _path_ files of source and target "
+                             "(required)")
+    parser.add_argument("--source", required=True,
+                        help="feature name of the source pool (the extract_features --name; required)")
     parser.add_argument("--target", required=True, help="feature name of the target dataset (required)")
-    parser.add_argument("--num_classes", type=positive_int, required=True, help="source classes to select (K; required)")
+    parser.add_argument("--num_classes", type=positive_int, required=True,
+                        help="source classes to select (K; required)")
     parser.add_argument("--out", required=True,
                         help="class list to write, one name per line (e.g. classes.txt); the report goes "
                              "beside it with the extension .json (required)")
