@@ -3,7 +3,7 @@
     python -m fgtf.convert --dataset cub_200 --num_shards 10
     # reads data/cub_200 (seed-style train.txt/val.txt or the official layout),
     # writes data/cub_200/tfrecords/{train,validation}_0000i-of-00010.tfrecord,
-    # manifest.json and conversion_report.json
+    # manifest.json, conversion_report.json and classes.txt
 
 Records carry the original TF1 converter's keys (see `tfrecord_tools.example`),
 `image/filename` (path relative to the dataset folder) and `image/class/text`
@@ -11,10 +11,24 @@ when the class name is known. The training split is shuffled by `--seed`;
 validation keeps list order. Images are normalised by
 `tfrecord_tools.images` (good JPEGs pass through untouched); bad files are
 skipped and listed in conversion_report.json, or stop the run with --strict.
+A split whose every image was skipped is an error: its (empty) shards and
+manifest entry are removed, the report stays.
 Rerunning the same command after an interruption finishes the job; the shards
 end byte-identical to an uninterrupted run. `--shard_range a:b` splits one
 conversion across machines (a shared output folder, or folders merged
 afterwards by `python -m tfrecord_tools.merge`).
+
+Subsets (`fgtf.datasets.splits`), each applied to the training split and
+recorded in the manifest's metadata:
+  --label_ratio R      R % of each class's training images (low-data protocol)
+  --max_per_class N    at most N training images per class: the class-balanced
+                       sample of a long-tailed source for the short second
+                       training stage at a low learning rate
+  --class_list FILE    only the classes named in FILE (one per line, e.g. from
+                       `fgtf.transfer.select_source`), relabelled 0..K-1 in the
+                       file's order; applied to the validation split too
+The validation split is never subsampled. The output folder's classes.txt
+lists the class names by label (when the dataset knows them).
 """
 import argparse
 import os
@@ -24,6 +38,9 @@ from collections import namedtuple
 
 import fgtf
 from fgtf import datasets
+from fgtf.datasets import splits as subsets
+from fgtf.fileio import write_text
+from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.cli import UserError, cli_main
 from tfrecord_tools.manifest import MANIFEST, REPORT
 from tfrecord_tools.writer import ImageItem, write_split
@@ -34,14 +51,16 @@ Conversion.__doc__ = "`output_dir` written; `summaries`: {split: tfrecord_tools.
 
 
 def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=None, num_workers=None,
-            seed=0, shard_range=None, strict=False, label_ratio=None, progress=True):
+            seed=0, shard_range=None, strict=False, label_ratio=None, progress=True, class_list=None,
+            max_per_class=None):
     """Convert both splits of `dataset`; returns a `Conversion`.
 
     `dataset_dir` defaults to `<data_dir>/<dataset>`, `output_dir` to
-    `<dataset_dir>/tfrecords` (`tfrecords_label<R>` with a `label_ratio` R,
-    the percentage of each class's training images kept). Other arguments
-    as the command-line flags. Raises `UserError` for bad arguments before
-    any shard is written.
+    `<dataset_dir>/<default_output_folder(...)>` (`tfrecords`, with suffixes
+    for the subsets). `class_list` is the path of a file of class names;
+    other arguments as the command-line flags. Raises `UserError` for bad
+    arguments before any shard is written, and when every image of a split
+    was skipped.
     """
     datasets.get_dataset_info(dataset)
     if num_shards < 1:
@@ -51,13 +70,20 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
     dataset_dir = dataset_dir or os.path.join(data_dir, dataset)
     if not os.path.isdir(dataset_dir):
         raise UserError(f"dataset folder {dataset_dir} does not exist (set --data_dir or --dataset_dir)")
-    if output_dir is None:
-        folder = "tfrecords" if label_ratio is None else f"tfrecords_label{label_ratio:g}"
-        output_dir = os.path.join(dataset_dir, folder)
+    output_dir = output_dir or os.path.join(dataset_dir, default_output_folder(label_ratio, max_per_class,
+                                                                               class_list))
 
     splits = {split: datasets.read_split(dataset, dataset_dir, split) for split in ("train", "validation")}
+    keep = None
+    if class_list is not None:
+        keep = subsets.class_list_labels(subsets.read_name_list(class_list), splits["train"] + splits["validation"])
     if label_ratio is not None:
-        splits["train"] = datasets.label_ratio_subset(splits["train"], label_ratio, seed)
+        splits["train"] = subsets.label_ratio_subset(splits["train"], label_ratio, seed)
+    if max_per_class is not None:
+        splits["train"] = subsets.cap_per_class(splits["train"], max_per_class, seed)
+    if keep is not None:
+        # Last, so that the images a class keeps do not depend on which other classes are listed.
+        splits = {split: subsets.select_classes(records, keep) for split, records in splits.items()}
     random.Random(seed).shuffle(splits["train"])
     for split, records in splits.items():
         if num_shards > len(records):
@@ -66,12 +92,34 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
 
     metadata = {"tool": f"fgtf {fgtf.__version__}",
                 "arguments": {"dataset": dataset, "num_shards": num_shards, "seed": seed,
-                              "label_ratio": label_ratio}}
-    summaries = {split: write_split([_item(record, dataset_dir) for record in records], output_dir, split,
-                                    num_shards, shard_range=shard_range, num_workers=num_workers, strict=strict,
-                                    metadata=metadata, progress=progress)
-                 for split, records in splits.items()}
+                              "label_ratio": label_ratio, "max_per_class": max_per_class,
+                              "class_list": class_list}}
+    class_names = _class_names(splits["train"] + splits["validation"])
+    if keep is not None:
+        metadata["class_names"] = class_names
+    summaries = {}
+    for split, records in splits.items():
+        summaries[split] = write_split([_item(record, dataset_dir) for record in records], output_dir, split,
+                                       num_shards, shard_range=shard_range, num_workers=num_workers,
+                                       strict=strict, metadata=metadata, progress=progress)
+        _refuse_empty_split(output_dir, split)
+    if class_names:
+        write_text(os.path.join(output_dir, "classes.txt"), "".join(f"{name}\n" for name in class_names))
     return Conversion(output_dir, summaries)
+
+
+def default_output_folder(label_ratio=None, max_per_class=None, class_list=None):
+    """`tfrecords`, with a suffix for each subset so that a subset never
+    overwrites the full conversion: `_label<R>`, `_<class list file stem>`,
+    `_max<N>` (e.g. `tfrecords_selected_max50`)."""
+    parts = ["tfrecords"]
+    if label_ratio is not None:
+        parts.append(f"label{label_ratio:g}")
+    if class_list is not None:
+        parts.append(os.path.splitext(os.path.basename(class_list))[0])
+    if max_per_class is not None:
+        parts.append(f"max{max_per_class}")
+    return "_".join(parts)
 
 
 @cli_main
@@ -79,30 +127,43 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m fgtf.convert",
         description="Convert a dataset's images to sharded TFRecords "
-                    "(<split>_<i>-of-<n>.tfrecord for splits train and validation) with manifest.json "
-                    "and conversion_report.json. Rerun the same command to resume an interrupted run.")
-    parser.add_argument("--dataset", required=True, help=f"dataset name: {', '.join(datasets.list_datasets())}")
-    parser.add_argument("--num_shards", type=int, required=True, help="shards per split")
+                    "(<split>_<i>-of-<n>.tfrecord for splits train and validation) with manifest.json, "
+                    "conversion_report.json and classes.txt. Rerun the same command to resume an "
+                    "interrupted run.")
+    parser.add_argument("--dataset", required=True,
+                        help=f"dataset name (required): {', '.join(datasets.list_datasets())}")
+    parser.add_argument("--num_shards", type=positive_int, required=True, help="shards per split (required)")
     parser.add_argument("--data_dir", default="data", help="folder holding one folder per dataset (default: data)")
     parser.add_argument("--dataset_dir", help="the dataset's raw folder (default: <data_dir>/<dataset>)")
-    parser.add_argument("--output_dir", help="where shards go (default: the dataset folder's tfrecords/, i.e. "
-                                             "<data_dir>/<dataset>/tfrecords; tfrecords_label<R>/ with "
-                                             "--label_ratio R)")
-    parser.add_argument("--num_workers", type=int, help="writer processes (default: number of CPUs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the training-order shuffle and of "
-                                                            "--label_ratio's choice (default: 0)")
+    parser.add_argument("--out", "--output_dir", dest="output_dir", metavar="DIR",
+                        help="where shards go (default: the dataset folder's tfrecords/, i.e. "
+                             "<data_dir>/<dataset>/tfrecords; with subsets tfrecords_label<R>, "
+                             "tfrecords_<class list stem>, tfrecords_max<N>, joined by _)")
+    parser.add_argument("--num_workers", type=positive_int, help="writer processes (default: number of CPUs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training-order shuffle and of the "
+                                                            "--label_ratio / --max_per_class choice (default: 0)")
     parser.add_argument("--shard_range", type=_shard_range, metavar="A:B",
                         help="write only shards A..B-1 of each split, to split one conversion across machines: "
                              "those sharing the output folder merge as they go, others merge afterwards with "
-                             "python -m tfrecord_tools.merge")
+                             "python -m tfrecord_tools.merge (default: all shards)")
     parser.add_argument("--strict", action="store_true",
-                        help="stop at the first unreadable image instead of skipping and reporting it")
-    parser.add_argument("--label_ratio", type=float, metavar="R",
-                        help="keep R percent of each class's training images (low-data protocol, e.g. 10)")
+                        help="stop at the first unreadable image instead of skipping and reporting it "
+                             "(default: skip and report)")
+    parser.add_argument("--label_ratio", type=_percentage, metavar="R",
+                        help="keep R percent of each class's training images (low-data protocol, e.g. 10; "
+                             "default: all)")
+    parser.add_argument("--max_per_class", type=positive_int, metavar="N",
+                        help="keep at most N training images of each class, a class-balanced sample for the "
+                             "second, low-learning-rate stage on a long-tailed source (default: no cap)")
+    parser.add_argument("--class_list", metavar="FILE",
+                        help="keep only the classes named in FILE, one per line as in classes.txt (e.g. from "
+                             "fgtf.transfer.select_source), relabelled 0..K-1 in the file's order, in both "
+                             "splits (default: every class)")
     args = parser.parse_args(argv)
     output_dir, summaries = convert(args.dataset, args.num_shards, args.data_dir, args.dataset_dir,
                                     args.output_dir, args.num_workers, args.seed, args.shard_range, args.strict,
-                                    args.label_ratio)
+                                    args.label_ratio, class_list=args.class_list,
+                                    max_per_class=args.max_per_class)
     for summary in summaries.values():
         print(f"{summary.split}: wrote {len(summary.shards_written)} shards, kept {len(summary.shards_kept)} "
               f"already complete; {summary.records} records, {summary.skipped} skipped, "
@@ -114,8 +175,56 @@ def main(argv=None):
     return 0
 
 
+def _refuse_empty_split(output_dir, split):
+    """When every image of `split` was skipped, remove its empty shards and its
+    manifest entry (empty shards must not pass for a conversion; the manifest
+    goes too when it lists nothing else) and raise; the report keeps the reasons."""
+    with manifest_lib.locked(output_dir):
+        manifest = manifest_lib.load_manifest(output_dir)
+        if manifest["splits"][split]["records"]:
+            return
+        skipped = len(manifest_lib.load_report(output_dir)[split]["skipped"])
+        for name in manifest_lib.list_shard_files(output_dir, split):
+            os.remove(os.path.join(output_dir, name))
+        del manifest["splits"][split]
+        if manifest["splits"]:
+            manifest_lib.save_manifest(output_dir, manifest)
+        else:
+            os.remove(os.path.join(output_dir, MANIFEST))
+    raise UserError(f"every image of the {split} split was skipped ({skipped} files), so no shard was kept; "
+                    f"the reasons are in {os.path.join(output_dir, REPORT)}")
+
+
+def _class_names(records):
+    """Class names by label 0..K-1 when the records name every label, else None."""
+    names = subsets.class_names_of(records)
+    labels = {record.label for record in records}
+    if not labels or set(names) != labels or labels != set(range(len(labels))):
+        return None
+    return [names[label] for label in range(len(labels))]
+
+
 def _item(record, dataset_dir):
     return ImageItem(record.path, record.label, os.path.relpath(record.path, dataset_dir), record.class_name)
+
+
+def positive_int(text):
+    # tfrecord_tools.cli.positive_int's contract and name (argparse words a non-integer by the name);
+    # import that one instead once helper "data"'s branch, which adds it, is merged.
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least 1, got {text}")
+    return value
+
+
+def _percentage(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage in (0, 100], got {text!r}")
+    return value
 
 
 def _shard_range(text):

@@ -1,8 +1,13 @@
-"""Derived splits: low-data label-ratio subsets (SAM's protocol) and the
-base/novel class split with noisy web training data (SimTrans' weak-shot setting).
+"""Derived splits: low-data label-ratio subsets (SAM's protocol), per-class
+caps (the class-balanced second stage on a long-tailed source), class lists
+(a source subset chosen by `fgtf.transfer.select_source`) and the base/novel
+class split with noisy web training data (SimTrans' weak-shot setting).
 
     train = read_split("cub_200", "data/cub_200", "train")
     few = label_ratio_subset(train, 10, seed=0)          # ~10 % of every class
+    balanced = cap_per_class(train, 50, seed=0)          # at most 50 images of every class
+    labels = class_list_labels(read_name_list("classes.txt"), train)
+    subset = select_classes(train, labels)               # those classes, relabelled 0..K-1
 
     base, novel = base_novel_split(200, 50, seed=0)      # or class_split_from_names(...)
     data = weak_shot_split("cub_200", "data/cub_200", novel, base)
@@ -42,16 +47,35 @@ def label_ratio_subset(records, ratio_percent, seed=0):
     ratio = Fraction(str(ratio_percent))
     if not 0 < ratio <= 100:
         raise UserError(f"label ratio must be a percentage in (0, 100], got {ratio_percent}")
-    by_class = defaultdict(list)
-    for index, record in enumerate(records):
-        by_class[record.label].append(index)
-    kept = set()
-    for label, members in by_class.items():
-        members.sort(key=lambda index: records[index].path)
-        count = max(1, math.ceil(len(members) * ratio / 100))
-        order = np.random.default_rng([seed, label]).permutation(len(members))
-        kept.update(members[i] for i in order[:count])
-    return [record for index, record in enumerate(records) if index in kept]
+    return _keep_per_class(records, lambda count: max(1, math.ceil(count * ratio / 100)), seed)
+
+
+def cap_per_class(records, max_per_class, seed=0):
+    """Keep at most `max_per_class` records of each class (a class-balanced
+    sample of a long-tailed split: classes with fewer keep all of theirs).
+    The choice is the seeded per-class permutation of `label_ratio_subset`, so
+    it depends only on (records, cap, seed) and caps of one seed are nested.
+    Returns the kept records in their input order."""
+    if isinstance(max_per_class, bool) or not isinstance(max_per_class, int) or max_per_class < 1:
+        raise UserError(f"the per-class cap must be a positive integer, got {max_per_class!r}")
+    return _keep_per_class(records, lambda count: min(count, max_per_class), seed)
+
+
+def class_list_labels(class_names, records):
+    """The labels of `class_names` (e.g. a `--class_list` file read by
+    `read_name_list`), in that order, looked up among the class names the
+    `records` carry; a name matches with or without a numeric 'NNN.' prefix.
+    An unknown or repeated name is a `UserError` naming it."""
+    if not class_names:
+        raise UserError("the class list is empty")
+    repeated = sorted({name for name in class_names if class_names.count(name) > 1})
+    if repeated:
+        raise UserError(f"the class list names {', '.join(repeated[:5])} more than once")
+    known = class_names_of(records)
+    if not known:
+        raise UserError("the dataset's images carry no class names (a seed-style folder needs classes.txt), "
+                        "so a class list cannot be matched")
+    return _labels_of(class_names, _label_by_name(known))
 
 
 def base_novel_split(num_classes, num_novel, seed=0):
@@ -165,10 +189,25 @@ def _other_labels(num_classes, labels):
     return [label for label in range(num_classes) if label not in excluded]
 
 
+def _keep_per_class(records, kept_count, seed):
+    """Records of which each class keeps `kept_count(n_c)` of its n_c: the first
+    ones of a permutation seeded by (seed, label) of its records sorted by path."""
+    by_class = defaultdict(list)
+    for index, record in enumerate(records):
+        by_class[record.label].append(index)
+    kept = set()
+    for label, members in by_class.items():
+        members.sort(key=lambda index: records[index].path)
+        order = np.random.default_rng([seed, label]).permutation(len(members))
+        kept.update(members[i] for i in order[:kept_count(len(members))])
+    return [record for index, record in enumerate(records) if index in kept]
+
+
 def _label_by_name(class_names):
-    """{name: label}, each name also without its 'NNN.' prefix."""
+    """{name: label}, each name also without its 'NNN.' prefix. `class_names`:
+    the names by label, as a list or a {label: name} dict."""
     label_of = {}
-    for label, name in enumerate(class_names):
+    for label, name in (class_names.items() if isinstance(class_names, dict) else enumerate(class_names)):
         label_of[name] = label_of[strip_number_prefix(name)] = label
     return label_of
 
