@@ -89,7 +89,7 @@ def rank_class_features(source_feats, source_counts, target_feats, target_counts
     cost = euclidean_distances(source_feats[eligible], target_feats)
     mass = transported_mass(cost, target_counts, num_classes)
     nearest = cost.min(axis=1)
-    # Masses are multiples of the simplex's arithmetic: equal shares must tie exactly.
+    # Rounded, so that classes holding the same share (e.g. full ones, 1/K) tie despite float noise.
     order = np.lexsort((eligible, nearest, -np.round(mass * num_classes, 9)))
     return Ranking(eligible[order].astype(np.int64), mass[order], nearest[order])
 
