@@ -1,6 +1,7 @@
 """fgtf.transfer.select_source on hand-made features: source classes near the
-target are selected in score order, the score is the EMD of the class alone,
-the rule prefers a class near the whole target, --min_images, too large a K,
+target are selected, the target's mass is shared out at most 1/K per class
+(K = 1: the class of least EMD alone), every target class is served, ties,
+--min_images, too large a K,
 class names from image folders or the source folder, and the CLI's outputs
 and misuse (exit 2, one line, nothing written)."""
 import json
@@ -27,7 +28,7 @@ SOURCE = [  # (name, centre, images)
     ("Far_East", (60.0, 5.0), 7),
     ("Near_Above", (10.5, 3.5), 5),
 ]
-NEAR_IN_ORDER = [1, 3, 5]  # Near_Middle 1.29, Near_Edge 2.08, Near_Above 2.98
+NEAR_IN_ORDER = [1, 3, 5]  # each serves one target class; nearest distances 0.85, 1.0, 1.58
 
 
 def _domain(centres, counts, seed):
@@ -49,41 +50,44 @@ def _target():
 def test_near_source_classes_are_selected_most_similar_first():
     selected = select_source.select_classes(*_source(), *_target(), 3)
     assert selected.dtype == np.int64 and selected.tolist() == NEAR_IN_ORDER
-    assert select_source.select_classes(*_source(), *_target(), 1).tolist() == NEAR_IN_ORDER[:1]
 
 
-def test_a_class_score_is_the_emd_of_that_class_alone_to_the_target():
+def test_the_target_mass_is_shared_out_at_most_one_kth_per_class():
     source_feats, source_counts = class_features(*_source())
     target_feats, target_counts = class_features(*_target())
-    scores = select_source.class_scores(source_feats, target_feats, target_counts)
+    for k in (1, 2, 3, 6):
+        ranking = select_source.rank_class_features(source_feats, source_counts, target_feats, target_counts, k)
+        assert ranking.mass.sum() == pytest.approx(1.0) and (ranking.mass <= 1 / k + 1e-12).all()
+        assert sorted(ranking.labels.tolist()) == list(range(len(SOURCE)))
+    # K = 1: one class takes the whole target, so it is the class of least EMD alone to the target.
     alone = [emd(source_feats[[i]], source_counts[[i]], target_feats, target_counts, min_images=0)
              for i in range(len(SOURCE))]
-    np.testing.assert_allclose(scores, alone, rtol=1e-9)
-    # The selected subset's EMD is at most the count-weighted mean of its scores (the rule's bound).
-    subset = np.array(NEAR_IN_ORDER)
-    subset_emd = emd(source_feats[subset], source_counts[subset], target_feats, target_counts, min_images=0)
-    assert subset_emd <= np.average(scores[subset], weights=source_counts[subset]) + 1e-9
+    assert select_source.select_classes(*_source(), *_target(), 1).tolist() == [int(np.argmin(alone))]
 
 
-def test_a_class_near_the_whole_target_beats_one_on_a_single_target_class():
-    target = _domain([(0.0, 0.0), (10.0, 0.0), (5.0, 8.66)], [3, 3, 3], seed=3)
-    on_one_corner, at_the_centre = (0.0, 0.0), (5.0, 2.89)
-    source = _domain([on_one_corner, at_the_centre], [3, 3], seed=4)
-    assert select_source.select_classes(*source, *target, 2).tolist() == [1, 0]
+def test_every_target_class_gets_source_classes_near_it():
+    # Three source classes crowd around target class A, one lies nearer B than anything else:
+    # with K = 2 the transport serves B too (ranking by nearest distance alone would take two near A).
+    target = _domain([(0.0, 0.0), (100.0, 0.0)], [3, 3], seed=3)
+    source = _domain([(0.1, 0.0), (0.0, 0.2), (-0.3, 0.0), (95.0, 0.0)], [3, 3, 3, 3], seed=4)
+    assert select_source.select_classes(*source, *target, 2).tolist() == [0, 3]
+    assert select_source.select_classes(*source, *target, 4).tolist() == [0, 1, 2, 3]
 
 
-def test_ties_go_to_the_lower_class_index():
-    features = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    ranking, _ = select_source.rank_source_classes(features, np.array([0, 1, 2]), np.zeros((1, 2)), np.array([0]))
-    assert ranking.tolist() == [0, 1, 2]
+def test_ties_go_to_the_nearer_then_the_lower_class_index():
+    features = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    ranking = select_source.rank_class_features(features, np.ones(3), np.zeros((1, 2)), np.ones(1), 2)
+    assert ranking.labels.tolist() == [0, 1, 2] and ranking.mass.tolist() == [0.5, 0.5, 0.0]
+    assert ranking.nearest.tolist() == [1.0, 1.0, 3.0]
 
 
 def test_min_images_drops_small_classes_and_too_many_classes_is_an_error():
     # Near_Edge has 3 images: with min_images 4 a far class takes its place after the two other near ones.
     selected = select_source.select_classes(*_source(), *_target(), 3, min_images=4)
     assert 3 not in selected.tolist() and selected.tolist()[:2] == [1, 5]
-    _, scores = select_source.rank_source_classes(*_source(), *_target(), min_images=4)
-    assert np.isnan(scores[3]) and not np.isnan(scores[[0, 1, 2, 4, 5]]).any()
+    ranking = select_source.rank_class_features(*class_features(*_source()), *class_features(*_target()), 3,
+                                                min_images=4)
+    assert sorted(ranking.labels.tolist()) == [0, 1, 2, 4, 5]
     with pytest.raises(ValueError, match="cannot select 6 source classes: only 5 have at least min_images=4"):
         select_source.select_classes(*_source(), *_target(), 6, min_images=4)
     with pytest.raises(ValueError, match="cannot select 7 source classes: only 6 have"):
@@ -122,7 +126,9 @@ def test_cli_writes_the_class_list_and_a_report_beside_it(tmp_path, capsys):
     report = json.loads((tmp_path / "selected" / "classes.json").read_text())
     assert [(e["rank"], e["label"], e["name"], e["images"]) for e in report["selected"]] == [
         (rank, i, SOURCE[i][0], SOURCE[i][2]) for rank, i in enumerate(NEAR_IN_ORDER, 1)]
-    assert [e["score"] for e in report["selected"]] == sorted(e["score"] for e in report["selected"])
+    assert [e["target_share"] for e in report["selected"]] == pytest.approx([1 / 3] * 3)
+    distances = [e["nearest_target_distance"] for e in report["selected"]]
+    assert distances == sorted(distances) and distances[0] < 1
     assert {key: report[key] for key in ("source", "target", "split", "num_classes", "min_images", "gamma",
                                          "class_names_from", "source_classes", "eligible_classes")} == {
         "source": "pool", "target": "birds", "split": "train", "num_classes": 3, "min_images": 1, "gamma": 0.01,

@@ -10,33 +10,30 @@ CLI: python -m fgtf.transfer.select_source --features feature/small_cnn --source
          --num_shards 8 --class_list classes.txt
 
 The rule. Classes are represented as `domain_similarity` represents them:
-per-class mean features μ (`class_features`), Euclidean ground distance, and
-per-class weights = image counts. A source class i taken alone as a domain is
-at the EMD
+per-class mean features (`class_features`), the Euclidean distance between
+class means as ground cost, and the target's classes weighted by their share
+of the target images. The target's mass is transported onto the source
+classes at the least total cost (POT's exact `ot.emd`, as the EMD), where each
+source class can take at most 1/K of it; the K source classes that receive the
+most mass are selected (ties, and the order among classes that receive none,
+by the distance to the nearest target class; then the lower class index).
+Source classes with fewer than `min_images` images take no part.
 
-    score_i = EMD({i}, target) = Σ_j w_j · ‖μ_i − ν_j‖
-
-from the target (ν_j the target class means, w_j the target class's share of
-the target images): a single class sends its mass to every target class in
-proportion to that class's weight, so this is `domain_similarity.emd` of the
-one class against the target, in closed form. Source classes with fewer than
-`min_images` images are dropped, and the K of smallest score are selected,
-most similar first (ties: the lower class index).
-
-Why this rule: for any subset of source classes (weights ∝ image counts), the
-plan that sends every selected class's mass to the target classes in the
-target's proportions is feasible, so the subset's EMD to the target is at most
-the count-weighted mean of its classes' scores. Taking the K smallest scores
-picks the subset with the best such bound on the EMD, i.e. on the similarity
-exp(-γ·EMD) that the study finds predicts transfer. Unlike the distance to the
-nearest target class, the score prefers a class close to the whole target
-over one that resembles a single target class and nothing else of it. The
-EMD transport plan of the whole pool cannot rank classes (in balanced
-transport every source class sends all of its mass), and a greedy search that
-minimises the subset's exact EMD would solve K·S transport problems where
-this rule needs one distance matrix. The JSON written beside the class list
-records the exact EMD and similarity of the selected subset and of the whole
-pool (after `min_images`), to check that the subset is the nearer domain.
+Why this rule: it is the EMD's own optimal transport between target and
+source classes, asked to serve the whole target with K source classes. With
+the EMD's balanced weights the plan cannot rank classes (every source class
+sends all of its mass), so the source side gets equal capacities instead: a
+class near a target class is chosen, and every target class gets source
+classes near it in proportion to its share of the images (K = 50 for a
+5-class target gives each class the 10 source classes that serve it best),
+which pure nearest-distance ranking does not ensure (it can spend all K on the
+neighbours of one target class), while ranking by the mean distance to the
+target prefers classes near the target's centre over those that match its
+classes. One transport problem of (source classes x target classes) is
+solved, the size the EMD itself solves. The JSON written beside the class list
+records the exact EMD and similarity (with image-count weights, as
+`domain_similarity`) of the selected subset and of the whole pool after
+`min_images`, to check that the subset is the nearer domain.
 
 Class names in the output (one per line, the format of a dataset's
 classes.txt, which `fgtf.convert --class_list` reads) come from
@@ -49,6 +46,7 @@ folders of most releases).
 """
 import argparse
 import os
+from collections import namedtuple
 
 import numpy as np
 
@@ -57,6 +55,10 @@ from fgtf.transfer.feature_store import load_features
 from tfrecord_tools.cli import UserError, cli_main
 
 GAMMA = 0.01  # the paper's (and domain_similarity's default) similarity scale, for the report
+
+Ranking = namedtuple("Ranking", "labels mass nearest")
+Ranking.__doc__ = ("Eligible source classes, most similar first: `labels` (int64), the share of the target's "
+                   "mass each receives (`mass`) and its distance to the nearest target class (`nearest`).")
 
 
 def select_classes(source_features, source_labels, target_features, target_labels, num_classes, *,
@@ -67,70 +69,80 @@ def select_classes(source_features, source_labels, target_features, target_label
     source_features: (N, D), source_labels: (N,) in [0, S); the target likewise.
     Source classes with fewer than `min_images` images are not eligible; asking
     for more classes than are eligible is a `UserError`."""
-    ranking, _ = rank_source_classes(source_features, source_labels, target_features, target_labels,
-                                     min_images=min_images)
-    _check_count(num_classes, len(ranking), min_images)
-    return ranking[:num_classes]
+    ranking = rank_class_features(*class_features(source_features, source_labels),
+                                  *class_features(target_features, target_labels), num_classes,
+                                  min_images=min_images)
+    return ranking.labels[:num_classes]
 
 
-def rank_source_classes(source_features, source_labels, target_features, target_labels, *, min_images=1):
-    """(ranking, scores): every eligible source class, most similar first, and
-    the score (EMD of the class alone to the target) of every source class,
-    NaN for those with fewer than `min_images` images."""
-    return rank_class_features(*class_features(source_features, source_labels),
-                               *class_features(target_features, target_labels), min_images=min_images)
-
-
-def rank_class_features(source_feats, source_counts, target_feats, target_counts, *, min_images=1):
-    """`rank_source_classes` on class features and counts (`domain_similarity.class_features`)."""
+def rank_class_features(source_feats, source_counts, target_feats, target_counts, num_classes, *,
+                        min_images=1):
+    """The rule on class features and counts (`domain_similarity.class_features`):
+    a `Ranking` of every eligible source class, most similar first."""
+    source_feats = np.asarray(source_feats, dtype=np.float64)
+    target_feats = np.asarray(target_feats, dtype=np.float64)
     if source_feats.shape[1] != target_feats.shape[1]:
         raise UserError(f"source features are {source_feats.shape[1]}-d but target features are "
                         f"{target_feats.shape[1]}-d; extract both with the same network")
-    scores = class_scores(source_feats, target_feats, target_counts)
-    scores[np.asarray(source_counts) < min_images] = np.nan
-    eligible = np.flatnonzero(~np.isnan(scores))
-    ranking = eligible[np.argsort(scores[eligible], kind="stable")]
-    return ranking.astype(np.int64), scores
+    eligible = np.flatnonzero(np.asarray(source_counts) >= min_images)
+    _check_count(num_classes, len(eligible), min_images)
+    cost = euclidean_distances(source_feats[eligible], target_feats)
+    mass = transported_mass(cost, target_counts, num_classes)
+    nearest = cost.min(axis=1)
+    # Rounded, so that classes holding the same share (e.g. full ones, 1/K) tie despite float noise.
+    order = np.lexsort((eligible, nearest, -np.round(mass * num_classes, 9)))
+    return Ranking(eligible[order].astype(np.int64), mass[order], nearest[order])
 
 
-def class_scores(source_class_feats, target_class_feats, target_counts):
-    """EMD of each source class alone to the target domain: (S,) float64,
-    Σ_j w_j ‖μ_i − ν_j‖ with w the target's class weights."""
+def transported_mass(cost, target_counts, num_classes):
+    """(S,) the share of the target's mass each source class receives when the
+    target (class weights = image shares) is transported onto the S source
+    classes of `cost` (S, T), each taking at most 1/num_classes, at the least
+    total cost. The surplus capacity goes to a dummy target at no cost, which
+    makes it the balanced problem `ot.emd` solves exactly."""
+    import ot
+
     target_weights = np.asarray(target_counts, dtype=np.float64)
     target_weights = target_weights / target_weights.sum()
-    return euclidean_distances(np.asarray(source_class_feats, dtype=np.float64),
-                               np.asarray(target_class_feats, dtype=np.float64)) @ target_weights
+    capacity = np.full(len(cost), 1.0 / num_classes)
+    surplus = max(capacity.sum() - 1.0, 0.0)
+    plan = ot.emd(capacity, np.append(target_weights, surplus), np.hstack([cost, np.zeros((len(cost), 1))]),
+                  numItermax=10_000_000)
+    return plan[:, :-1].sum(axis=1)
 
 
 def select_source(features_dir, source, target, num_classes, *, min_images=1, split="train", source_dir=None,
                   source_dataset=None):
     """Select from the features stored in `features_dir` (`fgtf.extract_features`'
     layout); returns the report written as JSON by the CLI: settings, the
-    selected classes (rank, label, name, images, score) and the EMD and
-    similarity of the selected subset and of the whole pool to the target."""
+    selected classes (rank, label, name, images, target share, nearest
+    distance) and the EMD and similarity of the selected subset and of the
+    whole pool to the target."""
     source_features, source_labels, source_paths = load_features(features_dir, source, split)
     target_features, target_labels, _ = load_features(features_dir, target, split)
     source_feats, counts = class_features(source_features, source_labels)
     target_domain = class_features(target_features, target_labels)
-    ranking, scores = rank_class_features(source_feats, counts, *target_domain, min_images=min_images)
-    _check_count(num_classes, len(ranking), min_images)
-    selected = ranking[:num_classes]
+    ranking = rank_class_features(source_feats, counts, *target_domain, num_classes, min_images=min_images)
+    selected = ranking.labels[:num_classes]
     names, names_from = _source_class_names(source_labels, source_paths, source_dir,
                                             source_dataset or _dataset_of(source), split)
     distances = {name: emd(source_feats[labels], counts[labels], *target_domain, min_images=0)
-                 for name, labels in (("subset", selected), ("pool", ranking))}
+                 for name, labels in (("subset", selected), ("pool", ranking.labels))}
     return {
-        "rule": "source classes ranked by the EMD of each class alone to the target "
-                "(sum_j w_j * ||class mean - target class mean_j||), smallest first",
+        "rule": "the target's mass (image shares) transported onto the source classes at least Euclidean cost "
+                "between class means, each source class taking at most 1/num_classes; the num_classes "
+                "receiving the most are selected (ties by distance to the nearest target class)",
         "features": features_dir, "source": source, "target": target, "split": split,
         "num_classes": int(num_classes), "min_images": int(min_images), "class_names_from": names_from,
-        "source_classes": int(len(counts)), "eligible_classes": int(len(ranking)),
+        "source_classes": int(len(counts)), "eligible_classes": int(len(ranking.labels)),
         "selected": [{"rank": rank, "label": int(label), "name": names[label], "images": int(counts[label]),
-                      "score": float(scores[label])} for rank, label in enumerate(selected, 1)],
+                      "target_share": float(ranking.mass[rank - 1]),
+                      "nearest_target_distance": float(ranking.nearest[rank - 1])}
+                     for rank, label in enumerate(selected, 1)],
         "gamma": GAMMA,
         "subset_emd": distances["subset"], "subset_similarity": float(similarity(distances["subset"], GAMMA)),
         "pool_emd": distances["pool"], "pool_similarity": float(similarity(distances["pool"], GAMMA)),
-        "subset_images": int(counts[selected].sum()), "pool_images": int(counts[ranking].sum()),
+        "subset_images": int(counts[selected].sum()), "pool_images": int(counts[ranking.labels].sum()),
     }
 
 
@@ -139,7 +151,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m fgtf.transfer.select_source",
         description="Pick the K source classes most similar to a target dataset by the features and "
-                    "distance of the EMD domain similarity (each source class's EMD to the target), and "
+                    "distance of the EMD domain similarity (the K source classes that receive most of the "
+                    "target in its optimal transport, each taking at most 1/K), and "
                     "write them as a class list for python -m fgtf.convert --class_list, with a JSON "
                     "of scores and settings beside it.")
     parser.add_argument("--features", required=True,
@@ -191,9 +204,9 @@ def write_selection(report, class_list_path, report_path):
 
 
 def format_selection(report, shown=10):
-    lines = [f"{'rank':>4} {'class':<32} {'images':>7} {'score':>10}"]
-    lines += [f"{e['rank']:>4} {e['name']:<32} {e['images']:>7} {e['score']:>10.4f}"
-              for e in report["selected"][:shown]]
+    lines = [f"{'rank':>4} {'class':<32} {'images':>7} {'target share':>12} {'nearest':>10}"]
+    lines += [f"{e['rank']:>4} {e['name']:<32} {e['images']:>7} {e['target_share']:>12.4f} "
+              f"{e['nearest_target_distance']:>10.4f}" for e in report["selected"][:shown]]
     if len(report["selected"]) > shown:
         lines.append(f"     ... {len(report['selected']) - shown} more")
     lines.append(f"EMD to {report['target']}: selected {report['subset_emd']:.4f} "
