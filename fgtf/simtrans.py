@@ -64,6 +64,7 @@ import math
 import os
 import time
 import uuid
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -654,13 +655,18 @@ def _load_backbone_weights(backbone, path, model):
     elif os.path.isdir(path) and os.path.isfile(os.path.join(path, runs.RUN_CONFIG)):
         _load_training_run(backbone, path, model)
         return
-    try:
-        load_weights(backbone, path, exclude_scopes=("Logits",))
-    except UserError:
-        raise
-    except (ValueError, KeyError) as error:  # Keras: the file holds another network's layers
-        raise UserError(f"{path} does not hold weights of the {model} backbone ({type(error).__name__}); pass a "
-                        f"checkpoint of that network or choose its --model") from None
+    # Keras warns about every layer a foreign file lacks before it fails; the one sentence below says it all
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            load_weights(backbone, path, exclude_scopes=("Logits",))
+        except UserError:
+            raise
+        except (ValueError, KeyError) as error:  # Keras: the file holds another network's layers
+            raise UserError(f"{path} does not hold weights of the {model} backbone ({type(error).__name__}); "
+                            f"pass a checkpoint of that network or choose its --model") from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _load_training_run(backbone, run_dir, model):

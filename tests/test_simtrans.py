@@ -337,6 +337,17 @@ def test_pipeline_end_to_end_on_a_tiny_synthetic_dataset(tiny_dataset, tmp_path,
     with open(os.path.join(run, "eval", "metrics.json")) as handle:
         accuracy = json.load(handle)["accuracy"]
     assert set(accuracy) == {"novel", "base", "all"} and all(0 <= v <= 1 for v in accuracy.values())
+    with open(os.path.join(run, "train", "step.json")) as handle:
+        assert json.load(handle)["settings"]["graph_epochs"] == 1
+    # another class split: the later steps' outputs are stale until they are run again
+    run_step("pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run, "--image_size", "32", "--epochs", "1",
+             "--batch_size", "8", "--novel_classes", "0,1")
+    capsys.readouterr()
+    for step in ("weights", "train", "eval"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_step(step, "--run_dir", run)
+        message = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "stale" in message and "base_classes, novel_classes" in message
 
 
 def exit_code_and_message(capsys, *argv):
