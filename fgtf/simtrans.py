@@ -29,7 +29,7 @@ Run folder:
   simnet/simnet.weights.h5      simnet/metrics.json (pair F1 on base/novel test per epoch)
   weights/<formula>.json        {image path: weight} of the novel training images
   weights/similarities.npz      per novel class c: `S_<c>` (N_c, N_c), row = first slot; `paths_<c>`
-  weights/summary.json          weight statistics (clean vs mislabelled when the dataset knows)
+  weights/metrics.json          weight statistics (clean vs mislabelled when the dataset knows)
   weights/sample_weights.png    the qualitative figure
   train/classifier.weights.h5   train/metrics.json
   eval/metrics.json
