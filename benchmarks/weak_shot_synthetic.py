@@ -64,7 +64,7 @@ def main():
     seeds = [int(s) for s in args.seeds.split(",")]
     generate(args.dataset_dir, classes=20, label_noise=0.4, novel_classes=5)
     shared = os.path.join(args.work_dir, "shared")
-    if not os.path.isfile(os.path.join(shared, "weights", "metrics.json")):
+    if not os.path.isfile(os.path.join(shared, "weights", "step.json")):  # the shared steps finished
         simtrans(["pretrain", "--dataset_dir", args.dataset_dir, "--run_dir", shared, "--image_size",
                   str(args.image_size), "--epochs", str(args.pretrain_epochs)])
         simtrans(["simnet", "--run_dir", shared, "--epochs", str(args.simnet_epochs)])

@@ -24,20 +24,28 @@ Steps (shared/spec/simtrans.md):
 
 Run folder:
   run.json                      dataset, class split, backbone, image size (written by pretrain)
+  <step>/step.json              the settings the step ran with and which outputs of earlier steps it used
   pretrain/backbone.weights.h5  pretrain/metrics.json
   simnet/simnet.weights.h5      simnet/metrics.json (pair F1 on base/novel test per epoch)
   weights/<formula>.json        {image path: weight} of the novel training images
   weights/similarities.npz      per novel class c: `S_<c>` (N_c, N_c), row = first slot; `paths_<c>`
-  weights/summary.json          weight statistics (clean vs mislabelled when the dataset knows)
+  weights/metrics.json          weight statistics (clean vs mislabelled when the dataset knows)
   weights/sample_weights.png    the qualitative figure
   train/classifier.weights.h5   train/metrics.json
   eval/metrics.json
 
-The default backbone `small_convnet` (four conv stages, 128-d features) at
-64x64 pixels makes the whole pipeline run on a CPU in minutes; the original
-is `--model resnet_v2_50 --image_size 224` (fgtf's ResNet-v2, not
-torchvision's v1.5). Any fgtf backbone name works, optionally initialised
-from `--init_weights` (a slim checkpoint or .weights.h5). Images go through
+A step reads only outputs that are current: when an earlier step is run
+again (e.g. pretrain with other novel classes), every later step whose
+outputs came from the earlier run is refused, naming the changed settings,
+until it is run again.
+
+The default backbone is the registry's `small_cnn` (six conv layers,
+128-d features) at 64x64 pixels, so the whole pipeline runs on a CPU in
+minutes; the original is `--model resnet_v2_50 --image_size 224` (fgtf's
+ResNet-v2, not torchvision's v1.5). Any fgtf registry backbone works,
+optionally initialised from `--checkpoint` (alias `--init_weights`): a
+TF-Slim checkpoint, a `.weights.h5`, an fgtf training run folder or another
+SimTrans run folder of the same network. Images go through
 fgtf.preprocessing: evaluation crop for testing and features; for training
 the same crop with a random flip (`--augment flip`, default: short CPU
 schedules) or slim's inception training preprocessing (`--augment inception`).
@@ -50,9 +58,14 @@ selection or early stopping (the last epoch is kept; the test metrics of
 every epoch are logged); a SimNet iteration uses only full-size batch pairs.
 """
 import argparse
+import inspect
 import json
+import math
 import os
 import time
+import uuid
+import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,11 +73,23 @@ from tfrecord_tools.cli import UserError, cli_main
 
 STEPS = ("pretrain", "simnet", "weights", "train", "eval")
 RUN_FILE = "run.json"
-SMALL_CONVNET = "small_convnet"
+STEP_FILE = "step.json"
+DEFAULT_MODEL = "small_cnn"
 BACKBONE_WEIGHTS = os.path.join("pretrain", "backbone.weights.h5")
 SIMNET_WEIGHTS = os.path.join("simnet", "simnet.weights.h5")
 CLASSIFIER_WEIGHTS = os.path.join("train", "classifier.weights.h5")
 WEIGHT_FORMULAS = ("savg1", "avg1")
+
+
+class Schedule(NamedTuple):
+    """How a step trains: SGD (momentum 0.9) for `epochs`, lr halved every `lr_interval` epochs."""
+    epochs: int
+    lr: float
+    lr_interval: int
+    weight_decay: float
+    augment: str
+    batch_size: int
+    seed: int
 
 
 @cli_main
@@ -73,94 +98,104 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for step in STEPS:
-        _STEP_ARGUMENTS[step](steps.add_parser(step, help=_STEP_HELP[step], description=_STEP_HELP[step]))
-    args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "graph_batch_size", "image_size", "lr_interval", "batch_classes",
-                 "batch_classes_novel", "eval_batches", "eval_classes", "eval_images", "figure_images"):
-        if getattr(args, name, 1) < 1:
-            raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if getattr(args, "graph_epochs", 0) < 0:
-        raise UserError(f"--graph_epochs must be >= 0, got {args.graph_epochs}")
-    if getattr(args, "lr", 1.0) <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+        _STEP_ARGUMENTS[step](steps.add_parser(step, help=_STEP_HELP[step], description=_STEP_HELP[step],
+                                               formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    options = vars(parser.parse_args(argv))
+    step = options.pop("step")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _STEP_FUNCTIONS[args.step](args)
+    _STEP_FUNCTIONS[step](**options)
 
 
-def pretrain(args):
-    """Step 0: write run.json, train backbone + classifier with plain CE, save the backbone."""
+def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, num_novel=None,
+             model=DEFAULT_MODEL, image_size=64, checkpoint=None, pretrain_data="clean_base", epochs=15, lr=0.02,
+             lr_interval=20, weight_decay=1e-4, augment="flip", batch_size=32, seed=0):
+    """Step 0: train backbone + classifier with plain CE, save the backbone and
+    write run.json (the class split every later step uses)."""
     from fgtf.datasets import weak_shot_split
-
-    novel = _novel_classes(args)
-    data = weak_shot_split(args.dataset, args.dataset_dir, novel)
-    if args.model != SMALL_CONVNET:
-        from fgtf.models import list_models
-        if args.model not in list_models():
-            raise UserError(f"unknown model {args.model!r}; choose {SMALL_CONVNET} or one of {', '.join(list_models())}")
-    run = {"dataset": args.dataset, "dataset_dir": os.path.abspath(args.dataset_dir), "model": args.model,
-           "image_size": args.image_size, "base_classes": data.base_classes, "novel_classes": data.novel_classes}
-    _set_seed(args.seed)
     from fgtf.fileio import write_json
+    from fgtf.models import list_models
 
-    write_json(os.path.join(args.run_dir, RUN_FILE), run)
-    train_records, test_sets = ((data.base_train, {"base": data.base_test}) if args.pretrain_data == "clean_base"
+    if model not in list_models():
+        raise UserError(f"unknown model {model!r}; choose one of {', '.join(list_models())}")
+    if pretrain_data not in ("clean_base", "noisy_novel"):
+        raise UserError(f"pretrain_data must be clean_base or noisy_novel, got {pretrain_data!r}")
+    novel = _novel_classes(dataset, dataset_dir, novel_classes, num_novel, seed)
+    data = weak_shot_split(dataset, dataset_dir, novel)
+    run = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir), "model": model,
+           "image_size": image_size, "base_classes": data.base_classes, "novel_classes": data.novel_classes}
+    settings = {**run, "checkpoint": checkpoint and os.path.abspath(checkpoint), "pretrain_data": pretrain_data,
+                "epochs": epochs, "lr": lr, "lr_interval": lr_interval, "weight_decay": weight_decay,
+                "augment": augment, "batch_size": batch_size, "seed": seed}
+    _set_seed(seed)
+    train_records, test_sets = ((data.base_train, {"base": data.base_test}) if pretrain_data == "clean_base"
                                 else (data.novel_train, {"novel": data.novel_test}))
-    classes = len(data.base_classes) if args.pretrain_data == "clean_base" else len(data.novel_classes)
-    model = _classifier(run, classes, backbone_weights=args.init_weights)
-    history = _fit_classifier(model, run, train_records, [1.0] * len(train_records), test_sets, args,
+    classes = len(data.base_classes) if pretrain_data == "clean_base" else len(data.novel_classes)
+    classifier = _classifier(run, classes, backbone_weights=checkpoint)
+    schedule = Schedule(epochs, lr, lr_interval, weight_decay, augment, batch_size, seed)
+    history = _fit_classifier(classifier, run, train_records, [1.0] * len(train_records), test_sets, schedule,
                               step="pretrain")
-    _save_weights(model.backbone, args.run_dir, BACKBONE_WEIGHTS)
-    _finish(args.run_dir, "pretrain", {"data": args.pretrain_data, "epochs": history})
+    _forget_step(run_dir, "pretrain")
+    _save_weights(classifier.backbone, run_dir, BACKBONE_WEIGHTS)
+    write_json(os.path.join(run_dir, RUN_FILE), run)
+    _finish(run_dir, "pretrain", {"data": pretrain_data, "epochs": history}, settings, {})
 
 
-def train_simnet(args):
+def train_simnet(run_dir, *, beta=0.0, domain_lr=0.01, batch_classes=20, batch_classes_novel=2, eval_batches=10,
+                 eval_classes=10, eval_images=10, epochs=8, lr=0.01, lr_interval=20, weight_decay=1e-4,
+                 augment="flip", batch_size=50, seed=0):
     """Step 1: SimNet + discriminator on zipped base / novel class-grouped batches."""
     import keras
 
-    run, data = _load_run(args.run_dir)
-    _require(args.run_dir, BACKBONE_WEIGHTS, "pretrain")
-    _set_seed(args.seed)
-    simnet = _simnet(run, os.path.join(args.run_dir, BACKBONE_WEIGHTS), beta=args.beta,
-                     weight_decay=args.weight_decay)
-    rng = np.random.default_rng(args.seed)
+    run, data = _load_run(run_dir)
+    inputs = {"pretrain": _current_step(run_dir, "pretrain")}
+    settings = {"beta": beta, "domain_lr": domain_lr, "batch_classes": batch_classes,
+                "batch_classes_novel": batch_classes_novel, "eval_batches": eval_batches,
+                "eval_classes": eval_classes, "eval_images": eval_images, "epochs": epochs, "lr": lr,
+                "lr_interval": lr_interval, "weight_decay": weight_decay, "augment": augment,
+                "batch_size": batch_size, "seed": seed}
+    _set_seed(seed)
+    simnet = _simnet(run, os.path.join(run_dir, BACKBONE_WEIGHTS), beta=beta, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
     history = []
-    for epoch in range(args.epochs):
-        lr = args.lr * 0.5 ** (epoch // args.lr_interval)
-        simnet.compile(keras.optimizers.SGD(lr, momentum=0.9),
-                       discriminator_optimizer=keras.optimizers.SGD(args.domain_lr * lr / args.lr, momentum=0.9),
+    for epoch in range(epochs):
+        epoch_lr = lr * 0.5 ** (epoch // lr_interval)
+        simnet.compile(keras.optimizers.SGD(epoch_lr, momentum=0.9),
+                       discriminator_optimizer=keras.optimizers.SGD(domain_lr * epoch_lr / lr, momentum=0.9),
                        jit_compile=False)
-        iterations = _pair_batch_plan(data, args.batch_size, args.batch_classes, args.batch_classes_novel, rng)
+        iterations = _pair_batch_plan(data, batch_size, batch_classes, batch_classes_novel, rng)
         if not iterations:
-            raise UserError(f"no SimNet iteration fits: --batch_size {args.batch_size} is larger than the base or "
+            raise UserError(f"no SimNet iteration fits: --batch_size {batch_size} is larger than the base or "
                             f"novel training set; lower it")
         started = time.time()
-        logs = simnet.fit(_pair_dataset(data, iterations, run["image_size"], args, epoch), epochs=1, verbose=0,
-                          shuffle=False)
-        scores = {split: _pair_f1(simnet, records, run["image_size"], args, rng)
+        logs = simnet.fit(_pair_dataset(data, iterations, run["image_size"], batch_size, augment, seed, epoch),
+                          epochs=1, verbose=0, shuffle=False)
+        scores = {split: _pair_f1(simnet, records, run["image_size"], eval_batches, eval_classes, eval_images, rng)
                   for split, records in (("base_test", data.base_test), ("novel_test", data.novel_test))}
-        record = {"epoch": epoch + 1, "lr": lr, **{k: float(v[-1]) for k, v in logs.history.items()},
+        record = {"epoch": epoch + 1, "lr": epoch_lr, **{k: float(v[-1]) for k, v in logs.history.items()},
                   **{f"f1_{k}": v for k, v in scores.items()}}
         history.append(record)
-        print(f"[simnet] epoch {epoch + 1}/{args.epochs} ({len(iterations)} iterations, {time.time() - started:.0f} s): "
+        print(f"[simnet] epoch {epoch + 1}/{epochs} ({len(iterations)} iterations, {time.time() - started:.0f} s): "
               f"sim_loss {record['sim_loss']:.4f} pair_acc {record['pair_accuracy']:.3f} "
               f"domain_loss {record['domain_loss']:.4f} domain_acc {record['domain_accuracy']:.3f} "
               f"F1 base {scores['base_test']:.3f} novel {scores['novel_test']:.3f}", flush=True)
     inference = _simnet(run)
     inference.set_weights(simnet.get_weights())
-    _save_weights(inference, args.run_dir, SIMNET_WEIGHTS)
-    _finish(args.run_dir, "simnet", {"beta": args.beta, "epochs": history})
+    _forget_step(run_dir, "simnet")
+    _save_weights(inference, run_dir, SIMNET_WEIGHTS)
+    _finish(run_dir, "simnet", {"beta": beta, "epochs": history}, settings, inputs)
 
 
-def compute_weights(args):
+def compute_weights(run_dir, *, figure_images=4, batch_size=64):
     """Step 2: per novel class, SimNet similarities of its training images -> sample weights."""
     from fgtf.fileio import atomic_path, write_json
     from fgtf.models.heads.simtrans import sample_weights
     from fgtf.plots import sample_weights_png
 
-    run, data = _load_run(args.run_dir)
-    simnet = _load_simnet(args.run_dir, run)
+    run, data = _load_run(run_dir)
+    inputs = {"simnet": _current_step(run_dir, "simnet")}
+    simnet = _load_simnet(run_dir, run)
     records = sorted(data.novel_train, key=lambda r: (r.label, r.path))
-    features = _features(simnet, [r.path for r in records], run["image_size"], args.batch_size)
+    features = _features(simnet, [r.path for r in records], run["image_size"], batch_size)
     labels = np.array([r.label for r in records])
     paths = np.array([r.path for r in records])
     weights = {formula: np.zeros(len(records), np.float32) for formula in WEIGHT_FORMULAS}
@@ -172,99 +207,94 @@ def compute_weights(args):
         for formula in WEIGHT_FORMULAS:
             weights[formula][members] = sample_weights(matrix, formula, "one_mean")
         print(f"[weights] novel class {label}: {len(members)} images, mean similarity {matrix.mean():.3f}", flush=True)
-    with atomic_path(os.path.join(args.run_dir, "weights", "similarities.npz")) as tmp:
-        np.savez(tmp, **matrices)
-    for formula, values in weights.items():
-        write_json(os.path.join(args.run_dir, "weights", f"{formula}.json"),
-                   {path: float(w) for path, w in zip(paths, values)})
     mislabelled = _mislabelled(records, run)
     summary = {formula: _weight_summary(values, mislabelled) for formula, values in weights.items()}
     names = _class_names(data.novel_train)
     classes = np.unique(labels)
+    _forget_step(run_dir, "weights")
+    with atomic_path(os.path.join(run_dir, "weights", "similarities.npz")) as tmp:
+        np.savez(tmp, **matrices)
+    for formula, values in weights.items():
+        write_json(os.path.join(run_dir, "weights", f"{formula}.json"),
+                   {path: float(w) for path, w in zip(paths, values)})
     sample_weights_png([list(paths[labels == c]) for c in classes],
                        [weights[WEIGHT_FORMULAS[0]][labels == c] for c in classes],
-                       os.path.join(args.run_dir, "weights", "sample_weights.png"),
-                       class_names=[names.get(c, str(c)) for c in classes], count=args.figure_images,
+                       os.path.join(run_dir, "weights", "sample_weights.png"),
+                       class_names=[names.get(c, str(c)) for c in classes], count=figure_images,
                        title=f"SimTrans sample weights ({WEIGHT_FORMULAS[0]}): highest and lowest per novel class",
                        mislabelled_by_class=None if mislabelled is None else [mislabelled[labels == c]
                                                                               for c in classes])
     for formula, stats in summary.items():
-        line = f"[weights] {formula}: min {stats['min']:.3f} max {stats['max']:.3f}"
+        line = f"[weights] {formula}: min {stats['min']:.4g} max {stats['max']:.4g}"
         if "mean_clean" in stats:
-            line += f"; mean weight clean {stats['mean_clean']:.3f}, mislabelled {stats['mean_mislabelled']:.3f}"
+            line += f"; mean weight clean {stats['mean_clean']:.4g}, mislabelled {stats['mean_mislabelled']:.4g}"
         print(line, flush=True)
-    _finish(args.run_dir, "weights", summary)
+    _finish(run_dir, "weights", summary, {"figure_images": figure_images, "batch_size": batch_size}, inputs)
 
 
-def train_classifier(args):
+def train_classifier(run_dir, *, classes="all", init="pretrain", weighting="savg1", graph_epochs=0,
+                     graph_weighting="avg1", graph_batch_size=128, alpha=0.1, mu=-4.0, eye=1, epochs=8, lr=0.02,
+                     lr_interval=20, weight_decay=1e-4, augment="flip", batch_size=16, seed=0):
     """Step 3: weighted-CE epochs, then alternating graph / CE epochs."""
-    run, data = _load_run(args.run_dir)
-    _set_seed(args.seed)
-    records, num_classes, test_sets = _label_space(data, args.classes)
-    weights = {}
-    for formula in dict.fromkeys([args.weighting, args.graph_weighting]):
-        if formula != "none":
-            weights[formula] = _read_weights(args.run_dir, formula)
-    if args.init == "pretrain":
-        _require(args.run_dir, BACKBONE_WEIGHTS, "pretrain")
-    simnet = _load_simnet(args.run_dir, run) if args.graph_epochs and args.alpha else None
-    model = _classifier(run, num_classes, backbone_weights=os.path.join(args.run_dir, BACKBONE_WEIGHTS)
-                        if args.init == "pretrain" else None, simnet=simnet)
+    run, data = _load_run(run_dir)
+    uses_graph = bool(graph_epochs and alpha)
+    used_steps = ["pretrain"]  # run.json's class split, and the backbone unless --init scratch
+    if {weighting, graph_weighting} - {"none"}:
+        used_steps.append("weights")
+    if uses_graph:
+        used_steps.append("simnet")
+    inputs = {step: _current_step(run_dir, step) for step in used_steps}
+    settings = {"classes": classes, "init": init, "weighting": weighting, "graph_epochs": graph_epochs,
+                "graph_weighting": graph_weighting, "graph_batch_size": graph_batch_size, "alpha": alpha, "mu": mu,
+                "eye": eye, "epochs": epochs, "lr": lr, "lr_interval": lr_interval, "weight_decay": weight_decay,
+                "augment": augment, "batch_size": batch_size, "seed": seed}
+    _set_seed(seed)
+    records, num_classes, test_sets = _label_space(data, classes)
+    weights = {formula: _read_weights(run_dir, formula)
+               for formula in dict.fromkeys([weighting, graph_weighting]) if formula != "none"}
+    simnet = _load_simnet(run_dir, run) if uses_graph else None
+    model = _classifier(run, num_classes, backbone_weights=os.path.join(run_dir, BACKBONE_WEIGHTS)
+                        if init == "pretrain" else None, simnet=simnet)
 
     def weights_for(formula):
         return [weights[formula].get(r.path, 1.0) if formula != "none" else 1.0 for r in records]
 
-    history = _fit_classifier(model, run, records, weights_for(args.weighting), test_sets, args, step="train")
-    for epoch in range(args.graph_epochs):
+    schedule = Schedule(epochs, lr, lr_interval, weight_decay, augment, batch_size, seed)
+    history = _fit_classifier(model, run, records, weights_for(weighting), test_sets, schedule, step="train")
+    for epoch in range(graph_epochs):
         graph_epoch = epoch % 2 == 0
-        graph = {"graph_weight": args.alpha if graph_epoch else 0.0, "mu": args.mu, "eye": args.eye}
-        history += _fit_classifier(model, run, records, weights_for(args.graph_weighting), test_sets, args,
-                                   step="train/graph" if graph_epoch else "train/ce", epochs=1,
-                                   batch_size=args.graph_batch_size if graph_epoch else args.batch_size,
-                                   first_epoch=args.epochs + epoch, schedule_start=args.epochs, graph=graph)
+        graph = {"graph_weight": alpha if graph_epoch else 0.0, "mu": mu, "eye": eye}
+        history += _fit_classifier(model, run, records, weights_for(graph_weighting), test_sets,
+                                   schedule._replace(epochs=1, batch_size=graph_batch_size if graph_epoch
+                                                     else batch_size),
+                                   step="train/graph" if graph_epoch else "train/ce",
+                                   first_epoch=epochs + epoch, schedule_start=epochs, graph=graph)
     # saved without the SimNet of the graph term and without the optimizer
     inference = _classifier(run, num_classes)
     inference.backbone.set_weights(model.backbone.get_weights())
     inference.classifier.set_weights(model.classifier.get_weights())
-    _save_weights(inference, args.run_dir, CLASSIFIER_WEIGHTS)
-    _finish(args.run_dir, "train", {"classes": args.classes, "num_classes": num_classes,
-                                     "weighting": args.weighting, "graph_weighting": args.graph_weighting,
-                                     "alpha": args.alpha, "mu": args.mu, "eye": args.eye, "epochs": history})
+    _forget_step(run_dir, "train")
+    _save_weights(inference, run_dir, CLASSIFIER_WEIGHTS)
+    _finish(run_dir, "train", {"classes": classes, "num_classes": num_classes, "weighting": weighting,
+                               "graph_weighting": graph_weighting, "alpha": alpha, "mu": mu, "eye": eye,
+                               "epochs": history}, settings, inputs)
 
 
-def evaluate(args):
+def evaluate(run_dir, *, batch_size=64):
     """Top-1 accuracy of the trained classifier on the test sets of its label space."""
-    run, data = _load_run(args.run_dir)
-    config = _read_step_metrics(args.run_dir, "train")
-    _require(args.run_dir, CLASSIFIER_WEIGHTS, "train")
-    _, num_classes, test_sets = _label_space(data, config["classes"])
+    run, data = _load_run(run_dir)
+    trained = _current_step(run_dir, "train")
+    classes = trained["settings"]["classes"]
+    _, num_classes, test_sets = _label_space(data, classes)
     model = _classifier(run, num_classes)
-    model.load_weights(os.path.join(args.run_dir, CLASSIFIER_WEIGHTS))
-    metrics = {name: _accuracy(model, records, run["image_size"], args.batch_size)
+    model.load_weights(os.path.join(run_dir, CLASSIFIER_WEIGHTS))
+    metrics = {name: _accuracy(model, records, run["image_size"], batch_size)
                for name, records in test_sets.items()}
     for name, value in metrics.items():
         print(f"[eval] {name}: top-1 accuracy {value:.4f} ({len(test_sets[name])} images)", flush=True)
-    _finish(args.run_dir, "eval", {"classes": config["classes"], "accuracy": metrics})
-
-
-def small_convnet(image_size, widths=(16, 32, 64, 128)):
-    """A CPU-sized backbone: per stage two 3x3 conv -> BN -> ReLU, then 2x2 max
-    pooling (none after the last stage). Returns a Keras model (B, S, S, 3) ->
-    feature map (B, S/8, S/8, widths[-1])."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input((image_size, image_size, 3))
-    x = inputs
-    for stage, width in enumerate(widths):
-        for index in (1, 2):
-            name = f"stage{stage + 1}.conv{index}"
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=name)(x)
-            x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}.bn")(x)
-            x = layers.ReLU(name=f"{name}.relu")(x)
-        if stage < len(widths) - 1:
-            x = layers.MaxPooling2D(2, name=f"stage{stage + 1}.pool")(x)
-    return keras.Model(inputs, x, name=SMALL_CONVNET)
+    _forget_step(run_dir, "eval")
+    _finish(run_dir, "eval", {"classes": classes, "accuracy": metrics}, {"batch_size": batch_size},
+            {"train": trained})
 
 
 def class_grouped_batches(labels, batch_size, classes_per_batch, rng):
@@ -302,93 +332,136 @@ _STEP_HELP = {
 }
 
 
-def _common(parser, batch_size=None):
-    parser.add_argument("--run_dir", default="runs/simtrans", help="the run folder (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    if batch_size is not None:
-        parser.add_argument("--batch_size", type=int, default=batch_size, help="batch size (default: %(default)s)")
+def positive_int(text):
+    """An integer >= 1 (argparse type)."""
+    return _number(text, int, 1)
 
 
-def _optimisation(parser, epochs, lr, lr_interval=20):
-    parser.add_argument("--epochs", type=int, default=epochs, help="epochs (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=lr, help="SGD learning rate, momentum 0.9 (default: %(default)s)")
-    parser.add_argument("--lr_interval", type=int, default=lr_interval,
-                        help="halve the learning rate every this many epochs (default: %(default)s)")
-    parser.add_argument("--weight_decay", type=float, default=1e-4,
-                        help="coupled L2 on every weight, as PyTorch SGD (default: %(default)s)")
-    parser.add_argument("--augment", choices=("flip", "inception"), default="flip",
-                        help="training preprocessing: evaluation crop + random flip, or slim's inception "
-                             "training preprocessing (default: %(default)s)")
+def non_negative_int(text):
+    """An integer >= 0 (argparse type)."""
+    return _number(text, int, 0)
+
+
+def positive_float(text):
+    """A number > 0 (argparse type)."""
+    return _number(text, float, 0.0, inclusive=False)
+
+
+def non_negative_float(text):
+    """A number >= 0 (argparse type)."""
+    return _number(text, float, 0.0)
+
+
+def _number(text, kind, minimum, inclusive=True):
+    bound = f"{'at least' if inclusive else 'more than'} {minimum}"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {bound}, "
+                                         f"got {text!r}") from None
+    if not math.isfinite(value) or not (value >= minimum if inclusive else value > minimum):
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+    return value
+
+
+def _label_list(text):
+    """--novel_classes: comma-separated integer labels."""
+    try:
+        labels = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer labels, got {text!r}") from None
+    if not labels:
+        raise argparse.ArgumentTypeError("expected at least one label")
+    return labels
+
+
+def _add(parser, function, name, help, *flags, **options):
+    """`--name` (plus alias `flags`) with its default taken from `function`'s signature."""
+    parser.add_argument(f"--{name}", *flags, dest=name, default=inspect.signature(function).parameters[name].default,
+                        help=help, **options)
+
+
+def _schedule_arguments(parser, function):
+    _add(parser, function, "epochs", "training epochs", type=positive_int)
+    _add(parser, function, "lr", "SGD learning rate (momentum 0.9)", type=positive_float)
+    _add(parser, function, "lr_interval", "halve the learning rate every this many epochs", type=positive_int)
+    _add(parser, function, "weight_decay", "coupled L2 on every weight, as PyTorch SGD", type=non_negative_float)
+    _add(parser, function, "augment", "training preprocessing: evaluation crop + random flip, or slim's "
+         "inception training preprocessing", choices=("flip", "inception"))
+    _add(parser, function, "batch_size", "images per training batch", type=positive_int)
+    _add(parser, function, "seed", "random seed of initialisation, order and augmentation", type=non_negative_int)
+
+
+def _run_dir_argument(parser):
+    parser.add_argument("--run_dir", default="runs/simtrans", help="the SimTrans run folder")
 
 
 def _pretrain_arguments(parser):
-    _common(parser, batch_size=32)
-    parser.add_argument("--dataset", default="synthetic", help="dataset registry name (default: %(default)s)")
+    from fgtf.models import list_models
+
+    _run_dir_argument(parser)
     parser.add_argument("--dataset_dir", default="data/synthetic_noisy",
                         help="dataset folder; its noisy web images: web.txt or web/<class>/, or for synthetic "
-                             "the noisy training list (default: %(default)s)")
-    parser.add_argument("--novel_classes",
-                        help="comma-separated novel labels (default: synthetic.json's novel classes)")
-    parser.add_argument("--num_novel", type=int, help="instead: this many novel classes drawn with --seed")
-    parser.add_argument("--model", default=SMALL_CONVNET,
-                        help="backbone: small_convnet or an fgtf model name (default: %(default)s)")
-    parser.add_argument("--image_size", type=int, default=64, help="image side in pixels (default: %(default)s)")
-    parser.add_argument("--init_weights", help="initial backbone weights: slim checkpoint or .weights.h5")
-    parser.add_argument("--pretrain_data", choices=("clean_base", "noisy_novel"), default="clean_base",
-                        help="train on the clean base classes (the authors' stated init) or on the noisy novel "
-                             "images (the released script) (default: %(default)s)")
-    _optimisation(parser, epochs=15, lr=0.02)
+                             "the noisy training list")
+    _add(parser, pretrain, "dataset", "dataset registry name")
+    _add(parser, pretrain, "novel_classes", "comma-separated novel labels; none given: the novel classes "
+         "recorded in a synthetic dataset's synthetic.json", type=_label_list)
+    _add(parser, pretrain, "num_novel", "instead of --novel_classes: this many novel classes drawn with --seed",
+         type=positive_int)
+    _add(parser, pretrain, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}")
+    _add(parser, pretrain, "image_size", "image side in pixels", type=positive_int)
+    _add(parser, pretrain, "checkpoint", "initial backbone weights: TF-Slim checkpoint, .weights.h5, fgtf run "
+         "folder or SimTrans run folder of the same --model; none given: random initialisation", "--init_weights")
+    _add(parser, pretrain, "pretrain_data", "train on the clean base classes (the authors' stated init) or on the "
+         "noisy novel images (the released script)", choices=("clean_base", "noisy_novel"))
+    _schedule_arguments(parser, pretrain)
 
 
 def _simnet_arguments(parser):
-    _common(parser, batch_size=50)
-    parser.add_argument("--batch_classes", type=int, default=20,
-                        help="at most this many classes per base batch (default: %(default)s)")
-    parser.add_argument("--batch_classes_novel", type=int, default=2,
-                        help="at most this many classes per novel batch (default: %(default)s)")
-    parser.add_argument("--beta", type=float, default=0.0,
-                        help="adversarial weight: SimNet minimises L_sim - beta L_dom; 0 = the released "
-                             "script, 0.1 = the method (default: %(default)s)")
-    parser.add_argument("--domain_lr", type=float, default=0.01,
-                        help="discriminator learning rate (default: %(default)s)")
-    parser.add_argument("--eval_batches", type=int, default=10,
-                        help="pair-F1 evaluation: batches of --eval_classes x --eval_images test images "
-                             "(default: %(default)s)")
-    parser.add_argument("--eval_classes", type=int, default=10, help="(default: %(default)s)")
-    parser.add_argument("--eval_images", type=int, default=10, help="(default: %(default)s)")
-    _optimisation(parser, epochs=8, lr=0.01)
+    _run_dir_argument(parser)
+    _add(parser, train_simnet, "batch_classes", "at most this many classes per base batch", type=positive_int)
+    _add(parser, train_simnet, "batch_classes_novel", "at most this many classes per novel batch",
+         type=positive_int)
+    _add(parser, train_simnet, "beta", "adversarial weight: SimNet minimises L_sim - beta L_dom; 0 = the "
+         "released script, 0.1 = the method", type=non_negative_float)
+    _add(parser, train_simnet, "domain_lr", "discriminator learning rate", type=positive_float)
+    _add(parser, train_simnet, "eval_batches", "pair-F1 evaluation: batches of --eval_classes x --eval_images "
+         "test images", type=positive_int)
+    _add(parser, train_simnet, "eval_classes", "classes per pair-F1 evaluation batch", type=positive_int)
+    _add(parser, train_simnet, "eval_images", "images per class in a pair-F1 evaluation batch", type=positive_int)
+    _schedule_arguments(parser, train_simnet)
 
 
 def _weights_arguments(parser):
-    _common(parser, batch_size=64)
-    parser.add_argument("--figure_images", type=int, default=4,
-                        help="highest and lowest weighted images shown per class (default: %(default)s)")
+    _run_dir_argument(parser)
+    _add(parser, compute_weights, "figure_images", "highest and lowest weighted images shown per class",
+         type=positive_int)
+    _add(parser, compute_weights, "batch_size", "images per feature batch", type=positive_int)
 
 
 def _train_arguments(parser):
-    _common(parser, batch_size=16)
-    parser.add_argument("--classes", choices=("all", "novel"), default="all",
-                        help="label space: base + novel classes, or the novel classes only as the released "
-                             "script (default: %(default)s)")
-    parser.add_argument("--init", choices=("pretrain", "scratch"), default="pretrain",
-                        help="start from the pretrained backbone or from scratch (default: %(default)s)")
-    parser.add_argument("--weighting", choices=("savg1", "avg1", "none"), default="savg1",
-                        help="sample weights of the weighted-CE epochs (default: %(default)s)")
-    parser.add_argument("--graph_epochs", type=int, default=0,
-                        help="alternating epochs after --epochs: even = graph (weighted CE + alpha L_graph, "
-                             "batch --graph_batch_size), odd = weighted CE (default: %(default)s)")
-    parser.add_argument("--graph_weighting", choices=("savg1", "avg1", "none"), default="avg1",
-                        help="sample weights of the alternating epochs (default: %(default)s)")
-    parser.add_argument("--graph_batch_size", type=int, default=128, help="(default: %(default)s)")
-    parser.add_argument("--alpha", type=float, default=0.1, help="graph loss weight (default: %(default)s)")
-    parser.add_argument("--mu", type=float, default=-4.0, help="similarity relaxation (default: %(default)s)")
-    parser.add_argument("--eye", type=int, choices=(0, 1), default=1,
-                        help="1: graph over all pairs (the script); 0: same-label pairs only (default: %(default)s)")
-    _optimisation(parser, epochs=8, lr=0.02)
+    _run_dir_argument(parser)
+    _add(parser, train_classifier, "classes", "label space: base + novel classes, or the novel classes only as "
+         "the released script", choices=("all", "novel"))
+    _add(parser, train_classifier, "init", "start from the pretrained backbone or from scratch",
+         choices=("pretrain", "scratch"))
+    _add(parser, train_classifier, "weighting", "sample weights of the weighted-CE epochs",
+         choices=("savg1", "avg1", "none"))
+    _add(parser, train_classifier, "graph_epochs", "alternating epochs after --epochs: even = graph (weighted CE + "
+         "alpha L_graph, batch --graph_batch_size), odd = weighted CE", type=non_negative_int)
+    _add(parser, train_classifier, "graph_weighting", "sample weights of the alternating epochs",
+         choices=("savg1", "avg1", "none"))
+    _add(parser, train_classifier, "graph_batch_size", "batch size of the graph epochs", type=positive_int)
+    _add(parser, train_classifier, "alpha", "graph loss weight", type=non_negative_float)
+    _add(parser, train_classifier, "mu", "similarity relaxation of the graph", type=float)
+    _add(parser, train_classifier, "eye", "1: graph over all pairs (the script); 0: same-label pairs only",
+         type=int, choices=(0, 1))
+    _schedule_arguments(parser, train_classifier)
 
 
 def _eval_arguments(parser):
-    _common(parser, batch_size=64)
+    _run_dir_argument(parser)
+    _add(parser, evaluate, "batch_size", "images per evaluation batch", type=positive_int)
 
 
 _STEP_ARGUMENTS = {"pretrain": _pretrain_arguments, "simnet": _simnet_arguments, "weights": _weights_arguments,
@@ -399,25 +472,33 @@ _STEP_FUNCTIONS = {"pretrain": pretrain, "simnet": train_simnet, "weights": comp
 
 # ---------------------------------------------------------------- run folder
 
-def _novel_classes(args):
+def _novel_classes(dataset, dataset_dir, novel_classes, num_novel, seed):
+    """The novel labels: given, drawn (`num_novel` with `seed`), or a synthetic
+    dataset's recorded ones; checked against the dataset's class count."""
     from fgtf.datasets import base_novel_split, get_num_classes
 
-    if args.novel_classes:
-        try:
-            return [int(v) for v in args.novel_classes.split(",") if v.strip()]
-        except ValueError:
-            raise UserError(f"--novel_classes must be comma-separated integer labels, got {args.novel_classes!r}") \
-                from None
-    if args.num_novel:
-        return base_novel_split(get_num_classes(args.dataset, args.dataset_dir), args.num_novel, args.seed)[1]
-    metadata = os.path.join(args.dataset_dir, "synthetic.json")
-    if os.path.isfile(metadata):
-        with open(metadata, encoding="utf-8") as handle:
-            novel = json.load(handle).get("novel_classes") or []
-        if novel:
-            return novel
-    raise UserError("give the novel classes with --novel_classes or --num_novel (only a synthetic dataset "
-                    "generated with --novel_classes records them)")
+    num_classes = get_num_classes(dataset, dataset_dir)
+    if novel_classes:
+        outside = sorted({label for label in novel_classes if not 0 <= label < num_classes})
+        if outside:
+            raise UserError(f"--novel_classes {','.join(map(str, outside))}: the {num_classes}-class dataset "
+                            f"{dataset_dir} has labels 0 to {num_classes - 1}")
+        novel = sorted(set(novel_classes))
+    elif num_novel:
+        novel = base_novel_split(num_classes, num_novel, seed)[1]
+    else:
+        metadata = os.path.join(dataset_dir, "synthetic.json")
+        novel = []
+        if os.path.isfile(metadata):
+            with open(metadata, encoding="utf-8") as handle:
+                novel = json.load(handle).get("novel_classes") or []
+        if not novel:
+            raise UserError("give the novel classes with --novel_classes or --num_novel (only a synthetic dataset "
+                            "generated with --novel_classes records them)")
+    if num_classes - len(novel) < 2:
+        raise UserError(f"{len(novel)} novel classes of {num_classes} leave fewer than 2 base classes for "
+                        f"pretraining and SimNet; choose fewer novel classes")
+    return novel
 
 
 def _load_run(run_dir):
@@ -432,30 +513,52 @@ def _load_run(run_dir):
     return run, weak_shot_split(run["dataset"], run["dataset_dir"], run["novel_classes"], run["base_classes"])
 
 
-def _require(run_dir, relative, step):
-    if not os.path.isfile(os.path.join(run_dir, relative)):
-        raise UserError(f"{os.path.join(run_dir, relative)} is missing; run `python -m fgtf.simtrans {step} "
-                        f"--run_dir {run_dir}` first")
+def _current_step(run_dir, step):
+    """The record (step.json) of `step`'s finished outputs, refused when the
+    step has not finished or when an earlier step it used was run again since
+    (its outputs are then stale)."""
+    path = os.path.join(run_dir, step, STEP_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is missing (the {step} step has not finished in this run folder); run "
+                        f"`python -m fgtf.simtrans {step} --run_dir {run_dir}` first")
+    with open(path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    for earlier, used in record["inputs"].items():
+        current = _current_step(run_dir, earlier)
+        if current["id"] != used["id"]:
+            changed = sorted(k for k in set(used["settings"]) | set(current["settings"])
+                             if used["settings"].get(k) != current["settings"].get(k))
+            reason = f"its settings changed ({', '.join(changed)})" if changed else "it was run again"
+            raise UserError(f"the {step} outputs in {run_dir} are stale: they were computed from an earlier "
+                            f"{earlier} step and {reason}; run `python -m fgtf.simtrans {step} --run_dir "
+                            f"{run_dir}` again")
+    return record
 
 
-def _read_step_metrics(run_dir, step):
-    _require(run_dir, os.path.join(step, "metrics.json"), step)
-    with open(os.path.join(run_dir, step, "metrics.json"), encoding="utf-8") as handle:
-        return json.load(handle)
+def _forget_step(run_dir, step):
+    """Drop `step`'s record before its outputs are replaced, so that an
+    interrupted step never passes for finished."""
+    path = os.path.join(run_dir, step, STEP_FILE)
+    if os.path.exists(path):
+        os.remove(path)
 
 
-def _read_weights(run_dir, formula):
-    relative = os.path.join("weights", f"{formula}.json")
-    _require(run_dir, relative, "weights")
-    with open(os.path.join(run_dir, relative), encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _finish(run_dir, step, metrics):
+def _finish(run_dir, step, metrics, settings, inputs):
+    """Write `step`'s metrics, then its record: a new id, the settings it ran
+    with and the records of the earlier steps whose outputs it used."""
     from fgtf.fileio import write_json
 
     write_json(os.path.join(run_dir, step, "metrics.json"), metrics)
+    write_json(os.path.join(run_dir, step, STEP_FILE),
+               {"id": uuid.uuid4().hex, "settings": settings,
+                "inputs": {name: {"id": record["id"], "settings": record["settings"]}
+                           for name, record in inputs.items()}})
     print(f"[{step}] done -> {os.path.join(run_dir, step)}", flush=True)
+
+
+def _read_weights(run_dir, formula):
+    with open(os.path.join(run_dir, "weights", f"{formula}.json"), encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def _save_weights(model, run_dir, relative):
@@ -471,6 +574,8 @@ def _label_space(data, classes):
     """(training records, num_classes, {test name: records}) of `classes`:
     `novel` keeps the novel labels; `all` puts the base classes first and
     shifts the novel labels after them."""
+    if classes not in ("all", "novel"):
+        raise UserError(f"classes must be all or novel, got {classes!r}")
     if classes == "novel":
         return list(data.novel_train), len(data.novel_classes), {"novel": list(data.novel_test)}
     offset = len(data.base_classes)
@@ -511,16 +616,75 @@ def _mislabelled(records, run):
 # ---------------------------------------------------------------- models
 
 def _backbone(run, weights=None):
-    """The run's backbone: a model (B, S, S, 3) -> 4-D feature map."""
-    size = run["image_size"]
-    if run["model"] == SMALL_CONVNET:
-        backbone = small_convnet(size)
-        if weights:
-            backbone.load_weights(weights)
-        return backbone
+    """The run's registry backbone without its classifier: a model (B, S, S, 3)
+    -> 4-D feature map, started from `weights` when given."""
     from fgtf.models import build_model
 
-    return build_model(run["model"], include_top=False, weights=weights, input_shape=(size, size, 3))
+    size = run["image_size"]
+    try:
+        backbone = build_model(run["model"], include_top=False, input_shape=(size, size, 3))
+    except ValueError as error:
+        if isinstance(error, UserError):
+            raise
+        raise UserError(f"--image_size {size} does not suit {run['model']}: {error}") from None
+    if weights:
+        _load_backbone_weights(backbone, weights, run["model"])
+    return backbone
+
+
+def _load_backbone_weights(backbone, path, model):
+    """Load `path` into the top-less `backbone` of network `model`: a SimTrans
+    run folder (its pretrained backbone), an fgtf training run folder (its
+    network's layers, by name), else by `fgtf.checkpoints.load_weights`
+    (.weights.h5 or TF-Slim checkpoint). Weights of another network are a UserError."""
+    from fgtf import runs
+    from fgtf.checkpoints import is_saved_model, load_weights
+
+    if not os.path.exists(path) and not os.path.exists(path + ".index"):
+        raise UserError(f"checkpoint {path} not found")
+    if is_saved_model(path):
+        raise UserError(f"{path} is a SavedModel; a SimTrans backbone starts from a TF-Slim checkpoint, a "
+                        f".weights.h5 or a run folder of the --model network")
+    if os.path.isfile(os.path.join(path, RUN_FILE)):
+        with open(os.path.join(path, RUN_FILE), encoding="utf-8") as handle:
+            other = json.load(handle)["model"]
+        if other != model:
+            raise UserError(f"{path} is a SimTrans run of {other}, not of --model {model}")
+        _current_step(path, "pretrain")  # its backbone is finished and current
+        path = os.path.join(path, BACKBONE_WEIGHTS)
+    elif os.path.isdir(path) and os.path.isfile(os.path.join(path, runs.RUN_CONFIG)):
+        _load_training_run(backbone, path, model)
+        return
+    # Keras warns about every layer a foreign file lacks before it fails; the one sentence below says it all
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            load_weights(backbone, path, exclude_scopes=("Logits",))
+        except UserError:
+            raise
+        except (ValueError, KeyError) as error:  # Keras: the file holds another network's layers
+            raise UserError(f"{path} does not hold weights of the {model} backbone ({type(error).__name__}); "
+                            f"pass a checkpoint of that network or choose its --model") from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _load_training_run(backbone, run_dir, model):
+    """Copy the layers of an fgtf training run's latest checkpoint into `backbone`, by name."""
+    from fgtf import runs
+
+    config = runs.load_run_config(run_dir)
+    if config["model_name"] != model:
+        raise UserError(f"{run_dir} is a training run of {config['model_name']}, not of --model {model}")
+    prefix = runs.latest_checkpoint(run_dir)
+    if prefix is None:
+        raise UserError(f"{run_dir} holds no checkpoint yet")
+    source = runs.build_network(config)
+    runs.restore_for_inference(source, prefix)
+    stored = {layer.name: layer for layer in runs.backbone_of(source).layers if layer.weights}
+    for layer in backbone.layers:
+        if layer.weights:
+            layer.set_weights(stored[layer.name].get_weights())
 
 
 def _pooled(backbone):
@@ -536,8 +700,6 @@ def _classifier(run, num_classes, backbone_weights=None, simnet=None):
 
     from fgtf.models.heads.simtrans import WeakShotClassifier
 
-    if backbone_weights and not os.path.exists(backbone_weights) and not os.path.exists(backbone_weights + ".index"):
-        raise UserError(f"backbone weights {backbone_weights} not found")
     model = WeakShotClassifier(_backbone(run, backbone_weights), num_classes, simnet=simnet, name="classifier")
     size = run["image_size"]
     model(keras.ops.zeros((1, size, size, 3)))  # build, so .weights.h5 files load
@@ -545,7 +707,6 @@ def _classifier(run, num_classes, backbone_weights=None, simnet=None):
 
 
 def _load_simnet(run_dir, run):
-    _require(run_dir, SIMNET_WEIGHTS, "simnet")
     simnet = _simnet(run)
     simnet.load_weights(os.path.join(run_dir, SIMNET_WEIGHTS))
     simnet.trainable = False
@@ -559,27 +720,27 @@ def _simnet(run, backbone_weights=None, **options):
     return SimNet(_pooled(_backbone(run, backbone_weights)), name="simnet", **options)
 
 
-def _fit_classifier(model, run, records, weights, test_sets, args, step, epochs=None, batch_size=None,
-                    first_epoch=0, schedule_start=0, graph=None):
-    """`epochs` epochs of (1/B) sum w CE (+ graph term when `graph` sets a
-    weight), numbered from `first_epoch`, the optimiser rebuilt every epoch
-    with lr halved every `lr_interval` epochs since `schedule_start`; logs
-    test accuracy per epoch."""
+def _fit_classifier(model, run, records, weights, test_sets, schedule, step, first_epoch=0, schedule_start=0,
+                    graph=None):
+    """`schedule.epochs` epochs of (1/B) sum w CE (+ graph term when `graph`
+    sets a weight), numbered from `first_epoch`, the optimiser rebuilt every
+    epoch with lr halved every `lr_interval` epochs since `schedule_start`;
+    logs test accuracy per epoch."""
     import keras
 
     history = []
-    for epoch in range(first_epoch, first_epoch + (args.epochs if epochs is None else epochs)):
+    for epoch in range(first_epoch, first_epoch + schedule.epochs):
         for name, value in (graph or {"graph_weight": 0.0}).items():
             setattr(model, name, value)
-        model.weight_decay = args.weight_decay
-        lr = args.lr * 0.5 ** ((epoch - schedule_start) // args.lr_interval)
+        model.weight_decay = schedule.weight_decay
+        lr = schedule.lr * 0.5 ** ((epoch - schedule_start) // schedule.lr_interval)
         model.compile(keras.optimizers.SGD(lr, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=False)
         started = time.time()
         dataset = _image_dataset([r.path for r in records], [r.label for r in records], run["image_size"],
-                                 batch_size or args.batch_size, training=True, weights=weights,
-                                 seed=(args.seed, epoch), augment=args.augment)
+                                 schedule.batch_size, training=True, weights=weights, seed=(schedule.seed, epoch),
+                                 augment=schedule.augment)
         logs = {k: float(v[-1]) for k, v in model.fit(dataset, epochs=1, verbose=0, shuffle=False).history.items()}
         accuracy = {name: _accuracy(model, test, run["image_size"], 64) for name, test in test_sets.items()}
         history.append({"epoch": epoch + 1, "lr": lr, **logs, **{f"test_{k}": v for k, v in accuracy.items()}})
@@ -642,7 +803,7 @@ def _pair_batch_plan(data, batch_size, classes_base, classes_novel, rng):
     return [(a, b) for a, b in zip(base, novel) if len(a) == len(b) == batch_size]
 
 
-def _pair_dataset(data, iterations, image_size, args, epoch):
+def _pair_dataset(data, iterations, image_size, batch_size, augment, seed, epoch):
     """tf.data of ((base images, novel images), base labels), one batch per iteration."""
     import tensorflow as tf
 
@@ -652,30 +813,30 @@ def _pair_dataset(data, iterations, image_size, args, epoch):
     novel_paths = [data.novel_train[i].path for i in novel_index]
     _check_files(base_paths + novel_paths)
     labels = np.array([data.base_train[i].label for i in base_index], np.int32)
-    seeds = np.stack([np.full(len(base_index), args.seed * 100003 + epoch), np.arange(len(base_index))], axis=1)
+    seeds = np.stack([np.full(len(base_index), seed * 100003 + epoch), np.arange(len(base_index))], axis=1)
     dataset = tf.data.Dataset.from_tensor_slices((base_paths, novel_paths, labels, seeds))
 
     def load(base_path, novel_path, label, seed):
-        return ((_train_image(base_path, image_size, seed, args.augment),
-                 _train_image(novel_path, image_size, seed + [0, 1 << 20], args.augment)), label)
+        return ((_train_image(base_path, image_size, seed, augment),
+                 _train_image(novel_path, image_size, seed + [0, 1 << 20], augment)), label)
 
     return (dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
-def _pair_f1(simnet, records, image_size, args, rng):
-    """F1 of "similar" over `eval_batches` batches of `eval_classes` random
-    classes x `eval_images` images (with replacement only for small classes),
+def _pair_f1(simnet, records, image_size, batches, classes_per_batch, images_per_class, rng):
+    """F1 of "similar" over `batches` batches of `classes_per_batch` random
+    classes x `images_per_class` images (with replacement only for small classes),
     all pairs of each batch scored by SimNet in eval mode (spec §5.4)."""
     from fgtf.models.heads.simtrans import pair_targets, similar_f1
 
     labels = np.array([r.label for r in records])
     classes = np.unique(labels)
     predicted, targets = [], []
-    for _ in range(args.eval_batches):
-        picked = rng.permutation(classes)[:args.eval_classes]
-        index = np.concatenate([rng.choice(np.flatnonzero(labels == c), args.eval_images,
-                                           replace=np.sum(labels == c) < args.eval_images) for c in picked])
+    for _ in range(batches):
+        picked = rng.permutation(classes)[:classes_per_batch]
+        index = np.concatenate([rng.choice(np.flatnonzero(labels == c), images_per_class,
+                                           replace=np.sum(labels == c) < images_per_class) for c in picked])
         images = next(iter(_image_dataset([records[i].path for i in index], labels[index], image_size,
                                           len(index))))[0]
         similarity = np.asarray(simnet(images, training=False)).ravel()

@@ -337,12 +337,50 @@ def test_pipeline_end_to_end_on_a_tiny_synthetic_dataset(tiny_dataset, tmp_path,
     with open(os.path.join(run, "eval", "metrics.json")) as handle:
         accuracy = json.load(handle)["accuracy"]
     assert set(accuracy) == {"novel", "base", "all"} and all(0 <= v <= 1 for v in accuracy.values())
+    with open(os.path.join(run, "train", "step.json")) as handle:
+        assert json.load(handle)["settings"]["graph_epochs"] == 1
+    # another class split: the later steps' outputs are stale until they are run again
+    run_step("pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run, "--image_size", "32", "--epochs", "1",
+             "--batch_size", "8", "--novel_classes", "0,1")
+    capsys.readouterr()
+    for step in ("weights", "train", "eval"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_step(step, "--run_dir", run)
+        message = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "stale" in message and "base_classes, novel_classes" in message
 
 
 def exit_code_and_message(capsys, *argv):
     with pytest.raises(SystemExit) as exit_info:
         run_step(*argv)
-    return exit_info.value.code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return exit_info.value.code, captured.err
+
+
+def folder_state(folder):
+    """{relative path: (size, mtime)} of every file under `folder` (empty when it does not exist)."""
+    state = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            state[os.path.relpath(path, folder)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
+    return state
+
+
+def write_json(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(data, handle)
+
+
+def fake_run(run, dataset_dir, steps):
+    """A run folder with run.json and the step records `steps` ({step: record})."""
+    write_json(os.path.join(run, "run.json"), {"dataset": "synthetic", "dataset_dir": dataset_dir,
+                                               "model": "small_cnn", "image_size": 32, "base_classes": [0, 1, 2],
+                                               "novel_classes": [3, 4]})
+    for step, record in steps.items():
+        write_json(os.path.join(run, step, "step.json"), record)
 
 
 def test_cli_errors_exit_2(tiny_dataset, tmp_path, capsys):
@@ -354,17 +392,131 @@ def test_cli_errors_exit_2(tiny_dataset, tmp_path, capsys):
     assert code == 2 and "--novel_classes" in message
     code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
                                           "--model", "no_such_net")
-    assert code == 2 and "unknown model" in message
-    assert not os.path.exists(os.path.join(run, "run.json"))
-    os.makedirs(run)
-    with open(os.path.join(run, "run.json"), "w") as handle:
-        json.dump({"dataset": "synthetic", "dataset_dir": tiny_dataset, "model": "small_convnet", "image_size": 32,
-                   "base_classes": [0, 1, 2], "novel_classes": [3, 4]}, handle)
+    assert code == 2 and "unknown model 'no_such_net'" in message and "small_cnn" in message
+    assert len(message.strip().splitlines()) == 1
+    assert not os.path.exists(run)
+    fake_run(run, tiny_dataset, {})
     code, message = exit_code_and_message(capsys, "weights", "--run_dir", run)
-    assert code == 2 and "simnet.weights.h5 is missing" in message
+    assert code == 2 and "simnet" in message and "has not finished" in message
     code, message = exit_code_and_message(capsys, "train", "--run_dir", run)
-    assert code == 2 and "savg1.json is missing" in message and "weights" in message
+    assert code == 2 and "pretrain" in message and "has not finished" in message
     code, message = exit_code_and_message(capsys, "eval", "--run_dir", run)
     assert code == 2 and "train" in message
-    code, message = exit_code_and_message(capsys, "train", "--run_dir", run, "--graph_epochs", "-1")
-    assert code == 2 and "--graph_epochs" in message
+
+
+@pytest.mark.parametrize("step, flag, value", [
+    ("pretrain", "--epochs", "0"), ("pretrain", "--image_size", "-3"), ("pretrain", "--num_novel", "0"),
+    ("pretrain", "--batch_size", "2.5"), ("pretrain", "--lr", "0"), ("pretrain", "--seed", "-1"),
+    ("simnet", "--beta", "-0.1"), ("simnet", "--domain_lr", "nan"), ("simnet", "--eval_images", "0"),
+    ("weights", "--figure_images", "0"), ("train", "--graph_epochs", "-1"), ("train", "--alpha", "-1"),
+    ("train", "--weight_decay", "inf"), ("train", "--graph_batch_size", "0"), ("eval", "--batch_size", "x")])
+def test_numeric_flags_are_checked_where_parsed(step, flag, value, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    code, message = exit_code_and_message(capsys, step, "--run_dir", run, flag, value)
+    assert code == 2 and f"argument {flag}" in message and message.strip().splitlines()[-1].count("error") == 1
+    assert not os.path.exists(run)
+
+
+def test_help_shows_every_default_without_importing_tensorflow():
+    script = ("import sys\nfrom fgtf.simtrans import main\n"
+              "for step in ('pretrain', 'simnet', 'weights', 'train', 'eval'):\n"
+              "    try:\n        main([step, '--help'])\n    except SystemExit:\n        pass\n"
+              "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip().endswith("False False") and not out.stderr
+    options = [line for line in out.stdout.splitlines() if line.startswith("  --")]
+    assert len(options) > 40 and out.stdout.count("(default:") == len(options)
+    assert "--checkpoint CHECKPOINT, --init_weights CHECKPOINT" in out.stdout
+
+
+def test_novel_classes_are_checked_against_the_dataset(tiny_dataset, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    for value, expected in (("99", "--novel_classes 99: the 5-class dataset"), ("0,1,2,3", "fewer than 2 base")):
+        code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
+                                              "--novel_classes", value)
+        assert code == 2 and expected in message and len(message.strip().splitlines()) == 1
+    code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
+                                          "--num_novel", "5")
+    assert code == 2 and "between 1 and 4" in message
+    assert not os.path.exists(run)
+
+
+def test_any_registry_backbone_is_accepted_and_its_size_checked(tiny_dataset, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
+                                          "--model", "inception_v3", "--image_size", "32")
+    assert code == 2 and "--image_size 32 does not suit inception_v3" in message
+    assert not os.path.exists(run)
+
+
+def test_checkpoint_of_another_network_is_one_sentence(tiny_dataset, tmp_path, capsys):
+    from fgtf.runs import save_run_config
+
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    weights = str(tmp_path / "other.weights.h5")
+    other.save_weights(weights)
+    training_run = str(tmp_path / "inception_run")
+    save_run_config(training_run, {"model_name": "inception_v3", "num_classes": 3, "image_size": 299})
+    saved_model = tmp_path / "hub"
+    saved_model.mkdir()
+    (saved_model / "saved_model.pb").write_bytes(b"")
+    simtrans_run = str(tmp_path / "simtrans_run")
+    write_json(os.path.join(simtrans_run, "run.json"), {"model": "resnet_v2_50"})
+    run = str(tmp_path / "run")
+    for flag, path, expected in (
+            ("--checkpoint", weights, "does not hold weights of the small_cnn backbone"),
+            ("--init_weights", weights, "does not hold weights of the small_cnn backbone"),
+            ("--checkpoint", training_run, "is a training run of inception_v3, not of --model small_cnn"),
+            ("--checkpoint", str(saved_model), "is a SavedModel"),
+            ("--checkpoint", simtrans_run, "is a SimTrans run of resnet_v2_50"),
+            ("--checkpoint", str(tmp_path / "missing.ckpt"), "not found")):
+        before = folder_state(str(tmp_path))
+        code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
+                                              "--image_size", "32", flag, path)
+        assert code == 2 and expected in message and len(message.strip().splitlines()) == 1, message
+        assert folder_state(str(tmp_path)) == before
+
+
+def test_backbone_starts_from_weights_files_and_training_runs(tmp_path):
+    from fgtf.checkpoints import save_keras_weights
+    from fgtf.models import build_model
+    from fgtf.runs import build_network, save_run_config
+    from fgtf.simtrans import _backbone
+
+    run = {"model": "small_cnn", "image_size": 32}
+    source = build_model("small_cnn", classes=3, classifier_activation=None, input_shape=(32, 32, 3))
+    weights = str(tmp_path / "small.weights.h5")
+    save_keras_weights(source, weights, "small_cnn", 3, False)
+    expected = source.get_layer("Conv2d_6").get_weights()[0]
+    loaded = _backbone(run, weights).get_layer("Conv2d_6").get_weights()[0]
+    np.testing.assert_array_equal(loaded, expected)
+    training_run = str(tmp_path / "train_run")
+    config = {"model_name": "small_cnn", "num_classes": 3, "image_size": 32}
+    network = build_network(config)
+    tf.train.Checkpoint(model=network).save(os.path.join(training_run, "ckpt"))
+    save_run_config(training_run, config)
+    loaded = _backbone(run, training_run).get_layer("Conv2d_3").get_weights()[0]
+    np.testing.assert_array_equal(loaded, network.get_layer("Conv2d_3").get_weights()[0])
+
+
+def test_steps_refuse_outputs_of_an_earlier_run_of_a_previous_step(tiny_dataset, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    pretrain = {"id": "new", "settings": {"novel_classes": [3, 4], "epochs": 2}, "inputs": {}}
+    simnet = {"id": "s", "settings": {}, "inputs": {"pretrain": {"id": "old", "settings": {"novel_classes": [2, 3],
+                                                                                            "epochs": 2}}}}
+    weights = {"id": "w", "settings": {}, "inputs": {"simnet": {"id": "s", "settings": {}}}}
+    train = {"id": "t", "settings": {"classes": "all"}, "inputs": {"weights": {"id": "w", "settings": {}}}}
+    fake_run(run, tiny_dataset, {"pretrain": pretrain, "simnet": simnet, "weights": weights, "train": train})
+    before = folder_state(run)
+    for step in ("weights", "eval"):
+        code, message = exit_code_and_message(capsys, step, "--run_dir", run)
+        assert code == 2 and len(message.strip().splitlines()) == 1
+        assert "simnet outputs" in message and "stale" in message and "(novel_classes)" in message
+    # the same settings but another run of pretrain is refused too
+    simnet["inputs"]["pretrain"]["settings"] = pretrain["settings"]
+    write_json(os.path.join(run, "simnet", "step.json"), simnet)
+    before = folder_state(run)
+    code, message = exit_code_and_message(capsys, "train", "--run_dir", run, "--weighting", "none",
+                                          "--graph_weighting", "none", "--graph_epochs", "1")
+    assert code == 2 and "simnet outputs" in message and "it was run again" in message
+    assert folder_state(run) == before
