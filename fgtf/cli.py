@@ -18,6 +18,7 @@ COMMANDS = {
     "visualize-attention": "fgtf.visualize_attention",
     "simtrans": "fgtf.simtrans",
     "export": "fgtf.export",
+    "select_source": "fgtf.transfer.select_source",
 }
 
 

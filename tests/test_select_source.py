@@ -60,7 +60,7 @@ def test_the_target_mass_is_shared_out_at_most_one_kth_per_class():
         assert ranking.mass.sum() == pytest.approx(1.0) and (ranking.mass <= 1 / k + 1e-12).all()
         assert sorted(ranking.labels.tolist()) == list(range(len(SOURCE)))
     # K = 1: one class takes the whole target, so it is the class of least EMD alone to the target.
-    alone = [emd(source_feats[[i]], source_counts[[i]], target_feats, target_counts, min_images=0)
+    alone = [emd(source_feats[[i]], source_counts[[i]], target_feats, target_counts, min_images=1)
              for i in range(len(SOURCE))]
     assert select_source.select_classes(*_source(), *_target(), 1).tolist() == [int(np.argmin(alone))]
 

@@ -126,7 +126,7 @@ def select_source(features_dir, source, target, num_classes, *, min_images=1, sp
     selected = ranking.labels[:num_classes]
     names, names_from = _source_class_names(source_labels, source_paths, source_dir,
                                             source_dataset or _dataset_of(source), split)
-    distances = {name: emd(source_feats[labels], counts[labels], *target_domain, min_images=0)
+    distances = {name: emd(source_feats[labels], counts[labels], *target_domain, min_images=1)
                  for name, labels in (("subset", selected), ("pool", ranking.labels))}
     return {
         "rule": "the target's mass (image shares) transported onto the source classes at least Euclidean cost "
