@@ -1,19 +1,25 @@
-"""TF-Slim checkpoints -> Keras weights.
+"""TF-Slim checkpoints, Keras weights files, fgtf runs and SavedModels -> Keras networks.
 
     model = fgtf.models.build_model("inception_v3", classes=10, classifier_activation=None)
     fgtf.checkpoints.load_slim_checkpoint(model, "checkpoints/inception_v3_iNat_299.ckpt")
 
+    network, used = fgtf.checkpoints.load_network("runs/cub")   # any kind of --checkpoint
+
+    python -m fgtf.checkpoints convert --checkpoint X.ckpt --model inception_v3 --out X.weights.h5
+    python -m fgtf.checkpoints convert --checkpoint runs/cub --out cub.weights.h5
+
 Every Keras weight is matched to exactly one checkpoint variable by the naming
-rule of `fgtf.models.layers.slim_variable_name`.
+rule of `fgtf.models.layers.slim_variable_name`. `convert` maps a TF-Slim
+checkpoint (or the plain network of an fgtf training run, its EMA weights
+when it kept them) onto the fgtf network once and writes a Keras
+`.weights.h5` that records which network it holds.
 """
 import argparse
 import os
 
-import keras
 import numpy as np
 
-from fgtf.models.layers import slim_scope, slim_variable_name
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import UserError, cli_main, positive_int
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 # Variables whose shadow copy the original feature extraction restored; BN
@@ -21,17 +27,134 @@ EMA_SUFFIX = "/ExponentialMovingAverage"
 _TRAINABLE = ("kernel", "bias", "gamma", "beta")
 # Classifier scopes of slim checkpoints (ResNets spell theirs in lower case).
 CLASSIFIER_SCOPES = ("Logits", "logits", "AuxLogits")
+# The backbone a TF-Slim checkpoint or unrecorded weights file is taken for when --model is not given.
+DEFAULT_MODEL = "inception_v3"
+# The side a SavedModel / TF-Hub folder is fed at unless --image_size says otherwise.
+SAVED_MODEL_IMAGE_SIZE = 299
+KINDS = ("slim", "keras", "run", "saved_model")
 
 
 def load_weights(model, path, *, exclude_scopes=(), use_ema="auto"):
     """Load `path` into `model` by its kind: a Keras weights file
     (`*.weights.h5`, see `load_keras_weights`), anything else as a TF-Slim
-    checkpoint (see `load_slim_checkpoint`)."""
+    checkpoint (see `load_slim_checkpoint`). Returns True when EMA shadows
+    were read, False when not, None when the file does not say (Keras
+    weights not written by fgtf)."""
     path = os.fspath(path)
     if path.endswith(".h5"):
         load_keras_weights(model, path, exclude_scopes=exclude_scopes)
-        return
-    load_slim_checkpoint(model, path, exclude_scopes=exclude_scopes, use_ema=use_ema)
+        return keras_weights_record(path).get("ema")
+    read = load_slim_checkpoint(model, path, exclude_scopes=exclude_scopes, use_ema=use_ema)
+    return any(name.endswith(EMA_SUFFIX) for name in read)
+
+
+def checkpoint_kind(path):
+    """What a `--checkpoint` path holds: 'run' (an fgtf training run folder or
+    one of its checkpoint prefixes), 'saved_model' (a SavedModel / TF-Hub
+    folder), 'keras' (a `.weights.h5` file) or 'slim' (a TF-Slim checkpoint
+    prefix, or a folder holding one). UserError when nothing is there."""
+    from fgtf import runs
+
+    path = os.fspath(path)
+    if not os.path.exists(path) and not os.path.exists(path + ".index"):
+        raise UserError(f"checkpoint {path} not found (a TF-Slim .ckpt prefix, a .weights.h5 file, an fgtf run "
+                        f"folder or a SavedModel folder)")
+    if is_saved_model(path):
+        return "saved_model"
+    if path.endswith(".h5"):
+        return "keras"
+    return "run" if runs.is_run_checkpoint(path) else "slim"
+
+
+def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True):
+    """Build the network that `checkpoint` holds and load it, for inference,
+    whatever its kind (see `checkpoint_kind`; SavedModels are opaque graphs,
+    see `hub_feature_model`):
+
+    * an fgtf run: the network of its run_config.json (with its head) from
+      its latest checkpoint, EMA weights when it kept them and `use_ema`;
+      its image size unless `image_size` is given; `model`, when given, must
+      be the run's;
+    * a `.weights.h5`: the network it records (fgtf writes the name and class
+      count), else `model`;
+    * a TF-Slim checkpoint: `model` (default inception_v3), EMA shadows when
+      present and `use_ema`, with the classifier sized from the checkpoint.
+
+    `include_top=False` builds plain backbones without their classifier
+    (runs keep theirs). Returns (network, used): `used` says what was loaded,
+    as printed and recorded by the commands: kind, weights (the file or
+    checkpoint prefix read), model, head, image_size, num_classes (None
+    without a classifier) and ema (True/False, None when a weights file does
+    not say)."""
+    kind = checkpoint_kind(checkpoint)
+    if kind == "saved_model":
+        raise UserError(f"{checkpoint} is a SavedModel, an opaque graph that cannot be rebuilt as an fgtf network; "
+                        f"pass a TF-Slim checkpoint, a .weights.h5 or an fgtf run folder")
+    if kind == "run":
+        return _load_run(checkpoint, model, image_size, use_ema)
+    if kind == "keras":
+        record = keras_weights_record(checkpoint)
+        recorded = record.get("model")
+        if model and recorded and model != recorded:
+            raise UserError(f"{checkpoint} holds {recorded} weights, not --model {model}; leave --model out to use "
+                            f"the file's network")
+        name = model or recorded or DEFAULT_MODEL
+        classes = record.get("classes") if include_top else None
+        if include_top and classes is None:
+            raise UserError(f"{checkpoint} does not record its class count (it was not written by fgtf), so its "
+                            f"classifier cannot be built; convert the checkpoint with python -m fgtf.checkpoints "
+                            f"convert")
+        network = build_backbone(name, image_size, classes=classes, aux_logits=record.get("aux_logits", False))
+        ema = load_weights(network, checkpoint)
+    else:
+        prefix = _checkpoint_prefix(checkpoint)
+        name = model or DEFAULT_MODEL
+        network = _slim_network(name, prefix, image_size, include_top=include_top)
+        ema = load_weights(network, prefix, exclude_scopes=() if include_top else CLASSIFIER_SCOPES,
+                           use_ema="auto" if use_ema else False)
+        checkpoint = prefix
+    classes = int(network.outputs[0].shape[-1]) if include_top else None
+    return network, {"kind": kind, "weights": os.path.abspath(checkpoint), "model": name, "head": "none",
+                     "image_size": int(network.input_shape[1]), "num_classes": classes, "ema": ema}
+
+
+def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
+    """fgtf network `model` at `image_size` (default: the network's own),
+    with a classifier of `classes` (logits) or without one (None). An image
+    size below the network's smallest is a UserError naming --image_size."""
+    from fgtf.models import build_model
+
+    top = {"include_top": True, "classes": int(classes), "classifier_activation": None} if classes else \
+        {"include_top": False}
+    if aux_logits:
+        top["aux_logits"] = True
+    try:
+        return build_model(model, input_shape=(image_size, image_size, 3) if image_size else None, **top)
+    except ValueError as error:
+        if "input size" not in str(error) or isinstance(error, UserError):
+            raise
+        # The builders say it Keras-applications style; for a user it is an --image_size mistake.
+        raise UserError(f"--image_size {image_size} is too small for {model}: {error}") from None
+
+
+def keras_weights_record(path):
+    """What an fgtf-written `.weights.h5` says it holds: {'model', 'classes',
+    'aux_logits', 'ema'} (those present; empty for other Keras files)."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise UserError(f"weights file {path} not found")
+    with h5py.File(path, "r") as handle:
+        attrs = dict(handle.attrs)
+    record = {}
+    if "fgtf_model" in attrs:
+        record["model"] = str(attrs["fgtf_model"])
+    if "fgtf_classes" in attrs:
+        record["classes"] = int(attrs["fgtf_classes"])
+    for key in ("aux_logits", "ema"):
+        if f"fgtf_{key}" in attrs:
+            record[key] = bool(attrs[f"fgtf_{key}"])
+    return record
 
 
 def load_keras_weights(model, path, *, exclude_scopes=()):
@@ -40,21 +163,15 @@ def load_keras_weights(model, path, *, exclude_scopes=()):
     when `model` is built differently (e.g. `include_top=False`, another class
     count with the classifier excluded) the recorded network is rebuilt, loaded,
     and its weights copied to `model` layer by layer, by name."""
-    import h5py
-
-    if not os.path.isfile(path):
-        raise UserError(f"weights file {path} not found")
-    with h5py.File(path, "r") as handle:
-        recorded = {k: handle.attrs[k] for k in ("fgtf_model", "fgtf_classes", "fgtf_aux_logits") if k in handle.attrs}
+    record = keras_weights_record(path)
     excluded = _absolute_scopes(exclude_scopes, model.name)
-    if not recorded:
+    if "model" not in record:
         model.load_weights(path)
         return
     from fgtf.models import build_model
 
-    extra = {"aux_logits": True} if bool(recorded.get("fgtf_aux_logits")) else {}
-    source = build_model(str(recorded["fgtf_model"]), classes=int(recorded["fgtf_classes"]),
-                         classifier_activation=None, **extra)
+    extra = {"aux_logits": True} if record.get("aux_logits") else {}
+    source = build_model(record["model"], classes=record["classes"], classifier_activation=None, **extra)
     if source.name != model.name:
         raise UserError(f"{path} holds {source.name} weights, not {model.name}")
     source.load_weights(path)
@@ -78,9 +195,10 @@ def load_keras_weights(model, path, *, exclude_scopes=()):
                         f"({_few(mismatched)}); pass exclude_scopes for parts that are meant to differ")
 
 
-def save_keras_weights(model, path, model_name, classes, aux_logits):
+def save_keras_weights(model, path, model_name, classes, aux_logits, ema=None):
     """`model.save_weights` to `path` atomically, recording which fgtf network
-    it is so `load_keras_weights` can load it into other builds of that network."""
+    it is (and, when known, whether they are EMA weights) so
+    `load_keras_weights` can load it into other builds of that network."""
     import h5py
 
     from fgtf.fileio import atomic_path
@@ -91,6 +209,8 @@ def save_keras_weights(model, path, model_name, classes, aux_logits):
             handle.attrs["fgtf_model"] = model_name
             handle.attrs["fgtf_classes"] = int(classes)
             handle.attrs["fgtf_aux_logits"] = bool(aux_logits)
+            if ema is not None:
+                handle.attrs["fgtf_ema"] = bool(ema)
 
 
 def load_slim_checkpoint(model, path, *, exclude_scopes=(), use_ema="auto"):
@@ -165,19 +285,27 @@ def load_slim_checkpoint(model, path, *, exclude_scopes=(), use_ema="auto"):
 
 @cli_main
 def main(argv=None):
-    """python -m fgtf.checkpoints convert --model inception_v3 --checkpoint X.ckpt --out X.weights.h5"""
-    parser = argparse.ArgumentParser(prog="python -m fgtf.checkpoints",
-                                     description="Checkpoint tools. `convert` maps a TF-Slim checkpoint onto "
-                                                 "an fgtf model once and writes a Keras .weights.h5 file.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    convert = commands.add_parser("convert", help="TF-Slim checkpoint -> Keras .weights.h5")
-    convert.add_argument("--model", required=True, help="fgtf model name, e.g. inception_v3")
-    convert.add_argument("--checkpoint", required=True, help="slim .ckpt prefix or folder")
-    convert.add_argument("--out", required=True, help="output file, must end in .weights.h5")
-    convert.add_argument("--num_classes", type=int, help="classifier size (default: read from the checkpoint)")
+    from fgtf.cli import DocHelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m fgtf.checkpoints", description=__doc__,
+                                     formatter_class=DocHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="convert")
+    convert = commands.add_parser("convert", formatter_class=DocHelpFormatter,
+                                  help="TF-Slim checkpoint or fgtf run -> Keras .weights.h5",
+                                  description="Write the Keras .weights.h5 of a TF-Slim checkpoint, or of the "
+                                              "plain network of an fgtf training run folder.")
+    convert.add_argument("--checkpoint", required=True,
+                         help="TF-Slim .ckpt prefix (or a folder holding one), or an fgtf training run folder")
+    convert.add_argument("--out", required=True, help="the .weights.h5 file to write")
+    convert.add_argument("--model", help="backbone name (fgtf.models.list_models()); required for a TF-Slim "
+                                         "checkpoint, taken from run_config.json for a run")
+    convert.add_argument("--num_classes", type=positive_int,
+                         help="classifier size of a TF-Slim checkpoint (default: the size of its logits)")
     convert.add_argument("--use_ema", choices=["auto", "true", "false"], default="auto",
-                         help="read ExponentialMovingAverage shadows (auto: when present)")
+                         help="take the weights' moving averages (slim ExponentialMovingAverage shadows, a run's "
+                              "EMA); auto: when present")
     args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.out.endswith(".weights.h5"):
         raise UserError("--out must end in .weights.h5 (the Keras weights-file suffix)")
     convert_checkpoint(args.model, args.checkpoint, args.out, num_classes=args.num_classes,
@@ -185,23 +313,84 @@ def main(argv=None):
 
 
 def convert_checkpoint(model_name, checkpoint, out, *, num_classes=None, use_ema="auto"):
-    """Load a slim checkpoint into fgtf model `model_name` (with its classifier,
-    and aux logits when the checkpoint has them) and save it as `out`."""
+    """Write the Keras weights file `out` of a TF-Slim checkpoint loaded into
+    fgtf network `model_name` (with its classifier, and aux logits when the
+    checkpoint has them), or of the plain network of an fgtf training run
+    folder (`model_name` None or the run's). Other kinds are a UserError:
+    a `.weights.h5` is already what this writes; a SavedModel holds no fgtf
+    network. Returns what `load_network` reports was used."""
+    kind = checkpoint_kind(checkpoint)
+    if kind == "keras":
+        raise UserError(f"{checkpoint} is already a Keras weights file: nothing to convert; pass it as "
+                        f"--checkpoint wherever weights are taken")
+    if kind == "saved_model":
+        raise UserError(f"{checkpoint} is a SavedModel, an opaque graph with no fgtf network to convert; pass it "
+                        f"as --checkpoint to extract_features, or re-export it with python -m fgtf.export")
+    if kind == "run":
+        network, used = load_network(checkpoint, model=model_name, use_ema=use_ema is not False)
+        if used["head"] != "none":
+            raise UserError(f"{checkpoint} trains a {used['head']} head on {used['model']}; only plain networks "
+                            f"convert to .weights.h5 (use python -m fgtf.export for a head)")
+        if num_classes and num_classes != used["num_classes"]:
+            raise UserError(f"--num_classes {num_classes} differs from the run's {used['num_classes']} classes; "
+                            f"leave it out for a run")
+    else:
+        if not model_name:
+            raise UserError(f"--model is required for the TF-Slim checkpoint {checkpoint} (e.g. --model inception_v3)")
+        prefix = _checkpoint_prefix(checkpoint)
+        network = _slim_network(model_name, prefix, num_classes=num_classes)
+        read = load_slim_checkpoint(network, prefix, use_ema=use_ema)
+        used = {"kind": kind, "weights": os.path.abspath(prefix), "model": model_name,
+                "num_classes": int(network.outputs[0].shape[-1]),
+                "ema": any(name.endswith(EMA_SUFFIX) for name in read)}
+    if use_ema is True and not used["ema"]:
+        raise UserError(f"{checkpoint} keeps no moving averages of its weights (--use_ema true)")
+    aux = len(network.outputs) > 1
+    save_keras_weights(network, out, used["model"], used["num_classes"], aux, ema=used["ema"])
+    print(f"wrote {out}: {network.name} ({used['model']}), {used['num_classes']} classes"
+          f"{', aux logits' if aux else ''}, {'EMA' if used['ema'] else 'raw'} weights of {used['weights']}")
+    return used
+
+
+def _load_run(checkpoint, model, image_size, use_ema):
+    """`load_network` for an fgtf run folder or run checkpoint prefix."""
+    from fgtf import runs
+
+    folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
+    config = runs.load_run_config(folder)
+    if model and model != config["model_name"]:
+        raise UserError(f"{folder} is a run of {config['model_name']}, not of --model {model}; leave --model out "
+                        f"to use the run's network")
+    prefix = runs.latest_checkpoint(checkpoint)
+    if prefix is None:
+        raise UserError(f"run folder {folder} holds no checkpoint yet; train it first (python -m fgtf.train "
+                        f"--run_dir {folder} ...) or pass a run that has one")
+    size = image_size or config["image_size"]
+    network = runs.build_network({**config, "image_size": size})
+    ema = runs.restore_for_inference(network, prefix, use_ema=use_ema)
+    return network, {"kind": "run", "weights": os.path.abspath(prefix), "model": config["model_name"],
+                     "head": config.get("head") or "none", "image_size": int(size),
+                     "num_classes": int(config["num_classes"]), "ema": ema}
+
+
+def _slim_network(model, prefix, image_size=None, *, include_top=True, num_classes=None):
+    """fgtf network `model` shaped for the TF-Slim checkpoint `prefix`: with
+    its classifier (of `num_classes`, default the checkpoint's) and aux
+    logits when the checkpoint has them and the network offers them, or
+    without a classifier when not `include_top`."""
     import inspect
 
     import tensorflow as tf
 
-    from fgtf.models import build_model, get_builder
+    from fgtf.models import get_builder
 
-    prefix = _checkpoint_prefix(checkpoint)
+    if not include_top:
+        return build_backbone(model, image_size)
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    classes = num_classes or _checkpoint_classes(shapes, checkpoint)
-    aux = ("aux_logits" in inspect.signature(get_builder(model_name)).parameters
+    classes = num_classes or _checkpoint_classes(shapes, prefix)
+    aux = ("aux_logits" in inspect.signature(get_builder(model)).parameters
            and any("/AuxLogits/" in name for name in shapes))
-    model = build_model(model_name, classes=classes, classifier_activation=None, **({"aux_logits": True} if aux else {}))
-    load_slim_checkpoint(model, prefix, use_ema=use_ema)
-    save_keras_weights(model, out, model_name, classes, aux)
-    print(f"wrote {out}: {model.name}, {classes} classes{', aux logits' if aux else ''}")
+    return build_backbone(model, image_size, classes=classes, aux_logits=aux)
 
 
 def _checkpoint_classes(shapes, checkpoint):
@@ -286,20 +475,40 @@ def hub_feature_model(path, image_size):
         raise UserError(f"{path} is not a SavedModel folder (no saved_model.pb)")
     module = hub.load(os.fspath(path))
     inputs = keras.Input((image_size, image_size, 3))
-    features = HubFeatures(module, name="hub_features")(inputs)
+    features = _hub_features_layer()(module, name="hub_features")(inputs)
     return keras.Model(inputs, features, name=os.path.basename(os.path.normpath(path)))
 
 
-class HubFeatures(keras.layers.Layer):
-    """Calls a loaded SavedModel / TF-Hub module on [-1, 1] images rescaled to
-    [0, 1]. TensorFlow backend only (the module is a TF graph)."""
+def _hub_features_layer():
+    """The Keras layer class that calls a loaded SavedModel / TF-Hub module on
+    [-1, 1] images rescaled to [0, 1]. TensorFlow backend only (the module is a
+    TF graph). Defined on first use so that importing this module (e.g. for
+    `--help`) does not import Keras and TensorFlow."""
+    import keras
 
-    def __init__(self, module, **kwargs):
-        super().__init__(trainable=False, **kwargs)
-        self.module = module
+    class HubFeatures(keras.layers.Layer):
+        def __init__(self, module, **kwargs):
+            super().__init__(trainable=False, **kwargs)
+            self.module = module
 
-    def call(self, images):
-        return self.module((images + 1.0) / 2.0)
+        def call(self, images):
+            return self.module((images + 1.0) / 2.0)
+
+    return HubFeatures
+
+
+# The slim naming rule lives in fgtf.models.layers, which imports Keras: these
+# import it on first call, so that `python -m fgtf.checkpoints --help` stays free of TensorFlow.
+def slim_scope(top, layer_name):
+    from fgtf.models.layers import slim_scope as scope
+
+    return scope(top, layer_name)
+
+
+def slim_variable_name(top, layer_name, variable):
+    from fgtf.models.layers import slim_variable_name as name
+
+    return name(top, layer_name, variable)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,21 @@
 
 Each family lives in its own module with one public builder per variant
 (keras.applications style); `build_model` looks a name up here.
+
+Your own backbones reach every fgtf command (train, evaluate,
+extract_features, visualize_attention, export, simtrans) through a module
+that calls `register_model` when it is imported, named in either place:
+
+* the environment variable `FGTF_MODEL_MODULES=my_nets,lab.backbones`
+  (comma-separated importable modules), or
+* the entry-point group `fgtf.models` of an installed package, e.g. in its
+  setup.py `entry_points={"fgtf.models": ["my_nets = my_nets"]}`; an entry
+  that names a function (`my_nets:register`) is called with no arguments.
+
+They are loaded once, the first time the registry is asked for a name.
 """
 import importlib
+import os
 
 from tfrecord_tools.cli import UserError
 
@@ -43,9 +56,14 @@ FEATURE_ENDPOINTS = {
     "small_cnn": "Conv2d_6.Relu",
 }
 
+PLUGIN_MODULES_VARIABLE = "FGTF_MODEL_MODULES"
+PLUGIN_ENTRY_POINT_GROUP = "fgtf.models"
+_plugins_loaded = False
+
 
 def list_models():
     """Names accepted by `build_model`."""
+    load_plugins()
     return sorted(_BUILDERS)
 
 
@@ -61,7 +79,9 @@ def get_builder(name):
 
 def register_model(name, builder, feature_endpoint):
     """Make your own backbone available by `name` to `build_model` and every
-    fgtf command run in this process (train, evaluate, extract_features).
+    fgtf command run in this process. For the command-line tools, call it in
+    a module named by `FGTF_MODEL_MODULES` or the `fgtf.models` entry-point
+    group (see the module docstring).
 
     builder: a function with the keras.applications-style arguments
         (`include_top`, `weights`, `input_shape`, `pooling`, `classes`,
@@ -89,6 +109,35 @@ def build_model(name, **kwargs):
     return get_builder(name)(**kwargs)
 
 
+def load_plugins():
+    """Import the modules of `FGTF_MODEL_MODULES` and load the `fgtf.models`
+    entry points (calling those that name a function), once per process, so
+    the backbones they register are known. A plugin that cannot be loaded is
+    a UserError naming it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True  # set first: a plugin may itself call into the registry
+    from importlib.metadata import entry_points
+
+    names = [n.strip() for n in os.environ.get(PLUGIN_MODULES_VARIABLE, "").split(",") if n.strip()]
+    for name in names:
+        _load_plugin(f"{PLUGIN_MODULES_VARIABLE} names module {name!r}", lambda name=name: importlib.import_module(name))
+    for entry in entry_points(group=PLUGIN_ENTRY_POINT_GROUP):
+        _load_plugin(f"entry point {entry.name!r} ({entry.value}) of group {PLUGIN_ENTRY_POINT_GROUP}", entry.load)
+
+
+def _load_plugin(what, load):
+    try:
+        loaded = load()
+        if callable(loaded):
+            loaded()
+    except Exception as error:  # any failure of the user's code: say which plugin, in one line
+        first_line = (str(error).splitlines() or [""])[0]
+        raise UserError(f"{what}, which failed to load: {type(error).__name__}: {first_line}") from None
+
+
 def _check_name(name):
+    load_plugins()
     if name not in _BUILDERS:
         raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
