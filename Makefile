@@ -34,9 +34,9 @@ demo: $(STAMP)
 	MODEL_DIR=$(RUN) DATASET_DIR=$(DATA)/synthetic/tfrecords PYTHON=$(BIN)/python ./eval.sh
 	$(BIN)/python -m fgtf.datasets.synthetic --out $(DATA)/synthetic_birds_b --family birds --seed 1
 	$(BIN)/python -m fgtf.datasets.synthetic --out $(DATA)/synthetic_planes --family planes --seed 2
-	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic --name birds_a --model $(MODEL) --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
-	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic_birds_b --name birds_b --model $(MODEL) --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
-	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic_planes --name planes --model $(MODEL) --checkpoint $(RUN) --model_name demo --image_size $(IMAGE_SIZE) --out $(FEATURES)
+	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic --name birds_a --checkpoint $(RUN) --out $(FEATURES)/demo
+	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic_birds_b --name birds_b --checkpoint $(RUN) --out $(FEATURES)/demo
+	$(BIN)/python -m fgtf.extract_features --dataset synthetic --dataset_dir $(DATA)/synthetic_planes --name planes --checkpoint $(RUN) --out $(FEATURES)/demo
 	$(BIN)/python -m fgtf.transfer.linear --features $(FEATURES)/demo --dataset birds_b
 	$(BIN)/python -m fgtf.transfer.domain_similarity --features $(FEATURES)/demo --sources birds_a --targets birds_b,planes --min_images 1
 

@@ -4,99 +4,149 @@ point on the evaluation preprocessing, as the original `feature_extraction.py`
 
     python -m fgtf.extract_features --dataset cub_200 --model inception_v3 \\
         --checkpoint checkpoints/inception_v3_iNat_299.ckpt
+    python -m fgtf.extract_features --dataset synthetic --checkpoint runs/synthetic --out feature/demo
 
-writes `feature/<model_name>/<dataset>_feature_{train,val}.npy`,
-`_label_{train,val}.npy` and `_path_{train,val}.txt` (rows in the order of the
-split list), where `model_name` is the checkpoint's file stem. The checkpoint
-is a TF-Slim checkpoint (EMA shadows used when present), a Keras
-`.weights.h5`, an fgtf training run folder (its EMA weights when kept), or a
-local SavedModel / TF-Hub image feature-vector folder. A split whose files
-exist is not extracted again (use --overwrite).
+writes into the features folder `--out` (default `feature/<checkpoint stem>`)
+`<name>_feature_{train,val}.npy`, `<name>_label_{train,val}.npy` and
+`<name>_path_{train,val}.txt` (rows in the order of the split list), where
+`<name>` is `--name` (default: `--dataset`), and `extract_features.json`,
+the record of the network that made them (model, checkpoint, image size,
+whether EMA weights were used) and of each dataset and split extracted.
+
+`--checkpoint` is a TF-Slim checkpoint (EMA shadows used when present), a
+Keras `.weights.h5`, an fgtf training run folder (its network, image size
+and EMA weights when kept, unless flags say otherwise), or a local
+SavedModel / TF-Hub image feature-vector folder. A split already extracted
+by the same network is not extracted again (--overwrite to redo it); the
+features of another network (another checkpoint, model, image size or EMA
+choice) are never mixed into a folder: that is refused in one sentence.
 """
 import argparse
 import os
 
 import numpy as np
 
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import SPLITS, UserError, cli_main, positive_int, split_name
+
+RECORD = "extract_features.json"
+# what makes features of one network: a folder holds those of one only
+NETWORK_SETTINGS = ("kind", "weights", "model", "head", "image_size", "ema")
 
 
 @cli_main
 def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.model_name is not None:
+        raise UserError(f"--model_name no longer names the output folder: pass --out feature/{args.model_name} "
+                        f"(the features folder itself); the backbone is --model")
+    extract(args.dataset, args.dataset_dir or os.path.join(args.data_dir, args.dataset), args.checkpoint,
+            args.splits, model=args.model, out=args.out, image_size=args.image_size, batch_size=args.batch_size,
+            overwrite=args.overwrite, name=args.name, use_ema=args.use_ema)
+
+
+def build_parser():
+    from fgtf.cli import DocHelpFormatter
+
     p = argparse.ArgumentParser(prog="python -m fgtf.extract_features", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=DocHelpFormatter)
     p.add_argument("--dataset", required=True, help="dataset registry name (e.g. cub_200, synthetic)")
-    p.add_argument("--dataset_dir", help="raw dataset folder (default: <data_dir>/<dataset>)")
-    p.add_argument("--data_dir", default="data", help="parent of dataset folders (default ./data)")
-    p.add_argument("--model", default="inception_v3", help="backbone name (ignored for SavedModel/Hub folders)")
-    p.add_argument("--checkpoint", required=True, help="slim .ckpt, .weights.h5, fgtf run folder or SavedModel folder")
-    p.add_argument("--model_name", help="output subfolder name (default: the checkpoint's file stem)")
-    p.add_argument("--name", help="dataset name in the feature file names (default: --dataset), e.g. to keep "
-                                  "two synthetic datasets apart")
-    p.add_argument("--image_size", type=int, default=299)
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--splits", default="train,validation", help="comma-separated: train, validation")
-    p.add_argument("--out", default="feature", help="feature root folder (default ./feature)")
-    p.add_argument("--overwrite", action="store_true", help="extract splits whose files already exist")
-    args = p.parse_args(argv)
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    for split in splits:
-        if split not in ("train", "validation"):
-            raise UserError(f"unknown split {split!r}; splits are train, validation")
-    if args.batch_size < 1 or args.image_size < 32:
-        raise UserError("--batch_size must be >= 1 and --image_size >= 32")
-    extract(args.dataset, args.dataset_dir or os.path.join(args.data_dir, args.dataset), args.model,
-            args.checkpoint, splits, out=args.out, model_name=args.model_name, image_size=args.image_size,
-            batch_size=args.batch_size, overwrite=args.overwrite, name=args.name)
+    p.add_argument("--dataset_dir", help="the dataset's folder of raw images and split lists "
+                                         "(default: <data_dir>/<dataset>)")
+    p.add_argument("--data_dir", default="data", help="parent of dataset folders, used when --dataset_dir is not given")
+    p.add_argument("--checkpoint", required=True,
+                   help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder or SavedModel folder")
+    p.add_argument("--model", help="backbone name (default: a run's or .weights.h5's own network, else "
+                                   f"inception_v3; not used for SavedModel folders)")
+    p.add_argument("--image_size", type=positive_int,
+                   help="image side in pixels (default: a run's training size, else the network's default size, "
+                        "299 for Inception and SavedModels)")
+    p.add_argument("--out", help="the features folder to write (default: feature/<checkpoint stem>)")
+    p.add_argument("--name", help="dataset name in the feature file names (default: --dataset), e.g. to keep two "
+                                  "synthetic datasets apart")
+    p.add_argument("--splits", type=_split_list, default="train,validation",
+                   help="comma-separated splits to extract: train, validation (or val)")
+    p.add_argument("--batch_size", type=positive_int, default=64, help="images per forward pass")
+    p.add_argument("--no_ema", dest="use_ema", action="store_false",
+                   help="use the raw weights even when the checkpoint or run kept moving averages of them")
+    p.add_argument("--overwrite", action="store_true", help="extract splits again that this network already extracted")
+    # gone: it named the output folder, but --model_name means the backbone in every other command
+    p.add_argument("--model_name", help=argparse.SUPPRESS)
+    return p
 
 
-def extract(dataset, dataset_dir, model, checkpoint, splits=("train", "validation"), *, out="feature",
-            model_name=None, image_size=299, batch_size=64, overwrite=False, name=None):
+def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *, model=None, out=None,
+            image_size=None, batch_size=64, overwrite=False, name=None, use_ema=True):
     """Extract and save the features of `splits` of `dataset` (read from
-    `dataset_dir`) under `<out>/<model_name>/<name>_feature_*.npy`; returns
-    that folder."""
+    `dataset_dir`) with the network of `checkpoint` into the features folder
+    `out` (default `feature/<checkpoint stem>`) as `<name>_feature_*.npy`,
+    recording the settings in `extract_features.json`. Returns that folder.
+    Raises UserError (before writing anything) when the folder holds features
+    of another network, or `name`'s features of another dataset folder."""
+    from fgtf.checkpoints import checkpoint_kind
     from fgtf.datasets import read_split
     from fgtf.transfer.feature_store import has_features, save_features
 
-    if not os.path.exists(checkpoint) and not os.path.exists(checkpoint + ".index"):
-        raise UserError(f"checkpoint {checkpoint} not found")
-    folder = os.path.join(out, model_name or checkpoint_stem(checkpoint))
+    splits = [{"val": "validation"}.get(s, s) for s in splits]
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise UserError(f"unknown split {unknown[0]!r}; choose train or validation (or val)")
+    kind = checkpoint_kind(checkpoint)
+    folder = out or os.path.join("feature", checkpoint_stem(checkpoint, kind))
     name = name or dataset
-    todo = [s for s in splits if overwrite or not has_features(folder, name, s)]
+    data = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir)}
+    extractor, network = load_feature_extractor(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
+    record = _read_record(folder)
+    todo = [s for s in splits if overwrite or not _extracted(record, folder, name, s, network, data, has_features)]
+    _check_no_mixing(record, folder, name, todo, network, data, overwrite)
+    from_run = [what for what, given in (("model", model), ("image size", image_size)) if given is None]
+    print(f"{checkpoint}: {_describe(network)}"
+          + (f"; {' and '.join(from_run)} from its run_config.json" if network["kind"] == "run" and from_run else ""))
     if not todo:
-        print(f"{folder}: features of {', '.join(splits)} already exist")
+        print(f"{folder}: {name} {', '.join(splits)} already extracted with these settings (--overwrite to redo)")
         return folder
-    extractor = feature_extractor(model, checkpoint, image_size)
+    if record.get("network") != network:
+        record = {"network": network, "checkpoint": checkpoint, "features": {}}
     for split in todo:
         records = read_split(dataset, dataset_dir, split)
         paths = [r.path for r in records]
-        features = extract_paths(extractor, paths, image_size, batch_size, desc=f"{name}/{split}")
+        features = extract_paths(extractor, paths, network["image_size"], batch_size, desc=f"{name}/{split}")
         save_features(folder, name, split, features, [r.label for r in records], paths)
+        entry = record["features"].get(name, {})
+        if any(entry.get(k) != v for k, v in data.items()):  # new, or another dataset folder under --overwrite
+            entry = record["features"][name] = {**data, "splits": {}}
+        entry["splits"][split] = {"images": int(features.shape[0]), "dim": int(features.shape[1])}
+        _write_record(folder, record)
         print(f"{name}/{split}: {features.shape[0]} x {features.shape[1]} features -> {folder}")
     return folder
 
 
-def feature_extractor(model, checkpoint, image_size):
-    """A Keras model mapping images in [-1, 1] (B, S, S, 3) to features (B, D)."""
+def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True):
+    """(extractor, settings): a Keras model mapping images in [-1, 1]
+    (B, S, S, 3) to features (B, D), and what it was built from (the
+    `fgtf.checkpoints.load_network` report, without the class count)."""
     import keras
 
     from fgtf import runs
-    from fgtf.checkpoints import hub_feature_model, is_saved_model
-    from fgtf.models import build_model, feature_endpoint
+    from fgtf.checkpoints import SAVED_MODEL_IMAGE_SIZE, checkpoint_kind, hub_feature_model, load_network
+    from fgtf.models import feature_endpoint
 
-    if is_saved_model(checkpoint):
-        return hub_feature_model(checkpoint, image_size)
-    if runs.is_run_checkpoint(checkpoint):
-        config = runs.load_run_config(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint))
-        network = runs.build_network({**config, "image_size": image_size})
-        runs.restore_for_inference(network, runs.latest_checkpoint(checkpoint))
-        source = runs.backbone_of(network)
-        endpoint = source.get_layer(feature_endpoint(config["model_name"]))
-    else:
-        source = build_model(model, include_top=False, weights=checkpoint, input_shape=(image_size, image_size, 3))
-        endpoint = source.get_layer(feature_endpoint(model))
-    pooled = keras.layers.GlobalAveragePooling2D(name="features")(endpoint.output)
-    return keras.Model(source.inputs, pooled, name=f"{source.name}_features")
+    if checkpoint_kind(checkpoint) == "saved_model":
+        size = image_size or SAVED_MODEL_IMAGE_SIZE
+        return hub_feature_model(checkpoint, size), {"kind": "saved_model", "weights": os.path.abspath(checkpoint),
+                                                     "model": "saved_model", "head": "none", "image_size": size,
+                                                     "ema": None}
+    network, used = load_network(checkpoint, model=model, image_size=image_size, include_top=False, use_ema=use_ema)
+    source = runs.backbone_of(network)
+    pooled = keras.layers.GlobalAveragePooling2D(name="features")(
+        source.get_layer(feature_endpoint(used["model"])).output)
+    return keras.Model(source.inputs, pooled, name=f"{source.name}_features"), \
+        {key: used[key] for key in NETWORK_SETTINGS}
+
+
+def feature_extractor(model, checkpoint, image_size=None):
+    """The extractor of `load_feature_extractor` alone (as the notebooks use it)."""
+    return load_feature_extractor(checkpoint, model=model, image_size=image_size)[0]
 
 
 def extract_paths(extractor, paths, image_size, batch_size, desc="features"):
@@ -129,13 +179,88 @@ def extract_paths(extractor, paths, image_size, batch_size, desc="features"):
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
-def checkpoint_stem(checkpoint):
-    """`checkpoints/inception_v3_iNat_299.ckpt` -> `inception_v3_iNat_299`."""
-    name = os.path.basename(os.path.normpath(checkpoint))
+def checkpoint_stem(checkpoint, kind=None):
+    """`checkpoints/inception_v3_iNat_299.ckpt` -> `inception_v3_iNat_299`;
+    a run's checkpoint prefix (`runs/cub/ckpt-300`) -> its run's name `cub`."""
+    path = os.path.normpath(checkpoint)
+    if kind == "run" and not os.path.isdir(path):
+        path = os.path.dirname(path)
+    name = os.path.basename(path)
     for suffix in (".weights.h5", ".h5", ".ckpt", ".index"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return name
+
+
+def _split_list(text):
+    """`train,val` -> ['train', 'validation'] (argparse type)."""
+    splits = [split_name(s.strip()) for s in text.split(",") if s.strip()]
+    if not splits:
+        raise argparse.ArgumentTypeError("name at least one split: train, validation")
+    return list(dict.fromkeys(splits))
+
+
+def _describe(network):
+    """What the features are made with, e.g. `small_cnn, 160 px, EMA weights
+    (fgtf run: /abs/runs/demo/ckpt-300)`."""
+    parts = [network["model"] + (f" with a {network['head']} head" if network["head"] != "none" else ""),
+             f"{network['image_size']} px"]
+    if network["ema"] is not None:
+        parts.append("EMA weights" if network["ema"] else "raw weights")
+    kind = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras weights",
+            "saved_model": "SavedModel"}[network["kind"]]
+    return f"{', '.join(parts)} ({kind}: {network['weights']})"
+
+
+def _read_record(folder):
+    import json
+
+    path = os.path.join(folder, RECORD)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _write_record(folder, record):
+    from fgtf.fileio import write_json
+
+    write_json(os.path.join(folder, RECORD), record)
+
+
+def _extracted(record, folder, name, split, network, data, has_features):
+    """True when `name`'s `split` is on disk and was made by `network` from `data`."""
+    entry = record.get("features", {}).get(name, {})
+    return (record.get("network") == network and split in entry.get("splits", {})
+            and all(entry.get(k) == v for k, v in data.items()) and has_features(folder, name, split))
+
+
+def _check_no_mixing(record, folder, name, todo, network, data, overwrite):
+    """Refuse to write features that would sit beside another network's (or
+    beside `name`'s features of another dataset folder) in `folder`."""
+    from fgtf.transfer.feature_store import has_features
+
+    if not record:
+        unrecorded = [s for s in todo if has_features(folder, name, s)]
+        if unrecorded and not overwrite:
+            raise UserError(f"{folder} holds {name} {', '.join(unrecorded)} features with no record of the network "
+                            f"that made them ({RECORD}); pass --overwrite to extract them again, or another --out")
+        return
+    stored = record.get("network", {})
+    if stored != network:
+        changed = [k for k in NETWORK_SETTINGS if stored.get(k) != network.get(k)]
+        kept = [f"{n} {s}" for n, entry in record.get("features", {}).items() for s in entry.get("splits", {})
+                if not (n == name and s in todo)]
+        if kept or not overwrite:
+            differences = "; ".join(f"{k} {stored.get(k)}, now {network.get(k)}" for k in changed)
+            raise UserError(f"{folder} holds features of another network ({differences}); pass another --out"
+                            + (f" (its {', '.join(kept)} would be stale)" if kept and overwrite
+                               else ", or --overwrite to replace them" if not kept else ""))
+        return
+    entry = record.get("features", {}).get(name)
+    if entry and todo and not overwrite and any(entry.get(k) != v for k, v in data.items()):
+        raise UserError(f"{folder} holds {name} features of {entry.get('dataset')} from {entry.get('dataset_dir')}, "
+                        f"not of {data['dataset']} from {data['dataset_dir']}; pass another --name, or --overwrite")
 
 
 def _first_bad(paths):

@@ -1,17 +1,20 @@
-"""Overlay a trained run's attention and class activation maps on images,
-as the figures of the SAM repository show them.
+"""Overlay a network's attention and class activation maps on images, as
+the figures of the SAM repository show them.
 
-    python -m fgtf.visualize_attention --model_dir runs/sam --images a.jpg b.jpg [--out DIR]
+    python -m fgtf.visualize_attention --checkpoint runs/sam --images a.jpg b.jpg [--out DIR]
         [--image_size N] [--class_index K] [--no_ema]
 
-Loads the run folder's latest checkpoint (its EMA weights when the run kept
-them), preprocesses each image as evaluation does (central crop 0.875,
-resize to the run's image size), and writes one PNG per image into `--out`
-(default <model_dir>/attention): the input, the predicted attention map
-(SAM runs: the channel max of the attention branch) and the class
-activation map (CAM) of the predicted class, or of `--class_index`. Maps
-are computed at the feature-map resolution, upsampled bilinearly to the
-image and scaled to [0, 1] per image.
+`--checkpoint` (alias `--model_dir`) is an fgtf training run folder (its
+network and head, its image size, its EMA weights when it kept them), a
+Keras `.weights.h5` written by fgtf, or a TF-Slim checkpoint of `--model`
+(with its classifier). Each image is preprocessed as evaluation does
+(central crop 0.875, resize to the image size) and one PNG per image is
+written into `--out` (default <run>/attention for a run, else
+attention/<checkpoint stem>): the input, the predicted attention map (SAM
+runs: the channel max of the attention branch) and the class activation
+map (CAM) of the predicted class, or of `--class_index`. Maps are computed
+at the feature-map resolution, upsampled bilinearly to the image and
+scaled to [0, 1] per image.
 
 The CAM needs a linear classifier on the spatial mean of a feature map,
 so that the class logit is the mean over positions of each position's
@@ -19,65 +22,77 @@ contribution sum_c F[h, w, c] W[c, k] (plus the bias):
 * SAM (every feature kind, through `SAM.attention_maps`);
 * SEF (its global classifier `fc`);
 * CLE (its `head` on the pooled backbone map);
-* plain runs whose logits are a Dense layer or 1x1 convolution on the
+* plain networks whose logits are a Dense layer or 1x1 convolution on the
   global average pool of a feature map (the ResNet-v2, Inception and
-  Inception-ResNet classifiers). Other classifiers, and CLE on a backbone
-  that outputs pooled vectors, are reported as unsupported (exit 2).
+  Inception-ResNet classifiers). Other classifiers, CLE on a backbone
+  that outputs pooled vectors, and SavedModels (opaque graphs) are
+  reported as unsupported (exit 2).
 """
 import argparse
 import os
 
 import numpy as np
 
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import UserError, cli_main, non_negative_int, positive_int
 
 
 @cli_main
 def main(argv=None):
+    from fgtf.cli import DocHelpFormatter
+
     p = argparse.ArgumentParser(prog="python -m fgtf.visualize_attention", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_dir", required=True, help="run folder written by fgtf.train")
+                                formatter_class=DocHelpFormatter)
+    p.add_argument("--checkpoint", "--model_dir", dest="checkpoint", required=True,
+                   help="weights: fgtf run folder, .weights.h5 or TF-Slim .ckpt prefix")
     p.add_argument("--images", nargs="+", required=True, help="image files (JPEG, PNG, GIF, BMP)")
-    p.add_argument("--out", help="folder for the PNGs (default: <model_dir>/attention)")
-    p.add_argument("--image_size", type=int, help="input size (default: the run's training size)")
-    p.add_argument("--class_index", type=int, help="CAM of this class instead of each image's predicted class")
-    p.add_argument("--no_ema", action="store_true", help="use the raw weights even when the run kept an EMA")
+    p.add_argument("--out", help="folder for the PNGs (default: <run>/attention for a run folder, else "
+                                 "attention/<checkpoint stem>)")
+    p.add_argument("--model", help="backbone of a TF-Slim checkpoint (default: inception_v3; a run's and an "
+                                   "fgtf .weights.h5's own network otherwise)")
+    p.add_argument("--image_size", type=positive_int,
+                   help="image side in pixels (default: a run's training size, else the network's default)")
+    p.add_argument("--class_index", type=non_negative_int,
+                   help="draw the CAM of this class (default: each image's predicted class)")
+    p.add_argument("--no_ema", dest="use_ema", action="store_false",
+                   help="use the raw weights even when the run or checkpoint kept moving averages of them")
     args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise UserError(f"image file(s) not found: {', '.join(missing)}")
-    model, config, used_ema = load_run(args.model_dir, args.image_size, use_ema=not args.no_ema)
-    if args.class_index is not None and not 0 <= args.class_index < config["num_classes"]:
-        raise UserError(f"--class_index must be in [0, {config['num_classes']}), got {args.class_index}")
-    image_size = args.image_size or config["image_size"]
-    out_dir = args.out or os.path.join(args.model_dir, "attention")
-    print(f"{args.model_dir}: {config['model_name']}, head {config.get('head') or 'none'}, {image_size} px"
-          f"{', EMA weights' if used_ema else ''}")
+    model, used = load_network(args.checkpoint, model=args.model, image_size=args.image_size, use_ema=args.use_ema)
+    if args.class_index is not None and not args.class_index < used["num_classes"]:
+        raise UserError(f"--class_index must be in [0, {used['num_classes']}), got {args.class_index}")
+    out_dir = args.out or default_out(args.checkpoint, used["kind"])
+    print(f"{args.checkpoint}: {used['model']}, head {used['head']}, {used['image_size']} px"
+          f"{', EMA weights' if used['ema'] else ''} ({used['weights']})")
     for index, path in enumerate(args.images):
-        images = load_images([path], image_size)
+        images = load_images([path], used["image_size"])
         maps = attention_maps(model, images, args.class_index)
         png = os.path.join(out_dir, f"{index:03d}_{os.path.splitext(os.path.basename(path))[0]}.png")
         write_overlay(images[0], maps, 0, png, title=os.path.basename(path))
         print(f"{path}: class {int(maps['classes'][0])} (p = {float(maps['probabilities'][0]):.3f}) -> {png}")
 
 
-def load_run(model_dir, image_size=None, use_ema=True):
-    """Rebuild the network of run folder `model_dir` (at `image_size`, default
-    the run's) and load its latest checkpoint. Raises UserError when the
-    folder, its checkpoint or CAM support is missing. Returns (model,
-    run config, whether EMA weights were used)."""
-    from fgtf import runs
+def load_network(checkpoint, *, model=None, image_size=None, use_ema=True):
+    """The network of `checkpoint` (any kind `fgtf.checkpoints.load_network`
+    takes, with its classifier) and what was loaded, after checking that its
+    CAM can be drawn. Raises UserError when the weights or CAM support are
+    missing."""
+    from fgtf import checkpoints
 
-    if not os.path.isdir(model_dir):
-        raise UserError(f"--model_dir {model_dir} does not exist")
-    config = runs.load_run_config(model_dir)
-    model = runs.build_network({**config, "image_size": image_size or config["image_size"]})
-    class_activation_source(model)  # unsupported networks fail before any weights are read
-    prefix = runs.latest_checkpoint(model_dir)
-    if prefix is None:
-        raise UserError(f"{model_dir} holds no checkpoint yet; train it first (python -m fgtf.train)")
-    used_ema = runs.restore_for_inference(model, prefix, use_ema=use_ema)
-    return model, config, used_ema
+    network, used = checkpoints.load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
+    class_activation_source(network)
+    return network, used
+
+
+def default_out(checkpoint, kind):
+    """<run>/attention for a run folder (or its run's, for a run checkpoint), else attention/<checkpoint stem>."""
+    from fgtf.extract_features import checkpoint_stem
+
+    if kind == "run":
+        return os.path.join(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint), "attention")
+    return os.path.join("attention", checkpoint_stem(checkpoint))
 
 
 def load_images(paths, image_size):
