@@ -285,7 +285,7 @@ def load_slim_checkpoint(model, path, *, exclude_scopes=(), use_ema="auto"):
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import DocHelpFormatter
+    from fgtf.cli import DocHelpFormatter, model_name
 
     parser = argparse.ArgumentParser(prog="python -m fgtf.checkpoints", description=__doc__,
                                      formatter_class=DocHelpFormatter)
@@ -297,7 +297,7 @@ def main(argv=None):
     convert.add_argument("--checkpoint", required=True,
                          help="TF-Slim .ckpt prefix (or a folder holding one), or an fgtf training run folder")
     convert.add_argument("--out", required=True, help="the .weights.h5 file to write")
-    convert.add_argument("--model", help="backbone name (fgtf.models.list_models()); required for a TF-Slim "
+    convert.add_argument("--model", type=model_name, help="backbone name (fgtf.models.list_models()); required for a TF-Slim "
                                          "checkpoint, taken from run_config.json for a run")
     convert.add_argument("--num_classes", type=positive_int,
                          help="classifier size of a TF-Slim checkpoint (default: the size of its logits)")

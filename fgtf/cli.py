@@ -110,3 +110,18 @@ class DocHelpFormatter(argparse.RawDescriptionHelpFormatter):
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             return text
         return text + " (default: %(default)s)"
+
+
+def model_name(text):
+    """argparse type of `--model`: a name the registry knows, plugins
+    included (see `fgtf.models`); anything else is refused where it is parsed."""
+    from fgtf.models import list_models
+    from tfrecord_tools.cli import UserError
+
+    try:
+        known = list_models()
+    except UserError as error:  # a plugin failed to load: argparse shows ValueErrors as "invalid value"
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if text not in known:
+        raise argparse.ArgumentTypeError(f"unknown model {text!r}; known models: {', '.join(known)}")
+    return text

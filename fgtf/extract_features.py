@@ -46,7 +46,7 @@ def main(argv=None):
 
 
 def build_parser():
-    from fgtf.cli import DocHelpFormatter
+    from fgtf.cli import DocHelpFormatter, model_name
 
     p = argparse.ArgumentParser(prog="python -m fgtf.extract_features", description=__doc__,
                                 formatter_class=DocHelpFormatter)
@@ -56,7 +56,7 @@ def build_parser():
     p.add_argument("--data_dir", default="data", help="parent of dataset folders, used when --dataset_dir is not given")
     p.add_argument("--checkpoint", required=True,
                    help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder or SavedModel folder")
-    p.add_argument("--model", help="backbone name (default: a run's or .weights.h5's own network, else "
+    p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, else "
                                    f"inception_v3; not used for SavedModel folders)")
     p.add_argument("--image_size", type=positive_int,
                    help="image side in pixels (default: a run's training size, else the network's default size, "

@@ -38,7 +38,7 @@ from tfrecord_tools.cli import UserError, cli_main, non_negative_int, positive_i
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import DocHelpFormatter
+    from fgtf.cli import DocHelpFormatter, model_name
 
     p = argparse.ArgumentParser(prog="python -m fgtf.visualize_attention", description=__doc__,
                                 formatter_class=DocHelpFormatter)
@@ -47,7 +47,7 @@ def main(argv=None):
     p.add_argument("--images", nargs="+", required=True, help="image files (JPEG, PNG, GIF, BMP)")
     p.add_argument("--out", help="folder for the PNGs (default: <run>/attention for a run folder, else "
                                  "attention/<checkpoint stem>)")
-    p.add_argument("--model", help="backbone of a TF-Slim checkpoint (default: inception_v3; a run's and an "
+    p.add_argument("--model", type=model_name, help="backbone of a TF-Slim checkpoint (default: inception_v3; a run's and an "
                                    "fgtf .weights.h5's own network otherwise)")
     p.add_argument("--image_size", type=positive_int,
                    help="image side in pixels (default: a run's training size, else the network's default)")
