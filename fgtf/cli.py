@@ -60,9 +60,12 @@ def main(argv=None):
                 else f"it needs the Python package {missing!r}, which is not installed")
         print(f"fgtf: error: cannot run `fgtf {command}`: {what}", file=sys.stderr)
         sys.exit(2)
-    sys.argv = [f"fgtf {command}"] + rest
-    with program_name(module_name, f"fgtf {command}"):
-        module.main(rest)
+    invoked_as, sys.argv = sys.argv, [f"fgtf {command}"] + rest
+    try:
+        with program_name(module_name, f"fgtf {command}"):
+            module.main(rest)
+    finally:  # for callers in the same process (tests, notebooks)
+        sys.argv = invoked_as
 
 
 def usage():

@@ -41,13 +41,13 @@ def trained_runs(dataset):
 @pytest.mark.parametrize("name", ["plain", "sef", "cle"])
 def test_cam_positions_sum_to_the_logit(trained_runs, dataset, name):
     """The CAM is each position's contribution: its spatial mean plus the bias is the class logit."""
-    model, config, _ = visualize_attention.load_run(trained_runs[name])
-    images = visualize_attention.load_images(dataset["images"], config["image_size"])
+    model, used = visualize_attention.load_network(trained_runs[name])
+    images = visualize_attention.load_images(dataset["images"], used["image_size"])
     feature_map_of, kernel = visualize_attention.class_activation_source(model)
     logits = np.asarray(model(images, training=False))
     classifier_bias = {"plain": lambda: model.get_layer("Logits.Logits").bias,
                        "sef": lambda: model.global_classifier.bias, "cle": lambda: model.head.bias}[name]()
-    for k in range(config["num_classes"]):
+    for k in range(used["num_classes"]):
         classes = np.full(len(images), k)
         cam = np.asarray(visualize_attention.class_activation_map(feature_map_of(images), kernel, classes))
         assert cam.shape == (len(images), 16, 16)
@@ -59,9 +59,9 @@ def test_cam_positions_sum_to_the_logit(trained_runs, dataset, name):
 
 
 def test_sam_maps_are_the_heads_own_with_ema_weights(trained_runs, dataset):
-    model, config, used_ema = visualize_attention.load_run(trained_runs["sam"])
-    assert used_ema
-    images = visualize_attention.load_images(dataset["images"], config["image_size"])
+    model, used = visualize_attention.load_network(trained_runs["sam"])
+    assert used["ema"] and used["head"] == "sam"
+    images = visualize_attention.load_images(dataset["images"], used["image_size"])
     maps = visualize_attention.attention_maps(model, images, class_index=2)
     expected = model.attention_maps(images, np.array([2, 2]))
     np.testing.assert_allclose(maps["attention"], np.asarray(expected["predicted"]), rtol=1e-5, atol=1e-6)
@@ -74,49 +74,91 @@ def test_cli_writes_one_overlay_per_image(trained_runs, dataset, tmp_path, capsy
     from PIL import Image
 
     out = tmp_path / "overlays"
-    visualize_attention.main(["--model_dir", trained_runs["sam"], "--images", *dataset["images"],
+    visualize_attention.main(["--checkpoint", trained_runs["sam"], "--images", *dataset["images"],
                               "--out", str(out), "--class_index", "1"])
     printed = capsys.readouterr().out
-    assert "EMA weights" in printed and printed.count("class 1 (p = ") == 2
+    assert "tiny_net, head sam, 32 px, EMA weights" in printed and printed.count("class 1 (p = ") == 2
     pngs = sorted(os.listdir(out))
     assert len(pngs) == 2 and pngs[0].startswith("000_") and pngs[1].startswith("001_")
     with Image.open(out / pngs[0]) as png:
         # three panels (input, attention, CAM) side by side
         assert png.format == "PNG" and png.size[0] > 2.5 * png.size[1]
     visualize_attention.main(["--model_dir", trained_runs["plain"], "--images", dataset["images"][0],
-                              "--image_size", "40"])
+                              "--image_size", "40"])  # the former flag name still works
+    assert "tiny_net, head none, 40 px" in capsys.readouterr().out
     written = os.listdir(os.path.join(trained_runs["plain"], "attention"))
     assert len(written) == 1 and written[0].endswith(".png")
+
+
+def test_a_keras_weights_file_draws_the_same_cam_as_its_run(trained_runs, dataset, tmp_path, capsys):
+    from fgtf import checkpoints
+
+    weights = str(tmp_path / "plain.weights.h5")
+    checkpoints.main(["convert", "--checkpoint", trained_runs["plain"], "--out", weights])
+    from_file, used = visualize_attention.load_network(weights, image_size=32)
+    assert used["kind"] == "keras" and used["model"] == "tiny_net" and used["num_classes"] == 3
+    from_run, _ = visualize_attention.load_network(trained_runs["plain"])
+    images = visualize_attention.load_images(dataset["images"], 32)
+    np.testing.assert_allclose(visualize_attention.attention_maps(from_file, images)["cam"],
+                               visualize_attention.attention_maps(from_run, images)["cam"], rtol=1e-5, atol=1e-6)
+    visualize_attention.main(["--checkpoint", weights, "--images", dataset["images"][0], "--out", str(tmp_path / "o")])
+    assert "tiny_net, head none, 32 px" in capsys.readouterr().out and len(os.listdir(tmp_path / "o")) == 1
 
 
 def test_user_errors_exit_2(trained_runs, dataset, tmp_path, capsys):
     def no_top_linear_classifier(include_top=True, input_shape=None, classes=10, classifier_activation=None,
                                  **_):
-        inputs = keras.Input(input_shape)
+        inputs = keras.Input(input_shape or (32, 32, 3))
         x = keras.layers.Conv2D(4, 3, strides=2, name="Conv2d_1a_3x3")(inputs)
         logits = keras.layers.Dense(classes, name="Logits")(keras.layers.Flatten()(x))
         return keras.Model(inputs, logits, name="FlatNet")
 
+    from fgtf.checkpoints import save_keras_weights
     from fgtf.models import register_model
 
     register_model("flat_net", no_top_linear_classifier, feature_endpoint="Conv2d_1a_3x3")
-    unsupported = tmp_path / "flat"
-    unsupported.mkdir()
-    config = {**runs.load_run_config(trained_runs["plain"]), "model_name": "flat_net"}
-    (unsupported / runs.RUN_CONFIG).write_text(json.dumps(config))
+    unsupported = str(tmp_path / "flat.weights.h5")
+    save_keras_weights(no_top_linear_classifier(classes=3), unsupported, "flat_net", 3, False)
     untrained = tmp_path / "untrained"
     untrained.mkdir()
     (untrained / runs.RUN_CONFIG).write_text(json.dumps(runs.load_run_config(trained_runs["plain"])))
+    saved_model = tmp_path / "saved_model"
+    saved_model.mkdir()
+    (saved_model / "saved_model.pb").write_bytes(b"")
     image = dataset["images"][0]
-    cases = [(["--model_dir", str(tmp_path / "nowhere"), "--images", image], "does not exist"),
-             (["--model_dir", trained_runs["plain"], "--images", image, "missing.jpg"], "missing.jpg"),
-             (["--model_dir", str(unsupported), "--images", image], "no CAM for FlatNet"),
-             (["--model_dir", str(untrained), "--images", image], "no checkpoint"),
-             (["--model_dir", trained_runs["plain"], "--images", image, "--class_index", "3"], "--class_index"),
-             (["--model_dir", trained_runs["plain"], "--images", str(dataset["root"] / "raw" / "train.txt")],
-              "cannot read")]
+    plain = trained_runs["plain"]
+    cases = [(["--checkpoint", str(tmp_path / "nowhere"), "--images", image], "nowhere not found"),
+             (["--checkpoint", plain, "--images", image, "missing.jpg"], "missing.jpg"),
+             (["--checkpoint", unsupported, "--images", image], "no CAM for FlatNet"),
+             (["--checkpoint", str(untrained), "--images", image], "holds no checkpoint yet; train it first"),
+             (["--checkpoint", str(saved_model), "--images", image], "is a SavedModel, an opaque graph"),
+             (["--checkpoint", plain, "--images", image, "--image_size", "4"], "--image_size 4 is too small for "
+                                                                                "tiny_net"),
+             (["--checkpoint", plain, "--images", image, "--image_size", "0"], "argument --image_size: must be"),
+             (["--checkpoint", plain, "--images", image, "--model", "resnet_v2_50"],
+              "is a run of tiny_net, not of --model resnet_v2_50"),
+             (["--checkpoint", plain, "--images", image, "--model", "no_net"], "unknown model 'no_net'"),
+             (["--checkpoint", plain, "--images", image, "--class_index", "3"], "--class_index"),
+             (["--checkpoint", plain, "--images", str(dataset["root"] / "raw" / "train.txt")], "cannot read")]
+    before = sorted(os.listdir(plain))
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_info:
-            visualize_attention.main(argv)
+            visualize_attention.main(argv + ["--out", str(tmp_path / "out")])
         assert exit_info.value.code == 2
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        *usage, error = err.strip().splitlines()
+        assert all(line.startswith(("usage:", " ")) for line in usage) and "Traceback" not in err
+        assert message in error, (argv, error)
+    assert not (tmp_path / "out").exists() and sorted(os.listdir(plain)) == before
+
+
+def test_help_is_quiet_with_defaults():
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "fgtf.visualize_attention", "--help"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": repo})
+    assert done.returncode == 0 and done.stderr == ""
+    text = " ".join(done.stdout.split())
+    assert "--checkpoint CHECKPOINT, --model_dir CHECKPOINT" in text and "(default: <run>/attention" in text
