@@ -1,5 +1,7 @@
 """Checkpoint loading: slim name mapping, EMA shadows, exclusions, clear
 errors, the convert CLI, Keras weights files and SavedModel folders."""
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -150,3 +152,113 @@ def test_saved_model_folder_as_feature_extractor(tmp_path):
     unit = (images + 1) / 2
     expected = np.concatenate([unit.mean(axis=(1, 2)), unit.max(axis=(1, 2))], axis=1)
     np.testing.assert_allclose(model.predict_on_batch(images), expected, rtol=1e-5)
+
+
+# --- every kind of --checkpoint through one loader; the convert CLI's misuse
+
+def _tiny_net_slim_checkpoint(prefix, ema_offset=None):
+    """A TF-Slim checkpoint of the registered `tiny_net` (tests/tiny_models.py)
+    from a seeded Keras build; with `ema_offset`, ExponentialMovingAverage
+    shadows that differ from the weights by it. Returns (prefix, the build)."""
+    import tiny_models
+    from fgtf.models.layers import slim_variable_name
+
+    tiny_models.register()
+    keras.utils.set_random_seed(0)
+    model = tiny_models.TinyNet(classes=3, classifier_activation=None)
+    values = {}
+    for layer in model.layers:
+        for weight in layer.weights:
+            name = slim_variable_name("TinyNet", layer.name, weight.name)
+            values[name] = np.asarray(weight)
+            if ema_offset is not None:
+                values[name + checkpoints.EMA_SUFFIX] = np.asarray(weight) + ema_offset
+    return _write(prefix, values), model
+
+
+def test_load_network_reads_each_kind_and_says_what_it_used(tmp_path):
+    prefix, reference = _tiny_net_slim_checkpoint(tmp_path / "tiny.ckpt", ema_offset=0.5)
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    network, used = checkpoints.load_network(prefix, model="tiny_net", use_ema=False)
+    assert used == {"kind": "slim", "weights": prefix, "model": "tiny_net", "head": "none", "image_size": 32,
+                    "num_classes": 3, "ema": False}
+    np.testing.assert_allclose(network(images), reference(images), rtol=1e-5, atol=1e-6)
+    averaged, used = checkpoints.load_network(prefix, model="tiny_net", include_top=False, image_size=40)
+    assert used["ema"] is True and used["num_classes"] is None and used["image_size"] == 40
+    kernel = averaged.get_layer("Mixed_5b").kernel
+    np.testing.assert_allclose(kernel, np.asarray(reference.get_layer("Mixed_5b").kernel) + 0.5, rtol=1e-6)
+    assert not any(layer.name.startswith("Logits") for layer in averaged.layers)
+
+    out = str(tmp_path / "tiny.weights.h5")
+    checkpoints.main(["convert", "--model", "tiny_net", "--checkpoint", prefix, "--out", out, "--use_ema", "false"])
+    assert checkpoints.keras_weights_record(out) == {"model": "tiny_net", "classes": 3, "aux_logits": False,
+                                                     "ema": False}
+    from_file, used = checkpoints.load_network(out)
+    assert (used["kind"], used["model"], used["num_classes"], used["ema"]) == ("keras", "tiny_net", 3, False)
+    np.testing.assert_allclose(from_file(images), reference(images), rtol=1e-5, atol=1e-6)
+    with pytest.raises(UserError, match="holds tiny_net weights, not --model small_cnn"):
+        checkpoints.load_network(out, model="small_cnn")
+    with pytest.raises(UserError, match="--image_size 4 is too small for tiny_net"):
+        checkpoints.load_network(prefix, model="tiny_net", image_size=4)
+
+
+def test_checkpoint_kind(tmp_path):
+    prefix = _write(tmp_path / "model.ckpt", _slim_values())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_config.json").write_text("{}")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"")
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"")
+    kinds = {path: checkpoints.checkpoint_kind(str(path)) for path in (prefix, tmp_path, run, saved, weights)}
+    assert list(kinds.values()) == ["slim", "slim", "run", "saved_model", "keras"]
+    with pytest.raises(UserError, match="checkpoint .*nothing not found"):
+        checkpoints.checkpoint_kind(str(tmp_path / "nothing"))
+
+
+def test_convert_misuse_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    prefix, model = _tiny_net_slim_checkpoint(tmp_path / "tiny.ckpt")
+    weights = tmp_path / "tiny.weights.h5"
+    checkpoints.save_keras_weights(model, str(weights), "tiny_net", 3, False)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"")
+    untrained = tmp_path / "untrained"
+    untrained.mkdir()
+    (untrained / "run_config.json").write_text('{"model_name": "tiny_net", "num_classes": 3, "image_size": 32}')
+    out = tmp_path / "out.weights.h5"
+    cases = [([str(weights)], "is already a Keras weights file: nothing to convert"),
+             ([str(saved)], "is a SavedModel, an opaque graph with no fgtf network to convert"),
+             ([str(untrained)], "holds no checkpoint yet; train it first"),
+             ([prefix, "--model", "tiny_net", "--use_ema", "true"], "has no ExponentialMovingAverage variables"),
+             ([prefix], "--model is required for the TF-Slim checkpoint"),
+             ([prefix, "--model", "tiny_net", "--num_classes", "0"], "argument --num_classes: must be an integer"),
+             ([prefix, "--model", "nonet"], "argument --model: unknown model 'nonet'")]
+    before = sorted(os.listdir(tmp_path))
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            checkpoints.main(["convert", "--out", str(out), "--checkpoint", *args])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        *usage, error = err.strip().splitlines()
+        assert all(line.startswith(("usage:", " ")) for line in usage) and "Traceback" not in err
+        assert message in error, (args, error)
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_help_needs_no_tensorflow():
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom fgtf import checkpoints\n"
+                           "try:\n    checkpoints.main(['convert', '--help'])\nexcept SystemExit:\n    pass\n"
+                           "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": repo})
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert time.perf_counter() - started < 2
+    assert "(default: auto)" in done.stdout and "--checkpoint CHECKPOINT" in done.stdout
