@@ -9,6 +9,7 @@ accepted. Nothing here imports TensorFlow, so `fgtf --help` is instant.
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 import textwrap
 
@@ -52,6 +53,7 @@ def main(argv=None):
         print(f"fgtf: error: unknown command {argv[0]!r}\n{usage()}", file=sys.stderr)
         sys.exit(2)
     module_name = COMMANDS[command][0]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines are noise to a user
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
