@@ -41,7 +41,7 @@ from fgtf import datasets
 from fgtf.datasets import splits as subsets
 from fgtf.fileio import write_text
 from tfrecord_tools import manifest as manifest_lib
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import UserError, cli_main, positive_int
 from tfrecord_tools.manifest import MANIFEST, REPORT
 from tfrecord_tools.writer import ImageItem, write_split
 
@@ -206,15 +206,6 @@ def _class_names(records):
 
 def _item(record, dataset_dir):
     return ImageItem(record.path, record.label, os.path.relpath(record.path, dataset_dir), record.class_name)
-
-
-def positive_int(text):
-    # tfrecord_tools.cli.positive_int's contract and name (argparse words a non-integer by the name);
-    # import that one instead once helper "data"'s branch, which adds it, is merged.
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer of at least 1, got {text}")
-    return value
 
 
 def _percentage(text):

@@ -20,7 +20,7 @@ from tfrecord_tools.cli import UserError, cli_main
 
 @cli_main
 def main(argv=None):
-    from fgtf.train import positive_float, positive_int
+    from tfrecord_tools.cli import positive_float, positive_int
 
     p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
                                 formatter_class=_HelpFormatter)

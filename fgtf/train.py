@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int
 
 EXIT_DIVERGED = 3
 OPTIMIZERS = ("momentum", "rmsprop", "adam", "adamw", "sgd")
@@ -45,27 +45,6 @@ def _main(argv=None):
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     train(args)
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def nonnegative_float(text):
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def decay(text):
@@ -129,9 +108,9 @@ def build_parser():
     g.add_argument("--learning_rate_decay_factor", type=positive_float, default=0.94,
                    help="factor of each exponential decay")
     g.add_argument("--num_epochs_per_decay", type=positive_float, default=2.0, help="epochs between decays")
-    g.add_argument("--end_learning_rate", type=nonnegative_float, default=0.0001,
+    g.add_argument("--end_learning_rate", type=non_negative_float, default=0.0001,
                    help="floor of the exponential, end of the polynomial and warmup_linear schedules")
-    g.add_argument("--warmup_epochs", type=nonnegative_float, default=0.0,
+    g.add_argument("--warmup_epochs", type=non_negative_float, default=0.0,
                    help="warm-up epochs of --learning_rate_decay_type warmup_linear")
     g.add_argument("--momentum", type=decay, default=0.9, help="momentum of the momentum optimizer")
     g.add_argument("--rmsprop_decay", type=decay, default=0.9, help="RMSProp's decay of the squared gradients")
@@ -139,13 +118,13 @@ def build_parser():
     g.add_argument("--opt_epsilon", type=positive_float, default=1.0, help="epsilon of RMSProp and Adam")
     g.add_argument("--adam_beta1", type=decay, default=0.9, help="Adam's first-moment decay")
     g.add_argument("--adam_beta2", type=decay, default=0.999, help="Adam's second-moment decay")
-    g.add_argument("--weight_decay", type=nonnegative_float, default=0.00004,
+    g.add_argument("--weight_decay", type=non_negative_float, default=0.00004,
                    help="L2 on conv/dense kernels (slim's rule)")
     g.add_argument("--label_smoothing", type=decay, default=0.0, help="label smoothing of the cross-entropy")
     g.add_argument("--batch_norm_decay", type=decay,
                    help="moving-average decay of batch-norm statistics (default: the network's, 0.9997 for "
                         "Inception, 0.997 for ResNet; use ~0.9 for runs of a few hundred steps)")
-    g.add_argument("--aux_loss_weight", type=nonnegative_float, default=0.4,
+    g.add_argument("--aux_loss_weight", type=non_negative_float, default=0.4,
                    help="weight of the aux-logits loss (0 disables)")
     g.add_argument("--moving_average_decay", type=decay, help="keep an EMA of the weights (e.g. 0.9999)")
     g.add_argument("--batch_size", type=positive_int, default=32, help="global batch size over all replicas")
@@ -154,9 +133,9 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
     g = p.add_argument_group("logging and checkpoints")
     g.add_argument("--log_every_n_steps", type=positive_int, default=10, help="print the metrics this often")
-    g.add_argument("--save_summaries_secs", type=nonnegative_float, default=60,
+    g.add_argument("--save_summaries_secs", type=non_negative_float, default=60,
                    help="write TensorBoard summaries at most this often")
-    g.add_argument("--save_interval_secs", type=nonnegative_float, default=600, help="checkpoint this often")
+    g.add_argument("--save_interval_secs", type=non_negative_float, default=600, help="checkpoint this often")
     g.add_argument("--max_checkpoints_to_keep", type=positive_int, default=3, help="checkpoints kept in the run")
     g = p.add_argument_group("devices")
     g.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")

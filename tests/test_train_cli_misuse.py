@@ -135,7 +135,7 @@ def test_continuing_a_run_with_other_settings_is_refused(stage1, tfrecords, caps
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--max_number_of_steps", "0"], ["--max_number_of_steps", "positive"]),
+    (["--max_number_of_steps", "0"], ["--max_number_of_steps", "at least 1"]),
     (["--max_number_of_steps", "2", "--sef_groups", "0"], ["--sef_groups"]),
     (["--max_number_of_steps", "2", "--max_checkpoints_to_keep", "0"], ["--max_checkpoints_to_keep"]),
     (["--max_number_of_steps", "2", "--moving_average_decay", "1.5"], ["--moving_average_decay", "[0, 1)"]),

@@ -66,6 +66,14 @@ def positive_float(text):
     return value
 
 
+def non_negative_float(text):
+    """A finite number >= 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
+    return value
+
+
 SPLITS = ("train", "validation")
 
 

@@ -52,7 +52,7 @@ import numpy as np
 
 from fgtf.transfer.domain_similarity import class_features, emd, euclidean_distances, similarity
 from fgtf.transfer.feature_store import load_features
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import UserError, cli_main, positive_int, split_name
 
 GAMMA = 0.01  # the paper's (and domain_similarity's default) similarity scale, for the report
 
@@ -253,23 +253,6 @@ def _dataset_of(name):
     from fgtf.datasets import list_datasets
 
     return name if name in list_datasets() else "synthetic"
-
-
-def positive_int(text):
-    # tfrecord_tools.cli.positive_int's contract and name (argparse words a non-integer by the name);
-    # import that one instead once helper "data"'s branch, which adds it, is merged.
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer of at least 1, got {text}")
-    return value
-
-
-def split_name(text):
-    # tfrecord_tools.cli.split_name's contract: import that one once it is merged.
-    split = {"val": "validation"}.get(text, text)
-    if split not in ("train", "validation"):
-        raise argparse.ArgumentTypeError(f"unknown split {text!r}; choose train or validation (or val)")
-    return split
 
 
 if __name__ == "__main__":
