@@ -121,13 +121,20 @@ def load_run_weights(model, checkpoint_prefix, *, exclude_scopes="", use_ema=Tru
     when EMA weights were used."""
     from fgtf.optimization import in_scopes, scope_prefixes, weight_layers
 
-    source = build_network(load_run_config(os.path.dirname(checkpoint_prefix)))
+    config = load_run_config(os.path.dirname(checkpoint_prefix))
+    source = build_network(config)
     used_ema = restore_for_inference(source, checkpoint_prefix, use_ema=use_ema)
     excluded = scope_prefixes(model, exclude_scopes)
     stored = {layer.name: layer for layer in weight_layers(source)}
-    for layer in weight_layers(model):
-        if not layer.weights or in_scopes(layer.name, excluded) or layer.name not in stored:
-            continue
+    wanted = [layer for layer in weight_layers(model) if layer.weights and not in_scopes(layer.name, excluded)]
+    # Like a slim checkpoint, a run must cover every layer it initialises:
+    # a run of another network would otherwise leave this one silently untrained.
+    missing = [layer.name for layer in wanted if layer.name not in stored]
+    if missing:
+        raise UserError(f"{checkpoint_prefix} (a run of {config['model_name']}) has no weights for {len(missing)} "
+                        f"layer(s) of this network, e.g. {', '.join(missing[:3])}; start from a run of the same "
+                        f"network, or leave those layers out with --checkpoint_exclude_scopes")
+    for layer in wanted:
         weights = stored[layer.name].get_weights()
         shapes = [w.shape for w in weights]
         if shapes != [tuple(v.shape) for v in layer.weights]:

@@ -4,9 +4,6 @@ import io
 import json
 import multiprocessing
 import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +14,7 @@ from tfrecord_tools.cli import UserError
 from tfrecord_tools.reader import check_shard, read_examples
 from tfrecord_tools.records import CorruptRecordError, frame_record, iter_records
 from tfrecord_tools.writer import ImageItem, write_split
+from cli_helpers import run_cli
 
 
 # --- helpers ----------------------------------------------------------------
@@ -627,14 +625,6 @@ def test_a_failed_merge_writes_nothing(tmp_path, monkeypatch):
     assert _folder_state(first) == before
 
 
-def _run_cli(*args):
-    """Run `python -m ...` the way a user does: (exit code, stdout, stderr, seconds)."""
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=120)
-    return done.returncode, done.stdout, done.stderr, time.perf_counter() - start
-
 
 @pytest.mark.parametrize("args, message", [
     (["tfrecord_tools.inspect", "{out}", "--samples", "-1"], "--samples: must be an integer of at least 0"),
@@ -647,7 +637,7 @@ def test_tool_misuse_is_one_line_and_exit_2(tmp_path, args, message):
     out = str(tmp_path)
     open(tmp_path / "train_00000-of-00001.tfrecord", "wb").close()
     before = _folder_state(out)
-    code, stdout, stderr, _ = _run_cli(*[arg.format(out=out) for arg in args])
+    code, stdout, stderr, _ = run_cli(*[arg.format(out=out) for arg in args])
     assert code == 2 and stdout == ""
     *usage, error = stderr.strip().splitlines()  # argparse's usage block, then the one error line
     assert "Traceback" not in stderr and all(line.startswith(("usage:", " ")) for line in usage)
@@ -658,7 +648,7 @@ def test_tool_misuse_is_one_line_and_exit_2(tmp_path, args, message):
 
 @pytest.mark.parametrize("module", ["tfrecord_tools.inspect", "tfrecord_tools.verify", "tfrecord_tools.merge"])
 def test_help_is_fast_quiet_and_shows_defaults(module):
-    code, stdout, stderr, seconds = _run_cli(module, "--help")
+    code, stdout, stderr, seconds = run_cli(module, "--help")
     assert code == 0 and stderr == "" and seconds < 2, (seconds, stderr)
     assert "usage:" in stdout
     if module == "tfrecord_tools.inspect":

@@ -121,6 +121,14 @@ def test_exclude_scopes_into_another_class_count(tfrecords, tmp_path, capsys):
     assert "its labels cover 4 of the run's 6 classes" in capsys.readouterr().out
 
 
+def test_a_run_of_another_network_is_refused(stage1, tfrecords, tmp_path, capsys):
+    other = tmp_path / "small_cnn_from_tiny_net"
+    _refused(capsys, train.main, _args(tfrecords, other, "--model", "small_cnn", "--checkpoint", str(stage1),
+                                       "--max_number_of_steps", "1"),
+             "a run of tiny_net", "has no weights for", "Conv2d_1")
+    assert not other.exists()
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--model", "small_cnn"], ["model_name tiny_net -> small_cnn"]),
     (["--optimizer", "adam"], ["optimizer momentum -> adam"]),

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import ot
@@ -16,6 +15,7 @@ from fgtf import plots
 from fgtf.transfer import domain_similarity as ds
 from fgtf.transfer import linear
 from fgtf.transfer.feature_store import load_features, save_features
+from cli_helpers import run_cli
 
 
 def test_class_features_means_and_counts():
@@ -239,14 +239,6 @@ def test_library_refuses_gamma_and_min_images_out_of_range():
         ds.emd(np.ones((1, 2)), [5], np.ones((1, 2)), [5], min_images=-3)
 
 
-def _run_cli(*args):
-    """Run `python -m ...` as a user does: (exit code, stdout, stderr, seconds)."""
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=120)
-    return done.returncode, done.stdout, done.stderr, time.perf_counter() - start
-
 
 _DS = ["fgtf.transfer.domain_similarity", "--features", "{dir}", "--sources", "src", "--targets", "src"]
 _LINEAR = ["fgtf.transfer.linear", "--features", "{dir}", "--dataset", "src"]
@@ -270,7 +262,7 @@ def test_transfer_cli_misuse_is_one_line_and_exit_2(tmp_path, args, message):
     rng = np.random.default_rng(0)
     _write_feature_dataset(tmp_path, "src", rng.random((2, 3)), 3, rng)
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    code, stdout, stderr, _ = _run_cli(*[arg.format(dir=tmp_path) for arg in args])
+    code, stdout, stderr, _ = run_cli(*[arg.format(dir=tmp_path) for arg in args])
     assert code == 2 and stdout == ""
     *usage, error = stderr.strip().splitlines()  # argparse's usage block, then the one error line
     assert "Traceback" not in stderr and all(line.startswith(("usage:", " ")) for line in usage)
@@ -284,7 +276,7 @@ def test_transfer_cli_misuse_is_one_line_and_exit_2(tmp_path, args, message):
     ("fgtf.transfer.domain_similarity", "(default: 0.01)"),
 ])
 def test_transfer_help_is_fast_quiet_and_shows_defaults(module, default):
-    code, stdout, stderr, seconds = _run_cli(module, "--help")
+    code, stdout, stderr, seconds = run_cli(module, "--help")
     assert code == 0 and stderr == "" and seconds < 2, (seconds, stderr)
     assert default in " ".join(stdout.split())
     assert "(default: None)" not in stdout
