@@ -84,6 +84,32 @@ def similarity_heatmap_png(values, sources, targets, path, title="Domain similar
     _save(fig, path)
 
 
+_TRANSFER_SERIES = (("finetune_top1", "fine-tuned", "o"), ("probe_top1", "linear probe", "s"),
+                    ("scratch_top1", "from scratch", "x"))
+
+
+def transfer_vs_similarity_png(rows, path, label="name", title="Transfer accuracy against domain similarity"):
+    """The paper's Fig. 5: one point per row (a dict with `similarity`, a
+    `label` key naming the point, and any of `finetune_top1`, `probe_top1`,
+    `scratch_top1`), top-1 against similarity, one marker per kind of result."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    x = np.array([row["similarity"] for row in rows], dtype=np.float64)
+    for key, name, marker in _TRANSFER_SERIES:
+        if all(key in row for row in rows):
+            y = np.array([row[key] for row in rows], dtype=np.float64)
+            ax.plot(x, y, linestyle="none", marker=marker, markersize=8, label=name)
+            if key == _TRANSFER_SERIES[0][0]:
+                for xi, yi, row in zip(x, y, rows):
+                    ax.annotate(str(row[label]), (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("domain similarity exp(-gamma EMD) of source and target")
+    ax.set_ylabel("top-1 on the target's validation split")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    _save(fig, path)
+
+
 def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None, count=4,
                        title="Sample weights: highest and lowest per class", mislabelled_by_class=None):
     """SimTrans' qualitative figure: one row per class, its `count` highest-

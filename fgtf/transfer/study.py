@@ -1,0 +1,228 @@
+"""The paper's transfer study in miniature (Cui et al., CVPR 2018, Sec. 4-5,
+Fig. 5) on datasets fgtf reads: pretrain a backbone on a source, then for each
+target measure
+
+- `probe_top1`: a logistic-regression probe on the pretrained features,
+- `finetune_top1`: fine-tuning from the pretrained run, the classifier alone,
+  then the whole network at a lower learning rate,
+- `scratch_top1`: the same network trained from scratch for as many steps as
+  both fine-tuning stages together,
+- `emd` and `similarity`: the EMD domain similarity of source and target,
+  computed on the pretrained features (`fgtf.transfer.domain_similarity`),
+
+all top-1 on the target's validation split.
+
+    recipe = Recipe()
+    source_run = pretrain(convert("data/world/source", recipe), "runs/study/source", recipe)
+    transfer(source_run, "data/world/targets/birds", "runs/study/birds", recipe)
+    # {'classes': 20, 'probe_top1': ..., 'knn_top1': ..., 'finetune_top1': ...}
+    from_scratch("data/world/targets/birds", "runs/study/birds/scratch", recipe)
+    domain_similarity(source_run, "data/world/source", "data/world/targets/birds",
+                      "runs/study/features", recipe, target_name="birds")  # {'emd': ..., 'similarity': ...}
+
+Every step writes into its own folder and skips what an earlier call
+finished (training runs resume, features and evaluations are kept), so an
+interrupted study continues where it stopped. `fgtf.demo` runs it on the
+synthetic world; benchmarks/transfer_study.py over many sources.
+"""
+import dataclasses
+import json
+import os
+
+from fgtf.fileio import write_json
+
+# The classifier scope of the slim-style networks the study trains (SmallCNN,
+# Inception); fine-tuning re-initialises and first trains only it.
+CLASSIFIER_SCOPE = "Logits"
+# The dataset registry entry of seed-style folders without a fixed class count.
+DATASET = "synthetic"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Every training setting of the study. Steps count global batches.
+
+    Pretraining runs `pretrain_epochs` over the source at `learning_rate`;
+    fine-tuning trains the classifier for `finetune_last_steps` at
+    `learning_rate`, then the whole network for `finetune_all_steps` at
+    `finetune_learning_rate`; from scratch trains for the sum of both at
+    `learning_rate`. `min_images` and `gamma` are the EMD's (classes with
+    fewer images are left out; similarity = exp(-gamma * EMD))."""
+    model: str = "small_cnn"
+    image_size: int = 64
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    finetune_learning_rate: float = 1e-4
+    pretrain_epochs: float = 6.0
+    finetune_last_steps: int = 60
+    finetune_all_steps: int = 90
+    batch_norm_decay: float = 0.9
+    weight_decay: float = 4e-5
+    num_shards: int = 2
+    min_images: int = 5
+    gamma: float = 0.01
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def convert(dataset_dir, recipe, **subset):
+    """Shards of the seed-style folder `dataset_dir` (its `tfrecords/`, or the
+    subset folder `fgtf.convert` names for `subset`, e.g. class_list=...),
+    converted unless already there. Returns the shard folder."""
+    from fgtf.convert import convert as convert_dataset
+
+    return convert_dataset(DATASET, recipe.num_shards, dataset_dir=dataset_dir, progress=False,
+                           **subset).output_dir
+
+
+def pretrain(shard_dir, run_dir, recipe, seed=0):
+    """Train `recipe.model` from scratch on `shard_dir` into `run_dir` (resumes)."""
+    _train(shard_dir, run_dir, recipe, seed, recipe.learning_rate, "--epochs", str(recipe.pretrain_epochs))
+    return run_dir
+
+
+def transfer(source_run, target_dir, out_dir, recipe, seed=0):
+    """What pretraining `source_run` gives the target dataset folder
+    `target_dir`: {'classes', 'probe_top1', 'knn_top1', 'finetune_top1'},
+    kept in `<out_dir>/transfer.json`. The target's features go to
+    `<out_dir>/features`, the fine-tuning runs under `out_dir`."""
+    settings = {"source_run": os.path.abspath(source_run), "target_dir": os.path.abspath(target_dir),
+                "recipe": recipe.as_dict(), "seed": seed}
+    return _kept(os.path.join(out_dir, "transfer.json"), settings, lambda: _transfer(
+        source_run, target_dir, out_dir, recipe, seed))
+
+
+def from_scratch(target_dir, run_dir, recipe, seed=0):
+    """Validation top-1 of the network trained from scratch on `target_dir`
+    for as many steps as both fine-tuning stages together."""
+    shards = convert(target_dir, recipe)
+    _train(shards, run_dir, recipe, seed, recipe.learning_rate, "--max_number_of_steps",
+           str(recipe.finetune_last_steps + recipe.finetune_all_steps))
+    return top1(run_dir, shards)
+
+
+def domain_similarity(reference_run, source_dir, target_dir, features_dir, recipe, source_classes=None,
+                      source_name="source", target_name="target"):
+    """{'emd', 'similarity'} of the training images of two dataset folders in
+    the features of `reference_run` (stored in `features_dir` under the two
+    names). `source_classes`: keep only the source classes of these names (a
+    subset of a pool, as `fgtf.convert --class_list` would make it)."""
+    from fgtf.transfer import domain_similarity as ds
+    from fgtf.transfer.feature_store import load_features
+
+    extract(reference_run, source_dir, source_name, features_dir, recipe, splits=("train",))
+    extract(reference_run, target_dir, target_name, features_dir, recipe, splits=("train",))
+    source = ds.class_features(*load_features(features_dir, source_name, "train")[:2])
+    if source_classes is not None:
+        keep = _class_indices(source_dir, source_classes)
+        source = (source[0][keep], source[1][keep])
+    target = ds.class_features(*load_features(features_dir, target_name, "train")[:2])
+    distance = ds.emd(*source, *target, min_images=recipe.min_images)
+    return {"emd": distance, "similarity": float(ds.similarity(distance, recipe.gamma))}
+
+
+def finetune(source_run, shard_dir, folder, recipe, seed=0):
+    """The two-stage recipe: `<folder>/finetune_last` trains a new classifier
+    on the frozen pretrained network, `<folder>/finetune_all` the whole network
+    from it. Returns the second run."""
+    last, whole = os.path.join(folder, "finetune_last"), os.path.join(folder, "finetune_all")
+    _train(shard_dir, last, recipe, seed, recipe.learning_rate, "--checkpoint", source_run,
+           "--checkpoint_exclude_scopes", CLASSIFIER_SCOPE, "--trainable_scopes", CLASSIFIER_SCOPE,
+           "--max_number_of_steps", str(recipe.finetune_last_steps))
+    _train(shard_dir, whole, recipe, seed, recipe.finetune_learning_rate, "--checkpoint", last,
+           "--max_number_of_steps", str(recipe.finetune_all_steps))
+    return whole
+
+
+def extract(run_dir, dataset_dir, name, features_dir, recipe, splits=("train", "validation")):
+    """Pooled features of the pretrained run on `dataset_dir` (skipped when stored)."""
+    from fgtf.extract_features import extract as extract_features
+
+    return extract_features(DATASET, dataset_dir, run_dir, splits, out=features_dir, name=name,
+                            image_size=recipe.image_size)
+
+
+def linear_probe(features_dir, name):
+    """{'top1', 'knn_top1', 'classes'} of a logistic-regression probe (and a
+    5-NN cosine classifier) trained on `name`'s training features."""
+    import numpy as np
+
+    from fgtf.transfer import linear
+    from fgtf.transfer.feature_store import load_features
+
+    x_train, y_train = load_features(features_dir, name, "train")[:2]
+    x_val, y_val = load_features(features_dir, name, "validation")[:2]
+    probe = linear.fit_logistic_regression(x_train, y_train, standardize=True)
+    knn = linear.knn_predict(x_train, y_train, x_val)
+    return {"top1": linear.evaluate(probe, x_val, y_val)["accuracy"],
+            "knn_top1": float(np.mean(knn == y_val)), "classes": int(len(np.unique(y_train)))}
+
+
+def top1(run_dir, shard_dir):
+    """Validation top-1 of a run's latest checkpoint (`fgtf.evaluate`, its
+    outputs in `<run_dir>/eval`)."""
+    from fgtf import evaluate
+
+    results_path = os.path.join(run_dir, "eval", "eval_results.json")
+    results = _read_json(results_path)
+    latest = _latest_checkpoint(run_dir)
+    if not results or results.get("checkpoint") != latest:
+        evaluate.main(["--checkpoint", run_dir, "--dataset_dir", shard_dir])
+        results = _read_json(results_path)
+    return results["top1"]
+
+
+def _transfer(source_run, target_dir, out_dir, recipe, seed):
+    features = os.path.join(out_dir, "features")
+    extract(source_run, target_dir, "target", features, recipe)
+    probe = linear_probe(features, "target")
+    finetuned = finetune(source_run, convert(target_dir, recipe), out_dir, recipe, seed)
+    return {"classes": probe["classes"], "probe_top1": probe["top1"], "knn_top1": probe["knn_top1"],
+            "finetune_top1": top1(finetuned, convert(target_dir, recipe))}
+
+
+def _kept(path, settings, compute):
+    """`compute()`'s result, kept in `path` with the settings that produced it."""
+    done = _read_json(path)
+    if done and done.get("settings") == settings:
+        return done["result"]
+    result = compute()
+    write_json(path, {"settings": settings, "result": result})
+    return result
+
+
+def _class_indices(dataset_dir, names):
+    from fgtf.datasets.splits import read_name_list
+
+    index = {name: i for i, name in enumerate(read_name_list(os.path.join(dataset_dir, "classes.txt")))}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise ValueError(f"{len(unknown)} class names are not in {dataset_dir}/classes.txt (first: {unknown[0]})")
+    return [index[n] for n in names]
+
+
+def _train(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
+    from fgtf import train
+
+    argv = ["--dataset", DATASET, "--dataset_dir", shard_dir, "--run_dir", run_dir, "--model", recipe.model,
+            "--image_size", str(recipe.image_size), "--batch_size", str(recipe.batch_size),
+            "--optimizer", recipe.optimizer, "--opt_epsilon", "1e-7", "--learning_rate", str(learning_rate),
+            "--learning_rate_decay_type", "fixed", "--batch_norm_decay", str(recipe.batch_norm_decay),
+            "--weight_decay", str(recipe.weight_decay), "--seed", str(seed), "--log_every_n_steps", "50",
+            "--save_interval_secs", "60", "--max_checkpoints_to_keep", "1", *extra]
+    train.train(train.build_parser().parse_args(argv))
+
+
+def _latest_checkpoint(run_dir):
+    from fgtf import runs
+
+    return runs.latest_checkpoint(run_dir)
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
