@@ -17,6 +17,7 @@ import textwrap
 # purposes are written here, not read from the modules, so listing them
 # imports nothing.
 COMMANDS = {
+    "demo": ("fgtf.demo", "the main job: the paper's transfer study in miniature on the synthetic world"),
     "synthetic": ("fgtf.datasets.synthetic", "generate the synthetic fine-grained dataset (JPEGs and split lists)"),
     "convert": ("fgtf.convert", "convert a dataset's raw images to sharded TFRecords with a manifest"),
     "inspect": ("tfrecord_tools.inspect", "summarise a TFRecord folder: shards, records, labels, samples"),

@@ -77,9 +77,11 @@ def convert(dataset_dir, recipe, **subset):
                            **subset).output_dir
 
 
-def pretrain(shard_dir, run_dir, recipe, seed=0):
-    """Train `recipe.model` from scratch on `shard_dir` into `run_dir` (resumes)."""
-    _train(shard_dir, run_dir, recipe, seed, recipe.learning_rate, "--epochs", str(recipe.pretrain_epochs))
+def pretrain(shard_dir, run_dir, recipe, seed=0, steps=None):
+    """Train `recipe.model` from scratch on `shard_dir` into `run_dir`
+    (resumes): `recipe.pretrain_epochs`, or `steps` global batches."""
+    budget = ("--max_number_of_steps", str(steps)) if steps else ("--epochs", str(recipe.pretrain_epochs))
+    _train(shard_dir, run_dir, recipe, seed, recipe.learning_rate, *budget)
     return run_dir
 
 

@@ -1,0 +1,149 @@
+"""The paper's transfer study on the synthetic world: which pretraining source
+transfers best to each target, and does the EMD domain similarity predict it?
+
+    python benchmarks/transfer_study.py [--seed 0] [--data_dir data] [--run_dir runs/transfer_study]
+        [--pretrain_steps N] [--selection_targets birds] [--subset_classes K]
+
+Sources, all pretrained from scratch for the same number of steps with the
+recipe of `fgtf.demo` (`fgtf.transfer.study.Recipe`):
+
+  pool             the whole long-tailed source pool
+  <family>         that family's part of the pool (its classes, `--class_list`)
+  selected_<T>     the K pool classes `fgtf.transfer.select_source` picks for
+                   target T, in the features of the pool network
+  random_<T>       K pool classes drawn at random (the seed's draw)
+
+For every source x target pair: linear-probe and fine-tune top-1 on the
+target's validation split, and the EMD similarity of source and target
+computed in one fixed feature space, the pool network's (as the paper
+computes every similarity with one network). Prints the table, the Spearman
+correlation of similarity with each transfer accuracy over all pairs, per
+target the matching family's source against the others and the selected
+subset against the random one, and writes `<run_dir>/results.json` and
+`<run_dir>/transfer_vs_similarity.png` (the paper's Fig. 5, one point per
+pair). Every run resumes, so an interrupted study continues.
+"""
+import argparse
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from fgtf.datasets.splits import read_name_list  # noqa: E402
+from fgtf.fileio import write_json, write_text  # noqa: E402
+from fgtf.transfer import study  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0, help="world seed, and seed of every run")
+    p.add_argument("--data_dir", default="data", help="where the world is (generated when missing)")
+    p.add_argument("--run_dir", default=os.path.join("runs", "transfer_study"))
+    p.add_argument("--pretrain_steps", type=int,
+                   help="steps of every pretraining (default: the demo's epochs over the whole pool)")
+    p.add_argument("--selection_targets", default="birds",
+                   help="comma-separated targets that get a selected and a random subset source")
+    p.add_argument("--subset_classes", type=int,
+                   help="classes of a selected/random subset (default: the pool classes of the target's family)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.monotonic()
+    from fgtf.datasets.synthetic import generate_world
+
+    recipe = study.Recipe()
+    world_dir = os.path.join(args.data_dir, "world" if args.seed == 0 else f"world_seed{args.seed}")
+    world = generate_world(world_dir, seed=args.seed, image_size=recipe.image_size)
+    pool_dir = os.path.join(world_dir, world["source"]["dataset_dir"])
+    targets = {t["name"]: os.path.join(world_dir, t["dataset_dir"]) for t in world["targets"]}
+    family_of = {t["name"]: t["family"] for t in world["targets"]}
+    steps = args.pretrain_steps or round(recipe.pretrain_epochs * world["source"]["train_images"] / recipe.batch_size)
+    run_dir = os.path.join(args.run_dir, f"seed{args.seed}")
+    features = os.path.join(run_dir, "features")
+
+    pool_run = study.pretrain(study.convert(pool_dir, recipe), os.path.join(run_dir, "pool"), recipe,
+                              args.seed, steps)
+    sources = {"pool": None}
+    pool_names = read_name_list(os.path.join(pool_dir, "classes.txt"))
+    for family, count in world["source"]["family_classes"].items():
+        if count:
+            sources[family] = [n for n in pool_names if n.startswith(f"{family}.")]
+    for target in filter(None, args.selection_targets.split(",")):
+        k = args.subset_classes or len(sources.get(family_of[target], ())) or 50
+        study.domain_similarity(pool_run, pool_dir, targets[target], features, recipe, target_name=target)
+        sources[f"selected_{target}"] = _selected(features, target, k, pool_dir)
+        sources[f"random_{target}"] = sorted(random.Random(args.seed).sample(pool_names, k))
+
+    rows = []
+    scratch = {name: study.from_scratch(folder, os.path.join(run_dir, "scratch", name), recipe, args.seed)
+               for name, folder in targets.items()}
+    for source, names in sources.items():
+        if names is None:
+            source_run = pool_run
+        else:
+            class_list = os.path.join(run_dir, "class_lists", f"{source}.txt")
+            write_text(class_list, "".join(f"{n}\n" for n in names))
+            shards = study.convert(pool_dir, recipe, class_list=class_list)
+            source_run = study.pretrain(shards, os.path.join(run_dir, "sources", source), recipe, args.seed, steps)
+        for target, folder in targets.items():
+            print(f"--- {source} -> {target}")
+            result = study.transfer(source_run, folder, os.path.join(run_dir, "transfer", source, target), recipe,
+                                    args.seed)
+            result.update(study.domain_similarity(pool_run, pool_dir, folder, features, recipe, source_classes=names,
+                                                  target_name=target))
+            rows.append({"source": source, "target": target, "family": family_of[target],
+                         "pair": f"{source}>{target}", "scratch_top1": scratch[target], **result})
+
+    summary = {"seed": args.seed, "pretrain_steps": steps, "recipe": recipe.as_dict(), "rows": rows,
+               "spearman": {key: _spearman(rows, key) for key in ("finetune_top1", "probe_top1")},
+               "wall_seconds": round(time.monotonic() - started, 1)}
+    write_json(os.path.join(run_dir, "results.json"), summary)
+    from fgtf.plots import transfer_vs_similarity_png
+
+    transfer_vs_similarity_png(rows, os.path.join(run_dir, "transfer_vs_similarity.png"), label="pair",
+                               title=f"Every source x target pair (world seed {args.seed})")
+    print(format_study(summary, family_of))
+
+
+def format_study(summary, family_of):
+    rows = summary["rows"]
+    lines = [f"{'source':<18} {'target':<12} {'similarity':>10} {'EMD':>8} {'probe':>6} {'finetune':>8} "
+             f"{'scratch':>7}"]
+    for r in rows:
+        lines.append(f"{r['source']:<18} {r['target']:<12} {r['similarity']:>10.4f} {r['emd']:>8.3f} "
+                     f"{r['probe_top1']:>6.3f} {r['finetune_top1']:>8.3f} {r['scratch_top1']:>7.3f}")
+    for key, rho in summary["spearman"].items():
+        lines.append(f"Spearman rho(similarity, {key}) over {len(rows)} pairs: {rho:.3f}")
+    for target, family in family_of.items():
+        by_source = {r["source"]: r for r in rows if r["target"] == target}
+        if family in by_source:
+            others = [s for s in by_source if s in family_of.values() and s != family]
+            beaten = [s for s in others if by_source[family]["finetune_top1"] > by_source[s]["finetune_top1"]]
+            ranked = [s for s in others if by_source[family]["similarity"] > by_source[s]["similarity"]]
+            lines.append(f"{target}: its family's source beats {len(beaten)}/{len(others)} other families' "
+                         f"(fine-tune), and is the more similar of {len(ranked)}/{len(others)}")
+        if f"selected_{target}" in by_source:
+            chosen, drawn = by_source[f"selected_{target}"], by_source[f"random_{target}"]
+            lines.append(f"{target}: selected subset fine-tune {chosen['finetune_top1']:.3f} probe "
+                         f"{chosen['probe_top1']:.3f} vs random subset {drawn['finetune_top1']:.3f} / "
+                         f"{drawn['probe_top1']:.3f}")
+    lines.append(f"wall {summary['wall_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def _selected(features, target, k, pool_dir):
+    from fgtf.transfer.select_source import select_source
+
+    report = select_source(features, "source", target, k, source_dir=pool_dir, source_dataset="synthetic")
+    return [entry["name"] for entry in report["selected"]]
+
+
+def _spearman(rows, key):
+    from scipy.stats import spearmanr
+
+    return float(spearmanr([r["similarity"] for r in rows], [r[key] for r in rows]).statistic)
+
+
+if __name__ == "__main__":
+    main()
