@@ -66,32 +66,35 @@ def checkpoint_kind(path):
     return "run" if runs.is_run_checkpoint(path) else "slim"
 
 
-def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True):
+def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True,
+                 saved_model_use="rebuilt as an fgtf network"):
     """Build the network that `checkpoint` holds and load it, for inference,
-    whatever its kind (see `checkpoint_kind`; SavedModels are opaque graphs,
-    see `hub_feature_model`):
+    whatever its kind (see `checkpoint_kind`):
 
     * an fgtf run: the network of its run_config.json (with its head) from
       its latest checkpoint, EMA weights when it kept them and `use_ema`;
       its image size unless `image_size` is given; `model`, when given, must
-      be the run's;
+      be the run's (see `fgtf.runs.load_run_network`);
     * a `.weights.h5`: the network it records (fgtf writes the name and class
       count), else `model`;
     * a TF-Slim checkpoint: `model` (default inception_v3), EMA shadows when
-      present and `use_ema`, with the classifier sized from the checkpoint.
+      present and `use_ema`, with the classifier sized from the checkpoint;
+    * a SavedModel: refused, saying it cannot be `saved_model_use` (it is an
+      opaque graph; feature extraction wraps it with `hub_feature_model`).
 
     `include_top=False` builds plain backbones without their classifier
     (runs keep theirs). Returns (network, used): `used` says what was loaded,
-    as printed and recorded by the commands: kind, weights (the file or
-    checkpoint prefix read), model, head, image_size, num_classes (None
-    without a classifier) and ema (True/False, None when a weights file does
-    not say)."""
+    as `describe` prints it and the commands record it: kind, weights (the
+    file or checkpoint prefix read), model, head, image_size, num_classes
+    (None without a classifier) and ema (True/False, None when a weights
+    file does not say)."""
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
-        raise UserError(f"{checkpoint} is a SavedModel, an opaque graph that cannot be rebuilt as an fgtf network; "
-                        f"pass a TF-Slim checkpoint, a .weights.h5 or an fgtf run folder")
+        raise UserError(_saved_model_refusal(checkpoint, saved_model_use))
     if kind == "run":
-        return _load_run(checkpoint, model, image_size, use_ema)
+        from fgtf import runs
+
+        return runs.load_run_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
     if kind == "keras":
         record = keras_weights_record(checkpoint)
         recorded = record.get("model")
@@ -105,17 +108,78 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
                             f"classifier cannot be built; convert the checkpoint with python -m fgtf.checkpoints "
                             f"convert")
         network = build_backbone(name, image_size, classes=classes, aux_logits=record.get("aux_logits", False))
-        ema = load_weights(network, checkpoint)
     else:
-        prefix = _checkpoint_prefix(checkpoint)
         name = model or DEFAULT_MODEL
-        network = _slim_network(name, prefix, image_size, include_top=include_top)
-        ema = load_weights(network, prefix, exclude_scopes=() if include_top else CLASSIFIER_SCOPES,
-                           use_ema="auto" if use_ema else False)
-        checkpoint = prefix
-    classes = int(network.outputs[0].shape[-1]) if include_top else None
-    return network, {"kind": kind, "weights": os.path.abspath(checkpoint), "model": name, "head": "none",
-                     "image_size": int(network.input_shape[1]), "num_classes": classes, "ema": ema}
+        network = _slim_network(name, _checkpoint_prefix(checkpoint), image_size, include_top=include_top)
+    used = load_into(network, checkpoint, model_name=name, use_ema=use_ema,
+                     exclude_scopes=() if include_top else CLASSIFIER_SCOPES)
+    return network, used
+
+
+def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=True,
+              saved_model_use="loaded into a network"):
+    """Load the weights `checkpoint` holds into the built network `model`
+    (training's and SimTrans's start weights; `load_network` for the files):
+
+    * an fgtf run: its network's layers copied by name (EMA weights when it
+      kept them and `use_ema`; not its optimizer or step), see
+      `fgtf.runs.load_run_weights`;
+    * a `.weights.h5` or TF-Slim checkpoint: into the backbone of `model`
+      (the model itself, or the backbone its head wraps), see
+      `load_keras_weights` and `load_slim_checkpoint`;
+    * a SavedModel: refused, saying it cannot be `saved_model_use`.
+
+    `exclude_scopes` (slim scopes, a list or comma-separated) are left as they
+    are. Weights of another network are a UserError. Returns what was used,
+    as `load_network` does (model: the run's, else `model_name` or the
+    network's name; image_size: the run's or the network's input side)."""
+    from fgtf import runs
+
+    kind = checkpoint_kind(checkpoint)
+    if kind == "saved_model":
+        raise UserError(_saved_model_refusal(checkpoint, saved_model_use))
+    if kind == "run":
+        return runs.load_run_weights(model, checkpoint, model_name=model_name, exclude_scopes=exclude_scopes,
+                                     use_ema=use_ema)
+    backbone = runs.backbone_of(model)
+    if kind == "keras":
+        load_keras_weights(backbone, checkpoint, exclude_scopes=exclude_scopes)
+        weights, ema = checkpoint, keras_weights_record(checkpoint).get("ema")
+    else:
+        weights = _checkpoint_prefix(checkpoint)
+        read = load_slim_checkpoint(backbone, weights, exclude_scopes=exclude_scopes,
+                                    use_ema="auto" if use_ema else False)
+        ema = any(name.endswith(EMA_SUFFIX) for name in read)
+    head = "none" if backbone is model else model.name
+    outputs = model.outputs[0].shape if getattr(model, "outputs", None) else ()
+    classes = int(outputs[-1]) if len(outputs) == 2 else None  # logits (B, K); a feature map is 4-D
+    return {"kind": kind, "weights": os.path.abspath(weights), "model": model_name or model.name, "head": head,
+            "image_size": int(model.input_shape[1]), "num_classes": classes, "ema": ema}
+
+
+KIND_NAMES = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras weights", "saved_model": "SavedModel"}
+
+
+def describe(used, from_run=()):
+    """The line each command prints about the weights it loaded, e.g.
+    `small_cnn, 64 px, 4 classes, EMA weights (fgtf run: /abs/runs/demo/ckpt-300);
+    image size and classes from its run_config.json`; `from_run` names the
+    settings taken from the run rather than from flags."""
+    parts = [used["model"] + (f" with a {used['head']} head" if used.get("head", "none") != "none" else ""),
+             f"{used['image_size']} px"]
+    if used.get("num_classes"):
+        parts.append(f"{used['num_classes']} classes")
+    if used.get("ema") is not None:
+        parts.append("EMA weights" if used["ema"] else "raw weights")
+    line = f"{', '.join(parts)} ({KIND_NAMES[used['kind']]}: {used['weights']})"
+    if used["kind"] == "run" and from_run:
+        line += f"; {' and '.join(from_run)} from its run_config.json"
+    return line
+
+
+def _saved_model_refusal(path, use):
+    return (f"{path} is a SavedModel, an opaque graph that cannot be {use}; pass a TF-Slim checkpoint, a "
+            f".weights.h5 or an fgtf run folder (SavedModels serve python -m fgtf.extract_features)")
 
 
 def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
@@ -166,7 +230,7 @@ def load_keras_weights(model, path, *, exclude_scopes=()):
     record = keras_weights_record(path)
     excluded = _absolute_scopes(exclude_scopes, model.name)
     if "model" not in record:
-        model.load_weights(path)
+        _load_unrecorded_weights(model, path)
         return
     from fgtf.models import build_model
 
@@ -193,6 +257,25 @@ def load_keras_weights(model, path, *, exclude_scopes=()):
     if mismatched:
         raise UserError(f"{path} does not fit model {model.name}: {len(mismatched)} layers differ "
                         f"({_few(mismatched)}); pass exclude_scopes for parts that are meant to differ")
+
+
+def _load_unrecorded_weights(model, path):
+    """`model.load_weights` of a Keras file that does not say which network it
+    holds; a file of another network is one UserError sentence (Keras would
+    warn about each layer it lacks, then raise)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except (ValueError, KeyError) as error:
+            if isinstance(error, UserError):
+                raise
+            raise UserError(f"{path} does not hold weights of {model.name} ({type(error).__name__}); pass weights "
+                            f"of that network, or choose its --model") from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def save_keras_weights(model, path, model_name, classes, aux_logits, ema=None):
@@ -337,40 +420,15 @@ def convert_checkpoint(model_name, checkpoint, out, *, num_classes=None, use_ema
     else:
         if not model_name:
             raise UserError(f"--model is required for the TF-Slim checkpoint {checkpoint} (e.g. --model inception_v3)")
-        prefix = _checkpoint_prefix(checkpoint)
-        network = _slim_network(model_name, prefix, num_classes=num_classes)
-        read = load_slim_checkpoint(network, prefix, use_ema=use_ema)
-        used = {"kind": kind, "weights": os.path.abspath(prefix), "model": model_name,
-                "num_classes": int(network.outputs[0].shape[-1]),
-                "ema": any(name.endswith(EMA_SUFFIX) for name in read)}
+        network = _slim_network(model_name, _checkpoint_prefix(checkpoint), num_classes=num_classes)
+        used = load_into(network, checkpoint, model_name=model_name, use_ema=use_ema is not False)
     if use_ema is True and not used["ema"]:
         raise UserError(f"{checkpoint} keeps no moving averages of its weights (--use_ema true)")
+    print(f"{checkpoint}: {describe(used)}")
     aux = len(network.outputs) > 1
     save_keras_weights(network, out, used["model"], used["num_classes"], aux, ema=used["ema"])
-    print(f"wrote {out}: {network.name} ({used['model']}), {used['num_classes']} classes"
-          f"{', aux logits' if aux else ''}, {'EMA' if used['ema'] else 'raw'} weights of {used['weights']}")
+    print(f"wrote {out}: {network.name}{' with aux logits' if aux else ''}")
     return used
-
-
-def _load_run(checkpoint, model, image_size, use_ema):
-    """`load_network` for an fgtf run folder or run checkpoint prefix."""
-    from fgtf import runs
-
-    folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
-    config = runs.load_run_config(folder)
-    if model and model != config["model_name"]:
-        raise UserError(f"{folder} is a run of {config['model_name']}, not of --model {model}; leave --model out "
-                        f"to use the run's network")
-    prefix = runs.latest_checkpoint(checkpoint)
-    if prefix is None:
-        raise UserError(f"run folder {folder} holds no checkpoint yet; train it first (python -m fgtf.train "
-                        f"--run_dir {folder} ...) or pass a run that has one")
-    size = image_size or config["image_size"]
-    network = runs.build_network({**config, "image_size": size})
-    ema = runs.restore_for_inference(network, prefix, use_ema=use_ema)
-    return network, {"kind": "run", "weights": os.path.abspath(prefix), "model": config["model_name"],
-                     "head": config.get("head") or "none", "image_size": int(size),
-                     "num_classes": int(config["num_classes"]), "ema": ema}
 
 
 def _slim_network(model, prefix, image_size=None, *, include_top=True, num_classes=None):

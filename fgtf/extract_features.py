@@ -83,7 +83,7 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
     recording the settings in `extract_features.json`. Returns that folder.
     Raises UserError (before writing anything) when the folder holds features
     of another network, or `name`'s features of another dataset folder."""
-    from fgtf.checkpoints import checkpoint_kind
+    from fgtf.checkpoints import checkpoint_kind, describe
     from fgtf.datasets import read_split
     from fgtf.transfer.feature_store import has_features, save_features
 
@@ -100,8 +100,7 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
     todo = [s for s in splits if overwrite or not _extracted(record, folder, name, s, network, data, has_features)]
     _check_no_mixing(record, folder, name, todo, network, data, overwrite)
     from_run = [what for what, given in (("model", model), ("image size", image_size)) if given is None]
-    print(f"{checkpoint}: {_describe(network)}"
-          + (f"; {' and '.join(from_run)} from its run_config.json" if network["kind"] == "run" and from_run else ""))
+    print(f"{checkpoint}: {describe(network, from_run)}")
     if not todo:
         print(f"{folder}: {name} {', '.join(splits)} already extracted with these settings (--overwrite to redo)")
         return folder
@@ -198,18 +197,6 @@ def _split_list(text):
     if not splits:
         raise argparse.ArgumentTypeError("name at least one split: train, validation")
     return list(dict.fromkeys(splits))
-
-
-def _describe(network):
-    """What the features are made with, e.g. `small_cnn, 160 px, EMA weights
-    (fgtf run: /abs/runs/demo/ckpt-300)`."""
-    parts = [network["model"] + (f" with a {network['head']} head" if network["head"] != "none" else ""),
-             f"{network['image_size']} px"]
-    if network["ema"] is not None:
-        parts.append("EMA weights" if network["ema"] else "raw weights")
-    kind = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras weights",
-            "saved_model": "SavedModel"}[network["kind"]]
-    return f"{', '.join(parts)} ({kind}: {network['weights']})"
 
 
 def _read_record(folder):

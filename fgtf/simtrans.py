@@ -60,16 +60,15 @@ every epoch are logged); a SimNet iteration uses only full-size batch pairs.
 import argparse
 import inspect
 import json
-import math
 import os
 import time
 import uuid
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import (HelpFormatter, UserError, cli_main, non_negative_float, non_negative_int,
+                                positive_float, positive_int)
 
 STEPS = ("pretrain", "simnet", "weights", "train", "eval")
 RUN_FILE = "run.json"
@@ -99,7 +98,7 @@ def main(argv=None):
     steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for step in STEPS:
         _STEP_ARGUMENTS[step](steps.add_parser(step, help=_STEP_HELP[step], description=_STEP_HELP[step],
-                                               formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+                                               formatter_class=HelpFormatter))
     options = vars(parser.parse_args(argv))
     step = options.pop("step")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -330,38 +329,6 @@ _STEP_HELP = {
     "train": "train the main classifier with sample weights and optional graph regularisation",
     "eval": "top-1 accuracy on the novel, base and all test images",
 }
-
-
-def positive_int(text):
-    """An integer >= 1 (argparse type)."""
-    return _number(text, int, 1)
-
-
-def non_negative_int(text):
-    """An integer >= 0 (argparse type)."""
-    return _number(text, int, 0)
-
-
-def positive_float(text):
-    """A number > 0 (argparse type)."""
-    return _number(text, float, 0.0, inclusive=False)
-
-
-def non_negative_float(text):
-    """A number >= 0 (argparse type)."""
-    return _number(text, float, 0.0)
-
-
-def _number(text, kind, minimum, inclusive=True):
-    bound = f"{'at least' if inclusive else 'more than'} {minimum}"
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {bound}, "
-                                         f"got {text!r}") from None
-    if not math.isfinite(value) or not (value >= minimum if inclusive else value > minimum):
-        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-    return value
 
 
 def _label_list(text):
@@ -633,18 +600,14 @@ def _backbone(run, weights=None):
 
 
 def _load_backbone_weights(backbone, path, model):
-    """Load `path` into the top-less `backbone` of network `model`: a SimTrans
-    run folder (its pretrained backbone), an fgtf training run folder (its
-    network's layers, by name), else by `fgtf.checkpoints.load_weights`
-    (.weights.h5 or TF-Slim checkpoint). Weights of another network are a UserError."""
-    from fgtf import runs
-    from fgtf.checkpoints import is_saved_model, load_weights
+    """Load `path` into the top-less `backbone` of network `model` and print
+    what was loaded: a SimTrans run folder (its current pretrained backbone),
+    else any kind `fgtf.checkpoints.load_into` takes but a SavedModel (an fgtf
+    training run folder, a .weights.h5, a TF-Slim checkpoint). Weights of
+    another network are a UserError."""
+    from fgtf.checkpoints import describe, load_into
 
-    if not os.path.exists(path) and not os.path.exists(path + ".index"):
-        raise UserError(f"checkpoint {path} not found")
-    if is_saved_model(path):
-        raise UserError(f"{path} is a SavedModel; a SimTrans backbone starts from a TF-Slim checkpoint, a "
-                        f".weights.h5 or a run folder of the --model network")
+    given = path
     if os.path.isfile(os.path.join(path, RUN_FILE)):
         with open(os.path.join(path, RUN_FILE), encoding="utf-8") as handle:
             other = json.load(handle)["model"]
@@ -652,39 +615,9 @@ def _load_backbone_weights(backbone, path, model):
             raise UserError(f"{path} is a SimTrans run of {other}, not of --model {model}")
         _current_step(path, "pretrain")  # its backbone is finished and current
         path = os.path.join(path, BACKBONE_WEIGHTS)
-    elif os.path.isdir(path) and os.path.isfile(os.path.join(path, runs.RUN_CONFIG)):
-        _load_training_run(backbone, path, model)
-        return
-    # Keras warns about every layer a foreign file lacks before it fails; the one sentence below says it all
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            load_weights(backbone, path, exclude_scopes=("Logits",))
-        except UserError:
-            raise
-        except (ValueError, KeyError) as error:  # Keras: the file holds another network's layers
-            raise UserError(f"{path} does not hold weights of the {model} backbone ({type(error).__name__}); "
-                            f"pass a checkpoint of that network or choose its --model") from None
-    for warning in caught:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-
-
-def _load_training_run(backbone, run_dir, model):
-    """Copy the layers of an fgtf training run's latest checkpoint into `backbone`, by name."""
-    from fgtf import runs
-
-    config = runs.load_run_config(run_dir)
-    if config["model_name"] != model:
-        raise UserError(f"{run_dir} is a training run of {config['model_name']}, not of --model {model}")
-    prefix = runs.latest_checkpoint(run_dir)
-    if prefix is None:
-        raise UserError(f"{run_dir} holds no checkpoint yet")
-    source = runs.build_network(config)
-    runs.restore_for_inference(source, prefix)
-    stored = {layer.name: layer for layer in runs.backbone_of(source).layers if layer.weights}
-    for layer in backbone.layers:
-        if layer.weights:
-            layer.set_weights(stored[layer.name].get_weights())
+    used = load_into(backbone, path, model_name=model, exclude_scopes=("Logits", "logits", "AuxLogits"),
+                     saved_model_use="a SimTrans backbone's start weights")
+    print(f"backbone initialised from {given}: {describe(used)}")
 
 
 def _pooled(backbone):

@@ -115,7 +115,9 @@ def test_convert_cli_then_load_weights_file_into_a_headless_build(tmp_path, slim
     prefix = slim_checkpoint("inception_v3")
     out = tmp_path / "inception_v3.weights.h5"
     checkpoints.main(["convert", "--model", "inception_v3", "--checkpoint", prefix, "--out", str(out)])
-    assert "10 classes, aux logits" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "inception_v3, 299 px, 10 classes, raw weights (TF-Slim checkpoint: " in printed
+    assert "with aux logits" in printed
     # The file holds the classifier; a feature extractor without it loads the rest by layer name.
     model = build_model("inception_v3", include_top=False, weights=str(out), input_shape=(139, 139, 3))
     reader = tf.train.load_checkpoint(prefix)
@@ -232,7 +234,7 @@ def test_convert_misuse_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     cases = [([str(weights)], "is already a Keras weights file: nothing to convert"),
              ([str(saved)], "is a SavedModel, an opaque graph with no fgtf network to convert"),
              ([str(untrained)], "holds no checkpoint yet; train it first"),
-             ([prefix, "--model", "tiny_net", "--use_ema", "true"], "has no ExponentialMovingAverage variables"),
+             ([prefix, "--model", "tiny_net", "--use_ema", "true"], "keeps no moving averages of its weights"),
              ([prefix], "--model is required for the TF-Slim checkpoint"),
              ([prefix, "--model", "tiny_net", "--num_classes", "0"], "argument --num_classes: must be an integer"),
              ([prefix, "--model", "nonet"], "argument --model: unknown model 'nonet'")]
