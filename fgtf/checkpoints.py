@@ -11,8 +11,11 @@
 Every Keras weight is matched to exactly one checkpoint variable by the naming
 rule of `fgtf.models.layers.slim_variable_name`. `convert` maps a TF-Slim
 checkpoint (or the plain network of an fgtf training run, its EMA weights
-when it kept them) onto the fgtf network once and writes a Keras
-`.weights.h5` that records which network it holds.
+when it kept them, or a Keras `.weights.h5` of `--model`) onto the fgtf
+network once and writes a Keras `.weights.h5` that records which network
+it holds. Every command that takes weights reads them through
+`load_network` (to run a network) or `load_into` (to start one) and prints
+what it loaded with `describe`.
 """
 import argparse
 import os
@@ -66,7 +69,7 @@ def checkpoint_kind(path):
     return "run" if runs.is_run_checkpoint(path) else "slim"
 
 
-def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True,
+def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True, num_classes=None,
                  saved_model_use="rebuilt as an fgtf network"):
     """Build the network that `checkpoint` holds and load it, for inference,
     whatever its kind (see `checkpoint_kind`):
@@ -76,9 +79,10 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
       its image size unless `image_size` is given; `model`, when given, must
       be the run's (see `fgtf.runs.load_run_network`);
     * a `.weights.h5`: the network it records (fgtf writes the name and class
-      count), else `model`;
+      count), else `model` with a classifier of `num_classes`;
     * a TF-Slim checkpoint: `model` (default inception_v3), EMA shadows when
-      present and `use_ema`, with the classifier sized from the checkpoint;
+      present and `use_ema`, with the classifier sized from the checkpoint
+      (or `num_classes`);
     * a SavedModel: refused, saying it cannot be `saved_model_use` (it is an
       opaque graph; feature extraction wraps it with `hub_feature_model`).
 
@@ -90,7 +94,7 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
     file does not say)."""
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
-        raise UserError(_saved_model_refusal(checkpoint, saved_model_use))
+        raise UserError(saved_model_refusal(checkpoint, saved_model_use))
     if kind == "run":
         from fgtf import runs
 
@@ -102,15 +106,16 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
             raise UserError(f"{checkpoint} holds {recorded} weights, not --model {model}; leave --model out to use "
                             f"the file's network")
         name = model or recorded or DEFAULT_MODEL
-        classes = record.get("classes") if include_top else None
+        classes = (record.get("classes") or num_classes) if include_top else None
         if include_top and classes is None:
             raise UserError(f"{checkpoint} does not record its class count (it was not written by fgtf), so its "
-                            f"classifier cannot be built; convert the checkpoint with python -m fgtf.checkpoints "
-                            f"convert")
+                            f"classifier cannot be built; give it its record with python -m fgtf.checkpoints "
+                            f"convert --checkpoint {checkpoint} --model NAME --num_classes N --out NEW.weights.h5")
         network = build_backbone(name, image_size, classes=classes, aux_logits=record.get("aux_logits", False))
     else:
         name = model or DEFAULT_MODEL
-        network = _slim_network(name, _checkpoint_prefix(checkpoint), image_size, include_top=include_top)
+        network = _slim_network(name, _checkpoint_prefix(checkpoint), image_size, include_top=include_top,
+                                num_classes=num_classes)
     used = load_into(network, checkpoint, model_name=name, use_ema=use_ema,
                      exclude_scopes=() if include_top else CLASSIFIER_SCOPES)
     return network, used
@@ -137,7 +142,7 @@ def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=
 
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
-        raise UserError(_saved_model_refusal(checkpoint, saved_model_use))
+        raise UserError(saved_model_refusal(checkpoint, saved_model_use))
     if kind == "run":
         return runs.load_run_weights(model, checkpoint, model_name=model_name, exclude_scopes=exclude_scopes,
                                      use_ema=use_ema)
@@ -157,14 +162,34 @@ def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=
             "image_size": int(model.input_shape[1]), "num_classes": classes, "ema": ema}
 
 
+def recorded_network(checkpoint):
+    """What `checkpoint` says about its network without loading it: {'model',
+    'image_size', 'num_classes'} of a run's run_config.json, {'model',
+    'num_classes'} of an fgtf `.weights.h5`, else {} (a TF-Slim checkpoint or
+    SavedModel does not say). Commands take the settings they were not
+    given from it."""
+    kind = checkpoint_kind(checkpoint)
+    if kind == "run":
+        from fgtf import runs
+
+        config = runs.load_run_config(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint))
+        return {"model": config["model_name"], "image_size": config["image_size"],
+                "num_classes": config["num_classes"]}
+    if kind == "keras":
+        record = keras_weights_record(checkpoint)
+        return {key: record[name] for key, name in (("model", "model"), ("num_classes", "classes")) if name in record}
+    return {}
+
+
 KIND_NAMES = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras weights", "saved_model": "SavedModel"}
 
 
-def describe(used, from_run=()):
+def describe(used, from_run=(), source="its run_config.json"):
     """The line each command prints about the weights it loaded, e.g.
     `small_cnn, 64 px, 4 classes, EMA weights (fgtf run: /abs/runs/demo/ckpt-300);
     image size and classes from its run_config.json`; `from_run` names the
-    settings taken from the run rather than from flags."""
+    settings taken from the run (or from another `source`) rather than from
+    flags, said for runs and for a `source` given."""
     parts = [used["model"] + (f" with a {used['head']} head" if used.get("head", "none") != "none" else ""),
              f"{used['image_size']} px"]
     if used.get("num_classes"):
@@ -172,12 +197,13 @@ def describe(used, from_run=()):
     if used.get("ema") is not None:
         parts.append("EMA weights" if used["ema"] else "raw weights")
     line = f"{', '.join(parts)} ({KIND_NAMES[used['kind']]}: {used['weights']})"
-    if used["kind"] == "run" and from_run:
-        line += f"; {' and '.join(from_run)} from its run_config.json"
+    if from_run and (used["kind"] == "run" or source != "its run_config.json"):
+        line += f"; {' and '.join(from_run)} from {source}"
     return line
 
 
-def _saved_model_refusal(path, use):
+def saved_model_refusal(path, use):
+    """The sentence refusing a SavedModel where it cannot be `use`d."""
     return (f"{path} is a SavedModel, an opaque graph that cannot be {use}; pass a TF-Slim checkpoint, a "
             f".weights.h5 or an fgtf run folder (SavedModels serve python -m fgtf.extract_features)")
 
@@ -374,16 +400,20 @@ def main(argv=None):
                                      formatter_class=DocHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="convert")
     convert = commands.add_parser("convert", formatter_class=DocHelpFormatter,
-                                  help="TF-Slim checkpoint or fgtf run -> Keras .weights.h5",
-                                  description="Write the Keras .weights.h5 of a TF-Slim checkpoint, or of the "
-                                              "plain network of an fgtf training run folder.")
+                                  help="TF-Slim checkpoint, fgtf run or .weights.h5 -> fgtf .weights.h5",
+                                  description="Write the Keras .weights.h5, recording its network, of a TF-Slim "
+                                              "checkpoint, of the plain network of an fgtf training run folder, or "
+                                              "of a Keras .weights.h5 (which gains the record).")
     convert.add_argument("--checkpoint", required=True,
-                         help="TF-Slim .ckpt prefix (or a folder holding one), or an fgtf training run folder")
+                         help="TF-Slim .ckpt prefix (or a folder holding one), an fgtf training run folder or a "
+                              ".weights.h5 (a SavedModel is refused: it holds no fgtf network)")
     convert.add_argument("--out", required=True, help="the .weights.h5 file to write")
-    convert.add_argument("--model", type=model_name, help="backbone name (fgtf.models.list_models()); required for a TF-Slim "
-                                         "checkpoint, taken from run_config.json for a run")
+    convert.add_argument("--model", type=model_name,
+                         help="backbone name (fgtf.models.list_models()); required for a TF-Slim checkpoint and a "
+                              ".weights.h5 not written by fgtf; a run's and an fgtf .weights.h5's own otherwise")
     convert.add_argument("--num_classes", type=positive_int,
-                         help="classifier size of a TF-Slim checkpoint (default: the size of its logits)")
+                         help="classifier size (default: the size of a TF-Slim checkpoint's logits, a run's or fgtf "
+                              ".weights.h5's class count; required for other .weights.h5 files)")
     convert.add_argument("--use_ema", choices=["auto", "true", "false"], default="auto",
                          help="take the weights' moving averages (slim ExponentialMovingAverage shadows, a run's "
                               "EMA); auto: when present")
@@ -396,35 +426,38 @@ def main(argv=None):
 
 
 def convert_checkpoint(model_name, checkpoint, out, *, num_classes=None, use_ema="auto"):
-    """Write the Keras weights file `out` of a TF-Slim checkpoint loaded into
-    fgtf network `model_name` (with its classifier, and aux logits when the
-    checkpoint has them), or of the plain network of an fgtf training run
-    folder (`model_name` None or the run's). Other kinds are a UserError:
-    a `.weights.h5` is already what this writes; a SavedModel holds no fgtf
-    network. Returns what `load_network` reports was used."""
+    """Write the Keras weights file `out`, recording its network, of the
+    network `load_network` loads from `checkpoint` (with its classifier, and
+    aux logits when the checkpoint has them): a TF-Slim checkpoint of
+    `model_name`, the plain network of an fgtf training run folder
+    (`model_name` None or the run's), or a `.weights.h5` (an fgtf one is
+    written again, e.g. at another place; another Keras file of `model_name`
+    with `num_classes` gains the record every command reads). A SavedModel
+    holds no fgtf network: a UserError. Returns what `load_network`
+    reports was used."""
     kind = checkpoint_kind(checkpoint)
-    if kind == "keras":
-        raise UserError(f"{checkpoint} is already a Keras weights file: nothing to convert; pass it as "
-                        f"--checkpoint wherever weights are taken")
     if kind == "saved_model":
         raise UserError(f"{checkpoint} is a SavedModel, an opaque graph with no fgtf network to convert; pass it "
                         f"as --checkpoint to extract_features, or re-export it with python -m fgtf.export")
-    if kind == "run":
-        network, used = load_network(checkpoint, model=model_name, use_ema=use_ema is not False)
-        if used["head"] != "none":
-            raise UserError(f"{checkpoint} trains a {used['head']} head on {used['model']}; only plain networks "
-                            f"convert to .weights.h5 (use python -m fgtf.export for a head)")
-        if num_classes and num_classes != used["num_classes"]:
-            raise UserError(f"--num_classes {num_classes} differs from the run's {used['num_classes']} classes; "
-                            f"leave it out for a run")
-    else:
-        if not model_name:
-            raise UserError(f"--model is required for the TF-Slim checkpoint {checkpoint} (e.g. --model inception_v3)")
-        network = _slim_network(model_name, _checkpoint_prefix(checkpoint), num_classes=num_classes)
-        used = load_into(network, checkpoint, model_name=model_name, use_ema=use_ema is not False)
+    if kind == "slim" and not model_name:
+        raise UserError(f"--model is required for the TF-Slim checkpoint {checkpoint} (e.g. --model inception_v3)")
+    if kind == "keras" and not model_name and "model" not in keras_weights_record(checkpoint):
+        raise UserError(f"--model is required for {checkpoint}, a Keras weights file that does not record its "
+                        f"network (e.g. --model inception_v3 --num_classes 1000)")
+    if os.path.abspath(checkpoint) == os.path.abspath(out):
+        raise UserError(f"--out {out} is the --checkpoint itself; write the converted weights to another file")
+    network, used = load_network(checkpoint, model=model_name, num_classes=num_classes,
+                                 use_ema=use_ema is not False)
+    if used["head"] != "none":
+        raise UserError(f"{checkpoint} trains a {used['head']} head on {used['model']}; only plain networks "
+                        f"convert to .weights.h5 (use python -m fgtf.export for a head)")
+    if num_classes and num_classes != used["num_classes"]:
+        raise UserError(f"--num_classes {num_classes} differs from the {used['num_classes']} classes that "
+                        f"{checkpoint} holds; leave it out")
     if use_ema is True and not used["ema"]:
         raise UserError(f"{checkpoint} keeps no moving averages of its weights (--use_ema true)")
-    print(f"{checkpoint}: {describe(used)}")
+    from_run = [name for name, given in (("model", model_name), ("classes", num_classes)) if not given]
+    print(f"{checkpoint}: {describe(used, from_run)}")
     aux = len(network.outputs) > 1
     save_keras_weights(network, out, used["model"], used["num_classes"], aux, ema=used["ema"])
     print(f"wrote {out}: {network.name}{' with aux logits' if aux else ''}")

@@ -74,6 +74,7 @@ STEPS = ("pretrain", "simnet", "weights", "train", "eval")
 RUN_FILE = "run.json"
 STEP_FILE = "step.json"
 DEFAULT_MODEL = "small_cnn"
+DEFAULT_IMAGE_SIZE = 64
 BACKBONE_WEIGHTS = os.path.join("pretrain", "backbone.weights.h5")
 SIMNET_WEIGHTS = os.path.join("simnet", "simnet.weights.h5")
 CLASSIFIER_WEIGHTS = os.path.join("train", "classifier.weights.h5")
@@ -106,14 +107,17 @@ def main(argv=None):
 
 
 def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, num_novel=None,
-             model=DEFAULT_MODEL, image_size=64, checkpoint=None, pretrain_data="clean_base", epochs=15, lr=0.02,
+             model=None, image_size=None, checkpoint=None, pretrain_data="clean_base", epochs=15, lr=0.02,
              lr_interval=20, weight_decay=1e-4, augment="flip", batch_size=32, seed=0):
     """Step 0: train backbone + classifier with plain CE, save the backbone and
-    write run.json (the class split every later step uses)."""
+    write run.json (the class split every later step uses). `model` and
+    `image_size` left out: those of a `checkpoint` run (see `_start_network`),
+    else small_cnn at 64 px."""
     from fgtf.datasets import weak_shot_split
     from fgtf.fileio import write_json
     from fgtf.models import list_models
 
+    model, image_size, taken = _start_network(checkpoint, model, image_size)
     if model not in list_models():
         raise UserError(f"unknown model {model!r}; choose one of {', '.join(list_models())}")
     if pretrain_data not in ("clean_base", "noisy_novel"):
@@ -129,7 +133,7 @@ def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, n
     train_records, test_sets = ((data.base_train, {"base": data.base_test}) if pretrain_data == "clean_base"
                                 else (data.novel_train, {"novel": data.novel_test}))
     classes = len(data.base_classes) if pretrain_data == "clean_base" else len(data.novel_classes)
-    classifier = _classifier(run, classes, backbone_weights=checkpoint)
+    classifier = _classifier(run, classes, backbone_weights=checkpoint, taken=taken)
     schedule = Schedule(epochs, lr, lr_interval, weight_decay, augment, batch_size, seed)
     history = _fit_classifier(classifier, run, train_records, [1.0] * len(train_records), test_sets, schedule,
                               step="pretrain")
@@ -375,8 +379,10 @@ def _pretrain_arguments(parser):
          "recorded in a synthetic dataset's synthetic.json", type=_label_list)
     _add(parser, pretrain, "num_novel", "instead of --novel_classes: this many novel classes drawn with --seed",
          type=positive_int)
-    _add(parser, pretrain, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}")
-    _add(parser, pretrain, "image_size", "image side in pixels", type=positive_int)
+    _add(parser, pretrain, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}; none given: "
+         f"a --checkpoint run's or fgtf .weights.h5's network, else {DEFAULT_MODEL}")
+    _add(parser, pretrain, "image_size", f"image side in pixels; none given: a --checkpoint run's, else "
+         f"{DEFAULT_IMAGE_SIZE}", type=positive_int)
     _add(parser, pretrain, "checkpoint", "initial backbone weights: TF-Slim checkpoint, .weights.h5, fgtf run "
          "folder or SimTrans run folder of the same --model; none given: random initialisation", "--init_weights")
     _add(parser, pretrain, "pretrain_data", "train on the clean base classes (the authors' stated init) or on the "
@@ -582,9 +588,29 @@ def _mislabelled(records, run):
 
 # ---------------------------------------------------------------- models
 
-def _backbone(run, weights=None):
+def _start_network(checkpoint, model, image_size):
+    """(model, image_size, names of those taken from the checkpoint): the
+    given ones, else those of a `checkpoint` run (a SimTrans run's run.json,
+    a training run's run_config.json) or the network an fgtf .weights.h5
+    records, else small_cnn at 64 px."""
+    from fgtf.checkpoints import recorded_network
+
+    source = {}
+    if checkpoint and os.path.isfile(os.path.join(checkpoint, RUN_FILE)):
+        with open(os.path.join(checkpoint, RUN_FILE), encoding="utf-8") as handle:
+            source = json.load(handle)
+    elif checkpoint:
+        source = recorded_network(checkpoint)
+    taken = [name for name, given, key in (("model", model, "model"), ("image size", image_size, "image_size"))
+             if given is None and source.get(key)]
+    return model or source.get("model") or DEFAULT_MODEL, image_size or source.get("image_size") or \
+        DEFAULT_IMAGE_SIZE, taken
+
+
+def _backbone(run, weights=None, taken=()):
     """The run's registry backbone without its classifier: a model (B, S, S, 3)
-    -> 4-D feature map, started from `weights` when given."""
+    -> 4-D feature map, started from `weights` when given (`taken`: the
+    settings pretrain took from them, for the line saying what was loaded)."""
     from fgtf.models import build_model
 
     size = run["image_size"]
@@ -595,11 +621,11 @@ def _backbone(run, weights=None):
             raise
         raise UserError(f"--image_size {size} does not suit {run['model']}: {error}") from None
     if weights:
-        _load_backbone_weights(backbone, weights, run["model"])
+        _load_backbone_weights(backbone, weights, run["model"], taken)
     return backbone
 
 
-def _load_backbone_weights(backbone, path, model):
+def _load_backbone_weights(backbone, path, model, taken=()):
     """Load `path` into the top-less `backbone` of network `model` and print
     what was loaded: a SimTrans run folder (its current pretrained backbone),
     else any kind `fgtf.checkpoints.load_into` takes but a SavedModel (an fgtf
@@ -607,17 +633,17 @@ def _load_backbone_weights(backbone, path, model):
     another network are a UserError."""
     from fgtf.checkpoints import describe, load_into
 
-    given = path
+    given, source = path, "its run_config.json"
     if os.path.isfile(os.path.join(path, RUN_FILE)):
         with open(os.path.join(path, RUN_FILE), encoding="utf-8") as handle:
             other = json.load(handle)["model"]
         if other != model:
             raise UserError(f"{path} is a SimTrans run of {other}, not of --model {model}")
         _current_step(path, "pretrain")  # its backbone is finished and current
-        path = os.path.join(path, BACKBONE_WEIGHTS)
+        path, source = os.path.join(path, BACKBONE_WEIGHTS), f"its {RUN_FILE}"
     used = load_into(backbone, path, model_name=model, exclude_scopes=("Logits", "logits", "AuxLogits"),
                      saved_model_use="a SimTrans backbone's start weights")
-    print(f"backbone initialised from {given}: {describe(used)}")
+    print(f"backbone initialised from {given}: {describe(used, taken, source)}")
 
 
 def _pooled(backbone):
@@ -628,12 +654,13 @@ def _pooled(backbone):
     return keras.Model(backbone.inputs, pooled, name=f"{backbone.name}_features")
 
 
-def _classifier(run, num_classes, backbone_weights=None, simnet=None):
+def _classifier(run, num_classes, backbone_weights=None, simnet=None, taken=()):
     import keras
 
     from fgtf.models.heads.simtrans import WeakShotClassifier
 
-    model = WeakShotClassifier(_backbone(run, backbone_weights), num_classes, simnet=simnet, name="classifier")
+    model = WeakShotClassifier(_backbone(run, backbone_weights, taken), num_classes, simnet=simnet,
+                               name="classifier")
     size = run["image_size"]
     model(keras.ops.zeros((1, size, size, 3)))  # build, so .weights.h5 files load
     return model

@@ -19,12 +19,14 @@ import os
 import sys
 import time
 
-from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int
+from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int, program_name
 
 EXIT_DIVERGED = 3
 OPTIMIZERS = ("momentum", "rmsprop", "adam", "adamw", "sgd")
 DECAY_TYPES = ("exponential", "polynomial", "fixed", "warmup_linear")
 # Settings a run folder is bound to: continuing it with others is refused.
+# what a SavedModel cannot be (an opaque graph with no fgtf layers to copy)
+START_WEIGHTS = "a training run's start weights"
 RUN_SETTINGS = ("model_name", "num_classes", "head", "head_options", "optimizer", "image_size", "batch_size")
 
 
@@ -36,7 +38,7 @@ def main(argv=None):
     try:
         _main(argv)
     except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{program_name(_main)}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
 
 
@@ -309,19 +311,18 @@ def _settings_from_runs(args):
     names of the settings taken from the --checkpoint run (for the line
     saying what it loaded)."""
     from fgtf import runs
-    from fgtf.checkpoints import DEFAULT_MODEL, checkpoint_kind, keras_weights_record
+    from fgtf.checkpoints import DEFAULT_MODEL, checkpoint_kind, recorded_network, saved_model_refusal
 
     given = {"model": args.model_name, "image size": args.train_image_size}
     source, from_start = {}, False
     if os.path.isfile(os.path.join(args.train_dir, runs.RUN_CONFIG)):
-        source = runs.load_run_config(args.train_dir)
+        source = recorded_network(args.train_dir)
     elif args.checkpoint_path:
         kind = checkpoint_kind(args.checkpoint_path)
-        if kind == "run":
-            source, from_start = runs.run_checkpoint(args.checkpoint_path)[2], True
-        elif kind == "keras":
-            source = {"model_name": keras_weights_record(args.checkpoint_path).get("model")}
-    args.model_name = args.model_name or source.get("model_name") or DEFAULT_MODEL
+        if kind == "saved_model":
+            raise UserError(saved_model_refusal(args.checkpoint_path, START_WEIGHTS))
+        source, from_start = recorded_network(args.checkpoint_path), kind == "run"
+    args.model_name = args.model_name or source.get("model") or DEFAULT_MODEL
     args.train_image_size = args.train_image_size or source.get("image_size") or 299
     return [name for name, value in given.items() if value is None] if from_start else []
 
@@ -465,7 +466,7 @@ def _initialise(model, args, from_run):
 
     used = load_into(model, args.checkpoint_path, model_name=args.model_name,
                      exclude_scopes=args.checkpoint_exclude_scopes, use_ema=args.checkpoint_use_ema,
-                     saved_model_use="a training run's start weights")
+                     saved_model_use=START_WEIGHTS)
     print(f"initialised from {args.checkpoint_path}: {describe(used, from_run)}"
           + (f"; excluding {args.checkpoint_exclude_scopes}" if args.checkpoint_exclude_scopes else ""))
 

@@ -425,12 +425,13 @@ def test_help_shows_every_default_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip().endswith("False False") and not out.stderr
     options = [line for line in out.stdout.splitlines() if line.startswith("  --")]
-    # every flag shows its default, except pretrain's three without one, whose help says what leaving them out does
-    assert len(options) > 40 and out.stdout.count("(default:") == len(options) - 3
+    # every flag shows its default, except pretrain's five without one, whose help says what leaving them out does
+    assert len(options) > 40 and out.stdout.count("(default:") == len(options) - 5
     assert "(default: None)" not in out.stdout
     text = " ".join(out.stdout.split())
     for said in ("none given: the novel classes recorded", "instead of --novel_classes",
-                 "none given: random initialisation"):
+                 "none given: random initialisation", "none given: a --checkpoint run's or fgtf .weights.h5's "
+                 "network, else small_cnn", "none given: a --checkpoint run's, else 64"):
         assert said in text
     assert "--checkpoint CHECKPOINT, --init_weights CHECKPOINT" in out.stdout
 
@@ -478,7 +479,7 @@ def test_checkpoint_of_another_network_is_one_sentence(tiny_dataset, tmp_path, c
             ("--checkpoint", str(tmp_path / "missing.ckpt"), "not found")):
         before = folder_state(str(tmp_path))
         code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
-                                              "--image_size", "32", flag, path)
+                                              "--model", "small_cnn", "--image_size", "32", flag, path)
         assert code == 2 and expected in message and len(message.strip().splitlines()) == 1, message
         assert folder_state(str(tmp_path)) == before
 
