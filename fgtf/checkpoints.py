@@ -32,7 +32,7 @@ _TRAINABLE = ("kernel", "bias", "gamma", "beta")
 CLASSIFIER_SCOPES = ("Logits", "logits", "AuxLogits")
 # The backbone a TF-Slim checkpoint or unrecorded weights file is taken for when --model is not given.
 DEFAULT_MODEL = "inception_v3"
-# The side a SavedModel / TF-Hub folder is fed at unless --image_size says otherwise.
+# The side a SavedModel / TF-Hub folder is fed at unless --image_size or its fgtf model card says otherwise.
 SAVED_MODEL_IMAGE_SIZE = 299
 KINDS = ("slim", "keras", "run", "saved_model")
 
@@ -69,8 +69,8 @@ def checkpoint_kind(path):
     return "run" if runs.is_run_checkpoint(path) else "slim"
 
 
-def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True, num_classes=None,
-                 saved_model_use="rebuilt as an fgtf network"):
+def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True,
+                 num_classes=None, saved_model_use=None):
     """Build the network that `checkpoint` holds and load it, for inference,
     whatever its kind (see `checkpoint_kind`):
 
@@ -83,8 +83,11 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
     * a TF-Slim checkpoint: `model` (default inception_v3), EMA shadows when
       present and `use_ema`, with the classifier sized from the checkpoint
       (or `num_classes`);
-    * a SavedModel: refused, saying it cannot be `saved_model_use` (it is an
-      opaque graph; feature extraction wraps it with `hub_feature_model`).
+    * a SavedModel / TF-Hub folder (an opaque graph): its classifier (see
+      `saved_model_classifier`), or without `include_top` its feature vector
+      (see `hub_feature_model`), at `image_size`, else the size its fgtf
+      model card says, else 299; refused instead, saying it cannot be
+      `saved_model_use`, when that is given (e.g. a CAM needs the layers).
 
     `include_top=False` builds plain backbones without their classifier
     (runs keep theirs). Returns (network, used): `used` says what was loaded,
@@ -94,7 +97,13 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
     file does not say)."""
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
-        raise UserError(saved_model_refusal(checkpoint, saved_model_use))
+        if saved_model_use:
+            raise UserError(saved_model_refusal(checkpoint, saved_model_use))
+        size = image_size or saved_model_image_size(checkpoint)
+        network = (saved_model_classifier if include_top else hub_feature_model)(checkpoint, size)
+        return network, {"kind": kind, "weights": os.path.abspath(checkpoint), "model": "saved_model", "head": "none",
+                         "image_size": size, "num_classes": int(network.output_shape[-1]) if include_top else None,
+                         "ema": None}
     if kind == "run":
         from fgtf import runs
 
@@ -570,20 +579,63 @@ def hub_feature_model(path, image_size):
     return keras.Model(inputs, features, name=os.path.basename(os.path.normpath(path)))
 
 
+def saved_model_classifier(path, image_size):
+    """A Keras model around a local SavedModel classifier, taking fgtf's [-1, 1]
+    images (B, S, S, 3) and returning its logits (B, K): the `logits`
+    signature that `python -m fgtf.export` writes (or a `serving_default`
+    that returns `logits`). Other SavedModels (feature vectors) are a
+    UserError: their output is no classifier."""
+    import keras
+    import tensorflow_hub as hub
+
+    module = hub.load(os.fspath(path))
+    signatures = getattr(module, "signatures", {})
+    for name in ("logits", "serving_default"):
+        signature = signatures[name] if name in signatures else None
+        if signature is not None and "logits" in signature.structured_outputs:
+            break
+    else:
+        raise UserError(f"{path} is a SavedModel without a classifier (no signature returns logits, as python -m "
+                        f"fgtf.export writes with a classifier); pass the weights it was exported from")
+    inputs = keras.Input((image_size, image_size, 3))
+    logits = _hub_features_layer()(module, signature=name, name="hub_logits")(inputs)
+    return keras.Model(inputs, logits, name=os.path.basename(os.path.normpath(path)))
+
+
+def saved_model_image_size(path):
+    """The input side a SavedModel folder is fed at: the one the fgtf model
+    card beside it (`python -m fgtf.export`'s model_card.json) says, else 299."""
+    import json
+
+    card = os.path.join(os.path.dirname(os.path.abspath(path)), "model_card.json")
+    if os.path.isfile(card):
+        with open(card, encoding="utf-8") as handle:
+            shape = json.load(handle).get("input", {}).get("shape") or []
+        if len(shape) == 4 and shape[1]:
+            return int(shape[1])
+    return SAVED_MODEL_IMAGE_SIZE
+
+
 def _hub_features_layer():
-    """The Keras layer class that calls a loaded SavedModel / TF-Hub module on
-    [-1, 1] images rescaled to [0, 1]. TensorFlow backend only (the module is a
+    """The Keras layer class that calls a loaded SavedModel / TF-Hub module (or
+    the logits of one of its signatures) on [-1, 1] images rescaled to [0, 1]. TensorFlow backend only (the module is a
     TF graph). Defined on first use so that importing this module (e.g. for
     `--help`) does not import Keras and TensorFlow."""
     import keras
 
     class HubFeatures(keras.layers.Layer):
-        def __init__(self, module, **kwargs):
+        def __init__(self, module, signature=None, **kwargs):
             super().__init__(trainable=False, **kwargs)
-            self.module = module
+            self.module = module  # kept: its signatures need its variables alive
+            self.signature = signature
 
         def call(self, images):
-            return self.module((images + 1.0) / 2.0)
+            images = (images + 1.0) / 2.0
+            if self.signature is None:
+                return self.module(images)
+            function = self.module.signatures[self.signature]
+            (key,) = function.structured_input_signature[1]
+            return function(**{key: images})["logits"]
 
     return HubFeatures
 

@@ -6,7 +6,9 @@
 `--checkpoint` is an fgtf run folder (its latest checkpoint, or a given
 checkpoint prefix of it, with the run's EMA weights when it kept them, at
 the run's image size and class count), a TF-Slim checkpoint of `--model`
-(EMA shadows when present) or an fgtf `.weights.h5`; what was loaded is
+(EMA shadows when present), an fgtf `.weights.h5`, or a SavedModel with a
+`logits` signature (as `python -m fgtf.export` writes one with a
+classifier; fed at the size of its model card); what was loaded is
 printed. Reports top-1, top-5, mean per-class accuracy and loss. With
 `--eval_interval_secs N > 0` it keeps watching a run folder and evaluates
 every new checkpoint (eval.sh). Writes `<out>/eval_results.json` (with the
@@ -30,8 +32,8 @@ def main(argv=None):
     from fgtf.cli import model_name
 
     p.add_argument("--checkpoint", "--checkpoint_path", "--model_dir", dest="checkpoint_path", required=True,
-                   help="weights: fgtf run folder (or one checkpoint prefix of it), TF-Slim .ckpt prefix or "
-                        ".weights.h5; a SavedModel is refused (no classifier fgtf can rely on)")
+                   help="weights: fgtf run folder (or one checkpoint prefix of it), TF-Slim .ckpt prefix, "
+                        ".weights.h5, or a SavedModel classifier (python -m fgtf.export's, with logits)")
     p.add_argument("--model", type=model_name,
                    help="backbone of a TF-Slim checkpoint (default: inception_v3; a run's or fgtf .weights.h5's "
                         "own network otherwise)")
@@ -42,7 +44,8 @@ def main(argv=None):
     p.add_argument("--split", default="validation", type=_split, help="split to evaluate: validation (or val), train")
     p.add_argument("--batch_size", type=positive_int, default=50, help="images per evaluation batch")
     p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int,
-                   help="image side in pixels (default: the run's training size, else the network's default)")
+                   help="image side in pixels (default: the run's training size, a SavedModel's model card's, else "
+                        "the network's default)")
     p.add_argument("--eval_interval_secs", type=float, default=0,
                    help="> 0: keep evaluating each new checkpoint, polling this often")
     p.add_argument("--timeout_secs", type=positive_float,
@@ -87,7 +90,7 @@ def evaluate_checkpoint(args, checkpoint):
     shard_dir = shard_folder(args.dataset_dir)
     _, histogram = split_labels(shard_dir, args.split)
     model, used = load_network(checkpoint, model=args.model, image_size=args.eval_image_size,
-                               use_ema=not args.no_ema, saved_model_use="evaluated as a classifier")
+                               use_ema=not args.no_ema)
     image_size, num_classes, prefix = used["image_size"], used["num_classes"], used["weights"]
     if histogram and max(histogram) >= num_classes:
         raise UserError(f"{shard_dir} has {args.split} labels up to {max(histogram)} but {checkpoint} has "

@@ -60,7 +60,7 @@ def build_parser():
                                    f"inception_v3; not used for SavedModel folders)")
     p.add_argument("--image_size", type=positive_int,
                    help="image side in pixels (default: a run's training size, else the network's default size, "
-                        "299 for Inception and SavedModels)")
+                        "299 for Inception; for a SavedModel the size its fgtf model card says, else 299)")
     p.add_argument("--out", help="the features folder to write (default: feature/<checkpoint stem>)")
     p.add_argument("--name", help="dataset name in the feature file names (default: --dataset), e.g. to keep two "
                                   "synthetic datasets apart")
@@ -127,20 +127,17 @@ def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=T
     import keras
 
     from fgtf import runs
-    from fgtf.checkpoints import SAVED_MODEL_IMAGE_SIZE, checkpoint_kind, hub_feature_model, load_network
+    from fgtf.checkpoints import load_network
     from fgtf.models import feature_endpoint
 
-    if checkpoint_kind(checkpoint) == "saved_model":
-        size = image_size or SAVED_MODEL_IMAGE_SIZE
-        return hub_feature_model(checkpoint, size), {"kind": "saved_model", "weights": os.path.abspath(checkpoint),
-                                                     "model": "saved_model", "head": "none", "image_size": size,
-                                                     "ema": None}
     network, used = load_network(checkpoint, model=model, image_size=image_size, include_top=False, use_ema=use_ema)
+    settings = {key: used[key] for key in NETWORK_SETTINGS}
+    if used["kind"] == "saved_model":  # already a feature vector
+        return network, settings
     source = runs.backbone_of(network)
     pooled = keras.layers.GlobalAveragePooling2D(name="features")(
         source.get_layer(feature_endpoint(used["model"])).output)
-    return keras.Model(source.inputs, pooled, name=f"{source.name}_features"), \
-        {key: used[key] for key in NETWORK_SETTINGS}
+    return keras.Model(source.inputs, pooled, name=f"{source.name}_features"), settings
 
 
 def feature_extractor(model, checkpoint, image_size=None):

@@ -58,19 +58,43 @@ def world(tmp_path_factory):
     train.main(["--dataset_dir", tfrecords, "--run_dir", run, "--model", "tiny_net", "--image_size",
                 str(RUN_SIZE), "--batch_size", "8", "--max_number_of_steps", "1", "--moving_average_decay", "0.5"])
 
-    class Features(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
-        def __call__(self, images):
-            return tf.reduce_mean(images, axis=[1, 2])
-
-    saved_model = str(root / "hub")
-    tf.saved_model.save(Features(), saved_model)
+    saved_model = _exported_saved_model(root / "exported", image_size=24)
+    features_only = str(root / "hub")
+    tf.saved_model.save(_Exported(), features_only)
     raw = str(root / "raw")
     image = next(os.path.join(folder, name) for folder, _, names in os.walk(raw) for name in sorted(names)
                  if name.endswith(".jpg"))
     return {"tfrecords": tfrecords, "raw": raw, "image": image, "run": run, "saved_model": saved_model,
+            "features_only_saved_model": features_only,
             "keras": weights, "slim": write_slim_checkpoint(model, root / "tiny.ckpt", ema_offset=0.1),
             "other_slim": write_slim_checkpoint(other, root / "other.ckpt"), "foreign_keras": foreign_weights}
+
+
+class _Exported(tf.Module):
+    """A SavedModel as python -m fgtf.export writes one: [0, 1] images in, features from calling it, logits
+    (4 classes) from its `logits` signature."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = tf.Variable(np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="images")])
+    def __call__(self, images):
+        return tf.reduce_mean(images, axis=[1, 2])
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="images")])
+    def logits(self, images):
+        return {"logits": tf.matmul(self(images), self.kernel)}
+
+
+def _exported_saved_model(folder, image_size):
+    """`folder`/saved_model with a `logits` signature and `folder`/model_card.json saying its input size."""
+    import json
+
+    module = _Exported()
+    tf.saved_model.save(module, str(folder / "saved_model"), signatures={"logits": module.logits})
+    (folder / "model_card.json").write_text(json.dumps({"input": {"shape": [None, image_size, image_size, 3]}}))
+    return str(folder / "saved_model")
 
 
 def _command(name, world, checkpoint, out, model=None, image_size=None):
@@ -104,8 +128,10 @@ COMMANDS = ["train", "evaluate", "extract_features", "visualize_attention", "che
 LOADED = {"train": "initialised from {}: ", "evaluate": "evaluating {} on the validation split",
           "extract_features": "{}: ", "visualize_attention": "{}: ", "checkpoints convert": "{}: ",
           "simtrans pretrain": "backbone initialised from {}: "}
-# commands that run a network at its own size (a SavedModel has none: given)
-SIZES = {"slim": 32, "keras": 32, "run": RUN_SIZE, "saved_model": 32}
+# the size each kind runs at: tiny_net's own, the run's, the exported SavedModel's model card's
+SIZES = {"slim": 32, "keras": 32, "run": RUN_SIZE, "saved_model": 24}
+# the commands a SavedModel serves (its features, its logits signature); the others need the network's layers
+SAVED_MODEL_COMMANDS = ("extract_features", "evaluate")
 
 
 @pytest.mark.parametrize("kind", ["slim", "keras", "run", "saved_model"])
@@ -114,12 +140,11 @@ def test_every_command_takes_every_kind_and_says_what_it_loaded(world, command, 
     checkpoint = world[kind]
     # a slim checkpoint does not name its network; the others do (a run also gives its image size)
     model = "tiny_net" if kind == "slim" else None
+    size = None
     if command in ("train", "simtrans pretrain") and kind != "run":
         model, size = "tiny_net", 32
-    else:
-        size = 32 if kind == "saved_model" else None
     main, argv = _command(command, world, checkpoint, tmp_path, model=model, image_size=size)
-    if kind == "saved_model" and command != "extract_features":
+    if kind == "saved_model" and command not in SAVED_MODEL_COMMANDS:
         assert f"{checkpoint} is a SavedModel, an opaque graph" in _refused(capsys, main, argv)
         assert os.listdir(tmp_path) == []
         return
@@ -131,6 +156,8 @@ def test_every_command_takes_every_kind_and_says_what_it_loaded(world, command, 
     line = loaded[0]
     network = "tiny_net" if kind != "saved_model" else "saved_model"
     assert f"{network}, {SIZES[kind]} px" in line and f"({kind_name}: " in line, line
+    if kind == "saved_model" and command == "evaluate":
+        assert "4 classes" in line, line
     if kind == "run":
         assert "EMA weights" in line and "from its run_config.json" in line, line
         # convert writes a file of the run's network and classes; the other commands run it at the run's size
@@ -154,6 +181,12 @@ def test_another_networks_weights_and_missing_files_exit_2_writing_nothing(world
         message = _refused(capsys, main, argv)
         assert all(word in message for word in words), (checkpoint, message)
         assert not (tmp_path / "out").exists()
+
+
+def test_a_saved_model_without_logits_is_no_classifier_to_evaluate(world, tmp_path, capsys):
+    main, argv = _command("evaluate", world, world["features_only_saved_model"], tmp_path / "out")
+    assert "is a SavedModel without a classifier" in _refused(capsys, main, argv)
+    assert not (tmp_path / "out").exists()
 
 
 def _refused(capsys, main, argv):
