@@ -25,12 +25,11 @@ from tfrecord_tools.cli import UserError, cli_main
 
 @cli_main
 def main(argv=None):
+    from fgtf.cli import model_name
     from tfrecord_tools.cli import positive_float, positive_int
 
     p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
                                 formatter_class=_HelpFormatter)
-    from fgtf.cli import model_name
-
     p.add_argument("--checkpoint", "--checkpoint_path", "--model_dir", dest="checkpoint_path", required=True,
                    help="weights: fgtf run folder (or one checkpoint prefix of it), TF-Slim .ckpt prefix, "
                         ".weights.h5, or a SavedModel classifier (python -m fgtf.export's, with logits)")

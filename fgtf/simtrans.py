@@ -45,7 +45,9 @@ minutes; the original is `--model resnet_v2_50 --image_size 224` (fgtf's
 ResNet-v2, not torchvision's v1.5). Any fgtf registry backbone works,
 optionally initialised from `--checkpoint` (alias `--init_weights`): a
 TF-Slim checkpoint, a `.weights.h5`, an fgtf training run folder or another
-SimTrans run folder of the same network. Images go through
+SimTrans run folder of the same network (a run gives `--model` and
+`--image_size` when they are left out), read by `fgtf.checkpoints.load_into`
+like every command's weights. Images go through
 fgtf.preprocessing: evaluation crop for testing and features; for training
 the same crop with a random flip (`--augment flip`, default: short CPU
 schedules) or slim's inception training preprocessing (`--augment inception`).
@@ -603,8 +605,8 @@ def _start_network(checkpoint, model, image_size):
         source = recorded_network(checkpoint)
     taken = [name for name, given, key in (("model", model, "model"), ("image size", image_size, "image_size"))
              if given is None and source.get(key)]
-    return model or source.get("model") or DEFAULT_MODEL, image_size or source.get("image_size") or \
-        DEFAULT_IMAGE_SIZE, taken
+    model = model or source.get("model") or DEFAULT_MODEL
+    return model, image_size or source.get("image_size") or DEFAULT_IMAGE_SIZE, taken
 
 
 def _backbone(run, weights=None, taken=()):

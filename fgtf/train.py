@@ -25,9 +25,9 @@ EXIT_DIVERGED = 3
 OPTIMIZERS = ("momentum", "rmsprop", "adam", "adamw", "sgd")
 DECAY_TYPES = ("exponential", "polynomial", "fixed", "warmup_linear")
 # Settings a run folder is bound to: continuing it with others is refused.
-# what a SavedModel cannot be (an opaque graph with no fgtf layers to copy)
-START_WEIGHTS = "a training run's start weights"
 RUN_SETTINGS = ("model_name", "num_classes", "head", "head_options", "optimizer", "image_size", "batch_size")
+# What a SavedModel cannot be: an opaque graph has no fgtf layers to copy.
+START_WEIGHTS = "a training run's start weights"
 
 
 class TrainingDiverged(RuntimeError):
