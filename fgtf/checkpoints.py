@@ -11,8 +11,11 @@
 Every Keras weight is matched to exactly one checkpoint variable by the naming
 rule of `fgtf.models.layers.slim_variable_name`. `convert` maps a TF-Slim
 checkpoint (or the plain network of an fgtf training run, its EMA weights
-when it kept them) onto the fgtf network once and writes a Keras
-`.weights.h5` that records which network it holds.
+when it kept them, or a Keras `.weights.h5` of `--model`) onto the fgtf
+network once and writes a Keras `.weights.h5` that records which network
+it holds. Every command that takes weights reads them through
+`load_network` (to run a network) or `load_into` (to start one) and prints
+what it loaded with `describe`.
 """
 import argparse
 import os
@@ -29,7 +32,7 @@ _TRAINABLE = ("kernel", "bias", "gamma", "beta")
 CLASSIFIER_SCOPES = ("Logits", "logits", "AuxLogits")
 # The backbone a TF-Slim checkpoint or unrecorded weights file is taken for when --model is not given.
 DEFAULT_MODEL = "inception_v3"
-# The side a SavedModel / TF-Hub folder is fed at unless --image_size says otherwise.
+# The side a SavedModel / TF-Hub folder is fed at unless --image_size or its fgtf model card says otherwise.
 SAVED_MODEL_IMAGE_SIZE = 299
 KINDS = ("slim", "keras", "run", "saved_model")
 
@@ -66,32 +69,45 @@ def checkpoint_kind(path):
     return "run" if runs.is_run_checkpoint(path) else "slim"
 
 
-def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True):
+def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True,
+                 num_classes=None, saved_model_use=None):
     """Build the network that `checkpoint` holds and load it, for inference,
-    whatever its kind (see `checkpoint_kind`; SavedModels are opaque graphs,
-    see `hub_feature_model`):
+    whatever its kind (see `checkpoint_kind`):
 
     * an fgtf run: the network of its run_config.json (with its head) from
       its latest checkpoint, EMA weights when it kept them and `use_ema`;
       its image size unless `image_size` is given; `model`, when given, must
-      be the run's;
+      be the run's (see `fgtf.runs.load_run_network`);
     * a `.weights.h5`: the network it records (fgtf writes the name and class
-      count), else `model`;
+      count), else `model` with a classifier of `num_classes`;
     * a TF-Slim checkpoint: `model` (default inception_v3), EMA shadows when
-      present and `use_ema`, with the classifier sized from the checkpoint.
+      present and `use_ema`, with the classifier sized from the checkpoint
+      (or `num_classes`);
+    * a SavedModel / TF-Hub folder (an opaque graph): its classifier (see
+      `saved_model_classifier`), or without `include_top` its feature vector
+      (see `hub_feature_model`), at `image_size`, else the size its fgtf
+      model card says, else 299; refused instead, saying it cannot be
+      `saved_model_use`, when that is given (e.g. a CAM needs the layers).
 
     `include_top=False` builds plain backbones without their classifier
     (runs keep theirs). Returns (network, used): `used` says what was loaded,
-    as printed and recorded by the commands: kind, weights (the file or
-    checkpoint prefix read), model, head, image_size, num_classes (None
-    without a classifier) and ema (True/False, None when a weights file does
-    not say)."""
+    as `describe` prints it and the commands record it: kind, weights (the
+    file or checkpoint prefix read), model, head, image_size, num_classes
+    (None without a classifier) and ema (True/False, None when a weights
+    file does not say)."""
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
-        raise UserError(f"{checkpoint} is a SavedModel, an opaque graph that cannot be rebuilt as an fgtf network; "
-                        f"pass a TF-Slim checkpoint, a .weights.h5 or an fgtf run folder")
+        if saved_model_use:
+            raise UserError(saved_model_refusal(checkpoint, saved_model_use))
+        size = image_size or saved_model_image_size(checkpoint)
+        network = (saved_model_classifier if include_top else hub_feature_model)(checkpoint, size)
+        return network, {"kind": kind, "weights": os.path.abspath(checkpoint), "model": "saved_model", "head": "none",
+                         "image_size": size, "num_classes": int(network.output_shape[-1]) if include_top else None,
+                         "ema": None}
     if kind == "run":
-        return _load_run(checkpoint, model, image_size, use_ema)
+        from fgtf import runs
+
+        return runs.load_run_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
     if kind == "keras":
         record = keras_weights_record(checkpoint)
         recorded = record.get("model")
@@ -99,23 +115,106 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
             raise UserError(f"{checkpoint} holds {recorded} weights, not --model {model}; leave --model out to use "
                             f"the file's network")
         name = model or recorded or DEFAULT_MODEL
-        classes = record.get("classes") if include_top else None
+        classes = (record.get("classes") or num_classes) if include_top else None
         if include_top and classes is None:
             raise UserError(f"{checkpoint} does not record its class count (it was not written by fgtf), so its "
-                            f"classifier cannot be built; convert the checkpoint with python -m fgtf.checkpoints "
-                            f"convert")
+                            f"classifier cannot be built; give it its record with python -m fgtf.checkpoints "
+                            f"convert --checkpoint {checkpoint} --model NAME --num_classes N --out NEW.weights.h5")
         network = build_backbone(name, image_size, classes=classes, aux_logits=record.get("aux_logits", False))
-        ema = load_weights(network, checkpoint)
     else:
-        prefix = _checkpoint_prefix(checkpoint)
         name = model or DEFAULT_MODEL
-        network = _slim_network(name, prefix, image_size, include_top=include_top)
-        ema = load_weights(network, prefix, exclude_scopes=() if include_top else CLASSIFIER_SCOPES,
-                           use_ema="auto" if use_ema else False)
-        checkpoint = prefix
-    classes = int(network.outputs[0].shape[-1]) if include_top else None
-    return network, {"kind": kind, "weights": os.path.abspath(checkpoint), "model": name, "head": "none",
-                     "image_size": int(network.input_shape[1]), "num_classes": classes, "ema": ema}
+        network = _slim_network(name, _checkpoint_prefix(checkpoint), image_size, include_top=include_top,
+                                num_classes=num_classes)
+    used = load_into(network, checkpoint, model_name=name, use_ema=use_ema,
+                     exclude_scopes=() if include_top else CLASSIFIER_SCOPES)
+    return network, used
+
+
+def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=True,
+              saved_model_use="loaded into a network"):
+    """Load the weights `checkpoint` holds into the built network `model`
+    (training's and SimTrans's start weights; `load_network` for the files):
+
+    * an fgtf run: its network's layers copied by name (EMA weights when it
+      kept them and `use_ema`; not its optimizer or step), see
+      `fgtf.runs.load_run_weights`;
+    * a `.weights.h5` or TF-Slim checkpoint: into the backbone of `model`
+      (the model itself, or the backbone its head wraps), see
+      `load_keras_weights` and `load_slim_checkpoint`;
+    * a SavedModel: refused, saying it cannot be `saved_model_use`.
+
+    `exclude_scopes` (slim scopes, a list or comma-separated) are left as they
+    are. Weights of another network are a UserError. Returns what was used,
+    as `load_network` does (model: the run's, else `model_name` or the
+    network's name; image_size: the run's or the network's input side)."""
+    from fgtf import runs
+
+    kind = checkpoint_kind(checkpoint)
+    if kind == "saved_model":
+        raise UserError(saved_model_refusal(checkpoint, saved_model_use))
+    if kind == "run":
+        return runs.load_run_weights(model, checkpoint, model_name=model_name, exclude_scopes=exclude_scopes,
+                                     use_ema=use_ema)
+    backbone = runs.backbone_of(model)
+    if kind == "keras":
+        load_keras_weights(backbone, checkpoint, exclude_scopes=exclude_scopes)
+        weights, ema = checkpoint, keras_weights_record(checkpoint).get("ema")
+    else:
+        weights = _checkpoint_prefix(checkpoint)
+        read = load_slim_checkpoint(backbone, weights, exclude_scopes=exclude_scopes,
+                                    use_ema="auto" if use_ema else False)
+        ema = any(name.endswith(EMA_SUFFIX) for name in read)
+    head = "none" if backbone is model else model.name
+    outputs = model.outputs[0].shape if getattr(model, "outputs", None) else ()
+    classes = int(outputs[-1]) if len(outputs) == 2 else None  # logits (B, K); a feature map is 4-D
+    return {"kind": kind, "weights": os.path.abspath(weights), "model": model_name or model.name, "head": head,
+            "image_size": int(model.input_shape[1]), "num_classes": classes, "ema": ema}
+
+
+def recorded_network(checkpoint):
+    """What `checkpoint` says about its network without loading it: {'model',
+    'image_size', 'num_classes'} of a run's run_config.json, {'model',
+    'num_classes'} of an fgtf `.weights.h5`, else {} (a TF-Slim checkpoint or
+    SavedModel does not say). Commands take the settings they were not
+    given from it."""
+    kind = checkpoint_kind(checkpoint)
+    if kind == "run":
+        from fgtf import runs
+
+        config = runs.load_run_config(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint))
+        return {"model": config["model_name"], "image_size": config["image_size"],
+                "num_classes": config["num_classes"]}
+    if kind == "keras":
+        record = keras_weights_record(checkpoint)
+        return {key: record[name] for key, name in (("model", "model"), ("num_classes", "classes")) if name in record}
+    return {}
+
+
+KIND_NAMES = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras weights", "saved_model": "SavedModel"}
+
+
+def describe(used, from_run=(), source="its run_config.json"):
+    """The line each command prints about the weights it loaded, e.g.
+    `small_cnn, 64 px, 4 classes, EMA weights (fgtf run: /abs/runs/demo/ckpt-300);
+    image size and classes from its run_config.json`; `from_run` names the
+    settings taken from the run (or from another `source`) rather than from
+    flags, said for runs and for a `source` given."""
+    parts = [used["model"] + (f" with a {used['head']} head" if used.get("head", "none") != "none" else ""),
+             f"{used['image_size']} px"]
+    if used.get("num_classes"):
+        parts.append(f"{used['num_classes']} classes")
+    if used.get("ema") is not None:
+        parts.append("EMA weights" if used["ema"] else "raw weights")
+    line = f"{', '.join(parts)} ({KIND_NAMES[used['kind']]}: {used['weights']})"
+    if from_run and (used["kind"] == "run" or source != "its run_config.json"):
+        line += f"; {' and '.join(from_run)} from {source}"
+    return line
+
+
+def saved_model_refusal(path, use):
+    """The sentence refusing a SavedModel where it cannot be `use`d."""
+    return (f"{path} is a SavedModel, an opaque graph that cannot be {use}; pass a TF-Slim checkpoint, a "
+            f".weights.h5 or an fgtf run folder (SavedModels serve python -m fgtf.extract_features)")
 
 
 def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
@@ -166,7 +265,7 @@ def load_keras_weights(model, path, *, exclude_scopes=()):
     record = keras_weights_record(path)
     excluded = _absolute_scopes(exclude_scopes, model.name)
     if "model" not in record:
-        model.load_weights(path)
+        _load_unrecorded_weights(model, path)
         return
     from fgtf.models import build_model
 
@@ -193,6 +292,25 @@ def load_keras_weights(model, path, *, exclude_scopes=()):
     if mismatched:
         raise UserError(f"{path} does not fit model {model.name}: {len(mismatched)} layers differ "
                         f"({_few(mismatched)}); pass exclude_scopes for parts that are meant to differ")
+
+
+def _load_unrecorded_weights(model, path):
+    """`model.load_weights` of a Keras file that does not say which network it
+    holds; a file of another network is one UserError sentence (Keras would
+    warn about each layer it lacks, then raise)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except (ValueError, KeyError) as error:
+            if isinstance(error, UserError):
+                raise
+            raise UserError(f"{path} does not hold weights of {model.name} ({type(error).__name__}); pass weights "
+                            f"of that network, or choose its --model") from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def save_keras_weights(model, path, model_name, classes, aux_logits, ema=None):
@@ -291,16 +409,20 @@ def main(argv=None):
                                      formatter_class=DocHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="convert")
     convert = commands.add_parser("convert", formatter_class=DocHelpFormatter,
-                                  help="TF-Slim checkpoint or fgtf run -> Keras .weights.h5",
-                                  description="Write the Keras .weights.h5 of a TF-Slim checkpoint, or of the "
-                                              "plain network of an fgtf training run folder.")
+                                  help="TF-Slim checkpoint, fgtf run or .weights.h5 -> fgtf .weights.h5",
+                                  description="Write the Keras .weights.h5, recording its network, of a TF-Slim "
+                                              "checkpoint, of the plain network of an fgtf training run folder, or "
+                                              "of a Keras .weights.h5 (which gains the record).")
     convert.add_argument("--checkpoint", required=True,
-                         help="TF-Slim .ckpt prefix (or a folder holding one), or an fgtf training run folder")
+                         help="TF-Slim .ckpt prefix (or a folder holding one), an fgtf training run folder or a "
+                              ".weights.h5 (a SavedModel is refused: it holds no fgtf network)")
     convert.add_argument("--out", required=True, help="the .weights.h5 file to write")
-    convert.add_argument("--model", type=model_name, help="backbone name (fgtf.models.list_models()); required for a TF-Slim "
-                                         "checkpoint, taken from run_config.json for a run")
+    convert.add_argument("--model", type=model_name,
+                         help="backbone name (fgtf.models.list_models()); required for a TF-Slim checkpoint and a "
+                              ".weights.h5 not written by fgtf; a run's and an fgtf .weights.h5's own otherwise")
     convert.add_argument("--num_classes", type=positive_int,
-                         help="classifier size of a TF-Slim checkpoint (default: the size of its logits)")
+                         help="classifier size (default: the size of a TF-Slim checkpoint's logits, a run's or fgtf "
+                              ".weights.h5's class count; required for other .weights.h5 files)")
     convert.add_argument("--use_ema", choices=["auto", "true", "false"], default="auto",
                          help="take the weights' moving averages (slim ExponentialMovingAverage shadows, a run's "
                               "EMA); auto: when present")
@@ -313,64 +435,42 @@ def main(argv=None):
 
 
 def convert_checkpoint(model_name, checkpoint, out, *, num_classes=None, use_ema="auto"):
-    """Write the Keras weights file `out` of a TF-Slim checkpoint loaded into
-    fgtf network `model_name` (with its classifier, and aux logits when the
-    checkpoint has them), or of the plain network of an fgtf training run
-    folder (`model_name` None or the run's). Other kinds are a UserError:
-    a `.weights.h5` is already what this writes; a SavedModel holds no fgtf
-    network. Returns what `load_network` reports was used."""
+    """Write the Keras weights file `out`, recording its network, of the
+    network `load_network` loads from `checkpoint` (with its classifier, and
+    aux logits when the checkpoint has them): a TF-Slim checkpoint of
+    `model_name`, the plain network of an fgtf training run folder
+    (`model_name` None or the run's), or a `.weights.h5` (an fgtf one is
+    written again, e.g. at another place; another Keras file of `model_name`
+    with `num_classes` gains the record every command reads). A SavedModel
+    holds no fgtf network: a UserError. Returns what `load_network`
+    reports was used."""
     kind = checkpoint_kind(checkpoint)
-    if kind == "keras":
-        raise UserError(f"{checkpoint} is already a Keras weights file: nothing to convert; pass it as "
-                        f"--checkpoint wherever weights are taken")
     if kind == "saved_model":
         raise UserError(f"{checkpoint} is a SavedModel, an opaque graph with no fgtf network to convert; pass it "
                         f"as --checkpoint to extract_features, or re-export it with python -m fgtf.export")
-    if kind == "run":
-        network, used = load_network(checkpoint, model=model_name, use_ema=use_ema is not False)
-        if used["head"] != "none":
-            raise UserError(f"{checkpoint} trains a {used['head']} head on {used['model']}; only plain networks "
-                            f"convert to .weights.h5 (use python -m fgtf.export for a head)")
-        if num_classes and num_classes != used["num_classes"]:
-            raise UserError(f"--num_classes {num_classes} differs from the run's {used['num_classes']} classes; "
-                            f"leave it out for a run")
-    else:
-        if not model_name:
-            raise UserError(f"--model is required for the TF-Slim checkpoint {checkpoint} (e.g. --model inception_v3)")
-        prefix = _checkpoint_prefix(checkpoint)
-        network = _slim_network(model_name, prefix, num_classes=num_classes)
-        read = load_slim_checkpoint(network, prefix, use_ema=use_ema)
-        used = {"kind": kind, "weights": os.path.abspath(prefix), "model": model_name,
-                "num_classes": int(network.outputs[0].shape[-1]),
-                "ema": any(name.endswith(EMA_SUFFIX) for name in read)}
+    if kind == "slim" and not model_name:
+        raise UserError(f"--model is required for the TF-Slim checkpoint {checkpoint} (e.g. --model inception_v3)")
+    if kind == "keras" and not model_name and "model" not in keras_weights_record(checkpoint):
+        raise UserError(f"--model is required for {checkpoint}, a Keras weights file that does not record its "
+                        f"network (e.g. --model inception_v3 --num_classes 1000)")
+    if os.path.abspath(checkpoint) == os.path.abspath(out):
+        raise UserError(f"--out {out} is the --checkpoint itself; write the converted weights to another file")
+    network, used = load_network(checkpoint, model=model_name, num_classes=num_classes,
+                                 use_ema=use_ema is not False)
+    if used["head"] != "none":
+        raise UserError(f"{checkpoint} trains a {used['head']} head on {used['model']}; only plain networks "
+                        f"convert to .weights.h5 (use python -m fgtf.export for a head)")
+    if num_classes and num_classes != used["num_classes"]:
+        raise UserError(f"--num_classes {num_classes} differs from the {used['num_classes']} classes that "
+                        f"{checkpoint} holds; leave it out")
     if use_ema is True and not used["ema"]:
         raise UserError(f"{checkpoint} keeps no moving averages of its weights (--use_ema true)")
+    from_run = [name for name, given in (("model", model_name), ("classes", num_classes)) if not given]
+    print(f"{checkpoint}: {describe(used, from_run)}")
     aux = len(network.outputs) > 1
     save_keras_weights(network, out, used["model"], used["num_classes"], aux, ema=used["ema"])
-    print(f"wrote {out}: {network.name} ({used['model']}), {used['num_classes']} classes"
-          f"{', aux logits' if aux else ''}, {'EMA' if used['ema'] else 'raw'} weights of {used['weights']}")
+    print(f"wrote {out}: {network.name}{' with aux logits' if aux else ''}")
     return used
-
-
-def _load_run(checkpoint, model, image_size, use_ema):
-    """`load_network` for an fgtf run folder or run checkpoint prefix."""
-    from fgtf import runs
-
-    folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
-    config = runs.load_run_config(folder)
-    if model and model != config["model_name"]:
-        raise UserError(f"{folder} is a run of {config['model_name']}, not of --model {model}; leave --model out "
-                        f"to use the run's network")
-    prefix = runs.latest_checkpoint(checkpoint)
-    if prefix is None:
-        raise UserError(f"run folder {folder} holds no checkpoint yet; train it first (python -m fgtf.train "
-                        f"--run_dir {folder} ...) or pass a run that has one")
-    size = image_size or config["image_size"]
-    network = runs.build_network({**config, "image_size": size})
-    ema = runs.restore_for_inference(network, prefix, use_ema=use_ema)
-    return network, {"kind": "run", "weights": os.path.abspath(prefix), "model": config["model_name"],
-                     "head": config.get("head") or "none", "image_size": int(size),
-                     "num_classes": int(config["num_classes"]), "ema": ema}
 
 
 def _slim_network(model, prefix, image_size=None, *, include_top=True, num_classes=None):
@@ -479,20 +579,63 @@ def hub_feature_model(path, image_size):
     return keras.Model(inputs, features, name=os.path.basename(os.path.normpath(path)))
 
 
+def saved_model_classifier(path, image_size):
+    """A Keras model around a local SavedModel classifier, taking fgtf's [-1, 1]
+    images (B, S, S, 3) and returning its logits (B, K): the `logits`
+    signature that `python -m fgtf.export` writes (or a `serving_default`
+    that returns `logits`). Other SavedModels (feature vectors) are a
+    UserError: their output is no classifier."""
+    import keras
+    import tensorflow_hub as hub
+
+    module = hub.load(os.fspath(path))
+    signatures = getattr(module, "signatures", {})
+    for name in ("logits", "serving_default"):
+        signature = signatures[name] if name in signatures else None
+        if signature is not None and "logits" in signature.structured_outputs:
+            break
+    else:
+        raise UserError(f"{path} is a SavedModel without a classifier (no signature returns logits, as python -m "
+                        f"fgtf.export writes with a classifier); pass the weights it was exported from")
+    inputs = keras.Input((image_size, image_size, 3))
+    logits = _hub_features_layer()(module, signature=name, name="hub_logits")(inputs)
+    return keras.Model(inputs, logits, name=os.path.basename(os.path.normpath(path)))
+
+
+def saved_model_image_size(path):
+    """The input side a SavedModel folder is fed at: the one the fgtf model
+    card beside it (`python -m fgtf.export`'s model_card.json) says, else 299."""
+    import json
+
+    card = os.path.join(os.path.dirname(os.path.abspath(path)), "model_card.json")
+    if os.path.isfile(card):
+        with open(card, encoding="utf-8") as handle:
+            shape = json.load(handle).get("input", {}).get("shape") or []
+        if len(shape) == 4 and shape[1]:
+            return int(shape[1])
+    return SAVED_MODEL_IMAGE_SIZE
+
+
 def _hub_features_layer():
-    """The Keras layer class that calls a loaded SavedModel / TF-Hub module on
-    [-1, 1] images rescaled to [0, 1]. TensorFlow backend only (the module is a
+    """The Keras layer class that calls a loaded SavedModel / TF-Hub module (or
+    the logits of one of its signatures) on [-1, 1] images rescaled to [0, 1]. TensorFlow backend only (the module is a
     TF graph). Defined on first use so that importing this module (e.g. for
     `--help`) does not import Keras and TensorFlow."""
     import keras
 
     class HubFeatures(keras.layers.Layer):
-        def __init__(self, module, **kwargs):
+        def __init__(self, module, signature=None, **kwargs):
             super().__init__(trainable=False, **kwargs)
-            self.module = module
+            self.module = module  # kept: its signatures need its variables alive
+            self.signature = signature
 
         def call(self, images):
-            return self.module((images + 1.0) / 2.0)
+            images = (images + 1.0) / 2.0
+            if self.signature is None:
+                return self.module(images)
+            function = self.module.signatures[self.signature]
+            (key,) = function.structured_input_signature[1]
+            return function(**{key: images})["logits"]
 
     return HubFeatures
 

@@ -1,14 +1,19 @@
-"""Evaluate a training run's checkpoints on the validation split.
+"""Evaluate a network's classifier on the validation split of TFRecord shards.
 
     python -m fgtf.evaluate --checkpoint runs/synthetic_v3 --dataset_dir data/synthetic/tfrecords
+    python -m fgtf.evaluate --checkpoint checkpoints/inception_v3_iNat_299.ckpt --dataset_dir data/inat2017
 
-Evaluates the latest checkpoint of the run folder (or a given checkpoint
-prefix), with the run's EMA weights when it kept them, at the run's image size
-and class count (printed), and reports top-1, top-5, mean per-class accuracy
-and loss. With `--eval_interval_secs N > 0` it keeps watching the folder and
-evaluates every new checkpoint (eval.sh). Writes `<out>/eval_results.json`
-(with the settings used), `confusion_matrix.png`, `per_class_accuracy.csv`
-and TensorBoard summaries.
+`--checkpoint` is an fgtf run folder (its latest checkpoint, or a given
+checkpoint prefix of it, with the run's EMA weights when it kept them, at
+the run's image size and class count), a TF-Slim checkpoint of `--model`
+(EMA shadows when present), an fgtf `.weights.h5`, or a SavedModel with a
+`logits` signature (as `python -m fgtf.export` writes one with a
+classifier; fed at the size of its model card); what was loaded is
+printed. Reports top-1, top-5, mean per-class accuracy and loss. With
+`--eval_interval_secs N > 0` it keeps watching a run folder and evaluates
+every new checkpoint (eval.sh). Writes `<out>/eval_results.json` (with the
+settings used), `confusion_matrix.png`, `per_class_accuracy.csv` and
+TensorBoard summaries.
 """
 import argparse
 import os
@@ -20,24 +25,32 @@ from tfrecord_tools.cli import UserError, cli_main
 
 @cli_main
 def main(argv=None):
+    from fgtf.cli import model_name
     from tfrecord_tools.cli import positive_float, positive_int
 
     p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
                                 formatter_class=_HelpFormatter)
     p.add_argument("--checkpoint", "--checkpoint_path", "--model_dir", dest="checkpoint_path", required=True,
-                   help="run folder or one checkpoint prefix of it")
+                   help="weights: fgtf run folder (or one checkpoint prefix of it), TF-Slim .ckpt prefix, "
+                        ".weights.h5, or a SavedModel classifier (python -m fgtf.export's, with logits)")
+    p.add_argument("--model", type=model_name,
+                   help="backbone of a TF-Slim checkpoint (default: inception_v3; a run's or fgtf .weights.h5's "
+                        "own network otherwise)")
     p.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards, or the dataset folder whose tfrecords/ subfolder holds them")
-    p.add_argument("--out", "--eval_dir", dest="eval_dir", help="where results go (default: <run folder>/eval)")
+    p.add_argument("--out", "--eval_dir", dest="eval_dir",
+                   help="where results go (default: <run folder>/eval, else eval/<checkpoint stem>)")
     p.add_argument("--split", default="validation", type=_split, help="split to evaluate: validation (or val), train")
     p.add_argument("--batch_size", type=positive_int, default=50, help="images per evaluation batch")
     p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int,
-                   help="image side in pixels (default: the run's training size)")
+                   help="image side in pixels (default: the run's training size, a SavedModel's model card's, else "
+                        "the network's default)")
     p.add_argument("--eval_interval_secs", type=float, default=0,
                    help="> 0: keep evaluating each new checkpoint, polling this often")
     p.add_argument("--timeout_secs", type=positive_float,
                    help="with --eval_interval_secs: stop after this long without a new checkpoint")
-    p.add_argument("--no_ema", action="store_true", help="use the raw weights even when the run kept an EMA")
+    p.add_argument("--no_ema", action="store_true",
+                   help="use the raw weights even when the run or checkpoint kept moving averages of them")
     p.add_argument("--skip_bad_records", action="store_true",
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
     args = p.parse_args(argv)
@@ -47,7 +60,7 @@ def main(argv=None):
     if args.eval_interval_secs > 0:
         watch(args)
     else:
-        evaluate_checkpoint(args, _single_checkpoint(args.checkpoint_path))
+        evaluate_checkpoint(args, args.checkpoint_path)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -61,30 +74,31 @@ def _split(text):
     return split
 
 
-def evaluate_checkpoint(args, prefix):
-    """Evaluate one checkpoint; print and write the results; return them as a dict."""
+def evaluate_checkpoint(args, checkpoint):
+    """Evaluate the network of `checkpoint` (any kind `fgtf.checkpoints.load_network`
+    takes, with its classifier); print and write the results; return them as a dict."""
     import tensorflow as tf
 
     from fgtf import runs
+    from fgtf.checkpoints import checkpoint_kind, describe, load_network
+    from fgtf.extract_features import checkpoint_stem
     from fgtf.input_pipeline import bad_record_message, shard_folder, split_labels
     from fgtf.plots import confusion_matrix_png
 
-    run_dir = _run_dir(args.checkpoint_path)
-    config = runs.load_run_config(run_dir)
-    image_size = args.eval_image_size or config["image_size"]
-    num_classes = config["num_classes"]
+    kind = checkpoint_kind(checkpoint)
     shard_dir = shard_folder(args.dataset_dir)
     _, histogram = split_labels(shard_dir, args.split)
+    model, used = load_network(checkpoint, model=args.model, image_size=args.eval_image_size,
+                               use_ema=not args.no_ema)
+    image_size, num_classes, prefix = used["image_size"], used["num_classes"], used["weights"]
     if histogram and max(histogram) >= num_classes:
-        raise UserError(f"{shard_dir} has {args.split} labels up to {max(histogram)} but the run has "
+        raise UserError(f"{shard_dir} has {args.split} labels up to {max(histogram)} but {checkpoint} has "
                         f"{num_classes} classes; evaluate it on data of its own classes")
-    model = runs.build_network({**config, "image_size": image_size})
-    used_ema = runs.restore_for_inference(model, prefix, use_ema=not args.no_ema)
+    from_run = [name for name, given in (("image size", args.eval_image_size),) if given is None] + ["classes"]
     data_classes = len(histogram)
-    print(f"evaluating {prefix} ({config['model_name']}, {num_classes} classes, {image_size} px, "
-          f"{'EMA' if used_ema else 'raw'} weights) on the {args.split} split of {shard_dir}"
-          + (f" (its labels cover {data_classes} of the run's {num_classes} classes)"
-             if data_classes != num_classes else ""))
+    print(f"evaluating {checkpoint} on the {args.split} split of {shard_dir}"
+          + (f" (its labels cover {data_classes} of the network's {num_classes} classes)"
+             if data_classes != num_classes else "") + f": {describe(used, from_run)}")
     try:
         logits, labels = predict_logits(model, shard_dir, args.split, image_size, args.batch_size,
                                         skip_bad_records=args.skip_bad_records)
@@ -94,19 +108,21 @@ def evaluate_checkpoint(args, prefix):
             raise
         raise UserError(message) from None
     results = classification_metrics(logits, labels, num_classes)
-    step = runs.checkpoint_step(prefix)
+    step = runs.checkpoint_step(prefix) if kind == "run" else 0
     class_names = _class_names(args.dataset_dir, shard_dir, num_classes)
-    results.update({"checkpoint": prefix, "step": step, "ema_weights": used_ema, "split": args.split,
-                    "num_images": int(len(labels)), "image_size": image_size, "num_classes": num_classes,
-                    "model_name": config["model_name"], "dataset_dir": shard_dir, "class_names": class_names})
-    eval_dir = args.eval_dir or os.path.join(run_dir, "eval")
+    results.update({"checkpoint": prefix, "kind": kind, "step": step, "ema_weights": used["ema"],
+                    "split": args.split, "num_images": int(len(labels)), "image_size": image_size,
+                    "num_classes": num_classes, "model_name": used["model"], "dataset_dir": shard_dir,
+                    "class_names": class_names})
+    eval_dir = args.eval_dir or (os.path.join(_run_dir(checkpoint), "eval") if kind == "run"
+                                 else os.path.join("eval", checkpoint_stem(checkpoint)))
     _write_results(eval_dir, results, step)
     confusion_matrix_png(results.pop("confusion_matrix"), os.path.join(eval_dir, "confusion_matrix.png"),
                          class_names=class_names,
-                         title=f"{config['model_name']} step {step}: top-1 {results['top1']:.3f}")
+                         title=f"{used['model']} step {step}: top-1 {results['top1']:.3f}")
     print(f"step {step}: top-1 {results['top1']:.4f}  top-5 {results['top5']:.4f}  "
           f"mean per-class {results['mean_per_class_accuracy']:.4f}  loss {results['loss']:.4f}  "
-          f"({results['num_images']} images{', EMA weights' if used_ema else ''})")
+          f"({results['num_images']} images{', EMA weights' if used['ema'] else ''})")
     print(f"wrote {os.path.join(eval_dir, 'eval_results.json')}")
     return results
 
@@ -153,6 +169,9 @@ def watch(args):
     run_dir = args.checkpoint_path
     if not os.path.isdir(run_dir):
         raise UserError(f"run folder {run_dir} does not exist; watching needs the folder the training writes to")
+    if os.path.isfile(os.path.join(run_dir, "saved_model.pb")) or not _may_be_run(run_dir):
+        raise UserError(f"{run_dir} is not an fgtf run folder; --eval_interval_secs watches the run folder a "
+                        f"training writes to")
     if tf.train.latest_checkpoint(run_dir) is None:
         print(f"waiting for the first checkpoint in {run_dir} (every {args.eval_interval_secs:g} s"
               + (f", for at most {args.timeout_secs:g} s)" if args.timeout_secs else ")"), flush=True)
@@ -199,13 +218,13 @@ def _run_dir(path):
     return path if os.path.isdir(path) else os.path.dirname(path)
 
 
-def _single_checkpoint(path):
+def _may_be_run(folder):
+    """A folder that is, or is about to become, a training run: its
+    run_config.json is there, or nothing is there yet."""
     from fgtf import runs
 
-    prefix = runs.latest_checkpoint(path)
-    if prefix is None:
-        raise UserError(f"no checkpoint found at {path}")
-    return prefix
+    return os.path.isfile(os.path.join(folder, runs.RUN_CONFIG)) or not any(
+        name.endswith(".index") for name in os.listdir(folder))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def build_parser():
                                    f"inception_v3; not used for SavedModel folders)")
     p.add_argument("--image_size", type=positive_int,
                    help="image side in pixels (default: a run's training size, else the network's default size, "
-                        "299 for Inception and SavedModels)")
+                        "299 for Inception; for a SavedModel the size its fgtf model card says, else 299)")
     p.add_argument("--out", help="the features folder to write (default: feature/<checkpoint stem>)")
     p.add_argument("--name", help="dataset name in the feature file names (default: --dataset), e.g. to keep two "
                                   "synthetic datasets apart")
@@ -83,7 +83,7 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
     recording the settings in `extract_features.json`. Returns that folder.
     Raises UserError (before writing anything) when the folder holds features
     of another network, or `name`'s features of another dataset folder."""
-    from fgtf.checkpoints import checkpoint_kind
+    from fgtf.checkpoints import checkpoint_kind, describe
     from fgtf.datasets import read_split
     from fgtf.transfer.feature_store import has_features, save_features
 
@@ -100,8 +100,7 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
     todo = [s for s in splits if overwrite or not _extracted(record, folder, name, s, network, data, has_features)]
     _check_no_mixing(record, folder, name, todo, network, data, overwrite)
     from_run = [what for what, given in (("model", model), ("image size", image_size)) if given is None]
-    print(f"{checkpoint}: {_describe(network)}"
-          + (f"; {' and '.join(from_run)} from its run_config.json" if network["kind"] == "run" and from_run else ""))
+    print(f"{checkpoint}: {describe(network, from_run)}")
     if not todo:
         print(f"{folder}: {name} {', '.join(splits)} already extracted with these settings (--overwrite to redo)")
         return folder
@@ -128,20 +127,17 @@ def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=T
     import keras
 
     from fgtf import runs
-    from fgtf.checkpoints import SAVED_MODEL_IMAGE_SIZE, checkpoint_kind, hub_feature_model, load_network
+    from fgtf.checkpoints import load_network
     from fgtf.models import feature_endpoint
 
-    if checkpoint_kind(checkpoint) == "saved_model":
-        size = image_size or SAVED_MODEL_IMAGE_SIZE
-        return hub_feature_model(checkpoint, size), {"kind": "saved_model", "weights": os.path.abspath(checkpoint),
-                                                     "model": "saved_model", "head": "none", "image_size": size,
-                                                     "ema": None}
     network, used = load_network(checkpoint, model=model, image_size=image_size, include_top=False, use_ema=use_ema)
+    settings = {key: used[key] for key in NETWORK_SETTINGS}
+    if used["kind"] == "saved_model":  # already a feature vector
+        return network, settings
     source = runs.backbone_of(network)
     pooled = keras.layers.GlobalAveragePooling2D(name="features")(
         source.get_layer(feature_endpoint(used["model"])).output)
-    return keras.Model(source.inputs, pooled, name=f"{source.name}_features"), \
-        {key: used[key] for key in NETWORK_SETTINGS}
+    return keras.Model(source.inputs, pooled, name=f"{source.name}_features"), settings
 
 
 def feature_extractor(model, checkpoint, image_size=None):
@@ -198,18 +194,6 @@ def _split_list(text):
     if not splits:
         raise argparse.ArgumentTypeError("name at least one split: train, validation")
     return list(dict.fromkeys(splits))
-
-
-def _describe(network):
-    """What the features are made with, e.g. `small_cnn, 160 px, EMA weights
-    (fgtf run: /abs/runs/demo/ckpt-300)`."""
-    parts = [network["model"] + (f" with a {network['head']} head" if network["head"] != "none" else ""),
-             f"{network['image_size']} px"]
-    if network["ema"] is not None:
-        parts.append("EMA weights" if network["ema"] else "raw weights")
-    kind = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras weights",
-            "saved_model": "SavedModel"}[network["kind"]]
-    return f"{', '.join(parts)} ({kind}: {network['weights']})"
 
 
 def _read_record(folder):

@@ -112,18 +112,49 @@ def restore_for_inference(model, checkpoint_prefix, use_ema=True):
     return used
 
 
-def load_run_weights(model, checkpoint_prefix, *, exclude_scopes="", use_ema=True):
-    """Start `model` from the model weights of another run's checkpoint (not
-    its optimizer state or step): the run's network is rebuilt from its
-    run_config.json, restored (EMA weights when it kept them and `use_ema`),
-    and its layers copied into `model` by name, except those under
-    `exclude_scopes` (e.g. `Logits` for another class count). Returns True
-    when EMA weights were used."""
+def run_checkpoint(path, model=None):
+    """(run folder, latest checkpoint prefix, run config) of a run folder or
+    one of its checkpoint prefixes; UserError when it holds no checkpoint,
+    or when `model` is given and the run trains another network."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    config = load_run_config(folder)
+    if model and model != config["model_name"]:
+        raise UserError(f"{folder} is a run of {config['model_name']}, not of --model {model}; leave --model out "
+                        f"to use the run's network, or pass weights of {model}")
+    prefix = latest_checkpoint(path)
+    if prefix is None:
+        raise UserError(f"run folder {folder} holds no checkpoint yet; train it first (python -m fgtf.train "
+                        f"--run_dir {folder} ...) or pass a run that has one")
+    return folder, prefix, config
+
+
+def load_run_network(path, *, model=None, image_size=None, use_ema=True):
+    """(network, used) of a run folder or checkpoint prefix, for inference:
+    the network of its run_config.json (with its head) at its image size
+    unless `image_size` is given, restored from its latest checkpoint with
+    its EMA weights when it kept them and `use_ema`. `model`, when given,
+    must be the run's. `used` is `fgtf.checkpoints.load_network`'s report."""
+    _, prefix, config = run_checkpoint(path, model)
+    size = image_size or config["image_size"]
+    network = build_network({**config, "image_size": size})
+    ema = restore_for_inference(network, prefix, use_ema=use_ema)
+    return network, _used(prefix, config, ema, image_size=size)
+
+
+def load_run_weights(model, path, *, model_name=None, exclude_scopes="", use_ema=True):
+    """Start `model` from the model weights of a run folder or checkpoint
+    prefix (not its optimizer state or step): the run's network is rebuilt
+    from its run_config.json, restored (EMA weights when it kept them and
+    `use_ema`), and its layers copied into `model` by name, except those
+    under `exclude_scopes` (e.g. `Logits` for another class count). `model`
+    may be the run's whole network or only its backbone; `model_name`, when
+    given, must be the run's network. Returns what was used, as
+    `fgtf.checkpoints.load_network` reports it."""
     from fgtf.optimization import in_scopes, scope_prefixes, weight_layers
 
-    config = load_run_config(os.path.dirname(checkpoint_prefix))
+    _, prefix, config = run_checkpoint(path, model_name)
     source = build_network(config)
-    used_ema = restore_for_inference(source, checkpoint_prefix, use_ema=use_ema)
+    used_ema = restore_for_inference(source, prefix, use_ema=use_ema)
     excluded = scope_prefixes(model, exclude_scopes)
     stored = {layer.name: layer for layer in weight_layers(source)}
     wanted = [layer for layer in weight_layers(model) if layer.weights and not in_scopes(layer.name, excluded)]
@@ -131,18 +162,24 @@ def load_run_weights(model, checkpoint_prefix, *, exclude_scopes="", use_ema=Tru
     # a run of another network would otherwise leave this one silently untrained.
     missing = [layer.name for layer in wanted if layer.name not in stored]
     if missing:
-        raise UserError(f"{checkpoint_prefix} (a run of {config['model_name']}) has no weights for {len(missing)} "
+        raise UserError(f"{prefix} (a run of {config['model_name']}) has no weights for {len(missing)} "
                         f"layer(s) of this network, e.g. {', '.join(missing[:3])}; start from a run of the same "
                         f"network, or leave those layers out with --checkpoint_exclude_scopes")
     for layer in wanted:
         weights = stored[layer.name].get_weights()
         shapes = [w.shape for w in weights]
         if shapes != [tuple(v.shape) for v in layer.weights]:
-            raise UserError(f"layer {layer.name} of {checkpoint_prefix} has weights of shapes {shapes}, this "
+            raise UserError(f"layer {layer.name} of {prefix} has weights of shapes {shapes}, this "
                             f"network's {[tuple(v.shape) for v in layer.weights]}; leave it out with "
                             f"--checkpoint_exclude_scopes (e.g. {layer.name.split('.')[0]})")
         layer.set_weights(weights)
-    return used_ema
+    return _used(prefix, config, used_ema)
+
+
+def _used(prefix, config, ema, image_size=None):
+    return {"kind": "run", "weights": os.path.abspath(prefix), "model": config["model_name"],
+            "head": config.get("head") or "none", "image_size": int(image_size or config["image_size"]),
+            "num_classes": int(config["num_classes"]), "ema": ema}
 
 
 def checkpoint_step(checkpoint_prefix):

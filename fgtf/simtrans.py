@@ -45,7 +45,9 @@ minutes; the original is `--model resnet_v2_50 --image_size 224` (fgtf's
 ResNet-v2, not torchvision's v1.5). Any fgtf registry backbone works,
 optionally initialised from `--checkpoint` (alias `--init_weights`): a
 TF-Slim checkpoint, a `.weights.h5`, an fgtf training run folder or another
-SimTrans run folder of the same network. Images go through
+SimTrans run folder of the same network (a run gives `--model` and
+`--image_size` when they are left out), read by `fgtf.checkpoints.load_into`
+like every command's weights. Images go through
 fgtf.preprocessing: evaluation crop for testing and features; for training
 the same crop with a random flip (`--augment flip`, default: short CPU
 schedules) or slim's inception training preprocessing (`--augment inception`).
@@ -60,21 +62,21 @@ every epoch are logged); a SimNet iteration uses only full-size batch pairs.
 import argparse
 import inspect
 import json
-import math
 import os
 import time
 import uuid
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import (HelpFormatter, UserError, cli_main, non_negative_float, non_negative_int,
+                                positive_float, positive_int)
 
 STEPS = ("pretrain", "simnet", "weights", "train", "eval")
 RUN_FILE = "run.json"
 STEP_FILE = "step.json"
 DEFAULT_MODEL = "small_cnn"
+DEFAULT_IMAGE_SIZE = 64
 BACKBONE_WEIGHTS = os.path.join("pretrain", "backbone.weights.h5")
 SIMNET_WEIGHTS = os.path.join("simnet", "simnet.weights.h5")
 CLASSIFIER_WEIGHTS = os.path.join("train", "classifier.weights.h5")
@@ -99,7 +101,7 @@ def main(argv=None):
     steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for step in STEPS:
         _STEP_ARGUMENTS[step](steps.add_parser(step, help=_STEP_HELP[step], description=_STEP_HELP[step],
-                                               formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+                                               formatter_class=HelpFormatter))
     options = vars(parser.parse_args(argv))
     step = options.pop("step")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -107,14 +109,17 @@ def main(argv=None):
 
 
 def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, num_novel=None,
-             model=DEFAULT_MODEL, image_size=64, checkpoint=None, pretrain_data="clean_base", epochs=15, lr=0.02,
+             model=None, image_size=None, checkpoint=None, pretrain_data="clean_base", epochs=15, lr=0.02,
              lr_interval=20, weight_decay=1e-4, augment="flip", batch_size=32, seed=0):
     """Step 0: train backbone + classifier with plain CE, save the backbone and
-    write run.json (the class split every later step uses)."""
+    write run.json (the class split every later step uses). `model` and
+    `image_size` left out: those of a `checkpoint` run (see `_start_network`),
+    else small_cnn at 64 px."""
     from fgtf.datasets import weak_shot_split
     from fgtf.fileio import write_json
     from fgtf.models import list_models
 
+    model, image_size, taken = _start_network(checkpoint, model, image_size)
     if model not in list_models():
         raise UserError(f"unknown model {model!r}; choose one of {', '.join(list_models())}")
     if pretrain_data not in ("clean_base", "noisy_novel"):
@@ -130,7 +135,7 @@ def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, n
     train_records, test_sets = ((data.base_train, {"base": data.base_test}) if pretrain_data == "clean_base"
                                 else (data.novel_train, {"novel": data.novel_test}))
     classes = len(data.base_classes) if pretrain_data == "clean_base" else len(data.novel_classes)
-    classifier = _classifier(run, classes, backbone_weights=checkpoint)
+    classifier = _classifier(run, classes, backbone_weights=checkpoint, taken=taken)
     schedule = Schedule(epochs, lr, lr_interval, weight_decay, augment, batch_size, seed)
     history = _fit_classifier(classifier, run, train_records, [1.0] * len(train_records), test_sets, schedule,
                               step="pretrain")
@@ -332,38 +337,6 @@ _STEP_HELP = {
 }
 
 
-def positive_int(text):
-    """An integer >= 1 (argparse type)."""
-    return _number(text, int, 1)
-
-
-def non_negative_int(text):
-    """An integer >= 0 (argparse type)."""
-    return _number(text, int, 0)
-
-
-def positive_float(text):
-    """A number > 0 (argparse type)."""
-    return _number(text, float, 0.0, inclusive=False)
-
-
-def non_negative_float(text):
-    """A number >= 0 (argparse type)."""
-    return _number(text, float, 0.0)
-
-
-def _number(text, kind, minimum, inclusive=True):
-    bound = f"{'at least' if inclusive else 'more than'} {minimum}"
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {bound}, "
-                                         f"got {text!r}") from None
-    if not math.isfinite(value) or not (value >= minimum if inclusive else value > minimum):
-        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-    return value
-
-
 def _label_list(text):
     """--novel_classes: comma-separated integer labels."""
     try:
@@ -408,8 +381,10 @@ def _pretrain_arguments(parser):
          "recorded in a synthetic dataset's synthetic.json", type=_label_list)
     _add(parser, pretrain, "num_novel", "instead of --novel_classes: this many novel classes drawn with --seed",
          type=positive_int)
-    _add(parser, pretrain, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}")
-    _add(parser, pretrain, "image_size", "image side in pixels", type=positive_int)
+    _add(parser, pretrain, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}; none given: "
+         f"a --checkpoint run's or fgtf .weights.h5's network, else {DEFAULT_MODEL}")
+    _add(parser, pretrain, "image_size", f"image side in pixels; none given: a --checkpoint run's, else "
+         f"{DEFAULT_IMAGE_SIZE}", type=positive_int)
     _add(parser, pretrain, "checkpoint", "initial backbone weights: TF-Slim checkpoint, .weights.h5, fgtf run "
          "folder or SimTrans run folder of the same --model; none given: random initialisation", "--init_weights")
     _add(parser, pretrain, "pretrain_data", "train on the clean base classes (the authors' stated init) or on the "
@@ -615,9 +590,29 @@ def _mislabelled(records, run):
 
 # ---------------------------------------------------------------- models
 
-def _backbone(run, weights=None):
+def _start_network(checkpoint, model, image_size):
+    """(model, image_size, names of those taken from the checkpoint): the
+    given ones, else those of a `checkpoint` run (a SimTrans run's run.json,
+    a training run's run_config.json) or the network an fgtf .weights.h5
+    records, else small_cnn at 64 px."""
+    from fgtf.checkpoints import recorded_network
+
+    source = {}
+    if checkpoint and os.path.isfile(os.path.join(checkpoint, RUN_FILE)):
+        with open(os.path.join(checkpoint, RUN_FILE), encoding="utf-8") as handle:
+            source = json.load(handle)
+    elif checkpoint:
+        source = recorded_network(checkpoint)
+    taken = [name for name, given, key in (("model", model, "model"), ("image size", image_size, "image_size"))
+             if given is None and source.get(key)]
+    model = model or source.get("model") or DEFAULT_MODEL
+    return model, image_size or source.get("image_size") or DEFAULT_IMAGE_SIZE, taken
+
+
+def _backbone(run, weights=None, taken=()):
     """The run's registry backbone without its classifier: a model (B, S, S, 3)
-    -> 4-D feature map, started from `weights` when given."""
+    -> 4-D feature map, started from `weights` when given (`taken`: the
+    settings pretrain took from them, for the line saying what was loaded)."""
     from fgtf.models import build_model
 
     size = run["image_size"]
@@ -628,63 +623,29 @@ def _backbone(run, weights=None):
             raise
         raise UserError(f"--image_size {size} does not suit {run['model']}: {error}") from None
     if weights:
-        _load_backbone_weights(backbone, weights, run["model"])
+        _load_backbone_weights(backbone, weights, run["model"], taken)
     return backbone
 
 
-def _load_backbone_weights(backbone, path, model):
-    """Load `path` into the top-less `backbone` of network `model`: a SimTrans
-    run folder (its pretrained backbone), an fgtf training run folder (its
-    network's layers, by name), else by `fgtf.checkpoints.load_weights`
-    (.weights.h5 or TF-Slim checkpoint). Weights of another network are a UserError."""
-    from fgtf import runs
-    from fgtf.checkpoints import is_saved_model, load_weights
+def _load_backbone_weights(backbone, path, model, taken=()):
+    """Load `path` into the top-less `backbone` of network `model` and print
+    what was loaded: a SimTrans run folder (its current pretrained backbone),
+    else any kind `fgtf.checkpoints.load_into` takes but a SavedModel (an fgtf
+    training run folder, a .weights.h5, a TF-Slim checkpoint). Weights of
+    another network are a UserError."""
+    from fgtf.checkpoints import describe, load_into
 
-    if not os.path.exists(path) and not os.path.exists(path + ".index"):
-        raise UserError(f"checkpoint {path} not found")
-    if is_saved_model(path):
-        raise UserError(f"{path} is a SavedModel; a SimTrans backbone starts from a TF-Slim checkpoint, a "
-                        f".weights.h5 or a run folder of the --model network")
+    given, source = path, "its run_config.json"
     if os.path.isfile(os.path.join(path, RUN_FILE)):
         with open(os.path.join(path, RUN_FILE), encoding="utf-8") as handle:
             other = json.load(handle)["model"]
         if other != model:
             raise UserError(f"{path} is a SimTrans run of {other}, not of --model {model}")
         _current_step(path, "pretrain")  # its backbone is finished and current
-        path = os.path.join(path, BACKBONE_WEIGHTS)
-    elif os.path.isdir(path) and os.path.isfile(os.path.join(path, runs.RUN_CONFIG)):
-        _load_training_run(backbone, path, model)
-        return
-    # Keras warns about every layer a foreign file lacks before it fails; the one sentence below says it all
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            load_weights(backbone, path, exclude_scopes=("Logits",))
-        except UserError:
-            raise
-        except (ValueError, KeyError) as error:  # Keras: the file holds another network's layers
-            raise UserError(f"{path} does not hold weights of the {model} backbone ({type(error).__name__}); "
-                            f"pass a checkpoint of that network or choose its --model") from None
-    for warning in caught:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-
-
-def _load_training_run(backbone, run_dir, model):
-    """Copy the layers of an fgtf training run's latest checkpoint into `backbone`, by name."""
-    from fgtf import runs
-
-    config = runs.load_run_config(run_dir)
-    if config["model_name"] != model:
-        raise UserError(f"{run_dir} is a training run of {config['model_name']}, not of --model {model}")
-    prefix = runs.latest_checkpoint(run_dir)
-    if prefix is None:
-        raise UserError(f"{run_dir} holds no checkpoint yet")
-    source = runs.build_network(config)
-    runs.restore_for_inference(source, prefix)
-    stored = {layer.name: layer for layer in runs.backbone_of(source).layers if layer.weights}
-    for layer in backbone.layers:
-        if layer.weights:
-            layer.set_weights(stored[layer.name].get_weights())
+        path, source = os.path.join(path, BACKBONE_WEIGHTS), f"its {RUN_FILE}"
+    used = load_into(backbone, path, model_name=model, exclude_scopes=("Logits", "logits", "AuxLogits"),
+                     saved_model_use="a SimTrans backbone's start weights")
+    print(f"backbone initialised from {given}: {describe(used, taken, source)}")
 
 
 def _pooled(backbone):
@@ -695,12 +656,13 @@ def _pooled(backbone):
     return keras.Model(backbone.inputs, pooled, name=f"{backbone.name}_features")
 
 
-def _classifier(run, num_classes, backbone_weights=None, simnet=None):
+def _classifier(run, num_classes, backbone_weights=None, simnet=None, taken=()):
     import keras
 
     from fgtf.models.heads.simtrans import WeakShotClassifier
 
-    model = WeakShotClassifier(_backbone(run, backbone_weights), num_classes, simnet=simnet, name="classifier")
+    model = WeakShotClassifier(_backbone(run, backbone_weights, taken), num_classes, simnet=simnet,
+                               name="classifier")
     size = run["image_size"]
     model(keras.ops.zeros((1, size, size, 3)))  # build, so .weights.h5 files load
     return model

@@ -19,13 +19,15 @@ import os
 import sys
 import time
 
-from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int
+from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int, program_name
 
 EXIT_DIVERGED = 3
 OPTIMIZERS = ("momentum", "rmsprop", "adam", "adamw", "sgd")
 DECAY_TYPES = ("exponential", "polynomial", "fixed", "warmup_linear")
 # Settings a run folder is bound to: continuing it with others is refused.
 RUN_SETTINGS = ("model_name", "num_classes", "head", "head_options", "optimizer", "image_size", "batch_size")
+# What a SavedModel cannot be: an opaque graph has no fgtf layers to copy.
+START_WEIGHTS = "a training run's start weights"
 
 
 class TrainingDiverged(RuntimeError):
@@ -36,7 +38,7 @@ def main(argv=None):
     try:
         _main(argv)
     except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{program_name(_main)}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
 
 
@@ -73,15 +75,17 @@ def build_parser():
     g.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards (fgtf.convert's or the original tool's), or the dataset "
                         "folder whose tfrecords/ subfolder holds them")
-    g.add_argument("--model", "--model_name", dest="model_name", default="inception_v3",
-                   help="backbone (fgtf.models.list_models())")
+    g.add_argument("--model", "--model_name", dest="model_name",
+                   help="backbone (fgtf.models.list_models(); default: the network of the run being resumed, of a "
+                        "--checkpoint run or fgtf .weights.h5, else inception_v3)")
     g.add_argument("--num_classes", type=positive_int,
                    help="class count (default: the registry's, else the data's labels)")
     g.add_argument("--run_dir", "--train_dir", "--model_dir", dest="train_dir", required=True,
                    help="run folder for checkpoints, summaries and run_config.json; resumes when it is a run "
                         "with the same settings")
-    g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int, default=299,
-                   help="training image side in pixels")
+    g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int,
+                   help="training image side in pixels (default: the run being resumed's, or a --checkpoint run's, "
+                        "else 299)")
     g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
     g.add_argument("--head", default="none", choices=("none", "sef", "sam", "cle"),
                    help="FGVC head on the backbone's feature map (none: the slim classifier)")
@@ -94,7 +98,8 @@ def build_parser():
     g = p.add_argument_group("initialisation and fine-tuning")
     g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint_path",
                    help="weights to start a new run from: TF-Slim checkpoint, Keras .weights.h5, or a previous "
-                        "fgtf run folder (its model weights only: fresh optimizer, step 0)")
+                        "fgtf run folder (its model weights only: fresh optimizer, step 0; its network and image "
+                        "size unless given); a SavedModel is refused (an opaque graph)")
     g.add_argument("--checkpoint_exclude_scopes", default="",
                    help="comma-separated slim scopes not restored, e.g. InceptionV3/Logits,InceptionV3/AuxLogits")
     g.add_argument("--no_ema", dest="checkpoint_use_ema", action="store_false",
@@ -154,6 +159,7 @@ def train(args):
     last logged metrics as a dict. Raises `UserError` for a mistake (before
     anything is written) and `TrainingDiverged` when the loss is not finite."""
     _check_args(args)
+    from_run = _settings_from_runs(args)
     import keras
     import tensorflow as tf
 
@@ -187,7 +193,7 @@ def train(args):
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
     elif args.checkpoint_path:
-        _initialise(model, args)
+        _initialise(model, args, from_run)
     step = int(optimizer.iterations.numpy())
     if step >= total_steps:
         print(f"{args.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
@@ -294,8 +300,31 @@ def _check_args(args):
                         f"(python -m fgtf.convert --dataset {args.dataset_name})")
     from fgtf.models import list_models
 
-    if args.model_name not in list_models():
+    if args.model_name is not None and args.model_name not in list_models():
         raise UserError(f"unknown model {args.model_name!r}; known models: {', '.join(list_models())}")
+
+
+def _settings_from_runs(args):
+    """Fill in --model and --image_size when they were left out: from the run
+    being resumed (--run_dir), else from the --checkpoint run (or the network
+    an fgtf .weights.h5 records), else inception_v3 at 299 px. Returns the
+    names of the settings taken from the --checkpoint run (for the line
+    saying what it loaded)."""
+    from fgtf import runs
+    from fgtf.checkpoints import DEFAULT_MODEL, checkpoint_kind, recorded_network, saved_model_refusal
+
+    given = {"model": args.model_name, "image size": args.train_image_size}
+    source, from_start = {}, False
+    if os.path.isfile(os.path.join(args.train_dir, runs.RUN_CONFIG)):
+        source = recorded_network(args.train_dir)
+    elif args.checkpoint_path:
+        kind = checkpoint_kind(args.checkpoint_path)
+        if kind == "saved_model":
+            raise UserError(saved_model_refusal(args.checkpoint_path, START_WEIGHTS))
+        source, from_start = recorded_network(args.checkpoint_path), kind == "run"
+    args.model_name = args.model_name or source.get("model") or DEFAULT_MODEL
+    args.train_image_size = args.train_image_size or source.get("image_size") or 299
+    return [name for name, value in given.items() if value is None] if from_start else []
 
 
 def _dataset_facts(args):
@@ -429,26 +458,17 @@ def _train_dataset(args, input_context, start_step):
                         label_ratio=args.label_ratio, start_step=start_step, preprocessing=preprocessing)
 
 
-def _initialise(model, args):
-    """Start from --checkpoint_path: the model weights of a previous fgtf run
-    (not its optimizer or step), or backbone weights."""
-    from fgtf import runs
-    from fgtf.checkpoints import load_weights
+def _initialise(model, args, from_run):
+    """Start from --checkpoint: the model weights of a previous fgtf run (not
+    its optimizer or step), or backbone weights (see
+    `fgtf.checkpoints.load_into`); prints what was loaded."""
+    from fgtf.checkpoints import describe, load_into
 
-    path = args.checkpoint_path
-    if runs.is_run_checkpoint(path):
-        prefix = runs.latest_checkpoint(path)
-        if prefix is None:
-            raise UserError(f"{path} holds no checkpoint yet")
-        used_ema = runs.load_run_weights(model, prefix, exclude_scopes=args.checkpoint_exclude_scopes,
-                                         use_ema=args.checkpoint_use_ema)
-        print(f"initialised from fgtf run checkpoint {prefix} ({'EMA' if used_ema else 'raw'} weights"
-              + (f", excluding {args.checkpoint_exclude_scopes})" if args.checkpoint_exclude_scopes else ")"))
-        return
-    backbone = runs.backbone_of(model)
-    load_weights(backbone, path, exclude_scopes=args.checkpoint_exclude_scopes)
-    print(f"initialised {backbone.name} from {path}"
-          + (f" (excluding {args.checkpoint_exclude_scopes})" if args.checkpoint_exclude_scopes else ""))
+    used = load_into(model, args.checkpoint_path, model_name=args.model_name,
+                     exclude_scopes=args.checkpoint_exclude_scopes, use_ema=args.checkpoint_use_ema,
+                     saved_model_use=START_WEIGHTS)
+    print(f"initialised from {args.checkpoint_path}: {describe(used, from_run)}"
+          + (f"; excluding {args.checkpoint_exclude_scopes}" if args.checkpoint_exclude_scopes else ""))
 
 
 def _checkpoint_dir(train_dir, chief, strategy):

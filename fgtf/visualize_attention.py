@@ -43,7 +43,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fgtf.visualize_attention", description=__doc__,
                                 formatter_class=DocHelpFormatter)
     p.add_argument("--checkpoint", "--model_dir", dest="checkpoint", required=True,
-                   help="weights: fgtf run folder, .weights.h5 or TF-Slim .ckpt prefix")
+                   help="weights: fgtf run folder, .weights.h5 or TF-Slim .ckpt prefix (a SavedModel is refused: "
+                        "its classifier is not reachable for a CAM)")
     p.add_argument("--images", nargs="+", required=True, help="image files (JPEG, PNG, GIF, BMP)")
     p.add_argument("--out", help="folder for the PNGs (default: <run>/attention for a run folder, else "
                                  "attention/<checkpoint stem>)")
@@ -60,12 +61,14 @@ def main(argv=None):
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise UserError(f"image file(s) not found: {', '.join(missing)}")
+    from fgtf import checkpoints
+
     model, used = load_network(args.checkpoint, model=args.model, image_size=args.image_size, use_ema=args.use_ema)
     if args.class_index is not None and not args.class_index < used["num_classes"]:
         raise UserError(f"--class_index must be in [0, {used['num_classes']}), got {args.class_index}")
     out_dir = args.out or default_out(args.checkpoint, used["kind"])
-    print(f"{args.checkpoint}: {used['model']}, head {used['head']}, {used['image_size']} px"
-          f"{', EMA weights' if used['ema'] else ''} ({used['weights']})")
+    from_run = [name for name, given in (("image size", args.image_size),) if given is None] + ["classes"]
+    print(f"{args.checkpoint}: {checkpoints.describe(used, from_run)}")
     for index, path in enumerate(args.images):
         images = load_images([path], used["image_size"])
         maps = attention_maps(model, images, args.class_index)
@@ -81,7 +84,8 @@ def load_network(checkpoint, *, model=None, image_size=None, use_ema=True):
     missing."""
     from fgtf import checkpoints
 
-    network, used = checkpoints.load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
+    network, used = checkpoints.load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
+                                             saved_model_use="used for a CAM (its classifier is not reachable)")
     class_activation_source(network)
     return network, used
 

@@ -115,7 +115,9 @@ def test_convert_cli_then_load_weights_file_into_a_headless_build(tmp_path, slim
     prefix = slim_checkpoint("inception_v3")
     out = tmp_path / "inception_v3.weights.h5"
     checkpoints.main(["convert", "--model", "inception_v3", "--checkpoint", prefix, "--out", str(out)])
-    assert "10 classes, aux logits" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "inception_v3, 299 px, 10 classes, raw weights (TF-Slim checkpoint: " in printed
+    assert "with aux logits" in printed
     # The file holds the classifier; a feature extractor without it loads the rest by layer name.
     model = build_model("inception_v3", include_top=False, weights=str(out), input_shape=(139, 139, 3))
     reader = tf.train.load_checkpoint(prefix)
@@ -161,19 +163,12 @@ def _tiny_net_slim_checkpoint(prefix, ema_offset=None):
     from a seeded Keras build; with `ema_offset`, ExponentialMovingAverage
     shadows that differ from the weights by it. Returns (prefix, the build)."""
     import tiny_models
-    from fgtf.models.layers import slim_variable_name
+    from test_weight_kinds import write_slim_checkpoint
 
     tiny_models.register()
     keras.utils.set_random_seed(0)
     model = tiny_models.TinyNet(classes=3, classifier_activation=None)
-    values = {}
-    for layer in model.layers:
-        for weight in layer.weights:
-            name = slim_variable_name("TinyNet", layer.name, weight.name)
-            values[name] = np.asarray(weight)
-            if ema_offset is not None:
-                values[name + checkpoints.EMA_SUFFIX] = np.asarray(weight) + ema_offset
-    return _write(prefix, values), model
+    return write_slim_checkpoint(model, prefix, ema_offset), model
 
 
 def test_load_network_reads_each_kind_and_says_what_it_used(tmp_path):
@@ -229,10 +224,16 @@ def test_convert_misuse_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     untrained.mkdir()
     (untrained / "run_config.json").write_text('{"model_name": "tiny_net", "num_classes": 3, "image_size": 32}')
     out = tmp_path / "out.weights.h5"
-    cases = [([str(weights)], "is already a Keras weights file: nothing to convert"),
+    unrecorded = tmp_path / "unrecorded.weights.h5"
+    model.save_weights(str(unrecorded))
+    cases = [([str(weights), "--model", "small_cnn"], "holds tiny_net weights, not --model small_cnn"),
+             ([str(unrecorded)], "--model is required for"),
+             ([str(unrecorded), "--model", "tiny_net"], "does not record its class count"),
+             ([str(unrecorded), "--model", "small_cnn", "--num_classes", "3"], "does not hold weights of SmallCNN"),
              ([str(saved)], "is a SavedModel, an opaque graph with no fgtf network to convert"),
              ([str(untrained)], "holds no checkpoint yet; train it first"),
-             ([prefix, "--model", "tiny_net", "--use_ema", "true"], "has no ExponentialMovingAverage variables"),
+             ([prefix, "--model", "tiny_net", "--use_ema", "true"], "keeps no moving averages of its weights"),
+             ([prefix, "--model", "tiny_net", "--num_classes", "5"], "Logits/Logits/weights (16, 3) vs Keras (16, 5)"),
              ([prefix], "--model is required for the TF-Slim checkpoint"),
              ([prefix, "--model", "tiny_net", "--num_classes", "0"], "argument --num_classes: must be an integer"),
              ([prefix, "--model", "nonet"], "argument --model: unknown model 'nonet'")]

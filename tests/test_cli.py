@@ -45,6 +45,24 @@ def test_subcommands_and_errors_carry_the_invoked_name(capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("fgtf extract_features: error: ")
 
 
+def test_error_prefix_is_the_command_as_typed(tmp_path, capsys):
+    from cli_helpers import run_cli
+    from fgtf import checkpoints
+
+    # refused before TensorFlow is imported, so the subprocess is quick
+    argv = ["convert", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x.h5")]
+    error = "error: --out must end in .weights.h5"
+    code, _, err, _ = run_cli("fgtf.checkpoints", *argv)
+    assert code == 2 and err == f"python -m fgtf.checkpoints: {error} (the Keras weights-file suffix)\n"
+    with pytest.raises(SystemExit):
+        cli.main(["checkpoints", *argv])
+    assert capsys.readouterr().err.startswith(f"fgtf checkpoints: {error}")
+    with pytest.raises(SystemExit):  # called from Python: named as its module
+        checkpoints.main(argv)
+    assert capsys.readouterr().err.startswith(f"python -m fgtf.checkpoints: {error}")
+    assert os.listdir(tmp_path) == []
+
+
 def test_fgtf_help_lists_each_command_with_its_purpose_fast_and_without_tensorflow():
     code = ("import sys\nfrom fgtf import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit as e:\n"
             "    assert e.code == 0\nassert 'tensorflow' not in sys.modules, 'fgtf --help imported TensorFlow'\n")

@@ -425,7 +425,14 @@ def test_help_shows_every_default_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip().endswith("False False") and not out.stderr
     options = [line for line in out.stdout.splitlines() if line.startswith("  --")]
-    assert len(options) > 40 and out.stdout.count("(default:") == len(options)
+    # every flag shows its default, except pretrain's five without one, whose help says what leaving them out does
+    assert len(options) > 40 and out.stdout.count("(default:") == len(options) - 5
+    assert "(default: None)" not in out.stdout
+    text = " ".join(out.stdout.split())
+    for said in ("none given: the novel classes recorded", "instead of --novel_classes",
+                 "none given: random initialisation", "none given: a --checkpoint run's or fgtf .weights.h5's "
+                 "network, else small_cnn", "none given: a --checkpoint run's, else 64"):
+        assert said in text
     assert "--checkpoint CHECKPOINT, --init_weights CHECKPOINT" in out.stdout
 
 
@@ -464,15 +471,15 @@ def test_checkpoint_of_another_network_is_one_sentence(tiny_dataset, tmp_path, c
     write_json(os.path.join(simtrans_run, "run.json"), {"model": "resnet_v2_50"})
     run = str(tmp_path / "run")
     for flag, path, expected in (
-            ("--checkpoint", weights, "does not hold weights of the small_cnn backbone"),
-            ("--init_weights", weights, "does not hold weights of the small_cnn backbone"),
-            ("--checkpoint", training_run, "is a training run of inception_v3, not of --model small_cnn"),
+            ("--checkpoint", weights, "does not hold weights of SmallCNN"),
+            ("--init_weights", weights, "does not hold weights of SmallCNN"),
+            ("--checkpoint", training_run, "is a run of inception_v3, not of --model small_cnn"),
             ("--checkpoint", str(saved_model), "is a SavedModel"),
             ("--checkpoint", simtrans_run, "is a SimTrans run of resnet_v2_50"),
             ("--checkpoint", str(tmp_path / "missing.ckpt"), "not found")):
         before = folder_state(str(tmp_path))
         code, message = exit_code_and_message(capsys, "pretrain", "--dataset_dir", tiny_dataset, "--run_dir", run,
-                                              "--image_size", "32", flag, path)
+                                              "--model", "small_cnn", "--image_size", "32", flag, path)
         assert code == 2 and expected in message and len(message.strip().splitlines()) == 1, message
         assert folder_state(str(tmp_path)) == before
 

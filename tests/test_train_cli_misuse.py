@@ -77,13 +77,14 @@ def test_two_stage_recipe(stage1, tfrecords, tmp_path, capsys):
     train.main(_args(tfrecords, stage2, "--checkpoint", str(stage1), "--learning_rate", "0.005",
                      "--optimizer", "rmsprop", "--max_number_of_steps", "2"))
     out = capsys.readouterr().out
-    assert "initialised from fgtf run checkpoint" in out and "EMA weights" in out
+    assert f"initialised from {stage1}: tiny_net, 32 px, 4 classes, EMA weights (fgtf run: " in out
     assert "training steps 0 -> 2" in out and "step 2/2" in out
     assert runs.checkpoint_step(runs.latest_checkpoint(str(stage2))) == 2
     assert runs.load_run_config(str(stage2))["optimizer"] == "rmsprop"
     evaluate.main(["--checkpoint", str(stage2), "--dataset_dir", tfrecords, "--split", "val"])
     out = capsys.readouterr().out
-    assert "4 classes, 32 px" in out
+    assert "tiny_net, 32 px, 4 classes, raw weights (fgtf run: " in out
+    assert "ckpt-2); image size and classes from its run_config.json" in out
     results = json.loads((stage2 / "eval" / "eval_results.json").read_text())
     assert results["image_size"] == 32 and results["split"] == "validation" and results["num_classes"] == 4
     assert results["checkpoint"].endswith("ckpt-2") and results["ema_weights"] is False
@@ -118,14 +119,14 @@ def test_exclude_scopes_into_another_class_count(tfrecords, tmp_path, capsys):
     assert started["Logits.Logits/kernel"].shape == (16, 4)
     # A 6-class run on data whose labels cover 4 of its classes is scored, and says so.
     evaluate.main(["--checkpoint", str(six), "--dataset_dir", tfrecords])
-    assert "its labels cover 4 of the run's 6 classes" in capsys.readouterr().out
+    assert "its labels cover 4 of the network's 6 classes" in capsys.readouterr().out
 
 
 def test_a_run_of_another_network_is_refused(stage1, tfrecords, tmp_path, capsys):
     other = tmp_path / "small_cnn_from_tiny_net"
     _refused(capsys, train.main, _args(tfrecords, other, "--model", "small_cnn", "--checkpoint", str(stage1),
                                        "--max_number_of_steps", "1"),
-             "a run of tiny_net", "has no weights for", "Conv2d_1")
+             "is a run of tiny_net, not of --model small_cnn")
     assert not other.exists()
 
 

@@ -77,7 +77,8 @@ def test_cli_writes_one_overlay_per_image(trained_runs, dataset, tmp_path, capsy
     visualize_attention.main(["--checkpoint", trained_runs["sam"], "--images", *dataset["images"],
                               "--out", str(out), "--class_index", "1"])
     printed = capsys.readouterr().out
-    assert "tiny_net, head sam, 32 px, EMA weights" in printed and printed.count("class 1 (p = ") == 2
+    assert "tiny_net with a sam head, 32 px, 3 classes, EMA weights (fgtf run: " in printed
+    assert "image size and classes from its run_config.json" in printed and printed.count("class 1 (p = ") == 2
     pngs = sorted(os.listdir(out))
     assert len(pngs) == 2 and pngs[0].startswith("000_") and pngs[1].startswith("001_")
     with Image.open(out / pngs[0]) as png:
@@ -85,7 +86,7 @@ def test_cli_writes_one_overlay_per_image(trained_runs, dataset, tmp_path, capsy
         assert png.format == "PNG" and png.size[0] > 2.5 * png.size[1]
     visualize_attention.main(["--model_dir", trained_runs["plain"], "--images", dataset["images"][0],
                               "--image_size", "40"])  # the former flag name still works
-    assert "tiny_net, head none, 40 px" in capsys.readouterr().out
+    assert "tiny_net, 40 px, 3 classes" in capsys.readouterr().out
     written = os.listdir(os.path.join(trained_runs["plain"], "attention"))
     assert len(written) == 1 and written[0].endswith(".png")
 
@@ -102,7 +103,7 @@ def test_a_keras_weights_file_draws_the_same_cam_as_its_run(trained_runs, datase
     np.testing.assert_allclose(visualize_attention.attention_maps(from_file, images)["cam"],
                                visualize_attention.attention_maps(from_run, images)["cam"], rtol=1e-5, atol=1e-6)
     visualize_attention.main(["--checkpoint", weights, "--images", dataset["images"][0], "--out", str(tmp_path / "o")])
-    assert "tiny_net, head none, 32 px" in capsys.readouterr().out and len(os.listdir(tmp_path / "o")) == 1
+    assert "tiny_net, 32 px, 3 classes" in capsys.readouterr().out and len(os.listdir(tmp_path / "o")) == 1
 
 
 def test_user_errors_exit_2(trained_runs, dataset, tmp_path, capsys):

@@ -4,6 +4,7 @@ functions that check numbers and split names where they are parsed."""
 import argparse
 import functools
 import math
+import os
 import sys
 
 
@@ -20,14 +21,30 @@ def cli_main(main):
         try:
             return main(argv)
         except UserError as error:
-            prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv else "fgtf"
-            print(f"{prog}: error: {error}", file=sys.stderr)
+            print(f"{program_name(main)}: error: {error}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
 
     return wrapper
+
+
+def program_name(main):
+    """The command as the user typed it, as argparse's usage line names it:
+    `fgtf train` under the console script (which sets sys.argv[0] so),
+    else `python -m fgtf.train` for the module that defines `main` (also
+    when it runs as `__main__`, or is called from Python)."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if invoked.startswith("fgtf "):
+        return invoked
+    module = main.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None:  # run as a script file
+            return invoked or "python"
+        module = spec.name
+    return f"python -m {module}"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
