@@ -427,7 +427,6 @@ def main(argv=None):
                          help="take the weights' moving averages (slim ExponentialMovingAverage shadows, a run's "
                               "EMA); auto: when present")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.out.endswith(".weights.h5"):
         raise UserError("--out must end in .weights.h5 (the Keras weights-file suffix)")
     convert_checkpoint(args.model, args.checkpoint, args.out, num_classes=args.num_classes,

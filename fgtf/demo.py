@@ -42,7 +42,6 @@ def main(argv=None):
     p.add_argument("--workers", type=non_negative_int,
                    help="processes drawing images and writing shards (default: one per CPU)")
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     summary = run_demo(args.data_dir, args.run_dir, seed=args.seed, workers=args.workers)
     print(format_summary(summary))
     print(f"wrote {os.path.join(args.run_dir, SUMMARY_FILE)} and {os.path.join(args.run_dir, FIGURE_FILE)}")

@@ -54,7 +54,6 @@ def main(argv=None):
     p.add_argument("--skip_bad_records", action="store_true",
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not os.path.isdir(args.dataset_dir):
         raise UserError(f"--dataset_dir {args.dataset_dir} does not exist")
     if args.eval_interval_secs > 0:

@@ -36,7 +36,6 @@ NETWORK_SETTINGS = ("kind", "weights", "model", "head", "image_size", "ema")
 @cli_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.model_name is not None:
         raise UserError(f"--model_name no longer names the output folder: pass --out feature/{args.model_name} "
                         f"(the features folder itself); the backbone is --model")

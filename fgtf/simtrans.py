@@ -104,7 +104,6 @@ def main(argv=None):
                                                formatter_class=HelpFormatter))
     options = vars(parser.parse_args(argv))
     step = options.pop("step")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _STEP_FUNCTIONS[step](**options)
 
 

@@ -45,7 +45,6 @@ def main(argv=None):
 @cli_main
 def _main(argv=None):
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     train(args)
 
 

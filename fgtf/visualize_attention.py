@@ -57,7 +57,6 @@ def main(argv=None):
     p.add_argument("--no_ema", dest="use_ema", action="store_false",
                    help="use the raw weights even when the run or checkpoint kept moving averages of them")
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise UserError(f"image file(s) not found: {', '.join(missing)}")

@@ -18,6 +18,9 @@ def cli_main(main):
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        # Before anything imports TensorFlow (argument types may): its C++
+        # start-up lines are noise to a user. A user's own setting wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
             return main(argv)
         except UserError as error:
