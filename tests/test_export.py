@@ -1,0 +1,277 @@
+"""fgtf.export: every format reloads with its own runtime (Keras, TensorFlow /
+TF-Hub, LiteRT, onnxruntime) and returns what the Keras model returns, int8
+LiteRT keeps the float model's top-1, `.keras` files of head models open
+without fgtf, the files beside the artifact, and misuse (exit 2, one line,
+nothing written)."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import relative_l2
+from fgtf import export, extract_features, train
+from fgtf.checkpoints import load_network, save_keras_weights
+from fgtf.convert import convert
+from fgtf.datasets.synthetic import generate
+from fgtf.models import build_model
+from tfrecord_tools.cli import UserError
+
+SIZE = 64  # small_cnn's own size
+INCEPTION_SIZE = 83  # above inception_v3's smallest (75), kept small for speed
+TOLERANCE = 1e-4  # relative L2 of every runtime's output against the Keras model's
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A 5-class synthetic dataset at 64 px (raw images and shards) and a
+    small_cnn run trained on it long enough for its logits to have margins."""
+    root = tmp_path_factory.mktemp("export")
+    generate(str(root / "raw"), classes=5, train_per_class=24, val_per_class=24, image_size=SIZE, seed=0, workers=1)
+    convert("synthetic", 1, dataset_dir=str(root / "raw"), output_dir=str(root / "tfrecords"), progress=False)
+    keras.backend.clear_session()
+    train.main(["--dataset_dir", str(root / "tfrecords"), "--run_dir", str(root / "run"), "--model", "small_cnn",
+                "--image_size", str(SIZE), "--batch_size", "24", "--max_number_of_steps", "40",
+                "--optimizer", "momentum", "--learning_rate", "0.05", "--weight_decay", "0"])
+    images, labels = _validation(str(root / "tfrecords"))
+    return {"root": root, "raw": str(root / "raw"), "tfrecords": str(root / "tfrecords"), "run": str(root / "run"),
+            "images": images, "labels": labels}
+
+
+def _validation(tfrecords):
+    """The validation split in [0, 1] through fgtf's evaluation preprocessing, and its labels."""
+    from fgtf.input_pipeline import make_dataset
+
+    batches = list(make_dataset(tfrecords, "validation", image_size=SIZE, batch_size=1000, training=False))
+    return (np.asarray(batches[0][0]) + 1.0) / 2.0, np.asarray(batches[0][1])
+
+
+def _keras_outputs(checkpoint, images, **options):
+    """features, logits of the fgtf network behind `checkpoint` on [0, 1] `images`, without fgtf.export."""
+    from fgtf import runs
+    from fgtf.models import feature_endpoint
+
+    network, used = load_network(checkpoint, **options)
+    backbone = runs.backbone_of(network)
+    endpoint = keras.Model(backbone.inputs, backbone.get_layer(feature_endpoint(used["model"])).output)
+    x = images * 2.0 - 1.0
+    return np.asarray(endpoint(x)).mean(axis=(1, 2)), np.asarray(network(x, training=False))
+
+
+def _run_saved_model(path, images):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    return (np.asarray(loaded.signatures["serving_default"](images=tf.constant(images))["features"]),
+            np.asarray(loaded.signatures["logits"](images=tf.constant(images))["logits"]))
+
+
+def _run_litert(path, images):
+    """Outputs of the LiteRT interpreter, image by image, as (features, logits) by output width."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [1, *images.shape[1:]])
+    interpreter.allocate_tensors()
+    details = interpreter.get_output_details()
+    results = []
+    for image in images:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+        interpreter.invoke()
+        results.append([interpreter.get_tensor(d["index"])[0] for d in details])
+    return _by_width([np.stack(column) for column in zip(*results)])
+
+
+def _run_onnx(path, images):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return _by_width(session.run(None, {session.get_inputs()[0].name: images}))
+
+
+def _by_width(outputs):
+    """(features, logits) of two unnamed outputs: the wider one is the feature vector."""
+    return tuple(sorted(outputs, key=lambda output: -output.shape[-1]))
+
+
+def _check_formats(checkpoint, out, images, expected, **options):
+    """Export `checkpoint` in the float formats and compare each runtime's outputs with `expected`."""
+    runners = {"saved_model": _run_saved_model, "litert": _run_litert, "onnx": _run_onnx}
+    for format, runner in runners.items():
+        artifact = export.export(checkpoint, str(out / format), format=format, **options)
+        for name, actual, wanted in zip(("features", "logits"), runner(artifact, images), expected):
+            assert actual.shape == wanted.shape, (format, name, actual.shape)
+            assert relative_l2(actual, wanted) < TOLERANCE, (format, name, relative_l2(actual, wanted))
+
+
+@pytest.mark.slow
+def test_small_cnn_run_every_float_format_equals_keras(world, tmp_path):
+    images = world["images"][:8]
+    _check_formats(world["run"], tmp_path, images, _keras_outputs(world["run"], images))
+
+
+@pytest.mark.slow
+def test_inception_v3_from_the_slim_checkpoint_every_float_format_equals_keras(slim_checkpoint, tmp_path):
+    checkpoint = slim_checkpoint("inception_v3")
+    images = np.random.default_rng(0).uniform(0, 1, (2, INCEPTION_SIZE, INCEPTION_SIZE, 3)).astype(np.float32)
+    expected = _keras_outputs(checkpoint, images, image_size=INCEPTION_SIZE)
+    assert expected[0].shape == (2, 2048)
+    _check_formats(checkpoint, tmp_path, images, expected, model="inception_v3",
+                   num_classes=expected[1].shape[-1], image_size=INCEPTION_SIZE)
+
+
+@pytest.mark.slow
+def test_int8_litert_keeps_the_float_top1(world, tmp_path, capsys):
+    """Calibrated on the train split's shards, scored on the validation split."""
+    artifact = export.export(world["run"], str(tmp_path / "int8"), format="litert_int8",
+                             calibration_dir=world["tfrecords"], outputs="logits")
+    quantised = _run_litert(artifact, world["images"])[0].argmax(-1)
+    float_top1 = _keras_outputs(world["run"], world["images"])[1].argmax(-1)
+    agreement = float(np.mean(quantised == float_top1))
+    accuracy = {"float": float(np.mean(float_top1 == world["labels"])),
+                "int8": float(np.mean(quantised == world["labels"]))}
+    with capsys.disabled():
+        print(f"\nint8 LiteRT, small_cnn, {len(quantised)} synthetic validation images: top-1 agreement with float "
+              f"{agreement:.3f}; accuracy float {accuracy['float']:.3f}, int8 {accuracy['int8']:.3f} "
+              f"(drop {accuracy['float'] - accuracy['int8']:+.3f}); chance 0.2")
+    # trained enough that the agreement is not that of near-tied logits
+    assert accuracy["float"] > 0.3, accuracy
+    assert agreement >= 0.95, agreement
+    weights = load_network(world["run"])[0].count_params()
+    assert os.path.getsize(artifact) < 0.5 * 4 * weights  # stored as 8-bit integers, not float32
+
+
+@pytest.mark.slow
+def test_saved_model_loads_with_hub_tfsmlayer_and_back_into_fgtf(world, tmp_path):
+    import tensorflow_hub as hub
+
+    artifact = export.export(world["run"], str(tmp_path / "hub"), format="saved_model")
+    images = world["images"][:4]
+    features, logits = _keras_outputs(world["run"], images)
+    assert relative_l2(hub.load(artifact)(images), features) < TOLERANCE
+    layer = keras.layers.TFSMLayer(artifact, call_endpoint="serving_default")
+    assert relative_l2(layer(images)["features"], features) < TOLERANCE
+    logits_layer = keras.layers.TFSMLayer(artifact, call_endpoint="logits")
+    assert relative_l2(logits_layer(images)["logits"], logits) < TOLERANCE
+
+    # extract_features reads the exported folder as it reads any TF-Hub feature vector
+    for name, checkpoint in (("exported", artifact), ("original", world["run"])):
+        extract_features.main(["--dataset", "synthetic", "--dataset_dir", world["raw"], "--checkpoint", checkpoint,
+                               "--image_size", str(SIZE), "--splits", "validation", "--out",
+                               str(tmp_path / name)])
+    exported, original = (np.load(tmp_path / name / "synthetic_feature_val.npy") for name in ("exported", "original"))
+    assert exported.shape == original.shape == (120, 128)
+    assert relative_l2(exported, original) < TOLERANCE
+
+
+_LOAD_WITHOUT_FGTF = """
+import sys
+import keras, numpy as np
+model = keras.saving.load_model(sys.argv[1])
+assert not any(name == "fgtf" or name.startswith("fgtf.") for name in sys.modules), "loading imported fgtf"
+np.save(sys.argv[3], model.predict_on_batch(np.load(sys.argv[2]))[1])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["sef", "sam"])
+def test_keras_file_of_a_head_run_loads_in_a_fresh_process_without_fgtf(world, head, tmp_path):
+    run = str(tmp_path / "run")
+    keras.backend.clear_session()
+    train.main(["--dataset_dir", world["tfrecords"], "--run_dir", run, "--model", "small_cnn", "--head", head,
+                "--image_size", str(SIZE), "--batch_size", "8", "--max_number_of_steps", "1",
+                "--optimizer", "momentum", "--weight_decay", "0"])
+    artifact = export.export(run, str(tmp_path / "keras"), format="keras", outputs="both")
+    images = world["images"][:4]
+    np.save(tmp_path / "images.npy", images)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_FGTF, artifact, str(tmp_path / "images.npy"),
+                           str(tmp_path / "logits.npy")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert relative_l2(np.load(tmp_path / "logits.npy"), _keras_outputs(run, images)[1]) < TOLERANCE
+
+
+def test_labels_and_model_card(world, tmp_path):
+    weights = str(tmp_path / "small.weights.h5")
+    save_keras_weights(build_model("small_cnn", classes=5, classifier_activation=None), weights, "small_cnn", 5,
+                       False)
+    artifact = export.export(weights, str(tmp_path / "out"), format="keras", num_classes=5,
+                             calibration_dir=world["tfrecords"])
+    folder = tmp_path / "out"
+    assert sorted(os.listdir(folder)) == ["labels.txt", "model.keras", "model_card.json"]
+    assert artifact == str(folder / "model.keras")
+    with open(os.path.join(world["tfrecords"], "classes.txt"), encoding="utf-8") as handle:
+        classes = handle.read()
+    assert (folder / "labels.txt").read_text() == classes and len(classes.split()) == 5
+    card = json.loads((folder / "model_card.json").read_text())
+    with open(weights, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    assert card["checkpoint"] == os.path.abspath(weights) and card["checkpoint_sha256"] == digest
+    assert card["network"] == "small_cnn" and card["format"] == "keras" and card["artifact"] == "model.keras"
+    assert card["input"] == {"name": "images", "shape": [None, SIZE, SIZE, 3], "dtype": "float32",
+                             "range": [0.0, 1.0], "color": "RGB"}
+    assert card["outputs"] == {"features": 128, "logits": 5} and card["output_order"] == ["features", "logits"]
+    assert card["classes"] == classes.split()
+    assert "x * 2 - 1" in card["preprocessing"] and card["fgtf_version"]
+    # without a classifier there are no classes; a run folder's card carries the run's settings
+    export.export(weights, str(tmp_path / "headless"), format="keras")
+    headless = json.loads((tmp_path / "headless" / "model_card.json").read_text())
+    assert headless["outputs"] == {"features": 128} and headless["classes"] is None
+    assert (tmp_path / "headless" / "labels.txt").read_text() == ""
+    export.export(world["run"], str(tmp_path / "run"), format="keras")
+    from_run = json.loads((tmp_path / "run" / "model_card.json").read_text())
+    assert from_run["run_config"]["model_name"] == "small_cnn" and from_run["classes"] == [str(i) for i in range(5)]
+    assert from_run["checkpoint"].startswith(os.path.abspath(world["run"]) + os.sep)
+
+
+def _refused(capsys, argv, *words):
+    """fgtf.export's main must exit 2 with one error line naming `words` (after argparse's usage for
+    a flag it rejects), no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, err
+    *usage, message = err.splitlines()
+    assert "Traceback" not in err and (not usage or usage[0].startswith("usage:")), err
+    for word in words:
+        assert word in message, err
+
+
+def _listing(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_misuse_exits_2_with_one_line_and_writes_nothing(world, slim_checkpoint, tmp_path, capsys):
+    weights = str(tmp_path / "small.weights.h5")
+    save_keras_weights(build_model("small_cnn", classes=5, classifier_activation=None), weights, "small_cnn", 5,
+                       False)
+    out = str(tmp_path / "out")
+    common = ["--checkpoint", weights, "--out", out]
+    before = _listing(tmp_path)
+    _refused(capsys, [*common, "--format", "tflite"], "invalid choice", "tflite")
+    _refused(capsys, [*common, "--format", "keras", "--model", "no_such_net"], "unknown model", "no_such_net")
+    _refused(capsys, [*common, "--format", "keras", "--model", "inception_v3"], "small_cnn", "inception_v3")
+    _refused(capsys, ["--checkpoint", slim_checkpoint("inception_v3"), "--model", "small_cnn", "--out", out,
+                      "--format", "keras"])
+    _refused(capsys, [*common, "--format", "keras", "--num_classes", "7"], "5 classes", "--num_classes 7")
+    _refused(capsys, [*common, "--format", "litert_int8"], "--calibration_dir")
+    _refused(capsys, [*common, "--format", "litert_int8", "--calibration_dir", str(tmp_path)], "no TFRecord shards")
+    _refused(capsys, [*common, "--format", "keras", "--checkpoint", str(tmp_path / "missing.ckpt")], "not found")
+    assert _listing(tmp_path) == before
+    os.makedirs(out)
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    _refused(capsys, [*common, "--format", "keras"], "not an empty folder")
+    assert _listing(tmp_path / "out") == ["keep.txt"] and _listing(tmp_path) == sorted(before + ["out"])
+
+
+def test_calibration_images_of_the_wrong_size_or_range_are_refused(world, tmp_path):
+    fresh = str(tmp_path / "out")
+    for images, words in ((world["images"][:4, :32, :32], "(N, 64, 64, 3)"), (world["images"][:4] * 255, "[0, 1]")):
+        with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            export.export(world["run"], fresh, format="litert_int8", calibration_data=images)
+        assert not os.path.exists(fresh) and _listing(tmp_path) == []
