@@ -211,24 +211,25 @@ def _portable(model):
 
 def _write_saved_model(model, path, signature, order):
     """TF-Hub image feature vector: `obj(images)` and `serving_default` return
-    the features; a `logits` signature the logits when the model has them."""
-    import keras
+    the features; a `logits` signature the logits when the model has them.
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    Written with tf.saved_model.save rather than keras.export.ExportArchive,
+    which stores every weight twice (keras-team/keras#23553): the module tracks
+    the very tf.Variables that the traced functions capture."""
+    import tensorflow as tf
 
-    def output(name):
-        def call(images):
-            result = model(images, training=False)
-            return result[order.index(name)] if len(order) > 1 else result
-        return call
+    @tf.function(input_signature=signature)
+    def forward(images):  # traced once; every endpoint calls it
+        result = model(images, training=False)
+        return dict(zip(order, result if len(order) > 1 else [result]))
 
-    first = order[0]
-    archive.add_endpoint("serving_default", lambda images: {first: output(first)(images)}, input_signature=signature)
-    archive.add_endpoint("__call__", output(first), input_signature=signature)
-    for name in order[1:]:
-        archive.add_endpoint(name, lambda images, name=name: {name: output(name)(images)}, input_signature=signature)
-    archive.write_out(path, verbose=False)
+    root = tf.Module()
+    root.model_variables = [variable.value for variable in model.variables]
+    root.__call__ = tf.function(lambda images: forward(images)[order[0]], input_signature=signature)
+    signatures = {name: tf.function(lambda images, name=name: {name: forward(images)[name]},
+                                    input_signature=signature) for name in order}
+    signatures["serving_default"] = signatures.pop(order[0])
+    tf.saved_model.save(root, path, signatures=signatures)
 
 
 def calibration_batches(calibration_dir, image_size, count=CALIBRATION_IMAGES):
