@@ -8,10 +8,10 @@ each with `labels.txt` and `model_card.json` beside it.
 Every artifact takes float32 RGB images in [0, 1] at --image_size (batch free)
 and carries the model's own preprocessing (the rescale to [-1, 1]). Outputs:
 `features` (the pooled end point `fgtf.extract_features` writes) and, with a
-classifier (--num_classes, or a run folder), `logits`. The SavedModel's
-`serving_default` signature (and calling the loaded object) returns the
-features; its `logits` signature the logits. The output folder is written
-whole or not at all.
+classifier (--num_classes, or a run folder's own, heads included), `logits`.
+The SavedModel's `serving_default` signature (and calling the loaded object)
+returns the features; its `logits` signature the logits. A `.keras` file
+needs no fgtf to load. The output folder is written whole or not at all.
 """
 import argparse
 import contextlib

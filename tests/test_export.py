@@ -6,6 +6,7 @@ nothing written)."""
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -262,6 +263,19 @@ def _refused(capsys, argv, *words):
         assert word in message, err
 
 
+@pytest.mark.slow
+def test_command_line_writes_the_folder_and_says_so_in_one_line(world, tmp_path):
+    from cli_helpers import run_cli
+
+    out = tmp_path / "cli"
+    code, stdout, stderr, _ = run_cli("fgtf.export", "--checkpoint", world["weights"], "--num_classes", "5",
+                                      "--format", "keras", "--calibration_dir", world["tfrecords"], "--out", str(out))
+    assert code == 0 and "Traceback" not in stderr, stderr[-2000:]
+    assert stdout.splitlines() == [f"wrote {out / 'model.keras'}: small_cnn, 64 px, outputs features (128), "
+                                   f"logits (5)"]
+    assert _listing(out) == ["labels.txt", "model.keras", "model_card.json"] and _listing(tmp_path) == ["cli"]
+
+
 def _listing(folder):
     return sorted(os.listdir(folder))
 
@@ -290,6 +304,6 @@ def test_misuse_exits_2_with_one_line_and_writes_nothing(world, slim_checkpoint,
 def test_calibration_images_of_the_wrong_size_or_range_are_refused(world, tmp_path):
     fresh = str(tmp_path / "out")
     for images, words in ((world["images"][:4, :32, :32], "(N, 64, 64, 3)"), (world["images"][:4] * 255, "[0, 1]")):
-        with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        with pytest.raises(UserError, match=re.escape(words)):
             export.export(world["weights"], fresh, format="litert_int8", calibration_data=images)
         assert not os.path.exists(fresh) and _listing(tmp_path) == []
