@@ -58,6 +58,7 @@ def main(argv=None):
                                     "beside --calibration_dir's shards when it has one, else class numbers)")
     p.add_argument("--out", required=True, help="output folder; must not exist or be empty")
     args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines are noise to a user
     export(args.checkpoint, args.out, format=args.format, model=args.model, num_classes=args.num_classes,
            image_size=args.image_size, outputs=args.outputs, calibration_dir=args.calibration_dir,
            labels=args.labels)
@@ -374,15 +375,33 @@ def _fgtf_version():
 
 @contextlib.contextmanager
 def _quiet():
-    """tf2onnx and the TFLite converter log every step; keep the console to fgtf's one line."""
+    """tf2onnx and the TFLite converter log every step (Python logging, warnings
+    and C++ lines on file descriptor 2): keep the console to fgtf's one line,
+    and replay their output when the conversion fails."""
     import logging
+    import sys
+    import tempfile
+    import warnings
 
-    previous = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logging.getLogger().setLevel(previous)
+    root, previous = logging.getLogger(), logging.getLogger().level
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx on NumPy 2
+        root.setLevel(logging.ERROR)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            log.seek(0)
+            os.write(saved, log.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            root.setLevel(previous)
 
 
 if __name__ == "__main__":
