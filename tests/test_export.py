@@ -137,7 +137,7 @@ def test_small_cnn_every_float_format_equals_keras(world, tmp_path):
 
 @pytest.mark.slow
 def test_inception_v3_from_the_slim_checkpoint_every_float_format_equals_keras(slim_checkpoint, tmp_path):
-    """Features only: below 299 px the checkpoint's aux classifier cannot be built (see the README)."""
+    """Features only, to keep the converters' time down (logits are checked for small_cnn)."""
     checkpoint = slim_checkpoint("inception_v3")
     images = np.random.default_rng(0).uniform(0, 1, (2, INCEPTION_SIZE, INCEPTION_SIZE, 3)).astype(np.float32)
     expected = _keras_outputs(checkpoint, images, model="inception_v3", image_size=INCEPTION_SIZE, include_top=False)
