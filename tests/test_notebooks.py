@@ -1,7 +1,9 @@
 """Execute notebooks/LinearClassifier.ipynb and DomainSimilarity.ipynb headless
 (nbclient) in their quick mode (FGTF_NOTEBOOK_QUICK=1: a tiny synthetic world
 and a short pretraining on its source pool, made by their first cell) and check
-what they print and draw, and that no TensorFlow/CUDA log line reaches them.
+what they print and draw, and that no TensorFlow/CUDA log line reaches them;
+then DomainSimilarity once more as a user who ran `make demo` would, reading a
+demo summary (`../runs/demo/summary.json`) that names the quick world and run.
 
 The kernel is this test's own interpreter, through a kernel spec written into a
 temporary JUPYTER_PATH, so no user-level `ipykernel install` is needed; the
@@ -27,9 +29,10 @@ SOURCES = ("pool", "pool.birds", "pool.planes", "pool.fish")  # the pool and its
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} |absl::|cuda|oneDNN|^\w+:tensorflow:", re.MULTILINE | re.IGNORECASE)
 
 
-def execute_notebook(path, data_dir, kernel_dir, timeout=600):
-    """Run every cell of the notebook at `path` in quick mode in a kernel on this
-    interpreter, with its data in `data_dir`; returns the executed notebook
+def execute_notebook(path, data_dir, kernel_dir, quick=True, cwd=None, timeout=600):
+    """Run every cell of the notebook at `path` (in quick mode unless `quick` is
+    false) in a kernel on this interpreter, in the folder `cwd` (default: the
+    notebook's), with its data in `data_dir`; returns the executed notebook
     (nbformat node). `kernel_dir` receives the kernel spec (a JUPYTER_PATH folder)."""
     import os
 
@@ -41,13 +44,13 @@ def execute_notebook(path, data_dir, kernel_dir, timeout=600):
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "fgtf test kernel", "language": "python",
-        "env": {"FGTF_NOTEBOOK_DATA": str(data_dir), "FGTF_NOTEBOOK_QUICK": "1"}}))
+        "env": {"FGTF_NOTEBOOK_DATA": str(data_dir), "FGTF_NOTEBOOK_QUICK": "1" if quick else "0"}}))
     notebook = nbformat.read(path, as_version=4)
     saved = os.environ.get("JUPYTER_PATH")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernel_dir), saved]))
     try:
         NotebookClient(notebook, kernel_name=KERNEL_NAME, timeout=timeout,
-                       resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+                       resources={"metadata": {"path": str(cwd or Path(path).parent)}}).execute()
     finally:
         if saved is None:
             del os.environ["JUPYTER_PATH"]
@@ -57,17 +60,28 @@ def execute_notebook(path, data_dir, kernel_dir, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def run_notebook(tmp_path_factory):
-    """`run_notebook(name)` -> (executed notebook, its stdout text, its stderr text)."""
-    data_dir = tmp_path_factory.mktemp("notebook_data")
-    kernel_dir = tmp_path_factory.mktemp("jupyter")
+def data_dir(tmp_path_factory):
+    """The notebooks' data folder (FGTF_NOTEBOOK_DATA), shared by every run."""
+    return tmp_path_factory.mktemp("notebook_data")
 
-    def run(name):
-        notebook = execute_notebook(NOTEBOOKS / name, data_dir, kernel_dir)
+
+@pytest.fixture(scope="module")
+def run_notebook(data_dir, tmp_path_factory):
+    """`run_notebook(name, quick=True, cwd=None)` -> (executed notebook, its stdout
+    text, its stderr text); a quick run is made once and then reused."""
+    kernel_dir = tmp_path_factory.mktemp("jupyter")
+    done = {}
+
+    def run(name, quick=True, cwd=None):
+        if quick and name in done:
+            return done[name]
+        notebook = execute_notebook(NOTEBOOKS / name, data_dir, kernel_dir, quick=quick, cwd=cwd)
         streams = {"stdout": "", "stderr": ""}
         for output in _outputs(notebook):
             if output.get("output_type") == "stream":
                 streams[output["name"]] += output["text"]
+        if quick:
+            done[name] = notebook, streams["stdout"], streams["stderr"]
         return notebook, streams["stdout"], streams["stderr"]
 
     return run
@@ -125,6 +139,40 @@ def test_domain_similarity_notebook(run_notebook):
     points = dict(re.findall(r"^(\w+)\s+[0-9.]+\s+([0-9.]+)$", stdout, re.MULTILINE))  # target, similarity, probe
     assert set(points) == set(TARGETS) and all(0.0 <= float(p) <= 1.0 for p in points.values())
     assert _png_count(notebook) == 2  # the heatmap and the similarity-vs-accuracy plot
+
+
+@pytest.mark.slow
+def test_domain_similarity_notebook_uses_a_finished_demo(run_notebook, data_dir, tmp_path):
+    """With `../runs/demo/summary.json` beside the notebook's folder, the first
+    cell takes the demo's world and source run (here the quick ones) and the
+    plot the demo's three accuracies per target, as the summary gives them."""
+    from fgtf.transfer.study import Recipe
+
+    run_notebook("LinearClassifier.ipynb")  # makes the quick world and source run when not yet there
+    world_dir = data_dir / "quick" / "world"
+    world = json.loads((world_dir / "world.json").read_text())
+    targets = [{"name": t["name"], "family": t["family"], "dataset_dir": str(world_dir / t["dataset_dir"]),
+                "probe_top1": 0.5 + i / 10, "finetune_top1": 0.55 + i / 10, "scratch_top1": 0.1 + i / 100}
+               for i, t in enumerate(world["targets"])]
+    summary = {"seed": 0, "recipe": Recipe(image_size=32).as_dict(),  # the quick backbone's size; the rest trains
+               "source": {**world["source"], "dataset_dir": str(world_dir / "source"),
+                          "run_dir": str(data_dir / "quick" / "source_run")},
+               "targets": targets}
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "runs" / "demo" / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "notebooks").mkdir()
+
+    notebook, stdout, stderr = run_notebook("DomainSimilarity.ipynb", quick=False, cwd=tmp_path / "notebooks")
+    assert not TF_LOG_LINE.search(stdout + stderr), stdout + stderr
+    assert f"backbone: small_cnn at 32 px, {data_dir / 'quick' / 'source_run'} step" in stdout
+    assert "training steps" not in stdout and "resumed" not in stdout  # the demo's run is used as it is
+    assert re.search(r"^target\s+similarity\s+probe\s+finetune\s+scratch$", stdout, re.MULTILINE), stdout
+    printed = {name: tuple(map(float, values)) for name, *values in re.findall(
+        r"^(\w+)\s+[0-9.]+\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)$", stdout, re.MULTILINE)}
+    assert printed == {t["name"]: (round(t["probe_top1"], 3), round(t["finetune_top1"], 3),
+                                   round(t["scratch_top1"], 3)) for t in targets}
+    assert (data_dir / "full" / "figures" / "transfer_vs_similarity.png").is_file()
+    assert _png_count(notebook) == 2
 
 
 def _outputs(notebook):
