@@ -58,6 +58,7 @@ class Recipe:
     finetune_last_steps: int = 60
     finetune_all_steps: int = 90
     batch_norm_decay: float = 0.9
+    min_crop_area: float = 0.5
     weight_decay: float = 4e-5
     num_shards: int = 2
     min_images: int = 5
@@ -212,6 +213,7 @@ def _train(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
             "--image_size", str(recipe.image_size), "--batch_size", str(recipe.batch_size),
             "--optimizer", recipe.optimizer, "--opt_epsilon", "1e-7", "--learning_rate", str(learning_rate),
             "--learning_rate_decay_type", "fixed", "--batch_norm_decay", str(recipe.batch_norm_decay),
+            "--min_crop_area", str(recipe.min_crop_area),
             "--weight_decay", str(recipe.weight_decay), "--seed", str(seed), "--log_every_n_steps", "50",
             "--save_interval_secs", "60", "--max_checkpoints_to_keep", "1", *extra]
     train.train(train.build_parser().parse_args(argv))
