@@ -20,7 +20,7 @@ The paper's setting holds when the probe on the near target (birds) is high
 absent from the pool probes clearly lower.
 
     .venv/bin/python benchmarks/world_learnability.py [--world data/world] [--seed 0] \\
-        [--model small_cnn] [--pretrain_steps 900] [--scratch_steps 300]
+        [--model small_cnn] [--pretrain_steps 1400] [--scratch_steps 300]
 """
 import argparse
 import os
@@ -41,7 +41,7 @@ def main():
                         help="momentum of the batch-norm moving averages (as fgtf.train's flag): they must "
                              "settle within the few hundred steps of a CPU budget")
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam learning rate")
-    parser.add_argument("--pretrain_steps", type=int, default=900, help="training steps on the source")
+    parser.add_argument("--pretrain_steps", type=int, default=1400, help="training steps on the source")
     parser.add_argument("--scratch_steps", type=int, default=300, help="training steps of each from-scratch run")
     parser.add_argument("--probe_C", type=float, nargs="+", default=[0.1, 1.0],
                         help="inverse L2 strengths of the linear probe (one column each)")

@@ -883,6 +883,7 @@ _PART_COLOURS = {
     "red_gill": _RED, "yellow_gill": _YELLOW, "blue_gill": _BLUE, "white_gill": _WHITE,
     "red_spots": _RED, "yellow_spots": _YELLOW, "blue_spots": _BLUE, "white_spots": _WHITE,
 }
+_PALETTE = (_RED, _YELLOW, _WHITE, _BLUE, _GREEN)
 
 
 def _background(rng, canvas_size, base_colours, texture):
@@ -903,12 +904,16 @@ def _enlarge(image, size):
 
 def _clutter_colour(rng, theme_hue, point, keep_out):
     """Near the object (`keep_out`: its centre and radius), a greyish colour of
-    the scene's theme hue; elsewhere mostly near the theme hue, sometimes any
-    colour at all (including the part colours, so they are not unique to the object)."""
+    the scene's theme hue; elsewhere often one of the part colours (so that
+    a colour histogram cannot tell which one the object carries), sometimes
+    any colour, else one near the theme hue."""
     centre, radius = keep_out
     if np.hypot(*(np.asarray(point, float) - centre)) < radius:
         return _colour(rng, hue=theme_hue + rng.normal(0, 0.06), saturation=(0.0, 0.25))
-    if rng.random() < 0.3:
+    draw = rng.random()
+    if draw < 0.4:
+        return _jitter(rng, _PALETTE[int(rng.integers(len(_PALETTE)))], 30)
+    if draw < 0.55:
         return _colour(rng, saturation=(0.3, 1.0))
     return _colour(rng, hue=theme_hue + rng.normal(0, 0.06))
 
@@ -1051,8 +1056,11 @@ def _draw_bird(canvas, rng, pose, attributes):
     elif pattern == "cheek_patch":
         fill(_ellipse(head_x - 0.03, head_y + 0.09, 0.17, 0.12), _contrasting(rng, head))
 
-    beak_colour = _distinct_colour(rng, [head], hue=rng.uniform(0.0, 0.15), saturation=(0.0, 0.8),
-                                   value=(0.1, 0.9))
+    if rng.random() < 0.5:  # a beak in a part colour half of the time: the bar's colour is not alone on the bird
+        beak_colour = _jitter(rng, _PALETTE[int(rng.integers(len(_PALETTE)))])
+    else:
+        beak_colour = _distinct_colour(rng, [head], hue=rng.uniform(0.0, 0.15), saturation=(0.0, 0.8),
+                                       value=(0.1, 0.9))
     base = head_x + head_r - 0.03
     beak = {
         "short_beak": [(base, head_y - 0.07), (base + 0.2, head_y + 0.01), (base, head_y + 0.08)],
