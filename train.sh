@@ -9,8 +9,11 @@
 # Relative paths are taken from the directory you run it in, not the repository's.
 #
 # Defaults:
-# * what `make demo` trains: the CPU-sized small_cnn from scratch on the
-#   synthetic dataset at 160 px for 300 steps of 32 (minutes on a CPU);
+# * the CPU-sized small_cnn from scratch on a synthetic dataset at 160 px for
+#   300 steps of 32 (minutes on a CPU; `make demo` runs the transfer study
+#   through fgtf.demo, whose recipe is fgtf.transfer.study.Recipe);
+# * MIN_CROP_AREA: empty, slim's random crops (down to 5 % of the image);
+#   0.5 keeps small parts in view on small images, as the demo trains;
 # * BATCH_NORM_DECAY: 0.9 for runs of at most 1000 steps, as fgtf.train advises
 #   for runs of a few hundred steps; for longer runs the network's own (0.9997
 #   Inception, 0.997 ResNet). Set it to override either;
@@ -44,6 +47,7 @@ MOVING_AVERAGE_DECAY=${MOVING_AVERAGE_DECAY:-}
 TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-32}
 TRAIN_IMAGE_SIZE=${TRAIN_IMAGE_SIZE:-160}
 MAX_STEPS=${MAX_STEPS:-300}
+MIN_CROP_AREA=${MIN_CROP_AREA:-}
 if [ -z "${BATCH_NORM_DECAY+set}" ]; then
   if [ "${MAX_STEPS}" -le 1000 ] 2>/dev/null; then BATCH_NORM_DECAY=0.9; else BATCH_NORM_DECAY=; fi
 fi
@@ -77,5 +81,6 @@ optional "${EPOCHS_PER_DECAY}" num_epochs_per_decay
 optional "${WEIGHT_DECAY}" weight_decay
 optional "${MOVING_AVERAGE_DECAY}" moving_average_decay
 optional "${BATCH_NORM_DECAY}" batch_norm_decay
+optional "${MIN_CROP_AREA}" min_crop_area
 
 exec "${PYTHON}" -m fgtf.train "${args[@]}" "$@"
