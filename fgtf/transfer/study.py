@@ -87,15 +87,16 @@ def pretrain(shard_dir, run_dir, recipe, seed=0, steps=None):
     return run_dir
 
 
-def transfer(source_run, target_dir, out_dir, recipe, seed=0):
+def transfer(source_run, target_dir, out_dir, recipe, seed=0, finetune=True):
     """What pretraining `source_run` gives the target dataset folder
-    `target_dir`: {'classes', 'probe_top1', 'knn_top1', 'finetune_top1'},
-    kept in `<out_dir>/transfer.json`. The target's features go to
-    `<out_dir>/features`, the fine-tuning runs under `out_dir`."""
+    `target_dir`: {'classes', 'probe_top1', 'knn_top1', 'finetune_top1'}
+    (without the last when not `finetune`), kept in `<out_dir>/transfer.json`.
+    The target's features go to `<out_dir>/features`, the fine-tuning runs
+    under `out_dir`."""
     settings = {"source_run": os.path.abspath(source_run), "target_dir": os.path.abspath(target_dir),
-                "recipe": recipe.as_dict(), "seed": seed}
+                "recipe": recipe.as_dict(), "seed": seed, "finetune": finetune}
     return _kept(os.path.join(out_dir, "transfer.json"), settings, lambda: _transfer(
-        source_run, target_dir, out_dir, recipe, seed))
+        source_run, target_dir, out_dir, recipe, seed, finetune))
 
 
 def from_scratch(target_dir, run_dir, recipe, seed=0):
@@ -178,13 +179,15 @@ def top1(run_dir, shard_dir):
     return results["top1"]
 
 
-def _transfer(source_run, target_dir, out_dir, recipe, seed):
+def _transfer(source_run, target_dir, out_dir, recipe, seed, with_finetune):
     features = os.path.join(out_dir, "features")
     extract(source_run, target_dir, "target", features, recipe)
     probe = linear_probe(features, "target")
-    finetuned = finetune(source_run, convert(target_dir, recipe), out_dir, recipe, seed)
-    return {"classes": probe["classes"], "probe_top1": probe["top1"], "knn_top1": probe["knn_top1"],
-            "finetune_top1": top1(finetuned, convert(target_dir, recipe))}
+    result = {"classes": probe["classes"], "probe_top1": probe["top1"], "knn_top1": probe["knn_top1"]}
+    if with_finetune:
+        shards = convert(target_dir, recipe)
+        result["finetune_top1"] = top1(finetune(source_run, shards, out_dir, recipe, seed), shards)
+    return result
 
 
 def _kept(path, settings, compute):
