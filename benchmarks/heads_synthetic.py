@@ -70,22 +70,28 @@ def build_parser(description, default_work_dir, default_methods):
     from fgtf.transfer.study import Recipe
 
     recipe = Recipe()
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
-                        help=f"the pretrained run every method starts from (default {DEFAULT_CHECKPOINT})")
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="the pretrained run every method starts from")
     parser.add_argument("--dataset_dir", default=DEFAULT_TARGET,
-                        help=f"seed-style target folder, converted once when it has no shards (default {DEFAULT_TARGET})")
+                        help="seed-style target folder (converted once when it has no tfrecords/ shards)")
     parser.add_argument("--work_dir", default=default_work_dir, help="run folders (finished runs are reused)")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--ratios", default="100,10", help="label ratios in percent")
-    parser.add_argument("--methods", default=default_methods)
-    parser.add_argument("--steps", type=int, default=recipe.finetune_last_steps + recipe.finetune_all_steps)
-    parser.add_argument("--batch_size", type=int, default=32, help="at most the 60 images of 10 %% labels")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one run per seed and cell")
+    parser.add_argument("--ratios", default="100,10", help="comma-separated label ratios in percent")
+    parser.add_argument("--methods", default=default_methods, help="comma-separated methods to run")
+    parser.add_argument("--steps", type=int, default=recipe.finetune_last_steps + recipe.finetune_all_steps,
+                        help="training steps of every run (the study's two fine-tuning stages together)")
+    parser.add_argument("--batch_size", type=int, default=32, help="images per step (at most the 60 of 10 %% labels)")
     parser.add_argument("--optimizer", default=recipe.optimizer, help="fgtf.train --optimizer")
-    parser.add_argument("--learning_rate", type=float, default=recipe.finetune_learning_rate)
-    parser.add_argument("--batch_norm_decay", type=float, default=recipe.batch_norm_decay)
-    parser.add_argument("--weight_decay", type=float, default=recipe.weight_decay)
+    parser.add_argument("--learning_rate", type=float, default=recipe.finetune_learning_rate,
+                        help="fixed learning rate of every run")
+    parser.add_argument("--batch_norm_decay", type=float, default=recipe.batch_norm_decay,
+                        help="fgtf.train --batch_norm_decay")
+    parser.add_argument("--weight_decay", type=float, default=recipe.weight_decay, help="fgtf.train --weight_decay")
     return parser
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every flag's default."""
 
 
 def run_benchmark(args, methods):

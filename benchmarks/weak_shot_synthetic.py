@@ -56,19 +56,21 @@ DEFAULT_CHECKPOINT = os.path.join("runs", "demo", "seed0", "source")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
-                        help=f"the pretrained run the base-class backbone starts from (default {DEFAULT_CHECKPOINT})")
-    parser.add_argument("--dataset_dir", default="data/synthetic_noisy_birds", help="noisy dataset (made when missing)")
-    parser.add_argument("--work_dir", default="runs/weak_shot_benchmark")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--label_noise", type=float, default=0.4, help="share of each novel class's images showing another class")
-    parser.add_argument("--pretrain_epochs", type=int, default=15)
-    parser.add_argument("--simnet_epochs", type=int, default=8)
+                        help="the pretrained run the base-class backbone starts from")
+    parser.add_argument("--dataset_dir", default="data/synthetic_noisy_birds",
+                        help="the noisy dataset (generated when missing)")
+    parser.add_argument("--work_dir", default="runs/weak_shot_benchmark", help="run folders (finished runs are reused)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the classifiers")
+    parser.add_argument("--label_noise", type=float, default=0.4,
+                        help="share of each novel class's training images that show another class")
+    parser.add_argument("--pretrain_epochs", type=int, default=15, help="epochs of the base-class backbone")
+    parser.add_argument("--simnet_epochs", type=int, default=8, help="epochs of SimNet")
     parser.add_argument("--epochs", type=int, default=6, help="weighted-CE epochs of each classifier")
     parser.add_argument("--graph_epochs", type=int, default=4, help="alternating graph / CE epochs after them")
-    parser.add_argument("--graph_batch_size", type=int, default=64)
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--graph_batch_size", type=int, default=64, help="batch of the graph epochs")
+    parser.add_argument("--batch_size", type=int, default=16, help="batch of the CE epochs")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from fgtf.datasets.synthetic import generate
@@ -105,6 +107,10 @@ def main():
             print(f"[{time.time() - started:7.0f} s] seed {seed} {name}: novel top-1 {results[name][-1]['novel']:.4f}",
                   flush=True)
     _report(results, shared, seeds, args, time.time() - started)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every flag's default."""
 
 
 def source_tag(checkpoint):
