@@ -482,13 +482,17 @@ def _slim_network(model, prefix, image_size=None, *, include_top=True, num_class
     import tensorflow as tf
 
     from fgtf.models import get_builder
+    from fgtf.models.common import MIN_AUX_LOGITS_SIZE
 
     if not include_top:
         return build_backbone(model, image_size)
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     classes = num_classes or _checkpoint_classes(shapes, prefix)
+    # Below the aux head's smallest input the network is built without it and
+    # loading skips the checkpoint's AuxLogits variables (a classifier scope).
     aux = ("aux_logits" in inspect.signature(get_builder(model)).parameters
-           and any("/AuxLogits/" in name for name in shapes))
+           and any("/AuxLogits/" in name for name in shapes)
+           and (image_size is None or image_size >= MIN_AUX_LOGITS_SIZE))
     return build_backbone(model, image_size, classes=classes, aux_logits=aux)
 
 

@@ -8,10 +8,10 @@ each with `labels.txt` and `model_card.json` beside it.
 Every artifact takes float32 RGB images in [0, 1] at --image_size (batch free)
 and carries the model's own preprocessing (the rescale to [-1, 1]). Outputs:
 `features` (the pooled end point `fgtf.extract_features` writes) and, with a
-classifier (--num_classes, or a run folder), `logits`. The SavedModel's
-`serving_default` signature (and calling the loaded object) returns the
-features; its `logits` signature the logits. The output folder is written
-whole or not at all.
+classifier (--num_classes, or a run folder's own, heads included), `logits`.
+The SavedModel's `serving_default` signature (and calling the loaded object)
+returns the features; its `logits` signature the logits. A `.keras` file
+needs no fgtf to load. The output folder is written whole or not at all.
 """
 import argparse
 import contextlib
@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import UserError, cli_main, positive_int
 
 FORMATS = ("saved_model", "litert", "litert_int8", "onnx", "keras")
 OUTPUTS = ("features", "logits", "both")
@@ -29,44 +29,60 @@ ARTIFACT = {"saved_model": "saved_model", "litert": "model.tflite", "litert_int8
 # Python modules each format needs beyond TensorFlow (all in `pip install 'fgtf[export]'`).
 _NEEDS = {"litert": ("ai_edge_litert",), "litert_int8": ("ai_edge_litert",), "onnx": ("onnx", "onnxruntime", "tf2onnx")}
 CALIBRATION_IMAGES = 200
+# fgtf layer classes that compute what a Keras layer computes outside training
+_PLAIN_KERAS = {"fgtf>TorchBatchNormalization": "BatchNormalization"}
 
 
 @cli_main
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fgtf.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fgtf.cli import DocHelpFormatter, model_name
+
+    p = argparse.ArgumentParser(prog="python -m fgtf.export", description=__doc__, formatter_class=DocHelpFormatter)
     p.add_argument("--checkpoint", required=True,
-                   help="slim .ckpt, .weights.h5, fgtf run folder (EMA weights when kept) or SavedModel folder")
-    p.add_argument("--model", default="inception_v3", help="backbone name (ignored for run and SavedModel folders) "
-                                                           "(default: %(default)s)")
-    p.add_argument("--num_classes", type=int, help="classifier size; without it only features are exported "
-                                                   "(run folders: from the run) (default: %(default)s)")
-    p.add_argument("--image_size", type=int, default=299, help="input side in pixels (default: %(default)s)")
+                   help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder (EMA weights when kept) or "
+                        "SavedModel folder")
+    p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, "
+                                                    "else inception_v3; not used for SavedModel folders)")
+    p.add_argument("--num_classes", type=positive_int,
+                   help="export the classifier, of this many classes (it must be the checkpoint's); without it "
+                        "only features, except for run folders, which keep their classifier")
+    p.add_argument("--image_size", type=positive_int,
+                   help="input side in pixels (default: a run's training size, else the network's default size, "
+                        "299 for SavedModels)")
     p.add_argument("--format", required=True, choices=FORMATS, help="artifact to write")
     p.add_argument("--outputs", choices=OUTPUTS, help="what the artifact returns (default: both with a "
                                                       "classifier, else features)")
-    p.add_argument("--calibration_dir", help="TFRecord folder (or a dataset folder whose tfrecords/ holds them) "
-                                             "whose images calibrate litert_int8 (default: %(default)s)")
-    p.add_argument("--labels", help="class names in label order, one per line (default: class numbers)")
+    p.add_argument("--calibration_dir", help="dataset or TFRecord folder whose images (train split, else "
+                                             f"validation; {CALIBRATION_IMAGES} of them) calibrate litert_int8")
+    p.add_argument("--labels", help="class names in label order, one per line (default: the dataset's classes.txt "
+                                    "beside --calibration_dir's shards when it has one, else class numbers)")
     p.add_argument("--out", required=True, help="output folder; must not exist or be empty")
     args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines are noise to a user
     export(args.checkpoint, args.out, format=args.format, model=args.model, num_classes=args.num_classes,
            image_size=args.image_size, outputs=args.outputs, calibration_dir=args.calibration_dir,
            labels=args.labels)
 
 
-def export(checkpoint, out, *, format, model="inception_v3", num_classes=None, image_size=299, outputs=None,
-           calibration_dir=None, labels=None, calibration_images=CALIBRATION_IMAGES):
+def export(checkpoint, out, *, format, model=None, num_classes=None, image_size=None, outputs=None,
+           calibration_dir=None, calibration_data=None, labels=None, calibration_images=CALIBRATION_IMAGES):
     """Write `format` of the model at `checkpoint` to the folder `out` (with
-    labels.txt and model_card.json); returns the artifact's path."""
-    _check_request(checkpoint, out, format, image_size, calibration_dir)
+    labels.txt and model_card.json); returns the artifact's path.
+
+    litert_int8 is calibrated on `calibration_data` (float32 images in [0, 1],
+    (N, S, S, 3) at the model's size) or on `calibration_images` images of the
+    TFRecords in `calibration_dir` through fgtf's evaluation preprocessing."""
+    _check_request(checkpoint, out, format, calibration_dir, calibration_data)
     network, card = export_model(checkpoint, model=model, num_classes=num_classes, image_size=image_size,
                                  outputs=outputs)
-    class_names = _class_names(labels, card["outputs"].get("logits"))
-    calibration = (calibration_batches(calibration_dir, image_size, calibration_images)
-                   if format == "litert_int8" else None)
+    size = card["input"]["shape"][1]
+    class_names = _class_names(labels, card["outputs"].get("logits"), calibration_dir)
+    calibration = None
+    if format == "litert_int8":
+        calibration = (_checked_calibration(calibration_data, size) if calibration_data is not None
+                       else calibration_batches(calibration_dir, size, calibration_images))
     card.update(format=format, artifact=ARTIFACT[format], classes=class_names,
-                checkpoint=os.path.abspath(checkpoint), checkpoint_sha256=_sha256(checkpoint))
+                checkpoint_sha256=_sha256(card["checkpoint"]))
     with atomic_folder(out) as folder:
         write_artifact(network, os.path.join(folder, ARTIFACT[format]), format, card, calibration)
         with open(os.path.join(folder, "labels.txt"), "w", encoding="utf-8") as handle:
@@ -74,66 +90,81 @@ def export(checkpoint, out, *, format, model="inception_v3", num_classes=None, i
         with open(os.path.join(folder, "model_card.json"), "w", encoding="utf-8") as handle:
             json.dump(card, handle, indent=2, sort_keys=True)
             handle.write("\n")
-    print(f"wrote {os.path.join(out, ARTIFACT[format])}: {card['network']}, outputs "
+    print(f"wrote {os.path.join(out, ARTIFACT[format])}: {card['network']}, {size} px, outputs "
           + ", ".join(f"{k} ({v})" for k, v in card["outputs"].items()))
     return os.path.join(out, ARTIFACT[format])
 
 
-def export_model(checkpoint, *, model="inception_v3", num_classes=None, image_size=299, outputs=None):
+def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, outputs=None):
     """(keras.Model taking [0, 1] images, partial model card). The model returns
-    one tensor, or [features, logits] for outputs='both'."""
+    one tensor, or [features, logits] for outputs='both'. The network is what
+    `fgtf.checkpoints.load_network` builds from `checkpoint`: with its
+    classifier when `num_classes` is given (it must be the checkpoint's) or
+    the checkpoint is a run folder, else its backbone."""
     import keras
 
-    from fgtf import runs
-    from fgtf.checkpoints import hub_feature_model, is_saved_model
-    from fgtf.models import build_model, feature_endpoint
+    from fgtf.checkpoints import SAVED_MODEL_IMAGE_SIZE, checkpoint_kind, hub_feature_model, load_network
 
     if outputs is not None and outputs not in OUTPUTS:
         raise UserError(f"unknown --outputs {outputs!r}; choose one of {', '.join(OUTPUTS)}")
-    shape = (image_size, image_size, 3)
-    if is_saved_model(checkpoint):
-        features, logits, name = hub_feature_model(checkpoint, image_size), None, "saved_model"
+    kind = checkpoint_kind(checkpoint)
+    if kind == "saved_model":
+        if outputs in ("logits", "both"):
+            raise UserError(f"{checkpoint} is a SavedModel: only its features can be exported (--outputs features)")
+        image_size, name, outputs = image_size or SAVED_MODEL_IMAGE_SIZE, "saved_model", "features"
+        graph, weights = hub_feature_model(checkpoint, image_size), os.path.abspath(checkpoint)
     else:
-        if runs.is_run_checkpoint(checkpoint):
-            config = runs.load_run_config(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint))
-            network = runs.build_network({**config, "image_size": image_size})
-            runs.restore_for_inference(network, runs.latest_checkpoint(checkpoint))
-            name, logits = config["model_name"], network
-        else:
-            network = build_model(model, include_top=num_classes is not None, weights=checkpoint, input_shape=shape,
-                                  **({"classes": num_classes, "classifier_activation": None} if num_classes else {}))
-            name, logits = model, network if num_classes else None
-        backbone = runs.backbone_of(network)
-        pooled = keras.layers.GlobalAveragePooling2D(name="features")(backbone.get_layer(feature_endpoint(name)).output)
-        features = keras.Model(backbone.inputs, pooled, name=f"{backbone.name}_features")
-    if outputs in ("logits", "both") and logits is None:
-        raise UserError(f"{checkpoint} gives no classifier here; pass --num_classes or use --outputs features")
-    outputs = outputs or ("both" if logits is not None else "features")
-
-    images = keras.Input(shape, name="images")
+        network, used = load_network(checkpoint, model=model, image_size=image_size,
+                                     include_top=num_classes is not None or kind == "run")
+        if num_classes is not None and used["num_classes"] != num_classes:
+            raise UserError(f"{checkpoint} holds a classifier of {used['num_classes']} classes, not --num_classes "
+                            f"{num_classes}")
+        if outputs in ("logits", "both") and not used["num_classes"]:
+            raise UserError(f"{checkpoint} gives no classifier here; pass --num_classes or use --outputs features")
+        image_size, name, weights = used["image_size"], used["model"], used["weights"]
+        outputs = outputs or ("both" if used["num_classes"] else "features")
+        graph = inference_graph(network, name, ("features", "logits") if outputs == "both" else (outputs,))
+    images = keras.Input((image_size, image_size, 3), name="images")
     scaled = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(images)
-    result = {}
-    if outputs in ("features", "both"):
-        result["features"] = features(scaled)
-    if outputs in ("logits", "both"):
-        head = logits(scaled)
-        result["logits"] = head[0] if isinstance(head, (list, tuple)) else head
-    if outputs == "both" and logits is not features and isinstance(features, keras.Model) \
-            and runs.backbone_of(logits) is logits:
-        # one graph for both outputs, so each layer is saved (and run) once
-        both = keras.Model(logits.inputs, [features.output, logits.outputs[0]], name=f"{name}_both")
-        result["features"], result["logits"] = both(scaled)
-    exported = keras.Model(images, list(result.values()) if len(result) > 1 else next(iter(result.values())),
-                           name=f"{name}_export")
-    card = {"network": name, "fgtf_version": _fgtf_version(),
+    exported = keras.Model(images, graph(scaled), name=f"{name}_export")
+    order = ["features", "logits"] if outputs == "both" else [outputs]
+    sizes = [int(t.shape[-1]) for t in exported.outputs]
+    card = {"network": name, "checkpoint": weights, "fgtf_version": _fgtf_version(),
             "input": {"name": "images", "shape": [None, image_size, image_size, 3], "dtype": "float32",
                       "range": [0.0, 1.0], "color": "RGB"},
             "preprocessing": "inside the model: x * 2 - 1; resize or central-crop to the input size before "
                              "(fgtf's evaluation preprocessing: central crop 87.5%, bilinear resize)",
-            "outputs": {k: int(v.shape[-1]) for k, v in result.items()},
-            "output_order": list(result)}
+            "outputs": dict(zip(order, sizes)), "output_order": order}
     card.update(_run_figures(checkpoint))
     return exported, card
+
+
+def inference_graph(network, model_name, outputs=("features", "logits")):
+    """One Keras graph from `network`'s input ([-1, 1] images) to `outputs`
+    (a tuple of "features": the spatial mean of the network's feature end
+    point, and "logits"), in plain Keras layers: a head model's inference
+    path is traced into the graph, so no fgtf class is needed to run or load
+    it and the backbone is stored (and run) once for both outputs."""
+    import keras
+    from keras import ops
+
+    from fgtf import runs
+    from fgtf.models import feature_endpoint
+    from fgtf.models.heads.base import HeadModel
+
+    backbone = runs.backbone_of(network)
+    tensors = {"features": keras.layers.GlobalAveragePooling2D(name="features")(
+        backbone.get_layer(feature_endpoint(model_name)).output)}
+    if "logits" in outputs:
+        if backbone is network:
+            tensors["logits"] = network.outputs[0]  # the classifier (aux logits, if any, left out)
+        elif isinstance(network, HeadModel):
+            tensors["logits"] = network.head(ops.cast(backbone.output, "float32"), training=False)["logits"]
+        else:
+            raise UserError(f"cannot export the classifier of {type(network).__name__} networks; use --outputs "
+                            f"features")
+    result = [tensors[name] for name in outputs]
+    return keras.Model(backbone.inputs, result if len(result) > 1 else result[0], name=f"{model_name}_inference")
 
 
 def write_artifact(model, path, format, card, calibration=None):
@@ -142,7 +173,7 @@ def write_artifact(model, path, format, card, calibration=None):
 
     signature = [tf.TensorSpec([None, *card["input"]["shape"][1:]], tf.float32, name="images")]
     if format == "keras":
-        model.save(path)
+        _portable(model).save(path)
     elif format == "saved_model":
         _write_saved_model(model, path, signature, card["output_order"])
     elif format == "onnx":
@@ -157,26 +188,49 @@ def write_artifact(model, path, format, card, calibration=None):
             model.export(path, format="litert", input_signature=signature, verbose=False, **options)
 
 
-def _write_saved_model(model, path, signature, order):
-    """TF-Hub image feature vector: `obj(images)` and `serving_default` return
-    the features; a `logits` signature the logits when the model has them."""
+def _portable(model):
+    """`model` rebuilt with plain Keras layers in place of fgtf's own layer
+    classes that differ from Keras only in training (SAM's
+    TorchBatchNormalization), so that `keras.saving.load_model` opens the
+    `.keras` file without importing fgtf."""
     import keras
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    def plain(config):
+        if isinstance(config, list):
+            return [plain(item) for item in config]
+        if not isinstance(config, dict):
+            return config
+        if config.get("registered_name") in _PLAIN_KERAS:
+            config = {**config, "module": "keras.layers", "class_name": _PLAIN_KERAS[config["registered_name"]],
+                      "registered_name": None}
+        return {key: plain(value) for key, value in config.items()}
 
-    def output(name):
-        def call(images):
-            result = model(images, training=False)
-            return result[order.index(name)] if len(order) > 1 else result
-        return call
+    portable = model.__class__.from_config(plain(model.get_config()))
+    portable.set_weights(model.get_weights())
+    return portable
 
-    first = order[0]
-    archive.add_endpoint("serving_default", lambda images: {first: output(first)(images)}, input_signature=signature)
-    archive.add_endpoint("__call__", output(first), input_signature=signature)
-    for name in order[1:]:
-        archive.add_endpoint(name, lambda images, name=name: {name: output(name)(images)}, input_signature=signature)
-    archive.write_out(path, verbose=False)
+
+def _write_saved_model(model, path, signature, order):
+    """TF-Hub image feature vector: `obj(images)` and `serving_default` return
+    the features; a `logits` signature the logits when the model has them.
+
+    Written with tf.saved_model.save rather than keras.export.ExportArchive,
+    which stores every weight twice (keras-team/keras#23553): the module tracks
+    the very tf.Variables that the traced functions capture."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=signature)
+    def forward(images):  # traced once; every endpoint calls it
+        result = model(images, training=False)
+        return dict(zip(order, result if len(order) > 1 else [result]))
+
+    root = tf.Module()
+    root.model_variables = [variable.value for variable in model.variables]
+    root.__call__ = tf.function(lambda images: forward(images)[order[0]], input_signature=signature)
+    signatures = {name: tf.function(lambda images, name=name: {name: forward(images)[name]},
+                                    input_signature=signature) for name in order}
+    signatures["serving_default"] = signatures.pop(order[0])
+    tf.saved_model.save(root, path, signatures=signatures)
 
 
 def calibration_batches(calibration_dir, image_size, count=CALIBRATION_IMAGES):
@@ -195,23 +249,31 @@ def calibration_batches(calibration_dir, image_size, count=CALIBRATION_IMAGES):
     return batches
 
 
+def _checked_calibration(images, image_size):
+    """`images` (N, S, S, 3) in [0, 1] as single-image float32 batches; UserError when they do not fit."""
+    import numpy as np
+
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3) or not len(images):
+        raise UserError(f"calibration images have shape {images.shape}; the model takes "
+                        f"(N, {image_size}, {image_size}, 3)")
+    if images.min() < 0.0 or images.max() > 1.0:
+        raise UserError(f"calibration images range over [{images.min():g}, {images.max():g}]; the model takes "
+                        f"[0, 1] (divide 8-bit images by 255)")
+    return [image[None] for image in images]
+
+
 def _calibration_source(calibration_dir):
-    from fgtf.input_pipeline import list_shards
+    """(shard folder, split) that calibrates: the train split, else validation."""
+    from fgtf.input_pipeline import shard_folder
+    from tfrecord_tools.manifest import list_shard_files
 
     if not calibration_dir:
         raise UserError("--format litert_int8 needs --calibration_dir (a folder of TFRecords to calibrate on)")
-    for folder in (calibration_dir, os.path.join(calibration_dir, "tfrecords")):
-        for split in ("train", "validation"):
-            if os.path.isdir(folder) and _safe_shards(list_shards, folder, split):
-                return folder, split
-    raise UserError(f"--calibration_dir {calibration_dir} holds no TFRecord shards (nor does its tfrecords/)")
-
-
-def _safe_shards(list_shards, folder, split):
-    try:
-        return list_shards(folder, split)
-    except (UserError, ValueError, OSError):
-        return []
+    if not os.path.isdir(calibration_dir):
+        raise UserError(f"--calibration_dir {calibration_dir} is not a folder")
+    folder = shard_folder(calibration_dir)
+    return folder, "train" if list_shard_files(folder, "train") else "validation"
 
 
 @contextlib.contextmanager
@@ -232,35 +294,41 @@ def atomic_folder(out):
         raise
 
 
-def _check_request(checkpoint, out, format, image_size, calibration_dir):
+def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
     """Refuse bad requests before any work."""
+    from fgtf.checkpoints import checkpoint_kind
+
     if format not in FORMATS:
         raise UserError(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise UserError(f"--out {out} exists and is not an empty folder; choose a new folder")
-    if image_size < 32:
-        raise UserError("--image_size must be >= 32")
-    if not os.path.exists(checkpoint) and not os.path.exists(checkpoint + ".index"):
-        raise UserError(f"checkpoint {checkpoint} not found")
+    if checkpoint_kind(checkpoint) == "saved_model" and format == "keras":
+        raise UserError(f"{checkpoint} is a SavedModel, an opaque graph: it cannot become a .keras file; "
+                        f"export an fgtf checkpoint or run folder instead")
     for module in _NEEDS.get(format, ()):
         try:
             __import__(module)
         except ImportError:
-            raise UserError(f"--format {format} needs the Python package of {module}; "
+            raise UserError(f"--format {format} needs the Python package {module}; "
                             f"pip install 'fgtf[export]'") from None
-    if format == "litert_int8":
+    if format == "litert_int8" and calibration_data is None:
         _calibration_source(calibration_dir)
 
 
-def _class_names(labels, classes):
+def _class_names(labels, classes, calibration_dir=None):
+    """Class names in label order: `labels`' lines, else the classes.txt that
+    fgtf.convert wrote beside the calibration shards, else the class numbers."""
     if classes is None:
         return None
+    if labels is None and calibration_dir:
+        listed = os.path.join(_calibration_source(calibration_dir)[0], "classes.txt")
+        labels = listed if os.path.isfile(listed) else None
     if labels is None:
         return [str(i) for i in range(classes)]
     with open(labels, encoding="utf-8") as handle:
         names = [line.strip() for line in handle if line.strip()]
     if len(names) != classes:
-        raise UserError(f"--labels {labels} names {len(names)} classes, the classifier has {classes}")
+        raise UserError(f"{labels} names {len(names)} classes, the classifier has {classes}")
     return names
 
 
@@ -307,15 +375,33 @@ def _fgtf_version():
 
 @contextlib.contextmanager
 def _quiet():
-    """tf2onnx and the TFLite converter log every step; keep the console to fgtf's one line."""
+    """tf2onnx and the TFLite converter log every step (Python logging, warnings
+    and C++ lines on file descriptor 2): keep the console to fgtf's one line,
+    and replay their output when the conversion fails."""
     import logging
+    import sys
+    import tempfile
+    import warnings
 
-    previous = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logging.getLogger().setLevel(previous)
+    root, previous = logging.getLogger(), logging.getLogger().level
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx on NumPy 2
+        root.setLevel(logging.ERROR)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            log.seek(0)
+            os.write(saved, log.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            root.setLevel(previous)
 
 
 if __name__ == "__main__":

@@ -94,13 +94,15 @@ def transfer_vs_similarity_png(rows, path, label="name", title="Transfer accurac
     `scratch_top1`), top-1 against similarity, one marker per kind of result."""
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     x = np.array([row["similarity"] for row in rows], dtype=np.float64)
+    labelled = False
     for key, name, marker in _TRANSFER_SERIES:
         if all(key in row for row in rows):
             y = np.array([row[key] for row in rows], dtype=np.float64)
             ax.plot(x, y, linestyle="none", marker=marker, markersize=8, label=name)
-            if key == _TRANSFER_SERIES[0][0]:
+            if not labelled:  # the first series present names the points
                 for xi, yi, row in zip(x, y, rows):
                     ax.annotate(str(row[label]), (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
+                labelled = True
     ax.set_xlabel("domain similarity exp(-gamma EMD) of source and target")
     ax.set_ylabel("top-1 on the target's validation split")
     ax.set_ylim(0, 1)

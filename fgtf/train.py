@@ -14,6 +14,7 @@ data are skipped without reading them, see `fgtf.input_pipeline.make_dataset`),
 and a finished run is not trained again.
 """
 import argparse
+import functools
 import math
 import os
 import sys
@@ -56,6 +57,14 @@ def decay(text):
     return value
 
 
+def crop_area(text):
+    """A share of the image in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share of the image in (0, 1], got {text}")
+    return value
+
+
 def percent(text):
     value = float(text)
     if not 0 < value <= 100:
@@ -92,6 +101,9 @@ def build_parser():
     g.add_argument("--sam_target", default="cam", choices=("cam", "gradcam"), help="SAM pseudo-attention")
     g.add_argument("--sam_bilinear", default="single", choices=("none", "single", "multi", "compact"),
                    help="SAM-Bilinear pooling form (none: plain SAM)")
+    g.add_argument("--min_crop_area", type=crop_area,
+                   help="smallest share of the image a random training crop covers (default: slim's 0.05); "
+                        "larger keeps small parts in view on small images, e.g. 0.5")
     g.add_argument("--skip_bad_records", action="store_true",
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
     g = p.add_argument_group("initialisation and fine-tuning")
@@ -446,12 +458,13 @@ def _batch_spec(config):
 
 def _train_dataset(args, input_context, start_step):
     from fgtf.input_pipeline import make_dataset
+    from fgtf.preprocessing import AREA_RANGE, preprocess_image
 
-    preprocessing = "inception"
+    preprocessing = functools.partial(preprocess_image, min_crop_area=args.min_crop_area or AREA_RANGE[0])
     if args.head == "cle":  # two views per image: a base augmentation and its shuffled, masked twin
         from fgtf.cle_augment import cle_preprocessing
 
-        preprocessing = cle_preprocessing()
+        preprocessing = cle_preprocessing(preprocessing)
     return make_dataset(args.shard_dir, "train", skip_bad_records=args.skip_bad_records, image_size=args.train_image_size, batch_size=args.batch_size,
                         training=True, input_context=input_context, seed=args.seed, deterministic=True,
                         label_ratio=args.label_ratio, start_step=start_step, preprocessing=preprocessing)

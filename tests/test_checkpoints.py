@@ -263,3 +263,11 @@ def test_help_needs_no_tensorflow():
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert time.perf_counter() - started < 2
     assert "(default: auto)" in done.stdout and "--checkpoint CHECKPOINT" in done.stdout
+
+
+def test_slim_checkpoint_with_aux_logits_loads_below_the_aux_heads_size(slim_checkpoint, capsys):
+    """The aux head needs 299 px; smaller, the classifier loads and the AuxLogits variables are skipped."""
+    network, used = checkpoints.load_network(slim_checkpoint("inception_v3"), model="inception_v3", image_size=83)
+    assert len(network.outputs) == 1 and network.outputs[0].shape[-1] == used["num_classes"]
+    assert used["image_size"] == 83
+    assert "AuxLogits" in capsys.readouterr().out

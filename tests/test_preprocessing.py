@@ -173,3 +173,18 @@ def test_preprocess_image_dispatch():
                                   preprocess_for_eval(encoded, 24).numpy())
     with pytest.raises(ValueError, match="seed"):
         preprocess_image(encoded, 24, training=True)
+
+
+def test_min_crop_area_one_keeps_the_whole_image_in_every_crop():
+    """Black and white quadrants: a crop of the whole image shows both in its
+    corners whatever the seed; slim's smallest crops (5 %) often fall in one."""
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    pixels[:32, 32:] = pixels[32:, :32] = 255
+    encoded = tf.constant(encode(pixels, "PNG"))
+
+    def corner_contrast(min_crop_area, seed):
+        image = preprocess_for_train(encoded, 32, tf.constant([3, seed]), min_crop_area=min_crop_area).numpy()
+        return abs(float(image[0, 0].mean()) - float(image[0, -1].mean()))
+
+    assert all(corner_contrast(1.0, seed) > 1.0 for seed in range(20))
+    assert sum(corner_contrast(0.05, seed) < 0.5 for seed in range(100)) >= 5

@@ -70,11 +70,15 @@ def test_classes_are_combinations_of_shared_attribute_values(family):
 
 
 def test_families_differ(tmp_path):
-    birds = synthetic.generate(tmp_path / "birds", workers=1, **SMALL)
-    planes = synthetic.generate(tmp_path / "planes", family="planes", workers=1, **SMALL)
-    assert set(birds["attributes"]) == {"wing_bar", "beak", "breast", "head", "tail"}
-    assert set(planes["attributes"]) == {"engines", "wingtips", "insignia", "nose", "canopy"}
-    assert not set(_tree_bytes(tmp_path / "birds").values()) & set(_tree_bytes(tmp_path / "planes").values())
+    metadata = {family: synthetic.generate(tmp_path / family, family=family, workers=1, **SMALL)
+                for family in synthetic.FAMILIES}
+    assert set(metadata["birds"]["attributes"]) == {"wing_bar", "beak", "breast", "head", "tail"}
+    assert set(metadata["planes"]["attributes"]) == {"engines", "wingtips", "insignia", "nose", "canopy"}
+    assert set(metadata["fish"]["attributes"]) == {"gill", "tail_fin", "dorsal", "pattern", "snout"}
+    assert set(metadata["butterflies"]["attributes"]) == {"spot_colour", "forewing", "hindwing", "forewing_tip",
+                                                          "eyespot"}
+    images = [set(_tree_bytes(tmp_path / family).values()) for family in synthetic.FAMILIES]
+    assert sum(map(len, images)) == len(set().union(*images))  # no image is shared by two families
 
 
 def test_label_noise_on_novel_classes(tmp_path):

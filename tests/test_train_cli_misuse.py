@@ -162,6 +162,7 @@ def test_continuing_a_run_with_other_settings_is_refused(stage1, tfrecords, caps
     (["--max_number_of_steps", "2", "--max_checkpoints_to_keep", "0"], ["--max_checkpoints_to_keep"]),
     (["--max_number_of_steps", "2", "--moving_average_decay", "1.5"], ["--moving_average_decay", "[0, 1)"]),
     (["--max_number_of_steps", "2", "--strategy", "tpu"], ["--tpu"]),
+    (["--max_number_of_steps", "2", "--min_crop_area", "0"], ["--min_crop_area", "(0, 1]"]),
     (["--max_number_of_steps", "2", "--num_classes", "3"], ["labels up to 3", "--num_classes 4"]),
     (["--max_number_of_steps", "2", "--image_size", "4"], ["--image_size 4 is too small for tiny_net"]),
     (["--max_number_of_steps", "2", "--checkpoint", "nowhere/run"], ["nowhere/run"]),

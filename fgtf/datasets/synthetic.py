@@ -797,9 +797,9 @@ class _Pose:
 
 
 def _random_pose(rng, canvas_size, length, max_angle, allow_flip):
-    """A pose putting an object `length` canonical units long at 60-85 % of the
+    """A pose putting an object `length` canonical units long at 68-85 % of the
     canvas width, rotated up to `max_angle` degrees, somewhere inside the canvas."""
-    fraction = rng.uniform(0.6, 0.85)
+    fraction = rng.uniform(0.68, 0.85)
     scale = fraction * canvas_size / length
     slack = (1.0 - fraction) * canvas_size / 2
     centre = canvas_size / 2 + rng.uniform(-slack, slack, size=2)
@@ -883,6 +883,7 @@ _PART_COLOURS = {
     "red_gill": _RED, "yellow_gill": _YELLOW, "blue_gill": _BLUE, "white_gill": _WHITE,
     "red_spots": _RED, "yellow_spots": _YELLOW, "blue_spots": _BLUE, "white_spots": _WHITE,
 }
+_PALETTE = (_RED, _YELLOW, _WHITE, _BLUE, _GREEN)
 
 
 def _background(rng, canvas_size, base_colours, texture):
@@ -903,12 +904,16 @@ def _enlarge(image, size):
 
 def _clutter_colour(rng, theme_hue, point, keep_out):
     """Near the object (`keep_out`: its centre and radius), a greyish colour of
-    the scene's theme hue; elsewhere mostly near the theme hue, sometimes any
-    colour at all (including the part colours, so they are not unique to the object)."""
+    the scene's theme hue; elsewhere often one of the part colours (so that
+    a colour histogram cannot tell which one the object carries), sometimes
+    any colour, else one near the theme hue."""
     centre, radius = keep_out
     if np.hypot(*(np.asarray(point, float) - centre)) < radius:
         return _colour(rng, hue=theme_hue + rng.normal(0, 0.06), saturation=(0.0, 0.25))
-    if rng.random() < 0.3:
+    draw = rng.random()
+    if draw < 0.4:
+        return _jitter(rng, _PALETTE[int(rng.integers(len(_PALETTE)))], 30)
+    if draw < 0.55:
         return _colour(rng, saturation=(0.3, 1.0))
     return _colour(rng, hue=theme_hue + rng.normal(0, 0.06))
 
@@ -936,7 +941,7 @@ def _woodland(rng, size, keep_out):
     """Birds' scenery: sky-to-foliage gradient, leaves, twigs."""
     theme = rng.random()
     canvas = _background(rng, size, (_colour(rng, hue=theme + 0.5, value=(0.5, 1.0)), _colour(rng, hue=theme)),
-                         texture=rng.uniform(10, 40))
+                         texture=rng.uniform(5, 30))
     draw = ImageDraw.Draw(canvas)
     _blobs(draw, rng, size, theme, keep_out, (6, 22), (0.02, 0.1))
     _strokes(draw, rng, size, (0, 4), (0.01, 0.03), _brown)
@@ -1014,11 +1019,11 @@ def _draw_bird(canvas, rng, pose, attributes):
     width = rng.uniform(0.92, 1.08)  # plumpness
 
     tail = {
-        "forked_tail": [(-0.5, -0.08), (-1.15, -0.32), (-0.92, 0.0), (-1.15, 0.26), (-0.5, 0.12)],
-        "round_tail": [(-0.5, -0.09)] + [tuple(p) for p in _ellipse(-0.85, 0.02, 0.3, 0.21, n=16)[12:3:-1]]
+        "forked_tail": [(-0.5, -0.08), (-1.1, -0.32), (-0.9, 0.0), (-1.1, 0.26), (-0.5, 0.12)],
+        "round_tail": [(-0.5, -0.09)] + [tuple(p) for p in _ellipse(-0.8, 0.02, 0.28, 0.21, n=16)[12:3:-1]]
                       + [(-0.5, 0.12)],
-        "pointed_tail": [(-0.5, -0.09), (-1.22, 0.03), (-0.5, 0.12)],
-        "square_tail": [(-0.5, -0.09), (-1.05, -0.19), (-1.05, 0.23), (-0.5, 0.12)],
+        "pointed_tail": [(-0.5, -0.09), (-1.12, 0.03), (-0.5, 0.12)],
+        "square_tail": [(-0.5, -0.09), (-1.0, -0.19), (-1.0, 0.23), (-0.5, 0.12)],
     }[attributes["tail"]]
     fill(tail, wing)
     leg_colour = _colour(rng, saturation=(0.0, 0.5), value=(0.2, 0.7))
@@ -1030,35 +1035,36 @@ def _draw_bird(canvas, rng, pose, attributes):
 
     breast = attributes["breast"]
     if breast == "spotted_breast":
-        for x, y in zip(rng.uniform(0.08, 0.45, 6), rng.uniform(0.02, 0.22, 6)):
-            fill(_ellipse(x, y, 0.065, 0.065, n=10), mark)
+        for x, y in zip(rng.uniform(0.1, 0.42, 4), rng.uniform(0.04, 0.2, 4)):
+            fill(_ellipse(x, y, 0.1, 0.1, n=12), mark)
     elif breast == "streaked_breast":
-        for x, y in zip(rng.uniform(0.08, 0.42, 5), rng.uniform(0.0, 0.2, 5)):
-            fill(_ellipse(x, y, 0.11, 0.035, angle=-20, n=12), mark)
+        for x, y in zip(rng.uniform(0.1, 0.4, 4), rng.uniform(0.0, 0.2, 4)):
+            fill(_ellipse(x, y, 0.16, 0.06, angle=-20, n=12), mark)
     elif breast == "bib":
-        fill(_ellipse(0.42, -0.04, 0.17, 0.16, n=20), mark)
+        fill(_ellipse(0.4, -0.02, 0.22, 0.2, n=20), mark)
 
     fill(_ellipse(-0.1, -0.07, 0.44, 0.19 * width, angle=-14), wing)
-    fill(_ellipse(0.0, -0.07, 0.11, 0.19 * width, angle=-14), bar)
-    if rng.random() < 0.5:  # a second bar sometimes: the bar count is not a class cue
-        fill(_ellipse(-0.2, -0.05, 0.07, 0.16 * width, angle=-14), bar)
+    fill(_ellipse(-0.02, -0.07, 0.18, 0.2 * width, angle=-14), bar)
 
-    head_x, head_y, head_r = 0.55, -0.33, 0.27
+    head_x, head_y, head_r = 0.55, -0.33, 0.3
     fill(_ellipse(head_x, head_y, head_r, head_r), head)
     pattern = attributes["head"]
     if pattern == "capped":
         fill(_arc(head_x, head_y, head_r, 195, 345, 12), mark)
     elif pattern == "eyestriped":
-        fill(_ellipse(head_x + 0.04, head_y - 0.04, 0.27, 0.06), mark)
+        fill(_ellipse(head_x + 0.04, head_y - 0.04, 0.3, 0.1), mark)
     elif pattern == "cheek_patch":
-        fill(_ellipse(head_x - 0.03, head_y + 0.09, 0.14, 0.09), _contrasting(rng, head))
+        fill(_ellipse(head_x - 0.03, head_y + 0.09, 0.17, 0.12), _contrasting(rng, head))
 
-    beak_colour = _distinct_colour(rng, [head], hue=rng.uniform(0.0, 0.15), saturation=(0.0, 0.8),
-                                   value=(0.1, 0.9))
+    if rng.random() < 0.5:  # a beak in a part colour half of the time: the bar's colour is not alone on the bird
+        beak_colour = _jitter(rng, _PALETTE[int(rng.integers(len(_PALETTE)))])
+    else:
+        beak_colour = _distinct_colour(rng, [head], hue=rng.uniform(0.0, 0.15), saturation=(0.0, 0.8),
+                                       value=(0.1, 0.9))
     base = head_x + head_r - 0.03
     beak = {
         "short_beak": [(base, head_y - 0.07), (base + 0.2, head_y + 0.01), (base, head_y + 0.08)],
-        "long_beak": [(base, head_y - 0.05), (base + 0.5, head_y + 0.04), (base, head_y + 0.05)],
+        "long_beak": [(base, head_y - 0.05), (base + 0.42, head_y + 0.04), (base, head_y + 0.05)],
         "hooked_beak": [(base, head_y - 0.08), (base + 0.2, head_y - 0.08), (base + 0.3, head_y + 0.0),
                         (base + 0.27, head_y + 0.12), (base + 0.2, head_y + 0.04), (base, head_y + 0.08)],
         "thick_beak": [(base - 0.03, head_y - 0.14), (base + 0.24, head_y + 0.0), (base - 0.03, head_y + 0.14)],
@@ -1191,12 +1197,12 @@ def _draw_fish(canvas, rng, pose, attributes):
     pattern = attributes["pattern"]
     if pattern == "barred_body":
         for x in (-0.42, -0.14, 0.14):
-            fill(_ellipse(x, 0.0, 0.06, 0.34 * width * math.sqrt(1 - (x / 0.72) ** 2), n=16), mark)
+            fill(_ellipse(x, 0.0, 0.08, 0.34 * width * math.sqrt(1 - (x / 0.72) ** 2), n=16), mark)
     elif pattern == "spotted_body":
-        for x, y in zip(rng.uniform(-0.5, 0.2, 6), rng.uniform(-0.18, 0.18, 6)):
-            fill(_ellipse(x, y * width, 0.065, 0.065, n=10), mark)
+        for x, y in zip(rng.uniform(-0.48, 0.18, 5), rng.uniform(-0.16, 0.16, 5)):
+            fill(_ellipse(x, y * width, 0.09, 0.09, n=12), mark)
     elif pattern == "striped_body":
-        fill(_ellipse(-0.1, 0.0, 0.56, 0.07, n=24), mark)
+        fill(_ellipse(-0.1, 0.0, 0.56, 0.09, n=24), mark)
 
     fill(_ellipse(0.36, 0.03, 0.1, 0.24 * width, n=20), gill)
     snout = attributes["snout"]
@@ -1265,7 +1271,7 @@ def _draw_butterfly(canvas, rng, pose, attributes):
         elif marking == "dotted_tip":
             for fraction, side in ((0.88, 0.0), (0.74, 0.12), (0.74, -0.12)):
                 centre = along(fraction) + side * np.array([axis[1], -axis[0]]) / np.linalg.norm(axis)
-                fill(reflect(_ellipse(*centre, 0.065, 0.065, n=10)), light)
+                fill(reflect(_ellipse(*centre, 0.08, 0.08, n=10)), light)
         fill(reflect(_ellipse(*along(0.45), 0.14, 0.14, n=16)), spot)
         eyespot = attributes["eyespot"]
         if eyespot == "ringed_eyespot":
@@ -1285,7 +1291,7 @@ def _draw_butterfly(canvas, rng, pose, attributes):
 # family -> (object length in canonical units, largest rotation in degrees,
 # whether it is mirrored half of the time, scenery, object drawer)
 _FAMILY_DRAWING = {
-    "birds": (2.5, 25, True, _woodland, _draw_bird),
+    "birds": (2.35, 15, True, _woodland, _draw_bird),
     "planes": (2.5, 180, False, _airfield, _draw_plane),
     "fish": (2.4, 20, True, _underwater, _draw_fish),
     "butterflies": (2.3, 180, False, _meadow, _draw_butterfly),

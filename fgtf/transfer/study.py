@@ -44,8 +44,8 @@ class Recipe:
 
     Pretraining runs `pretrain_epochs` over the source at `learning_rate`;
     fine-tuning trains the classifier for `finetune_last_steps` at
-    `learning_rate`, then the whole network for `finetune_all_steps` at
-    `finetune_learning_rate`; from scratch trains for the sum of both at
+    `classifier_learning_rate`, then the whole network for
+    `finetune_all_steps` at `finetune_learning_rate`; from scratch trains for the sum of both at
     `learning_rate`. `min_images` and `gamma` are the EMD's (classes with
     fewer images are left out; similarity = exp(-gamma * EMD))."""
     model: str = "small_cnn"
@@ -53,11 +53,13 @@ class Recipe:
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    classifier_learning_rate: float = 1e-2
     finetune_learning_rate: float = 1e-4
-    pretrain_epochs: float = 6.0
-    finetune_last_steps: int = 60
-    finetune_all_steps: int = 90
+    pretrain_epochs: float = 7.0
+    finetune_last_steps: int = 150
+    finetune_all_steps: int = 60
     batch_norm_decay: float = 0.9
+    min_crop_area: float = 0.5
     weight_decay: float = 4e-5
     num_shards: int = 2
     min_images: int = 5
@@ -130,7 +132,7 @@ def finetune(source_run, shard_dir, folder, recipe, seed=0):
     on the frozen pretrained network, `<folder>/finetune_all` the whole network
     from it. Returns the second run."""
     last, whole = os.path.join(folder, "finetune_last"), os.path.join(folder, "finetune_all")
-    _train(shard_dir, last, recipe, seed, recipe.learning_rate, "--checkpoint", source_run,
+    _train(shard_dir, last, recipe, seed, recipe.classifier_learning_rate, "--checkpoint", source_run,
            "--checkpoint_exclude_scopes", CLASSIFIER_SCOPE, "--trainable_scopes", CLASSIFIER_SCOPE,
            "--max_number_of_steps", str(recipe.finetune_last_steps))
     _train(shard_dir, whole, recipe, seed, recipe.finetune_learning_rate, "--checkpoint", last,
@@ -212,6 +214,7 @@ def _train(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
             "--image_size", str(recipe.image_size), "--batch_size", str(recipe.batch_size),
             "--optimizer", recipe.optimizer, "--opt_epsilon", "1e-7", "--learning_rate", str(learning_rate),
             "--learning_rate_decay_type", "fixed", "--batch_norm_decay", str(recipe.batch_norm_decay),
+            "--min_crop_area", str(recipe.min_crop_area),
             "--weight_decay", str(recipe.weight_decay), "--seed", str(seed), "--log_every_n_steps", "50",
             "--save_interval_secs", "60", "--max_checkpoints_to_keep", "1", *extra]
     train.train(train.build_parser().parse_args(argv))
