@@ -78,12 +78,18 @@ def build_parser(description, default_work_dir, default_methods):
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one run per seed and cell")
     parser.add_argument("--ratios", default="100,10", help="comma-separated label ratios in percent")
     parser.add_argument("--methods", default=default_methods, help="comma-separated methods to run")
-    parser.add_argument("--steps", type=int, default=recipe.finetune_last_steps + recipe.finetune_all_steps,
-                        help="training steps of every run (the study's two fine-tuning stages together)")
-    parser.add_argument("--batch_size", type=int, default=32, help="images per step (at most the 60 of 10 %% labels)")
-    parser.add_argument("--optimizer", default=recipe.optimizer, help="fgtf.train --optimizer")
+    parser.add_argument("--new_layer_steps", type=int, default=recipe.finetune_last_steps,
+                        help="steps of the first stage: the new classifier or head alone, the backbone frozen")
+    parser.add_argument("--new_layer_learning_rate", type=float, default=recipe.classifier_learning_rate,
+                        help="fixed learning rate of the first stage")
+    parser.add_argument("--steps", type=int, default=recipe.finetune_all_steps,
+                        help="steps of the second stage: the whole network")
     parser.add_argument("--learning_rate", type=float, default=recipe.finetune_learning_rate,
-                        help="fixed learning rate of every run")
+                        help="fixed learning rate of the second stage")
+    parser.add_argument("--batch_size", type=int, default=32, help="images per step (at most the 60 of 10 %% labels)")
+    parser.add_argument("--min_crop_area", type=float, default=recipe.min_crop_area,
+                        help="fgtf.train --min_crop_area")
+    parser.add_argument("--optimizer", default=recipe.optimizer, help="fgtf.train --optimizer")
     parser.add_argument("--batch_norm_decay", type=float, default=recipe.batch_norm_decay,
                         help="fgtf.train --batch_norm_decay")
     parser.add_argument("--weight_decay", type=float, default=recipe.weight_decay, help="fgtf.train --weight_decay")
@@ -112,7 +118,7 @@ def run_benchmark(args, methods):
     for seed in seeds:  # seed-major: an interrupted benchmark has every cell for its first seeds
         for ratio in ratios:
             for name in names:
-                top1, train_accuracy = finetune_and_evaluate(args, shards, ratio, seed, methods[name])
+                top1, train_accuracy = finetune_and_evaluate(args, shards, num_classes, ratio, seed, methods[name])
                 results.setdefault((ratio, name), []).append((top1, train_accuracy))
                 print(f"[{time.time() - started:7.0f} s] ratio {ratio:g} % seed {seed} {name}: top-1 {top1:.4f} "
                       f"(training accuracy {train_accuracy:.4f})", flush=True)
@@ -135,32 +141,67 @@ def prepare_dataset(dataset_dir):
     return shards, len(split_labels(shards, "train")[1])
 
 
-def finetune_and_evaluate(args, shards, ratio, seed, options):
-    """One `fgtf.train` run from `args.checkpoint` (the new classifier or head
-    and the whole backbone trained together; reused when finished) and
-    `fgtf.evaluate` of its last checkpoint; returns (validation top-1,
-    training accuracy of the last logged third of the run, on augmented
-    training batches)."""
+def finetune_and_evaluate(args, shards, num_classes, ratio, seed, options):
+    """The study's two fine-tuning stages from `args.checkpoint` with the
+    fgtf.train `options` of a method (each stage one `fgtf.train` run, reused
+    when finished): the layers the checkpoint does not give (the new
+    classifier or head) alone, then the whole network from them; and
+    `fgtf.evaluate` of the last checkpoint. Returns (validation top-1,
+    training accuracy of the last logged third of the second stage, on
+    augmented training batches)."""
+    from fgtf.transfer import study
+
+    folder = os.path.join(args.work_dir, run_name(args, ratio, seed, options))
+    first, whole = os.path.join(folder, "new_layers"), os.path.join(folder, "whole")
+    ratio_args = [] if ratio >= 100 else ["--label_ratio", f"{ratio:g}"]
+    common = [*ratio_args, *options, "--seed", str(seed)]
+    _train(args, shards, first, args.new_layer_steps, args.new_layer_learning_rate, "--checkpoint", args.checkpoint,
+           "--checkpoint_exclude_scopes", study.CLASSIFIER_SCOPE,
+           "--trainable_scopes", ",".join(new_layers(args.checkpoint, num_classes, options)), *common)
+    _train(args, shards, whole, args.steps, args.learning_rate, "--checkpoint", first, *common)
+    top1 = study.top1(whole, shards)
+    with open(os.path.join(whole, "train_done.json"), encoding="utf-8") as handle:
+        return top1, json.load(handle)["metrics"]["accuracy"]
+
+
+def new_layers(checkpoint, num_classes, options):
+    """Names of the layers a run with these fgtf.train `options` puts on the
+    backbone of `checkpoint`: its classifier scope, or the head's own layers."""
+    import keras
+
+    from fgtf import runs, train
+    from fgtf.optimization import weight_layers
+    from fgtf.transfer import study
+
+    flags = train.build_parser().parse_args(["--dataset_dir", checkpoint, "--run_dir", checkpoint, *options])
+    if flags.head == "none":
+        return [study.CLASSIFIER_SCOPE]
+    source = runs.load_run_config(checkpoint)
+    network = runs.build_network({"model_name": source["model_name"], "image_size": source["image_size"],
+                                  "num_classes": num_classes, "head": flags.head,
+                                  "head_options": train._head_options(flags)})
+    backbone = {id(layer) for layer in weight_layers(runs.backbone_of(network))}
+    names = [layer.name for layer in weight_layers(network) if layer.weights and id(layer) not in backbone]
+    keras.backend.clear_session()
+    return names
+
+
+def _train(args, shards, run_dir, steps, learning_rate, *extra):
+    """One fgtf.train run with the benchmark's settings, unless finished."""
     import keras
 
     from fgtf import train
-    from fgtf.transfer import study
 
-    run_dir = os.path.join(args.work_dir, run_name(args, ratio, seed, options))
-    if not os.path.isfile(os.path.join(run_dir, "train_done.json")):
-        keras.backend.clear_session()
-        ratio_args = [] if ratio >= 100 else ["--label_ratio", f"{ratio:g}"]
-        train.main(["--dataset_dir", shards, "--run_dir", run_dir, "--checkpoint", args.checkpoint,
-                    "--checkpoint_exclude_scopes", study.CLASSIFIER_SCOPE, "--batch_size", str(args.batch_size),
-                    "--max_number_of_steps", str(args.steps), "--optimizer", args.optimizer, "--opt_epsilon", "1e-7",
-                    "--learning_rate", str(args.learning_rate), "--learning_rate_decay_type", "fixed",
-                    "--batch_norm_decay", str(args.batch_norm_decay), "--weight_decay", str(args.weight_decay),
-                    "--seed", str(seed), "--log_every_n_steps", str(max(args.steps // 3, 1)),
-                    "--save_interval_secs", "1e9", "--max_checkpoints_to_keep", "1", *ratio_args, *options])
-        keras.backend.clear_session()
-    top1 = study.top1(run_dir, shards)
-    with open(os.path.join(run_dir, "train_done.json"), encoding="utf-8") as handle:
-        return top1, json.load(handle)["metrics"]["accuracy"]
+    if os.path.isfile(os.path.join(run_dir, "train_done.json")):
+        return
+    keras.backend.clear_session()
+    train.main(["--dataset_dir", shards, "--run_dir", run_dir, "--batch_size", str(args.batch_size),
+                "--max_number_of_steps", str(steps), "--optimizer", args.optimizer, "--opt_epsilon", "1e-7",
+                "--learning_rate", str(learning_rate), "--learning_rate_decay_type", "fixed",
+                "--batch_norm_decay", str(args.batch_norm_decay), "--weight_decay", str(args.weight_decay),
+                "--min_crop_area", str(args.min_crop_area), "--log_every_n_steps", str(max(steps // 3, 1)),
+                "--save_interval_secs", "1e9", "--max_checkpoints_to_keep", "1", *extra])
+    keras.backend.clear_session()
 
 
 def run_name(args, ratio, seed, options):
@@ -169,8 +210,9 @@ def run_name(args, ratio, seed, options):
     head = "_".join(o.lstrip("-") for o in options).replace("head_", "")
     with open(os.path.join(args.checkpoint, "train_done.json"), "rb") as handle:
         source = hashlib.sha1(os.path.abspath(args.checkpoint).encode() + handle.read()).hexdigest()[:8]
-    return (f"{head}_{args.steps}steps_bs{args.batch_size}_{args.optimizer}{args.learning_rate:g}"
-            f"_bn{args.batch_norm_decay:g}_wd{args.weight_decay:g}_r{ratio:g}_s{seed}_from{source}")
+    return (f"{head}_{args.new_layer_steps}x{args.new_layer_learning_rate:g}_{args.steps}x{args.learning_rate:g}"
+            f"_bs{args.batch_size}_{args.optimizer}_crop{args.min_crop_area:g}_bn{args.batch_norm_decay:g}"
+            f"_wd{args.weight_decay:g}_r{ratio:g}_s{seed}_from{source}")
 
 
 def format_table(results, ratios, names, seeds, args, chance):
@@ -180,8 +222,9 @@ def format_table(results, ratios, names, seeds, args, chance):
     with open(os.path.join(args.checkpoint, "run_config.json"), encoding="utf-8") as handle:
         source = json.load(handle)
     lines = [f"fine-tuned from {args.checkpoint} ({source['model_name']}, {source['image_size']} px) on "
-             f"{args.dataset_dir}: whole network, {args.steps} steps x batch {args.batch_size}, {args.optimizer} "
-             f"lr {args.learning_rate:g}, BN decay {args.batch_norm_decay:g}; validation top-1 over seeds "
+             f"{args.dataset_dir}: new layers {args.new_layer_steps} steps at lr {args.new_layer_learning_rate:g}, then "
+             f"the whole network {args.steps} steps at lr {args.learning_rate:g}, batch {args.batch_size}, "
+             f"{args.optimizer}; validation top-1 over seeds "
              f"{','.join(map(str, seeds))} (chance {chance:.3f}), [final training accuracy]", "",
              "| method | " + " | ".join(f"{r:g} % labels" for r in ratios) + " |",
              "|---|" + "---|" * len(ratios)]
