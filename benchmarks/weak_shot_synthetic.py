@@ -90,6 +90,8 @@ def main():
                         help="share of each novel class's training images that show another class")
     parser.add_argument("--pretrain_epochs", type=int, default=15, help="epochs of the base-class backbone")
     parser.add_argument("--simnet_epochs", type=int, default=8, help="epochs of SimNet")
+    parser.add_argument("--simnet_batch_size", type=int, default=50, help="images per SimNet base batch")
+    parser.add_argument("--simnet_batch_classes", type=int, default=20, help="at most this many classes per SimNet base batch")
     parser.add_argument("--epochs", type=int, default=6, help="weighted-CE epochs of each classifier")
     parser.add_argument("--graph_epochs", type=int, default=4, help="alternating graph / CE epochs after them")
     parser.add_argument("--graph_batch_size", type=int, default=64, help="batch of the graph epochs")
@@ -107,11 +109,14 @@ def main():
         image_size = json.load(handle)["image_size"]
     generate(args.dataset_dir, classes=20, label_noise=args.label_noise, novel_classes=5, image_size=image_size)
     tag = source_tag(args.checkpoint)
+    if (args.simnet_batch_size, args.simnet_batch_classes) != (50, 20):  # not simtrans's defaults
+        tag += f"_simnet{args.simnet_batch_size}x{args.simnet_batch_classes}"
     shared = os.path.join(args.work_dir, f"shared_from{tag}")
     if not os.path.isfile(os.path.join(shared, "weights", "step.json")):  # the shared steps finished
         simtrans(["pretrain", "--dataset_dir", args.dataset_dir, "--run_dir", shared, "--checkpoint",
                   args.checkpoint, "--epochs", str(args.pretrain_epochs)])
-        simtrans(["simnet", "--run_dir", shared, "--epochs", str(args.simnet_epochs)])
+        simtrans(["simnet", "--run_dir", shared, "--epochs", str(args.simnet_epochs), "--batch_size",
+                  str(args.simnet_batch_size), "--batch_classes", str(args.simnet_batch_classes)])
         simtrans(["weights", "--run_dir", shared])
     results = {name: [] for name in CONFIGS}
     for seed in seeds:
