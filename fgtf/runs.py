@@ -147,9 +147,10 @@ def load_run_weights(model, path, *, model_name=None, exclude_scopes="", use_ema
     from its run_config.json, restored (EMA weights when it kept them and
     `use_ema`), and its layers copied into `model` by name, except those
     under `exclude_scopes` (e.g. `Logits` for another class count). `model`
-    may be the run's whole network or only its backbone; `model_name`, when
-    given, must be the run's network. Returns what was used, as
-    `fgtf.checkpoints.load_network` reports it."""
+    may be the run's whole network, only its backbone, or (from a run
+    without a head) a head's network, of which only the backbone is loaded;
+    `model_name`, when given, must be the run's network. Returns what was
+    used, as `fgtf.checkpoints.load_network` reports it."""
     from fgtf.optimization import in_scopes, scope_prefixes, weight_layers
 
     _, prefix, config = run_checkpoint(path, model_name)
@@ -157,7 +158,10 @@ def load_run_weights(model, path, *, model_name=None, exclude_scopes="", use_ema
     used_ema = restore_for_inference(source, prefix, use_ema=use_ema)
     excluded = scope_prefixes(model, exclude_scopes)
     stored = {layer.name: layer for layer in weight_layers(source)}
-    wanted = [layer for layer in weight_layers(model) if layer.weights and not in_scopes(layer.name, excluded)]
+    # A run without a head starts a head's network as a TF-Slim checkpoint
+    # does: its backbone; the head's own layers stay newly initialised.
+    target = backbone_of(model) if (config.get("head") or "none") == "none" else model
+    wanted = [layer for layer in weight_layers(target) if layer.weights and not in_scopes(layer.name, excluded)]
     # Like a slim checkpoint, a run must cover every layer it initialises:
     # a run of another network would otherwise leave this one silently untrained.
     missing = [layer.name for layer in wanted if layer.name not in stored]

@@ -122,6 +122,19 @@ def test_exclude_scopes_into_another_class_count(tfrecords, tmp_path, capsys):
     assert "its labels cover 4 of the network's 6 classes" in capsys.readouterr().out
 
 
+def test_a_head_starts_from_a_plain_run_backbone(tfrecords, tmp_path):
+    """As from an ImageNet checkpoint: the plain run's backbone is loaded, the head's own layers are new."""
+    plain = tmp_path / "plain"
+    train.main(_args(tfrecords, plain, "--max_number_of_steps", "1"))
+    sef = tmp_path / "sef"
+    train.main(_args(tfrecords, sef, "--checkpoint", str(plain), "--checkpoint_exclude_scopes", "TinyNet/Logits",
+                     "--head", "sef", "--max_number_of_steps", "1", "--learning_rate", "1e-30",
+                     "--learning_rate_decay_type", "fixed"))
+    source, started = _weights(plain), _weights(sef)
+    np.testing.assert_allclose(started["Mixed_5b/kernel"], source["Mixed_5b/kernel"], rtol=1e-6)
+    assert "Logits.Logits/kernel" not in started and len(started) > len(source) - 2
+
+
 def test_a_run_of_another_network_is_refused(stage1, tfrecords, tmp_path, capsys):
     other = tmp_path / "small_cnn_from_tiny_net"
     _refused(capsys, train.main, _args(tfrecords, other, "--model", "small_cnn", "--checkpoint", str(stage1),
