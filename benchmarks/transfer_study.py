@@ -54,9 +54,10 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.monotonic()
     from fgtf.datasets.synthetic import generate_world
+    from fgtf.demo import world_folder
 
     recipe = study.Recipe()
-    world_dir = os.path.join(args.data_dir, "world" if args.seed == 0 else f"world_seed{args.seed}")
+    world_dir = world_folder(args.data_dir, args.seed)
     world = generate_world(world_dir, seed=args.seed, image_size=recipe.image_size)
     pool_dir = os.path.join(world_dir, world["source"]["dataset_dir"])
     targets = {t["name"]: os.path.join(world_dir, t["dataset_dir"]) for t in world["targets"]}

@@ -63,7 +63,7 @@ def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, r
 
     started = time.monotonic()
     recipe = recipe or study.Recipe()
-    world_dir = os.path.join(data_dir, "world" if seed == 0 else f"world_seed{seed}")
+    world_dir = world_folder(data_dir, seed)
     world = generate_world(world_dir, seed=seed, image_size=recipe.image_size, workers=workers,
                            **(world_options or {}))
     source_dir = os.path.join(world_dir, world["source"]["dataset_dir"])
@@ -95,6 +95,11 @@ def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, r
     transfer_vs_similarity_png(targets, os.path.join(run_dir, FIGURE_FILE),
                                title=f"Transfer from the source pool (world seed {seed})")
     return summary
+
+
+def world_folder(data_dir, seed):
+    """Where the world of `seed` goes: `<data_dir>/world`, `world_seed<N>` for others."""
+    return os.path.join(data_dir, "world" if seed == 0 else f"world_seed{seed}")
 
 
 def peak_rss_mib():
