@@ -172,8 +172,8 @@ def top1(run_dir, shard_dir):
 
     results_path = os.path.join(run_dir, "eval", "eval_results.json")
     results = _read_json(results_path)
-    latest = _latest_checkpoint(run_dir)
-    if not results or results.get("checkpoint") != latest:
+    latest = os.path.abspath(_latest_checkpoint(run_dir))
+    if not results or os.path.abspath(results.get("checkpoint", "")) != latest:
         evaluate.main(["--checkpoint", run_dir, "--dataset_dir", shard_dir])
         results = _read_json(results_path)
     return results["top1"]
