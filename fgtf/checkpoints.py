@@ -477,12 +477,9 @@ def _slim_network(model, prefix, image_size=None, *, include_top=True, num_class
     its classifier (of `num_classes`, default the checkpoint's) and aux
     logits when the checkpoint has them and the network offers them, or
     without a classifier when not `include_top`."""
-    import inspect
-
     import tensorflow as tf
 
-    from fgtf.models import get_builder
-    from fgtf.models.common import MIN_AUX_LOGITS_SIZE
+    from fgtf.models import has_aux_logits
 
     if not include_top:
         return build_backbone(model, image_size)
@@ -490,9 +487,7 @@ def _slim_network(model, prefix, image_size=None, *, include_top=True, num_class
     classes = num_classes or _checkpoint_classes(shapes, prefix)
     # Below the aux head's smallest input the network is built without it and
     # loading skips the checkpoint's AuxLogits variables (a classifier scope).
-    aux = ("aux_logits" in inspect.signature(get_builder(model)).parameters
-           and any("/AuxLogits/" in name for name in shapes)
-           and (image_size is None or image_size >= MIN_AUX_LOGITS_SIZE))
+    aux = has_aux_logits(model, image_size) and any("/AuxLogits/" in name for name in shapes)
     return build_backbone(model, image_size, classes=classes, aux_logits=aux)
 
 

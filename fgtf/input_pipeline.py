@@ -47,7 +47,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from fgtf.datasets.registry import SPLITS, Record
+from fgtf.datasets.lists import SPLITS, Record
 from fgtf.datasets.splits import label_ratio_subset
 from fgtf.preprocessing import preprocess_image
 from tfrecord_tools.cli import UserError

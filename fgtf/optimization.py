@@ -5,10 +5,8 @@ import math
 import keras
 from keras import ops
 
+from fgtf.optimizer_choices import DECAY_TYPES, OPTIMIZERS  # noqa: F401  (re-exported)
 from tfrecord_tools.cli import UserError
-
-# The names live with the CLI, which must not import Keras before parsing its flags.
-from fgtf.train import DECAY_TYPES, OPTIMIZERS  # noqa: E402  (re-exported)
 
 
 @keras.saving.register_keras_serializable(package="fgtf")

@@ -20,11 +20,10 @@ import os
 import sys
 import time
 
+from fgtf.optimizer_choices import DECAY_TYPES, OPTIMIZERS
 from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int, program_name
 
 EXIT_DIVERGED = 3
-OPTIMIZERS = ("momentum", "rmsprop", "adam", "adamw", "sgd")
-DECAY_TYPES = ("exponential", "polynomial", "fixed", "warmup_linear")
 # Settings a run folder is bound to: continuing it with others is refused.
 RUN_SETTINGS = ("model_name", "num_classes", "head", "head_options", "optimizer", "image_size", "batch_size")
 # What a SavedModel cannot be: an opaque graph has no fgtf layers to copy.
@@ -375,13 +374,9 @@ def _check_same_run(run_dir, config):
 
 
 def _run_config(args, num_classes, num_examples, total_steps):
-    import inspect
+    from fgtf.models import has_aux_logits
 
-    from fgtf.models import get_builder
-    from fgtf.models.common import MIN_AUX_LOGITS_SIZE
-
-    has_aux = ("aux_logits" in inspect.signature(get_builder(args.model_name)).parameters
-               and args.train_image_size >= MIN_AUX_LOGITS_SIZE)
+    has_aux = has_aux_logits(args.model_name, args.train_image_size)
     return {"model_name": args.model_name, "num_classes": num_classes, "image_size": args.train_image_size,
             "head": args.head, "head_options": _head_options(args), "aux_logits": bool(has_aux and args.aux_loss_weight > 0 and args.head == "none"),
             "dataset_name": args.dataset_name, "num_train_examples": num_examples, "total_steps": total_steps,

@@ -12,7 +12,7 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
-from fgtf.datasets.registry import Record  # noqa: E402
+from fgtf.datasets.lists import Record  # noqa: E402
 from fgtf.datasets.splits import label_ratio_subset  # noqa: E402
 from fgtf.input_pipeline import count_records, list_shards, make_dataset  # noqa: E402
 from tfrecord_tools.cli import UserError  # noqa: E402

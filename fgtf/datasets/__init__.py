@@ -9,9 +9,8 @@ otherwise the dataset's official release layout (`fgtf.datasets.layouts`).
 Derived splits (`fgtf.datasets.splits`): label-ratio subsets for low-data
 training, and the base/novel class split with noisy web data (weak-shot).
 """
-from fgtf.datasets.registry import (  # noqa: F401
-    SPLITS, DatasetInfo, Record, get_dataset_info, get_num_classes, list_datasets, read_list_file, read_seed_list,
-    read_split)
+from fgtf.datasets.lists import SPLITS, Record, read_list_file, read_seed_list  # noqa: F401
+from fgtf.datasets.registry import DatasetInfo, get_dataset_info, get_num_classes, list_datasets, read_split  # noqa: F401
 from fgtf.datasets.splits import (  # noqa: F401
     WeakShotSplit, base_novel_split, class_names_of, class_split_from_names, label_ratio_subset, read_name_list,
     read_web_split, select_classes, weak_shot_split)

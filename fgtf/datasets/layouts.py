@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from fgtf.datasets.registry import Record
+from fgtf.datasets.lists import Record
 from tfrecord_tools.cli import UserError
 
 

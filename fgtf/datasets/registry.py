@@ -7,14 +7,9 @@ the dataset's official release layout (`fgtf.datasets.layouts`).
 import os
 from collections import namedtuple
 
+from fgtf.datasets import layouts
+from fgtf.datasets.lists import SEED_LIST, SPLITS, read_class_names, read_seed_list
 from tfrecord_tools.cli import UserError
-
-SPLITS = ("train", "validation")
-# split -> file name of the seed-style list
-SEED_LIST = {"train": "train.txt", "validation": "val.txt"}
-
-Record = namedtuple("Record", "path label class_name")
-Record.__doc__ = "One image: absolute `path`, 0-based `label`, `class_name` (None when unknown)."
 
 DatasetInfo = namedtuple("DatasetInfo", "name num_classes split_sizes")
 DatasetInfo.__doc__ = ("`num_classes` (None: read from the lists) and `split_sizes` "
@@ -63,7 +58,7 @@ def get_num_classes(name, dataset_dir=None):
         return info.num_classes
     if dataset_dir is None:
         raise UserError(f"{name}: the number of classes is read from the dataset folder; pass its path")
-    names = _read_class_names(dataset_dir)
+    names = read_class_names(dataset_dir)
     if names:
         return len(names)
     labels = [record.label for split in SPLITS for record in read_split(name, dataset_dir, split)]
@@ -75,8 +70,6 @@ def read_split(name, dataset_dir, split):
     stored in `dataset_dir`, as `Record`s with 0-based contiguous labels, in a
     deterministic order (list order for seed lists; see `fgtf.datasets.layouts`
     for each release layout)."""
-    from fgtf.datasets import layouts  # layouts builds on Record; imported late to avoid a cycle
-
     get_dataset_info(name)
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
@@ -89,34 +82,6 @@ def read_split(name, dataset_dir, split):
     return layouts.read_layout(name, dataset_dir, split)
 
 
-def read_seed_list(dataset_dir, split):
-    """Read `<dataset_dir>/train.txt` or `val.txt`: lines `relative/path.jpg: <label>`.
-    Class names are taken from `classes.txt` (one per line, label order) when present."""
-    return read_list_file(os.path.join(dataset_dir, SEED_LIST[split]), dataset_dir)
-
-
-def read_list_file(list_path, dataset_dir):
-    """Read any seed-style list (`relative/path.jpg: <label>` per line, paths
-    relative to `dataset_dir`) as `Record`s in list order; class names from
-    `<dataset_dir>/classes.txt` when present."""
-    if not os.path.isfile(list_path):
-        raise UserError(f"split list {list_path} is missing")
-    names = _read_class_names(dataset_dir)
-    records = []
-    with open(list_path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            path, sep, label = line.rpartition(": ")
-            if not sep or not label.strip().lstrip("-").isdigit():
-                raise UserError(f"{list_path}:{number}: expected 'relative/path.jpg: <int label>', got {line!r}")
-            label = int(label)
-            records.append(Record(os.path.join(os.path.abspath(dataset_dir), path), label,
-                                  names[label] if names and 0 <= label < len(names) else None))
-    return records
-
-
 def _require_seed_list(name, dataset_dir, split, layouts_known):
     path = os.path.join(dataset_dir, SEED_LIST[split])
     if os.path.isfile(path):
@@ -127,11 +92,3 @@ def _require_seed_list(name, dataset_dir, split, layouts_known):
     expected = "train.txt and val.txt" + (" (or no seed lists at all, to read the release layout)"
                                           if name in layouts_known else "")
     raise UserError(f"{name}: {path} is missing; expected {expected}")
-
-
-def _read_class_names(dataset_dir):
-    path = os.path.join(dataset_dir, "classes.txt")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\r\n") for line in handle if line.strip()]

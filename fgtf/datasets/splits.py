@@ -21,7 +21,8 @@ from fractions import Fraction
 import numpy as np
 
 from fgtf.datasets.layouts import strip_number_prefix
-from fgtf.datasets.registry import Record, read_list_file, read_split
+from fgtf.datasets.lists import Record, read_list_file
+from fgtf.datasets.registry import read_split
 from tfrecord_tools.cli import UserError
 
 # The noisy web training images of the weak-shot setting, inside the dataset folder.

@@ -18,42 +18,45 @@ that calls `register_model` when it is imported, named in either place:
 They are loaded once, the first time the registry is asked for a name.
 """
 import importlib
+import inspect
 import os
+from collections import namedtuple
 
 from tfrecord_tools.cli import UserError
 
-# name -> (module, builder). Modules are imported on first use so that
-# `import fgtf.models` stays cheap.
-_BUILDERS = {
-    "inception_v3": ("fgtf.models.inception_v3", "InceptionV3"),
-    "inception_v3_se": ("fgtf.models.inception_v3", "InceptionV3SE"),
-    "inception_v4": ("fgtf.models.inception_v4", "InceptionV4"),
-    "inception_resnet_v2": ("fgtf.models.inception_resnet_v2", "InceptionResNetV2"),
-    "inception_resnet_v2_se": ("fgtf.models.inception_resnet_v2", "InceptionResNetV2SE"),
-    "resnet_v2_50": ("fgtf.models.resnet_v2", "ResNet50V2"),
-    "resnet_v2_101": ("fgtf.models.resnet_v2", "ResNet101V2"),
-    "resnet_v2_152": ("fgtf.models.resnet_v2", "ResNet152V2"),
-    "swin_tiny": ("fgtf.models.swin", "SwinTiny"),
-    "swin_small": ("fgtf.models.swin", "SwinSmall"),
-    "swin_base": ("fgtf.models.swin", "SwinBase"),
-    "small_cnn": ("fgtf.models.small_cnn", "SmallCNN"),
-}
+# The Inception aux heads end in a 5x5 VALID conv on a 5x5 pooled map, which
+# exists only from 299x299 inputs up.
+MIN_AUX_LOGITS_SIZE = 299
 
-# name -> the layer whose spatial mean the original feature extraction used
-FEATURE_ENDPOINTS = {
-    "inception_v3": "Mixed_7c",
-    "inception_v3_se": "Mixed_7c",
-    "inception_v4": "Mixed_7d",
-    "inception_resnet_v2": "Conv2d_7b_1x1.Relu",
-    "inception_resnet_v2_se": "Conv2d_7b_1x1.Relu",
-    "resnet_v2_50": "postnorm.Relu",
-    "resnet_v2_101": "postnorm.Relu",
-    "resnet_v2_152": "postnorm.Relu",
-    # Swin: the final LayerNorm's (batch, H/32, W/32, C) map
-    "swin_tiny": "norm",
-    "swin_small": "norm",
-    "swin_base": "norm",
-    "small_cnn": "Conv2d_6.Relu",
+ModelRecord = namedtuple("ModelRecord", "builder feature_endpoint aux_logits")
+ModelRecord.__doc__ = """One network of the registry.
+
+builder: its public builder, or `(module, function)` imported on first use so
+    that `import fgtf.models` stays cheap.
+feature_endpoint: the layer whose spatial mean the original feature extraction
+    used (Swin: the final LayerNorm's (batch, H/32, W/32, C) map).
+aux_logits: whether the builder can add the Inception auxiliary classifier.
+"""
+
+
+def _record(module, function, feature_endpoint, aux_logits=False):
+    return ModelRecord((f"fgtf.models.{module}", function), feature_endpoint, aux_logits)
+
+
+_MODELS = {
+    "inception_v3": _record("inception_v3", "InceptionV3", "Mixed_7c", aux_logits=True),
+    "inception_v3_se": _record("inception_v3", "InceptionV3SE", "Mixed_7c", aux_logits=True),
+    "inception_v4": _record("inception_v4", "InceptionV4", "Mixed_7d", aux_logits=True),
+    "inception_resnet_v2": _record("inception_resnet_v2", "InceptionResNetV2", "Conv2d_7b_1x1.Relu", aux_logits=True),
+    "inception_resnet_v2_se": _record("inception_resnet_v2", "InceptionResNetV2SE", "Conv2d_7b_1x1.Relu",
+                                      aux_logits=True),
+    "resnet_v2_50": _record("resnet_v2", "ResNet50V2", "postnorm.Relu"),
+    "resnet_v2_101": _record("resnet_v2", "ResNet101V2", "postnorm.Relu"),
+    "resnet_v2_152": _record("resnet_v2", "ResNet152V2", "postnorm.Relu"),
+    "swin_tiny": _record("swin", "SwinTiny", "norm"),
+    "swin_small": _record("swin", "SwinSmall", "norm"),
+    "swin_base": _record("swin", "SwinBase", "norm"),
+    "small_cnn": _record("small_cnn", "SmallCNN", "Conv2d_6.Relu"),
 }
 
 PLUGIN_MODULES_VARIABLE = "FGTF_MODEL_MODULES"
@@ -64,20 +67,32 @@ _plugins_loaded = False
 def list_models():
     """Names accepted by `build_model`."""
     load_plugins()
-    return sorted(_BUILDERS)
+    return sorted(_MODELS)
 
 
 def get_builder(name):
     """The public builder function of network `name`."""
-    _check_name(name)
-    builder = _BUILDERS[name]
+    builder = model_record(name).builder
     if callable(builder):
         return builder
     module, function = builder
     return getattr(importlib.import_module(module), function)
 
 
-def register_model(name, builder, feature_endpoint):
+def model_record(name):
+    """The `ModelRecord` of network `name`; an unknown name is a UserError listing the known ones."""
+    _check_name(name)
+    return _MODELS[name]
+
+
+def has_aux_logits(name, image_size=None):
+    """Whether network `name` gets the Inception auxiliary classifier at
+    `image_size` (None: at some size): its aux head ends in a 5x5 VALID conv on
+    a 5x5 pooled map, which exists only from `MIN_AUX_LOGITS_SIZE` up."""
+    return model_record(name).aux_logits and (image_size is None or image_size >= MIN_AUX_LOGITS_SIZE)
+
+
+def register_model(name, builder, feature_endpoint, *, aux_logits=None):
     """Make your own backbone available by `name` to `build_model` and every
     fgtf command run in this process. For the command-line tools, call it in
     a module named by `FGTF_MODEL_MODULES` or the `fgtf.models` entry-point
@@ -87,19 +102,21 @@ def register_model(name, builder, feature_endpoint):
         (`include_top`, `weights`, `input_shape`, `pooling`, `classes`,
         `classifier_activation`) returning a functional `keras.Model`.
     feature_endpoint: name of the layer whose spatial mean is the image feature.
+    aux_logits: whether the builder can add an Inception auxiliary classifier
+        (None: when it takes an `aux_logits` argument).
     """
     if not callable(builder):
         raise TypeError("builder must be a function returning a keras.Model")
-    _BUILDERS[name] = builder
-    FEATURE_ENDPOINTS[name] = feature_endpoint
+    if aux_logits is None:
+        aux_logits = "aux_logits" in inspect.signature(builder).parameters
+    _MODELS[name] = ModelRecord(builder, feature_endpoint, bool(aux_logits))
 
 
 def feature_endpoint(name):
     """Layer name of network `name`'s feature end point (`Mixed_7c`, `Mixed_7d`,
     the ReLU `Conv2d_7b_1x1.Relu` of Inception-ResNet-v2, whose conv holds the
     name `Conv2d_7b_1x1`, or the ResNets' post-norm ReLU `postnorm.Relu`)."""
-    _check_name(name)
-    return FEATURE_ENDPOINTS[name]
+    return model_record(name).feature_endpoint
 
 
 def build_model(name, **kwargs):
@@ -139,5 +156,5 @@ def _load_plugin(what, load):
 
 def _check_name(name):
     load_plugins()
-    if name not in _BUILDERS:
+    if name not in _MODELS:
         raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")

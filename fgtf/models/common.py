@@ -3,11 +3,6 @@ classifier activation, and weight loading at the end of a builder."""
 import keras
 from keras import layers
 
-# The Inception aux heads end in a 5x5 VALID conv on a 5x5 pooled map, which
-# exists only from 299x299 inputs up.
-MIN_AUX_LOGITS_SIZE = 299
-
-
 def model_input(input_shape=None, input_tensor=None, default_size=299, min_size=75):
     """A `keras.Input` of `input_shape` (default `(default_size, default_size, 3)`;
     `None` spatial sizes are allowed), or wrap an existing `input_tensor`."""

@@ -23,7 +23,8 @@ Slim details kept here (they change the outputs):
 """
 from keras import layers
 
-from fgtf.models.common import MIN_AUX_LOGITS_SIZE, finish_model, global_pool, model_input, predictions
+from fgtf.models import MIN_AUX_LOGITS_SIZE
+from fgtf.models.common import finish_model, global_pool, model_input, predictions
 from fgtf.models.layers import conv_bn, scope, se_block
 
 _MIN_INPUT_SIZE = 75

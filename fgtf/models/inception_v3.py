@@ -14,7 +14,8 @@ classifier plumbing) live here too and are imported by `inception_v4`.
 """
 from keras import layers
 
-from fgtf.models.common import MIN_AUX_LOGITS_SIZE, finish_model, global_pool, model_input, predictions
+from fgtf.models import MIN_AUX_LOGITS_SIZE
+from fgtf.models.common import finish_model, global_pool, model_input, predictions
 from fgtf.models.layers import conv_bn, scope, se_block
 
 # Smallest input side each build accepts: the stride-2 VALID reductions need
