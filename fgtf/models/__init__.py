@@ -81,7 +81,9 @@ def get_builder(name):
 
 def model_record(name):
     """The `ModelRecord` of network `name`; an unknown name is a UserError listing the known ones."""
-    _check_name(name)
+    load_plugins()
+    if name not in _MODELS:
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     return _MODELS[name]
 
 
@@ -153,8 +155,3 @@ def _load_plugin(what, load):
         first_line = (str(error).splitlines() or [""])[0]
         raise UserError(f"{what}, which failed to load: {type(error).__name__}: {first_line}") from None
 
-
-def _check_name(name):
-    load_plugins()
-    if name not in _MODELS:
-        raise UserError(f"unknown model {name!r}; known models: {', '.join(list_models())}")

@@ -3,6 +3,7 @@ classifier activation, and weight loading at the end of a builder."""
 import keras
 from keras import layers
 
+
 def model_input(input_shape=None, input_tensor=None, default_size=299, min_size=75):
     """A `keras.Input` of `input_shape` (default `(default_size, default_size, 3)`;
     `None` spatial sizes are allowed), or wrap an existing `input_tensor`."""
