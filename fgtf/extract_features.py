@@ -150,18 +150,10 @@ def extract_paths(extractor, paths, image_size, batch_size, desc="features"):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from fgtf.preprocessing import preprocess_for_eval
+    from fgtf.input_pipeline import image_file_dataset
 
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise UserError(f"{len(missing)} images are missing, e.g. {missing[0]}")
-    dataset = (tf.data.Dataset.from_tensor_slices(paths)
-               .map(lambda path: preprocess_for_eval(tf.io.read_file(path), image_size),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-               .batch(batch_size)
-               .prefetch(tf.data.AUTOTUNE))
     chunks = []
-    iterator = iter(dataset)
+    iterator = iter(image_file_dataset(paths, image_size=image_size, batch_size=batch_size))
     with tqdm(total=len(paths), desc=desc, unit="img", disable=None) as bar:
         for start in range(0, len(paths), batch_size):
             try:

@@ -26,27 +26,25 @@ The order of work, and why:
    depend on which thread decodes it, and a resumed run can start at any
    pass without reading the passes before it.
 4. Records are parsed, decoded and preprocessed (training decodes only the
-   sampled crop window, see `fgtf.preprocessing`) in groups of `GROUP_SIZE`
-   by a parallel interleave: each group is one error barrier, so a bad record
-   is caught and named without paying for a barrier per record. Batches are
-   then formed and prefetched, with AUTOTUNE parallelism throughout.
+   sampled crop window, see `fgtf.preprocessing`) in groups of
+   `fgtf.bad_records.GROUP_SIZE` by a parallel interleave: each group is one
+   error barrier, so a bad record is caught and named without paying for a
+   barrier per record (`fgtf.bad_records` says what a bad record is, and how
+   `skip_bad_records=True` drops and logs them). Batches are then formed and
+   prefetched, with AUTOTUNE parallelism throughout.
 
-Bad records. A record that is not a tf.train.Example with `image/encoded` and
-`image/class/label`, an image that does not decode, or the unreadable tail of
-a corrupted shard raises `tf.errors.InvalidArgumentError` whose message names
-the shard and the record number. With `skip_bad_records=True` such records are
-dropped instead, and each one is logged to stderr as
-`fgtf.input_pipeline: skipped bad record <k> (record <i> of shard <path>)`,
-where k counts the skipped records of this dataset so far.
+`image_file_dataset` reads image files instead (a split list's paths), for
+the commands that work on a dataset's raw images: feature extraction and
+SimTrans.
 """
-import math
 import os
 import random
-import re
 
 import numpy as np
 import tensorflow as tf
 
+# bad_record_message is imported from here by train and evaluate
+from fgtf.bad_records import bad_record_message, load_in_groups, origin_text  # noqa: F401
 from fgtf.datasets.lists import SPLITS, Record
 from fgtf.datasets.splits import label_ratio_subset
 from fgtf.preprocessing import preprocess_image
@@ -60,9 +58,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 4096
 # Shards read at once by the interleave.
 MAX_PARALLEL_SHARDS = 16
-# Records per error barrier (see _load_in_groups): large enough to spread the
-# barrier's cost, small enough to keep every core busy and little memory held.
-GROUP_SIZE = 16
 # Stride between the element numbers of successive passes (the augmentation
 # seeds): more records than any pass holds.
 PASS_STRIDE = 2**40
@@ -73,7 +68,7 @@ _FRAME_BYTES = 16
 def make_dataset(source, split, *, image_size, batch_size, training, preprocessing="inception",
                  input_context=None, deterministic=False, cache=False, data_dir=None,
                  shuffle_buffer=DEFAULT_SHUFFLE_BUFFER, skip_bad_records=False, seed=None,
-                 repeat=None, label_ratio=None, batch_transform=None, start_step=0):
+                 repeat=None, label_ratio=None, start_step=0):
     """A `tf.data.Dataset` of (images, labels) batches.
 
     Args:
@@ -103,8 +98,8 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
         pass (records are still shuffled afresh every epoch).
       data_dir: the TFDS data folder (TFDS's default when None).
       shuffle_buffer: serialized records held by the training shuffle.
-      skip_bad_records: drop and log bad records instead of raising (see the
-        module docstring).
+      skip_bad_records: drop and log bad records instead of raising (see
+        `fgtf.bad_records`).
       seed: int seed of file order, record order and augmentation; None
         draws one.
       repeat: passes over the data; None: forever for training, once for
@@ -113,8 +108,6 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
         low-data protocol, `fgtf.datasets.splits.label_ratio_subset` with
         `seed`, default 0): selection by `image/filename`, so it picks what
         `fgtf.convert --label_ratio` picks. Reads all labels once first.
-      batch_transform: callable mapped over the batches (a hook for heads
-        that reshape a batch, e.g. CLE's two views).
       start_step: global training steps already taken (a resumed run): the
         examples they consumed are skipped, so, with `deterministic` and the
         same `seed`, the run continues the very stream it was trained on (same
@@ -126,7 +119,7 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
     Returns:
       Dataset of (images float32 [B, height, width, 3] in [-1, 1], labels
       int32 [B]) with the inception preprocessing, or the structure
-      `preprocessing` and `batch_transform` produce.
+      `preprocessing` produces.
     """
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
@@ -136,9 +129,7 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
     # Per-pipeline seeds, so that workers draw different augmentations.
     file_seed, shuffle_seed, augment_seed = (
         int(s) for s in np.random.SeedSequence([seed, pipeline_id]).generate_state(3) % 2**31)
-    preprocess = preprocess_image if preprocessing == "inception" else preprocessing
-    if not callable(preprocess):
-        raise UserError(f"preprocessing must be 'inception' or a callable, got {preprocessing!r}")
+    preprocess = _preprocessing_function(preprocessing)
 
     read_pass, parse = _read_source(source, split, data_dir=data_dir, training=training,
                                     input_context=input_context, file_seed=file_seed,
@@ -177,13 +168,58 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
         example_seed = tf.stack([tf.constant(augment_seed, tf.int64), index]) if training else None
         return preprocess(encoded, image_size, training, example_seed), tf.cast(label, tf.int32)
 
-    dataset = _load_in_groups(examples, load, skip_bad_records, deterministic=bool(deterministic or not training))
+    dataset = load_in_groups(examples, load, skip_bad_records, deterministic=bool(deterministic or not training))
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
-    if batch_transform is not None:
-        dataset = dataset.map(batch_transform, num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic or not training)
     return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def image_file_dataset(paths, columns=(), *, image_size, batch_size, preprocessing="inception", seeds=None):
+    """A `tf.data.Dataset` of batches read from the image files `paths`, in
+    their order (the caller shuffles), each file read and preprocessed in
+    parallel.
+
+    Args:
+      paths: image file paths (JPEG, PNG, GIF, BMP).
+      columns: arrays with one row per path, batched beside the images
+        (labels, sample weights).
+      image_size: output side (int) or (height, width).
+      batch_size: images per batch; the last batch may be smaller.
+      preprocessing: as `make_dataset`'s: 'inception' or
+        `fn(encoded, image_size, training, seed)`.
+      seeds: None for the evaluation preprocessing, or one stateless
+        training seed per path (shape [len(paths), 2]).
+
+    Returns:
+      Dataset of images (float32 [B, height, width, 3] in [-1, 1] with the
+      inception preprocessing) when there are no `columns`, else of
+      (images, *columns). A missing file is a `UserError`, raised before
+      anything is read; an undecodable one raises `InvalidArgumentError`
+      when its batch is read.
+    """
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"{len(missing)} images are missing, e.g. {missing[0]}")
+    preprocess = _preprocessing_function(preprocessing)
+    training = seeds is not None
+    rows = (np.asarray(paths, str), np.asarray(seeds if training else np.zeros((len(paths), 2)), np.int64))
+
+    def load(path, seed, *row):
+        images = preprocess(tf.io.read_file(path), image_size, training, seed if training else None)
+        return (images, *row) if row else images
+
+    return (tf.data.Dataset.from_tensor_slices(rows + tuple(columns))
+            .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch_size).prefetch(AUTOTUNE))
+
+
+def _preprocessing_function(preprocessing):
+    """`make_dataset`'s `preprocessing` argument as a function."""
+    preprocess = preprocess_image if preprocessing == "inception" else preprocessing
+    if not callable(preprocess):
+        raise UserError(f"preprocessing must be 'inception' or a callable, got {preprocessing!r}")
+    return preprocess
 
 
 def _examples_per_step(per_replica_batch, input_context):
@@ -280,25 +316,15 @@ def split_labels(folder, split):
     return split_entry["records"], {int(k): v for k, v in split_entry["label_histogram"].items()}
 
 
-def bad_record_message(error, folder):
-    """The one sentence for an InvalidArgumentError raised on a bad record,
-    or None when `error` is another error."""
-    match = re.search(r"bad record.*?(record \d+ of shard .+?\.tfrecord(?: and after: the file is truncated or "
-                      r"corrupted)?)", str(error), re.S)
-    if not match:
-        return None
-    return (f"bad {match.group(1).strip()}; find every bad record with python -m tfrecord_tools.verify {folder}, "
-            f"or pass --skip_bad_records to leave them out")
-
-
 # --- sources -----------------------------------------------------------------
 # A source's reader(distributed) gives read_pass(epoch): the dataset of pass
 # `epoch` (an int64 tensor; the shard order is drawn from it for training),
 # whose elements are (payload, where, number, intact): payload is what `parse`
 # turns into (encoded image, label); where and number locate the record (a
 # shard's path and the record's position in it, or a TFDS record id and -1),
-# spelt out by _origin_text only when a message needs it; intact is False for
-# the marker that stands for the unreadable tail of a corrupted shard.
+# spelt out by fgtf.bad_records.origin_text only when a message needs it;
+# intact is False for the marker that stands for the unreadable tail of a
+# corrupted shard.
 
 
 def _read_source(source, split, *, data_dir, training, input_context, file_seed, deterministic,
@@ -322,7 +348,7 @@ def _read_source(source, split, *, data_dir, training, input_context, file_seed,
 
     def read_kept(epoch):
         return read_pass(epoch).filter(lambda payload, where, number, intact: tf.logical_or(
-            tf.logical_not(intact), kept.lookup(_origin_text(where, number, intact))))
+            tf.logical_not(intact), kept.lookup(origin_text(where, number, intact))))
 
     return read_kept, parse
 
@@ -397,15 +423,6 @@ def _tfrecord_selection_key(record, origin):
     return tf.where(tf.equal(filename, ""), origin, filename)
 
 
-def _origin_text(where, number, intact):
-    """The words that name a record (scalars or vectors): 'record 3 of shard
-    <path>' (TFRecords) or 'TFDS record <id>', and for the marker of an
-    unreadable shard tail '... and after: the file is truncated or corrupted'."""
-    text = tf.where(number >= 0, tf.strings.join(["record ", tf.strings.as_string(number), " of shard ", where]),
-                    where)
-    return tf.where(intact, text, tf.strings.join([text, " and after: the file is truncated or corrupted"]))
-
-
 def _tfds_builder(name, data_dir):
     import tensorflow_datasets as tfds
 
@@ -460,7 +477,7 @@ def _parse_tfds(payload):
 def _label_ratio_origins(examples, parse, selection_key, label_ratio, seed):
     """A table origin -> keep (bool) for `label_ratio` % of each class."""
     def key_and_label(payload, where, number, intact):
-        origin = _origin_text(where, number, intact)
+        origin = origin_text(where, number, intact)
         key = selection_key(payload, origin) if selection_key else origin
         return origin, key, tf.cast(parse(payload)[1], tf.int64)
 
@@ -475,77 +492,6 @@ def _label_ratio_origins(examples, parse, selection_key, label_ratio, seed):
     return tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(origins, tf.string), tf.constant(keep)),
         default_value=False)
-
-
-# --- bad records -------------------------------------------------------------
-
-
-def _load_in_groups(examples, load, skip_bad_records, deterministic):
-    """(result, label) elements from `examples` - (index, (payload, where,
-    number, intact)) - by `load(payload, index)`, GROUP_SIZE records at a time
-    in a parallel interleave. Each group runs in a dataset whose errors are
-    dropped (the only error barrier tf.data offers inside a pipeline); a record
-    missing from its output failed to load, and is named in an
-    InvalidArgumentError, or with `skip_bad_records` logged and left out.
-    `deterministic` keeps the order of `examples`."""
-    def load_group(indices, sources):
-        payloads, wheres, numbers, intacts = sources
-        size = tf.size(indices, out_type=tf.int64)
-
-        def attempt(position, index, payload, intact):
-            with tf.control_dependencies([tf.debugging.Assert(intact, ["unreadable shard tail"])]):
-                result, label = load(payload, index)
-                return position, tf.nest.map_structure(tf.identity, result), tf.identity(label)
-
-        attempts = tf.data.Dataset.from_tensor_slices(
-            (tf.range(size), indices, payloads, intacts)).map(attempt).ignore_errors()
-        _, result_spec, label_spec = attempts.element_spec
-        end = tf.data.Dataset.from_tensors(
-            (size, tf.nest.map_structure(_zeros_of_spec, result_spec), _zeros_of_spec(label_spec)))
-
-        def find_missing(expected, element):
-            position, result, label = element
-            missing = tf.range(expected, position)
-            missing_text = _origin_text(tf.gather(wheres, missing), tf.gather(numbers, missing),
-                                        tf.gather(intacts, missing))
-            if not skip_bad_records:
-                check = tf.debugging.Assert(tf.equal(expected, position), [
-                    "fgtf.input_pipeline: bad record (not a tf.train.Example with a decodable image):",
-                    tf.strings.reduce_join(missing_text[:1]), "- pass skip_bad_records=True to skip bad records"])
-                with tf.control_dependencies([check]):
-                    missing_text = tf.identity(missing_text)
-            return position + 1, (result, label, missing_text, position < size)
-
-        return attempts.concatenate(end).scan(tf.constant(0, tf.int64), find_missing)
-
-    loaded = examples.batch(GROUP_SIZE).interleave(
-        load_group, block_length=GROUP_SIZE + 1, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    if skip_bad_records:
-        loaded = loaded.scan(tf.constant(0, tf.int64), _log_skipped)
-
-    def is_record(result, label, missing_text, loaded_record):
-        return loaded_record
-
-    def result_and_label(result, label, missing_text, loaded_record):
-        return result, label
-
-    return loaded.filter(is_record).map(result_and_label)
-
-
-def _zeros_of_spec(spec):
-    return tf.zeros([d if d is not None else 0 for d in spec.shape], spec.dtype)
-
-
-def _log_skipped(skipped, element):
-    """Counts the records an element reports missing and logs each to stderr."""
-    result, label, missing_text, loaded_record = element
-    count = tf.size(missing_text, out_type=tf.int64)
-    lines = tf.strings.join(["fgtf.input_pipeline: skipped bad record ",
-                             tf.strings.as_string(skipped + 1 + tf.range(count)), " (", missing_text, ")\n"])
-    report = tf.cond(count > 0, lambda: tf.raw_ops.PrintV2(
-        input=tf.strings.reduce_join(lines), output_stream="stderr", end=""), tf.no_op)
-    with tf.control_dependencies([report]):
-        return skipped + count, (result, label, missing_text, tf.identity(loaded_record))
 
 
 def _manifest_entry(manifest, shard_name):

@@ -269,9 +269,10 @@ def test_label_ratio_keeps_the_converters_subset(shards):
     assert sorted(r.label for r in expected) == sorted(labels)
 
 
-def test_preprocessing_and_batch_hooks(shards):
-    """A custom per-example preprocessing (two views) and a batch transform
-    (stacking them as [A; B] with labels [y; y]), the shape CLE needs."""
+def test_preprocessing_hook_and_a_batch_transform(shards):
+    """A custom per-example preprocessing (two views), then a batch transform
+    mapped by the caller (stacking them as [A; B] with labels [y; y]), the
+    shape CLE needs."""
     from fgtf.preprocessing import preprocess_for_train
 
     def two_views(encoded, image_size, training, seed):
@@ -282,7 +283,7 @@ def test_preprocessing_and_batch_hooks(shards):
         return tf.concat(views, axis=0), tf.concat([labels, labels], axis=0)
 
     dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=3, training=True, seed=0,
-                           preprocessing=two_views, batch_transform=stack_views)
+                           preprocessing=two_views).map(stack_views)
     images, labels = next(iter(dataset))
     assert images.shape == (6, SIZE, SIZE, 3)
     np.testing.assert_array_equal(labels[:3], labels[3:])

@@ -11,7 +11,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from fgtf.models.heads.simtrans import (  # noqa: E402
+from fgtf.simtrans.model import (  # noqa: E402
     DomainDiscriminator, SimilarityHead, cosine_mimicking_loss, graph_adjacency, graph_regularisation_loss,
     pair_enumeration, pair_targets, pairwise_squared_distances, sample_weighted_cross_entropy, sample_weights,
     similar_f1, simnet_outputs)
@@ -210,7 +210,7 @@ def test_simnet_train_step_updates_in_the_spec_order(beta):
     """One fit step = SGD on L_sim - beta L_dom (+ coupled L2) for backbone and
     head, and SGD on L_dom (+ L2) for the discriminator, both from the same
     forward pass (first step: the momentum buffer is the gradient)."""
-    from fgtf.models.heads.simtrans import SimNet
+    from fgtf.simtrans.model import SimNet
 
     rng = np.random.default_rng(1)
     base = rng.normal(size=(4, 6)).astype(np.float32)
@@ -243,7 +243,7 @@ def test_simnet_train_step_updates_in_the_spec_order(beta):
 def test_weak_shot_classifier_loss_is_weighted_ce_plus_graph_term():
     """fit's loss = (1/B) sum w CE + alpha * graph loss on the frozen SimNet's
     similarities of the same images + coupled L2."""
-    from fgtf.models.heads.simtrans import SimNet, WeakShotClassifier
+    from fgtf.simtrans.model import SimNet, WeakShotClassifier
 
     rng = np.random.default_rng(2)
     images = rng.uniform(-1, 1, size=(6, 4, 4, 3)).astype(np.float32)
@@ -488,21 +488,21 @@ def test_backbone_starts_from_weights_files_and_training_runs(tmp_path):
     from fgtf.checkpoints import save_keras_weights
     from fgtf.models import build_model
     from fgtf.runs import build_network, save_run_config
-    from fgtf.simtrans import _backbone
+    from fgtf.simtrans.networks import build_backbone
 
     run = {"model": "small_cnn", "image_size": 32}
     source = build_model("small_cnn", classes=3, classifier_activation=None, input_shape=(32, 32, 3))
     weights = str(tmp_path / "small.weights.h5")
     save_keras_weights(source, weights, "small_cnn", 3, False)
     expected = source.get_layer("Conv2d_6").get_weights()[0]
-    loaded = _backbone(run, weights).get_layer("Conv2d_6").get_weights()[0]
+    loaded = build_backbone(run, weights).get_layer("Conv2d_6").get_weights()[0]
     np.testing.assert_array_equal(loaded, expected)
     training_run = str(tmp_path / "train_run")
     config = {"model_name": "small_cnn", "num_classes": 3, "image_size": 32}
     network = build_network(config)
     tf.train.Checkpoint(model=network).save(os.path.join(training_run, "ckpt"))
     save_run_config(training_run, config)
-    loaded = _backbone(run, training_run).get_layer("Conv2d_3").get_weights()[0]
+    loaded = build_backbone(run, training_run).get_layer("Conv2d_3").get_weights()[0]
     np.testing.assert_array_equal(loaded, network.get_layer("Conv2d_3").get_weights()[0])
 
 

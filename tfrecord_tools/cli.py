@@ -37,7 +37,8 @@ def program_name(main):
     """The command as the user typed it, as argparse's usage line names it:
     `fgtf train` under the console script (which sets sys.argv[0] so),
     else `python -m fgtf.train` for the module that defines `main` (also
-    when it runs as `__main__`, or is called from Python)."""
+    when it runs as `__main__`, or is called from Python; a package's
+    `__main__` module is named as its package)."""
     invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     if invoked.startswith("fgtf "):
         return invoked
@@ -47,7 +48,7 @@ def program_name(main):
         if spec is None:  # run as a script file
             return invoked or "python"
         module = spec.name
-    return f"python -m {module}"
+    return f"python -m {module.removesuffix('.__main__')}"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -13,10 +13,6 @@ from fgtf.models.heads.sef import SEF, build_sef
 
 __all__ = ["HeadModel", "SAM", "SEF", "build_sam", "build_sef"]
 
-from fgtf.models.heads.simtrans import SimNet, WeakShotClassifier  # noqa: E402
-
-__all__ += ["SimNet", "WeakShotClassifier"]
-
 from fgtf.models.heads.cle import CLEModel, build_cle, cle_loss_weights  # noqa: E402
 
 __all__ += ["CLEModel", "build_cle", "cle_loss_weights"]

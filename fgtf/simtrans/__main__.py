@@ -1,0 +1,203 @@
+"""SimTrans weak-shot pipeline: the original's steps as subcommands over one run folder.
+
+    python -m fgtf.datasets.synthetic --out data/synthetic_noisy --label_noise 0.4 --novel_classes 5
+    python -m fgtf.simtrans pretrain --dataset_dir data/synthetic_noisy --run_dir runs/simtrans
+    python -m fgtf.simtrans simnet   --run_dir runs/simtrans [--beta 0.1]
+    python -m fgtf.simtrans weights  --run_dir runs/simtrans
+    python -m fgtf.simtrans train    --run_dir runs/simtrans [--graph_epochs 4]
+    python -m fgtf.simtrans eval     --run_dir runs/simtrans
+
+Steps (shared/spec/simtrans.md):
+  pretrain  backbone + linear classifier, plain CE on the clean base classes
+            (`--pretrain_data noisy_novel`: the released script's choice, §12.1)
+  simnet    SimNet on pairs of class-grouped base batches, with the adversarial
+            domain discriminator on novel batches (`--beta`; 0 = released script)
+  weights   transferred similarities of every novel class's noisy training
+            images -> per-image sample weights (`savg1` for train's CE epochs,
+            `avg1` for its graph epochs, both `one_mean`), and a PNG of each
+            novel class's highest- and lowest-weighted images
+  train     the main classifier: sample-weighted CE for `--epochs`, then
+            `--graph_epochs` alternating graph epochs (weighted CE +
+            alpha * graph regularisation on SimNet similarities, batch
+            `--graph_batch_size`) and CE epochs (step 3b, its own lr schedule)
+  eval      top-1 accuracy on the novel, base and all test images
+
+Run folder:
+  run.json                      dataset, class split, backbone, image size (written by pretrain)
+  <step>/step.json              the settings the step ran with and which outputs of earlier steps it used
+  pretrain/backbone.weights.h5  pretrain/metrics.json
+  simnet/simnet.weights.h5      simnet/metrics.json (pair F1 on base/novel test per epoch)
+  weights/<formula>.json        {image path: weight} of the novel training images
+  weights/similarities.npz      per novel class c: `S_<c>` (N_c, N_c), row = first slot; `paths_<c>`
+  weights/metrics.json          weight statistics (clean vs mislabelled when the dataset knows)
+  weights/sample_weights.png    the qualitative figure
+  train/classifier.weights.h5   train/metrics.json
+  eval/metrics.json
+
+A step reads only outputs that are current: when an earlier step is run
+again (e.g. pretrain with other novel classes), every later step whose
+outputs came from the earlier run is refused, naming the changed settings,
+until it is run again.
+
+The default backbone is the registry's `small_cnn` (six conv layers,
+128-d features) at 64x64 pixels, so the whole pipeline runs on a CPU in
+minutes; the original is `--model resnet_v2_50 --image_size 224` (fgtf's
+ResNet-v2, not torchvision's v1.5). Any fgtf registry backbone works,
+optionally initialised from `--checkpoint` (alias `--init_weights`): a
+TF-Slim checkpoint, a `.weights.h5`, an fgtf training run folder or another
+SimTrans run folder of the same network (a run gives `--model` and
+`--image_size` when they are left out), read by `fgtf.checkpoints.load_into`
+like every command's weights. Images go through
+fgtf.preprocessing: evaluation crop for testing and features; for training
+the same crop with a random flip (`--augment flip`, default: short CPU
+schedules) or slim's inception training preprocessing (`--augment inception`).
+
+Kept from the original: SGD momentum 0.9 rebuilt every epoch (momentum reset),
+lr halved every `--lr_interval` epochs, coupled L2 weight decay on every
+weight, class-grouped pair batches, weights (1/B) sum w CE, dense graph over
+the batch with relaxation mu and mask eye. Changed: no test-set model
+selection or early stopping (the last epoch is kept; the test metrics of
+every epoch are logged); a SimNet iteration uses only full-size batch pairs.
+"""
+import argparse
+import inspect
+
+from fgtf.simtrans.networks import DEFAULT_IMAGE_SIZE, DEFAULT_MODEL
+from fgtf.simtrans.steps import (AUGMENTATIONS, LABEL_SPACES, PRETRAIN_DATA, STEPS, WEIGHT_FORMULAS,
+                                 compute_weights, evaluate, pretrain, train_classifier, train_simnet)
+from tfrecord_tools.cli import (HelpFormatter, cli_main, non_negative_float, non_negative_int, positive_float,
+                                positive_int)
+
+
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fgtf.simtrans", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
+    for step in STEPS:
+        _STEP_ARGUMENTS[step](steps.add_parser(step, help=_STEP_HELP[step], description=_STEP_HELP[step],
+                                               formatter_class=HelpFormatter))
+    options = vars(parser.parse_args(argv))
+    step = options.pop("step")
+    _STEP_FUNCTIONS[step](**options)
+
+
+_STEP_HELP = {
+    "pretrain": "train the backbone on the base classes (writes run.json)",
+    "simnet": "train SimNet with the adversarial domain discriminator",
+    "weights": "transferred similarities and per-image sample weights of the novel training images",
+    "train": "train the main classifier with sample weights and optional graph regularisation",
+    "eval": "top-1 accuracy on the novel, base and all test images",
+}
+
+
+def _label_list(text):
+    """--novel_classes: comma-separated integer labels."""
+    try:
+        labels = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer labels, got {text!r}") from None
+    if not labels:
+        raise argparse.ArgumentTypeError("expected at least one label")
+    return labels
+
+
+def _add(parser, function, name, help, *flags, **options):
+    """`--name` (plus alias `flags`) with its default taken from `function`'s signature."""
+    parser.add_argument(f"--{name}", *flags, dest=name, default=inspect.signature(function).parameters[name].default,
+                        help=help, **options)
+
+
+def _schedule_arguments(parser, function):
+    _add(parser, function, "epochs", "training epochs", type=positive_int)
+    _add(parser, function, "lr", "SGD learning rate (momentum 0.9)", type=positive_float)
+    _add(parser, function, "lr_interval", "halve the learning rate every this many epochs", type=positive_int)
+    _add(parser, function, "weight_decay", "coupled L2 on every weight, as PyTorch SGD", type=non_negative_float)
+    _add(parser, function, "augment", "training preprocessing: evaluation crop + random flip, or slim's "
+         "inception training preprocessing", choices=AUGMENTATIONS)
+    _add(parser, function, "batch_size", "images per training batch", type=positive_int)
+    _add(parser, function, "seed", "random seed of initialisation, order and augmentation", type=non_negative_int)
+
+
+def _run_dir_argument(parser):
+    parser.add_argument("--run_dir", default="runs/simtrans", help="the SimTrans run folder")
+
+
+def _pretrain_arguments(parser):
+    from fgtf.models import list_models
+
+    _run_dir_argument(parser)
+    parser.add_argument("--dataset_dir", default="data/synthetic_noisy",
+                        help="dataset folder; its noisy web images: web.txt or web/<class>/, or for synthetic "
+                             "the noisy training list")
+    _add(parser, pretrain, "dataset", "dataset registry name")
+    _add(parser, pretrain, "novel_classes", "comma-separated novel labels; none given: the novel classes "
+         "recorded in a synthetic dataset's synthetic.json", type=_label_list)
+    _add(parser, pretrain, "num_novel", "instead of --novel_classes: this many novel classes drawn with --seed",
+         type=positive_int)
+    _add(parser, pretrain, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}; none given: "
+         f"a --checkpoint run's or fgtf .weights.h5's network, else {DEFAULT_MODEL}")
+    _add(parser, pretrain, "image_size", f"image side in pixels; none given: a --checkpoint run's, else "
+         f"{DEFAULT_IMAGE_SIZE}", type=positive_int)
+    _add(parser, pretrain, "checkpoint", "initial backbone weights: TF-Slim checkpoint, .weights.h5, fgtf run "
+         "folder or SimTrans run folder of the same --model; none given: random initialisation", "--init_weights")
+    _add(parser, pretrain, "pretrain_data", "train on the clean base classes (the authors' stated init) or on the "
+         "noisy novel images (the released script)", choices=PRETRAIN_DATA)
+    _schedule_arguments(parser, pretrain)
+
+
+def _simnet_arguments(parser):
+    _run_dir_argument(parser)
+    _add(parser, train_simnet, "batch_classes", "at most this many classes per base batch", type=positive_int)
+    _add(parser, train_simnet, "batch_classes_novel", "at most this many classes per novel batch",
+         type=positive_int)
+    _add(parser, train_simnet, "beta", "adversarial weight: SimNet minimises L_sim - beta L_dom; 0 = the "
+         "released script, 0.1 = the method", type=non_negative_float)
+    _add(parser, train_simnet, "domain_lr", "discriminator learning rate", type=positive_float)
+    _add(parser, train_simnet, "eval_batches", "pair-F1 evaluation: batches of --eval_classes x --eval_images "
+         "test images", type=positive_int)
+    _add(parser, train_simnet, "eval_classes", "classes per pair-F1 evaluation batch", type=positive_int)
+    _add(parser, train_simnet, "eval_images", "images per class in a pair-F1 evaluation batch", type=positive_int)
+    _schedule_arguments(parser, train_simnet)
+
+
+def _weights_arguments(parser):
+    _run_dir_argument(parser)
+    _add(parser, compute_weights, "figure_images", "highest and lowest weighted images shown per class",
+         type=positive_int)
+    _add(parser, compute_weights, "batch_size", "images per feature batch", type=positive_int)
+
+
+def _train_arguments(parser):
+    _run_dir_argument(parser)
+    _add(parser, train_classifier, "classes", "label space: base + novel classes, or the novel classes only as "
+         "the released script", choices=LABEL_SPACES)
+    _add(parser, train_classifier, "init", "start from the pretrained backbone or from scratch",
+         choices=("pretrain", "scratch"))
+    _add(parser, train_classifier, "weighting", "sample weights of the weighted-CE epochs",
+         choices=(*WEIGHT_FORMULAS, "none"))
+    _add(parser, train_classifier, "graph_epochs", "alternating epochs after --epochs: even = graph (weighted CE + "
+         "alpha L_graph, batch --graph_batch_size), odd = weighted CE", type=non_negative_int)
+    _add(parser, train_classifier, "graph_weighting", "sample weights of the alternating epochs",
+         choices=(*WEIGHT_FORMULAS, "none"))
+    _add(parser, train_classifier, "graph_batch_size", "batch size of the graph epochs", type=positive_int)
+    _add(parser, train_classifier, "alpha", "graph loss weight", type=non_negative_float)
+    _add(parser, train_classifier, "mu", "similarity relaxation of the graph", type=float)
+    _add(parser, train_classifier, "eye", "1: graph over all pairs (the script); 0: same-label pairs only",
+         type=int, choices=(0, 1))
+    _schedule_arguments(parser, train_classifier)
+
+
+def _eval_arguments(parser):
+    _run_dir_argument(parser)
+    _add(parser, evaluate, "batch_size", "images per evaluation batch", type=positive_int)
+
+
+_STEP_ARGUMENTS = {"pretrain": _pretrain_arguments, "simnet": _simnet_arguments, "weights": _weights_arguments,
+                   "train": _train_arguments, "eval": _eval_arguments}
+_STEP_FUNCTIONS = {"pretrain": pretrain, "simnet": train_simnet, "weights": compute_weights,
+                   "train": train_classifier, "eval": evaluate}
+
+
+if __name__ == "__main__":
+    main()
