@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from fgtf._keras_internals import flatten_layers
 from fgtf.optimizer_choices import DECAY_TYPES, OPTIMIZERS  # noqa: F401  (re-exported)
 from tfrecord_tools.cli import UserError
 
@@ -105,7 +106,7 @@ def apply_weight_decay(model, weight_decay):
     if not weight_decay:
         return
     regularizer = keras.regularizers.L2(weight_decay / 2.0)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model):
         kernel = getattr(layer, "kernel", None)
         if kernel is not None and kernel.trainable:
             kernel.regularizer = regularizer
@@ -155,10 +156,10 @@ def in_scopes(layer_name, prefixes):
 
 def weight_layers(model):
     """The layers of `model` and of the models nested in it (a head's backbone), models themselves left out."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    return [layer for layer in flatten_layers(model)
             if not isinstance(layer, keras.Model)]
 
 
 def _has_top_scope(model, name):
     return model.name == name or any(isinstance(l, keras.Model) and l.name == name
-                                     for l in model._flatten_layers(include_self=False, recursive=True))
+                                     for l in flatten_layers(model))

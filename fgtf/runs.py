@@ -12,6 +12,7 @@ import os
 
 import keras
 
+from fgtf._keras_internals import moving_average_pairs
 from fgtf.fileio import write_json
 from tfrecord_tools.cli import UserError
 
@@ -78,7 +79,7 @@ def ema_map(optimizer):
         return {}
     # Keras keeps the averages in a list aligned with the variables it was built with.
     return {ema_variable_key(v): average for v, average in
-            zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)}
+            moving_average_pairs(optimizer)}
 
 
 def latest_checkpoint(model_dir_or_prefix):

@@ -174,6 +174,7 @@ def train(args):
     import tensorflow as tf
 
     from fgtf import runs
+    from fgtf._keras_internals import symbolic_build
     from fgtf.distribute import is_chief, make_strategy
     from fgtf.input_pipeline import bad_record_message, shard_folder
 
@@ -194,7 +195,7 @@ def train(args):
         _prepare_trainable(model, args)
         _compile(model, optimizer, config, args)
         optimizer.build(model.trainable_variables)
-        model._symbolic_build(data_batch=_batch_spec(config))
+        symbolic_build(model, _batch_spec(config))
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=optimizer.iterations,
                                          **{runs.EMA_KEY: runs.ema_map(optimizer)})
     manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(args.train_dir, chief, strategy),
@@ -414,13 +415,14 @@ def _optimizer(args, num_examples, total_steps):
 def _prepare_trainable(model, args):
     import keras
 
+    from fgtf._keras_internals import flatten_layers
     from fgtf.optimization import apply_weight_decay, freeze_outside_scopes
 
     if args.trainable_scopes:
         freeze_outside_scopes(model, args.trainable_scopes)
     apply_weight_decay(model, args.weight_decay)
     if args.batch_norm_decay is not None:
-        for layer in model._flatten_layers(include_self=False, recursive=True):
+        for layer in flatten_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = args.batch_norm_decay
 

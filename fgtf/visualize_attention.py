@@ -33,6 +33,7 @@ import os
 
 import numpy as np
 
+from fgtf._keras_internals import operation_inputs, producing_operation
 from tfrecord_tools.cli import UserError, cli_main, non_negative_int, positive_int
 
 
@@ -211,7 +212,7 @@ def _linear_classifier_on_pool(model):
 
     passthrough = (layers.Flatten, layers.Reshape, layers.Dropout)
     tensor = model.outputs[0] if getattr(model, "outputs", None) else None
-    layer = _producer(tensor)
+    layer = producing_operation(tensor)
     while isinstance(layer, passthrough):
         tensor, layer = _layer_input(tensor)
     classifier = layer
@@ -230,16 +231,10 @@ def _linear_classifier_on_pool(model):
     return feature_tensor, classifier
 
 
-def _producer(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    return history.operation if history is not None else None
-
-
 def _layer_input(tensor):
     """(input tensor, its producing layer) of the layer that made `tensor`."""
-    history = tensor._keras_history
-    (source,) = history.operation._inbound_nodes[history.node_index].input_tensors
-    return source, _producer(source)
+    (source,) = operation_inputs(tensor)
+    return source, producing_operation(source)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ as a metric of the same name and shows up in the `fit` logs.
 import keras
 from keras import ops
 
+from fgtf._keras_internals import aggregate_additional_loss
+
 
 def feature_map_channels(backbone):
     """Channel count of `backbone`'s single 4-D output (B, H, W, C)."""
@@ -70,10 +72,10 @@ class HeadModel(keras.Model):
         for tracker in self.term_trackers:
             tracker.update_state(terms[tracker.name])
         for name, value in terms.items():
-            # `_aggregate_additional_loss` is how Keras adds `add_loss` terms:
-            # float cast plus the 1/replicas scaling the compiled loss also gets.
+            # As Keras adds `add_loss` terms: float cast plus the 1/replicas
+            # scaling the compiled loss also gets.
             loss = loss + (value if name in self.batch_sum_terms
-                           else self._aggregate_additional_loss(value))
+                           else aggregate_additional_loss(self, value))
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

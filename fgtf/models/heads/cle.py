@@ -30,6 +30,8 @@ the batch.
 import keras
 from keras import layers, ops
 
+from fgtf._keras_internals import aggregate_additional_loss, variable_index
+
 LABEL_SMOOTHING = 0.1
 CONTRASTIVE_MARGIN = 0.4
 
@@ -112,7 +114,7 @@ class HeadRateAdamW(keras.optimizers.AdamW):
         if found != set(self.head_variables):
             raise ValueError(f"head variables {sorted(set(self.head_variables) - found)} are not among the "
                              f"variables to train")
-        self._head_indices = frozenset(self._get_variable_index(v) for v in var_list
+        self._head_indices = frozenset(variable_index(self, v) for v in var_list
                                        if v.path in self.head_variables)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -130,11 +132,12 @@ class HeadRateAdamW(keras.optimizers.AdamW):
 
     def _use_weight_decay(self, variable):
         """Whether the shared pass at `learning_rate` decays `variable` (head
-        variables are decayed in `update_step` at the head's rate instead)."""
+        variables are decayed in `update_step` at the head's rate instead).
+        Overrides a private Keras method: see `fgtf._keras_internals`."""
         return not self._is_head(variable) and super()._use_weight_decay(variable)
 
     def _is_head(self, variable):
-        return bool(self._head_indices) and self._get_variable_index(variable) in self._head_indices
+        return bool(self._head_indices) and variable_index(self, variable) in self._head_indices
 
     def get_config(self):
         config = super().get_config()
@@ -267,11 +270,11 @@ class CLEModel(keras.Model):
             self.contrastive_loss_tracker.update_state(con)
             w_o, w_s, w_c = self.loss_weights
             total = w_o * ce_base + w_s * ce_altered + w_c * con
-        # `_aggregate_additional_loss` is Keras's own per-replica scaling (1 /
-        # replicas under tf.distribute, whose gradients are summed over replicas).
-        total = self._aggregate_additional_loss(total)
+        # Keras's own per-replica scaling (1 / replicas under tf.distribute,
+        # whose gradients are summed over replicas).
+        total = aggregate_additional_loss(self, total)
         for extra in self.losses:   # regularisers of the backbone
-            total = total + self._aggregate_additional_loss(extra)
+            total = total + aggregate_additional_loss(self, extra)
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
