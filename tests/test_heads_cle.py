@@ -8,9 +8,10 @@ import tensorflow as tf
 
 from fgtf.cle_augment import (altered_view, cle_preprocessing, cle_views, erase, erase_box_size,
                               random_erase_boxes, random_tile_permutations)
-from fgtf.models.heads.cle import (HeadRateAdamW, WarmupLinearDecay, build_cle, cle_loss_weights, cle_optimizer,
-                                   contrastive_loss, cosine_similarity_matrix, label_smoothed_cross_entropy,
-                                   same_label_mask)
+from fgtf.losses import label_smoothed_cross_entropy
+from fgtf.models.heads.base import same_label_mask
+from fgtf.models.heads.cle import (LABEL_SMOOTHING, HeadRateAdamW, WarmupLinearDecay, build_cle, cle_loss_weights,
+                                   cle_optimizer, contrastive_loss, cosine_similarity_matrix)
 from fgtf.models.swin import SwinTransformer
 
 
@@ -84,8 +85,8 @@ def test_losses_match_reference(heads_reference):
     results = {
         "loss_cos": cosine_similarity_matrix(features),
         "loss_pos_mask": same_label_mask(both_labels),
-        "loss_ce_orig": np.mean(label_smoothed_cross_entropy(labels, logits[:half])),
-        "loss_ce_alt": np.mean(label_smoothed_cross_entropy(labels, logits[half:])),
+        "loss_ce_orig": np.mean(label_smoothed_cross_entropy(labels, logits[:half], LABEL_SMOOTHING)),
+        "loss_ce_alt": np.mean(label_smoothed_cross_entropy(labels, logits[half:], LABEL_SMOOTHING)),
         "loss_ce_plain_orig": np.mean(label_smoothed_cross_entropy(labels, logits[:half], smoothing=0.0)),
         "loss_con": con,
         "loss_con_margin1": positive_part,

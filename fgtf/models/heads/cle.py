@@ -31,6 +31,8 @@ import keras
 from keras import layers, ops
 
 from fgtf._keras_internals import aggregate_additional_loss, variable_index
+from fgtf.losses import label_smoothed_cross_entropy
+from fgtf.models.heads.base import same_label_mask
 
 LABEL_SMOOTHING = 0.1
 CONTRASTIVE_MARGIN = 0.4
@@ -177,16 +179,6 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "total_steps": self.total_steps, "final_fraction": self.final_fraction}
 
 
-def label_smoothed_cross_entropy(labels, logits, smoothing=LABEL_SMOOTHING):
-    """Per-example (B,) float32 `(1-ε)·(-log p_y) + ε·mean_k(-log p_k)`, p =
-    softmax(logits); timm's LabelSmoothingCrossEntropy before its mean.
-    labels: int (B,); logits: (B, K)."""
-    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-    labels = ops.reshape(ops.cast(labels, "int32"), (-1, 1))
-    nll = -ops.squeeze(ops.take_along_axis(log_probs, labels, axis=-1), axis=-1)
-    return (1.0 - smoothing) * nll - smoothing * ops.mean(log_probs, axis=-1)
-
-
 def cosine_similarity_matrix(features):
     """(N, N) float32 cosines of the rows of `features` (N, C), each row
     divided by max(its L2 norm, 1e-12) as torch's F.normalize does."""
@@ -194,12 +186,6 @@ def cosine_similarity_matrix(features):
     norms = ops.sqrt(ops.sum(ops.square(features), axis=-1, keepdims=True))
     unit = features / ops.maximum(norms, 1e-12)
     return ops.matmul(unit, ops.transpose(unit))
-
-
-def same_label_mask(labels):
-    """(N, N) float32: 1 where rows m and n have the same label (diagonal included)."""
-    labels = ops.reshape(labels, (-1,))
-    return ops.cast(ops.equal(labels[:, None], labels[None, :]), "float32")
 
 
 def contrastive_loss(features, labels, margin=CONTRASTIVE_MARGIN):
