@@ -78,7 +78,7 @@ HEADS = {
                 cam_source=_sef_cam),
     "sam": Head(("fgtf.models.heads.sam", "build_sam"), ("fgtf.models.heads.sam", "SAM"), _sam_options),
     "cle": Head(("fgtf.models.heads.cle", "build_cle"), ("fgtf.models.heads.cle", "CLEModel"), _cle_options,
-                views=2, training_preprocessing=("fgtf.cle_augment", "cle_preprocessing"), loss_built_in=True,
+                views=2, training_preprocessing=("fgtf.preprocessing.cle", "cle_preprocessing"), loss_built_in=True,
                 cam_source=_cle_cam),
 }
 HEAD_CHOICES = (NO_HEAD, *HEADS)
