@@ -50,7 +50,6 @@ def build_network(config):
 
 def _build_network(config):
     from fgtf.models import build_model
-
     from fgtf.models.heads import NO_HEAD, build_head, head_record
 
     size = config["image_size"]
