@@ -11,7 +11,7 @@ setup(
     packages=find_packages(include=["fgtf", "fgtf.*", "tfrecord_tools", "tfrecord_tools.*"]),
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3.3",
+        "keras>=3.13,<3.16",  # the range tests/test_keras_internals.py was run on
         "tensorflow-datasets>=4.9",
         "tensorflow-hub>=0.16",
         "pot>=0.9",

@@ -202,6 +202,7 @@ def new_layers(checkpoint, num_classes, options):
     import keras
 
     from fgtf import runs, train
+    from fgtf.models.heads import head_options
     from fgtf.optimization import weight_layers
     from fgtf.transfer import study
 
@@ -211,7 +212,7 @@ def new_layers(checkpoint, num_classes, options):
     source = runs.load_run_config(checkpoint)
     network = runs.build_network({"model_name": source["model_name"], "image_size": source["image_size"],
                                   "num_classes": num_classes, "head": flags.head,
-                                  "head_options": train._head_options(flags)})
+                                  "head_options": head_options(flags)})
     backbone = {id(layer) for layer in weight_layers(runs.backbone_of(network))}
     names = [layer.name for layer in weight_layers(network) if layer.weights and id(layer) not in backbone]
     keras.backend.clear_session()

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from fgtf._keras_internals import flatten_layers, own_variables
 from tfrecord_tools.cli import UserError, cli_main, positive_int
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -275,7 +276,7 @@ def load_keras_weights(model, path, *, exclude_scopes=()):
         raise UserError(f"{path} holds {source.name} weights, not {model.name}")
     source.load_weights(path)
     copied, mismatched = 0, []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model):
         if not layer.weights or _in_scopes(slim_scope(model.name, layer.name), excluded):
             continue
         try:
@@ -519,8 +520,8 @@ def _checkpoint_prefix(path):
 
 def _layer_variables(model):
     """(layer, variable) for every weight of `model`, descending into nested layers."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        for variable in layer._trainable_variables + layer._non_trainable_variables:
+    for layer in flatten_layers(model):
+        for variable in own_variables(layer):
             yield layer, variable
 
 

@@ -6,24 +6,29 @@ from keras import ops
 @keras.saving.register_keras_serializable(package="fgtf")
 class SparseCrossentropy(keras.losses.Loss):
     """Softmax cross-entropy from logits with integer labels and optional label
-    smoothing (slim's `label_smoothing`: targets `(1 - s) * onehot + s / C`),
-    computed in float32 under mixed precision."""
+    smoothing (slim's `label_smoothing`), computed in float32 under mixed
+    precision: `label_smoothed_cross_entropy` per example."""
 
     def __init__(self, label_smoothing=0.0, name="sparse_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
         self.label_smoothing = float(label_smoothing)
 
     def call(self, y_true, y_pred):
-        logits = ops.cast(y_pred, "float32")
-        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        if not self.label_smoothing:
-            return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        targets = ops.one_hot(labels, ops.shape(logits)[-1])
-        return keras.losses.categorical_crossentropy(targets, logits, from_logits=True,
-                                                     label_smoothing=self.label_smoothing)
+        return label_smoothed_cross_entropy(y_true, y_pred, self.label_smoothing)
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def label_smoothed_cross_entropy(labels, logits, smoothing):
+    """Per-example (B,) float32 `(1-ε)·(-log p_y) + ε·mean_k(-log p_k)`, p =
+    softmax(logits): the cross-entropy with targets `(1 - ε) * onehot + ε / K`
+    (slim's label smoothing), and timm's LabelSmoothingCrossEntropy before its
+    mean (CLE's). labels: int (B,) or (B, 1); logits: (B, K)."""
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1, 1))
+    nll = -ops.squeeze(ops.take_along_axis(log_probs, labels, axis=-1), axis=-1)
+    return (1.0 - smoothing) * nll - smoothing * ops.mean(log_probs, axis=-1)
 
 
 class Float32TopK(keras.metrics.SparseTopKCategoricalAccuracy):

@@ -12,13 +12,13 @@ import os
 
 import keras
 
+from fgtf._keras_internals import moving_average_pairs
 from fgtf.fileio import write_json
 from tfrecord_tools.cli import UserError
 
 RUN_CONFIG = "run_config.json"
 DONE = "train_done.json"
 EMA_KEY = "ema"
-HEADS = ("sef", "sam", "cle")
 
 
 def save_run_config(model_dir, config):
@@ -50,20 +50,17 @@ def build_network(config):
 
 def _build_network(config):
     from fgtf.models import build_model
+    from fgtf.models.heads import NO_HEAD, build_head, head_record
 
     size = config["image_size"]
-    head = config.get("head") or "none"
-    if head == "none":
+    head = config.get("head") or NO_HEAD
+    if head == NO_HEAD:
         extra = {"aux_logits": True} if config.get("aux_logits") else {}
         return build_model(config["model_name"], classes=config["num_classes"], classifier_activation=None,
                            input_shape=(size, size, 3), **extra)
-    if head not in HEADS:
-        raise UserError(f"unknown head {head!r}; choose one of none, {', '.join(HEADS)}")
-    from fgtf.models import heads
-
+    head_record(head)  # an unknown head is refused before the backbone is built
     backbone = build_model(config["model_name"], include_top=False, input_shape=(size, size, 3))
-    builder = {"sef": heads.build_sef, "sam": heads.build_sam, "cle": heads.build_cle}[head]
-    return builder(backbone, config["num_classes"], **config.get("head_options", {}))
+    return build_head(head, backbone, config["num_classes"], **config.get("head_options", {}))
 
 
 def ema_variable_key(variable):
@@ -78,7 +75,7 @@ def ema_map(optimizer):
         return {}
     # Keras keeps the averages in a list aligned with the variables it was built with.
     return {ema_variable_key(v): average for v, average in
-            zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)}
+            moving_average_pairs(optimizer)}
 
 
 def latest_checkpoint(model_dir_or_prefix):

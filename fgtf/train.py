@@ -73,6 +73,7 @@ def percent(text):
 
 def build_parser():
     from fgtf.distribute import STRATEGIES
+    from fgtf.models.heads import HEAD_CHOICES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
                                 formatter_class=_HelpFormatter)
@@ -94,7 +95,7 @@ def build_parser():
                    help="training image side in pixels (default: the run being resumed's, or a --checkpoint run's, "
                         "else 299)")
     g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
-    g.add_argument("--head", default="none", choices=("none", "sef", "sam", "cle"),
+    g.add_argument("--head", default="none", choices=HEAD_CHOICES,
                    help="FGVC head on the backbone's feature map (none: the slim classifier)")
     g.add_argument("--sef_groups", type=positive_int, default=4, help="SEF channel groups (CUB 4, Aircraft 3, Cars/Dogs 2)")
     g.add_argument("--sam_target", default="cam", choices=("cam", "gradcam"), help="SAM pseudo-attention")
@@ -174,6 +175,7 @@ def train(args):
     import tensorflow as tf
 
     from fgtf import runs
+    from fgtf._keras_internals import symbolic_build
     from fgtf.distribute import is_chief, make_strategy
     from fgtf.input_pipeline import bad_record_message, shard_folder
 
@@ -194,7 +196,7 @@ def train(args):
         _prepare_trainable(model, args)
         _compile(model, optimizer, config, args)
         optimizer.build(model.trainable_variables)
-        model._symbolic_build(data_batch=_batch_spec(config))
+        symbolic_build(model, _batch_spec(config))
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=optimizer.iterations,
                                          **{runs.EMA_KEY: runs.ema_map(optimizer)})
     manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(args.train_dir, chief, strategy),
@@ -375,25 +377,13 @@ def _check_same_run(run_dir, config):
 
 def _run_config(args, num_classes, num_examples, total_steps):
     from fgtf.models import has_aux_logits
+    from fgtf.models.heads import NO_HEAD, head_options
 
-    has_aux = has_aux_logits(args.model_name, args.train_image_size)
+    aux_logits = has_aux_logits(args.model_name, args.train_image_size) and args.aux_loss_weight > 0
     return {"model_name": args.model_name, "num_classes": num_classes, "image_size": args.train_image_size,
-            "head": args.head, "head_options": _head_options(args), "aux_logits": bool(has_aux and args.aux_loss_weight > 0 and args.head == "none"),
+            "head": args.head, "head_options": head_options(args), "aux_logits": aux_logits and args.head == NO_HEAD,
             "dataset_name": args.dataset_name, "num_train_examples": num_examples, "total_steps": total_steps,
             "batch_size": args.batch_size, "label_smoothing": args.label_smoothing, "optimizer": args.optimizer}
-
-
-def _head_options(args):
-    """Keyword arguments of the head's builder (fgtf.models.heads)."""
-    if args.head == "sef":
-        return {"groups": args.sef_groups}
-    if args.head == "sam":
-        return {"target": args.sam_target, "bilinear": None if args.sam_bilinear == "none" else args.sam_bilinear}
-    if args.head == "cle":
-        from fgtf.models.heads import cle_loss_weights
-
-        return {"loss_weights": list(cle_loss_weights(args.dataset_name))}
-    return {}
 
 
 def _optimizer(args, num_examples, total_steps):
@@ -414,13 +404,14 @@ def _optimizer(args, num_examples, total_steps):
 def _prepare_trainable(model, args):
     import keras
 
+    from fgtf._keras_internals import flatten_layers
     from fgtf.optimization import apply_weight_decay, freeze_outside_scopes
 
     if args.trainable_scopes:
         freeze_outside_scopes(model, args.trainable_scopes)
     apply_weight_decay(model, args.weight_decay)
     if args.batch_norm_decay is not None:
-        for layer in model._flatten_layers(include_self=False, recursive=True):
+        for layer in flatten_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = args.batch_norm_decay
 
@@ -432,7 +423,8 @@ def _compile(model, optimizer, config, args):
 
     loss = SparseCrossentropy(label_smoothing=config["label_smoothing"])
     top5 = Float32TopK(k=min(5, config["num_classes"]), name="top5")
-    if config["head"] == "cle":  # its losses (label-smoothed CE on both views + contrastive) are built in
+    head = _head(config["head"])
+    if head and head.loss_built_in:  # e.g. CLE's: label-smoothed CE on both views + contrastive
         model.compile(optimizer, metrics=["accuracy", top5], jit_compile=args.jit_compile)
     elif config["aux_logits"]:
         model.compile(optimizer, loss=[loss, loss], loss_weights=[1.0, args.aux_loss_weight],
@@ -446,8 +438,9 @@ def _batch_spec(config):
 
     size = config["image_size"]
     images = tf.TensorSpec((None, size, size, 3), tf.float32)
-    if config["head"] == "cle":
-        images = (images, images)
+    head = _head(config["head"])
+    if head and head.views > 1:
+        images = (images,) * head.views
     return images, tf.TensorSpec((None,), tf.int32)
 
 
@@ -456,13 +449,21 @@ def _train_dataset(args, input_context, start_step):
     from fgtf.preprocessing import AREA_RANGE, preprocess_image
 
     preprocessing = functools.partial(preprocess_image, min_crop_area=args.min_crop_area or AREA_RANGE[0])
-    if args.head == "cle":  # two views per image: a base augmentation and its shuffled, masked twin
-        from fgtf.cle_augment import cle_preprocessing
+    head = _head(args.head)
+    if head and head.training_preprocessing:  # e.g. CLE's two views: a base augmentation and its altered twin
+        from fgtf.models.heads import imported
 
-        preprocessing = cle_preprocessing(preprocessing)
+        preprocessing = imported(head.training_preprocessing)(preprocessing)
     return make_dataset(args.shard_dir, "train", skip_bad_records=args.skip_bad_records, image_size=args.train_image_size, batch_size=args.batch_size,
                         training=True, input_context=input_context, seed=args.seed, deterministic=True,
                         label_ratio=args.label_ratio, start_step=start_step, preprocessing=preprocessing)
+
+
+def _head(name):
+    """The `fgtf.models.heads.Head` of a run's --head, None without one."""
+    from fgtf.models.heads import NO_HEAD, head_record
+
+    return None if name == NO_HEAD else head_record(name)
 
 
 def _initialise(model, args, from_run):

@@ -33,6 +33,7 @@ import os
 
 import numpy as np
 
+from fgtf._keras_internals import operation_inputs, producing_operation
 from tfrecord_tools.cli import UserError, cli_main, non_negative_int, positive_int
 
 
@@ -121,8 +122,6 @@ def attention_maps(model, images, class_index=None):
     also `attention` (N, h, w) the predicted attention map."""
     from keras import ops
 
-    from fgtf.models.heads import SAM
-
     logits = model(images, training=False)
     if isinstance(logits, (list, tuple)):  # aux logits come second
         logits = logits[0]
@@ -132,12 +131,12 @@ def attention_maps(model, images, class_index=None):
     maps = {"classes": ops.convert_to_numpy(classes),
             "probabilities": ops.convert_to_numpy(ops.take_along_axis(
                 probabilities, ops.cast(classes, "int32")[:, None], axis=1)[:, 0])}
-    if isinstance(model, SAM):
-        sam = model.attention_maps(images, ops.cast(classes, "int32"))
-        maps["attention"] = ops.convert_to_numpy(sam["predicted"])
-        maps["cam"] = ops.convert_to_numpy(sam["cam"])
-        return maps
     feature_map_of, kernel = class_activation_source(model)
+    if feature_map_of is None:  # a head that draws its own maps (SAM)
+        own = model.attention_maps(images, ops.cast(classes, "int32"))
+        maps["attention"] = ops.convert_to_numpy(own["predicted"])
+        maps["cam"] = ops.convert_to_numpy(own["cam"])
+        return maps
     cam = class_activation_map(feature_map_of(images), kernel, classes)
     maps["cam"] = ops.convert_to_numpy(ops.relu(cam))
     return maps
@@ -146,21 +145,16 @@ def attention_maps(model, images, class_index=None):
 def class_activation_source(model):
     """(feature_map_of, kernel) for the CAM of a run's network: a function
     images -> feature map (N, h, w, C) (inference mode) and the classifier
-    kernel (C, K) applied to its spatial mean. SAM computes its own maps
-    (returns None, None). Raises UserError for an unsupported network."""
+    kernel (C, K) applied to its spatial mean, as its head's `cam_source`
+    gives them (fgtf.models.heads.HEADS). A head that computes its own maps
+    (SAM) gives (None, None). Raises UserError for an unsupported network."""
     import keras
 
-    from fgtf.models.heads import SAM, SEF, CLEModel
+    from fgtf.models.heads import head_of
 
-    if isinstance(model, SAM):
-        return None, None
-    if isinstance(model, SEF):
-        return model.feature_map, model.global_classifier.kernel
-    if isinstance(model, CLEModel):
-        if model.feature_pool is None:
-            raise UserError(f"no CAM for CLE on {model.backbone.name}: its backbone outputs pooled vectors, "
-                            "not a feature map")
-        return (lambda images: model.backbone(images, training=False)), model.head.kernel
+    head = head_of(model)
+    if head is not None:
+        return head.cam_source(model) if head.cam_source else (None, None)
     feature_tensor, classifier = _linear_classifier_on_pool(model)
     feature_model = keras.Model(model.input, feature_tensor)
     kernel = keras.ops.reshape(classifier.kernel, (-1, classifier.kernel.shape[-1]))
@@ -211,7 +205,7 @@ def _linear_classifier_on_pool(model):
 
     passthrough = (layers.Flatten, layers.Reshape, layers.Dropout)
     tensor = model.outputs[0] if getattr(model, "outputs", None) else None
-    layer = _producer(tensor)
+    layer = producing_operation(tensor)
     while isinstance(layer, passthrough):
         tensor, layer = _layer_input(tensor)
     classifier = layer
@@ -230,16 +224,10 @@ def _linear_classifier_on_pool(model):
     return feature_tensor, classifier
 
 
-def _producer(tensor):
-    history = getattr(tensor, "_keras_history", None)
-    return history.operation if history is not None else None
-
-
 def _layer_input(tensor):
     """(input tensor, its producing layer) of the layer that made `tensor`."""
-    history = tensor._keras_history
-    (source,) = history.operation._inbound_nodes[history.node_index].input_tensors
-    return source, _producer(source)
+    (source,) = operation_inputs(tensor)
+    return source, producing_operation(source)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ def test_learning_rate_schedules():
     assert float(optimization.SlimLearningRate(0.3, "fixed")(1000)) == pytest.approx(0.3)
     warmup = optimization.SlimLearningRate(0.1, "warmup_linear", warmup_steps=10, total_steps=110,
                                            end_learning_rate=0.0)
-    assert [round(float(warmup(s)), 6) for s in (0, 5, 10, 60, 110)] == [0.0, 0.05, 0.1, 0.05, 0.0]
+    # CLE-ViT's schedule: from lr / 1000, update g at lr(g - 1) (updates 0 and 1 alike)
+    assert [round(float(warmup(s)), 6) for s in (0, 1, 6, 11, 61, 111)] == [0.0001, 0.0001, 0.05005, 0.1, 0.05, 0.0]
     assert optimization.decay_steps_for(5994, 32, 2.0) == 374
 
 

@@ -1,5 +1,7 @@
 """What every fgtf head shares: a `keras.Model` that wraps a backbone's
-feature map and adds its own training losses to the compiled one.
+feature map and adds its own training losses to the compiled one, and the
+PyTorch-style pieces the ported heads are built from (`TorchBatchNormalization`,
+`torch_linear_initializers`, `torch_dense`, `same_label_mask`).
 
 A head model returns the classification logits at inference (`predict`,
 `evaluate`, `model(x)`), and in training mode (`model(x, training=True)`, as
@@ -10,7 +12,9 @@ unchanged, on one device or under `tf.distribute`. Each term is also tracked
 as a metric of the same name and shows up in the `fit` logs.
 """
 import keras
-from keras import ops
+from keras import layers, ops
+
+from fgtf._keras_internals import aggregate_additional_loss
 
 
 def feature_map_channels(backbone):
@@ -70,10 +74,10 @@ class HeadModel(keras.Model):
         for tracker in self.term_trackers:
             tracker.update_state(terms[tracker.name])
         for name, value in terms.items():
-            # `_aggregate_additional_loss` is how Keras adds `add_loss` terms:
-            # float cast plus the 1/replicas scaling the compiled loss also gets.
+            # As Keras adds `add_loss` terms: float cast plus the 1/replicas
+            # scaling the compiled loss also gets.
             loss = loss + (value if name in self.batch_sum_terms
-                           else self._aggregate_additional_loss(value))
+                           else aggregate_additional_loss(self, value))
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -103,3 +107,42 @@ def torch_linear_initializers(fan_in):
     bound = 1.0 / float(fan_in) ** 0.5
     return (keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform"),
             keras.initializers.RandomUniform(-bound, bound))
+
+
+def torch_dense(units, fan_in, name, **kwargs):
+    """A `Dense` layer built for `fan_in` inputs and initialised as PyTorch's
+    `nn.Linear` (`torch_linear_initializers`); `kwargs` go to `Dense`."""
+    kernel_init, bias_init = torch_linear_initializers(fan_in)
+    layer = layers.Dense(units, kernel_initializer=kernel_init, bias_initializer=bias_init, name=name, **kwargs)
+    layer.build((None, fan_in))
+    return layer
+
+
+def same_label_mask(labels, dtype="float32"):
+    """(N, N) of `dtype`: 1 where rows m and n of labels (N,) have the same
+    label (diagonal included), else 0."""
+    labels = ops.reshape(labels, (-1,))
+    return ops.cast(ops.equal(labels[:, None], labels[None, :]), dtype)
+
+
+@keras.saving.register_keras_serializable(package="fgtf")
+class TorchBatchNormalization(layers.BatchNormalization):
+    """`BatchNormalization` (channels last) that updates its moving variance
+    with the unbiased batch variance (x n/(n-1)), as `torch.nn.BatchNorm1d`
+    (rows, features) and `BatchNorm2d` (maps) do; the normalisation itself
+    uses the biased variance in both. `momentum` is Keras's (PyTorch's
+    momentum 0.1 is 0.9 here)."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.axis % len(inputs.shape) != len(inputs.shape) - 1:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, "float32")
+        mean, variance = ops.moments(x, axes=tuple(range(len(x.shape) - 1)))
+        count = ops.cast(ops.size(x), "float32") / ops.cast(ops.shape(x)[-1], "float32")
+        unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum
+                                    + unbiased * (1.0 - self.momentum))
+        outputs = ops.batch_normalization(x, mean, variance, axis=-1, offset=self.beta,
+                                          scale=self.gamma, epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)

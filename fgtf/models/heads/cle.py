@@ -2,16 +2,16 @@
 learning around any backbone, as a `keras.Model` whose losses live in the model.
 
     train = make_dataset(source, "train", image_size=448, batch_size=12, training=True,
-                         preprocessing=fgtf.cle_augment.cle_preprocessing())   # ((base, altered), y)
+                         preprocessing=fgtf.preprocessing.cle.cle_preprocessing())   # ((base, altered), y)
     backbone = fgtf.models.build_model("swin_base", include_top=False, pooling="avg",
                                        input_shape=(448, 448, 3), drop_path_rate=0.5,
                                        weights="checkpoints/swin_base_patch4_window7_224_22k.pth")
     model = build_cle(backbone, num_classes=200, loss_weights=cle_loss_weights("cub_200"))
-    model.compile(optimizer=cle_optimizer(model, 2.34375e-5, steps_per_epoch=steps, epochs=40),
+    model.compile(optimizer=fgtf.optimization.cle_optimizer(model, 2.34375e-5, steps_per_epoch=steps, epochs=40),
                   metrics=["accuracy"])
     model.fit(train, steps_per_epoch=steps, epochs=40, validation_data=validation)
 
-Training batches are `((base, altered), labels)` (see `fgtf.cle_augment`):
+Training batches are `((base, altered), labels)` (see `fgtf.preprocessing.cle`):
 both views go through the backbone in one pass (concatenated on the batch
 axis, so rows i and i + B are the two views of image i), and the loss is
 
@@ -29,6 +29,10 @@ the batch.
 """
 import keras
 from keras import layers, ops
+
+from fgtf._keras_internals import aggregate_additional_loss
+from fgtf.losses import label_smoothed_cross_entropy
+from fgtf.models.heads.base import same_label_mask
 
 LABEL_SMOOTHING = 0.1
 CONTRASTIVE_MARGIN = 0.4
@@ -64,126 +68,6 @@ def build_cle(backbone, num_classes, loss_weights=DEFAULT_LOSS_WEIGHTS, margin=C
                     label_smoothing=label_smoothing, name=name)
 
 
-def cle_optimizer(model, learning_rate, steps_per_epoch, epochs=200, warmup_epochs=20,
-                  weight_decay=0.05, global_clipnorm=5.0, head_multiplier=5.0):
-    """CLE-ViT's optimiser: AdamW (betas 0.9/0.999, eps 1e-8, decoupled weight
-    decay `weight_decay`, none on 1-D variables (norms, biases) or on relative
-    position bias tables), global-norm clipping at `global_clipnorm`, and the
-    `WarmupLinearDecay` schedule from learning_rate / 1000 over
-    `warmup_epochs` to `learning_rate`, then down to 1 % at `epochs`.
-
-    The classifier `head` (kernel and bias) is the original's second parameter
-    group: its peak rate is `head_multiplier` x learning_rate (`--head_mul`),
-    its warm-up starts from the same learning_rate / 1000, and its weight decay
-    is taken at its own rate, as PyTorch's AdamW does per group.
-
-    learning_rate: the batch-scaled rate (the original: lr · batch / 512, e.g.
-        1e-3 · 12 / 512 = 2.34375e-5).
-    """
-    start = learning_rate / 1000.0
-    warmup_steps, total_steps = warmup_epochs * steps_per_epoch, epochs * steps_per_epoch
-    optimizer = HeadRateAdamW(
-        WarmupLinearDecay(learning_rate, start, warmup_steps, total_steps),
-        head_learning_rate=WarmupLinearDecay(head_multiplier * learning_rate, start, warmup_steps, total_steps),
-        head_variables=[v.path for v in model.head.trainable_variables], weight_decay=weight_decay,
-        beta_1=0.9, beta_2=0.999, epsilon=1e-8, global_clipnorm=global_clipnorm)
-    optimizer.exclude_from_weight_decay(var_list=[
-        v for v in model.trainable_variables
-        if len(v.shape) <= 1 or "relative_position_bias_table" in v.path])
-    return optimizer
-
-
-@keras.saving.register_keras_serializable(package="fgtf")
-class HeadRateAdamW(keras.optimizers.AdamW):
-    """AdamW with a second parameter group: the variables whose paths are in
-    `head_variables` follow `head_learning_rate` (a float or a schedule of the
-    iteration), for their Adam step and their decoupled weight decay alike;
-    every other variable follows `learning_rate`. Other arguments are AdamW's."""
-
-    def __init__(self, learning_rate, head_learning_rate, head_variables=(), **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        self.head_learning_rate = head_learning_rate
-        self.head_variables = tuple(head_variables)
-        self._head_indices = frozenset()
-
-    def build(self, var_list):
-        super().build(var_list)
-        found = {v.path for v in var_list} & set(self.head_variables)
-        if found != set(self.head_variables):
-            raise ValueError(f"head variables {sorted(set(self.head_variables) - found)} are not among the "
-                             f"variables to train")
-        self._head_indices = frozenset(self._get_variable_index(v) for v in var_list
-                                       if v.path in self.head_variables)
-
-    def update_step(self, gradient, variable, learning_rate):
-        if not self._is_head(variable):
-            return super().update_step(gradient, variable, learning_rate)
-        head_rate = self.head_learning_rate
-        if isinstance(head_rate, keras.optimizers.schedules.LearningRateSchedule):
-            head_rate = head_rate(self.iterations)
-        head_rate = ops.cast(head_rate, variable.dtype)
-        # Skipped by the shared weight-decay pass (see `_use_weight_decay`):
-        # decay at the head's own rate, before the Adam step, as AdamW does.
-        if super()._use_weight_decay(variable):
-            self.assign(variable, variable - variable * ops.cast(self.weight_decay, variable.dtype) * head_rate)
-        return super().update_step(gradient, variable, head_rate)
-
-    def _use_weight_decay(self, variable):
-        """Whether the shared pass at `learning_rate` decays `variable` (head
-        variables are decayed in `update_step` at the head's rate instead)."""
-        return not self._is_head(variable) and super()._use_weight_decay(variable)
-
-    def _is_head(self, variable):
-        return bool(self._head_indices) and self._get_variable_index(variable) in self._head_indices
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"head_learning_rate": keras.saving.serialize_keras_object(self.head_learning_rate),
-                       "head_variables": list(self.head_variables)})
-        return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        config["head_learning_rate"] = keras.saving.deserialize_keras_object(config["head_learning_rate"],
-                                                                            custom_objects=custom_objects)
-        return super().from_config(config, custom_objects=custom_objects)
-
-
-@keras.saving.register_keras_serializable(package="fgtf")
-class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """The CLE-ViT repository's per-iteration `LinearLRScheduler`:
-    `lr(t) = start + t · (peak - start) / warmup_steps` for t < warmup_steps,
-    then `peak - (1 - final_fraction) · peak · (t - warmup_steps) /
-    (total_steps - warmup_steps)`. As in the original loop, update g (0-based)
-    runs at lr(g - 1), so updates 0 and 1 both run at `start`."""
-
-    def __init__(self, peak, start, warmup_steps, total_steps, final_fraction=0.01):
-        self.peak, self.start, self.final_fraction = float(peak), float(start), float(final_fraction)
-        self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
-
-    def __call__(self, step):
-        t = ops.maximum(ops.cast(step, "float32") - 1.0, 0.0)
-        warmup = self.start + t * (self.peak - self.start) / max(self.warmup_steps, 1)
-        decay = self.peak - (1.0 - self.final_fraction) * self.peak * (t - self.warmup_steps) / max(
-            self.total_steps - self.warmup_steps, 1)
-        return ops.where(t < self.warmup_steps, warmup, decay)
-
-    def get_config(self):
-        return {"peak": self.peak, "start": self.start, "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps, "final_fraction": self.final_fraction}
-
-
-def label_smoothed_cross_entropy(labels, logits, smoothing=LABEL_SMOOTHING):
-    """Per-example (B,) float32 `(1-ε)·(-log p_y) + ε·mean_k(-log p_k)`, p =
-    softmax(logits); timm's LabelSmoothingCrossEntropy before its mean.
-    labels: int (B,); logits: (B, K)."""
-    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-    labels = ops.reshape(ops.cast(labels, "int32"), (-1, 1))
-    nll = -ops.squeeze(ops.take_along_axis(log_probs, labels, axis=-1), axis=-1)
-    return (1.0 - smoothing) * nll - smoothing * ops.mean(log_probs, axis=-1)
-
-
 def cosine_similarity_matrix(features):
     """(N, N) float32 cosines of the rows of `features` (N, C), each row
     divided by max(its L2 norm, 1e-12) as torch's F.normalize does."""
@@ -191,12 +75,6 @@ def cosine_similarity_matrix(features):
     norms = ops.sqrt(ops.sum(ops.square(features), axis=-1, keepdims=True))
     unit = features / ops.maximum(norms, 1e-12)
     return ops.matmul(unit, ops.transpose(unit))
-
-
-def same_label_mask(labels):
-    """(N, N) float32: 1 where rows m and n have the same label (diagonal included)."""
-    labels = ops.reshape(labels, (-1,))
-    return ops.cast(ops.equal(labels[:, None], labels[None, :]), "float32")
 
 
 def contrastive_loss(features, labels, margin=CONTRASTIVE_MARGIN):
@@ -267,11 +145,11 @@ class CLEModel(keras.Model):
             self.contrastive_loss_tracker.update_state(con)
             w_o, w_s, w_c = self.loss_weights
             total = w_o * ce_base + w_s * ce_altered + w_c * con
-        # `_aggregate_additional_loss` is Keras's own per-replica scaling (1 /
-        # replicas under tf.distribute, whose gradients are summed over replicas).
-        total = self._aggregate_additional_loss(total)
+        # Keras's own per-replica scaling (1 / replicas under tf.distribute,
+        # whose gradients are summed over replicas).
+        total = aggregate_additional_loss(self, total)
         for extra in self.losses:   # regularisers of the backbone
-            total = total + self._aggregate_additional_loss(extra)
+            total = total + aggregate_additional_loss(self, extra)
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -293,6 +171,8 @@ class CLEModel(keras.Model):
     def compile_from_config(self, config):
         """Recompile a loaded model as it was saved (Keras skips models whose
         `compile` is overridden), optimizer state included."""
+        import fgtf.optimization  # noqa: F401  (registers cle_optimizer's optimizer and schedule for loading)
+
         self.compile(**keras.saving.deserialize_keras_object(config))
         self.optimizer.build(self.trainable_variables)
 

@@ -48,7 +48,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fgtf.models.heads.base import HeadModel, torch_linear_initializers
+from fgtf.models.heads.base import HeadModel, TorchBatchNormalization, torch_linear_initializers
 
 TARGETS = ("cam", "gradcam")
 BILINEAR = (None, "single", "multi", "compact")
@@ -370,27 +370,6 @@ class SAM(HeadModel):
         projected = class_weights - ops.sum(unit * class_weights, axis=-1, keepdims=True) * unit
         mask_mean = ops.mean(mask, axis=(1, 2))[:, None]
         return mask_mean / positions * projected / norm
-
-
-@keras.saving.register_keras_serializable(package="fgtf")
-class TorchBatchNormalization(layers.BatchNormalization):
-    """`BatchNormalization` (channels last) that updates its moving variance
-    with the unbiased batch variance (x n/(n-1)), as `torch.nn.BatchNorm2d`
-    does; the normalisation itself uses the biased variance in both."""
-
-    def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.axis % len(inputs.shape) != len(inputs.shape) - 1:
-            return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, "float32")
-        mean, variance = ops.moments(x, axes=tuple(range(len(x.shape) - 1)))
-        count = ops.cast(ops.size(x), "float32") / ops.cast(ops.shape(x)[-1], "float32")
-        unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(self.moving_variance * self.momentum
-                                    + unbiased * (1.0 - self.momentum))
-        outputs = ops.batch_normalization(x, mean, variance, axis=-1, offset=self.beta,
-                                          scale=self.gamma, epsilon=self.epsilon)
-        return ops.cast(outputs, self.compute_dtype)
 
 
 def _check_options(target, bilinear, train_feature, test_feature, gap_warmup_steps,

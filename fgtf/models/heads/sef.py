@@ -27,9 +27,9 @@ compile with `SparseCategoricalCrossentropy(from_logits=True)`. Everything
 is `keras.ops`, so the head runs on every Keras backend.
 """
 import keras
-from keras import layers, ops
+from keras import ops
 
-from fgtf.models.heads.base import HeadModel, torch_linear_initializers
+from fgtf.models.heads.base import HeadModel, torch_dense
 
 # float32 machine epsilon, added to the channel norms as the original does
 COSINE_EPSILON = 1.1920929e-07
@@ -134,9 +134,9 @@ class SEF(HeadModel):
         self.groups = int(groups)
         self.rho, self.beta, self.gamma = float(rho), float(beta), float(gamma)
         self.ends = group_ends(self.channels, self.groups)
-        self.global_classifier = _dense(num_classes, self.channels, "fc")
+        self.global_classifier = torch_dense(num_classes, self.channels, "fc", dtype="float32")
         starts = [0] + self.ends[:-1]
-        self.local_classifiers = [_dense(num_classes, end - start, f"fclocal_{k}")
+        self.local_classifiers = [torch_dense(num_classes, end - start, f"fclocal_{k}", dtype="float32")
                                   for k, (start, end) in enumerate(zip(starts, self.ends))]
         self.built = True  # every layer is built: saves and loads without a sample call
 
@@ -174,14 +174,6 @@ class SEF(HeadModel):
     def get_config(self):
         return {**super().get_config(), "groups": self.groups,
                 "rho": self.rho, "beta": self.beta, "gamma": self.gamma}
-
-
-def _dense(units, fan_in, name):
-    kernel_init, bias_init = torch_linear_initializers(fan_in)
-    layer = layers.Dense(units, kernel_initializer=kernel_init, bias_initializer=bias_init,
-                         dtype="float32", name=name)
-    layer.build((None, fan_in))
-    return layer
 
 
 def _group_membership(ends):

@@ -12,25 +12,24 @@ the pipeline's seed (CLE-ViT augments the two views independently: each its
 own crop, flip and colour; the altered view is erased and shuffled after):
 
     train = make_dataset(source, "train", image_size=448, batch_size=12, training=True,
-                         preprocessing=fgtf.cle_augment.cle_preprocessing())
+                         preprocessing=fgtf.preprocessing.cle.cle_preprocessing())
     # -> ((base, altered), labels) batches, what fgtf.models.heads.build_cle's model trains on;
     # with training=False the same preprocessing gives plain single-view batches.
 
-Or on batches of any (images, labels) dataset, building the altered view from
-the same base view (draws from TF's global random state):
-
-    dataset = dataset.map(fgtf.cle_augment.cle_views)   # or make_dataset(..., batch_transform=cle_views)
-
-Images are float (height, width, channels) or (batch, height, width,
-channels), already normalised: the erased box takes the value 0, the mean
-colour after normalisation (the middle grey of fgtf's [-1, 1] inception
-preprocessing). Height and width must be even (multiples of the grid). Every
-random draw can be given instead (`erase_boxes`, `permutations`), which is how
-the port is checked against the reference.
+`altered_view` also works on a batch of images (drawing from TF's global
+random state unless given a seed). Images are float (height, width,
+channels) or (batch, height, width, channels), already normalised: the
+erased box takes the value 0, the mean colour after normalisation (the
+middle grey of fgtf's [-1, 1] inception preprocessing). Height and width
+must be even (multiples of the grid). Every random draw can be given
+instead (`erase_boxes`, `permutations`), which is how the port is checked
+against the reference.
 """
 import math
 
 import tensorflow as tf
+
+from fgtf.preprocessing.inception import preprocess_image
 
 ERASE_AREA_RANGE = (0.15, 0.45)
 ERASE_ASPECT_RANGE = (0.3, 3.3)
@@ -38,21 +37,13 @@ ERASE_ATTEMPTS = 10
 SHUFFLE_GRID = 2
 
 
-def cle_views(images, labels):
-    """Dataset map function over batches (or single examples):
-    `(images, labels) -> ((images, altered_view(images)), labels)`."""
-    return (images, altered_view(images)), labels
-
-
-def cle_preprocessing(preprocess=None):
+def cle_preprocessing(preprocess=preprocess_image):
     """A `preprocessing` callable for `fgtf.input_pipeline.make_dataset`:
     `fn(encoded, image_size, training, seed)`. In training it returns
     `(base, altered)`: two independent augmentations of the image by
-    `preprocess` (default `fgtf.preprocessing.preprocess_image`), the second
+    `preprocess` (default: the inception preprocessing), the second
     turned into the altered view; every draw comes from the example's
     stateless `seed`. In evaluation it returns `preprocess`'s single view."""
-    if preprocess is None:
-        from fgtf.preprocessing import preprocess_image as preprocess
 
     def two_views(encoded, image_size, training, seed=None):
         if not training:
