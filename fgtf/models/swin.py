@@ -115,7 +115,7 @@ def SwinTransformer(embed_dim, depths, num_heads, window_size=7, patch_size=4, m
         x = predictions(x, classifier_activation)
     else:
         x = global_pool(x, pooling)
-    return finish_model(inputs, x, name, weights)
+    return finish_model(inputs, x, name=name, weights=weights)
 
 
 def relative_position_index(window_size):
