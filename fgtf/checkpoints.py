@@ -1,16 +1,15 @@
 """TF-Slim checkpoints, Keras weights files, fgtf runs and SavedModels -> Keras networks.
 
-    model = fgtf.models.build_model("inception_v3", classes=10, classifier_activation=None)
-    fgtf.checkpoints.load_slim_checkpoint(model, "checkpoints/inception_v3_iNat_299.ckpt")
-
     network, used = fgtf.checkpoints.load_network("runs/cub")   # any kind of --checkpoint
 
     python -m fgtf.checkpoints convert --checkpoint X.ckpt --model inception_v3 --out X.weights.h5
     python -m fgtf.checkpoints convert --checkpoint runs/cub --out cub.weights.h5
 
-Every Keras weight is matched to exactly one checkpoint variable by the naming
-rule of `fgtf.models.layers.slim_variable_name`. `convert` maps a TF-Slim
-checkpoint (or the plain network of an fgtf training run, its EMA weights
+A `--checkpoint` path is told apart here (`checkpoint_kind`), the network it
+needs is built, and its weights go in through the loaders of
+`fgtf.models.weights` (slim name mapping, Keras files, run checkpoints); a
+SavedModel / TF-Hub folder is wrapped as an opaque Keras model. `convert`
+maps a TF-Slim checkpoint (or the plain network of an fgtf training run, its EMA weights
 when it kept them, or a Keras `.weights.h5` of `--model`) onto the fgtf
 network once and writes a Keras `.weights.h5` that records which network
 it holds. Every command that takes weights reads them through
@@ -20,36 +19,15 @@ what it loaded with `describe`.
 import argparse
 import os
 
-import numpy as np
-
-from fgtf._keras_internals import flatten_layers, own_variables
+from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for callers of fgtf.checkpoints)
+    CLASSIFIER_SCOPES, EMA_SUFFIX, checkpoint_prefix, keras_weights_record, load_keras_weights, load_slim_checkpoint,
+    load_weights, save_keras_weights)
 from tfrecord_tools.cli import UserError, cli_main, positive_int
 
-EMA_SUFFIX = "/ExponentialMovingAverage"
-# Variables whose shadow copy the original feature extraction restored; BN
-# moving statistics always come from their plain names.
-_TRAINABLE = ("kernel", "bias", "gamma", "beta")
-# Classifier scopes of slim checkpoints (ResNets spell theirs in lower case).
-CLASSIFIER_SCOPES = ("Logits", "logits", "AuxLogits")
 # The backbone a TF-Slim checkpoint or unrecorded weights file is taken for when --model is not given.
 DEFAULT_MODEL = "inception_v3"
 # The side a SavedModel / TF-Hub folder is fed at unless --image_size or its fgtf model card says otherwise.
 SAVED_MODEL_IMAGE_SIZE = 299
-KINDS = ("slim", "keras", "run", "saved_model")
-
-
-def load_weights(model, path, *, exclude_scopes=(), use_ema="auto"):
-    """Load `path` into `model` by its kind: a Keras weights file
-    (`*.weights.h5`, see `load_keras_weights`), anything else as a TF-Slim
-    checkpoint (see `load_slim_checkpoint`). Returns True when EMA shadows
-    were read, False when not, None when the file does not say (Keras
-    weights not written by fgtf)."""
-    path = os.fspath(path)
-    if path.endswith(".h5"):
-        load_keras_weights(model, path, exclude_scopes=exclude_scopes)
-        return keras_weights_record(path).get("ema")
-    read = load_slim_checkpoint(model, path, exclude_scopes=exclude_scopes, use_ema=use_ema)
-    return any(name.endswith(EMA_SUFFIX) for name in read)
 
 
 def checkpoint_kind(path):
@@ -124,7 +102,7 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
         network = build_backbone(name, image_size, classes=classes, aux_logits=record.get("aux_logits", False))
     else:
         name = model or DEFAULT_MODEL
-        network = _slim_network(name, _checkpoint_prefix(checkpoint), image_size, include_top=include_top,
+        network = _slim_network(name, checkpoint_prefix(checkpoint), image_size, include_top=include_top,
                                 num_classes=num_classes)
     used = load_into(network, checkpoint, model_name=name, use_ema=use_ema,
                      exclude_scopes=() if include_top else CLASSIFIER_SCOPES)
@@ -161,7 +139,7 @@ def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=
         load_keras_weights(backbone, checkpoint, exclude_scopes=exclude_scopes)
         weights, ema = checkpoint, keras_weights_record(checkpoint).get("ema")
     else:
-        weights = _checkpoint_prefix(checkpoint)
+        weights = checkpoint_prefix(checkpoint)
         read = load_slim_checkpoint(backbone, weights, exclude_scopes=exclude_scopes,
                                     use_ema="auto" if use_ema else False)
         ema = any(name.endswith(EMA_SUFFIX) for name in read)
@@ -235,171 +213,6 @@ def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
             raise
         # The builders say it Keras-applications style; for a user it is an --image_size mistake.
         raise UserError(f"--image_size {image_size} is too small for {model}: {error}") from None
-
-
-def keras_weights_record(path):
-    """What an fgtf-written `.weights.h5` says it holds: {'model', 'classes',
-    'aux_logits', 'ema'} (those present; empty for other Keras files)."""
-    import h5py
-
-    if not os.path.isfile(path):
-        raise UserError(f"weights file {path} not found")
-    with h5py.File(path, "r") as handle:
-        attrs = dict(handle.attrs)
-    record = {}
-    if "fgtf_model" in attrs:
-        record["model"] = str(attrs["fgtf_model"])
-    if "fgtf_classes" in attrs:
-        record["classes"] = int(attrs["fgtf_classes"])
-    for key in ("aux_logits", "ema"):
-        if f"fgtf_{key}" in attrs:
-            record[key] = bool(attrs[f"fgtf_{key}"])
-    return record
-
-
-def load_keras_weights(model, path, *, exclude_scopes=()):
-    """Load a `.weights.h5` file. Files written by `fgtf.checkpoints convert`
-    (or by training) record the network they hold (name, classes, aux logits);
-    when `model` is built differently (e.g. `include_top=False`, another class
-    count with the classifier excluded) the recorded network is rebuilt, loaded,
-    and its weights copied to `model` layer by layer, by name."""
-    record = keras_weights_record(path)
-    excluded = _absolute_scopes(exclude_scopes, model.name)
-    if "model" not in record:
-        _load_unrecorded_weights(model, path)
-        return
-    from fgtf.models import build_model
-
-    extra = {"aux_logits": True} if record.get("aux_logits") else {}
-    source = build_model(record["model"], classes=record["classes"], classifier_activation=None, **extra)
-    if source.name != model.name:
-        raise UserError(f"{path} holds {source.name} weights, not {model.name}")
-    source.load_weights(path)
-    copied, mismatched = 0, []
-    for layer in flatten_layers(model):
-        if not layer.weights or _in_scopes(slim_scope(model.name, layer.name), excluded):
-            continue
-        try:
-            source_layer = source.get_layer(layer.name)
-        except ValueError:
-            mismatched.append(f"{layer.name} (not in the file)")
-            continue
-        shapes = [tuple(w.shape) for w in source_layer.weights]
-        if shapes != [tuple(w.shape) for w in layer.weights]:
-            mismatched.append(f"{layer.name} {shapes} vs Keras {[tuple(w.shape) for w in layer.weights]}")
-            continue
-        layer.set_weights(source_layer.get_weights())
-        copied += 1
-    if mismatched:
-        raise UserError(f"{path} does not fit model {model.name}: {len(mismatched)} layers differ "
-                        f"({_few(mismatched)}); pass exclude_scopes for parts that are meant to differ")
-
-
-def _load_unrecorded_weights(model, path):
-    """`model.load_weights` of a Keras file that does not say which network it
-    holds; a file of another network is one UserError sentence (Keras would
-    warn about each layer it lacks, then raise)."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model.load_weights(path)
-        except (ValueError, KeyError) as error:
-            if isinstance(error, UserError):
-                raise
-            raise UserError(f"{path} does not hold weights of {model.name} ({type(error).__name__}); pass weights "
-                            f"of that network, or choose its --model") from None
-    for warning in caught:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-
-
-def save_keras_weights(model, path, model_name, classes, aux_logits, ema=None):
-    """`model.save_weights` to `path` atomically, recording which fgtf network
-    it is (and, when known, whether they are EMA weights) so
-    `load_keras_weights` can load it into other builds of that network."""
-    import h5py
-
-    from fgtf.fileio import atomic_path
-
-    with atomic_path(path) as tmp:
-        model.save_weights(tmp)
-        with h5py.File(tmp, "a") as handle:
-            handle.attrs["fgtf_model"] = model_name
-            handle.attrs["fgtf_classes"] = int(classes)
-            handle.attrs["fgtf_aux_logits"] = bool(aux_logits)
-            if ema is not None:
-                handle.attrs["fgtf_ema"] = bool(ema)
-
-
-def load_slim_checkpoint(model, path, *, exclude_scopes=(), use_ema="auto"):
-    """Assign the variables of the TF-Slim checkpoint at `path` (a `.ckpt`
-    prefix, or a folder holding one) to `model`, whose name is the slim top
-    scope (e.g. `InceptionV3`).
-
-    exclude_scopes: slim scopes (`"Logits"` or `"InceptionV3/Logits"`, a list or
-        a comma-separated string) left out on both sides, e.g. the classifier
-        when the class count differs.
-    use_ema: `"auto"` reads `<var>/ExponentialMovingAverage` for trainable
-        variables when the checkpoint has those shadows; `True` requires them;
-        `False` reads the plain variables.
-    Returns the list of checkpoint variable names that were read.
-    Raises UserError naming every shape mismatch, unmatched weight and unused
-    checkpoint variable at once.
-    """
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(_checkpoint_prefix(path))
-    shapes = reader.get_variable_to_shape_map()
-    top = model.name
-    excluded = _absolute_scopes(exclude_scopes, top)
-    has_ema = any(name.endswith(EMA_SUFFIX) for name in shapes)
-    if use_ema is True and not has_ema:
-        raise UserError(f"checkpoint {path} has no ExponentialMovingAverage variables (use_ema=True)")
-    read_ema = has_ema and use_ema in ("auto", True)
-
-    assignments, missing, mismatched, used = [], [], [], set()
-    for layer, variable in _layer_variables(model):
-        short = variable.name.rsplit("/", 1)[-1].split(":")[0]
-        name = slim_variable_name(top, layer.name, short)
-        if _in_scopes(name, excluded):
-            continue
-        source = name + EMA_SUFFIX if read_ema and short in _TRAINABLE and name + EMA_SUFFIX in shapes else name
-        if source not in shapes:
-            missing.append(name)
-            continue
-        used.add(name)
-        if tuple(shapes[source]) != tuple(variable.shape):
-            mismatched.append(f"{source} {tuple(shapes[source])} vs Keras {tuple(variable.shape)}")
-            continue
-        assignments.append((variable, source))
-
-    unused = [n for n in shapes if n not in used and not _in_scopes(n, excluded) and not _is_auxiliary(n, used)]
-    # A headless build skips the checkpoint's classifier by itself, as
-    # keras.applications' include_top=False does (slim: ResNets `logits`,
-    # Inception `Logits`/`AuxLogits`); any other unused variable stays an error.
-    model_scopes = {slim_scope(top, layer.name) for layer, _ in _layer_variables(model)}
-    absent = [f"{top}/{s}" for s in CLASSIFIER_SCOPES
-              if not any(_in_scopes(name, (f"{top}/{s}",)) for name in model_scopes)]
-    skipped = [n for n in unused if _in_scopes(n, absent)]
-    if skipped:
-        scopes = sorted({n.split("/")[1] for n in skipped})
-        print(f"skipped {len(skipped)} classifier variables of {path} ({', '.join(scopes)}): "
-              f"model {top} has no such layers")
-        unused = [n for n in unused if n not in skipped]
-    problems = []
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches ({_few(mismatched)})")
-    if missing:
-        problems.append(f"{len(missing)} model weights have no checkpoint variable ({_few(missing)})")
-    if unused:
-        problems.append(f"{len(unused)} checkpoint variables are not used by the model ({_few(sorted(unused))})")
-    if problems:
-        raise UserError(f"checkpoint {path} does not fit model {top}: " + "; ".join(problems)
-                        + "; pass exclude_scopes for parts that are meant to differ")
-    for variable, source in assignments:
-        variable.assign(np.asarray(reader.get_tensor(source), dtype=variable.dtype))
-    return [source for _, source in assignments]
 
 
 @cli_main
@@ -501,59 +314,6 @@ def _checkpoint_classes(shapes, checkpoint):
     raise UserError(f"cannot tell the class count of {checkpoint}; pass --num_classes")
 
 
-def _checkpoint_prefix(path):
-    import tensorflow as tf
-
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
-        if prefix is None:
-            candidates = sorted(f[: -len(".index")] for f in os.listdir(path) if f.endswith(".index"))
-            if not candidates:
-                raise UserError(f"no TF checkpoint (*.index) in folder {path}")
-            prefix = os.path.join(path, candidates[-1])
-        return prefix
-    if not os.path.exists(path + ".index") and not os.path.exists(path):
-        raise UserError(f"checkpoint {path} not found (expected {path}.index and its data files)")
-    return path
-
-
-def _layer_variables(model):
-    """(layer, variable) for every weight of `model`, descending into nested layers."""
-    for layer in flatten_layers(model):
-        for variable in own_variables(layer):
-            yield layer, variable
-
-
-def _absolute_scopes(scopes, top):
-    if isinstance(scopes, str):
-        scopes = scopes.split(",")
-    scopes = [s.strip().strip("/") for s in scopes if s and s.strip()]
-    return tuple(s if s.split("/")[0] == top else f"{top}/{s}" for s in scopes)
-
-
-def _in_scopes(name, scopes):
-    return any(name == s or name.startswith(s + "/") for s in scopes)
-
-
-def _is_auxiliary(name, used):
-    """Checkpoint entries that are not model weights: the step counter, EMA
-    shadows and optimizer slots (`<variable>/<slot>`)."""
-    if name == "global_step" or name.endswith(EMA_SUFFIX):
-        return True
-    parent = name.rsplit("/", 1)[0]
-    while "/" in parent:
-        if parent in used:
-            return True
-        parent = parent.rsplit("/", 1)[0]
-    return False
-
-
-def _few(names, limit=5):
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... {len(names) - limit} more" if len(names) > limit else "")
-
-
 def is_saved_model(path):
     """True for a SavedModel / TF-Hub folder (it holds `saved_model.pb`)."""
     path = os.fspath(path)
@@ -637,20 +397,6 @@ def _hub_features_layer():
             return function(**{key: images})["logits"]
 
     return HubFeatures
-
-
-# The slim naming rule lives in fgtf.models.layers, which imports Keras: these
-# import it on first call, so that `python -m fgtf.checkpoints --help` stays free of TensorFlow.
-def slim_scope(top, layer_name):
-    from fgtf.models.layers import slim_scope as scope
-
-    return scope(top, layer_name)
-
-
-def slim_variable_name(top, layer_name, variable):
-    from fgtf.models.layers import slim_variable_name as name
-
-    return name(top, layer_name, variable)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ import keras
 
 from fgtf._keras_internals import moving_average_pairs
 from fgtf.fileio import write_json
+from fgtf.models.weights import EMA_KEY, ema_variable_key, restore_for_inference  # noqa: F401  (EMA_KEY: for train)
 from tfrecord_tools.cli import UserError
 
 RUN_CONFIG = "run_config.json"
 DONE = "train_done.json"
-EMA_KEY = "ema"
 
 
 def save_run_config(model_dir, config):
@@ -63,11 +63,6 @@ def _build_network(config):
     return build_head(head, backbone, config["num_classes"], **config.get("head_options", {}))
 
 
-def ema_variable_key(variable):
-    """The checkpoint key under `ema/` of a model variable's moving average."""
-    return variable.path.replace("/", ".")
-
-
 def ema_map(optimizer):
     """{key: moving-average variable} for the optimizer's tracked variables
     (empty when the optimizer keeps no EMA). The optimizer must be built."""
@@ -85,28 +80,6 @@ def latest_checkpoint(model_dir_or_prefix):
     if os.path.isdir(model_dir_or_prefix):
         return tf.train.latest_checkpoint(model_dir_or_prefix)
     return model_dir_or_prefix if os.path.exists(model_dir_or_prefix + ".index") else None
-
-
-def restore_for_inference(model, checkpoint_prefix, use_ema=True):
-    """Load a run checkpoint's model weights into `model`, then, when the run kept
-    an EMA of its weights and `use_ema`, the averages over the trained weights.
-    Returns True when EMA weights were used."""
-    import tensorflow as tf
-
-    tf.train.Checkpoint(model=model).restore(checkpoint_prefix).expect_partial()
-    if not use_ema:
-        return False
-    reader = tf.train.load_checkpoint(checkpoint_prefix)
-    stored = reader.get_variable_to_shape_map()
-    used = False
-    for variable in model.weights:
-        # tf.train.Checkpoint escapes "." as ".." and "/" as ".S" in object names
-        escaped = ema_variable_key(variable).replace(".", "..").replace("/", ".S")
-        key = f"{EMA_KEY}/{escaped}/.ATTRIBUTES/VARIABLE_VALUE"
-        if key in stored:
-            variable.assign(reader.get_tensor(key))
-            used = True
-    return used
 
 
 def run_checkpoint(path, model=None):

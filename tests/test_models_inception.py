@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import check_slim_reference
-from fgtf.checkpoints import load_slim_checkpoint
 from fgtf.models import feature_endpoint
 from fgtf.models.inception_v3 import InceptionV3, InceptionV3SE
 from fgtf.models.inception_v4 import InceptionV4
+from fgtf.models.weights import load_slim_checkpoint
 from tfrecord_tools.cli import UserError
 
 BUILDERS = {"inception_v3": InceptionV3, "inception_v3_se": InceptionV3SE, "inception_v4": InceptionV4}

@@ -1,11 +1,11 @@
-"""fgtf.pth: torch-free, code-free reading of torch.save zip checkpoints."""
+"""fgtf.models.pth: torch-free, code-free reading of torch.save zip checkpoints."""
 import collections
 import pickle
 
 import numpy as np
 import pytest
 
-from fgtf.pth import UnsafePickleError, load_pth
+from fgtf.models.pth import UnsafePickleError, load_pth
 from pth_writer import Tensor, TorchGlobal, write_pickle_zip, write_pth
 from tfrecord_tools.cli import UserError
 

@@ -17,6 +17,12 @@ def test_every_record_names_an_importable_builder_and_an_end_point(name):
     assert record.aux_logits == ("aux_logits" in inspect.signature(builder).parameters)
 
 
+def test_every_built_in_network_records_its_minimum_size():
+    # tests/test_model_contract.py builds each network at this size and checks one pixel less is refused.
+    built_in = {name: record for name, record in models._MODELS.items() if not callable(record.builder)}
+    assert len(built_in) >= 12 and all(record.min_size for record in built_in.values())
+
+
 def test_aux_logits_need_the_inception_minimum_size():
     assert models.has_aux_logits("inception_v3")
     assert models.has_aux_logits("inception_v3", models.MIN_AUX_LOGITS_SIZE)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from fgtf.models import feature_endpoint, get_builder
-from fgtf.models.swin import (DropPath, SwinBlock, SwinTiny, SwinTransformer, load_swin_pth,
-                              relative_position_index, shifted_window_mask, torch_key)
+from fgtf.models.swin import (DropPath, SwinBlock, SwinTiny, SwinTransformer, relative_position_index,
+                              shifted_window_mask)
+from fgtf.models.weights import load_swin_pth, torch_key
 from pth_writer import write_pth
 from tfrecord_tools.cli import UserError
 

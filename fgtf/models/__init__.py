@@ -28,7 +28,7 @@ from tfrecord_tools.cli import UserError
 # exists only from 299x299 inputs up.
 MIN_AUX_LOGITS_SIZE = 299
 
-ModelRecord = namedtuple("ModelRecord", "builder feature_endpoint aux_logits")
+ModelRecord = namedtuple("ModelRecord", "builder feature_endpoint aux_logits min_size")
 ModelRecord.__doc__ = """One network of the registry.
 
 builder: its public builder, or `(module, function)` imported on first use so
@@ -36,27 +36,31 @@ builder: its public builder, or `(module, function)` imported on first use so
 feature_endpoint: the layer whose spatial mean the original feature extraction
     used (Swin: the final LayerNorm's (batch, H/32, W/32, C) map).
 aux_logits: whether the builder can add the Inception auxiliary classifier.
+min_size: the smallest input side it builds at (None: not recorded); the
+    Inceptions' stride-2 VALID reductions need 75, Swin's windows a 56x56
+    token grid (224).
 """
 
 
-def _record(module, function, feature_endpoint, aux_logits=False):
-    return ModelRecord((f"fgtf.models.{module}", function), feature_endpoint, aux_logits)
+def _record(module, function, feature_endpoint, *, min_size, aux_logits=False):
+    return ModelRecord((f"fgtf.models.{module}", function), feature_endpoint, aux_logits, min_size)
 
 
 _MODELS = {
-    "inception_v3": _record("inception_v3", "InceptionV3", "Mixed_7c", aux_logits=True),
-    "inception_v3_se": _record("inception_v3", "InceptionV3SE", "Mixed_7c", aux_logits=True),
-    "inception_v4": _record("inception_v4", "InceptionV4", "Mixed_7d", aux_logits=True),
-    "inception_resnet_v2": _record("inception_resnet_v2", "InceptionResNetV2", "Conv2d_7b_1x1.Relu", aux_logits=True),
+    "inception_v3": _record("inception_v3", "InceptionV3", "Mixed_7c", min_size=75, aux_logits=True),
+    "inception_v3_se": _record("inception_v3", "InceptionV3SE", "Mixed_7c", min_size=75, aux_logits=True),
+    "inception_v4": _record("inception_v4", "InceptionV4", "Mixed_7d", min_size=75, aux_logits=True),
+    "inception_resnet_v2": _record("inception_resnet_v2", "InceptionResNetV2", "Conv2d_7b_1x1.Relu", min_size=75,
+                                   aux_logits=True),
     "inception_resnet_v2_se": _record("inception_resnet_v2", "InceptionResNetV2SE", "Conv2d_7b_1x1.Relu",
-                                      aux_logits=True),
-    "resnet_v2_50": _record("resnet_v2", "ResNet50V2", "postnorm.Relu"),
-    "resnet_v2_101": _record("resnet_v2", "ResNet101V2", "postnorm.Relu"),
-    "resnet_v2_152": _record("resnet_v2", "ResNet152V2", "postnorm.Relu"),
-    "swin_tiny": _record("swin", "SwinTiny", "norm"),
-    "swin_small": _record("swin", "SwinSmall", "norm"),
-    "swin_base": _record("swin", "SwinBase", "norm"),
-    "small_cnn": _record("small_cnn", "SmallCNN", "Conv2d_6.Relu"),
+                                      min_size=75, aux_logits=True),
+    "resnet_v2_50": _record("resnet_v2", "ResNet50V2", "postnorm.Relu", min_size=32),
+    "resnet_v2_101": _record("resnet_v2", "ResNet101V2", "postnorm.Relu", min_size=32),
+    "resnet_v2_152": _record("resnet_v2", "ResNet152V2", "postnorm.Relu", min_size=32),
+    "swin_tiny": _record("swin", "SwinTiny", "norm", min_size=224),
+    "swin_small": _record("swin", "SwinSmall", "norm", min_size=224),
+    "swin_base": _record("swin", "SwinBase", "norm", min_size=224),
+    "small_cnn": _record("small_cnn", "SmallCNN", "Conv2d_6.Relu", min_size=32),
 }
 
 PLUGIN_MODULES_VARIABLE = "FGTF_MODEL_MODULES"
@@ -94,7 +98,7 @@ def has_aux_logits(name, image_size=None):
     return model_record(name).aux_logits and (image_size is None or image_size >= MIN_AUX_LOGITS_SIZE)
 
 
-def register_model(name, builder, feature_endpoint, *, aux_logits=None):
+def register_model(name, builder, feature_endpoint, *, aux_logits=None, min_size=None):
     """Make your own backbone available by `name` to `build_model` and every
     fgtf command run in this process. For the command-line tools, call it in
     a module named by `FGTF_MODEL_MODULES` or the `fgtf.models` entry-point
@@ -106,12 +110,13 @@ def register_model(name, builder, feature_endpoint, *, aux_logits=None):
     feature_endpoint: name of the layer whose spatial mean is the image feature.
     aux_logits: whether the builder can add an Inception auxiliary classifier
         (None: when it takes an `aux_logits` argument).
+    min_size: the smallest input side the builder accepts, when you know it.
     """
     if not callable(builder):
         raise TypeError("builder must be a function returning a keras.Model")
     if aux_logits is None:
         aux_logits = "aux_logits" in inspect.signature(builder).parameters
-    _MODELS[name] = ModelRecord(builder, feature_endpoint, bool(aux_logits))
+    _MODELS[name] = ModelRecord(builder, feature_endpoint, bool(aux_logits), min_size)
 
 
 def feature_endpoint(name):

@@ -3,6 +3,8 @@ classifier activation, and weight loading at the end of a builder."""
 import keras
 from keras import layers
 
+from fgtf.models.weights import load_weights
+
 
 def model_input(input_shape=None, input_tensor=None, default_size=299, min_size=75):
     """A `keras.Input` of `input_shape` (default `(default_size, default_size, 3)`;
@@ -42,11 +44,9 @@ def predictions(logits, classifier_activation, name="Predictions"):
 
 def finish_model(inputs, outputs, name, weights=None, exclude_scopes=()):
     """Make the functional model (named after its slim top scope) and load
-    `weights` (a checkpoint path, see `fgtf.checkpoints.load_weights`), leaving
-    out `exclude_scopes`: the classifier scopes this build does not have."""
+    `weights` (a checkpoint path, see `fgtf.models.weights.load_weights`),
+    leaving out `exclude_scopes`: the classifier scopes this build does not have."""
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        from fgtf.checkpoints import load_weights
-
         load_weights(model, weights, exclude_scopes=exclude_scopes)
     return model

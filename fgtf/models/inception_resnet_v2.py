@@ -33,53 +33,59 @@ _MIN_INPUT_SIZE = 75
 def InceptionResNetV2(include_top=True, weights=None, input_tensor=None, input_shape=None,
                       pooling=None, classes=1000, classifier_activation="softmax",
                       aux_logits=False, dropout=0.2, name="InceptionResnetV2"):
-    """Slim `inception_resnet_v2`. See `build_inception_resnet_v2`."""
-    return build_inception_resnet_v2(False, name, include_top, weights, input_tensor, input_shape,
-                                     pooling, classes, classifier_activation, aux_logits, dropout)
+    return build_inception_resnet_v2(se=False, name=name, include_top=include_top, weights=weights,
+                                     input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
+                                     classes=classes, classifier_activation=classifier_activation,
+                                     aux_logits=aux_logits, dropout=dropout)
 
 
 def InceptionResNetV2SE(include_top=True, weights=None, input_tensor=None, input_shape=None,
                         pooling=None, classes=1000, classifier_activation="softmax",
                         aux_logits=False, dropout=0.2, name="InceptionResnetV2SE"):
-    """Slim `inception_resnet_v2_se`: SE blocks after `Mixed_5b`, `Mixed_6a`,
-    `Mixed_7a` and in every residual block. See `build_inception_resnet_v2`."""
-    return build_inception_resnet_v2(True, name, include_top, weights, input_tensor, input_shape,
-                                      pooling, classes, classifier_activation, aux_logits, dropout)
+    return build_inception_resnet_v2(se=True, name=name, include_top=include_top, weights=weights,
+                                     input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
+                                     classes=classes, classifier_activation=classifier_activation,
+                                     aux_logits=aux_logits, dropout=dropout)
 
 
-def build_inception_resnet_v2(se, name, include_top=True, weights=None, input_tensor=None,
+# The docstring of both builders, formatted per network as keras.applications does.
+BASE_DOCSTRING = """{title}
+
+Args:
+    include_top: add the classifier `Logits/Logits` (spatial mean ->
+        dropout -> dense with `classes` outputs).
+    weights: None (random initialisation) or the path of a slim checkpoint
+        or `.weights.h5` file; the classifier scopes this build lacks
+        (`Logits`, `AuxLogits`) are left out.
+    input_tensor, input_shape: the input, NHWC with values in [-1, 1];
+        default `(299, 299, 3)`, sides of at least {min_size} ({min_aux_size} with
+        `aux_logits`); `None` sides allowed.
+    pooling: without the top, None gives the `Conv2d_7b_1x1.Relu` map
+        `(batch, h, w, 1536)` (8x8 at 299), `'avg'` / `'max'` a
+        `(batch, 1536)` vector.
+    classes, classifier_activation: classifier width and its activation
+        (`None` returns logits).
+    aux_logits: also output the auxiliary classifier on `PreAuxLogits`
+        (needs `include_top`); the model then returns
+        `[predictions, aux_predictions]`.
+    dropout: dropout rate before the classifier (slim keep_prob 0.8).
+    name: model name = slim top scope (`{scope}`); checkpoint
+        variables are looked up under it.
+
+Returns:
+    a `keras.Model` giving `(batch, classes)` (or the list above) with the
+    top, else the features above. Slim pools the last map with an 8x8
+    VALID average pool and flattens the aux head's 1x1 map; here both are
+    spatial means, identical at 299 and valid at other sizes (448, 560).
+"""
+
+
+def build_inception_resnet_v2(*, se, name, include_top=True, weights=None, input_tensor=None,
                               input_shape=None, pooling=None, classes=1000,
                               classifier_activation="softmax", aux_logits=False, dropout=0.2):
-    """Build Inception-ResNet-v2, with squeeze-and-excitation blocks when `se`.
-
-    Args:
-        se: add the SE blocks of `inception_resnet_v2_se`.
-        name: model name = slim top scope (`InceptionResnetV2`,
-            `InceptionResnetV2SE`); checkpoint variables are looked up under it.
-        include_top: add the classifier `Logits/Logits` (spatial mean ->
-            dropout -> dense with `classes` outputs).
-        weights: None (random initialisation) or the path of a slim checkpoint
-            or `.weights.h5` file; the classifier scopes this build lacks
-            (`Logits`, `AuxLogits`) are left out.
-        input_tensor, input_shape: the input, NHWC with values in [-1, 1];
-            default `(299, 299, 3)`, sides of at least 75 (299 with
-            `aux_logits`); `None` sides allowed.
-        pooling: without the top, None gives the `Conv2d_7b_1x1.Relu` map
-            `(batch, h, w, 1536)` (8x8 at 299), `'avg'` / `'max'` a
-            `(batch, 1536)` vector.
-        classes, classifier_activation: classifier width and its activation
-            (`None` returns logits).
-        aux_logits: also output the auxiliary classifier on `PreAuxLogits`
-            (needs `include_top`); the model then returns
-            `[predictions, aux_predictions]`.
-        dropout: dropout rate before the classifier (slim keep_prob 0.8).
-
-    Returns:
-        a `keras.Model` giving `(batch, classes)` (or the list above) with the
-        top, else the features above. Slim pools the last map with an 8x8
-        VALID average pool and flattens the aux head's 1x1 map; here both are
-        spatial means, identical at 299 and valid at other sizes (448, 560).
-    """
+    """Build Inception-ResNet-v2, with the squeeze-and-excitation blocks of
+    `inception_resnet_v2_se` when `se`; the other arguments as
+    `InceptionResNetV2`."""
     if aux_logits and not include_top:
         raise ValueError("aux_logits=True needs include_top=True")
     min_size = MIN_AUX_LOGITS_SIZE if aux_logits else _MIN_INPUT_SIZE
@@ -110,17 +116,17 @@ def build_inception_resnet_v2(se, name, include_top=True, weights=None, input_te
 
     if not include_top:
         outputs = global_pool(x, pooling)
-        return finish_model(inputs, outputs, name, weights, exclude_scopes=("Logits", "AuxLogits"))
+        return finish_model(inputs, outputs, name=name, weights=weights, exclude_scopes=("Logits", "AuxLogits"))
 
     x = layers.GlobalAveragePooling2D(name="Logits.AvgPool_1a_8x8")(x)
     x = layers.Dropout(dropout, name="Logits.Dropout")(x)
     x = layers.Dense(classes, name="Logits.Logits")(x)
     outputs = predictions(x, classifier_activation, name="Predictions")
     if not aux_logits:
-        return finish_model(inputs, outputs, name, weights, exclude_scopes=("AuxLogits",))
+        return finish_model(inputs, outputs, name=name, weights=weights, exclude_scopes=("AuxLogits",))
     aux = _aux_logits(pre_aux_logits, classes)
     aux = predictions(aux, classifier_activation, name=scope("AuxLogits", "Predictions"))
-    return finish_model(inputs, [outputs, aux], name, weights)
+    return finish_model(inputs, [outputs, aux], name=name, weights=weights)
 
 
 def _mixed(branches, name, se):
@@ -216,3 +222,14 @@ def _aux_logits(x, classes):
     # slim flattens the 1x1 map there is at 299; the mean also serves larger inputs
     x = layers.GlobalAveragePooling2D(name=scope("AuxLogits", "Flatten"))(x)
     return layers.Dense(classes, name=scope("AuxLogits", "Logits"))(x)
+
+
+def _docstring(title, slim_scope):
+    return BASE_DOCSTRING.format(title=title, scope=slim_scope, min_size=_MIN_INPUT_SIZE,
+                                 min_aux_size=MIN_AUX_LOGITS_SIZE)
+
+
+InceptionResNetV2.__doc__ = _docstring("Slim `inception_resnet_v2`.", "InceptionResnetV2")
+InceptionResNetV2SE.__doc__ = _docstring(
+    "Slim `inception_resnet_v2_se`: SE blocks after `Mixed_5b`, `Mixed_6a`,\n`Mixed_7a` and in every residual block.",
+    "InceptionResnetV2SE")

@@ -27,51 +27,59 @@ MIN_INPUT_SIZE = 75
 def InceptionV3(include_top=True, weights=None, input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax",
                 aux_logits=False, dropout=0.2, name="InceptionV3"):
-    """Inception-v3 (slim `inception_v3`; 299x299 -> 8x8x2048 at `Mixed_7c`).
-
-    Args:
-        include_top: add the classifier (`Logits`). Without it the model returns
-            the `Mixed_7c` map `(batch, h, w, 2048)`, or `(batch, 2048)` with
-            `pooling`.
-        weights: `None` (random init) or a local checkpoint path (a TF-Slim
-            `.ckpt` prefix or folder, or a `.weights.h5`). Scopes the build does
-            not have (`Logits`/`AuxLogits` without the top, `AuxLogits` without
-            `aux_logits`) are left out of the match.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: `(height, width, 3)`, default `(299, 299, 3)`; sides of at
-            least 75 (299 with `aux_logits`), or `None` for any size.
-        pooling: with `include_top=False`: `None`, `'avg'` or `'max'`.
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the outputs (`'softmax'`), or
-            `None` for logits.
-        aux_logits: also output the auxiliary classifier on `Mixed_6e`; the
-            model then returns `[predictions, aux_predictions]`. Needs the top.
-        dropout: dropout rate before the logits (slim `keep_prob` 0.8 = 0.2).
-        name: model name; it is the slim top scope the checkpoint names use.
-
-    The classifier pools with the spatial mean of `Mixed_7c`. At 299 this is
-    exactly slim's 8x8 VALID `AvgPool_1a_8x8`; at other sizes (448, 560) it is
-    slim's `global_pool=True`. The auxiliary logits are likewise the spatial
-    mean of the aux head's output, which is 1x1 (a plain squeeze) at 299.
-
-    Returns:
-        A `keras.Model` named `name`.
-    """
-    return _inception_v3(include_top, weights, input_tensor, input_shape, pooling, classes,
-                         classifier_activation, aux_logits, dropout, name, se=False)
+    return _inception_v3(se=False, include_top=include_top, weights=weights, input_tensor=input_tensor,
+                         input_shape=input_shape, pooling=pooling, classes=classes,
+                         classifier_activation=classifier_activation, aux_logits=aux_logits, dropout=dropout,
+                         name=name)
 
 
 def InceptionV3SE(include_top=True, weights=None, input_tensor=None, input_shape=None,
                   pooling=None, classes=1000, classifier_activation="softmax",
                   aux_logits=False, dropout=0.2, name="InceptionV3SE"):
-    """Inception-v3 with a squeeze-and-excitation block (reduction 16) after
-    every Mixed block (slim `inception_v3_se`); arguments and outputs as
-    `InceptionV3`."""
-    return _inception_v3(include_top, weights, input_tensor, input_shape, pooling, classes,
-                         classifier_activation, aux_logits, dropout, name, se=True)
+    return _inception_v3(se=True, include_top=include_top, weights=weights, input_tensor=input_tensor,
+                         input_shape=input_shape, pooling=pooling, classes=classes,
+                         classifier_activation=classifier_activation, aux_logits=aux_logits, dropout=dropout,
+                         name=name)
 
 
-def inception_input(input_shape, input_tensor, include_top, aux_logits):
+# The docstring of every Inception-v3/v4 builder, formatted per network as
+# keras.applications does (`inception_docstring`).
+BASE_DOCSTRING = """{title}
+
+Args:
+    include_top: add the classifier (`Logits`). Without it the model returns
+        the `{endpoint}` map `(batch, h, w, {channels})`, or `(batch, {channels})`
+        with `pooling`.
+    weights: `None` (random init) or a local checkpoint path (a TF-Slim
+        `.ckpt` prefix or folder, or a `.weights.h5`). Scopes the build does
+        not have (`Logits`/`AuxLogits` without the top, `AuxLogits` without
+        `aux_logits`) are left out of the match.
+    input_tensor: optional Keras tensor to use as the input.
+    input_shape: `(height, width, 3)`, default `(299, 299, 3)`; sides of at
+        least {min_size} ({min_aux_size} with `aux_logits`), or `None` for any size.
+    pooling: with `include_top=False`: `None`, `'avg'` or `'max'`.
+    classes: number of classes of the classifier.
+    classifier_activation: activation of the outputs (`'softmax'`), or
+        `None` for logits.
+    aux_logits: also output the auxiliary classifier on `{aux_endpoint}`; the
+        model then returns `[predictions, aux_predictions]`. Needs the top.
+    dropout: dropout rate before the logits (slim `keep_prob` 0.8 = 0.2).
+    name: model name; it is the slim top scope the checkpoint names use.
+
+{classifier}
+
+Returns:
+    A `keras.Model` named `name`.
+"""
+
+
+def inception_docstring(title, *, endpoint, channels, aux_endpoint, classifier):
+    """`BASE_DOCSTRING` for one network; `classifier` says how its logits pool."""
+    return BASE_DOCSTRING.format(title=title, endpoint=endpoint, channels=channels, aux_endpoint=aux_endpoint,
+                                 classifier=classifier, min_size=MIN_INPUT_SIZE, min_aux_size=MIN_AUX_LOGITS_SIZE)
+
+
+def inception_input(input_shape, input_tensor, *, include_top, aux_logits):
     """Validate the top arguments and make the input of an Inception-v3/v4 build."""
     if aux_logits and not include_top:
         raise ValueError("aux_logits=True needs include_top=True")
@@ -116,18 +124,18 @@ def classifier_model(inputs, features, logits, aux_logits, *, include_top, pooli
     the top, else the optionally pooled `features`; load `weights` leaving out
     the classifier scopes the build does not have."""
     if not include_top:
-        return finish_model(inputs, global_pool(features, pooling), name, weights,
+        return finish_model(inputs, global_pool(features, pooling), name=name, weights=weights,
                             exclude_scopes=("Logits", "AuxLogits"))
     outputs = predictions(logits, classifier_activation)
     if aux_logits is None:
-        return finish_model(inputs, outputs, name, weights, exclude_scopes=("AuxLogits",))
+        return finish_model(inputs, outputs, name=name, weights=weights, exclude_scopes=("AuxLogits",))
     aux_outputs = predictions(aux_logits, classifier_activation, name="AuxLogits.Predictions")
-    return finish_model(inputs, [outputs, aux_outputs], name, weights)
+    return finish_model(inputs, [outputs, aux_outputs], name=name, weights=weights)
 
 
-def _inception_v3(include_top, weights, input_tensor, input_shape, pooling, classes,
-                  classifier_activation, aux_logits, dropout, name, se):
-    inputs = inception_input(input_shape, input_tensor, include_top, aux_logits)
+def _inception_v3(*, se, include_top, weights, input_tensor, input_shape, pooling, classes,
+                  classifier_activation, aux_logits, dropout, name):
+    inputs = inception_input(input_shape, input_tensor, include_top=include_top, aux_logits=aux_logits)
     x = _stem(inputs)
     x = _block_35(x, "Mixed_5b", pool_filters=32, se=se)
     x = _block_35(x, "Mixed_5c", pool_filters=64, se=se)
@@ -247,3 +255,16 @@ def _aux_logits(x, classes):
     x = aux_head_trunk(x, "Conv2d_2a_5x5")
     x = layers.Conv2D(classes, 1, name="AuxLogits.Conv2d_2b_1x1")(x)
     return layers.GlobalAveragePooling2D(name="AuxLogits.SpatialSqueeze")(x)
+
+
+_V3_CLASSIFIER = """The classifier pools with the spatial mean of `Mixed_7c`. At 299 this is
+exactly slim's 8x8 VALID `AvgPool_1a_8x8`; at other sizes (448, 560) it is
+slim's `global_pool=True`. The auxiliary logits are likewise the spatial
+mean of the aux head's output, which is 1x1 (a plain squeeze) at 299."""
+InceptionV3.__doc__ = inception_docstring(
+    "Inception-v3 (slim `inception_v3`; 299x299 -> 8x8x2048 at `Mixed_7c`).",
+    endpoint="Mixed_7c", channels=2048, aux_endpoint="Mixed_6e", classifier=_V3_CLASSIFIER)
+InceptionV3SE.__doc__ = inception_docstring(
+    "Inception-v3 with a squeeze-and-excitation block (reduction 16) after\nevery Mixed block (slim "
+    "`inception_v3_se`; 299x299 -> 8x8x2048 at `Mixed_7c`,\nthe output of its SE block).",
+    endpoint="Mixed_7c", channels=2048, aux_endpoint="Mixed_6e", classifier=_V3_CLASSIFIER)

@@ -11,47 +11,15 @@ and the classifier plumbing are shared with `inception_v3`.
 """
 from keras import layers
 
-from fgtf.models.inception_v3 import (aux_head_trunk, classifier_model, inception_input, mixed,
-                                      pooled_projection)
+from fgtf.models.inception_v3 import (aux_head_trunk, classifier_model, inception_docstring, inception_input,
+                                      mixed, pooled_projection)
 from fgtf.models.layers import conv_bn, scope
 
 
 def InceptionV4(include_top=True, weights=None, input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax",
                 aux_logits=False, dropout=0.2, name="InceptionV4"):
-    """Inception-v4 (slim `inception_v4`; 299x299 -> 8x8x1536 at `Mixed_7d`).
-
-    Args:
-        include_top: add the classifier (`Logits`). Without it the model returns
-            the `Mixed_7d` map `(batch, h, w, 1536)`, or `(batch, 1536)` with
-            `pooling`.
-        weights: `None` (random init) or a local checkpoint path (a TF-Slim
-            `.ckpt` prefix or folder, or a `.weights.h5`). Scopes the build does
-            not have (`Logits`/`AuxLogits` without the top, `AuxLogits` without
-            `aux_logits`) are left out of the match.
-        input_tensor: optional Keras tensor to use as the input.
-        input_shape: `(height, width, 3)`, default `(299, 299, 3)`; sides of at
-            least 75 (299 with `aux_logits`), or `None` for any size.
-        pooling: with `include_top=False`: `None`, `'avg'` or `'max'`.
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the outputs (`'softmax'`), or
-            `None` for logits.
-        aux_logits: also output the auxiliary classifier on `Mixed_6h`; the
-            model then returns `[predictions, aux_predictions]`. Needs the top.
-        dropout: dropout rate before the logits (slim `keep_prob` 0.8 = 0.2).
-        name: model name; it is the slim top scope the checkpoint names use.
-
-    The classifier is the spatial mean of `Mixed_7d` -> dropout -> `Logits/Logits`
-    (fully connected), as slim does at any size (its `AvgPool_1a` window is the
-    whole map). Slim's aux head sizes its `Conv2d_2a` kernel to the map it
-    sees, which is 5x5 only at 299; here the kernel stays 5x5 (the checkpoint's
-    shape) and the aux head takes the spatial mean of that conv's output
-    before `AuxLogits/Aux_logits`, which at 299 is slim's flatten of a 1x1 map.
-
-    Returns:
-        A `keras.Model` named `name`.
-    """
-    inputs = inception_input(input_shape, input_tensor, include_top, aux_logits)
+    inputs = inception_input(input_shape, input_tensor, include_top=include_top, aux_logits=aux_logits)
     x = _stem(inputs)
     for block in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_5e"):
         x = _inception_a(x, block)
@@ -172,3 +140,14 @@ def _aux_logits(x, classes):
     x = aux_head_trunk(x, "Conv2d_2a")
     x = layers.GlobalAveragePooling2D(name="AuxLogits.Flatten")(x)
     return layers.Dense(classes, name="AuxLogits.Aux_logits")(x)
+
+
+InceptionV4.__doc__ = inception_docstring(
+    "Inception-v4 (slim `inception_v4`; 299x299 -> 8x8x1536 at `Mixed_7d`).",
+    endpoint="Mixed_7d", channels=1536, aux_endpoint="Mixed_6h",
+    classifier="""The classifier is the spatial mean of `Mixed_7d` -> dropout -> `Logits/Logits`
+(fully connected), as slim does at any size (its `AvgPool_1a` window is the
+whole map). Slim's aux head sizes its `Conv2d_2a` kernel to the map it
+sees, which is 5x5 only at 299; here the kernel stays 5x5 (the checkpoint's
+shape) and the aux head takes the spatial mean of that conv's output
+before `AuxLogits/Aux_logits`, which at 299 is slim's flatten of a 1x1 map.""")

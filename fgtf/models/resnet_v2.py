@@ -27,54 +27,61 @@ _BN = dict(epsilon=1e-5, momentum=0.997)
 # bottleneck widths of block1..block4; a unit outputs 4x its bottleneck width
 _BOTTLENECK_WIDTHS = (64, 128, 256, 512)
 _MIN_INPUT_SIZE = 32
+# Bottleneck units in block1..block4 of each slim network, by its top scope.
+UNITS_PER_BLOCK = {"resnet_v2_50": (3, 4, 6, 3), "resnet_v2_101": (3, 4, 23, 3), "resnet_v2_152": (3, 8, 36, 3)}
 
 
 def ResNet50V2(include_top=True, weights=None, input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name="resnet_v2_50"):
-    """Slim `resnet_v2_50` (blocks of 3, 4, 6, 3 units). See `build_resnet_v2`."""
-    return build_resnet_v2((3, 4, 6, 3), name, include_top, weights, input_tensor, input_shape,
-                           pooling, classes, classifier_activation)
+    return build_resnet_v2(UNITS_PER_BLOCK["resnet_v2_50"], name=name, include_top=include_top, weights=weights,
+                           input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                           classifier_activation=classifier_activation)
 
 
 def ResNet101V2(include_top=True, weights=None, input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax", name="resnet_v2_101"):
-    """Slim `resnet_v2_101` (blocks of 3, 4, 23, 3 units). See `build_resnet_v2`."""
-    return build_resnet_v2((3, 4, 23, 3), name, include_top, weights, input_tensor, input_shape,
-                           pooling, classes, classifier_activation)
+    return build_resnet_v2(UNITS_PER_BLOCK["resnet_v2_101"], name=name, include_top=include_top, weights=weights,
+                           input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                           classifier_activation=classifier_activation)
 
 
 def ResNet152V2(include_top=True, weights=None, input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax", name="resnet_v2_152"):
-    """Slim `resnet_v2_152` (blocks of 3, 8, 36, 3 units). See `build_resnet_v2`."""
-    return build_resnet_v2((3, 8, 36, 3), name, include_top, weights, input_tensor, input_shape,
-                           pooling, classes, classifier_activation)
+    return build_resnet_v2(UNITS_PER_BLOCK["resnet_v2_152"], name=name, include_top=include_top, weights=weights,
+                           input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+                           classifier_activation=classifier_activation)
 
 
-def build_resnet_v2(units_per_block, name, include_top=True, weights=None, input_tensor=None,
+# The docstring of every ResNet-v2 builder, formatted per network as keras.applications does.
+BASE_DOCSTRING = """Slim `{scope}` (blocks of {units} bottleneck units).
+
+Args:
+    include_top: add the classifier (`logits` 1x1 conv on the spatial mean
+        of `postnorm.Relu`, `classes` outputs).
+    weights: None (random initialisation) or the path of a slim checkpoint
+        or `.weights.h5` file; without the top, `logits` is left out.
+    input_tensor, input_shape: the input, NHWC with values in [-1, 1];
+        default `(299, 299, 3)`, sides of at least {min_size}; `None` sides allowed.
+    pooling: without the top, None gives the `postnorm.Relu` map
+        `(batch, h, w, 2048)` (10x10 at 299), `'avg'` / `'max'` a
+        `(batch, 2048)` vector.
+    classes, classifier_activation: classifier width and its activation
+        (`None` returns logits).
+    name: model name = slim top scope (`{scope}`); checkpoint
+        variables are looked up under it.
+
+Returns:
+    a `keras.Model` giving `(batch, classes)` with the top, else the
+    features above. The logits use the spatial mean of the last map at
+    every input size (slim's `global_pool`), so 448 or 560 inputs work too.
+"""
+
+
+def build_resnet_v2(units_per_block, *, name, include_top=True, weights=None, input_tensor=None,
                     input_shape=None, pooling=None, classes=1000, classifier_activation="softmax"):
-    """Build a slim ResNet-v2 with `units_per_block[k]` bottleneck units in block k+1.
-
-    Args:
-        units_per_block: four unit counts, e.g. `(3, 4, 6, 3)` for the 50-layer net.
-        name: model name = slim top scope (`resnet_v2_50`); checkpoint
-            variables are looked up under it.
-        include_top: add the classifier (`logits` 1x1 conv on the spatial mean
-            of `postnorm.Relu`, `classes` outputs).
-        weights: None (random initialisation) or the path of a slim checkpoint
-            or `.weights.h5` file; without the top, `logits` is left out.
-        input_tensor, input_shape: the input, NHWC with values in [-1, 1];
-            default `(299, 299, 3)`, sides of at least 32; `None` sides allowed.
-        pooling: without the top, None gives the `postnorm.Relu` map
-            `(batch, h, w, 2048)` (10x10 at 299), `'avg'` / `'max'` a
-            `(batch, 2048)` vector.
-        classes, classifier_activation: classifier width and its activation
-            (`None` returns logits).
-
-    Returns:
-        a `keras.Model` giving `(batch, classes)` with the top, else the
-        features above. The logits use the spatial mean of the last map at
-        every input size (slim's `global_pool`), so 448 or 560 inputs work too.
-    """
+    """Build a slim ResNet-v2 with `units_per_block[k]` bottleneck units in
+    block k+1 (e.g. `(3, 4, 6, 3)` for the 50-layer net); the other arguments
+    as `ResNet50V2`."""
     inputs = model_input(input_shape, input_tensor, min_size=_MIN_INPUT_SIZE)
     # root: 7x7/2 conv with explicit 3/3 padding (slim conv2d_same), biases, no BN
     x = layers.ZeroPadding2D(3, name="conv1.Pad")(inputs)
@@ -102,7 +109,7 @@ def build_resnet_v2(units_per_block, name, include_top=True, weights=None, input
     else:
         outputs = global_pool(x, pooling)
         exclude_scopes = ("logits",)
-    return finish_model(inputs, outputs, name, weights, exclude_scopes=exclude_scopes)
+    return finish_model(inputs, outputs, name=name, weights=weights, exclude_scopes=exclude_scopes)
 
 
 def _bottleneck(x, width, stride, name, output_name=None):
@@ -129,3 +136,13 @@ def _bottleneck(x, width, stride, name, output_name=None):
                            padding="valid", scale=True, **_BN)
     residual = layers.Conv2D(depth, 1, name=scope(name, "conv3"))(residual)
     return layers.Add(name=output_name or scope(name, "add"))([shortcut, residual])
+
+
+def _docstring(slim_scope):
+    units = ", ".join(str(n) for n in UNITS_PER_BLOCK[slim_scope])
+    return BASE_DOCSTRING.format(scope=slim_scope, units=units, min_size=_MIN_INPUT_SIZE)
+
+
+ResNet50V2.__doc__ = _docstring("resnet_v2_50")
+ResNet101V2.__doc__ = _docstring("resnet_v2_101")
+ResNet152V2.__doc__ = _docstring("resnet_v2_152")

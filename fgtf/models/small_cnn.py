@@ -28,7 +28,7 @@ def SmallCNN(include_top=True, weights=None, input_tensor=None, input_shape=None
     for index, (filters, stride) in enumerate(_LAYERS, 1):
         x = conv_bn(x, filters, 3, f"Conv2d_{index}", strides=stride, epsilon=1e-5, momentum=0.997, scale=True)
     if not include_top:
-        return finish_model(inputs, global_pool(x, pooling), name, weights, exclude_scopes=("Logits",))
+        return finish_model(inputs, global_pool(x, pooling), name=name, weights=weights, exclude_scopes=("Logits",))
     x = layers.GlobalAveragePooling2D(name="Logits.AvgPool")(x)
     logits = layers.Dense(classes, name="Logits.Logits")(x)
-    return finish_model(inputs, predictions(logits, classifier_activation), name, weights)
+    return finish_model(inputs, predictions(logits, classifier_activation), name=name, weights=weights)

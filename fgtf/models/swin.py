@@ -27,8 +27,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fgtf.models.common import global_pool, model_input, predictions
-from tfrecord_tools.cli import UserError
+from fgtf.models.common import finish_model, global_pool, model_input, predictions
 
 LAYER_NORM_EPSILON = 1e-5
 # Logit added between tokens of different regions of a shifted window (not -inf).
@@ -85,7 +84,7 @@ def SwinTransformer(embed_dim, depths, num_heads, window_size=7, patch_size=4, m
         `linspace(0, drop_path_rate, n)[k]`.
     include_top: end with token mean + Dense `head` (`classes` outputs, then
         `classifier_activation`; None gives logits).
-    weights: None, an official Swin `.pth` (see `load_swin_pth`; a head of
+    weights: None, an official Swin `.pth` (see `fgtf.models.weights.load_swin_pth`; a head of
         another class count is zeroed) or a Keras `.weights.h5`.
     input_shape: (height, width, 3), static; default (224, 224, 3).
     pooling: without the top, None returns the (batch, H/32, W/32, C) map of
@@ -116,72 +115,7 @@ def SwinTransformer(embed_dim, depths, num_heads, window_size=7, patch_size=4, m
         x = predictions(x, classifier_activation)
     else:
         x = global_pool(x, pooling)
-    model = keras.Model(inputs, x, name=name)
-    if weights is not None:
-        if str(weights).endswith(".pth"):
-            load_swin_pth(model, weights)
-        else:
-            from fgtf.checkpoints import load_weights
-
-            load_weights(model, weights)
-    return model
-
-
-def load_swin_pth(model, path):
-    """Assign an official Swin checkpoint (`.pth`, weights under key `model`
-    or at the top level) to a model built by `SwinTransformer`, by key.
-
-    Linear weights are transposed to Dense kernels, the patch-embedding conv
-    (out, in, kh, kw) to (kh, kw, in, out); the `relative_position_index` and
-    `attn_mask` buffers are dropped (the model rebuilds them). A checkpoint
-    head of another class count (e.g. the 21841 ImageNet-22k classes) is
-    discarded and the model's head set to zero, as CLE-ViT does; a model
-    without a head ignores it. Reading never needs torch (see `fgtf.pth`).
-    Raises UserError naming every missing key, shape mismatch and unused key.
-    """
-    from fgtf.pth import load_pth
-
-    state = load_pth(path)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise UserError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
-    has_head = any(layer.name == "head" for layer in model.layers)
-    assignments, missing, mismatched, used = [], [], [], set()
-    for variable in model.weights:
-        key, convert = torch_key(variable.path)
-        if key not in state:
-            missing.append(key)
-            continue
-        used.add(key)
-        value = convert(np.asarray(state[key]))
-        if key.startswith("head.") and value.shape != tuple(variable.shape):
-            value = np.zeros(variable.shape, np.float32)
-        if value.shape != tuple(variable.shape):
-            mismatched.append(f"{key} {value.shape} vs Keras {tuple(variable.shape)}")
-            continue
-        assignments.append((variable, value))
-    unused = [k for k in state if k not in used and not k.endswith(("relative_position_index", "attn_mask"))
-              and not (k.startswith("head.") and not has_head)]
-    problems = [f"{len(items)} {what} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})"
-                for what, items in (("shape mismatches", mismatched), ("weights missing from the checkpoint", missing),
-                                    ("unused checkpoint tensors", unused)) if items]
-    if problems:
-        raise UserError(f"{path} does not fit model {model.name}: " + "; ".join(problems))
-    for variable, value in assignments:
-        variable.assign(value.astype(variable.dtype))
-
-
-def torch_key(variable_path):
-    """Keras variable path -> (official checkpoint key, numpy conversion to
-    the Keras layout): `layers.0.blocks.1/attn/qkv/kernel` ->
-    (`layers.0.blocks.1.attn.qkv.weight`, transpose)."""
-    *scopes, short = variable_path.split("/")
-    names = {"kernel": "weight", "gamma": "weight", "beta": "bias"}
-    key = ".".join(scopes + [names.get(short, short)])
-    if short != "kernel":
-        return key, lambda value: value
-    return key, lambda value: value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+    return finish_model(inputs, x, name=name, weights=weights)
 
 
 def relative_position_index(window_size):

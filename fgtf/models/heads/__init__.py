@@ -120,7 +120,6 @@ def imported(reference):
 _EXPORTS = {
     "HeadModel": "fgtf.models.heads.base", "SAM": "fgtf.models.heads.sam", "build_sam": "fgtf.models.heads.sam",
     "SEF": "fgtf.models.heads.sef", "build_sef": "fgtf.models.heads.sef",
-    "SimNet": "fgtf.models.heads.simtrans", "WeakShotClassifier": "fgtf.models.heads.simtrans",
     "CLEModel": "fgtf.models.heads.cle", "build_cle": "fgtf.models.heads.cle",
     "cle_loss_weights": "fgtf.models.heads.cle",
 }

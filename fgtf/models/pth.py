@@ -1,7 +1,7 @@
 """Read PyTorch `.pth` checkpoints as numpy arrays, without torch and without
 running pickled code.
 
-    state = fgtf.pth.load_pth("checkpoints/swin_base_patch4_window7_224_22k.pth")
+    state = fgtf.models.pth.load_pth("checkpoints/swin_base_patch4_window7_224_22k.pth")
     state["model"]["patch_embed.proj.weight"].shape   # (128, 3, 4, 4), np.float32
 
 A `.pth` written by `torch.save` (torch >= 1.6) is a zip archive

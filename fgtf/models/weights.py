@@ -1,0 +1,359 @@
+"""Weights into a built fgtf network, one loader per file kind.
+
+    model = fgtf.models.build_model("inception_v3", classes=10, classifier_activation=None)
+    fgtf.models.weights.load_slim_checkpoint(model, "checkpoints/inception_v3_iNat_299.ckpt")
+
+* TF-Slim checkpoints (`load_slim_checkpoint`): every Keras weight is matched
+  to exactly one checkpoint variable by the naming rule of
+  `fgtf.models.layers.slim_variable_name`;
+* Keras `.weights.h5` (`load_keras_weights`, `save_keras_weights`): fgtf's
+  files record the network they hold, so they load into any build of it;
+* an fgtf run's checkpoint (`restore_for_inference`): the network's weights,
+  with the moving averages the run kept;
+* official Swin `.pth` files (`load_swin_pth`, read without torch by
+  `fgtf.models.pth`).
+
+`load_weights` picks one by the file's suffix for a builder's `weights=`.
+What a `--checkpoint` path holds, and which network it needs, is decided one
+level up, in `fgtf.checkpoints` (with fgtf runs and SavedModels).
+"""
+import os
+
+import numpy as np
+
+from fgtf._keras_internals import flatten_layers, own_variables
+from tfrecord_tools.cli import UserError
+
+EMA_SUFFIX = "/ExponentialMovingAverage"
+# Variables whose shadow copy the original feature extraction restored; BN
+# moving statistics always come from their plain names.
+_TRAINABLE = ("kernel", "bias", "gamma", "beta")
+# Classifier scopes of slim checkpoints (ResNets spell theirs in lower case).
+CLASSIFIER_SCOPES = ("Logits", "logits", "AuxLogits")
+# The run checkpoint's entry holding the optimizer's moving averages (see `ema_variable_key`).
+EMA_KEY = "ema"
+
+
+def load_weights(model, path, *, exclude_scopes=(), use_ema="auto"):
+    """Load `path` into `model` by its kind, as a builder's `weights=` does: a
+    Keras weights file (`*.weights.h5`, see `load_keras_weights`), an official
+    Swin `.pth` (see `load_swin_pth`), anything else as a TF-Slim checkpoint
+    (see `load_slim_checkpoint`). Returns True when EMA shadows were read,
+    False when not, None when the file does not say (Keras weights not
+    written by fgtf, `.pth` files)."""
+    path = os.fspath(path)
+    if path.endswith(".h5"):
+        load_keras_weights(model, path, exclude_scopes=exclude_scopes)
+        return keras_weights_record(path).get("ema")
+    if path.endswith(".pth"):
+        load_swin_pth(model, path)
+        return None
+    read = load_slim_checkpoint(model, path, exclude_scopes=exclude_scopes, use_ema=use_ema)
+    return any(name.endswith(EMA_SUFFIX) for name in read)
+
+
+def load_slim_checkpoint(model, path, *, exclude_scopes=(), use_ema="auto"):
+    """Assign the variables of the TF-Slim checkpoint at `path` (a `.ckpt`
+    prefix, or a folder holding one) to `model`, whose name is the slim top
+    scope (e.g. `InceptionV3`).
+
+    exclude_scopes: slim scopes (`"Logits"` or `"InceptionV3/Logits"`, a list or
+        a comma-separated string) left out on both sides, e.g. the classifier
+        when the class count differs.
+    use_ema: `"auto"` reads `<var>/ExponentialMovingAverage` for trainable
+        variables when the checkpoint has those shadows; `True` requires them;
+        `False` reads the plain variables.
+    Returns the list of checkpoint variable names that were read.
+    Raises UserError naming every shape mismatch, unmatched weight and unused
+    checkpoint variable at once.
+    """
+    import tensorflow as tf
+
+    from fgtf.models.layers import slim_scope, slim_variable_name
+
+    reader = tf.train.load_checkpoint(checkpoint_prefix(path))
+    shapes = reader.get_variable_to_shape_map()
+    top = model.name
+    excluded = _absolute_scopes(exclude_scopes, top)
+    has_ema = any(name.endswith(EMA_SUFFIX) for name in shapes)
+    if use_ema is True and not has_ema:
+        raise UserError(f"checkpoint {path} has no ExponentialMovingAverage variables (use_ema=True)")
+    read_ema = has_ema and use_ema in ("auto", True)
+
+    assignments, missing, mismatched, used = [], [], [], set()
+    for layer, variable in _layer_variables(model):
+        short = variable.name.rsplit("/", 1)[-1].split(":")[0]
+        name = slim_variable_name(top, layer.name, short)
+        if _in_scopes(name, excluded):
+            continue
+        source = name + EMA_SUFFIX if read_ema and short in _TRAINABLE and name + EMA_SUFFIX in shapes else name
+        if source not in shapes:
+            missing.append(name)
+            continue
+        used.add(name)
+        if tuple(shapes[source]) != tuple(variable.shape):
+            mismatched.append(f"{source} {tuple(shapes[source])} vs Keras {tuple(variable.shape)}")
+            continue
+        assignments.append((variable, source))
+
+    unused = [n for n in shapes if n not in used and not _in_scopes(n, excluded) and not _is_auxiliary(n, used)]
+    # A headless build skips the checkpoint's classifier by itself, as
+    # keras.applications' include_top=False does (slim: ResNets `logits`,
+    # Inception `Logits`/`AuxLogits`); any other unused variable stays an error.
+    model_scopes = {slim_scope(top, layer.name) for layer, _ in _layer_variables(model)}
+    absent = [f"{top}/{s}" for s in CLASSIFIER_SCOPES
+              if not any(_in_scopes(name, (f"{top}/{s}",)) for name in model_scopes)]
+    skipped = [n for n in unused if _in_scopes(n, absent)]
+    if skipped:
+        scopes = sorted({n.split("/")[1] for n in skipped})
+        print(f"skipped {len(skipped)} classifier variables of {path} ({', '.join(scopes)}): "
+              f"model {top} has no such layers")
+        unused = [n for n in unused if n not in skipped]
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches ({_few(mismatched)})")
+    if missing:
+        problems.append(f"{len(missing)} model weights have no checkpoint variable ({_few(missing)})")
+    if unused:
+        problems.append(f"{len(unused)} checkpoint variables are not used by the model ({_few(sorted(unused))})")
+    if problems:
+        raise UserError(f"checkpoint {path} does not fit model {top}: " + "; ".join(problems)
+                        + "; pass exclude_scopes for parts that are meant to differ")
+    for variable, source in assignments:
+        variable.assign(np.asarray(reader.get_tensor(source), dtype=variable.dtype))
+    return [source for _, source in assignments]
+
+
+def checkpoint_prefix(path):
+    """The TF checkpoint prefix `path` names: itself, or the latest (else the
+    last by name) checkpoint of a folder. UserError when there is none."""
+    import tensorflow as tf
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            candidates = sorted(f[: -len(".index")] for f in os.listdir(path) if f.endswith(".index"))
+            if not candidates:
+                raise UserError(f"no TF checkpoint (*.index) in folder {path}")
+            prefix = os.path.join(path, candidates[-1])
+        return prefix
+    if not os.path.exists(path + ".index") and not os.path.exists(path):
+        raise UserError(f"checkpoint {path} not found (expected {path}.index and its data files)")
+    return path
+
+
+def keras_weights_record(path):
+    """What an fgtf-written `.weights.h5` says it holds: {'model', 'classes',
+    'aux_logits', 'ema'} (those present; empty for other Keras files)."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise UserError(f"weights file {path} not found")
+    with h5py.File(path, "r") as handle:
+        attrs = dict(handle.attrs)
+    record = {}
+    if "fgtf_model" in attrs:
+        record["model"] = str(attrs["fgtf_model"])
+    if "fgtf_classes" in attrs:
+        record["classes"] = int(attrs["fgtf_classes"])
+    for key in ("aux_logits", "ema"):
+        if f"fgtf_{key}" in attrs:
+            record[key] = bool(attrs[f"fgtf_{key}"])
+    return record
+
+
+def load_keras_weights(model, path, *, exclude_scopes=()):
+    """Load a `.weights.h5` file. Files written by `fgtf.checkpoints convert`
+    (or by training) record the network they hold (name, classes, aux logits);
+    when `model` is built differently (e.g. `include_top=False`, another class
+    count with the classifier excluded) the recorded network is rebuilt, loaded,
+    and its weights copied to `model` layer by layer, by name."""
+    record = keras_weights_record(path)
+    excluded = _absolute_scopes(exclude_scopes, model.name)
+    if "model" not in record:
+        _load_unrecorded_weights(model, path)
+        return
+    from fgtf.models import build_model
+    from fgtf.models.layers import slim_scope
+
+    extra = {"aux_logits": True} if record.get("aux_logits") else {}
+    source = build_model(record["model"], classes=record["classes"], classifier_activation=None, **extra)
+    if source.name != model.name:
+        raise UserError(f"{path} holds {source.name} weights, not {model.name}")
+    source.load_weights(path)
+    copied, mismatched = 0, []
+    for layer in flatten_layers(model):
+        if not layer.weights or _in_scopes(slim_scope(model.name, layer.name), excluded):
+            continue
+        try:
+            source_layer = source.get_layer(layer.name)
+        except ValueError:
+            mismatched.append(f"{layer.name} (not in the file)")
+            continue
+        shapes = [tuple(w.shape) for w in source_layer.weights]
+        if shapes != [tuple(w.shape) for w in layer.weights]:
+            mismatched.append(f"{layer.name} {shapes} vs Keras {[tuple(w.shape) for w in layer.weights]}")
+            continue
+        layer.set_weights(source_layer.get_weights())
+        copied += 1
+    if mismatched:
+        raise UserError(f"{path} does not fit model {model.name}: {len(mismatched)} layers differ "
+                        f"({_few(mismatched)}); pass exclude_scopes for parts that are meant to differ")
+
+
+def _load_unrecorded_weights(model, path):
+    """`model.load_weights` of a Keras file that does not say which network it
+    holds; a file of another network is one UserError sentence (Keras would
+    warn about each layer it lacks, then raise)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except (ValueError, KeyError) as error:
+            if isinstance(error, UserError):
+                raise
+            raise UserError(f"{path} does not hold weights of {model.name} ({type(error).__name__}); pass weights "
+                            f"of that network, or choose its --model") from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def save_keras_weights(model, path, model_name, classes, aux_logits, ema=None):
+    """`model.save_weights` to `path` atomically, recording which fgtf network
+    it is (and, when known, whether they are EMA weights) so
+    `load_keras_weights` can load it into other builds of that network."""
+    import h5py
+
+    from fgtf.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as handle:
+            handle.attrs["fgtf_model"] = model_name
+            handle.attrs["fgtf_classes"] = int(classes)
+            handle.attrs["fgtf_aux_logits"] = bool(aux_logits)
+            if ema is not None:
+                handle.attrs["fgtf_ema"] = bool(ema)
+
+
+def restore_for_inference(model, checkpoint_prefix, use_ema=True):
+    """Load a run checkpoint's model weights into `model`, then, when the run kept
+    an EMA of its weights and `use_ema`, the averages over the trained weights.
+    Returns True when EMA weights were used."""
+    import tensorflow as tf
+
+    tf.train.Checkpoint(model=model).restore(checkpoint_prefix).expect_partial()
+    if not use_ema:
+        return False
+    reader = tf.train.load_checkpoint(checkpoint_prefix)
+    stored = reader.get_variable_to_shape_map()
+    used = False
+    for variable in model.weights:
+        # tf.train.Checkpoint escapes "." as ".." and "/" as ".S" in object names
+        escaped = ema_variable_key(variable).replace(".", "..").replace("/", ".S")
+        key = f"{EMA_KEY}/{escaped}/.ATTRIBUTES/VARIABLE_VALUE"
+        if key in stored:
+            variable.assign(reader.get_tensor(key))
+            used = True
+    return used
+
+
+def ema_variable_key(variable):
+    """The checkpoint key under `ema/` of a model variable's moving average."""
+    return variable.path.replace("/", ".")
+
+
+def load_swin_pth(model, path):
+    """Assign an official Swin checkpoint (`.pth`, weights under key `model`
+    or at the top level) to a model built by `fgtf.models.swin`, by key.
+
+    Linear weights are transposed to Dense kernels, the patch-embedding conv
+    (out, in, kh, kw) to (kh, kw, in, out); the `relative_position_index` and
+    `attn_mask` buffers are dropped (the model rebuilds them). A checkpoint
+    head of another class count (e.g. the 21841 ImageNet-22k classes) is
+    discarded and the model's head set to zero, as CLE-ViT does; a model
+    without a head ignores it. Reading never needs torch (see `fgtf.models.pth`).
+    Raises UserError naming every missing key, shape mismatch and unused key.
+    """
+    from fgtf.models.pth import load_pth
+
+    state = load_pth(path)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
+    has_head = any(layer.name == "head" for layer in model.layers)
+    assignments, missing, mismatched, used = [], [], [], set()
+    for variable in model.weights:
+        key, convert = torch_key(variable.path)
+        if key not in state:
+            missing.append(key)
+            continue
+        used.add(key)
+        value = convert(np.asarray(state[key]))
+        if key.startswith("head.") and value.shape != tuple(variable.shape):
+            value = np.zeros(variable.shape, np.float32)
+        if value.shape != tuple(variable.shape):
+            mismatched.append(f"{key} {value.shape} vs Keras {tuple(variable.shape)}")
+            continue
+        assignments.append((variable, value))
+    unused = [k for k in state if k not in used and not k.endswith(("relative_position_index", "attn_mask"))
+              and not (k.startswith("head.") and not has_head)]
+    problems = [f"{len(items)} {what} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})"
+                for what, items in (("shape mismatches", mismatched), ("weights missing from the checkpoint", missing),
+                                    ("unused checkpoint tensors", unused)) if items]
+    if problems:
+        raise UserError(f"{path} does not fit model {model.name}: " + "; ".join(problems))
+    for variable, value in assignments:
+        variable.assign(value.astype(variable.dtype))
+
+
+def torch_key(variable_path):
+    """Keras variable path -> (official checkpoint key, numpy conversion to
+    the Keras layout): `layers.0.blocks.1/attn/qkv/kernel` ->
+    (`layers.0.blocks.1.attn.qkv.weight`, transpose)."""
+    *scopes, short = variable_path.split("/")
+    names = {"kernel": "weight", "gamma": "weight", "beta": "bias"}
+    key = ".".join(scopes + [names.get(short, short)])
+    if short != "kernel":
+        return key, lambda value: value
+    return key, lambda value: value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+
+
+def _layer_variables(model):
+    """(layer, variable) for every weight of `model`, descending into nested layers."""
+    for layer in flatten_layers(model):
+        for variable in own_variables(layer):
+            yield layer, variable
+
+
+def _absolute_scopes(scopes, top):
+    if isinstance(scopes, str):
+        scopes = scopes.split(",")
+    scopes = [s.strip().strip("/") for s in scopes if s and s.strip()]
+    return tuple(s if s.split("/")[0] == top else f"{top}/{s}" for s in scopes)
+
+
+def _in_scopes(name, scopes):
+    return any(name == s or name.startswith(s + "/") for s in scopes)
+
+
+def _is_auxiliary(name, used):
+    """Checkpoint entries that are not model weights: the step counter, EMA
+    shadows and optimizer slots (`<variable>/<slot>`)."""
+    if name == "global_step" or name.endswith(EMA_SUFFIX):
+        return True
+    parent = name.rsplit("/", 1)[0]
+    while "/" in parent:
+        if parent in used:
+            return True
+        parent = parent.rsplit("/", 1)[0]
+    return False
+
+
+def _few(names, limit=5):
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... {len(names) - limit} more" if len(names) > limit else "")
