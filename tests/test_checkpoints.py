@@ -157,16 +157,12 @@ def test_convert_misuse_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
 def test_help_needs_no_tensorflow():
     import subprocess
     import sys
-    import time
-
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", "import sys\nfrom fgtf import checkpoints\n"
                            "try:\n    checkpoints.main(['convert', '--help'])\nexcept SystemExit:\n    pass\n"
                            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": repo})
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    assert time.perf_counter() - started < 2
     assert "(default: auto)" in done.stdout and "--checkpoint CHECKPOINT" in done.stdout
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from fgtf import extract_features, runs, train
 from fgtf.checkpoints import save_keras_weights
 import tiny_models
+from cli_helpers import frameworks_imported
 
 tiny_models.register()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,18 +136,17 @@ def test_misuse_is_one_line_exit_2_and_writes_nothing(world, tmp_path, capsys, a
 
 
 def _run(*args, env=None, timeout=300):
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
-    return done, time.perf_counter() - started
 
 
 def test_help_is_fast_quiet_and_imports_no_tensorflow():
-    done, seconds = _run("-m", "fgtf.extract_features", "--help")
-    assert done.returncode == 0 and done.stderr == "" and seconds < 2, (seconds, done.stderr)
+    done = _run("-m", "fgtf.extract_features", "--help")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert frameworks_imported("fgtf.extract_features", "--help") == set()
     text = " ".join(done.stdout.split())
     assert "(default: train,validation)" in text and "(default: 64)" in text and "--model_name" not in text
-    parsed, _ = _run("-c", "import sys\nfrom fgtf.extract_features import build_parser\n"
+    parsed = _run("-c", "import sys\nfrom fgtf.extract_features import build_parser\n"
                            "build_parser().parse_args(['--dataset', 'x', '--checkpoint', 'y'])\n"
                            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
     assert parsed.returncode == 0, parsed.stderr
@@ -187,7 +186,7 @@ def test_a_module_named_in_FGTF_MODEL_MODULES_registers_a_backbone_for_the_cli(w
     weights = str(tmp_path / "my_net.weights.h5")
     my_nets.MyNet(include_top=False).save_weights(weights)  # a plain Keras file: --model says which network
     out = tmp_path / "features"
-    done, _ = _run("-m", "fgtf.extract_features", "--dataset", "synthetic", "--dataset_dir", world["raw"],
+    done = _run("-m", "fgtf.extract_features", "--dataset", "synthetic", "--dataset_dir", world["raw"],
                    "--model", "my_net", "--checkpoint", weights, "--image_size", "24", "--splits", "val",
                    "--out", str(out), env={"FGTF_MODEL_MODULES": "my_nets",
                                            "PYTHONPATH": os.pathsep.join([str(plugins), REPO])})
@@ -209,11 +208,11 @@ def test_entry_point_group_and_a_broken_plugin(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-nets\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[fgtf.models]\nlab_nets = lab_nets:register\n")
     path = os.pathsep.join([str(tmp_path), REPO])
-    done, _ = _run("-c", "import sys\nfrom fgtf.models import feature_endpoint, list_models\n"
+    done = _run("-c", "import sys\nfrom fgtf.models import feature_endpoint, list_models\n"
                          "print('lab_net' in list_models(), feature_endpoint('lab_net'))\n"
                          "assert 'tensorflow' not in sys.modules\n", env={"PYTHONPATH": path})
     assert done.returncode == 0 and done.stdout.split() == ["True", "Features"], done.stderr
-    done, _ = _run("-m", "fgtf.extract_features", "--dataset", "synthetic", "--checkpoint", str(tmp_path),
+    done = _run("-m", "fgtf.extract_features", "--dataset", "synthetic", "--checkpoint", str(tmp_path),
                    "--model", "lab_net", env={"FGTF_MODEL_MODULES": "no_such_module", "PYTHONPATH": path})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
