@@ -11,7 +11,7 @@
 # Defaults:
 # * the CPU-sized small_cnn from scratch on a synthetic dataset at 160 px for
 #   300 steps of 32 (minutes on a CPU; `make demo` runs the transfer study
-#   through fgtf.demo, whose recipe is fgtf.transfer.study.Recipe);
+#   through fgtf.demo, whose recipe is fgtf.study.Recipe);
 # * MIN_CROP_AREA: empty, slim's random crops (down to 5 % of the image);
 #   0.5 keeps small parts in view on small images, as the demo trains;
 # * BATCH_NORM_DECAY: 0.9 for runs of at most 1000 steps, as fgtf.train advises

@@ -22,7 +22,7 @@ same pretrained start, optimiser, schedule and seed; only `--head` differs:
   sam_bilinear  --head sam --sam_target cam --sam_bilinear single
 
 The schedule is the study's two fine-tuning stages
-(`fgtf.transfer.study.Recipe`), the same for every method: first the layers
+(`fgtf.study.Recipe`), the same for every method: first the layers
 the checkpoint does not give (the new classifier, or the head's own layers)
 alone, the backbone frozen, at the classifier learning rate; then the whole
 network from them at the fine-tuning learning rate. Batch 32 (the demo's
@@ -98,8 +98,8 @@ def main():
 
 def build_parser(description, default_work_dir, default_methods):
     """The arguments every head benchmark shares; the schedule defaults to
-    the study's fine-tuning budget (`fgtf.transfer.study.Recipe`)."""
-    from fgtf.transfer.study import Recipe
+    the study's fine-tuning budget (`fgtf.study.Recipe`)."""
+    from fgtf.study import Recipe
 
     recipe = Recipe()
     parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
@@ -165,7 +165,7 @@ def prepare_dataset(dataset_dir):
     converted only when it has no shards yet (so a read-only world, e.g. the
     demo's, is used as it is)."""
     from fgtf.input_pipeline import split_labels
-    from fgtf.transfer import study
+    from fgtf import study
 
     shards = os.path.join(dataset_dir, "tfrecords")
     if not os.path.isfile(os.path.join(shards, "manifest.json")):
@@ -181,7 +181,7 @@ def finetune_and_evaluate(args, shards, num_classes, ratio, seed, options):
     `fgtf.evaluate` of the last checkpoint. Returns (validation top-1,
     training accuracy of the last logged third of the second stage, on
     augmented training batches)."""
-    from fgtf.transfer import study
+    from fgtf import study
 
     folder = os.path.join(args.work_dir, run_name(args, ratio, seed, options))
     first, whole = os.path.join(folder, "new_layers"), os.path.join(folder, "whole")
@@ -204,7 +204,7 @@ def new_layers(checkpoint, num_classes, options):
     from fgtf import runs, train
     from fgtf.models.heads import head_options
     from fgtf.optimization import weight_layers
-    from fgtf.transfer import study
+    from fgtf import study
 
     flags = train.build_parser().parse_args(["--dataset_dir", checkpoint, "--run_dir", checkpoint, *options])
     if flags.head == "none":

@@ -59,7 +59,7 @@ def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, r
     from fgtf.datasets.synthetic import generate_world
     from fgtf.fileio import write_json
     from fgtf.plots import transfer_vs_similarity_png
-    from fgtf.transfer import study
+    from fgtf import study
 
     started = time.monotonic()
     recipe = recipe or study.Recipe()

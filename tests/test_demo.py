@@ -6,7 +6,7 @@ import os
 import pytest
 
 from fgtf import demo
-from fgtf.transfer.study import Recipe
+from fgtf.study import Recipe
 
 TINY_WORLD = dict(source_classes=12, max_source_per_class=8, min_source_per_class=2, source_val_per_class=2,
                   target_classes=4, target_train_per_class=4, target_val_per_class=4)

@@ -146,7 +146,7 @@ def test_domain_similarity_notebook_uses_a_finished_demo(run_notebook, data_dir,
     """With `../runs/demo/summary.json` beside the notebook's folder, the first
     cell takes the demo's world and source run (here the quick ones) and the
     plot the demo's three accuracies per target, as the summary gives them."""
-    from fgtf.transfer.study import Recipe
+    from fgtf.study import Recipe
 
     run_notebook("LinearClassifier.ipynb")  # makes the quick world and source run when not yet there
     world_dir = data_dir / "quick" / "world"
