@@ -203,7 +203,7 @@ def new_layers(checkpoint, num_classes, options):
 
     from fgtf import runs, train
     from fgtf.models.heads import head_options
-    from fgtf.optimization import weight_layers
+    from fgtf.models.layers import weight_layers
     from fgtf.transfer import study
 
     flags = train.build_parser().parse_args(["--dataset_dir", checkpoint, "--run_dir", checkpoint, *options])

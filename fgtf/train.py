@@ -405,7 +405,8 @@ def _prepare_trainable(model, args):
     import keras
 
     from fgtf._keras_internals import flatten_layers
-    from fgtf.optimization import apply_weight_decay, freeze_outside_scopes
+    from fgtf.models.layers import freeze_outside_scopes
+    from fgtf.optimization import apply_weight_decay
 
     if args.trainable_scopes:
         freeze_outside_scopes(model, args.trainable_scopes)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fgtf import evaluate, optimization, runs, train
+from fgtf.models.layers import freeze_outside_scopes
 import tiny_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +65,7 @@ def test_learning_rate_schedules():
 
 def test_trainable_scopes_freeze_exactly_the_rest(tfrecords, tmp_path):
     model = tiny_models.TinyNet(classes=4, input_shape=(32, 32, 3), classifier_activation=None)
-    kept = optimization.freeze_outside_scopes(model, "TinyNet/Logits")
+    kept = freeze_outside_scopes(model, "TinyNet/Logits")
     assert kept == ["Logits.Logits"]
     assert [w.path for w in model.trainable_weights] == ["Logits.Logits/kernel", "Logits.Logits/bias"]
     train_dir = tmp_path / "frozen"
