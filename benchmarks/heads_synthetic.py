@@ -210,9 +210,9 @@ def new_layers(checkpoint, num_classes, options):
     if flags.head == "none":
         return [study.CLASSIFIER_SCOPE]
     source = runs.load_run_config(checkpoint)
-    network = runs.build_network({"model_name": source["model_name"], "image_size": source["image_size"],
-                                  "num_classes": num_classes, "head": flags.head,
-                                  "head_options": head_options(flags)})
+    network = runs.build_network(runs.NetworkSpec(model_name=source.model_name, image_size=source.image_size,
+                                                  num_classes=num_classes, head=flags.head,
+                                                  head_options=head_options(flags)))
     backbone = {id(layer) for layer in weight_layers(runs.backbone_of(network))}
     names = [layer.name for layer in weight_layers(network) if layer.weights and id(layer) not in backbone]
     keras.backend.clear_session()

@@ -163,8 +163,7 @@ def recorded_network(checkpoint):
         from fgtf import runs
 
         config = runs.load_run_config(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint))
-        return {"model": config["model_name"], "image_size": config["image_size"],
-                "num_classes": config["num_classes"]}
+        return {"model": config.model_name, "image_size": config.image_size, "num_classes": config.num_classes}
     if kind == "keras":
         record = keras_weights_record(checkpoint)
         return {key: record[name] for key, name in (("model", "model"), ("num_classes", "classes")) if name in record}

@@ -4,19 +4,21 @@ visualisation. The network a run trains is built by
 `fgtf.models.network.build_network` (re-exported here) and loaded from its
 checkpoint by `fgtf.models.weights.load_run_network`.
 
-    <model_dir>/run_config.json      what `build_network` needs (model, classes, head, sizes)
+    <model_dir>/run_config.json      its `RunConfig`: the network `build_network` builds, the training
     <model_dir>/ckpt-<n>.index/.data the tf.train.Checkpoint of model, optimizer, input position, EMA
     <model_dir>/checkpoint           the latest checkpoint's name
     <model_dir>/train_done.json      written when the run reached its last step
 """
+import dataclasses
 import json
 import os
+from typing import Optional
 
 import keras
 
 from fgtf._keras_internals import moving_average_pairs
 from fgtf.fileio import write_json
-from fgtf.models.network import backbone_of, build_network  # noqa: F401  (re-exported for run callers)
+from fgtf.models.network import NetworkSpec, backbone_of, build_network  # noqa: F401  (re-exported for run callers)
 from fgtf.models.weights import EMA_KEY, ema_variable_key, restore_for_inference  # noqa: F401  (EMA_KEY: for train)
 from tfrecord_tools.cli import UserError
 
@@ -24,16 +26,55 @@ RUN_CONFIG = "run_config.json"
 DONE = "train_done.json"
 
 
+@dataclasses.dataclass(frozen=True)
+class RunConfig(NetworkSpec):
+    """What a run folder's run_config.json records: its network (the fields
+    of `NetworkSpec`) and the training it was started with. A field that is
+    None was not recorded (runs of older fgtf versions).
+
+    dataset_name: the registry name of the data (`--dataset`).
+    num_train_examples: training images per epoch (after `--label_ratio`).
+    total_steps: the step the run ends at.
+    batch_size: the global batch size.
+    label_smoothing: of the cross-entropy.
+    optimizer: as slim names it (`--optimizer`).
+    """
+    dataset_name: Optional[str] = None
+    num_train_examples: Optional[int] = None
+    total_steps: Optional[int] = None
+    batch_size: Optional[int] = None
+    label_smoothing: Optional[float] = None
+    optimizer: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data, source=RUN_CONFIG):
+        """The config of a run_config.json's contents; entries it does not know
+        are left out. UserError, naming `source`, when a network field is missing."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        required = [field.name for field in dataclasses.fields(NetworkSpec)
+                    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if data.get(name) is None]
+        if missing:
+            raise UserError(f"{source} does not record {', '.join(missing)}; it was not written by fgtf.train")
+        return cls(**{name: data[name] for name in names if data.get(name) is not None})
+
+    def to_dict(self):
+        """The JSON object of run_config.json (unrecorded fields left out)."""
+        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+
 def save_run_config(model_dir, config):
-    write_json(os.path.join(model_dir, RUN_CONFIG), config)
+    """Write the `RunConfig` of the run in `model_dir`."""
+    write_json(os.path.join(model_dir, RUN_CONFIG), config.to_dict())
 
 
 def load_run_config(model_dir):
+    """The `RunConfig` of the run in `model_dir`."""
     path = os.path.join(model_dir, RUN_CONFIG)
     if not os.path.isfile(path):
         raise UserError(f"{model_dir} is not an fgtf training folder ({RUN_CONFIG} is missing)")
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        return RunConfig.from_dict(json.load(handle), source=path)
 
 
 def ema_map(optimizer):
@@ -61,8 +102,8 @@ def run_checkpoint(path, model=None):
     or when `model` is given and the run trains another network."""
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     config = load_run_config(folder)
-    if model and model != config["model_name"]:
-        raise UserError(f"{folder} is a run of {config['model_name']}, not of --model {model}; leave --model out "
+    if model and model != config.model_name:
+        raise UserError(f"{folder} is a run of {config.model_name}, not of --model {model}; leave --model out "
                         f"to use the run's network, or pass weights of {model}")
     prefix = latest_checkpoint(path)
     if prefix is None:

@@ -368,8 +368,8 @@ def _check_same_run(run_dir, config):
     if not os.path.isfile(os.path.join(run_dir, runs.RUN_CONFIG)):
         return
     stored = runs.load_run_config(run_dir)
-    differing = [f"{key} {stored[key]} -> {config[key]}" for key in RUN_SETTINGS
-                 if key in stored and stored[key] != config[key]]
+    differing = [f"{key} {getattr(stored, key)} -> {getattr(config, key)}" for key in RUN_SETTINGS
+                 if getattr(stored, key) is not None and getattr(stored, key) != getattr(config, key)]
     if differing:
         raise UserError(f"{run_dir} is a run with other settings ({'; '.join(differing)}); give a new --run_dir "
                         f"and start from this one with --checkpoint {run_dir}")
@@ -378,12 +378,13 @@ def _check_same_run(run_dir, config):
 def _run_config(args, num_classes, num_examples, total_steps):
     from fgtf.models import has_aux_logits
     from fgtf.models.heads import NO_HEAD, head_options
+    from fgtf.runs import RunConfig
 
     aux_logits = has_aux_logits(args.model_name, args.train_image_size) and args.aux_loss_weight > 0
-    return {"model_name": args.model_name, "num_classes": num_classes, "image_size": args.train_image_size,
-            "head": args.head, "head_options": head_options(args), "aux_logits": aux_logits and args.head == NO_HEAD,
-            "dataset_name": args.dataset_name, "num_train_examples": num_examples, "total_steps": total_steps,
-            "batch_size": args.batch_size, "label_smoothing": args.label_smoothing, "optimizer": args.optimizer}
+    return RunConfig(model_name=args.model_name, num_classes=num_classes, image_size=args.train_image_size,
+                     head=args.head, head_options=head_options(args), aux_logits=aux_logits and args.head == NO_HEAD,
+                     dataset_name=args.dataset_name, num_train_examples=num_examples, total_steps=total_steps,
+                     batch_size=args.batch_size, label_smoothing=args.label_smoothing, optimizer=args.optimizer)
 
 
 def _optimizer(args, num_examples, total_steps):
@@ -422,12 +423,12 @@ def _compile(model, optimizer, config, args):
 
     from fgtf.losses import Float32TopK, SparseCrossentropy
 
-    loss = SparseCrossentropy(label_smoothing=config["label_smoothing"])
-    top5 = Float32TopK(k=min(5, config["num_classes"]), name="top5")
-    head = _head(config["head"])
+    loss = SparseCrossentropy(label_smoothing=config.label_smoothing)
+    top5 = Float32TopK(k=min(5, config.num_classes), name="top5")
+    head = _head(config.head)
     if head and head.loss_built_in:  # e.g. CLE's: label-smoothed CE on both views + contrastive
         model.compile(optimizer, metrics=["accuracy", top5], jit_compile=args.jit_compile)
-    elif config["aux_logits"]:
+    elif config.aux_logits:
         model.compile(optimizer, loss=[loss, loss], loss_weights=[1.0, args.aux_loss_weight],
                       metrics=[["accuracy", top5], []], jit_compile=args.jit_compile)
     else:
@@ -437,9 +438,9 @@ def _compile(model, optimizer, config, args):
 def _batch_spec(config):
     import tensorflow as tf
 
-    size = config["image_size"]
+    size = config.image_size
     images = tf.TensorSpec((None, size, size, 3), tf.float32)
-    head = _head(config["head"])
+    head = _head(config.head)
     if head and head.views > 1:
         images = (images,) * head.views
     return images, tf.TensorSpec((None,), tf.int32)

@@ -266,14 +266,17 @@ def restore_for_inference(model, checkpoint_prefix, use_ema=True):
 
 def load_run_network(config, prefix, *, image_size=None, use_ema=True):
     """(network, used) of the run checkpoint `prefix`, for inference: the
-    network of the run's `config` (its run_config.json, with its head) at
-    its image size unless `image_size` is given, restored with its EMA
-    weights when it kept them and `use_ema`. `used` is
+    network of the run's `config` (a `fgtf.models.network.NetworkSpec`, such
+    as its run_config.json's `fgtf.runs.RunConfig`; with its head) at its
+    image size unless `image_size` is given, restored with its EMA weights
+    when it kept them and `use_ema`. `used` is
     `fgtf.checkpoints.load_network`'s report."""
+    import dataclasses
+
     from fgtf.models.network import build_network
 
-    size = image_size or config["image_size"]
-    network = build_network({**config, "image_size": size})
+    size = image_size or config.image_size
+    network = build_network(dataclasses.replace(config, image_size=size))
     ema = restore_for_inference(network, prefix, use_ema=use_ema)
     return network, _run_used(prefix, config, ema, image_size=size)
 
@@ -281,13 +284,14 @@ def load_run_network(config, prefix, *, image_size=None, use_ema=True):
 def load_run_weights(model, config, prefix, *, exclude_scopes="", use_ema=True):
     """Start `model` from the model weights of the run checkpoint `prefix`
     (not its optimizer state or step): the run's network is rebuilt from its
-    `config` (its run_config.json), restored (EMA weights when it kept them
+    `config` (a `NetworkSpec`, as `load_run_network` takes), restored (EMA weights when it kept them
     and `use_ema`), and its layers copied into `model` by name, except those
     under `exclude_scopes` (e.g. `Logits` for another class count). `model`
     may be the run's whole network, only its backbone, or (from a run
     without a head) a head's network, of which only the backbone is loaded.
     Returns what was used, as `fgtf.checkpoints.load_network` reports it."""
     from fgtf.models.layers import in_scopes, scope_prefixes, weight_layers
+    from fgtf.models.heads import NO_HEAD
     from fgtf.models.network import backbone_of, build_network
 
     source = build_network(config)
@@ -296,13 +300,13 @@ def load_run_weights(model, config, prefix, *, exclude_scopes="", use_ema=True):
     stored = {layer.name: layer for layer in weight_layers(source)}
     # A run without a head starts a head's network as a TF-Slim checkpoint
     # does: its backbone; the head's own layers stay newly initialised.
-    target = backbone_of(model) if (config.get("head") or "none") == "none" else model
+    target = backbone_of(model) if config.head == NO_HEAD else model
     wanted = [layer for layer in weight_layers(target) if layer.weights and not in_scopes(layer.name, excluded)]
     # Like a slim checkpoint, a run must cover every layer it initialises:
     # a run of another network would otherwise leave this one silently untrained.
     missing = [layer.name for layer in wanted if layer.name not in stored]
     if missing:
-        raise UserError(f"{prefix} (a run of {config['model_name']}) has no weights for {len(missing)} "
+        raise UserError(f"{prefix} (a run of {config.model_name}) has no weights for {len(missing)} "
                         f"layer(s) of this network, e.g. {', '.join(missing[:3])}; start from a run of the same "
                         f"network, or leave those layers out with --checkpoint_exclude_scopes")
     for layer in wanted:
@@ -379,9 +383,8 @@ def torch_key(variable_path):
 
 
 def _run_used(prefix, config, ema, image_size=None):
-    return {"kind": "run", "weights": os.path.abspath(prefix), "model": config["model_name"],
-            "head": config.get("head") or "none", "image_size": int(image_size or config["image_size"]),
-            "num_classes": int(config["num_classes"]), "ema": ema}
+    return {"kind": "run", "weights": os.path.abspath(prefix), "model": config.model_name, "head": config.head,
+            "image_size": int(image_size or config.image_size), "num_classes": int(config.num_classes), "ema": ema}
 
 
 def _layer_variables(model):
