@@ -97,6 +97,21 @@ def test_train_then_evaluate_writes_results(tfrecords, tmp_path, capsys):
     assert (train_dir / "eval" / "per_class_accuracy.csv").read_text().startswith("class,name,accuracy")
 
 
+def test_library_calls_take_typed_settings(tfrecords, tmp_path, capsys):
+    flags = train.build_parser().parse_args(["--dataset_dir", tfrecords, "--run_dir", str(tmp_path / "run")])
+    assert train.TrainConfig.from_flags(flags) == train.TrainConfig(dataset_dir=tfrecords,
+                                                                    train_dir=str(tmp_path / "run"))
+    settings = train.TrainConfig(dataset_dir=tfrecords, train_dir=str(tmp_path / "run"), model_name="tiny_net",
+                                 train_image_size=32, batch_size=8, optimizer="momentum", learning_rate=0.05,
+                                 weight_decay=0, max_number_of_steps=2)
+    assert set(train.train(settings)) >= {"loss", "accuracy"}
+    assert runs.load_run_config(str(tmp_path / "run")).total_steps == 2
+    results = evaluate.evaluate_checkpoint(str(tmp_path / "run"), tfrecords, batch_size=5,
+                                           eval_dir=str(tmp_path / "eval"))
+    assert results["step"] == 2 and results["num_images"] == 16 and results["model_name"] == "tiny_net"
+    assert "training steps 0 -> 2" in capsys.readouterr().out
+
+
 def test_eval_metrics_hand_computed():
     logits = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 2.0], [2.0, 1.0, 0.0]])
     labels = np.array([0, 2, 2, 1])
