@@ -39,7 +39,7 @@ def main():
     from fgtf.runs import load_run_config
 
     shards = shard_folder(args.dataset_dir)
-    image_size = load_run_config(args.checkpoint)["image_size"]
+    image_size = load_run_config(args.checkpoint).image_size
     artifacts = {}
     for fmt in ("litert", "litert_int8"):
         out = os.path.join(args.out, fmt)

@@ -20,8 +20,8 @@ import argparse
 import os
 
 from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for callers of fgtf.checkpoints)
-    CLASSIFIER_SCOPES, EMA_SUFFIX, checkpoint_prefix, keras_weights_record, load_keras_weights, load_slim_checkpoint,
-    load_weights, save_keras_weights)
+    CLASSIFIER_SCOPES, EMA_SUFFIX, checkpoint_prefix, keras_weights_record, load_keras_weights, load_run_network,
+    load_run_weights, load_slim_checkpoint, load_weights, save_keras_weights)
 from tfrecord_tools.cli import UserError, cli_main, positive_int
 
 # The backbone a TF-Slim checkpoint or unrecorded weights file is taken for when --model is not given.
@@ -56,7 +56,7 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
     * an fgtf run: the network of its run_config.json (with its head) from
       its latest checkpoint, EMA weights when it kept them and `use_ema`;
       its image size unless `image_size` is given; `model`, when given, must
-      be the run's (see `fgtf.runs.load_run_network`);
+      be the run's (see `fgtf.models.weights.load_run_network`);
     * a `.weights.h5`: the network it records (fgtf writes the name and class
       count), else `model` with a classifier of `num_classes`;
     * a TF-Slim checkpoint: `model` (default inception_v3), EMA shadows when
@@ -86,7 +86,8 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
     if kind == "run":
         from fgtf import runs
 
-        return runs.load_run_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
+        _, prefix, config = runs.run_checkpoint(checkpoint, model)
+        return load_run_network(config, prefix, image_size=image_size, use_ema=use_ema)
     if kind == "keras":
         record = keras_weights_record(checkpoint)
         recorded = record.get("model")
@@ -115,8 +116,8 @@ def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=
     (training's and SimTrans's start weights; `load_network` for the files):
 
     * an fgtf run: its network's layers copied by name (EMA weights when it
-      kept them and `use_ema`; not its optimizer or step), see
-      `fgtf.runs.load_run_weights`;
+      kept them and `use_ema`; not its optimizer or step; `model_name`, when
+      given, must be the run's), see `fgtf.models.weights.load_run_weights`;
     * a `.weights.h5` or TF-Slim checkpoint: into the backbone of `model`
       (the model itself, or the backbone its head wraps), see
       `load_keras_weights` and `load_slim_checkpoint`;
@@ -127,14 +128,15 @@ def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=
     as `load_network` does (model: the run's, else `model_name` or the
     network's name; image_size: the run's or the network's input side)."""
     from fgtf import runs
+    from fgtf.models.network import backbone_of
 
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
         raise UserError(saved_model_refusal(checkpoint, saved_model_use))
     if kind == "run":
-        return runs.load_run_weights(model, checkpoint, model_name=model_name, exclude_scopes=exclude_scopes,
-                                     use_ema=use_ema)
-    backbone = runs.backbone_of(model)
+        _, prefix, config = runs.run_checkpoint(checkpoint, model_name)
+        return load_run_weights(model, config, prefix, exclude_scopes=exclude_scopes, use_ema=use_ema)
+    backbone = backbone_of(model)
     if kind == "keras":
         load_keras_weights(backbone, checkpoint, exclude_scopes=exclude_scopes)
         weights, ema = checkpoint, keras_weights_record(checkpoint).get("ema")
@@ -161,8 +163,7 @@ def recorded_network(checkpoint):
         from fgtf import runs
 
         config = runs.load_run_config(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint))
-        return {"model": config["model_name"], "image_size": config["image_size"],
-                "num_classes": config["num_classes"]}
+        return {"model": config.model_name, "image_size": config.image_size, "num_classes": config.num_classes}
     if kind == "keras":
         record = keras_weights_record(checkpoint)
         return {key: record[name] for key, name in (("model", "model"), ("num_classes", "classes")) if name in record}

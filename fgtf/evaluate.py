@@ -56,10 +56,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not os.path.isdir(args.dataset_dir):
         raise UserError(f"--dataset_dir {args.dataset_dir} does not exist")
+    options = {"split": args.split, "model": args.model, "image_size": args.eval_image_size,
+               "use_ema": not args.no_ema, "batch_size": args.batch_size,
+               "skip_bad_records": args.skip_bad_records, "eval_dir": args.eval_dir}
     if args.eval_interval_secs > 0:
-        watch(args)
+        watch(args.checkpoint_path, args.dataset_dir, interval_secs=args.eval_interval_secs,
+              timeout_secs=args.timeout_secs, **options)
     else:
-        evaluate_checkpoint(args, args.checkpoint_path)
+        evaluate_checkpoint(args.checkpoint_path, args.dataset_dir, **options)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -73,9 +77,20 @@ def _split(text):
     return split
 
 
-def evaluate_checkpoint(args, checkpoint):
+def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=None, image_size=None, use_ema=True,
+                        batch_size=50, skip_bad_records=False, eval_dir=None):
     """Evaluate the network of `checkpoint` (any kind `fgtf.checkpoints.load_network`
-    takes, with its classifier); print and write the results; return them as a dict."""
+    takes, with its classifier) on the `split` of the shards in `dataset_dir`;
+    print and write the results; return them as a dict.
+
+    model: the backbone of a TF-Slim checkpoint (a run's or fgtf
+        `.weights.h5`'s own network otherwise).
+    image_size: the image side (default: the run's training size, a
+        SavedModel's model card's, else the network's default).
+    use_ema: the moving averages of the weights when the checkpoint kept them.
+    eval_dir: where results go (default: <run folder>/eval, else
+        eval/<checkpoint stem>).
+    Raises UserError for data or weights that do not fit."""
     import tensorflow as tf
 
     from fgtf import runs
@@ -85,22 +100,21 @@ def evaluate_checkpoint(args, checkpoint):
     from fgtf.plots import confusion_matrix_png
 
     kind = checkpoint_kind(checkpoint)
-    shard_dir = shard_folder(args.dataset_dir)
-    _, histogram = split_labels(shard_dir, args.split)
-    model, used = load_network(checkpoint, model=args.model, image_size=args.eval_image_size,
-                               use_ema=not args.no_ema)
+    shard_dir = shard_folder(dataset_dir)
+    _, histogram = split_labels(shard_dir, split)
+    network, used = load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
+    from_run = [name for name, given in (("image size", image_size),) if given is None] + ["classes"]
     image_size, num_classes, prefix = used["image_size"], used["num_classes"], used["weights"]
     if histogram and max(histogram) >= num_classes:
-        raise UserError(f"{shard_dir} has {args.split} labels up to {max(histogram)} but {checkpoint} has "
+        raise UserError(f"{shard_dir} has {split} labels up to {max(histogram)} but {checkpoint} has "
                         f"{num_classes} classes; evaluate it on data of its own classes")
-    from_run = [name for name, given in (("image size", args.eval_image_size),) if given is None] + ["classes"]
     data_classes = len(histogram)
-    print(f"evaluating {checkpoint} on the {args.split} split of {shard_dir}"
+    print(f"evaluating {checkpoint} on the {split} split of {shard_dir}"
           + (f" (its labels cover {data_classes} of the network's {num_classes} classes)"
              if data_classes != num_classes else "") + f": {describe(used, from_run)}")
     try:
-        logits, labels = predict_logits(model, shard_dir, args.split, image_size, args.batch_size,
-                                        skip_bad_records=args.skip_bad_records)
+        logits, labels = predict_logits(network, shard_dir, split, image_size, batch_size,
+                                        skip_bad_records=skip_bad_records)
     except tf.errors.InvalidArgumentError as error:
         message = bad_record_message(error, shard_dir)
         if message is None:
@@ -108,13 +122,13 @@ def evaluate_checkpoint(args, checkpoint):
         raise UserError(message) from None
     results = classification_metrics(logits, labels, num_classes)
     step = runs.checkpoint_step(prefix) if kind == "run" else 0
-    class_names = _class_names(args.dataset_dir, shard_dir, num_classes)
+    class_names = _class_names(dataset_dir, shard_dir, num_classes)
     results.update({"checkpoint": prefix, "kind": kind, "step": step, "ema_weights": used["ema"],
-                    "split": args.split, "num_images": int(len(labels)), "image_size": image_size,
+                    "split": split, "num_images": int(len(labels)), "image_size": image_size,
                     "num_classes": num_classes, "model_name": used["model"], "dataset_dir": shard_dir,
                     "class_names": class_names})
-    eval_dir = args.eval_dir or (os.path.join(_run_dir(checkpoint), "eval") if kind == "run"
-                                 else os.path.join("eval", checkpoint_stem(checkpoint)))
+    eval_dir = eval_dir or (os.path.join(_run_dir(checkpoint), "eval") if kind == "run"
+                            else os.path.join("eval", checkpoint_stem(checkpoint)))
     _write_results(eval_dir, results, step)
     confusion_matrix_png(results.pop("confusion_matrix"), os.path.join(eval_dir, "confusion_matrix.png"),
                          class_names=class_names,
@@ -161,22 +175,23 @@ def classification_metrics(logits, labels, num_classes):
             "confusion_matrix": report["confusion_matrix"]}
 
 
-def watch(args):
-    """Evaluate every new checkpoint of the run folder as it appears (eval.sh)."""
+def watch(run_dir, dataset_dir, *, interval_secs, timeout_secs=None, **evaluation):
+    """Evaluate every new checkpoint of the run folder `run_dir` as it appears
+    (eval.sh), polling every `interval_secs`, until the training has
+    finished or, with `timeout_secs`, that long passed without a new one;
+    `evaluation`: `evaluate_checkpoint`'s keyword arguments."""
     import tensorflow as tf
 
-    run_dir = args.checkpoint_path
     if not os.path.isdir(run_dir):
         raise UserError(f"run folder {run_dir} does not exist; watching needs the folder the training writes to")
     if os.path.isfile(os.path.join(run_dir, "saved_model.pb")) or not _may_be_run(run_dir):
         raise UserError(f"{run_dir} is not an fgtf run folder; --eval_interval_secs watches the run folder a "
                         f"training writes to")
     if tf.train.latest_checkpoint(run_dir) is None:
-        print(f"waiting for the first checkpoint in {run_dir} (every {args.eval_interval_secs:g} s"
-              + (f", for at most {args.timeout_secs:g} s)" if args.timeout_secs else ")"), flush=True)
-    for prefix in tf.train.checkpoints_iterator(run_dir, min_interval_secs=args.eval_interval_secs,
-                                                timeout=args.timeout_secs):
-        evaluate_checkpoint(args, prefix)
+        print(f"waiting for the first checkpoint in {run_dir} (every {interval_secs:g} s"
+              + (f", for at most {timeout_secs:g} s)" if timeout_secs else ")"), flush=True)
+    for prefix in tf.train.checkpoints_iterator(run_dir, min_interval_secs=interval_secs, timeout=timeout_secs):
+        evaluate_checkpoint(prefix, dataset_dir, **evaluation)
         if os.path.isfile(os.path.join(run_dir, "train_done.json")) and prefix == tf.train.latest_checkpoint(run_dir):
             print("training has finished; stopping")
             return

@@ -344,7 +344,7 @@ def _run_figures(checkpoint):
         if name.endswith(".json") and name != runs.RUN_CONFIG:
             with open(os.path.join(folder, name), encoding="utf-8") as handle:
                 figures[name[: -len(".json")]] = json.load(handle)
-    return {"run_config": runs.load_run_config(folder), "evaluation": figures}
+    return {"run_config": runs.load_run_config(folder).to_dict(), "evaluation": figures}
 
 
 def _sha256(checkpoint):

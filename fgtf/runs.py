@@ -1,19 +1,24 @@
-"""A training run's folder (MODEL_DIR): its configuration, its checkpoints and
-the network they belong to. Shared by train, evaluate, feature extraction and
-the attention visualisation, so a run is rebuilt the same way everywhere.
+"""A training run's folder (MODEL_DIR): its configuration and its checkpoints.
+Shared by train, evaluate, feature extraction and the attention
+visualisation. The network a run trains is built by
+`fgtf.models.network.build_network` (re-exported here) and loaded from its
+checkpoint by `fgtf.models.weights.load_run_network`.
 
-    <model_dir>/run_config.json      what `build_network` needs (model, classes, head, sizes)
+    <model_dir>/run_config.json      its `RunConfig`: the network `build_network` builds, the training
     <model_dir>/ckpt-<n>.index/.data the tf.train.Checkpoint of model, optimizer, input position, EMA
     <model_dir>/checkpoint           the latest checkpoint's name
     <model_dir>/train_done.json      written when the run reached its last step
 """
+import dataclasses
 import json
 import os
+from typing import Optional
 
 import keras
 
 from fgtf._keras_internals import moving_average_pairs
 from fgtf.fileio import write_json
+from fgtf.models.network import NetworkSpec, backbone_of, build_network  # noqa: F401  (re-exported for run callers)
 from fgtf.models.weights import EMA_KEY, ema_variable_key, restore_for_inference  # noqa: F401  (EMA_KEY: for train)
 from tfrecord_tools.cli import UserError
 
@@ -21,46 +26,55 @@ RUN_CONFIG = "run_config.json"
 DONE = "train_done.json"
 
 
+@dataclasses.dataclass(frozen=True)
+class RunConfig(NetworkSpec):
+    """What a run folder's run_config.json records: its network (the fields
+    of `NetworkSpec`) and the training it was started with. A field that is
+    None was not recorded (runs of older fgtf versions).
+
+    dataset_name: the registry name of the data (`--dataset`).
+    num_train_examples: training images per epoch (after `--label_ratio`).
+    total_steps: the step the run ends at.
+    batch_size: the global batch size.
+    label_smoothing: of the cross-entropy.
+    optimizer: as slim names it (`--optimizer`).
+    """
+    dataset_name: Optional[str] = None
+    num_train_examples: Optional[int] = None
+    total_steps: Optional[int] = None
+    batch_size: Optional[int] = None
+    label_smoothing: Optional[float] = None
+    optimizer: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data, source=RUN_CONFIG):
+        """The config of a run_config.json's contents; entries it does not know
+        are left out. UserError, naming `source`, when a network field is missing."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        required = [field.name for field in dataclasses.fields(NetworkSpec)
+                    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if data.get(name) is None]
+        if missing:
+            raise UserError(f"{source} does not record {', '.join(missing)}; it was not written by fgtf.train")
+        return cls(**{name: data[name] for name in names if data.get(name) is not None})
+
+    def to_dict(self):
+        """The JSON object of run_config.json (unrecorded fields left out)."""
+        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+
 def save_run_config(model_dir, config):
-    write_json(os.path.join(model_dir, RUN_CONFIG), config)
+    """Write the `RunConfig` of the run in `model_dir`."""
+    write_json(os.path.join(model_dir, RUN_CONFIG), config.to_dict())
 
 
 def load_run_config(model_dir):
+    """The `RunConfig` of the run in `model_dir`."""
     path = os.path.join(model_dir, RUN_CONFIG)
     if not os.path.isfile(path):
         raise UserError(f"{model_dir} is not an fgtf training folder ({RUN_CONFIG} is missing)")
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def build_network(config):
-    """The Keras model a run trains: backbone `config['model_name']` with the
-    slim classifier (plus aux logits when `config['aux_logits']`), or its
-    feature map wrapped by a head (`config['head']`: sef, sam, cle) built with
-    `config['head_options']`. At inference it outputs logits."""
-    try:
-        return _build_network(config)
-    except ValueError as error:
-        if "input size" not in str(error) or isinstance(error, UserError):
-            raise
-        # The builders say it Keras-applications style; for a user it is an --image_size mistake.
-        raise UserError(f"--image_size {config['image_size']} is too small for {config['model_name']}: "
-                        f"{error}") from None
-
-
-def _build_network(config):
-    from fgtf.models import build_model
-    from fgtf.models.heads import NO_HEAD, build_head, head_record
-
-    size = config["image_size"]
-    head = config.get("head") or NO_HEAD
-    if head == NO_HEAD:
-        extra = {"aux_logits": True} if config.get("aux_logits") else {}
-        return build_model(config["model_name"], classes=config["num_classes"], classifier_activation=None,
-                           input_shape=(size, size, 3), **extra)
-    head_record(head)  # an unknown head is refused before the backbone is built
-    backbone = build_model(config["model_name"], include_top=False, input_shape=(size, size, 3))
-    return build_head(head, backbone, config["num_classes"], **config.get("head_options", {}))
+        return RunConfig.from_dict(json.load(handle), source=path)
 
 
 def ema_map(optimizer):
@@ -88,72 +102,14 @@ def run_checkpoint(path, model=None):
     or when `model` is given and the run trains another network."""
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     config = load_run_config(folder)
-    if model and model != config["model_name"]:
-        raise UserError(f"{folder} is a run of {config['model_name']}, not of --model {model}; leave --model out "
+    if model and model != config.model_name:
+        raise UserError(f"{folder} is a run of {config.model_name}, not of --model {model}; leave --model out "
                         f"to use the run's network, or pass weights of {model}")
     prefix = latest_checkpoint(path)
     if prefix is None:
         raise UserError(f"run folder {folder} holds no checkpoint yet; train it first (python -m fgtf.train "
                         f"--run_dir {folder} ...) or pass a run that has one")
     return folder, prefix, config
-
-
-def load_run_network(path, *, model=None, image_size=None, use_ema=True):
-    """(network, used) of a run folder or checkpoint prefix, for inference:
-    the network of its run_config.json (with its head) at its image size
-    unless `image_size` is given, restored from its latest checkpoint with
-    its EMA weights when it kept them and `use_ema`. `model`, when given,
-    must be the run's. `used` is `fgtf.checkpoints.load_network`'s report."""
-    _, prefix, config = run_checkpoint(path, model)
-    size = image_size or config["image_size"]
-    network = build_network({**config, "image_size": size})
-    ema = restore_for_inference(network, prefix, use_ema=use_ema)
-    return network, _used(prefix, config, ema, image_size=size)
-
-
-def load_run_weights(model, path, *, model_name=None, exclude_scopes="", use_ema=True):
-    """Start `model` from the model weights of a run folder or checkpoint
-    prefix (not its optimizer state or step): the run's network is rebuilt
-    from its run_config.json, restored (EMA weights when it kept them and
-    `use_ema`), and its layers copied into `model` by name, except those
-    under `exclude_scopes` (e.g. `Logits` for another class count). `model`
-    may be the run's whole network, only its backbone, or (from a run
-    without a head) a head's network, of which only the backbone is loaded;
-    `model_name`, when given, must be the run's network. Returns what was
-    used, as `fgtf.checkpoints.load_network` reports it."""
-    from fgtf.optimization import in_scopes, scope_prefixes, weight_layers
-
-    _, prefix, config = run_checkpoint(path, model_name)
-    source = build_network(config)
-    used_ema = restore_for_inference(source, prefix, use_ema=use_ema)
-    excluded = scope_prefixes(model, exclude_scopes)
-    stored = {layer.name: layer for layer in weight_layers(source)}
-    # A run without a head starts a head's network as a TF-Slim checkpoint
-    # does: its backbone; the head's own layers stay newly initialised.
-    target = backbone_of(model) if (config.get("head") or "none") == "none" else model
-    wanted = [layer for layer in weight_layers(target) if layer.weights and not in_scopes(layer.name, excluded)]
-    # Like a slim checkpoint, a run must cover every layer it initialises:
-    # a run of another network would otherwise leave this one silently untrained.
-    missing = [layer.name for layer in wanted if layer.name not in stored]
-    if missing:
-        raise UserError(f"{prefix} (a run of {config['model_name']}) has no weights for {len(missing)} "
-                        f"layer(s) of this network, e.g. {', '.join(missing[:3])}; start from a run of the same "
-                        f"network, or leave those layers out with --checkpoint_exclude_scopes")
-    for layer in wanted:
-        weights = stored[layer.name].get_weights()
-        shapes = [w.shape for w in weights]
-        if shapes != [tuple(v.shape) for v in layer.weights]:
-            raise UserError(f"layer {layer.name} of {prefix} has weights of shapes {shapes}, this "
-                            f"network's {[tuple(v.shape) for v in layer.weights]}; leave it out with "
-                            f"--checkpoint_exclude_scopes (e.g. {layer.name.split('.')[0]})")
-        layer.set_weights(weights)
-    return _used(prefix, config, used_ema)
-
-
-def _used(prefix, config, ema, image_size=None):
-    return {"kind": "run", "weights": os.path.abspath(prefix), "model": config["model_name"],
-            "head": config.get("head") or "none", "image_size": int(image_size or config["image_size"]),
-            "num_classes": int(config["num_classes"]), "ema": ema}
 
 
 def checkpoint_step(checkpoint_prefix):
@@ -174,13 +130,6 @@ def is_run_checkpoint(path):
     import tensorflow as tf
 
     return "step/.ATTRIBUTES/VARIABLE_VALUE" in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-
-
-def backbone_of(model):
-    """The slim-named backbone: the model itself, or the backbone a head wraps
-    (the first nested keras.Model)."""
-    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    return nested[0] if nested else model
 
 
 def keras_model_summary_line(model):

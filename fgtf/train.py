@@ -14,11 +14,13 @@ data are skipped without reading them, see `fgtf.input_pipeline.make_dataset`),
 and a finished run is not trained again.
 """
 import argparse
+import dataclasses
 import functools
 import math
 import os
 import sys
 import time
+from typing import Optional
 
 from fgtf.optimizer_choices import DECAY_TYPES, OPTIMIZERS
 from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int, program_name
@@ -34,6 +36,71 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The settings of one training run, named as the destinations of
+    `python -m fgtf.train`'s flags, whose defaults they are (`--help` says
+    what each one means). None: not given (the run, the data or the network
+    decides; see the flag's help)."""
+    # data and model
+    dataset_dir: str
+    train_dir: str
+    dataset_name: str = "synthetic"
+    model_name: Optional[str] = None
+    num_classes: Optional[int] = None
+    train_image_size: Optional[int] = None
+    label_ratio: Optional[float] = None
+    head: str = "none"
+    sef_groups: int = 4
+    sam_target: str = "cam"
+    sam_bilinear: str = "single"
+    min_crop_area: Optional[float] = None
+    skip_bad_records: bool = False
+    # initialisation and fine-tuning
+    checkpoint_path: Optional[str] = None
+    checkpoint_exclude_scopes: str = ""
+    checkpoint_use_ema: bool = True
+    trainable_scopes: str = ""
+    # optimisation
+    optimizer: str = "rmsprop"
+    learning_rate: float = 0.01
+    learning_rate_decay_type: str = "exponential"
+    learning_rate_decay_factor: float = 0.94
+    num_epochs_per_decay: float = 2.0
+    end_learning_rate: float = 0.0001
+    warmup_epochs: float = 0.0
+    momentum: float = 0.9
+    rmsprop_decay: float = 0.9
+    rmsprop_momentum: float = 0.9
+    opt_epsilon: float = 1.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 0.00004
+    label_smoothing: float = 0.0
+    batch_norm_decay: Optional[float] = None
+    aux_loss_weight: float = 0.4
+    moving_average_decay: Optional[float] = None
+    batch_size: int = 32
+    max_number_of_steps: Optional[int] = None
+    epochs: Optional[float] = None
+    seed: int = 0
+    # logging and checkpoints
+    log_every_n_steps: int = 10
+    save_summaries_secs: float = 60
+    save_interval_secs: float = 600
+    max_checkpoints_to_keep: int = 3
+    # devices
+    strategy: str = "default"
+    tpu: Optional[str] = None
+    mixed_precision: bool = False
+    jit_compile: bool = False
+
+    @classmethod
+    def from_flags(cls, flags):
+        """The settings of `build_parser()`'s parsed flags."""
+        return cls(**vars(flags))
+
+
 def main(argv=None):
     try:
         _main(argv)
@@ -44,8 +111,7 @@ def main(argv=None):
 
 @cli_main
 def _main(argv=None):
-    args = build_parser().parse_args(argv)
-    train(args)
+    train(TrainConfig.from_flags(build_parser().parse_args(argv)))
 
 
 def decay(text):
@@ -78,7 +144,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
                                 formatter_class=_HelpFormatter)
     g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", "--dataset_name", dest="dataset_name", default="synthetic",
+    g.add_argument("--dataset", "--dataset_name", dest="dataset_name",
                    help="dataset registry name (class count and CLE's loss weights)")
     g.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards (fgtf.convert's or the original tool's), or the dataset "
@@ -95,11 +161,11 @@ def build_parser():
                    help="training image side in pixels (default: the run being resumed's, or a --checkpoint run's, "
                         "else 299)")
     g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
-    g.add_argument("--head", default="none", choices=HEAD_CHOICES,
+    g.add_argument("--head", choices=HEAD_CHOICES,
                    help="FGVC head on the backbone's feature map (none: the slim classifier)")
-    g.add_argument("--sef_groups", type=positive_int, default=4, help="SEF channel groups (CUB 4, Aircraft 3, Cars/Dogs 2)")
-    g.add_argument("--sam_target", default="cam", choices=("cam", "gradcam"), help="SAM pseudo-attention")
-    g.add_argument("--sam_bilinear", default="single", choices=("none", "single", "multi", "compact"),
+    g.add_argument("--sef_groups", type=positive_int, help="SEF channel groups (CUB 4, Aircraft 3, Cars/Dogs 2)")
+    g.add_argument("--sam_target", choices=("cam", "gradcam"), help="SAM pseudo-attention")
+    g.add_argument("--sam_bilinear", choices=("none", "single", "multi", "compact"),
                    help="SAM-Bilinear pooling form (none: plain SAM)")
     g.add_argument("--min_crop_area", type=crop_area,
                    help="smallest share of the image a random training crop covers (default: slim's 0.05); "
@@ -111,53 +177,55 @@ def build_parser():
                    help="weights to start a new run from: TF-Slim checkpoint, Keras .weights.h5, or a previous "
                         "fgtf run folder (its model weights only: fresh optimizer, step 0; its network and image "
                         "size unless given); a SavedModel is refused (an opaque graph)")
-    g.add_argument("--checkpoint_exclude_scopes", default="",
+    g.add_argument("--checkpoint_exclude_scopes",
                    help="comma-separated slim scopes not restored, e.g. InceptionV3/Logits,InceptionV3/AuxLogits")
     g.add_argument("--no_ema", dest="checkpoint_use_ema", action="store_false",
                    help="from a run folder, take its raw weights even when it kept an EMA of them")
-    g.add_argument("--trainable_scopes", default="", help="comma-separated slim scopes to train (empty: all)")
+    g.add_argument("--trainable_scopes", help="comma-separated slim scopes to train (empty: all)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", default="rmsprop", choices=OPTIMIZERS, help="optimizer, as slim names it")
-    g.add_argument("--learning_rate", type=positive_float, default=0.01, help="initial learning rate")
-    g.add_argument("--learning_rate_decay_type", default="exponential", choices=DECAY_TYPES,
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer, as slim names it")
+    g.add_argument("--learning_rate", type=positive_float, help="initial learning rate")
+    g.add_argument("--learning_rate_decay_type", choices=DECAY_TYPES,
                    help="learning-rate schedule")
-    g.add_argument("--learning_rate_decay_factor", type=positive_float, default=0.94,
+    g.add_argument("--learning_rate_decay_factor", type=positive_float,
                    help="factor of each exponential decay")
-    g.add_argument("--num_epochs_per_decay", type=positive_float, default=2.0, help="epochs between decays")
-    g.add_argument("--end_learning_rate", type=non_negative_float, default=0.0001,
+    g.add_argument("--num_epochs_per_decay", type=positive_float, help="epochs between decays")
+    g.add_argument("--end_learning_rate", type=non_negative_float,
                    help="floor of the exponential, end of the polynomial and warmup_linear schedules")
-    g.add_argument("--warmup_epochs", type=non_negative_float, default=0.0,
+    g.add_argument("--warmup_epochs", type=non_negative_float,
                    help="warm-up epochs of --learning_rate_decay_type warmup_linear")
-    g.add_argument("--momentum", type=decay, default=0.9, help="momentum of the momentum optimizer")
-    g.add_argument("--rmsprop_decay", type=decay, default=0.9, help="RMSProp's decay of the squared gradients")
-    g.add_argument("--rmsprop_momentum", type=decay, default=0.9, help="RMSProp's momentum")
-    g.add_argument("--opt_epsilon", type=positive_float, default=1.0, help="epsilon of RMSProp and Adam")
-    g.add_argument("--adam_beta1", type=decay, default=0.9, help="Adam's first-moment decay")
-    g.add_argument("--adam_beta2", type=decay, default=0.999, help="Adam's second-moment decay")
-    g.add_argument("--weight_decay", type=non_negative_float, default=0.00004,
+    g.add_argument("--momentum", type=decay, help="momentum of the momentum optimizer")
+    g.add_argument("--rmsprop_decay", type=decay, help="RMSProp's decay of the squared gradients")
+    g.add_argument("--rmsprop_momentum", type=decay, help="RMSProp's momentum")
+    g.add_argument("--opt_epsilon", type=positive_float, help="epsilon of RMSProp and Adam")
+    g.add_argument("--adam_beta1", type=decay, help="Adam's first-moment decay")
+    g.add_argument("--adam_beta2", type=decay, help="Adam's second-moment decay")
+    g.add_argument("--weight_decay", type=non_negative_float,
                    help="L2 on conv/dense kernels (slim's rule)")
-    g.add_argument("--label_smoothing", type=decay, default=0.0, help="label smoothing of the cross-entropy")
+    g.add_argument("--label_smoothing", type=decay, help="label smoothing of the cross-entropy")
     g.add_argument("--batch_norm_decay", type=decay,
                    help="moving-average decay of batch-norm statistics (default: the network's, 0.9997 for "
                         "Inception, 0.997 for ResNet; use ~0.9 for runs of a few hundred steps)")
-    g.add_argument("--aux_loss_weight", type=non_negative_float, default=0.4,
+    g.add_argument("--aux_loss_weight", type=non_negative_float,
                    help="weight of the aux-logits loss (0 disables)")
     g.add_argument("--moving_average_decay", type=decay, help="keep an EMA of the weights (e.g. 0.9999)")
-    g.add_argument("--batch_size", type=positive_int, default=32, help="global batch size over all replicas")
+    g.add_argument("--batch_size", type=positive_int, help="global batch size over all replicas")
     g.add_argument("--max_number_of_steps", type=positive_int, help="train this many steps")
     g.add_argument("--epochs", type=positive_float, help="or this many epochs (steps from the global batch)")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
+    g.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation")
     g = p.add_argument_group("logging and checkpoints")
-    g.add_argument("--log_every_n_steps", type=positive_int, default=10, help="print the metrics this often")
-    g.add_argument("--save_summaries_secs", type=non_negative_float, default=60,
+    g.add_argument("--log_every_n_steps", type=positive_int, help="print the metrics this often")
+    g.add_argument("--save_summaries_secs", type=non_negative_float,
                    help="write TensorBoard summaries at most this often")
-    g.add_argument("--save_interval_secs", type=non_negative_float, default=600, help="checkpoint this often")
-    g.add_argument("--max_checkpoints_to_keep", type=positive_int, default=3, help="checkpoints kept in the run")
+    g.add_argument("--save_interval_secs", type=non_negative_float, help="checkpoint this often")
+    g.add_argument("--max_checkpoints_to_keep", type=positive_int, help="checkpoints kept in the run")
     g = p.add_argument_group("devices")
-    g.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
+    g.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
     g.add_argument("--tpu", help="TPU address for --strategy tpu")
     g.add_argument("--mixed_precision", action="store_true", help="mixed_float16 compute (GPU), float32 losses")
     g.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA")
+    p.set_defaults(**{field.name: field.default for field in dataclasses.fields(TrainConfig)
+                      if field.default is not dataclasses.MISSING})
     return p
 
 
@@ -165,12 +233,15 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """The module docstring as written, and every flag's default."""
 
 
-def train(args):
-    """Run (or resume) the training described by parsed `args`; returns the
-    last logged metrics as a dict. Raises `UserError` for a mistake (before
-    anything is written) and `TrainingDiverged` when the loss is not finite."""
-    _check_args(args)
-    from_run = _settings_from_runs(args)
+def train(settings):
+    """Run (or resume) the training described by `settings`, a `TrainConfig`
+    (or `build_parser()`'s parsed flags); returns the last logged metrics as
+    a dict. Raises `UserError` for a mistake (before anything is written)
+    and `TrainingDiverged` when the loss is not finite."""
+    if isinstance(settings, argparse.Namespace):
+        settings = TrainConfig.from_flags(settings)
+    _check_settings(settings)
+    settings, from_run = _settings_from_runs(settings)
     import keras
     import tensorflow as tf
 
@@ -179,63 +250,63 @@ def train(args):
     from fgtf.distribute import is_chief, make_strategy
     from fgtf.input_pipeline import bad_record_message, shard_folder
 
-    args.shard_dir = shard_folder(args.dataset_dir)
-    num_examples, num_classes = _dataset_facts(args)
-    total_steps = args.max_number_of_steps or math.ceil(args.epochs * num_examples / args.batch_size)
-    config = _run_config(args, num_classes, num_examples, total_steps)
-    _check_same_run(args.train_dir, config)
-    if args.mixed_precision:
+    shard_dir = shard_folder(settings.dataset_dir)
+    num_examples, num_classes = _dataset_facts(settings, shard_dir)
+    total_steps = settings.max_number_of_steps or math.ceil(settings.epochs * num_examples / settings.batch_size)
+    config = _run_config(settings, num_classes, num_examples, total_steps)
+    _check_same_run(settings.train_dir, config)
+    if settings.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    keras.utils.set_random_seed(args.seed)
-    strategy = make_strategy(args.strategy, args.tpu)
+    keras.utils.set_random_seed(settings.seed)
+    strategy = make_strategy(settings.strategy, settings.tpu)
     chief = is_chief(strategy)
 
     with strategy.scope():
         model = runs.build_network(config)
-        optimizer = _optimizer(args, num_examples, total_steps)
-        _prepare_trainable(model, args)
-        _compile(model, optimizer, config, args)
+        optimizer = _optimizer(settings, num_examples, total_steps)
+        _prepare_trainable(model, settings)
+        _compile(model, optimizer, config, settings)
         optimizer.build(model.trainable_variables)
         symbolic_build(model, _batch_spec(config))
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=optimizer.iterations,
                                          **{runs.EMA_KEY: runs.ema_map(optimizer)})
-    manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(args.train_dir, chief, strategy),
-                                         max_to_keep=args.max_checkpoints_to_keep)
+    manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(settings.train_dir, chief, strategy),
+                                         max_to_keep=settings.max_checkpoints_to_keep)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
-    elif args.checkpoint_path:
-        _initialise(model, args, from_run)
+    elif settings.checkpoint_path:
+        _initialise(model, settings, from_run)
     step = int(optimizer.iterations.numpy())
     if step >= total_steps:
-        print(f"{args.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
+        print(f"{settings.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
         return {}
     print(runs.keras_model_summary_line(model) + f"; training steps {step} -> {total_steps}, "
-          f"global batch {args.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
+          f"global batch {settings.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
     # The input stream is deterministic for the seed; a resumed run skips the
     # examples its steps consumed, which keeps checkpoints small (no shuffle
     # buffers) and the data position exact.
-    dataset = strategy.distribute_datasets_from_function(lambda ctx: _train_dataset(args, ctx, step))
+    dataset = strategy.distribute_datasets_from_function(lambda ctx: _train_dataset(settings, shard_dir, ctx, step))
     iterator = iter(dataset)
     # The run's config is written with its first checkpoint, so a start that
     # fails before then leaves the run folder as it was.
-    save_config = (lambda: runs.save_run_config(args.train_dir, config)) if chief else (lambda: None)
+    save_config = (lambda: runs.save_run_config(settings.train_dir, config)) if chief else (lambda: None)
     try:
-        logs = _loop(model, optimizer, iterator, manager, args, total_steps, chief, save_config)
+        logs = _loop(model, optimizer, iterator, manager, settings, total_steps, chief, save_config)
     except tf.errors.InvalidArgumentError as error:
-        message = bad_record_message(error, args.shard_dir)
+        message = bad_record_message(error, shard_dir)
         if message is None:
             raise
         raise UserError(message) from None
     if chief:
         from fgtf.fileio import write_json
 
-        write_json(os.path.join(args.train_dir, runs.DONE), {"step": total_steps, "metrics": logs})
-    _clean_worker_dir(args.train_dir, chief, strategy)
+        write_json(os.path.join(settings.train_dir, runs.DONE), {"step": total_steps, "metrics": logs})
+    _clean_worker_dir(settings.train_dir, chief, strategy)
     return logs
 
 
-def _loop(model, optimizer, iterator, manager, args, total_steps, chief, before_first_save):
+def _loop(model, optimizer, iterator, manager, settings, total_steps, chief, before_first_save):
     """The training loop: Keras's train function one step at a time, with
     logging, summaries, NaN checks and timed checkpoints; `before_first_save()`
     runs once, before the first checkpoint of a run is written."""
@@ -243,7 +314,7 @@ def _loop(model, optimizer, iterator, manager, args, total_steps, chief, before_
     import tensorflow as tf
 
     writer = None
-    train_function = _distributed_train_function(model, args.jit_compile)
+    train_function = _distributed_train_function(model, settings.jit_compile)
     step = int(optimizer.iterations.numpy())
     last_save = last_summary = time.monotonic()
     window_start, window_steps = time.perf_counter(), 0
@@ -259,15 +330,15 @@ def _loop(model, optimizer, iterator, manager, args, total_steps, chief, before_
                 f"the data.")
         now = time.monotonic()
         last_step = step >= total_steps
-        if step % args.log_every_n_steps == 0 or last_step:
+        if step % settings.log_every_n_steps == 0 or last_step:
             elapsed = time.perf_counter() - window_start
-            images_per_sec = window_steps * args.batch_size / max(elapsed, 1e-9)
+            images_per_sec = window_steps * settings.batch_size / max(elapsed, 1e-9)
             learning_rate = float(optimizer.learning_rate)
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
             print(f"step {step}/{total_steps}  {metrics}  lr {learning_rate:.3g}  {images_per_sec:.1f} images/s",
                   flush=True)
-            if chief and (now - last_summary >= args.save_summaries_secs or last_step):
-                writer = writer or tf.summary.create_file_writer(os.path.join(args.train_dir, "train"))
+            if chief and (now - last_summary >= settings.save_summaries_secs or last_step):
+                writer = writer or tf.summary.create_file_writer(os.path.join(settings.train_dir, "train"))
                 with writer.as_default(step=step):
                     for name, value in logs.items():
                         tf.summary.scalar(name, value)
@@ -277,7 +348,7 @@ def _loop(model, optimizer, iterator, manager, args, total_steps, chief, before_
                 last_summary = now
             model.reset_metrics()
             window_start, window_steps = time.perf_counter(), 0
-        if now - last_save >= args.save_interval_secs or last_step:
+        if now - last_save >= settings.save_interval_secs or last_step:
             if manager.latest_checkpoint is None:
                 before_first_save()
             manager.save(checkpoint_number=step)
@@ -302,62 +373,63 @@ def _distributed_train_function(model, jit_compile):
     return train_function
 
 
-def _check_args(args):
-    if (args.max_number_of_steps is None) == (args.epochs is None):
+def _check_settings(settings):
+    if (settings.max_number_of_steps is None) == (settings.epochs is None):
         raise UserError("give exactly one of --max_number_of_steps and --epochs")
-    if args.strategy == "tpu" and not args.tpu:
+    if settings.strategy == "tpu" and not settings.tpu:
         raise UserError("--strategy tpu needs --tpu, the TPU's name or address (e.g. grpc://10.0.0.2:8470)")
-    if not os.path.isdir(args.dataset_dir):
-        raise UserError(f"--dataset_dir {args.dataset_dir} does not exist; convert the dataset first "
-                        f"(python -m fgtf.convert --dataset {args.dataset_name})")
+    if not os.path.isdir(settings.dataset_dir):
+        raise UserError(f"--dataset_dir {settings.dataset_dir} does not exist; convert the dataset first "
+                        f"(python -m fgtf.convert --dataset {settings.dataset_name})")
     from fgtf.models import list_models
 
-    if args.model_name is not None and args.model_name not in list_models():
-        raise UserError(f"unknown model {args.model_name!r}; known models: {', '.join(list_models())}")
+    if settings.model_name is not None and settings.model_name not in list_models():
+        raise UserError(f"unknown model {settings.model_name!r}; known models: {', '.join(list_models())}")
 
 
-def _settings_from_runs(args):
+def _settings_from_runs(settings):
     """Fill in --model and --image_size when they were left out: from the run
     being resumed (--run_dir), else from the --checkpoint run (or the network
     an fgtf .weights.h5 records), else inception_v3 at 299 px. Returns the
-    names of the settings taken from the --checkpoint run (for the line
-    saying what it loaded)."""
+    settings so completed and the names of those taken from the --checkpoint
+    run (for the line saying what it loaded)."""
     from fgtf import runs
     from fgtf.checkpoints import DEFAULT_MODEL, checkpoint_kind, recorded_network, saved_model_refusal
 
-    given = {"model": args.model_name, "image size": args.train_image_size}
+    given = {"model": settings.model_name, "image size": settings.train_image_size}
     source, from_start = {}, False
-    if os.path.isfile(os.path.join(args.train_dir, runs.RUN_CONFIG)):
-        source = recorded_network(args.train_dir)
-    elif args.checkpoint_path:
-        kind = checkpoint_kind(args.checkpoint_path)
+    if os.path.isfile(os.path.join(settings.train_dir, runs.RUN_CONFIG)):
+        source = recorded_network(settings.train_dir)
+    elif settings.checkpoint_path:
+        kind = checkpoint_kind(settings.checkpoint_path)
         if kind == "saved_model":
-            raise UserError(saved_model_refusal(args.checkpoint_path, START_WEIGHTS))
-        source, from_start = recorded_network(args.checkpoint_path), kind == "run"
-    args.model_name = args.model_name or source.get("model") or DEFAULT_MODEL
-    args.train_image_size = args.train_image_size or source.get("image_size") or 299
-    return [name for name, value in given.items() if value is None] if from_start else []
+            raise UserError(saved_model_refusal(settings.checkpoint_path, START_WEIGHTS))
+        source, from_start = recorded_network(settings.checkpoint_path), kind == "run"
+    completed = dataclasses.replace(
+        settings, model_name=settings.model_name or source.get("model") or DEFAULT_MODEL,
+        train_image_size=settings.train_image_size or source.get("image_size") or 299)
+    return completed, [name for name, value in given.items() if value is None] if from_start else []
 
 
-def _dataset_facts(args):
+def _dataset_facts(settings, shard_dir):
     """(training examples, classes) of the shards (from their manifest, or read
     when there is none) and the registry; the labels must fit the classes."""
     from fgtf.datasets import get_dataset_info
     from fgtf.input_pipeline import split_labels
 
-    records, histogram = split_labels(args.shard_dir, "train")
+    records, histogram = split_labels(shard_dir, "train")
     if not records:
-        raise UserError(f"{args.shard_dir} holds no train records")
-    num_classes = args.num_classes or get_dataset_info(args.dataset_name).num_classes or max(histogram) + 1
+        raise UserError(f"{shard_dir} holds no train records")
+    num_classes = settings.num_classes or get_dataset_info(settings.dataset_name).num_classes or max(histogram) + 1
     if max(histogram) >= num_classes:
         raise UserError(f"the train records have labels up to {max(histogram)}, more than --num_classes "
                         f"{num_classes} allows (labels 0..{num_classes - 1}); give --num_classes {max(histogram) + 1} "
                         f"or the matching --dataset")
     num_examples = records
-    if args.label_ratio:
-        num_examples = max(int(num_examples * args.label_ratio / 100), num_classes)
-    if args.batch_size > num_examples:
-        raise UserError(f"--batch_size {args.batch_size} is larger than the {num_examples} training images")
+    if settings.label_ratio:
+        num_examples = max(int(num_examples * settings.label_ratio / 100), num_classes)
+    if settings.batch_size > num_examples:
+        raise UserError(f"--batch_size {settings.batch_size} is larger than the {num_examples} training images")
     return num_examples, num_classes
 
 
@@ -368,95 +440,100 @@ def _check_same_run(run_dir, config):
     if not os.path.isfile(os.path.join(run_dir, runs.RUN_CONFIG)):
         return
     stored = runs.load_run_config(run_dir)
-    differing = [f"{key} {stored[key]} -> {config[key]}" for key in RUN_SETTINGS
-                 if key in stored and stored[key] != config[key]]
+    differing = [f"{key} {getattr(stored, key)} -> {getattr(config, key)}" for key in RUN_SETTINGS
+                 if getattr(stored, key) is not None and getattr(stored, key) != getattr(config, key)]
     if differing:
         raise UserError(f"{run_dir} is a run with other settings ({'; '.join(differing)}); give a new --run_dir "
                         f"and start from this one with --checkpoint {run_dir}")
 
 
-def _run_config(args, num_classes, num_examples, total_steps):
+def _run_config(settings, num_classes, num_examples, total_steps):
     from fgtf.models import has_aux_logits
     from fgtf.models.heads import NO_HEAD, head_options
+    from fgtf.runs import RunConfig
 
-    aux_logits = has_aux_logits(args.model_name, args.train_image_size) and args.aux_loss_weight > 0
-    return {"model_name": args.model_name, "num_classes": num_classes, "image_size": args.train_image_size,
-            "head": args.head, "head_options": head_options(args), "aux_logits": aux_logits and args.head == NO_HEAD,
-            "dataset_name": args.dataset_name, "num_train_examples": num_examples, "total_steps": total_steps,
-            "batch_size": args.batch_size, "label_smoothing": args.label_smoothing, "optimizer": args.optimizer}
+    aux_logits = has_aux_logits(settings.model_name, settings.train_image_size) and settings.aux_loss_weight > 0
+    return RunConfig(model_name=settings.model_name, num_classes=num_classes, image_size=settings.train_image_size,
+                     head=settings.head, head_options=head_options(settings),
+                     aux_logits=aux_logits and settings.head == NO_HEAD, dataset_name=settings.dataset_name,
+                     num_train_examples=num_examples, total_steps=total_steps, batch_size=settings.batch_size,
+                     label_smoothing=settings.label_smoothing, optimizer=settings.optimizer)
 
 
-def _optimizer(args, num_examples, total_steps):
+def _optimizer(settings, num_examples, total_steps):
     from fgtf.optimization import SlimLearningRate, decay_steps_for, make_optimizer, steps_per_epoch
 
     schedule = SlimLearningRate(
-        args.learning_rate, args.learning_rate_decay_type,
-        decay_steps=decay_steps_for(num_examples, args.batch_size, args.num_epochs_per_decay),
-        decay_factor=args.learning_rate_decay_factor, end_learning_rate=args.end_learning_rate,
-        warmup_steps=int(args.warmup_epochs * steps_per_epoch(num_examples, args.batch_size)),
+        settings.learning_rate, settings.learning_rate_decay_type,
+        decay_steps=decay_steps_for(num_examples, settings.batch_size, settings.num_epochs_per_decay),
+        decay_factor=settings.learning_rate_decay_factor, end_learning_rate=settings.end_learning_rate,
+        warmup_steps=int(settings.warmup_epochs * steps_per_epoch(num_examples, settings.batch_size)),
         total_steps=total_steps)
-    return make_optimizer(args.optimizer, schedule, momentum=args.momentum, rmsprop_decay=args.rmsprop_decay,
-                          rmsprop_momentum=args.rmsprop_momentum, opt_epsilon=args.opt_epsilon,
-                          adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2,
-                          moving_average_decay=args.moving_average_decay)
+    return make_optimizer(settings.optimizer, schedule, momentum=settings.momentum,
+                          rmsprop_decay=settings.rmsprop_decay, rmsprop_momentum=settings.rmsprop_momentum,
+                          opt_epsilon=settings.opt_epsilon,
+                          adam_beta1=settings.adam_beta1, adam_beta2=settings.adam_beta2,
+                          moving_average_decay=settings.moving_average_decay)
 
 
-def _prepare_trainable(model, args):
+def _prepare_trainable(model, settings):
     import keras
 
     from fgtf._keras_internals import flatten_layers
-    from fgtf.optimization import apply_weight_decay, freeze_outside_scopes
+    from fgtf.models.layers import freeze_outside_scopes
+    from fgtf.optimization import apply_weight_decay
 
-    if args.trainable_scopes:
-        freeze_outside_scopes(model, args.trainable_scopes)
-    apply_weight_decay(model, args.weight_decay)
-    if args.batch_norm_decay is not None:
+    if settings.trainable_scopes:
+        freeze_outside_scopes(model, settings.trainable_scopes)
+    apply_weight_decay(model, settings.weight_decay)
+    if settings.batch_norm_decay is not None:
         for layer in flatten_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = args.batch_norm_decay
+                layer.momentum = settings.batch_norm_decay
 
 
-def _compile(model, optimizer, config, args):
+def _compile(model, optimizer, config, settings):
     import keras
 
     from fgtf.losses import Float32TopK, SparseCrossentropy
 
-    loss = SparseCrossentropy(label_smoothing=config["label_smoothing"])
-    top5 = Float32TopK(k=min(5, config["num_classes"]), name="top5")
-    head = _head(config["head"])
+    loss = SparseCrossentropy(label_smoothing=config.label_smoothing)
+    top5 = Float32TopK(k=min(5, config.num_classes), name="top5")
+    head = _head(config.head)
     if head and head.loss_built_in:  # e.g. CLE's: label-smoothed CE on both views + contrastive
-        model.compile(optimizer, metrics=["accuracy", top5], jit_compile=args.jit_compile)
-    elif config["aux_logits"]:
-        model.compile(optimizer, loss=[loss, loss], loss_weights=[1.0, args.aux_loss_weight],
-                      metrics=[["accuracy", top5], []], jit_compile=args.jit_compile)
+        model.compile(optimizer, metrics=["accuracy", top5], jit_compile=settings.jit_compile)
+    elif config.aux_logits:
+        model.compile(optimizer, loss=[loss, loss], loss_weights=[1.0, settings.aux_loss_weight],
+                      metrics=[["accuracy", top5], []], jit_compile=settings.jit_compile)
     else:
-        model.compile(optimizer, loss=loss, metrics=["accuracy", top5], jit_compile=args.jit_compile)
+        model.compile(optimizer, loss=loss, metrics=["accuracy", top5], jit_compile=settings.jit_compile)
 
 
 def _batch_spec(config):
     import tensorflow as tf
 
-    size = config["image_size"]
+    size = config.image_size
     images = tf.TensorSpec((None, size, size, 3), tf.float32)
-    head = _head(config["head"])
+    head = _head(config.head)
     if head and head.views > 1:
         images = (images,) * head.views
     return images, tf.TensorSpec((None,), tf.int32)
 
 
-def _train_dataset(args, input_context, start_step):
+def _train_dataset(settings, shard_dir, input_context, start_step):
     from fgtf.input_pipeline import make_dataset
     from fgtf.preprocessing import AREA_RANGE, preprocess_image
 
-    preprocessing = functools.partial(preprocess_image, min_crop_area=args.min_crop_area or AREA_RANGE[0])
-    head = _head(args.head)
+    preprocessing = functools.partial(preprocess_image, min_crop_area=settings.min_crop_area or AREA_RANGE[0])
+    head = _head(settings.head)
     if head and head.training_preprocessing:  # e.g. CLE's two views: a base augmentation and its altered twin
         from fgtf.models.heads import imported
 
         preprocessing = imported(head.training_preprocessing)(preprocessing)
-    return make_dataset(args.shard_dir, "train", skip_bad_records=args.skip_bad_records, image_size=args.train_image_size, batch_size=args.batch_size,
-                        training=True, input_context=input_context, seed=args.seed, deterministic=True,
-                        label_ratio=args.label_ratio, start_step=start_step, preprocessing=preprocessing)
+    return make_dataset(shard_dir, "train", skip_bad_records=settings.skip_bad_records,
+                        image_size=settings.train_image_size, batch_size=settings.batch_size, training=True,
+                        input_context=input_context, seed=settings.seed, deterministic=True,
+                        label_ratio=settings.label_ratio, start_step=start_step, preprocessing=preprocessing)
 
 
 def _head(name):
@@ -466,17 +543,17 @@ def _head(name):
     return None if name == NO_HEAD else head_record(name)
 
 
-def _initialise(model, args, from_run):
+def _initialise(model, settings, from_run):
     """Start from --checkpoint: the model weights of a previous fgtf run (not
     its optimizer or step), or backbone weights (see
     `fgtf.checkpoints.load_into`); prints what was loaded."""
     from fgtf.checkpoints import describe, load_into
 
-    used = load_into(model, args.checkpoint_path, model_name=args.model_name,
-                     exclude_scopes=args.checkpoint_exclude_scopes, use_ema=args.checkpoint_use_ema,
+    used = load_into(model, settings.checkpoint_path, model_name=settings.model_name,
+                     exclude_scopes=settings.checkpoint_exclude_scopes, use_ema=settings.checkpoint_use_ema,
                      saved_model_use=START_WEIGHTS)
-    print(f"initialised from {args.checkpoint_path}: {describe(used, from_run)}"
-          + (f"; excluding {args.checkpoint_exclude_scopes}" if args.checkpoint_exclude_scopes else ""))
+    print(f"initialised from {settings.checkpoint_path}: {describe(used, from_run)}"
+          + (f"; excluding {settings.checkpoint_exclude_scopes}" if settings.checkpoint_exclude_scopes else ""))
 
 
 def _checkpoint_dir(train_dir, chief, strategy):

@@ -34,7 +34,7 @@ def world(tmp_path_factory):
                 "--weight_decay", "0"])
     empty = root / "untrained"
     empty.mkdir()
-    (empty / runs.RUN_CONFIG).write_text(json.dumps(runs.load_run_config(run)))
+    (empty / runs.RUN_CONFIG).write_text(json.dumps(runs.load_run_config(run).to_dict()))
     weights = str(root / "tiny.weights.h5")
     save_keras_weights(tiny_models.TinyNet(classes=3, classifier_activation=None), weights, "tiny_net", 3, False)
     return {"raw": str(root / "raw"), "run": run, "empty": str(empty), "weights": weights}

@@ -457,13 +457,13 @@ def test_any_registry_backbone_is_accepted_and_its_size_checked(tiny_dataset, tm
 
 
 def test_checkpoint_of_another_network_is_one_sentence(tiny_dataset, tmp_path, capsys):
-    from fgtf.runs import save_run_config
+    from fgtf.runs import RunConfig, save_run_config
 
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     weights = str(tmp_path / "other.weights.h5")
     other.save_weights(weights)
     training_run = str(tmp_path / "inception_run")
-    save_run_config(training_run, {"model_name": "inception_v3", "num_classes": 3, "image_size": 299})
+    save_run_config(training_run, RunConfig(model_name="inception_v3", num_classes=3, image_size=299))
     saved_model = tmp_path / "hub"
     saved_model.mkdir()
     (saved_model / "saved_model.pb").write_bytes(b"")
@@ -487,7 +487,7 @@ def test_checkpoint_of_another_network_is_one_sentence(tiny_dataset, tmp_path, c
 def test_backbone_starts_from_weights_files_and_training_runs(tmp_path):
     from fgtf.checkpoints import save_keras_weights
     from fgtf.models import build_model
-    from fgtf.runs import build_network, save_run_config
+    from fgtf.runs import RunConfig, build_network, save_run_config
     from fgtf.simtrans.networks import build_backbone
 
     run = {"model": "small_cnn", "image_size": 32}
@@ -498,7 +498,7 @@ def test_backbone_starts_from_weights_files_and_training_runs(tmp_path):
     loaded = build_backbone(run, weights).get_layer("Conv2d_6").get_weights()[0]
     np.testing.assert_array_equal(loaded, expected)
     training_run = str(tmp_path / "train_run")
-    config = {"model_name": "small_cnn", "num_classes": 3, "image_size": 32}
+    config = RunConfig(model_name="small_cnn", num_classes=3, image_size=32)
     network = build_network(config)
     tf.train.Checkpoint(model=network).save(os.path.join(training_run, "ckpt"))
     save_run_config(training_run, config)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fgtf import evaluate, optimization, runs, train
+from fgtf.models.layers import freeze_outside_scopes
 import tiny_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +65,7 @@ def test_learning_rate_schedules():
 
 def test_trainable_scopes_freeze_exactly_the_rest(tfrecords, tmp_path):
     model = tiny_models.TinyNet(classes=4, input_shape=(32, 32, 3), classifier_activation=None)
-    kept = optimization.freeze_outside_scopes(model, "TinyNet/Logits")
+    kept = freeze_outside_scopes(model, "TinyNet/Logits")
     assert kept == ["Logits.Logits"]
     assert [w.path for w in model.trainable_weights] == ["Logits.Logits/kernel", "Logits.Logits/bias"]
     train_dir = tmp_path / "frozen"
@@ -94,6 +95,21 @@ def test_train_then_evaluate_writes_results(tfrecords, tmp_path, capsys):
     assert 0 <= results["top1"] <= results["top5"] <= 1 and len(results["per_class_accuracy"]) == 4
     assert (train_dir / "eval" / "confusion_matrix.png").stat().st_size > 1000
     assert (train_dir / "eval" / "per_class_accuracy.csv").read_text().startswith("class,name,accuracy")
+
+
+def test_library_calls_take_typed_settings(tfrecords, tmp_path, capsys):
+    flags = train.build_parser().parse_args(["--dataset_dir", tfrecords, "--run_dir", str(tmp_path / "run")])
+    assert train.TrainConfig.from_flags(flags) == train.TrainConfig(dataset_dir=tfrecords,
+                                                                    train_dir=str(tmp_path / "run"))
+    settings = train.TrainConfig(dataset_dir=tfrecords, train_dir=str(tmp_path / "run"), model_name="tiny_net",
+                                 train_image_size=32, batch_size=8, optimizer="momentum", learning_rate=0.05,
+                                 weight_decay=0, max_number_of_steps=2)
+    assert set(train.train(settings)) >= {"loss", "accuracy"}
+    assert runs.load_run_config(str(tmp_path / "run")).total_steps == 2
+    results = evaluate.evaluate_checkpoint(str(tmp_path / "run"), tfrecords, batch_size=5,
+                                           eval_dir=str(tmp_path / "eval"))
+    assert results["step"] == 2 and results["num_images"] == 16 and results["model_name"] == "tiny_net"
+    assert "training steps 0 -> 2" in capsys.readouterr().out
 
 
 def test_eval_metrics_hand_computed():

@@ -80,7 +80,7 @@ def test_two_stage_recipe(stage1, tfrecords, tmp_path, capsys):
     assert f"initialised from {stage1}: tiny_net, 32 px, 4 classes, EMA weights (fgtf run: " in out
     assert "training steps 0 -> 2" in out and "step 2/2" in out
     assert runs.checkpoint_step(runs.latest_checkpoint(str(stage2))) == 2
-    assert runs.load_run_config(str(stage2))["optimizer"] == "rmsprop"
+    assert runs.load_run_config(str(stage2)).optimizer == "rmsprop"
     evaluate.main(["--checkpoint", str(stage2), "--dataset_dir", tfrecords, "--split", "val"])
     out = capsys.readouterr().out
     assert "tiny_net, 32 px, 4 classes, raw weights (fgtf run: " in out
@@ -181,7 +181,7 @@ def test_original_tool_shards_without_manifest(tfrecords, tmp_path, capsys):
         if name.endswith(".tfrecord"):
             shutil.copy(os.path.join(tfrecords, name), dataset)
     train.main(_args(dataset, tmp_path / "run", "--max_number_of_steps", "2"))
-    assert runs.load_run_config(str(tmp_path / "run"))["num_train_examples"] == 32
+    assert runs.load_run_config(str(tmp_path / "run")).num_train_examples == 32
     evaluate.main(["--checkpoint", str(tmp_path / "run"), "--dataset_dir", str(dataset)])
     assert json.loads((tmp_path / "run" / "eval" / "eval_results.json").read_text())["num_images"] == 8
     # The dataset folder whose tfrecords/ subfolder holds the shards works too.

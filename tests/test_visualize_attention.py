@@ -122,7 +122,7 @@ def test_user_errors_exit_2(trained_runs, dataset, tmp_path, capsys):
     save_keras_weights(no_top_linear_classifier(classes=3), unsupported, "flat_net", 3, False)
     untrained = tmp_path / "untrained"
     untrained.mkdir()
-    (untrained / runs.RUN_CONFIG).write_text(json.dumps(runs.load_run_config(trained_runs["plain"])))
+    (untrained / runs.RUN_CONFIG).write_text(json.dumps(runs.load_run_config(trained_runs["plain"]).to_dict()))
     saved_model = tmp_path / "saved_model"
     saved_model.mkdir()
     (saved_model / "saved_model.pb").write_bytes(b"")

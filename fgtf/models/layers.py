@@ -6,9 +6,15 @@ top scope, with `/` written as `.` (Keras 3 forbids `/` in layer names), and
 the functional model is named after the top scope itself. So the slim
 variable `InceptionV3/Mixed_5b/Branch_1/Conv2d_0a_1x1/BatchNorm/beta` is the
 `beta` of layer `Mixed_5b.Branch_1.Conv2d_0a_1x1.BatchNorm` in model
-`InceptionV3`. `slim_variable_name` is the one place that rule is written.
+`InceptionV3`. `slim_variable_name` is the one place that rule is written,
+and the scope helpers below (`scope_prefixes`, `in_scopes`,
+`freeze_outside_scopes`) match slim scopes against layer names by it.
 """
+import keras
 from keras import layers
+
+from fgtf._keras_internals import flatten_layers
+from tfrecord_tools.cli import UserError
 
 SCOPE_SEPARATOR = "."
 
@@ -36,6 +42,55 @@ def slim_scope(top_scope, layer_name):
 def scope(*parts):
     """Join slim scope parts into a Keras layer name: `scope('Mixed_5b', 'Branch_0')`."""
     return SCOPE_SEPARATOR.join(p for p in parts if p)
+
+
+def freeze_outside_scopes(model, trainable_scopes):
+    """Keep only the layers under the given slim scopes trainable (e.g.
+    `Logits,AuxLogits` to train the classifier only). Scopes are matched on
+    the naming rule above (`Mixed_7c` covers `Mixed_7c.*`) and may carry the
+    model's top scope (`InceptionV3/Logits`).
+    Returns the names of the layers left trainable."""
+    prefixes = scope_prefixes(model, trainable_scopes)
+    if not prefixes:
+        return [layer.name for layer in model.layers]
+    kept = []
+    for layer in weight_layers(model):
+        keep = in_scopes(layer.name, prefixes)
+        layer.trainable = keep
+        if keep and layer.weights:
+            kept.append(layer.name)
+    if not kept:
+        raise UserError(f"--trainable_scopes {trainable_scopes} match no layer with weights in {model.name}")
+    return kept
+
+
+def scope_prefixes(model, scopes):
+    """Layer-name prefixes of comma-separated slim scopes (a list or a string),
+    the model's top scope (`InceptionV3/`) dropped."""
+    scopes = [s.strip().strip("/") for s in (scopes.split(",") if isinstance(scopes, str) else scopes)
+              if s.strip()]
+    prefixes = []
+    for s in scopes:
+        parts = s.split("/")
+        if len(parts) > 1 and _has_top_scope(model, parts[0]):
+            parts = parts[1:]
+        prefixes.append(SCOPE_SEPARATOR.join(parts))
+    return prefixes
+
+
+def in_scopes(layer_name, prefixes):
+    return any(layer_name == p or layer_name.startswith(p + SCOPE_SEPARATOR) for p in prefixes)
+
+
+def weight_layers(model):
+    """The layers of `model` and of the models nested in it (a head's backbone), models themselves left out."""
+    return [layer for layer in flatten_layers(model)
+            if not isinstance(layer, keras.Model)]
+
+
+def _has_top_scope(model, name):
+    return model.name == name or any(isinstance(l, keras.Model) and l.name == name
+                                     for l in flatten_layers(model))
 
 
 def conv_bn(x, filters, kernel_size, name, strides=1, padding="same",

@@ -9,13 +9,16 @@
 * Keras `.weights.h5` (`load_keras_weights`, `save_keras_weights`): fgtf's
   files record the network they hold, so they load into any build of it;
 * an fgtf run's checkpoint (`restore_for_inference`): the network's weights,
-  with the moving averages the run kept;
+  with the moving averages the run kept; `load_run_network` rebuilds a
+  run's network and restores it, `load_run_weights` starts another network
+  from it;
 * official Swin `.pth` files (`load_swin_pth`, read without torch by
   `fgtf.models.pth`).
 
 `load_weights` picks one by the file's suffix for a builder's `weights=`.
 What a `--checkpoint` path holds, and which network it needs, is decided one
-level up, in `fgtf.checkpoints` (with fgtf runs and SavedModels).
+level up, in `fgtf.checkpoints` (with SavedModels); a run folder's
+configuration and latest checkpoint are read by `fgtf.runs`.
 """
 import os
 
@@ -261,6 +264,62 @@ def restore_for_inference(model, checkpoint_prefix, use_ema=True):
     return used
 
 
+def load_run_network(config, prefix, *, image_size=None, use_ema=True):
+    """(network, used) of the run checkpoint `prefix`, for inference: the
+    network of the run's `config` (a `fgtf.models.network.NetworkSpec`, such
+    as its run_config.json's `fgtf.runs.RunConfig`; with its head) at its
+    image size unless `image_size` is given, restored with its EMA weights
+    when it kept them and `use_ema`. `used` is
+    `fgtf.checkpoints.load_network`'s report."""
+    import dataclasses
+
+    from fgtf.models.network import build_network
+
+    size = image_size or config.image_size
+    network = build_network(dataclasses.replace(config, image_size=size))
+    ema = restore_for_inference(network, prefix, use_ema=use_ema)
+    return network, _run_used(prefix, config, ema, image_size=size)
+
+
+def load_run_weights(model, config, prefix, *, exclude_scopes="", use_ema=True):
+    """Start `model` from the model weights of the run checkpoint `prefix`
+    (not its optimizer state or step): the run's network is rebuilt from its
+    `config` (a `NetworkSpec`, as `load_run_network` takes), restored (EMA weights when it kept them
+    and `use_ema`), and its layers copied into `model` by name, except those
+    under `exclude_scopes` (e.g. `Logits` for another class count). `model`
+    may be the run's whole network, only its backbone, or (from a run
+    without a head) a head's network, of which only the backbone is loaded.
+    Returns what was used, as `fgtf.checkpoints.load_network` reports it."""
+    from fgtf.models.layers import in_scopes, scope_prefixes, weight_layers
+    from fgtf.models.heads import NO_HEAD
+    from fgtf.models.network import backbone_of, build_network
+
+    source = build_network(config)
+    used_ema = restore_for_inference(source, prefix, use_ema=use_ema)
+    excluded = scope_prefixes(model, exclude_scopes)
+    stored = {layer.name: layer for layer in weight_layers(source)}
+    # A run without a head starts a head's network as a TF-Slim checkpoint
+    # does: its backbone; the head's own layers stay newly initialised.
+    target = backbone_of(model) if config.head == NO_HEAD else model
+    wanted = [layer for layer in weight_layers(target) if layer.weights and not in_scopes(layer.name, excluded)]
+    # Like a slim checkpoint, a run must cover every layer it initialises:
+    # a run of another network would otherwise leave this one silently untrained.
+    missing = [layer.name for layer in wanted if layer.name not in stored]
+    if missing:
+        raise UserError(f"{prefix} (a run of {config.model_name}) has no weights for {len(missing)} "
+                        f"layer(s) of this network, e.g. {', '.join(missing[:3])}; start from a run of the same "
+                        f"network, or leave those layers out with --checkpoint_exclude_scopes")
+    for layer in wanted:
+        weights = stored[layer.name].get_weights()
+        shapes = [w.shape for w in weights]
+        if shapes != [tuple(v.shape) for v in layer.weights]:
+            raise UserError(f"layer {layer.name} of {prefix} has weights of shapes {shapes}, this "
+                            f"network's {[tuple(v.shape) for v in layer.weights]}; leave it out with "
+                            f"--checkpoint_exclude_scopes (e.g. {layer.name.split('.')[0]})")
+        layer.set_weights(weights)
+    return _run_used(prefix, config, used_ema)
+
+
 def ema_variable_key(variable):
     """The checkpoint key under `ema/` of a model variable's moving average."""
     return variable.path.replace("/", ".")
@@ -321,6 +380,11 @@ def torch_key(variable_path):
     if short != "kernel":
         return key, lambda value: value
     return key, lambda value: value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+
+
+def _run_used(prefix, config, ema, image_size=None):
+    return {"kind": "run", "weights": os.path.abspath(prefix), "model": config.model_name, "head": config.head,
+            "image_size": int(image_size or config.image_size), "num_classes": int(config.num_classes), "ema": ema}
 
 
 def _layer_variables(model):

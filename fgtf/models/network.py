@@ -1,0 +1,66 @@
+"""The network of a training run: a registry backbone with its TF-Slim
+classifier, or its feature map wrapped by a head of the head table
+(`fgtf.models.heads.HEADS`). Training builds it, and every command that
+loads a run rebuilds it the same way (`fgtf.models.weights.load_run_network`).
+A `NetworkSpec` says which network; a run folder's `fgtf.runs.RunConfig` is one.
+"""
+import dataclasses
+
+import keras
+
+from fgtf.models import build_model
+from fgtf.models.heads import NO_HEAD, build_head, head_record
+from tfrecord_tools.cli import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """Which network a run trains.
+
+    model_name: the backbone (`fgtf.models.list_models()`).
+    num_classes: the classifier's classes.
+    image_size: the input side in pixels.
+    head: a name of `fgtf.models.heads.HEADS`, or `NO_HEAD` for the
+        backbone's slim classifier.
+    head_options: the head builder's keyword arguments.
+    aux_logits: with the slim classifier, also the Inception aux logits.
+    """
+    model_name: str
+    num_classes: int
+    image_size: int
+    head: str = NO_HEAD
+    head_options: dict = dataclasses.field(default_factory=dict)
+    aux_logits: bool = False
+
+
+def build_network(spec):
+    """The Keras model a run trains (`spec` a `NetworkSpec`): backbone
+    `spec.model_name` with the slim classifier (plus aux logits when
+    `spec.aux_logits`), or its feature map wrapped by the head `spec.head`
+    (sef, sam, cle) built with `spec.head_options`. At inference it outputs
+    logits."""
+    try:
+        return _build_network(spec)
+    except ValueError as error:
+        if "input size" not in str(error) or isinstance(error, UserError):
+            raise
+        # The builders say it Keras-applications style; for a user it is an --image_size mistake.
+        raise UserError(f"--image_size {spec.image_size} is too small for {spec.model_name}: {error}") from None
+
+
+def backbone_of(model):
+    """The slim-named backbone: the model itself, or the backbone a head wraps
+    (the first nested keras.Model)."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return nested[0] if nested else model
+
+
+def _build_network(spec):
+    size = spec.image_size
+    if spec.head == NO_HEAD:
+        extra = {"aux_logits": True} if spec.aux_logits else {}
+        return build_model(spec.model_name, classes=spec.num_classes, classifier_activation=None,
+                           input_shape=(size, size, 3), **extra)
+    head_record(spec.head)  # an unknown head is refused before the backbone is built
+    backbone = build_model(spec.model_name, include_top=False, input_shape=(size, size, 3))
+    return build_head(spec.head, backbone, spec.num_classes, **spec.head_options)
