@@ -220,7 +220,7 @@ def _train(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
             "--min_crop_area", str(recipe.min_crop_area),
             "--weight_decay", str(recipe.weight_decay), "--seed", str(seed), "--log_every_n_steps", "50",
             "--save_interval_secs", "60", "--max_checkpoints_to_keep", "1", *extra]
-    train.train(train.build_parser().parse_args(argv))
+    train.train(train.TrainConfig.from_flags(train.build_parser().parse_args(argv)))
 
 
 def _latest_checkpoint(run_dir):

@@ -235,11 +235,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 def train(settings):
     """Run (or resume) the training described by `settings`, a `TrainConfig`
-    (or `build_parser()`'s parsed flags); returns the last logged metrics as
-    a dict. Raises `UserError` for a mistake (before anything is written)
-    and `TrainingDiverged` when the loss is not finite."""
-    if isinstance(settings, argparse.Namespace):
-        settings = TrainConfig.from_flags(settings)
+    (`TrainConfig.from_flags(build_parser().parse_args(argv))` for a command
+    line); returns the last logged metrics as a dict. Raises `UserError` for a
+    mistake (before anything is written) and `TrainingDiverged` when the loss
+    is not finite."""
     _check_settings(settings)
     settings, from_run = _settings_from_runs(settings)
     import keras
