@@ -96,7 +96,8 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
     from fgtf import runs
     from fgtf.checkpoints import checkpoint_kind, describe, load_network
     from fgtf.extract_features import checkpoint_stem
-    from fgtf.input_pipeline import bad_record_message, shard_folder, split_labels
+    from fgtf.bad_records import bad_record_message
+    from fgtf.input_pipeline import shard_folder, split_labels
     from fgtf.plots import confusion_matrix_png
 
     kind = checkpoint_kind(checkpoint)

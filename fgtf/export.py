@@ -193,7 +193,6 @@ def _portable(model):
     classes that differ from Keras only in training (SAM's
     TorchBatchNormalization), so that `keras.saving.load_model` opens the
     `.keras` file without importing fgtf."""
-    import keras
 
     def plain(config):
         if isinstance(config, list):

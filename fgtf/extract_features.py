@@ -56,7 +56,7 @@ def build_parser():
     p.add_argument("--checkpoint", required=True,
                    help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder or SavedModel folder")
     p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, else "
-                                   f"inception_v3; not used for SavedModel folders)")
+                                   "inception_v3; not used for SavedModel folders)")
     p.add_argument("--image_size", type=positive_int,
                    help="image side in pixels (default: a run's training size, else the network's default size, "
                         "299 for Inception; for a SavedModel the size its fgtf model card says, else 299)")

@@ -43,8 +43,7 @@ import random
 import numpy as np
 import tensorflow as tf
 
-# bad_record_message is imported from here by train and evaluate
-from fgtf.bad_records import bad_record_message, load_in_groups, origin_text  # noqa: F401
+from fgtf.bad_records import load_in_groups, origin_text
 from fgtf.datasets.lists import SPLITS, Record
 from fgtf.datasets.splits import label_ratio_subset
 from fgtf.preprocessing import preprocess_image

@@ -247,7 +247,8 @@ def train(settings):
     from fgtf import runs
     from fgtf._keras_internals import symbolic_build
     from fgtf.distribute import is_chief, make_strategy
-    from fgtf.input_pipeline import bad_record_message, shard_folder
+    from fgtf.bad_records import bad_record_message
+    from fgtf.input_pipeline import shard_folder
 
     shard_dir = shard_folder(settings.dataset_dir)
     num_examples, num_classes = _dataset_facts(settings, shard_dir)
@@ -492,8 +493,6 @@ def _prepare_trainable(model, settings):
 
 
 def _compile(model, optimizer, config, settings):
-    import keras
-
     from fgtf.losses import Float32TopK, SparseCrossentropy
 
     loss = SparseCrossentropy(label_smoothing=config.label_smoothing)

@@ -20,7 +20,7 @@ import sys
 from collections import Counter
 
 from tfrecord_tools import manifest as manifest_lib
-from tfrecord_tools.cli import HelpFormatter, UserError, cli_main
+from tfrecord_tools.cli import UserError, cli_main
 from tfrecord_tools.reader import check_shard
 
 
