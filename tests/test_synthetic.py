@@ -10,6 +10,7 @@ import pytest
 
 from fgtf.datasets import read_split
 from fgtf.datasets import synthetic
+from fgtf.datasets.synthetic import generation
 
 SMALL = dict(classes=6, train_per_class=4, val_per_class=2, image_size=48)
 
@@ -139,7 +140,7 @@ def test_a_failed_run_leaves_the_previous_dataset_untouched(tmp_path, monkeypatc
     def fail(job):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_write_image", fail)
+    monkeypatch.setattr(generation, "_write_image", fail)
     with pytest.raises(KeyboardInterrupt):
         synthetic.generate(out, workers=1, **dict(SMALL, classes=3))
     assert _tree_bytes(out) == before

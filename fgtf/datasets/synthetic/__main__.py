@@ -9,7 +9,8 @@ import inspect
 import sys
 import time
 
-from fgtf.datasets.synthetic import FAMILIES, generate, generate_world
+from fgtf.datasets.synthetic.classes import FAMILIES
+from fgtf.datasets.synthetic.generation import generate, generate_world
 from tfrecord_tools.cli import HelpFormatter, UserError, cli_main
 
 _PROG = "python -m fgtf.datasets.synthetic"
