@@ -7,6 +7,7 @@ import pytest
 
 from fgtf.datasets import read_split
 from fgtf.datasets import synthetic
+from fgtf.datasets.synthetic import generation
 
 # a tiny world (about 90 images at 32 px) drawn in a second
 TINY = dict(image_size=32, source_classes=12, max_source_per_class=6, min_source_per_class=1,
@@ -128,7 +129,7 @@ def test_a_failed_run_leaves_the_previous_world_untouched(tmp_path, monkeypatch)
     def fail(job):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_write_image", fail)
+    monkeypatch.setattr(generation, "_write_image", fail)
     with pytest.raises(KeyboardInterrupt):
         synthetic.generate_world(out, workers=1, **dict(TINY, seed=3))
     assert _tree_bytes(out) == before
