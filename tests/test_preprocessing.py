@@ -11,7 +11,7 @@ import tensorflow as tf  # noqa: E402
 
 from fgtf import preprocessing  # noqa: E402
 from fgtf.preprocessing import (  # noqa: E402
-    BRIGHTNESS_MAX_DELTA, SATURATION_RANGE, decode_window, flip_and_distort_colour, preprocess_for_eval,
+    BRIGHTNESS_MAX_DELTA, SATURATION_RANGE, decode_window, flip_and_distort_color, preprocess_for_eval,
     preprocess_for_train, preprocess_image)
 
 
@@ -112,7 +112,7 @@ def test_train_output_and_seed(fmt):
     assert all(np.abs(other - first).mean() > 1e-3 for other in others)
 
 
-def tf_image_flip_and_distort_colour(resized, flip_seed, brightness_seed, saturation_seed):
+def tf_image_flip_and_distort_color(resized, flip_seed, brightness_seed, saturation_seed):
     """Steps 4-6 as slim wrote them, with tf.image's stateless ops."""
     image = tf.image.stateless_random_flip_left_right(resized / 255.0, flip_seed)
     image = tf.image.stateless_random_brightness(image, BRIGHTNESS_MAX_DELTA, brightness_seed)
@@ -136,7 +136,7 @@ def test_train_colour_equals_tf_image_ops(fmt):
         window = decode_window(encoded, lambda shape: tf.stack([begin[0], begin[1], size[0], size[1]]))
         resized = tf.raw_ops.ResizeBilinear(images=window[None], size=[40, 48], align_corners=False,
                                             half_pixel_centers=False)[0]
-        expected = tf_image_flip_and_distort_colour(resized, *colour_seeds)
+        expected = tf_image_flip_and_distort_color(resized, *colour_seeds)
         np.testing.assert_allclose(preprocess_for_train(encoded, (40, 48), seed), expected, atol=2e-6)
 
 
@@ -153,7 +153,7 @@ def test_saturation_formula_equals_adjust_saturation_kernel():
                 unit = tf.reverse(image, [1]) / 255.0 if flip else image / 255.0
                 saturated = tf.image.adjust_saturation(unit + delta, factor)
                 expected = (tf.clip_by_value(saturated, 0.0, 1.0) - 0.5) * 2.0
-                np.testing.assert_allclose(flip_and_distort_colour(image, flip, delta, factor), expected, atol=3e-6)
+                np.testing.assert_allclose(flip_and_distort_color(image, flip, delta, factor), expected, atol=3e-6)
 
 
 def test_train_flips_about_half_the_images():

@@ -98,11 +98,11 @@ def test_sample_weights_match_reference(ref, nets):
     variants = {"b.w_savg1": ("savg1", "one_mean"), "b.w_avg1": ("avg1", "one_mean"),
                 "b.w_savg0p5": ("savg0.5", "one_mean"), "b.w_avg0p5": ("avg0.5", "one_mean"),
                 "b.w_savg1_max2_mu3": ("savg1", "max_2_3")}
-    for key, (formula, normalisation) in variants.items():
+    for key, (formula, normalization) in variants.items():
         weights = np.zeros(len(labels), np.float32)
         for label in np.unique(labels):
             members = np.flatnonzero(labels == label)
-            weights[members] = sample_weights(full[np.ix_(members, members)], formula, normalisation)
+            weights[members] = sample_weights(full[np.ix_(members, members)], formula, normalization)
         assert_close(weights, ref[key], key, errors)
 
 
@@ -284,7 +284,7 @@ def test_class_grouped_batches_follow_the_original_sampler():
 def test_sample_weights_reject_unknown_formulas():
     with pytest.raises(ValueError, match="unknown weight formula"):
         sample_weights(np.ones((3, 3)), "median1")
-    with pytest.raises(ValueError, match="normalisation"):
+    with pytest.raises(ValueError, match="normalization"):
         sample_weights(np.ones((3, 3)), "avg1", "softmax")
 
 

@@ -7,9 +7,9 @@
 """
 from fgtf.preprocessing.inception import (AREA_RANGE, ASPECT_RATIO_RANGE, BRIGHTNESS_MAX_DELTA, CENTRAL_FRACTION,
                                           MAX_ATTEMPTS, MIN_OBJECT_COVERED, SATURATION_RANGE, decode_image,
-                                          decode_window, flip_and_distort_colour, preprocess_for_eval,
+                                          decode_window, flip_and_distort_color, preprocess_for_eval,
                                           preprocess_for_train, preprocess_image)
 
 __all__ = ["AREA_RANGE", "ASPECT_RATIO_RANGE", "BRIGHTNESS_MAX_DELTA", "CENTRAL_FRACTION", "MAX_ATTEMPTS",
-           "MIN_OBJECT_COVERED", "SATURATION_RANGE", "decode_image", "decode_window", "flip_and_distort_colour",
+           "MIN_OBJECT_COVERED", "SATURATION_RANGE", "decode_image", "decode_window", "flip_and_distort_color",
            "preprocess_for_eval", "preprocess_for_train", "preprocess_image"]

@@ -18,7 +18,7 @@ Training (`preprocess_for_train`), per image, with one stateless seed:
    The four random orderings and hue/contrast belong to fast_mode=False,
    which the original training did not use, so they are not offered here;
 6. scale to [-1, 1]: (x - 0.5) * 2.
-Steps 4-6 run as one XLA-compiled pass (`flip_and_distort_colour`), with the
+Steps 4-6 run as one XLA-compiled pass (`flip_and_distort_color`), with the
 same random draws as tf.image's stateless flip/brightness/saturation ops and
 equal to them within float rounding; they cost about half of what the
 separate ops cost (`benchmarks/input_pipeline.py`).
@@ -99,11 +99,11 @@ def preprocess_for_train(encoded, image_size, seed, min_crop_area=AREA_RANGE[0])
         [], brightness_seed, -BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA)
     saturation_factor = tf.random.stateless_uniform([], saturation_seed, *SATURATION_RANGE)
     resized = _resize_bilinear_legacy(decode_window(encoded, sample_window), image_size)
-    return flip_and_distort_colour(resized, flip, brightness_delta, saturation_factor)
+    return flip_and_distort_color(resized, flip, brightness_delta, saturation_factor)
 
 
 @tf.function(jit_compile=True)
-def flip_and_distort_colour(image, flip, brightness_delta, saturation_factor):
+def flip_and_distort_color(image, flip, brightness_delta, saturation_factor):
     """Steps 4-6 of the training preprocessing in one XLA-fused pass: float32
     [H, W, 3] in [0, 255] -> [-1, 1], flipped left-right when `flip`, then
     slim's `distort_color(fast_mode=True)` with the given brightness delta

@@ -338,7 +338,7 @@ def similar_f1(predicted, targets):
     return 2 * true_positive / denominator if denominator else 0.0
 
 
-def sample_weights(similarity, formula="savg1", normalisation="one_mean"):
+def sample_weights(similarity, formula="savg1", normalization="one_mean"):
     """Per-image weights of one novel class from its transferred similarities.
 
     similarity: (N, N), row i = image i in SimNet's first slot. `formula`:
@@ -346,7 +346,7 @@ def sample_weights(similarity, formula="savg1", normalisation="one_mean"):
       `savg<r>` u_i = (that + the same of column i) / 2,
     with k = floor(r * N) (at least 1), self-similarity included (`savg1`,
     `avg1` are plain means; the original's step 3a uses savg1, 3b avg1).
-    `normalisation`: `one_mean` w = u / mean(u) (weights average 1), or
+    `normalization`: `one_mean` w = u / mean(u) (weights average 1), or
     `max_<M>_<mu>` w = M (exp(mu v) - 1) / (exp(mu) - 1) with v = u / max(u).
     Returns (N,) float32."""
     similarity = np.asarray(similarity, np.float64)
@@ -355,13 +355,13 @@ def sample_weights(similarity, formula="savg1", normalisation="one_mean"):
     scores = _top_k_mean(similarity, k)
     if symmetric:
         scores = (scores + _top_k_mean(similarity.T, k)) / 2.0
-    if normalisation == "one_mean":
+    if normalization == "one_mean":
         return (scores / scores.mean()).astype(np.float32)
-    parts = normalisation.split("_")
+    parts = normalization.split("_")
     if len(parts) == 3 and parts[0] == "max":
         top, mu = float(parts[1]), float(parts[2])
         return (top * relax_similarity(scores / scores.max(), mu, numpy=True)).astype(np.float32)
-    raise ValueError(f"unknown weight normalisation {normalisation!r}; use one_mean or max_<M>_<mu>")
+    raise ValueError(f"unknown weight normalization {normalization!r}; use one_mean or max_<M>_<mu>")
 
 
 def sample_weighted_cross_entropy(logits, labels, weights):
