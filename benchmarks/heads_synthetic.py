@@ -201,9 +201,8 @@ def new_layers(checkpoint, num_classes, options):
     backbone of `checkpoint`: its classifier scope, or the head's own layers."""
     import keras
 
-    from fgtf import runs, train
+    from fgtf import runs, study, train
     from fgtf.models.heads import head_options
-    from fgtf import study
     from fgtf.models.layers import weight_layers
 
     flags = train.build_parser().parse_args(["--dataset_dir", checkpoint, "--run_dir", checkpoint, *options])
