@@ -130,7 +130,8 @@ def main(argv=None):
     write_json(os.path.join(run_dir, "results.json"), summary)
     from fgtf.plots import transfer_vs_similarity_png
 
-    transfer_vs_similarity_png(rows, os.path.join(run_dir, "transfer_vs_similarity.png"), label="pair",
+    transfer_vs_similarity_png(rows, os.path.join(run_dir, "transfer_vs_similarity.png"),
+                               label="source", group="target",
                                title=f"Every source x target pair (world seed {args.seed})")
     print(format_study(summary, family_of))
 

@@ -88,26 +88,37 @@ _TRANSFER_SERIES = (("finetune_top1", "fine-tuned", "o"), ("probe_top1", "linear
                     ("scratch_top1", "from scratch", "x"))
 
 
-def transfer_vs_similarity_png(rows, path, label="name", title="Transfer accuracy against domain similarity"):
+def transfer_vs_similarity_png(rows, path, label="name", title="Transfer accuracy against domain similarity",
+                               group=None):
     """The paper's Fig. 5: one point per row (a dict with `similarity`, a
     `label` key naming the point, and any of `finetune_top1`, `probe_top1`,
-    `scratch_top1`), top-1 against similarity, one marker per kind of result."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    x = np.array([row["similarity"] for row in rows], dtype=np.float64)
+    `scratch_top1`), top-1 against similarity, one marker per kind of result.
+    `group`: a key whose values (e.g. the target) get a colour each, in the
+    legend, so the points of one group read as a series."""
+    fig, ax = plt.subplots(figsize=(7.2, 5.4) if group else (6.4, 4.8))
+    groups = list(dict.fromkeys(row[group] for row in rows)) if group else [None]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     labelled = False
     for key, name, marker in _TRANSFER_SERIES:
-        if all(key in row for row in rows):
-            y = np.array([row[key] for row in rows], dtype=np.float64)
-            ax.plot(x, y, linestyle="none", marker=marker, markersize=8, label=name)
+        if not all(key in row for row in rows):
+            continue
+        for index, value in enumerate(groups):
+            members = [row for row in rows if group is None or row[group] == value]
+            x = np.array([row["similarity"] for row in members], dtype=np.float64)
+            y = np.array([row[key] for row in members], dtype=np.float64)
+            legend = name if group is None else f"{name}, {group} {value}"
+            style = {"color": colours[index % len(colours)]} if group else {}
+            ax.plot(x, y, linestyle="none", marker=marker, markersize=8, label=legend,
+                    fillstyle="full" if key != "scratch_top1" else "none", **style)
             if not labelled:  # the first series present names the points
-                for xi, yi, row in zip(x, y, rows):
-                    ax.annotate(str(row[label]), (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
-                labelled = True
+                for xi, yi, row in zip(x, y, members):
+                    ax.annotate(str(row[label]), (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        labelled = True
     ax.set_xlabel("domain similarity exp(-gamma EMD) of source and target")
     ax.set_ylabel("top-1 on the target's validation split")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7 if group else None)
     ax.set_title(title)
     _save(fig, path)
 
