@@ -45,7 +45,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fgtf.models.heads.base import HeadModel, torch_linear_initializers
+from fgtf.models.heads.base import HeadModel, same_label_mask, torch_linear_initializers
 
 # PyTorch BatchNorm1d / LayerNorm defaults, which the original uses.
 TORCH_NORM_EPSILON = 1e-5
@@ -67,8 +67,7 @@ def pair_enumeration(features):
 def pair_targets(labels):
     """(B,) labels -> (B*B,) int32: 1 where the two images of pair k (in the
     `pair_enumeration` order) share a label, else 0 (self pairs: 1)."""
-    labels = ops.reshape(labels, (-1,))
-    return ops.cast(ops.reshape(ops.equal(labels[:, None], labels[None, :]), (-1,)), "int32")
+    return ops.reshape(same_label_mask(labels, "int32"), (-1,))
 
 
 @keras.saving.register_keras_serializable(package="fgtf")
@@ -388,8 +387,7 @@ def graph_adjacency(similarity, labels=None, mu=-4.0, eye=1):
     relaxed = relax_similarity(ops.cast(similarity, "float32"), mu)
     if eye:
         return relaxed
-    labels = ops.reshape(labels, (-1,))
-    return relaxed * ops.cast(ops.equal(labels[:, None], labels[None, :]), "float32")
+    return relaxed * same_label_mask(labels)
 
 
 def pairwise_squared_distances(features):
