@@ -45,7 +45,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fgtf.models.heads.base import HeadModel, same_label_mask, torch_linear_initializers
+from fgtf.models.heads.base import HeadModel, same_label_mask, torch_dense, torch_linear_initializers
 
 # PyTorch BatchNorm1d / LayerNorm defaults, which the original uses.
 TORCH_NORM_EPSILON = 1e-5
@@ -439,10 +439,7 @@ class WeakShotClassifier(HeadModel):
         self.mu = float(mu)
         self.eye = int(eye)
         self.weight_decay = float(weight_decay)
-        weight_init, bias_init = torch_linear_initializers(self.channels)
-        self.classifier = layers.Dense(self.num_classes, kernel_initializer=weight_init, bias_initializer=bias_init,
-                                       name="fc")
-        self.classifier.build((None, self.channels))
+        self.classifier = torch_dense(self.num_classes, self.channels, "fc")
 
     def head(self, feature_map, training=False):
         features = ops.mean(feature_map, axis=(1, 2))
@@ -463,6 +460,8 @@ class WeakShotClassifier(HeadModel):
 
 
 def _torch_dense(units, fan_in, name):
+    """`heads.base.torch_dense` left unbuilt, for layers that build their
+    sublayers in their own `build`."""
     kernel_init, bias_init = torch_linear_initializers(fan_in)
     return layers.Dense(units, kernel_initializer=kernel_init, bias_initializer=bias_init, name=name)
 
