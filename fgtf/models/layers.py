@@ -64,13 +64,18 @@ def freeze_outside_scopes(model, trainable_scopes):
     return kept
 
 
+def scope_list(scopes):
+    """Slim scopes given as a comma-separated string or a list, as a list of
+    names without surrounding blanks and slashes (empty entries dropped)."""
+    return [s.strip().strip("/") for s in (scopes.split(",") if isinstance(scopes, str) else scopes)
+            if s and s.strip()]
+
+
 def scope_prefixes(model, scopes):
     """Layer-name prefixes of comma-separated slim scopes (a list or a string),
     the model's top scope (`InceptionV3/`) dropped."""
-    scopes = [s.strip().strip("/") for s in (scopes.split(",") if isinstance(scopes, str) else scopes)
-              if s.strip()]
     prefixes = []
-    for s in scopes:
+    for s in scope_list(scopes):
         parts = s.split("/")
         if len(parts) > 1 and _has_top_scope(model, parts[0]):
             parts = parts[1:]

@@ -395,10 +395,9 @@ def _layer_variables(model):
 
 
 def _absolute_scopes(scopes, top):
-    if isinstance(scopes, str):
-        scopes = scopes.split(",")
-    scopes = [s.strip().strip("/") for s in scopes if s and s.strip()]
-    return tuple(s if s.split("/")[0] == top else f"{top}/{s}" for s in scopes)
+    from fgtf.models.layers import scope_list
+
+    return tuple(s if s.split("/")[0] == top else f"{top}/{s}" for s in scope_list(scopes))
 
 
 def _in_scopes(name, scopes):
