@@ -266,13 +266,21 @@ def _meadow(rng, size, keep_out):
     return canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
 
 
-def _draw_bird(canvas, rng, pose, attributes):
-    """A perched songbird facing +x (before the pose) on a branch: tail, legs,
-    body, breast pattern, wing with its bar, head with its pattern, beak, eye."""
+def _filler(canvas, pose):
+    """`fill(points, colour)`: a polygon in the object's coordinates, drawn on
+    `canvas` through `pose`."""
     draw = ImageDraw.Draw(canvas)
 
     def fill(points, colour):
         draw.polygon(pose(points), fill=colour)
+    return fill
+
+
+def _draw_bird(canvas, rng, pose, attributes):
+    """A perched songbird facing +x (before the pose) on a branch: tail, legs,
+    body, breast pattern, wing with its bar, head with its pattern, beak, eye."""
+    draw = ImageDraw.Draw(canvas)
+    fill = _filler(canvas, pose)
 
     size = canvas.size[0]
     feet = np.array(pose([(0.03, 0.55)])[0])  # the perch passes under the feet, roughly along the bird's axis
@@ -368,10 +376,7 @@ def _draw_plane(canvas, rng, pose, attributes):
     offset = rng.uniform(0.02, 0.06, 2) * canvas.size[0]
     for part in _plane_silhouette(sweep):
         shadow.polygon(pose.moved(offset)(part), fill=(0, 0, 0, int(rng.integers(60, 130))))
-    draw = ImageDraw.Draw(canvas)
-
-    def fill(points, colour):
-        draw.polygon(pose(points), fill=colour)
+    fill = _filler(canvas, pose)
 
     tips = _jitter(rng, _PART_COLOURS[attributes["wingtips"]])
     paint = _distinct_colour(rng, [tips], saturation=(0.0, 0.6), value=(0.35, 0.97))
@@ -431,10 +436,7 @@ def _draw_insignia(fill, kind, centre, colour):
 def _draw_fish(canvas, rng, pose, attributes):
     """A fish seen from the side, facing +x (before the pose): tail fin, dorsal
     fin, body with its pattern, gill patch, snout, eye."""
-    draw = ImageDraw.Draw(canvas)
-
-    def fill(points, colour):
-        draw.polygon(pose(points), fill=colour)
+    fill = _filler(canvas, pose)
 
     gill = _jitter(rng, _PART_COLOURS[attributes["gill"]])
     body = _distinct_colour(rng, [gill], saturation=(0.1, 0.8), value=(0.3, 0.95))
@@ -500,10 +502,7 @@ _WING_ROOT = np.array([0.08, -0.08])
 def _draw_butterfly(canvas, rng, pose, attributes):
     """A butterfly seen from above, head towards +x (before the pose), wings
     spread: hindwings, forewings with their spot and tip markings, eyespots, body."""
-    draw = ImageDraw.Draw(canvas)
-
-    def fill(points, colour):
-        draw.polygon(pose(points), fill=colour)
+    fill = _filler(canvas, pose)
 
     spot = _jitter(rng, _PART_COLOURS[attributes["spot_colour"]])
     wing = _distinct_colour(rng, [spot], saturation=(0.1, 0.9), value=(0.25, 0.95))

@@ -57,17 +57,15 @@ def generate(out_dir, classes=20, train_per_class=30, val_per_class=30, image_si
     jobs = [(os.path.join(partial, path), family, definitions[true_label], image_seed, image_size)
             for path, true_label, image_seed in clean + val]
     metadata = dataset_metadata(arguments, definitions, names, train, clean)
-    try:
+    def write():
         _run_jobs(jobs, workers)
         _write_lines(os.path.join(partial, "train.txt"), [f"{path}: {label}" for path, label, _ in train])
         _write_lines(os.path.join(partial, "val.txt"), [f"{path}: {label}" for path, label, _ in val])
         _write_lines(os.path.join(partial, CLEAN_LABELS_FILE), [f"{path}: {label}" for path, label, _ in clean])
         _write_lines(os.path.join(partial, "classes.txt"), names)
         _write_lines(os.path.join(partial, METADATA_FILE), [json.dumps(metadata, indent=1)])
-        _swap_into_place(partial, out_dir)
-    except BaseException:  # interrupted or failed: leave no half-written folder behind
-        _remove(partial)
-        raise
+
+    _complete(partial, out_dir, write)
     return metadata
 
 
@@ -120,15 +118,13 @@ def generate_world(out_dir, seed=0, image_size=64, workers=None, source_classes=
     except OSError as error:
         raise UserError(f"cannot write the world next to {out_dir}: {error.strerror}") from error
     world = world_description(arguments, writes)
-    try:
+    def write():
         _run_jobs(jobs, workers)
         for folder, classes, plan in writes:
             _write_world_folder(os.path.join(partial, folder), arguments, classes, plan)
         _write_lines(os.path.join(partial, WORLD_FILE), [json.dumps(world, indent=1)])
-        _swap_into_place(partial, out_dir)
-    except BaseException:  # interrupted or failed: leave no half-written folder behind
-        _remove(partial)
-        raise
+
+    _complete(partial, out_dir, write)
     return world
 
 
@@ -219,6 +215,17 @@ def _files_present(out_dir):
                 if not os.path.isfile(os.path.join(out_dir, line.rpartition(": ")[0])):
                     return False
     return True
+
+
+def _complete(partial, out_dir, write):
+    """`write()` the rest of the prepared folder `partial`, then swap it into
+    place as `out_dir`; interrupted or failed, no half-written folder is left."""
+    try:
+        write()
+        _swap_into_place(partial, out_dir)
+    except BaseException:
+        _remove(partial)
+        raise
 
 
 def _swap_into_place(partial, out_dir):
