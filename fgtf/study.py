@@ -28,6 +28,7 @@ synthetic world; benchmarks/transfer_study.py over many sources.
 import dataclasses
 import json
 import os
+import shutil
 
 from fgtf.fileio import write_json
 
@@ -36,6 +37,8 @@ from fgtf.fileio import write_json
 CLASSIFIER_SCOPE = "Logits"
 # The dataset registry entry of seed-style folders without a fixed class count.
 DATASET = "synthetic"
+# Each training run's settings (its fgtf.train argv), kept in its folder.
+STUDY_SETTINGS = "study_settings.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,17 +50,22 @@ class Recipe:
     `classifier_learning_rate`, then the whole network for
     `finetune_all_steps` at `finetune_learning_rate`; from scratch trains for the sum of both at
     `learning_rate`. `min_images` and `gamma` are the EMD's (classes with
-    fewer images are left out; similarity = exp(-gamma * EMD))."""
+    fewer images are left out; similarity = exp(-gamma * EMD)).
+
+    The fine-tuning split (a short classifier stage, then most steps on the
+    whole network at 3e-4) was chosen on world seed 1's demo, where 150
+    classifier steps and 60 whole-network steps at 1e-4 only matched the
+    linear probe; world seed 0 is the held-out check (README)."""
     model: str = "small_cnn"
     image_size: int = 64
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     classifier_learning_rate: float = 1e-2
-    finetune_learning_rate: float = 1e-4
+    finetune_learning_rate: float = 3e-4
     pretrain_epochs: float = 7.0
-    finetune_last_steps: int = 150
-    finetune_all_steps: int = 60
+    finetune_last_steps: int = 60
+    finetune_all_steps: int = 150
     batch_norm_decay: float = 0.9
     min_crop_area: float = 0.5
     weight_decay: float = 4e-5
@@ -211,16 +219,30 @@ def _class_indices(dataset_dir, names):
 
 
 def _train(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
+    """Train into `run_dir`, resuming it only when it was started with these
+    same settings: a run folder left by another recipe (or an older fgtf,
+    which recorded none) is trained afresh, since resuming it would mix two
+    trainings under the new recipe's name."""
     from fgtf import train
 
-    argv = ["--dataset", DATASET, "--dataset_dir", shard_dir, "--run_dir", run_dir, "--model", recipe.model,
+    argv = _train_argv(shard_dir, run_dir, recipe, seed, learning_rate, *extra)
+    record = os.path.join(run_dir, STUDY_SETTINGS)
+    if os.path.isdir(run_dir) and (_read_json(record) or {}).get("argv") != argv:
+        print(f"{run_dir} was trained with other settings; training it afresh")
+        shutil.rmtree(run_dir)
+    if not os.path.isfile(record):
+        write_json(record, {"argv": argv})
+    train.train(train.TrainConfig.from_flags(train.build_parser().parse_args(argv)))
+
+
+def _train_argv(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
+    return ["--dataset", DATASET, "--dataset_dir", shard_dir, "--run_dir", run_dir, "--model", recipe.model,
             "--image_size", str(recipe.image_size), "--batch_size", str(recipe.batch_size),
             "--optimizer", recipe.optimizer, "--opt_epsilon", "1e-7", "--learning_rate", str(learning_rate),
             "--learning_rate_decay_type", "fixed", "--batch_norm_decay", str(recipe.batch_norm_decay),
             "--min_crop_area", str(recipe.min_crop_area),
             "--weight_decay", str(recipe.weight_decay), "--seed", str(seed), "--log_every_n_steps", "50",
             "--save_interval_secs", "60", "--max_checkpoints_to_keep", "1", *extra]
-    train.train(train.TrainConfig.from_flags(train.build_parser().parse_args(argv)))
 
 
 def _latest_checkpoint(run_dir):

@@ -1,5 +1,7 @@
 """The main job on a tiny world: every summary.json field, the figure, and a
-rerun that resumes instead of training again."""
+rerun that resumes instead of training again, and one with another recipe
+that retrains only what the recipe changes."""
+import dataclasses
 import json
 import os
 
@@ -47,6 +49,14 @@ def test_demo_writes_the_summary_and_figure_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "training steps" not in out, "a finished study trained again"
     assert again["targets"] == summary["targets"]
+
+    # Another recipe retrains the runs it changes instead of resuming them.
+    changed = dataclasses.replace(TINY_RECIPE, finetune_all_steps=4)
+    demo.run_demo(str(tmp_path / "data"), str(run_dir), recipe=changed, workers=1, world_options=TINY_WORLD)
+    out = capsys.readouterr().out
+    assert "finetune_all was trained with other settings" in out and "training steps 0 -> 4" in out
+    assert "scratch was trained with other settings" in out  # its budget is both stages' steps
+    assert "finetune_last was trained with" not in out and "source was trained with" not in out
 
 
 def test_demo_help_is_fast_and_names_the_outputs(capsys):
