@@ -18,7 +18,8 @@ differs between
 Same optimiser and step budget for both, so a CLE step puts twice the
 images through the backbone. Prints top-1 mean +- std over seeds.
 
-Measured 2026-12-02 with the defaults (the demo's source run of world seed
+Measured 2026-12-02 with the study's former split (--new_layer_steps 150 --steps 60 --learning_rate 1e-4;
+the defaults are now 60 + 150 at 3e-4, not yet measured here) (the demo's source run of world seed
 0, birds target, 150 steps at lr 1e-2 then 60 at 1e-4, batch 32, seeds
 0,1,2; the plain runs shared with heads_synthetic.py; about 5 min for the
 6 CLE runs on the shared 2-core CPU), validation top-1, chance 0.050:

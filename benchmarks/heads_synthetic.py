@@ -4,7 +4,7 @@ help over plain fine-tuning of the same backbone, with all labels and with
 
     python benchmarks/heads_synthetic.py [--checkpoint runs/demo/seed0/source]
         [--dataset_dir data/world/targets/birds] [--seeds 0,1,2] [--ratios 100,10]
-        [--methods plain,sef,sam,sam_bilinear] [--new_layer_steps 150 --steps 60]
+        [--methods plain,sef,sam,sam_bilinear] [--new_layer_steps 60 --steps 150]
 
 As the papers start from ImageNet weights, every run starts from the backbone
 `make demo` pretrained on the synthetic world's source pool (`--checkpoint`,
@@ -35,7 +35,8 @@ top-1 mean +- std over seeds per method and ratio, with the difference to
 plain fine-tuning, the final training accuracy, and the demo's from-scratch,
 probe and two-stage figures on the same target for contrast.
 
-Measured 2026-12-02 with the defaults, from the demo's source run of world
+Measured 2026-12-02 with the study's former split (--new_layer_steps 150 --steps 60 --learning_rate 1e-4;
+the defaults are now 60 + 150 at 3e-4, not yet measured here), from the demo's source run of world
 seed 0 (small_cnn, 64 px, 7 epochs over the 250-class pool) on the world's
 birds target: 150 steps at lr 1e-2, then 60 at lr 1e-4, Adam, batch 32;
 seeds 0,1,2; about 14 min for the 24 runs on the shared 2-core CPU.
