@@ -18,22 +18,26 @@ differs between
 Same optimiser and step budget for both, so a CLE step puts twice the
 images through the backbone. Prints top-1 mean +- std over seeds.
 
-Measured 2026-12-02 with the study's former split (--new_layer_steps 150 --steps 60 --learning_rate 1e-4;
-the defaults are now 60 + 150 at 3e-4, not yet measured here) (the demo's source run of world seed
-0, birds target, 150 steps at lr 1e-2 then 60 at 1e-4, batch 32, seeds
-0,1,2; the plain runs shared with heads_synthetic.py; about 5 min for the
-6 CLE runs on the shared 2-core CPU), validation top-1, chance 0.050:
+Measured 2026-12-06 with the defaults (the demo's source run of world seed
+0, birds target, 60 steps at lr 1e-2 then 150 at 3e-4, batch 32, seeds
+0,1,2; the plain runs shared with heads_synthetic.py; 3.6 min for the 6
+CLE runs on the idle 2-core CPU), validation top-1, chance 0.050:
 
   | method | 100 % labels                  | 10 % labels                   |
-  | plain  | 0.693 ± 0.009          [0.67] | 0.580 ± 0.033          [0.89] |
-  | cle    | 0.678 ± 0.008 (-0.015) [0.65] | 0.584 ± 0.023 (+0.004) [0.92] |
+  | plain  | 0.742 ± 0.006          [0.76] | 0.586 ± 0.028          [0.99] |
+  | cle    | 0.704 ± 0.003 (-0.038) [0.72] | 0.453 ± 0.040 (-0.133) [0.98] |
 
-Per seed (0, 1, 2): cle 0.685 0.682 0.667 vs plain 0.702 0.680 0.697 at
-100 %; cle 0.607 0.552 0.593 vs plain 0.562 0.552 0.627 at 10 %. CLE does
-not help here: slightly below plain with all labels (below on two seeds,
-level on one), and at 10 % its +0.004 is far inside the seed spread (+0.045,
-0.000 and -0.033 by seed). From scratch the same target reaches 0.212 (the
-demo, seed 0), so the pretrained start, not the module, carries the result.
+Per seed (0, 1, 2): cle 0.708 0.702 0.702 vs plain 0.735 0.750 0.740 at
+100 %; cle 0.498 0.402 0.458 vs plain 0.600 0.547 0.610 at 10 %. CLE does
+not help here; it hurts, on every seed, and most with 3 images per class.
+With the former split (150 + 60 steps at 1e-4, 2026-12-02, that day's
+demo run) it was -0.015 at 100 % and +0.004 at 10 %: the more steps the
+backbone trains on CLE's shuffled and masked views, the more it loses.
+At 64 px the shuffled 2x2 grid (and the erased box) cuts the birds' parts,
+so the altered views' cross-entropy teaches the backbone little that
+transfers to whole images. From scratch the same target reaches 0.213
+(the demo, seed 0), so the pretrained start, not the module, carries the
+result.
 """
 import os
 import sys
