@@ -33,9 +33,9 @@ not help here; it hurts, on every seed, and most with 3 images per class.
 With the former split (150 + 60 steps at 1e-4, 2026-12-02, that day's
 demo run) it was -0.015 at 100 % and +0.004 at 10 %: the more steps the
 backbone trains on CLE's shuffled and masked views, the more it loses.
-At 64 px the shuffled 2x2 grid (and the erased box) cuts the birds' parts,
-so the altered views' cross-entropy teaches the backbone little that
-transfers to whole images. From scratch the same target reaches 0.213
+A likely reason, not measured: at 64 px the shuffled 2x2 grid (and the
+erased box) cuts the birds' parts, so the altered views' cross-entropy
+teaches the backbone little that transfers to whole images. From scratch the same target reaches 0.213
 (the demo, seed 0), so the pretrained start, not the module, carries the
 result.
 """
