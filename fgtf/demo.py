@@ -25,7 +25,7 @@ import os
 import resource
 import time
 
-from tfrecord_tools.cli import HelpFormatter, cli_main, non_negative_int
+from tfrecord_tools.cli import HelpFormatter, cli_main, non_negative_int, positive_int
 
 SUMMARY_FILE = "summary.json"
 FIGURE_FILE = "transfer_vs_similarity.png"
@@ -39,7 +39,7 @@ def main(argv=None):
     p.add_argument("--data_dir", default="data", help="where the world is generated")
     p.add_argument("--run_dir", default=os.path.join("runs", "demo"),
                    help="where runs, features, the summary and the figure go")
-    p.add_argument("--workers", type=non_negative_int,
+    p.add_argument("--workers", type=positive_int,
                    help="processes drawing images and writing shards (default: one per CPU)")
     args = p.parse_args(argv)
     summary = run_demo(args.data_dir, args.run_dir, seed=args.seed, workers=args.workers)
