@@ -65,3 +65,10 @@ def test_demo_help_is_fast_and_names_the_outputs(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "summary.json" in out and "--seed" in out
+
+
+def test_demo_refuses_zero_workers(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "--workers" in capsys.readouterr().err
