@@ -71,7 +71,6 @@ schedule (not tuned per method); the papers' gains come from
 ImageNet-scale backbones at 448 px.
 """
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -244,8 +243,9 @@ def run_name(args, ratio, seed, options):
     """Folder name that changes with everything a run depends on (the
     pretrained run too), so a changed budget or backbone never reuses an old run."""
     head = "_".join(o.lstrip("-") for o in options).replace("head_", "")
-    with open(os.path.join(args.checkpoint, "train_done.json"), "rb") as handle:
-        source = hashlib.sha1(os.path.abspath(args.checkpoint).encode() + handle.read()).hexdigest()[:8]
+    from fgtf.runs import finished_run_tag
+
+    source = finished_run_tag(args.checkpoint)
     return (f"{head}_{args.new_layer_steps}x{args.new_layer_learning_rate:g}_{args.steps}x{args.learning_rate:g}"
             f"_bs{args.batch_size}_{args.optimizer}_crop{args.min_crop_area:g}_bn{args.batch_norm_decay:g}"
             f"_wd{args.weight_decay:g}_r{ratio:g}_s{seed}_from{source}")

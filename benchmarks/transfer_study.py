@@ -74,6 +74,7 @@ def main(argv=None):
     targets = {t["name"]: os.path.join(world_dir, t["dataset_dir"]) for t in world["targets"]}
     family_of = {t["name"]: t["family"] for t in world["targets"]}
     run_dir = os.path.join(args.run_dir, f"seed{args.seed}")
+    study.start(run_dir, world)
     features = os.path.join(run_dir, "features")
     k = args.subset_classes
 

@@ -65,7 +65,6 @@ way round). With SimNet untrained (b) nothing can help, and the
 differences are seed noise.
 """
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -110,6 +109,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from fgtf.datasets.synthetic import generate
+    from fgtf.runs import finished_run_tag
     from fgtf.simtrans import main as simtrans
 
     started = time.time()
@@ -119,7 +119,7 @@ def main():
     with open(os.path.join(args.checkpoint, "run_config.json"), encoding="utf-8") as handle:
         image_size = json.load(handle)["image_size"]
     generate(args.dataset_dir, classes=20, label_noise=args.label_noise, novel_classes=5, image_size=image_size)
-    tag = source_tag(args.checkpoint)
+    tag = finished_run_tag(args.checkpoint)  # a new pretrained run never reuses old runs
     if (args.simnet_batch_size, args.simnet_batch_classes) != (50, 20):  # not simtrans's defaults
         tag += f"_simnet{args.simnet_batch_size}x{args.simnet_batch_classes}"
     shared = os.path.join(args.work_dir, f"shared_from{tag}")
@@ -150,12 +150,6 @@ def main():
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The module docstring as written, and every flag's default."""
-
-
-def source_tag(checkpoint):
-    """Eight hex digits that change with the pretrained run, so a new one never reuses old runs."""
-    with open(os.path.join(checkpoint, "train_done.json"), "rb") as handle:
-        return hashlib.sha1(os.path.abspath(checkpoint).encode() + handle.read()).hexdigest()[:8]
 
 
 def _share(shared, run):

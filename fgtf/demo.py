@@ -68,6 +68,7 @@ def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, r
                            **(world_options or {}))
     source_dir = os.path.join(world_dir, world["source"]["dataset_dir"])
     seed_dir = os.path.join(run_dir, f"seed{seed}")
+    study.start(seed_dir, world)
     print(f"world {world_dir}: source pool of {world['source']['classes']} classes, "
           f"{world['source']['train_images']} training images; targets "
           + ", ".join(t["name"] for t in world["targets"]))

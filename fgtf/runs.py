@@ -10,6 +10,7 @@ checkpoint by `fgtf.models.weights.load_run_network`.
     <model_dir>/train_done.json      written when the run reached its last step
 """
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Optional
@@ -110,6 +111,14 @@ def run_checkpoint(path, model=None):
         raise UserError(f"run folder {folder} holds no checkpoint yet; train it first (python -m fgtf.train "
                         f"--run_dir {folder} ...) or pass a run that has one")
     return folder, prefix, config
+
+
+def finished_run_tag(model_dir):
+    """Eight hex digits naming a finished run: they change when the run
+    is trained again (its `train_done.json` records the times), so results
+    computed from it can be kept under a name of their own."""
+    with open(os.path.join(model_dir, DONE), "rb") as handle:
+        return hashlib.sha1(os.path.abspath(model_dir).encode() + handle.read()).hexdigest()[:8]
 
 
 def checkpoint_step(checkpoint_prefix):

@@ -39,6 +39,8 @@ CLASSIFIER_SCOPE = "Logits"
 DATASET = "synthetic"
 # Each training run's settings (its fgtf.train argv), kept in its folder.
 STUDY_SETTINGS = "study_settings.json"
+# The description of the world a study folder's runs were made from.
+STUDY_WORLD = "world.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,21 @@ class Recipe:
 
     def as_dict(self):
         return dataclasses.asdict(self)
+
+
+def start(folder, world):
+    """Make `folder` the study folder of `world` (the description
+    `generate_world` returns): a folder whose runs were made from another
+    world (other options, or images drawn by an older fgtf: its world's
+    `format_version` differs) is emptied first, since its runs, features and
+    results would otherwise be taken as finished for this one."""
+    world = json.loads(json.dumps(world))
+    record = os.path.join(folder, STUDY_WORLD)
+    if os.path.isdir(folder) and _read_json(record) != world:
+        print(f"{folder} holds runs of another world; starting it afresh")
+        shutil.rmtree(folder)
+    if not os.path.isfile(record):
+        write_json(record, world)
 
 
 def convert(dataset_dir, recipe, **subset):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fgtf import demo
+from fgtf import demo, study
 from fgtf.study import Recipe
 
 TINY_WORLD = dict(source_classes=12, max_source_per_class=8, min_source_per_class=2, source_val_per_class=2,
@@ -72,3 +72,18 @@ def test_demo_refuses_zero_workers(capsys):
         demo.main(["--workers", "0"])
     assert exit_info.value.code == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_a_study_folder_of_another_world_starts_afresh(tmp_path, capsys):
+    folder = tmp_path / "seed0"
+    world = {"format_version": 2, "arguments": {"seed": 0}}
+    study.start(str(folder), world)
+    (folder / "source").mkdir()
+    study.start(str(folder), json.loads(json.dumps(world)))
+    assert (folder / "source").is_dir() and "afresh" not in capsys.readouterr().out
+
+    redrawn = {**world, "format_version": 3}  # the same options, images drawn by a newer fgtf
+    study.start(str(folder), redrawn)
+    assert "holds runs of another world; starting it afresh" in capsys.readouterr().out
+    assert not (folder / "source").exists()
+    assert json.loads((folder / study.STUDY_WORLD).read_text()) == redrawn

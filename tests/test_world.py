@@ -47,7 +47,7 @@ def test_a_seed_gives_the_same_bytes_whatever_the_workers(tmp_path):
 def test_world_json_describes_readable_datasets(tmp_path):
     world = synthetic.generate_world(tmp_path, workers=1, **TINY)
     assert json.loads((tmp_path / synthetic.WORLD_FILE).read_text()) == world
-    assert world["format_version"] == 1 and world["families"] == list(synthetic.FAMILIES)
+    assert world["format_version"] == synthetic.FORMAT_VERSION and world["families"] == list(synthetic.FAMILIES)
     assert {k: world["arguments"][k] for k in TINY} == TINY and world["arguments"]["seed"] == 0
     assert [t["name"] for t in world["targets"]] == list(synthetic.FAMILIES)
     for entry in [world["source"]] + world["targets"]:

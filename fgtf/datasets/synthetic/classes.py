@@ -21,13 +21,13 @@ ATTRIBUTES = {
     ),
     "planes": (
         ("engines", ("no_engines", "two_engines", "four_engines")),
-        ("wingtips", ("red_tips", "yellow_tips", "blue_tips", "green_tips")),
+        ("wingtips", ("orange_tips", "green_tips", "black_tips", "magenta_tips")),
         ("insignia", ("no_insignia", "roundel", "triangle", "cross")),
         ("nose", ("pointed_nose", "round_nose", "blunt_nose", "probe_nose")),
         ("canopy", ("bubble_canopy", "long_canopy", "twin_canopy", "no_canopy")),
     ),
     "fish": (
-        ("gill", ("red_gill", "yellow_gill", "blue_gill", "white_gill")),
+        ("gill", ("purple_gill", "cyan_gill", "pink_gill", "lime_gill")),
         ("tail_fin", ("forked_fin", "fan_fin", "square_fin", "pointed_fin")),
         ("dorsal", ("low_dorsal", "sail_dorsal", "spiny_dorsal", "twin_dorsal")),
         ("pattern", ("plain_body", "barred_body", "spotted_body", "striped_body")),

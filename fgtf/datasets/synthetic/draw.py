@@ -2,19 +2,21 @@
 in a random pose with the parts of its class, then lighting and noise.
 
 Shapes are polygons in a canonical object frame (x forward, y down, the
-object about 2.5 units long), mapped to the canvas by a per-image pose.
-Parts are drawn at least ~0.25 units wide: 6 pixels or more at 64 px.
-Everything random is drawn from the image's own seed, in a fixed order:
-changing the order of the draws changes every image of every seed.
+object about 2.5 units long), mapped to the canvas by a per-image pose. A
+part is 0.12 units or more across: 2-3 pixels at 64 px, where a unit is
+17-23 pixels. Everything random is drawn from the image's own seed, in a
+fixed order: changing the order of the draws changes every image of every
+seed (and needs a new `FORMAT_VERSION`).
 """
 import colorsys
 import functools
 import math
+import typing
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fgtf.datasets.synthetic.classes import attribute_values
+from fgtf.datasets.synthetic.classes import ATTRIBUTES, attribute_values
 
 # Drawing happens at this multiple of the image size, then a box filter
 # downsamples: cheap antialiasing for PIL's aliased polygons.
@@ -40,8 +42,8 @@ def _draw_scene(rng, family, attributes, canvas_size):
     length, max_angle, allow_flip, scenery, draw_object = _FAMILY_DRAWING[family]
     pose = _random_pose(rng, canvas_size, length, max_angle, allow_flip)
     size = canvas_size // _SUPERSAMPLE  # the background is blurry anyway: draw it at image size
-    keep_out = (pose.centre / _SUPERSAMPLE, pose.scale * length * 0.6 / _SUPERSAMPLE)
-    canvas = _enlarge(scenery(rng, size, keep_out), canvas_size)
+    clutter = _Clutter(pose.centre / _SUPERSAMPLE, pose.scale * length * 0.6 / _SUPERSAMPLE, _PALETTES[family])
+    canvas = _enlarge(scenery(rng, size, clutter), canvas_size)
     draw_object(canvas, rng, pose, attributes)
     return canvas
 
@@ -143,17 +145,23 @@ def _shade(colour, factor):
     return tuple(min(255, max(0, int(c * factor))) for c in colour)
 
 
-# Colours of the colour-valued attributes. Body colours take any hue and the
-# clutter away from the object takes these colours too, so no pixel colour
-# gives a class away; on the object a part always contrasts with its surface.
-_RED, _YELLOW, _WHITE, _BLUE, _GREEN = (205, 40, 35), (240, 205, 40), (240, 240, 232), (45, 95, 215), (40, 170, 70)
+# Colours of the colour-valued attributes. Each family has its own four, so
+# a network that learnt one family's colour parts does not read another's for
+# free. Body colours take any hue and the clutter away from the object takes
+# the family's part colours too, so no pixel colour gives a class away; on the
+# object a part always contrasts with its surface.
 _PART_COLOURS = {
-    "red_bar": _RED, "yellow_bar": _YELLOW, "white_bar": _WHITE, "blue_bar": _BLUE,
-    "red_tips": _RED, "yellow_tips": _YELLOW, "blue_tips": _BLUE, "green_tips": _GREEN,
-    "red_gill": _RED, "yellow_gill": _YELLOW, "blue_gill": _BLUE, "white_gill": _WHITE,
-    "red_spots": _RED, "yellow_spots": _YELLOW, "blue_spots": _BLUE, "white_spots": _WHITE,
+    "red_bar": (205, 40, 35), "yellow_bar": (240, 205, 40), "white_bar": (240, 240, 232), "blue_bar": (45, 95, 215),
+    "orange_tips": (240, 130, 20), "green_tips": (40, 170, 70), "black_tips": (25, 25, 28),
+    "magenta_tips": (210, 40, 190),
+    "purple_gill": (120, 50, 190), "cyan_gill": (40, 200, 220), "pink_gill": (250, 150, 190),
+    "lime_gill": (170, 230, 40),
+    "red_spots": (205, 40, 35), "yellow_spots": (240, 205, 40), "blue_spots": (45, 95, 215),
+    "white_spots": (240, 240, 232),
 }
-_PALETTE = (_RED, _YELLOW, _WHITE, _BLUE, _GREEN)
+_PALETTES = {family: tuple(_PART_COLOURS[value] for _, values in attributes for value in values
+                           if value in _PART_COLOURS)
+             for family, attributes in ATTRIBUTES.items()}
 
 
 def _background(rng, canvas_size, base_colours, texture):
@@ -172,28 +180,35 @@ def _enlarge(image, size):
     return image.resize((size, size), Image.BILINEAR)
 
 
-def _clutter_colour(rng, theme_hue, point, keep_out):
-    """Near the object (`keep_out`: its centre and radius), a greyish colour of
-    the scene's theme hue; elsewhere often one of the part colours (so that
-    a colour histogram cannot tell which one the object carries), sometimes
-    any colour, else one near the theme hue."""
-    centre, radius = keep_out
-    if np.hypot(*(np.asarray(point, float) - centre)) < radius:
+class _Clutter(typing.NamedTuple):
+    """How a scene's clutter is coloured: kept greyish within `radius` pixels
+    of `centre` (the object), often in one of the `palette` colours elsewhere."""
+    centre: np.ndarray
+    radius: float
+    palette: tuple
+
+
+def _clutter_colour(rng, theme_hue, point, clutter):
+    """Near the object, a greyish colour of the scene's theme hue; elsewhere
+    often one of the family's part colours (so that a colour histogram cannot
+    tell which one the object carries), sometimes any colour, else one near
+    the theme hue."""
+    if np.hypot(*(np.asarray(point, float) - clutter.centre)) < clutter.radius:
         return _colour(rng, hue=theme_hue + rng.normal(0, 0.06), saturation=(0.0, 0.25))
     draw = rng.random()
     if draw < 0.4:
-        return _jitter(rng, _PALETTE[int(rng.integers(len(_PALETTE)))], 30)
+        return _jitter(rng, clutter.palette[int(rng.integers(len(clutter.palette)))], 30)
     if draw < 0.55:
         return _colour(rng, saturation=(0.3, 1.0))
     return _colour(rng, hue=theme_hue + rng.normal(0, 0.06))
 
 
-def _blobs(draw, rng, size, theme, keep_out, count, radius):
+def _blobs(draw, rng, size, theme, clutter, count, radius):
     """`count` random ellipses of radius `radius` (a range, in canvas fractions)."""
     for _ in range(int(rng.integers(*count))):
         centre = rng.uniform(0, size, 2)
         draw.polygon([tuple(p) for p in _ellipse(*centre, *rng.uniform(*radius, 2) * size, angle=rng.uniform(0, 180))],
-                     fill=_clutter_colour(rng, theme, centre, keep_out))
+                     fill=_clutter_colour(rng, theme, centre, clutter))
 
 
 def _strokes(draw, rng, size, count, width, colour):
@@ -207,18 +222,18 @@ def _brown(rng):
     return _colour(rng, hue=rng.uniform(0.02, 0.12), value=(0.15, 0.6))
 
 
-def _woodland(rng, size, keep_out):
+def _woodland(rng, size, clutter):
     """Birds' scenery: sky-to-foliage gradient, leaves, twigs."""
     theme = rng.random()
     canvas = _background(rng, size, (_colour(rng, hue=theme + 0.5, value=(0.5, 1.0)), _colour(rng, hue=theme)),
                          texture=rng.uniform(5, 30))
     draw = ImageDraw.Draw(canvas)
-    _blobs(draw, rng, size, theme, keep_out, (6, 22), (0.02, 0.1))
+    _blobs(draw, rng, size, theme, clutter, (6, 22), (0.02, 0.1))
     _strokes(draw, rng, size, (0, 4), (0.01, 0.03), _brown)
     return canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
 
 
-def _airfield(rng, size, keep_out):
+def _airfield(rng, size, clutter):
     """Planes' scenery, seen from above: tarmac, grass or sand, buildings, markings."""
     ground = rng.choice(["tarmac", "grass", "sand", "any"])
     theme = {"tarmac": rng.random(), "grass": rng.uniform(0.2, 0.4), "sand": rng.uniform(0.07, 0.14),
@@ -232,20 +247,20 @@ def _airfield(rng, size, keep_out):
         corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * rng.uniform(0.03, 0.18, 2) * size
         turn = rng.uniform(0, np.pi)
         rotation = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
-        draw.polygon([tuple(p) for p in corners @ rotation.T + centre], fill=_clutter_colour(rng, theme, centre, keep_out))
+        draw.polygon([tuple(p) for p in corners @ rotation.T + centre], fill=_clutter_colour(rng, theme, centre, clutter))
     _strokes(draw, rng, size, (1, 5), (0.005, 0.025),  # runway and taxiway markings
              lambda rng: _jitter(rng, [(235, 235, 230), (230, 195, 40)][int(rng.integers(2))], 15))
     return canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.0, 1.5)))
 
 
-def _underwater(rng, size, keep_out):
+def _underwater(rng, size, clutter):
     """Fish's scenery: blue-green water, rocks, weed, bubbles."""
     theme = rng.uniform(0.3, 0.7) if rng.random() < 0.7 else rng.random()
     canvas = _background(rng, size, (_colour(rng, hue=theme, value=(0.5, 0.95)),
                                      _colour(rng, hue=theme + rng.normal(0, 0.05), value=(0.15, 0.6))),
                          texture=rng.uniform(10, 40))
     draw = ImageDraw.Draw(canvas)
-    _blobs(draw, rng, size, theme, keep_out, (3, 12), (0.04, 0.14))  # rocks and coral
+    _blobs(draw, rng, size, theme, clutter, (3, 12), (0.04, 0.14))  # rocks and coral
     _strokes(draw, rng, size, (1, 6), (0.01, 0.03),  # weed
              lambda rng: _colour(rng, hue=rng.uniform(0.2, 0.45), value=(0.2, 0.7)))
     for _ in range(int(rng.integers(0, 8))):  # bubbles
@@ -254,7 +269,7 @@ def _underwater(rng, size, keep_out):
     return canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
 
 
-def _meadow(rng, size, keep_out):
+def _meadow(rng, size, clutter):
     """Butterflies' scenery, seen from above: grass and leaves with blossoms."""
     theme = rng.uniform(0.15, 0.45) if rng.random() < 0.7 else rng.random()
     canvas = _background(rng, size, (_colour(rng, hue=theme), _colour(rng, hue=theme + rng.normal(0, 0.05))),
@@ -262,7 +277,7 @@ def _meadow(rng, size, keep_out):
     draw = ImageDraw.Draw(canvas)
     _strokes(draw, rng, size, (2, 9), (0.01, 0.03),  # grass blades and stems
              lambda rng: _colour(rng, hue=rng.uniform(0.18, 0.4), value=(0.2, 0.8)))
-    _blobs(draw, rng, size, theme, keep_out, (4, 14), (0.02, 0.08))  # leaves and blossoms
+    _blobs(draw, rng, size, theme, clutter, (4, 14), (0.02, 0.08))  # leaves and blossoms
     return canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
 
 
@@ -335,7 +350,7 @@ def _draw_bird(canvas, rng, pose, attributes):
         fill(_ellipse(head_x - 0.03, head_y + 0.09, 0.17, 0.12), _contrasting(rng, head))
 
     if rng.random() < 0.5:  # a beak in a part colour half of the time: the bar's colour is not alone on the bird
-        beak_colour = _jitter(rng, _PALETTE[int(rng.integers(len(_PALETTE)))])
+        beak_colour = _jitter(rng, _PALETTES["birds"][int(rng.integers(len(_PALETTES["birds"])))])
     else:
         beak_colour = _distinct_colour(rng, [head], hue=rng.uniform(0.0, 0.15), saturation=(0.0, 0.8),
                                        value=(0.1, 0.9))
@@ -393,7 +408,7 @@ def _draw_plane(canvas, rng, pose, attributes):
         fill(reflect(tip), tips)
         for span in spans:
             front = _wing_point(sweep, span, 0.0)
-            fill(reflect(_ellipse(front[0] - 0.02, front[1], 0.15, 0.065, n=16)), engine)
+            fill(reflect(_ellipse(front[0] - 0.02, front[1], 0.18, 0.095, n=16)), engine)
         _draw_insignia(fill, attributes["insignia"], reflect(_wing_point(sweep, 0.42, 0.55)[None])[0], insignia)
     for side in (tailplane, tailplane_mirrored):
         fill(side, wing_paint)
@@ -411,12 +426,12 @@ def _draw_plane(canvas, rng, pose, attributes):
     glass = _colour(rng, hue=rng.uniform(0.5, 0.7), saturation=(0.2, 0.7), value=(0.05, 0.3))
     canopy = attributes["canopy"]
     if canopy == "bubble_canopy":
-        fill(_ellipse(0.52, 0.0, 0.15, 0.085, n=20), glass)
+        fill(_ellipse(0.5, 0.0, 0.18, 0.1, n=20), glass)
     elif canopy == "long_canopy":
-        fill(_ellipse(0.3, 0.0, 0.36, 0.07, n=24), glass)
+        fill(_ellipse(0.3, 0.0, 0.4, 0.09, n=24), glass)
     elif canopy == "twin_canopy":
-        fill(_ellipse(0.6, 0.0, 0.09, 0.075, n=16), glass)
-        fill(_ellipse(0.32, 0.0, 0.09, 0.075, n=16), glass)
+        fill(_ellipse(0.6, 0.0, 0.1, 0.095, n=16), glass)
+        fill(_ellipse(0.3, 0.0, 0.1, 0.095, n=16), glass)
 
 
 def _draw_insignia(fill, kind, centre, colour):
@@ -424,13 +439,13 @@ def _draw_insignia(fill, kind, centre, colour):
         return
     x, y = centre
     if kind == "roundel":
-        fill(_ellipse(x, y, 0.11, 0.11, n=20), colour)
-        fill(_ellipse(x, y, 0.05, 0.05, n=14), (238, 238, 235))
+        fill(_ellipse(x, y, 0.15, 0.15, n=20), colour)
+        fill(_ellipse(x, y, 0.07, 0.07, n=14), (238, 238, 235))
     elif kind == "triangle":
-        fill([(x + 0.12, y), (x - 0.09, y - 0.12), (x - 0.09, y + 0.12)], colour)
+        fill([(x + 0.16, y), (x - 0.12, y - 0.16), (x - 0.12, y + 0.16)], colour)
     else:
-        fill(_bar((x - 0.12, y), (x + 0.12, y), 0.06), colour)
-        fill(_bar((x, y - 0.12), (x, y + 0.12), 0.06), colour)
+        fill(_bar((x - 0.16, y), (x + 0.16, y), 0.08), colour)
+        fill(_bar((x, y - 0.16), (x, y + 0.16), 0.08), colour)
 
 
 def _draw_fish(canvas, rng, pose, attributes):
@@ -469,14 +484,14 @@ def _draw_fish(canvas, rng, pose, attributes):
     pattern = attributes["pattern"]
     if pattern == "barred_body":
         for x in (-0.42, -0.14, 0.14):
-            fill(_ellipse(x, 0.0, 0.08, 0.34 * width * math.sqrt(1 - (x / 0.72) ** 2), n=16), mark)
+            fill(_ellipse(x, 0.0, 0.06, 0.34 * width * math.sqrt(1 - (x / 0.72) ** 2), n=16), mark)
     elif pattern == "spotted_body":
         for x, y in zip(rng.uniform(-0.48, 0.18, 5), rng.uniform(-0.16, 0.16, 5)):
-            fill(_ellipse(x, y * width, 0.09, 0.09, n=12), mark)
+            fill(_ellipse(x, y * width, 0.07, 0.07, n=12), mark)
     elif pattern == "striped_body":
-        fill(_ellipse(-0.1, 0.0, 0.56, 0.09, n=24), mark)
+        fill(_ellipse(-0.1, 0.0, 0.56, 0.065, n=24), mark)
 
-    fill(_ellipse(0.36, 0.03, 0.1, 0.24 * width, n=20), gill)
+    fill(_ellipse(0.36, 0.03, 0.08, 0.19 * width, n=20), gill)
     snout = attributes["snout"]
     if snout == "long_snout":
         fill([(0.6, -0.1), (1.12, -0.02), (1.12, 0.04), (0.6, 0.12)], _shade(body, 0.75))
@@ -561,8 +576,8 @@ def _draw_butterfly(canvas, rng, pose, attributes):
 # whether it is mirrored half of the time, scenery, object drawer)
 _FAMILY_DRAWING = {
     "birds": (2.35, 15, True, _woodland, _draw_bird),
-    "planes": (2.5, 180, False, _airfield, _draw_plane),
-    "fish": (2.4, 20, True, _underwater, _draw_fish),
+    "planes": (2.5, 35, False, _airfield, _draw_plane),
+    "fish": (2.4, 35, True, _underwater, _draw_fish),
     "butterflies": (2.3, 180, False, _meadow, _draw_butterfly),
 }
 

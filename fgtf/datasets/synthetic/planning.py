@@ -10,7 +10,12 @@ from fgtf.datasets.synthetic.classes import (ATTRIBUTES, FAMILIES, SOURCE_SHARES
                                              attribute_values, max_classes, source_family_classes, world_class_name)
 from tfrecord_tools.cli import UserError
 
-FORMAT_VERSION = 1
+# Recorded in every metadata file; raised whenever the same arguments would
+# draw other images or lists, so that folders (and the study runs made from
+# them, `fgtf.study.start`) of an older fgtf are made again, not reused.
+# 2: each family its own part colours, planes and fish turn at most 35 degrees,
+# planes' parts larger, fish's gill and body marks smaller.
+FORMAT_VERSION = 2
 # the "generator" of every metadata file: how a folder is recognised as synthetic
 GENERATOR = "fgtf.datasets.synthetic"
 # Fraction of a novel class's mislabelled images taken from its most similar classes.
