@@ -156,7 +156,7 @@ def test_domain_similarity_notebook_uses_a_finished_demo(run_notebook, data_dir,
                for i, t in enumerate(world["targets"])]
     summary = {"seed": 0, "recipe": Recipe(image_size=32).as_dict(),  # the quick backbone's size; the rest trains
                "source": {**world["source"], "dataset_dir": str(world_dir / "source"),
-                          "run_dir": str(data_dir / "quick" / "source_run")},
+                          "run_dir": str(data_dir / "quick" / "study" / "source_run")},
                "targets": targets}
     (tmp_path / "runs" / "demo").mkdir(parents=True)
     (tmp_path / "runs" / "demo" / "summary.json").write_text(json.dumps(summary))
@@ -164,7 +164,7 @@ def test_domain_similarity_notebook_uses_a_finished_demo(run_notebook, data_dir,
 
     notebook, stdout, stderr = run_notebook("DomainSimilarity.ipynb", quick=False, cwd=tmp_path / "notebooks")
     assert not TF_LOG_LINE.search(stdout + stderr), stdout + stderr
-    assert f"backbone: small_cnn at 32 px, {data_dir / 'quick' / 'source_run'} step" in stdout
+    assert f"backbone: small_cnn at 32 px, {data_dir / 'quick' / 'study' / 'source_run'} step" in stdout
     assert "training steps" not in stdout and "resumed" not in stdout  # the demo's run is used as it is
     assert re.search(r"^target\s+similarity\s+probe\s+finetune\s+scratch$", stdout, re.MULTILINE), stdout
     printed = {name: tuple(map(float, values)) for name, *values in re.findall(
