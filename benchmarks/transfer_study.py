@@ -15,10 +15,10 @@ pool (`--subset_classes`, default 30) but the first:
   random_<n>       K pool classes drawn at random (draw n of `--random_draws`)
 
 Why a family's K best-populated classes rather than all of its pool classes:
-measured (seed 0, 700 steps, 3,000 images each), the long tail's thin
-classes make a poor source at a CPU budget: the birds' 140 classes gave a
-birds probe of 0.32, their 40 best-populated classes 0.69. The paper, too,
-kept the well-populated classes of its sources.
+measured (world format 1, seed 0, 700 steps, 3,000 images each), the long
+tail's thin classes make a poor source at a CPU budget: the birds' 140
+classes gave a birds probe of 0.32, their 40 best-populated classes 0.69.
+The paper, too, kept the well-populated classes of its sources.
 
 For every source x target pair: linear-probe (and, without `--probe_only`,
 fine-tune) top-1 on the target's validation split, and the EMD similarity of
