@@ -31,6 +31,7 @@ import os
 import shutil
 
 from fgtf.fileio import write_json
+from tfrecord_tools.cli import UserError
 
 # The classifier scope of the slim-style networks the study trains (SmallCNN,
 # Inception); fine-tuning re-initialises and first trains only it.
@@ -91,7 +92,10 @@ def start(folder, world):
         print(f"{folder} holds runs of another world; starting it afresh")
         shutil.rmtree(folder)
     if not os.path.isfile(record):
-        write_json(record, world)
+        try:
+            write_json(record, world)
+        except OSError as error:
+            raise UserError(f"cannot write the study folder {folder}: {error.strerror or error}") from None
 
 
 def convert(dataset_dir, recipe, **subset):

@@ -87,3 +87,11 @@ def test_a_study_folder_of_another_world_starts_afresh(tmp_path, capsys):
     assert "holds runs of another world; starting it afresh" in capsys.readouterr().out
     assert not (folder / "source").exists()
     assert json.loads((folder / study.STUDY_WORLD).read_text()) == redrawn
+
+
+def test_a_study_folder_that_cannot_be_written_is_a_user_error(tmp_path):
+    from tfrecord_tools.cli import UserError
+
+    (tmp_path / "runs").write_text("a file where the run folder should be")
+    with pytest.raises(UserError, match="cannot write the study folder"):
+        study.start(str(tmp_path / "runs" / "seed0"), {"format_version": 2})
