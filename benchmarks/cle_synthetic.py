@@ -19,24 +19,26 @@ Same optimiser and step budget for both, so a CLE step puts twice the
 images through the backbone. Prints top-1 mean +- std over seeds.
 
 Measured 2026-12-06 with the defaults (the demo's source run of world seed
-0, birds target, 60 steps at lr 1e-2 then 150 at 3e-4, batch 32, seeds
-0,1,2; the plain runs shared with heads_synthetic.py; 3.6 min for the 6
-CLE runs on the idle 2-core CPU), validation top-1, chance 0.050:
+0, world format 2, birds target, 60 steps at lr 1e-2 then 150 at 3e-4,
+batch 32, seeds 0,1,2; the plain runs shared with heads_synthetic.py; 3.2
+min for the 6 CLE runs on the idle 2-core CPU), validation top-1, chance
+0.050:
 
   | method | 100 % labels                  | 10 % labels                   |
-  | plain  | 0.742 ± 0.006          [0.76] | 0.586 ± 0.028          [0.99] |
-  | cle    | 0.704 ± 0.003 (-0.038) [0.72] | 0.453 ± 0.040 (-0.133) [0.98] |
+  | plain  | 0.757 ± 0.011          [0.79] | 0.611 ± 0.036          [1.00] |
+  | cle    | 0.717 ± 0.006 (-0.041) [0.74] | 0.471 ± 0.009 (-0.139) [0.99] |
 
-Per seed (0, 1, 2): cle 0.708 0.702 0.702 vs plain 0.735 0.750 0.740 at
-100 %; cle 0.498 0.402 0.458 vs plain 0.600 0.547 0.610 at 10 %. CLE does
-not help here; it hurts, on every seed, and most with 3 images per class.
-With the former split (150 + 60 steps at 1e-4, 2026-12-02, that day's
-demo run) it was -0.015 at 100 % and +0.004 at 10 %: the more steps the
-backbone trains on CLE's shuffled and masked views, the more it loses.
+Per seed (0, 1, 2): cle 0.725 0.713 0.712 vs plain 0.773 0.748 0.750 at
+100 %; cle 0.472 0.460 0.482 vs plain 0.662 0.580 0.590 at 10 %. CLE does
+not help here; it hurts, on every seed, and most with 3 images per class
+(as on world format 1: -0.038 / -0.133). With the former split (150 + 60
+steps at 1e-4, 2026-12-02, world format 1) it was -0.015 at 100 % and
++0.004 at 10 %: the more steps the backbone trains on CLE's shuffled and
+masked views, the more it loses.
 A likely reason, not measured: at 64 px the shuffled 2x2 grid (and the
 erased box) cuts the birds' parts, so the altered views' cross-entropy
-teaches the backbone little that transfers to whole images. From scratch the same target reaches 0.213
-(the demo, seed 0), so the pretrained start, not the module, carries the
+teaches the backbone little that transfers to whole images. From scratch the same target reaches
+0.205 (the demo, seed 0), so the pretrained start, not the module, carries the
 result.
 """
 import os
