@@ -37,9 +37,9 @@ steps at 1e-4, 2026-12-02, world format 1) it was -0.015 at 100 % and
 masked views, the more it loses.
 A likely reason, not measured: at 64 px the shuffled 2x2 grid (and the
 erased box) cuts the birds' parts, so the altered views' cross-entropy
-teaches the backbone little that transfers to whole images. From scratch the same target reaches
-0.205 (the demo, seed 0), so the pretrained start, not the module, carries the
-result.
+teaches the backbone little that transfers to whole images. From scratch
+the same target reaches 0.205 (the demo, seed 0), so the pretrained start,
+not the module, carries the result.
 """
 import os
 import sys
