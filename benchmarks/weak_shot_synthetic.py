@@ -30,24 +30,24 @@ initialisation, order and augmentation; the base-class backbone, SimNet and
 the weights come from one run (seed 0). Mislabelled images are found from
 `train_clean_labels.txt`. Finished runs are reused.
 
-Measured 2026-12-06 from the demo's source run of world seed 0 (small_cnn,
-64 px, 7 epochs over the 250-class pool; 2 of the 20 bird classes here
-happen to be pool classes), seeds 0,1,2, 6.1 min on the idle 2-core CPU;
-novel top-1 (5-way, chance 0.20, 150 clean test images). The base-class
-backbone reaches 0.511 on the 15 base classes (chance 0.067; the former
-from-scratch benchmark on 160 px birds reached 0.093).
+Measured 2026-12-06 from the demo's source run of world seed 0 (world
+format 2; small_cnn, 64 px, 7 epochs over the 250-class pool; 2 of the 20
+bird classes here happen to be pool classes), seeds 0,1,2, 6.0 min on the
+idle 2-core CPU; novel top-1 (5-way, chance 0.20, 150 clean test images).
+The base-class backbone reaches 0.704 on the 15 base classes (chance
+0.067; the former from-scratch benchmark on 160 px birds reached 0.093).
 
 (a) the defaults (SimNet batches of 20 images over 4 base classes):
-SimNet pair F1 0.624 (base test), 0.708 (novel test); mean sample weight
-clean 1.158 vs mislabelled 0.763 (savg1; avg1 1.159 vs 0.762):
+SimNet pair F1 0.633 (base test), 0.729 (novel test); mean sample weight
+clean 1.162 vs mislabelled 0.756 (savg1; avg1 1.164 vs 0.754):
 
   | config          | novel top-1   | per seed          |
-  | plain           | 0.484 ± 0.154 | 0.433 0.693 0.327 |
-  | weighting       | 0.571 ± 0.082 | 0.520 0.687 0.507 | (+0.087)
-  | weighting+graph | 0.584 ± 0.158 | 0.373 0.627 0.753 | (+0.100)
+  | plain           | 0.567 ± 0.132 | 0.380 0.660 0.660 |
+  | weighting       | 0.504 ± 0.129 | 0.460 0.680 0.373 | (-0.062)
+  | weighting+graph | 0.644 ± 0.079 | 0.633 0.553 0.747 | (+0.078)
 
 (b) `--simnet_batch_size 50 --simnet_batch_classes 20` (simtrans's own
-defaults; measured 2026-12-02 on that day's demo run, where (a) gave plain
+defaults; measured 2026-12-02 on that day's demo run, world format 1, where (a) gave plain
 0.667 ± 0.136, weighting 0.718 ± 0.097, weighting+graph 0.596 ± 0.218):
 the 450 base images give 1-2 SimNet iterations an epoch, 14 in all; pair F1 0.000 (it answers "dissimilar" to every pair), weights
 uniform (clean 1.001 vs mislabelled 0.998, range 0.91-1.05); plain 0.667 ±
@@ -55,14 +55,14 @@ uniform (clean 1.001 vs mislabelled 0.998, range 0.91-1.05); plain 0.667 ±
 ± 0.109 (0.627 0.547 0.367).
 
 Honestly: once SimNet learns (a), the transferred similarities do separate
-clean from mislabelled images (mislabelled weighted 0.66x clean), and
-sample weighting is ahead of plain on the mean (+0.087, and +0.051 on
-2026-12-02's run) but not on every seed (seed 1: 0.687 vs 0.693), so with
-std 0.08-0.15 over 3 seeds the gain is suggestive, not established. The
-graph regularisation is unstable at this schedule: the best config on
-seed 2 (0.753), the worst on seed 0 (0.373; on 2026-12-02's run the other
-way round). With SimNet untrained (b) nothing can help, and the
-differences are seed noise.
+clean from mislabelled images (mislabelled weighted 0.65x clean), but what
+the weights do to the novel classes changes from run to run: on this world
+sample weighting is behind plain on the mean (-0.062: ahead on seeds 0 and
+1, far behind on seed 2) and weighting + graph ahead (+0.078: ahead on
+seeds 0 and 2, behind on seed 1), where on world format 1 (2026-12-06)
+weighting was ahead (+0.087) and the graph unstable. With std 0.08-0.13
+over 3 seeds neither gain is established. With SimNet untrained (b)
+nothing can help, and the differences are seed noise.
 """
 import argparse
 import json
