@@ -150,14 +150,14 @@ def _shade(colour, factor):
 # free. Body colours take any hue and the clutter away from the object takes
 # the family's part colours too, so no pixel colour gives a class away; on the
 # object a part always contrasts with its surface.
+_RED, _YELLOW, _WHITE, _BLUE = (205, 40, 35), (240, 205, 40), (240, 240, 232), (45, 95, 215)  # birds', butterflies'
 _PART_COLOURS = {
-    "red_bar": (205, 40, 35), "yellow_bar": (240, 205, 40), "white_bar": (240, 240, 232), "blue_bar": (45, 95, 215),
+    "red_bar": _RED, "yellow_bar": _YELLOW, "white_bar": _WHITE, "blue_bar": _BLUE,
     "orange_tips": (240, 130, 20), "green_tips": (40, 170, 70), "black_tips": (25, 25, 28),
     "magenta_tips": (210, 40, 190),
     "purple_gill": (120, 50, 190), "cyan_gill": (40, 200, 220), "pink_gill": (250, 150, 190),
     "lime_gill": (170, 230, 40),
-    "red_spots": (205, 40, 35), "yellow_spots": (240, 205, 40), "blue_spots": (45, 95, 215),
-    "white_spots": (240, 240, 232),
+    "red_spots": _RED, "yellow_spots": _YELLOW, "blue_spots": _BLUE, "white_spots": _WHITE,
 }
 _PALETTES = {family: tuple(_PART_COLOURS[value] for _, values in attributes for value in values
                            if value in _PART_COLOURS)
