@@ -13,7 +13,7 @@ detail. `--sheet PNG` also writes a picture sheet of the targets: a row per
 family, a few classes side by side, a few validation images of each
 (README's docs/world_families.png).
 
-    .venv/bin/python benchmarks/synthetic_difficulty.py [--world data/world] [--seed 0] [--workers N] \\
+    .venv/bin/python benchmarks/synthetic_difficulty.py [--world data/world] [--seed 0] [--num_workers N] \\
         [--sheet docs/world_families.png]
 """
 import argparse
@@ -36,11 +36,11 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="world seed")
     parser.add_argument("--families", nargs="+", default=list(synthetic.FAMILIES), choices=synthetic.FAMILIES,
                         help="targets to measure")
-    parser.add_argument("--workers", type=int, default=None, help="drawing processes (default: one per CPU)")
+    parser.add_argument("--num_workers", "--workers", type=int, default=None, help="drawing processes (default: one per CPU)")
     parser.add_argument("--sheet", default=None, help="also write a picture sheet of the targets to this PNG")
     args = parser.parse_args()
     start = time.perf_counter()
-    world = synthetic.generate_world(args.world, seed=args.seed, workers=args.workers)
+    world = synthetic.generate_world(args.world, seed=args.seed, workers=args.num_workers)
     print(f"world {args.world} (seed {args.seed}, {world['arguments']['image_size']} px) ready in "
           f"{time.perf_counter() - start:.0f} s")
     if args.sheet:

@@ -59,13 +59,13 @@ def main():
     parser.add_argument("--probe_C", type=float, nargs="+", default=[0.1, 1.0],
                         help="inverse L2 strengths of the linear probe (one column each)")
     parser.add_argument("--targets", nargs="+", default=None, help="targets to measure (default: all)")
-    parser.add_argument("--workers", type=int, default=None, help="drawing processes for the world")
+    parser.add_argument("--num_workers", "--workers", type=int, default=None, help="drawing processes for the world")
     args = parser.parse_args()
 
     from fgtf.datasets import synthetic
 
     start = time.perf_counter()
-    world = synthetic.generate_world(args.world, seed=args.seed, image_size=args.image_size, workers=args.workers)
+    world = synthetic.generate_world(args.world, seed=args.seed, image_size=args.image_size, workers=args.num_workers)
     print(f"world {args.world} (seed {args.seed}): {world['source']['classes']} source classes, "
           f"{world['source']['train_images']} train images ({time.perf_counter() - start:.0f} s)", flush=True)
 

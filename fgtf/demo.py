@@ -39,10 +39,10 @@ def main(argv=None):
     p.add_argument("--data_dir", default="data", help="where the world is generated")
     p.add_argument("--run_dir", default=os.path.join("runs", "demo"),
                    help="where runs, features, the summary and the figure go")
-    p.add_argument("--workers", type=positive_int,
+    p.add_argument("--num_workers", "--workers", type=positive_int,
                    help="processes drawing images and writing shards (default: one per CPU)")
     args = p.parse_args(argv)
-    summary = run_demo(args.data_dir, args.run_dir, seed=args.seed, workers=args.workers)
+    summary = run_demo(args.data_dir, args.run_dir, seed=args.seed, workers=args.num_workers)
     print(format_summary(summary))
     print(f"wrote {os.path.join(args.run_dir, SUMMARY_FILE)} and {os.path.join(args.run_dir, FIGURE_FILE)}")
 

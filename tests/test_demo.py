@@ -69,9 +69,9 @@ def test_demo_help_is_fast_and_names_the_outputs(capsys):
 
 def test_demo_refuses_zero_workers(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        demo.main(["--workers", "0"])
+        demo.main(["--num_workers", "0"])
     assert exit_info.value.code == 2
-    assert "--workers" in capsys.readouterr().err
+    assert "--num_workers" in capsys.readouterr().err
 
 
 def test_a_study_folder_of_another_world_starts_afresh(tmp_path, capsys):

@@ -164,7 +164,7 @@ def test_cli_writes_the_dataset(tmp_path, capsys):
     (["--label_noise", "1.5", "--novel_classes", "2"], "--label_noise must be in [0, 1)"),
     (["--label_noise", "0.3"], "give --novel_classes N as well"),
     (["--novel_classes", "20"], "--novel_classes must be between 0 and 19"),
-    (["--workers", "0"], "--workers must be at least 1"),
+    (["--workers", "0"], "--num_workers must be at least 1"),
     (["--seed", "-3"], "--seed must be non-negative"),
 ])
 def test_cli_rejects_bad_values(tmp_path, capsys, arguments, message):

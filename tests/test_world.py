@@ -153,7 +153,7 @@ def test_cli_writes_the_world(tmp_path, capsys):
     (["--target_classes", "1"], "--target_classes must be at least 2"),
     (["--target_val_per_class", "0"], "--target_val_per_class must be at least 1"),
     (["--target_classes", "500"], "more than the 512 it offers"),
-    (["--workers", "0"], "--workers must be at least 1"),
+    (["--num_workers", "0"], "--num_workers must be at least 1"),
 ])
 def test_cli_rejects_bad_values_in_one_line(tmp_path, capsys, arguments, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -2,8 +2,8 @@
 
     python -m fgtf.datasets.synthetic --out data/synthetic --classes 20 \\
         --train_per_class 30 --val_per_class 30 --image_size 160 --seed 0 \\
-        [--family birds|planes|fish|butterflies] [--label_noise 0.4 --novel_classes 5] [--workers N]
-    python -m fgtf.datasets.synthetic world --out data/world [--seed 0] [--image_size 64] [--workers N]
+        [--family birds|planes|fish|butterflies] [--label_noise 0.4 --novel_classes 5] [--num_workers N]
+    python -m fgtf.datasets.synthetic world --out data/world [--seed 0] [--image_size 64] [--num_workers N]
 
 Every class of a family shares one object shape (a bird or a fish seen from
 the side, an aircraft or a butterfly seen from above) and differs only in
@@ -67,7 +67,7 @@ of the pool's birds.
 
 Each image is drawn from its own seed (derived from `--seed`, the family, the
 split, its class and its index), so the output is byte-identical for a seed
-whatever `--workers` is. A dataset or world is built in `<out>.partial` and
+whatever `--num_workers` is. A dataset or world is built in `<out>.partial` and
 renamed into place when complete; rerunning with the same arguments into a
 complete folder returns at once, other arguments replace it.
 

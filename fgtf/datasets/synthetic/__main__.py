@@ -44,16 +44,16 @@ def main(argv=None):
                              "(web-like noise; default: %(default)s)")
     parser.add_argument("--novel_classes", type=int, default=0,
                         help="the last N classes are novel: they get the label noise (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--num_workers", "--workers", type=int, default=None,
                         help="drawing processes (default: one per CPU; 1 draws in this process)")
     args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.num_workers is not None and args.num_workers < 1:
+        raise UserError(f"--num_workers must be at least 1, got {args.num_workers}")
     start = time.perf_counter()
     metadata = generate(args.out, classes=args.classes, train_per_class=args.train_per_class,
                         val_per_class=args.val_per_class, image_size=args.image_size, seed=args.seed,
                         family=args.family, label_noise=args.label_noise, novel_classes=args.novel_classes,
-                        workers=args.workers)
+                        workers=args.num_workers)
     seconds = time.perf_counter() - start
     count = metadata["num_images"]
     noisy = metadata["num_mislabelled_train_images"]
@@ -88,16 +88,16 @@ def _world_main(argv):
     parser.add_argument("--out", default="data/world", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the whole world")
     parser.add_argument("--image_size", type=int, default=64, help="image side in pixels")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--num_workers", "--workers", type=int, default=None,
                         help="drawing processes (default: one per CPU; 1 draws in this process)")
     defaults = inspect.signature(generate_world).parameters
     for knob, help_text in _WORLD_KNOBS:
         parser.add_argument(f"--{knob}", type=int, default=defaults[knob].default, help=help_text)
     args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.num_workers is not None and args.num_workers < 1:
+        raise UserError(f"--num_workers must be at least 1, got {args.num_workers}")
     start = time.perf_counter()
-    world = generate_world(args.out, seed=args.seed, image_size=args.image_size, workers=args.workers,
+    world = generate_world(args.out, seed=args.seed, image_size=args.image_size, workers=args.num_workers,
                            **{knob: getattr(args, knob) for knob, _ in _WORLD_KNOBS})
     source = world["source"]
     shares = ", ".join(f"{family} {count}" for family, count in source["family_classes"].items())
