@@ -19,19 +19,19 @@ Same optimiser and step budget for both, so a CLE step puts twice the
 images through the backbone. Prints top-1 mean +- std over seeds.
 
 Measured 2026-12-06 with the defaults (the demo's source run of world seed
-0, world format 2, birds target, 60 steps at lr 1e-2 then 150 at 3e-4,
-batch 32, seeds 0,1,2; the plain runs shared with heads_synthetic.py; 3.2
-min for the 6 CLE runs on the idle 2-core CPU), validation top-1, chance
+0, world format 3, birds target, 60 steps at lr 1e-2 then 150 at 3e-4,
+batch 32, seeds 0,1,2; the plain runs shared with heads_synthetic.py; 3.7
+min for the 6 CLE runs on the 2-core CPU), validation top-1, chance
 0.050:
 
   | method | 100 % labels                  | 10 % labels                   |
-  | plain  | 0.757 ± 0.011          [0.79] | 0.611 ± 0.036          [1.00] |
-  | cle    | 0.717 ± 0.006 (-0.041) [0.74] | 0.471 ± 0.009 (-0.139) [0.99] |
+  | plain  | 0.751 ± 0.013          [0.78] | 0.628 ± 0.002          [0.99] |
+  | cle    | 0.723 ± 0.006 (-0.028) [0.74] | 0.474 ± 0.004 (-0.153) [0.98] |
 
-Per seed (0, 1, 2): cle 0.725 0.713 0.712 vs plain 0.773 0.748 0.750 at
-100 %; cle 0.472 0.460 0.482 vs plain 0.662 0.580 0.590 at 10 %. CLE does
+Per seed (0, 1, 2): cle 0.728 0.715 0.725 vs plain 0.765 0.753 0.733 at
+100 %; cle 0.480 0.472 0.472 vs plain 0.627 0.630 0.627 at 10 %. CLE does
 not help here; it hurts, on every seed, and most with 3 images per class
-(as on world format 1: -0.038 / -0.133). With the former split (150 + 60
+(as on world formats 2, -0.041 / -0.139, and 1, -0.038 / -0.133). With the former split (150 + 60
 steps at 1e-4, 2026-12-02, world format 1) it was -0.015 at 100 % and
 +0.004 at 10 %: the more steps the backbone trains on CLE's shuffled and
 masked views, the more it loses.

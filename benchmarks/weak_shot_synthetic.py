@@ -31,20 +31,20 @@ the weights come from one run (seed 0). Mislabelled images are found from
 `train_clean_labels.txt`. Finished runs are reused.
 
 Measured 2026-12-06 from the demo's source run of world seed 0 (world
-format 2; small_cnn, 64 px, 7 epochs over the 250-class pool; 2 of the 20
-bird classes here happen to be pool classes), seeds 0,1,2, 6.0 min on the
-idle 2-core CPU; novel top-1 (5-way, chance 0.20, 150 clean test images).
-The base-class backbone reaches 0.704 on the 15 base classes (chance
+format 3; small_cnn, 64 px, 7 epochs over the 250-class pool; 2 of the 20
+bird classes here happen to be pool classes), seeds 0,1,2, 6.5 min on the
+2-core CPU; novel top-1 (5-way, chance 0.20, 150 clean test images).
+The base-class backbone reaches 0.736 on the 15 base classes (chance
 0.067; the former from-scratch benchmark on 160 px birds reached 0.093).
 
 (a) the defaults (SimNet batches of 20 images over 4 base classes):
-SimNet pair F1 0.633 (base test), 0.729 (novel test); mean sample weight
-clean 1.162 vs mislabelled 0.756 (savg1; avg1 1.164 vs 0.754):
+SimNet pair F1 0.595 (base test), 0.650 (novel test); mean sample weight
+clean 1.147 vs mislabelled 0.780 (savg1; avg1 1.160 vs 0.760):
 
   | config          | novel top-1   | per seed          |
-  | plain           | 0.567 ± 0.132 | 0.380 0.660 0.660 |
-  | weighting       | 0.504 ± 0.129 | 0.460 0.680 0.373 | (-0.062)
-  | weighting+graph | 0.644 ± 0.079 | 0.633 0.553 0.747 | (+0.078)
+  | plain           | 0.516 ± 0.164 | 0.393 0.407 0.747 |
+  | weighting       | 0.551 ± 0.206 | 0.333 0.493 0.827 | (+0.036)
+  | weighting+graph | 0.689 ± 0.109 | 0.553 0.820 0.693 | (+0.173)
 
 (b) `--simnet_batch_size 50 --simnet_batch_classes 20` (simtrans's own
 defaults; measured 2026-12-02 on that day's demo run, world format 1, where (a) gave plain
@@ -55,13 +55,14 @@ uniform (clean 1.001 vs mislabelled 0.998, range 0.91-1.05); plain 0.667 ±
 ± 0.109 (0.627 0.547 0.367).
 
 Honestly: once SimNet learns (a), the transferred similarities do separate
-clean from mislabelled images (mislabelled weighted 0.65x clean), but what
+clean from mislabelled images (mislabelled weighted 0.68x clean), but what
 the weights do to the novel classes changes from run to run: on this world
-sample weighting is behind plain on the mean (-0.062: ahead on seeds 0 and
-1, far behind on seed 2) and weighting + graph ahead (+0.078: ahead on
-seeds 0 and 2, behind on seed 1), where on world format 1 (2026-12-06)
-weighting was ahead (+0.087) and the graph unstable. With std 0.08-0.13
-over 3 seeds neither gain is established. With SimNet untrained (b)
+sample weighting is ahead of plain on the mean (+0.036: ahead on seeds 1
+and 2, behind on seed 0) and weighting + graph ahead (+0.173: ahead on
+seeds 0 and 1, behind on seed 2), where on world format 2 weighting was
+behind (-0.062) and the graph ahead (+0.078), and on format 1 weighting
+ahead (+0.087) and the graph unstable. With std 0.11-0.21 over 3 seeds
+neither gain is established. With SimNet untrained (b)
 nothing can help, and the differences are seed noise.
 """
 import argparse

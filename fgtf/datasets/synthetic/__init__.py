@@ -14,7 +14,8 @@ patch colour, tail fin, dorsal fin, body pattern, snout; butterflies: forewing
 spot colour, forewing shape, hindwing shape, forewing tip marking, hindwing
 eyespot), drawn so that every attribute value is shared by many classes: no
 single part decides the class. Parts are at least ~6 pixels across at 64 px
-and always contrast with the surface they sit on. Pose (rotation, flip),
+and contrast with the surface they sit on, except fish's body patterns, a
+tone of the body that only a network looking for them reads. Pose (rotation, flip),
 scale (the object spans 60-85 % of the frame), position, body colour,
 background clutter, lighting (brightness, contrast, colour cast, a light
 gradient), pixel noise and JPEG quality are drawn per image; the clutter

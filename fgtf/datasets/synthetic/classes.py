@@ -34,7 +34,7 @@ ATTRIBUTES = {
         ("snout", ("blunt_snout", "long_snout", "upturned_jaw", "thick_lips")),
     ),
     "butterflies": (
-        ("spot_colour", ("red_spots", "yellow_spots", "blue_spots", "white_spots")),
+        ("spot_colour", ("orange_spots", "green_spots", "black_spots", "magenta_spots")),
         ("forewing", ("round_forewing", "pointed_forewing", "square_forewing")),
         ("hindwing", ("round_hindwing", "tailed_hindwing", "scalloped_hindwing", "pointed_hindwing")),
         ("forewing_tip", ("plain_tip", "dark_tip", "banded_tip", "dotted_tip")),

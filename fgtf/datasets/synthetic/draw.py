@@ -141,23 +141,31 @@ def _contrasting(rng, colour):
     return _colour(rng, saturation=(0.0, 0.3), value=(min(0.95, luminance + 0.45), 1.0))
 
 
+def _toned(colour):
+    """`colour` a tone darker, or lighter when it is dark: a mark only a network
+    that learnt to look for it reads, unlike a contrasting one."""
+    luminance = (0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]) / 255
+    return _shade(colour, 0.65 if luminance > 0.45 else 1.5)
+
+
 def _shade(colour, factor):
     return tuple(min(255, max(0, int(c * factor))) for c in colour)
 
 
 # Colours of the colour-valued attributes. Each family has its own four, so
 # a network that learnt one family's colour parts does not read another's for
-# free. Body colours take any hue and the clutter away from the object takes
+# free; butterflies, absent from the pool, share the planes' four, so that the
+# family they look most like (seen from above, wings spread) is also the one
+# whose parts they share. Body colours take any hue and the clutter away from the object takes
 # the family's part colours too, so no pixel colour gives a class away; on the
 # object a part always contrasts with its surface.
-_RED, _YELLOW, _WHITE, _BLUE = (205, 40, 35), (240, 205, 40), (240, 240, 232), (45, 95, 215)  # birds', butterflies'
+_ORANGE, _GREEN, _BLACK, _MAGENTA = (240, 130, 20), (40, 170, 70), (25, 25, 28), (210, 40, 190)
 _PART_COLOURS = {
-    "red_bar": _RED, "yellow_bar": _YELLOW, "white_bar": _WHITE, "blue_bar": _BLUE,
-    "orange_tips": (240, 130, 20), "green_tips": (40, 170, 70), "black_tips": (25, 25, 28),
-    "magenta_tips": (210, 40, 190),
+    "red_bar": (205, 40, 35), "yellow_bar": (240, 205, 40), "white_bar": (240, 240, 232), "blue_bar": (45, 95, 215),
+    "orange_tips": _ORANGE, "green_tips": _GREEN, "black_tips": _BLACK, "magenta_tips": _MAGENTA,
     "purple_gill": (120, 50, 190), "cyan_gill": (40, 200, 220), "pink_gill": (250, 150, 190),
     "lime_gill": (170, 230, 40),
-    "red_spots": _RED, "yellow_spots": _YELLOW, "blue_spots": _BLUE, "white_spots": _WHITE,
+    "orange_spots": _ORANGE, "green_spots": _GREEN, "black_spots": _BLACK, "magenta_spots": _MAGENTA,
 }
 _PALETTES = {family: tuple(_PART_COLOURS[value] for _, values in attributes for value in values
                            if value in _PART_COLOURS)
@@ -456,7 +464,7 @@ def _draw_fish(canvas, rng, pose, attributes):
     gill = _jitter(rng, _PART_COLOURS[attributes["gill"]])
     body = _distinct_colour(rng, [gill], saturation=(0.1, 0.8), value=(0.3, 0.95))
     fin = _shade(_jitter(rng, body, 25), rng.uniform(0.6, 1.2))
-    mark = _contrasting(rng, body)
+    mark = _toned(body)
     width = rng.uniform(0.9, 1.1)  # deep or slim body, a nuisance
 
     tail = {
