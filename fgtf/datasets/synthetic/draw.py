@@ -135,7 +135,7 @@ def _jitter(rng, colour, amount=18):
 
 def _contrasting(rng, colour):
     """A random colour much darker than `colour`, or much lighter when `colour` is dark."""
-    luminance = (0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]) / 255
+    luminance = _luminance(colour)
     if luminance > 0.45:
         return _colour(rng, saturation=(0.0, 0.6), value=(0.03, max(0.05, luminance - 0.35)))
     return _colour(rng, saturation=(0.0, 0.3), value=(min(0.95, luminance + 0.45), 1.0))
@@ -144,8 +144,12 @@ def _contrasting(rng, colour):
 def _toned(colour):
     """`colour` a tone darker, or lighter when it is dark: a mark only a network
     that learnt to look for it reads, unlike a contrasting one."""
-    luminance = (0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]) / 255
-    return _shade(colour, 0.65 if luminance > 0.45 else 1.5)
+    return _shade(colour, 0.65 if _luminance(colour) > 0.45 else 1.5)
+
+
+def _luminance(colour):
+    """Perceived brightness of an RGB colour, 0..1."""
+    return (0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]) / 255
 
 
 def _shade(colour, factor):
