@@ -10,8 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def reference_dir():
-    """`FGTF_REFERENCE_DIR`, or ../shared/reference beside the repository."""
-    return Path(os.environ.get("FGTF_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+    """`FGTF_REFERENCE_DIR`, or the suite's own copy in tests/reference."""
+    return Path(os.environ.get("FGTF_REFERENCE_DIR", REPO / "tests" / "reference"))
 
 
 def relative_l2(actual, expected):
@@ -20,7 +20,7 @@ def relative_l2(actual, expected):
 
 
 def reference_input(npz):
-    """Input A of shared/reference/slim/README.md, from the npz's `input_seed`."""
+    """Input A of tests/reference/slim/README.md, from the npz's `input_seed`."""
     seed = int(npz["input_seed"])
     return np.random.default_rng(seed).uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32)
 

@@ -1,5 +1,5 @@
 """SimTrans: the Keras port against the reference vectors of
-shared/reference/heads/simtrans.npz (spec §14), and the pipeline CLI end to end."""
+tests/reference/heads/simtrans.npz (spec §14), and the pipeline CLI end to end."""
 import json
 import os
 import subprocess
