@@ -42,6 +42,8 @@ from fgtf.datasets import splits as subsets
 from fgtf.fileio import write_text
 from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.cli import UserError, cli_main, positive_int
+from tfrecord_tools.folder_lock import hold_folder
+from tfrecord_tools.images import DEFAULT_MAX_PIXELS
 from tfrecord_tools.manifest import MANIFEST, REPORT
 from tfrecord_tools.writer import ImageItem, write_split
 
@@ -52,7 +54,7 @@ Conversion.__doc__ = "`output_dir` written; `summaries`: {split: tfrecord_tools.
 
 def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=None, num_workers=None,
             seed=0, shard_range=None, strict=False, label_ratio=None, progress=True, class_list=None,
-            max_per_class=None):
+            max_per_class=None, allow_outside_paths=False, max_pixels=DEFAULT_MAX_PIXELS):
     """Convert both splits of `dataset`; returns a `Conversion`.
 
     `dataset_dir` defaults to `<data_dir>/<dataset>`, `output_dir` to
@@ -60,7 +62,8 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
     for the subsets). `class_list` is the path of a file of class names;
     other arguments as the command-line flags. Raises `UserError` for bad
     arguments before any shard is written, and when every image of a split
-    was skipped.
+    was skipped. The output folder is held while it is written (see
+    `tfrecord_tools.writer`): a second conversion into it is refused.
     """
     datasets.get_dataset_info(dataset)
     if num_shards < 1:
@@ -73,7 +76,8 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
     output_dir = output_dir or os.path.join(dataset_dir, default_output_folder(label_ratio, max_per_class,
                                                                                class_list))
 
-    splits = {split: datasets.read_split(dataset, dataset_dir, split) for split in ("train", "validation")}
+    splits = {split: datasets.read_split(dataset, dataset_dir, split, allow_outside_paths)
+              for split in ("train", "validation")}
     keep = None
     if class_list is not None:
         keep = subsets.class_list_labels(subsets.read_name_list(class_list), splits["train"] + splits["validation"])
@@ -98,13 +102,15 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
     if keep is not None:
         metadata["class_names"] = class_names
     summaries = {}
-    for split, records in splits.items():
-        summaries[split] = write_split([_item(record, dataset_dir) for record in records], output_dir, split,
-                                       num_shards, shard_range=shard_range, num_workers=num_workers,
-                                       strict=strict, metadata=metadata, progress=progress)
-        _refuse_empty_split(output_dir, split)
-    if class_names:
-        write_text(os.path.join(output_dir, "classes.txt"), "".join(f"{name}\n" for name in class_names))
+    with hold_folder(output_dir, shared=shard_range is not None):
+        for split, records in splits.items():
+            summaries[split] = write_split([_item(record, dataset_dir) for record in records], output_dir, split,
+                                           num_shards, shard_range=shard_range, num_workers=num_workers,
+                                           strict=strict, max_pixels=max_pixels, metadata=metadata,
+                                           progress=progress)
+            _refuse_empty_split(output_dir, split)
+        if class_names:
+            write_text(os.path.join(output_dir, "classes.txt"), "".join(f"{name}\n" for name in class_names))
     return Conversion(output_dir, summaries)
 
 
@@ -159,11 +165,18 @@ def main(argv=None):
                         help="keep only the classes named in FILE, one per line as in classes.txt (e.g. from "
                              "fgtf.transfer.select_source), relabelled 0..K-1 in the file's order, in both "
                              "splits (default: every class)")
+    parser.add_argument("--allow_outside_paths", action="store_true",
+                        help="read split-list images that lie outside the dataset folder (absolute paths, .., "
+                             "symbolic links leading out); without it such a list is refused (default: refused)")
+    parser.add_argument("--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        help="skip (or, with --strict, stop at) an image whose header declares more pixels, "
+                             "width x height, before anything is decoded (default: %(default)s)")
     args = parser.parse_args(argv)
     output_dir, summaries = convert(args.dataset, args.num_shards, args.data_dir, args.dataset_dir,
                                     args.output_dir, args.num_workers, args.seed, args.shard_range, args.strict,
                                     args.label_ratio, class_list=args.class_list,
-                                    max_per_class=args.max_per_class)
+                                    max_per_class=args.max_per_class, allow_outside_paths=args.allow_outside_paths,
+                                    max_pixels=args.max_pixels)
     for summary in summaries.values():
         print(f"{summary.split}: wrote {len(summary.shards_written)} shards, kept {len(summary.shards_kept)} "
               f"already complete; {summary.records} records, {summary.skipped} skipped, "

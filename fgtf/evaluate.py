@@ -106,6 +106,8 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
     network, used = load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
     from_run = [name for name, given in (("image size", image_size),) if given is None] + ["classes"]
     image_size, num_classes, prefix = used["image_size"], used["num_classes"], used["weights"]
+    if histogram and min(histogram) < 0:
+        raise UserError(f"{shard_dir} has the {split} label {min(histogram)}; labels number the classes from 0")
     if histogram and max(histogram) >= num_classes:
         raise UserError(f"{shard_dir} has {split} labels up to {max(histogram)} but {checkpoint} has "
                         f"{num_classes} classes; evaluate it on data of its own classes")

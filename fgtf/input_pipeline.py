@@ -293,10 +293,15 @@ def shard_folder(dataset_dir):
 
 def split_labels(folder, split):
     """(records, {label: count}) of `split` in a shard folder. A folder with a
-    manifest.json is checked against it (every shard it lists present, with
-    its recorded size) and counted from it; a folder without one (the original
-    tool's shards) is read. Raises `UserError` for a missing or short shard."""
+    manifest.json is checked against it (the conversion complete, every shard
+    it lists present, with its recorded size) and counted from it; a folder
+    without one (the original tool's shards) is read. Raises `UserError` for
+    an unfinished conversion or a missing or short shard."""
     split_entry = ((load_manifest(folder) or {}).get("splits") or {}).get(split)
+    if split_entry and len(split_entry["shards"]) < split_entry["num_shards"]:
+        raise UserError(f"the conversion of the {split} split in {folder} is unfinished ({len(split_entry['shards'])} "
+                        f"of {split_entry['num_shards']} shards written); rerun the conversion command to finish "
+                        f"it (python -m tfrecord_tools.verify {folder} names the missing shards)")
     if not split_entry:
         histogram = {}
         # Unreadable records are left to the pipeline, which names them (or skips them).

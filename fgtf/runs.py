@@ -9,10 +9,13 @@ checkpoint by `fgtf.models.weights.load_run_network`.
     <model_dir>/checkpoint           the latest checkpoint's name
     <model_dir>/train_done.json      written when the run reached its last step
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import typing
 from typing import Optional
 
 import keras
@@ -54,9 +57,16 @@ class RunConfig(NetworkSpec):
         names = [field.name for field in dataclasses.fields(cls)]
         required = [field.name for field in dataclasses.fields(NetworkSpec)
                     if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING]
+        if not isinstance(data, dict):
+            raise UserError(f"{source} is not a run configuration (a JSON object); it was not written by fgtf.train")
         missing = [name for name in required if data.get(name) is None]
         if missing:
             raise UserError(f"{source} does not record {', '.join(missing)}; it was not written by fgtf.train")
+        for field in dataclasses.fields(cls):
+            value = data.get(field.name)
+            if value is not None and not _fits(value, field.type):
+                raise UserError(f"{source} records {field.name} {json.dumps(value)[:40]}, not {_KINDS[_base(field.type)]}; "
+                                f"it was altered or damaged (a run folder's own file is written by fgtf.train)")
         return cls(**{name: data[name] for name in names if data.get(name) is not None})
 
     def to_dict(self):
@@ -64,9 +74,41 @@ class RunConfig(NetworkSpec):
         return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
 
 
+_KINDS = {str: "a text", int: "a whole number of at least 1", float: "a number", bool: "true or false",
+          dict: "a JSON object"}
+
+
+def _base(annotation):
+    """`Optional[X]` -> X; other annotations as they are."""
+    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return arguments[0] if arguments else annotation
+
+
+def _fits(value, annotation):
+    kind = _base(annotation)
+    if kind is int:
+        return type(value) is int and value >= 1
+    if kind is float:
+        return type(value) in (int, float) and math.isfinite(value)
+    return type(value) is kind
+
+
 def save_run_config(model_dir, config):
     """Write the `RunConfig` of the run in `model_dir`."""
     write_json(os.path.join(model_dir, RUN_CONFIG), config.to_dict())
+
+
+def remove_run_config(model_dir):
+    """Remove the run_config.json of `model_dir` (its first checkpoint failed)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(model_dir, RUN_CONFIG))
+
+
+def has_checkpoint(model_dir):
+    """True when the run folder `model_dir` holds its config and a checkpoint:
+    a run that has started. A config alone is the leftover of a start killed
+    while it wrote its first checkpoint, and binds the folder to nothing."""
+    return os.path.isfile(os.path.join(model_dir, RUN_CONFIG)) and latest_checkpoint(model_dir) is not None
 
 
 def load_run_config(model_dir):
@@ -75,7 +117,11 @@ def load_run_config(model_dir):
     if not os.path.isfile(path):
         raise UserError(f"{model_dir} is not an fgtf training folder ({RUN_CONFIG} is missing)")
     with open(path, encoding="utf-8") as handle:
-        return RunConfig.from_dict(json.load(handle), source=path)
+        try:
+            data = json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UserError(f"{path} is not valid JSON ({error}); it was altered or damaged") from None
+    return RunConfig.from_dict(data, source=path)
 
 
 def ema_map(optimizer):

@@ -249,67 +249,131 @@ def train(settings):
     from fgtf.distribute import is_chief, make_strategy
     from fgtf.bad_records import bad_record_message
     from fgtf.input_pipeline import shard_folder
+    from tfrecord_tools.folder_lock import hold_folder
 
     shard_dir = shard_folder(settings.dataset_dir)
     num_examples, num_classes = _dataset_facts(settings, shard_dir)
     total_steps = settings.max_number_of_steps or math.ceil(settings.epochs * num_examples / settings.batch_size)
     config = _run_config(settings, num_classes, num_examples, total_steps)
-    _check_same_run(settings.train_dir, config)
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(settings.seed)
     strategy = make_strategy(settings.strategy, settings.tpu)
     chief = is_chief(strategy)
+    checkpoint_dir = _checkpoint_dir(settings.train_dir, chief, strategy)
+    # One process per run folder (each worker of a multi-worker run holds its own).
+    with hold_folder(checkpoint_dir):
+        _check_same_run(settings.train_dir, config)
+        _remove_leftovers(checkpoint_dir)
+        with strategy.scope():
+            model = runs.build_network(config)
+            optimizer = _optimizer(settings, num_examples, total_steps)
+            _prepare_trainable(model, settings)
+            _compile(model, optimizer, config, settings)
+            optimizer.build(model.trainable_variables)
+            symbolic_build(model, _batch_spec(config))
+            checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=optimizer.iterations,
+                                             **{runs.EMA_KEY: runs.ema_map(optimizer)})
+        manager = _restore_latest_readable(checkpoint, checkpoint_dir, settings.max_checkpoints_to_keep)
+        if manager.latest_checkpoint:
+            print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
+        elif settings.checkpoint_path:
+            _initialise(model, settings, from_run)
+        step = int(optimizer.iterations.numpy())
+        if step >= total_steps:
+            print(f"{settings.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
+            return {}
+        print(runs.keras_model_summary_line(model) + f"; training steps {step} -> {total_steps}, "
+              f"global batch {settings.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
+        # The input stream is deterministic for the seed; a resumed run skips the
+        # examples its steps consumed, which keeps checkpoints small (no shuffle
+        # buffers) and the data position exact.
+        dataset = strategy.distribute_datasets_from_function(
+            lambda ctx: _train_dataset(settings, shard_dir, ctx, step))
+        iterator = iter(dataset)
+        try:
+            logs = _loop(model, optimizer, iterator, manager, settings, total_steps, config if chief else None)
+        except tf.errors.InvalidArgumentError as error:
+            message = bad_record_message(error, shard_dir)
+            if message is None:
+                raise
+            raise UserError(message) from None
+        if chief:
+            from fgtf.fileio import write_json
 
-    with strategy.scope():
-        model = runs.build_network(config)
-        optimizer = _optimizer(settings, num_examples, total_steps)
-        _prepare_trainable(model, settings)
-        _compile(model, optimizer, config, settings)
-        optimizer.build(model.trainable_variables)
-        symbolic_build(model, _batch_spec(config))
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=optimizer.iterations,
-                                         **{runs.EMA_KEY: runs.ema_map(optimizer)})
-    manager = tf.train.CheckpointManager(checkpoint, _checkpoint_dir(settings.train_dir, chief, strategy),
-                                         max_to_keep=settings.max_checkpoints_to_keep)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
-    elif settings.checkpoint_path:
-        _initialise(model, settings, from_run)
-    step = int(optimizer.iterations.numpy())
-    if step >= total_steps:
-        print(f"{settings.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
-        return {}
-    print(runs.keras_model_summary_line(model) + f"; training steps {step} -> {total_steps}, "
-          f"global batch {settings.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
-    # The input stream is deterministic for the seed; a resumed run skips the
-    # examples its steps consumed, which keeps checkpoints small (no shuffle
-    # buffers) and the data position exact.
-    dataset = strategy.distribute_datasets_from_function(lambda ctx: _train_dataset(settings, shard_dir, ctx, step))
-    iterator = iter(dataset)
-    # The run's config is written with its first checkpoint, so a start that
-    # fails before then leaves the run folder as it was.
-    save_config = (lambda: runs.save_run_config(settings.train_dir, config)) if chief else (lambda: None)
+            write_json(os.path.join(settings.train_dir, runs.DONE), {"step": total_steps, "metrics": logs})
+        _clean_worker_dir(settings.train_dir, chief, strategy)
+        return logs
+
+
+def _save(manager, run_dir, config, step):
+    """Checkpoint at `step`. The run's `config` (None on workers that are not
+    the chief) is written with the run's first checkpoint: just before it,
+    and removed again when that save fails, so that run_config.json only
+    stands beside a checkpoint (a leftover of a start killed mid-save is
+    ignored, see `fgtf.runs.has_checkpoint`)."""
+    from fgtf import runs
+
+    first = config is not None and manager.latest_checkpoint is None
+    if first:
+        runs.save_run_config(run_dir, config)
     try:
-        logs = _loop(model, optimizer, iterator, manager, settings, total_steps, chief, save_config)
-    except tf.errors.InvalidArgumentError as error:
-        message = bad_record_message(error, shard_dir)
-        if message is None:
-            raise
-        raise UserError(message) from None
-    if chief:
-        from fgtf.fileio import write_json
-
-        write_json(os.path.join(settings.train_dir, runs.DONE), {"step": total_steps, "metrics": logs})
-    _clean_worker_dir(settings.train_dir, chief, strategy)
-    return logs
+        manager.save(checkpoint_number=step)
+    except BaseException:
+        if first:
+            runs.remove_run_config(run_dir)
+        raise
 
 
-def _loop(model, optimizer, iterator, manager, settings, total_steps, chief, before_first_save):
+def _restore_latest_readable(checkpoint, checkpoint_dir, max_to_keep):
+    """A CheckpointManager of `checkpoint_dir` whose latest checkpoint, if it
+    has one, is restored into `checkpoint`: the newest that reads whole. A
+    torn one (its files cut short by a crash or a full disk) is said, removed
+    and the one before it tried."""
+    import tensorflow as tf
+
+    while True:
+        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=max_to_keep)
+        prefix = manager.latest_checkpoint
+        if prefix is None:
+            return manager
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+            return manager
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError,
+                tf.errors.InvalidArgumentError) as error:
+            reason = " ".join(str(error.message).split())[:160]
+        earlier = manager.checkpoints[:-1]
+        print(f"{prefix} is unreadable ({reason}); removing it and resuming from "
+              f"{earlier[-1] if earlier else 'the start'}", file=sys.stderr)
+        for name in os.listdir(checkpoint_dir):
+            if name.startswith(os.path.basename(prefix) + "."):
+                os.remove(os.path.join(checkpoint_dir, name))
+        tf.train.update_checkpoint_state(checkpoint_dir, earlier[-1] if earlier else "",
+                                         all_model_checkpoint_paths=earlier)
+
+
+def _remove_leftovers(checkpoint_dir):
+    """Delete what killed runs left in the folder (held by this process, so
+    none of it is being written): TensorFlow's checkpoint temporaries
+    (`ckpt-N_temp/`, `checkpoint.tmp<hex>`) and fgtf's atomic temporaries."""
+    import re
+    import shutil
+
+    from tfrecord_tools.atomic import remove_temporaries
+
+    for name in os.listdir(checkpoint_dir):
+        if re.fullmatch(r"ckpt-\d+_temp", name):
+            shutil.rmtree(os.path.join(checkpoint_dir, name), ignore_errors=True)
+        elif re.fullmatch(r"checkpoint\.tmp[0-9a-f]+", name):
+            os.remove(os.path.join(checkpoint_dir, name))
+    remove_temporaries(checkpoint_dir)
+
+
+def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_config):
     """The training loop: Keras's train function one step at a time, with
-    logging, summaries, NaN checks and timed checkpoints; `before_first_save()`
-    runs once, before the first checkpoint of a run is written."""
+    logging, summaries, NaN checks and timed checkpoints; `chief_config` is
+    the run's config on the chief (which writes it, see `_save`), else None."""
     import numpy as np
     import tensorflow as tf
 
@@ -337,7 +401,7 @@ def _loop(model, optimizer, iterator, manager, settings, total_steps, chief, bef
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
             print(f"step {step}/{total_steps}  {metrics}  lr {learning_rate:.3g}  {images_per_sec:.1f} images/s",
                   flush=True)
-            if chief and (now - last_summary >= settings.save_summaries_secs or last_step):
+            if chief_config is not None and (now - last_summary >= settings.save_summaries_secs or last_step):
                 writer = writer or tf.summary.create_file_writer(os.path.join(settings.train_dir, "train"))
                 with writer.as_default(step=step):
                     for name, value in logs.items():
@@ -349,9 +413,7 @@ def _loop(model, optimizer, iterator, manager, settings, total_steps, chief, bef
             model.reset_metrics()
             window_start, window_steps = time.perf_counter(), 0
         if now - last_save >= settings.save_interval_secs or last_step:
-            if manager.latest_checkpoint is None:
-                before_first_save()
-            manager.save(checkpoint_number=step)
+            _save(manager, settings.train_dir, chief_config, step)
             last_save = now
     return logs
 
@@ -398,7 +460,7 @@ def _settings_from_runs(settings):
 
     given = {"model": settings.model_name, "image size": settings.train_image_size}
     source, from_start = {}, False
-    if os.path.isfile(os.path.join(settings.train_dir, runs.RUN_CONFIG)):
+    if runs.has_checkpoint(settings.train_dir):
         source = recorded_network(settings.train_dir)
     elif settings.checkpoint_path:
         kind = checkpoint_kind(settings.checkpoint_path)
@@ -420,7 +482,15 @@ def _dataset_facts(settings, shard_dir):
     records, histogram = split_labels(shard_dir, "train")
     if not records:
         raise UserError(f"{shard_dir} holds no train records")
-    num_classes = settings.num_classes or get_dataset_info(settings.dataset_name).num_classes or max(histogram) + 1
+    if min(histogram) < 0:
+        raise UserError(f"the train records of {shard_dir} have the label {min(histogram)}; labels number the "
+                        f"classes from 0")
+    num_classes = settings.num_classes or get_dataset_info(settings.dataset_name).num_classes
+    if num_classes is None and max(histogram) >= records:
+        raise UserError(f"the train records of {shard_dir} have labels up to {max(histogram)} but are only "
+                        f"{records}: labels must number the classes 0..K-1; give --num_classes if there really "
+                        f"are {max(histogram) + 1} classes")
+    num_classes = num_classes or max(histogram) + 1
     if max(histogram) >= num_classes:
         raise UserError(f"the train records have labels up to {max(histogram)}, more than --num_classes "
                         f"{num_classes} allows (labels 0..{num_classes - 1}); give --num_classes {max(histogram) + 1} "
@@ -437,7 +507,7 @@ def _check_same_run(run_dir, config):
     """Refuse to continue a run folder with other settings (nothing is changed)."""
     from fgtf import runs
 
-    if not os.path.isfile(os.path.join(run_dir, runs.RUN_CONFIG)):
+    if not runs.has_checkpoint(run_dir):
         return
     stored = runs.load_run_config(run_dir)
     differing = [f"{key} {getattr(stored, key)} -> {getattr(config, key)}" for key in RUN_SETTINGS

@@ -362,7 +362,7 @@ def test_bad_split_folder_and_list_line(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         datasets.read_split("cub_200", str(tmp_path / "nowhere"), "train")
     _lines(tmp_path / "train.txt", ["a.jpg 3"])
-    with pytest.raises(UserError, match=r"train.txt:1: expected 'relative/path.jpg: <int label>'"):
+    with pytest.raises(UserError, match=r"train.txt:1: expected 'relative/path.jpg: <label>' with a label of 0 or more"):
         datasets.read_split("cub_200", str(tmp_path), "train")
 
 

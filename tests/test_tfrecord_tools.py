@@ -314,7 +314,7 @@ def test_strict_mode_stops_at_the_first_bad_file_and_leaves_no_partial_shard(tmp
 
 
 def test_a_worker_that_dies_stops_the_run_with_a_clear_error(tmp_path, monkeypatch):
-    def die(path, quality):
+    def die(path, quality, max_pixels):
         os._exit(9)  # as if killed for memory
 
     # fork, so the children inherit the patched function

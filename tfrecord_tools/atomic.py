@@ -8,7 +8,11 @@
 """
 import contextlib
 import os
+import re
 import shutil
+
+# What `temporary_name` makes: `.<stem>.tmp-<pid>` and its suffix, if any.
+_TEMPORARY = re.compile(r"^\.[^.]*\.tmp-\d+(\..*)?$")
 
 
 @contextlib.contextmanager
@@ -53,6 +57,20 @@ def temporary_name(path):
     directory, name = os.path.split(os.path.abspath(path))
     stem, dot, suffix = name.partition(".")
     return os.path.join(directory, f".{stem}.tmp-{os.getpid()}{dot}{suffix}")
+
+
+def remove_temporaries(folder):
+    """Remove every temporary of `atomic_path` and `atomic_dir` in `folder`
+    (left by killed writers). Only for a folder this process holds (see
+    `folder_lock`): a live writer's temporaries look the same."""
+    for name in os.listdir(folder):
+        if _TEMPORARY.match(name):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
 
 
 def is_temporary_of(candidate, name):

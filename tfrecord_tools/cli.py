@@ -1,11 +1,29 @@
 """What every command-line entry point shares: a user mistake becomes one clear
-sentence on stderr and exit code 2, never a traceback; argparse `type=`
-functions that check numbers and split names where they are parsed."""
+sentence on stderr and exit code 2, a fault of the machine (disk full, out of
+memory, an I/O error) one sentence and exit code 75, never a traceback;
+argparse `type=` functions that check numbers and split names where they are
+parsed.
+
+Exit codes of every command: 0 done; 1 a check found problems (verify,
+inspect); 2 a mistake in the input (arguments, files, folders; a folder in
+use by another process); 3 training diverged; 75 a fault of the environment
+(disk full, out of memory, input/output error): free the resource and run the
+same command again, it resumes; 130 interrupted (Ctrl-C).
+"""
 import argparse
+import errno
 import functools
+import json
 import math
 import os
 import sys
+
+EXIT_USER = 2
+EXIT_ENVIRONMENT = 75  # sysexits' EX_TEMPFAIL: retrying later may succeed
+# Errors of the operating system that say the machine, not the input, failed.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
+                       errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
+_RETRY = "run the same command again once that is fixed; it resumes where it stopped"
 
 
 class UserError(ValueError):
@@ -14,7 +32,9 @@ class UserError(ValueError):
 
 
 def cli_main(main):
-    """Decorate a `main(argv=None)` so that `UserError` (and Ctrl-C) exit cleanly."""
+    """Decorate a `main(argv=None)` so that `UserError`, the faults `fault`
+    knows (files, disk, memory, text and JSON that do not parse) and Ctrl-C
+    end in one line and an exit code instead of a traceback."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
@@ -25,12 +45,62 @@ def cli_main(main):
             return main(argv)
         except UserError as error:
             print(f"{program_name(main)}: error: {error}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(EXIT_USER)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        except Exception as error:  # noqa: BLE001 -- only the faults `fault` names; others are bugs and raise
+            known = fault(error)
+            if known is None:
+                raise
+            sentence, code = known
+            print(f"{program_name(main)}: error: {sentence}", file=sys.stderr)
+            sys.exit(code)
 
     return wrapper
+
+
+def fault(error):
+    """(one sentence, exit code) for an exception that is a fault of the
+    input or of the machine rather than a bug: OSError, MemoryError,
+    UnicodeDecodeError, malformed JSON, and TensorFlow's
+    ResourceExhaustedError, DataLossError and NotFoundError. None for
+    anything else."""
+    if isinstance(error, OSError) and error.errno is not None:
+        where = " ".join(str(name) for name in (error.filename, error.filename2) if name)
+        what = f"{error.strerror or error}" + (f": {where}" if where else "")
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"the disk is full ({what}); free space and {_RETRY}", EXIT_ENVIRONMENT
+        if error.errno in _ENVIRONMENT_ERRNOS:
+            return f"the system failed ({what}); {_RETRY}", EXIT_ENVIRONMENT
+        return f"{what}", EXIT_USER
+    if isinstance(error, MemoryError):
+        return f"out of memory; use a smaller batch or fewer workers, or free memory, and {_RETRY}", EXIT_ENVIRONMENT
+    if isinstance(error, UnicodeDecodeError):
+        return f"a file that should be UTF-8 text is not ({error.reason} at byte {error.start})", EXIT_USER
+    if isinstance(error, json.JSONDecodeError):
+        return f"a JSON file is malformed ({error}); it was altered or damaged", EXIT_USER
+    return _tensorflow_fault(error)
+
+
+def _tensorflow_fault(error):
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is None or not isinstance(error, tensorflow.errors.OpError):
+        return None
+    message = " ".join(str(error.message).split())
+    # TF prefixes the op and device ({{function_node ...}} name): the file and the reason follow.
+    message = message.split("}} ", 1)[-1].split(" [Op:", 1)[0]
+    message = message if len(message) <= 300 else message[:297] + "..."
+    if isinstance(error, tensorflow.errors.ResourceExhaustedError):
+        if "No space left on device" in message or "Disk quota" in message:
+            return f"the disk is full ({message}); free space and {_RETRY}", EXIT_ENVIRONMENT
+        return (f"out of memory ({message}); use a smaller batch or image size, or free memory, and {_RETRY}",
+                EXIT_ENVIRONMENT)
+    if isinstance(error, tensorflow.errors.DataLossError):
+        return f"a file is damaged ({message})", EXIT_USER
+    if isinstance(error, tensorflow.errors.NotFoundError):
+        return f"not found ({message})", EXIT_USER
+    return None
 
 
 def program_name(main):

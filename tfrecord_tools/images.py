@@ -9,7 +9,12 @@ Rules, in order:
 
 - A missing, unreadable or empty file, data that is not an image, or image data
   that is truncated or corrupt raises `BadImage` with a short `reason`; the
-  writer skips and reports such files (or stops, in strict mode).
+  writer skips and reports such files (or stops, in strict mode). So does an
+  image whose header declares more pixels (width x height) than the budget
+  `max_pixels` (`DEFAULT_MAX_PIXELS`, 100 million: ten times the largest
+  photographs of the FGVC datasets), checked before anything is decoded or
+  passed through: a header that claims 50,000 x 50,000 pixels costs no
+  memory here, and none later in a reader that would decode it.
 - A JPEG whose pixels are 8-bit RGB (baseline or progressive, any chroma
   subsampling) and whose EXIF orientation is absent or 1 passes through
   byte for byte. Its size comes from the JPEG header (a scan of its markers;
@@ -44,6 +49,7 @@ NormalizedImage.__doc__ = ("`jpeg`: RGB JPEG bytes; `height`, `width`: pixels; `
                            "the file's bytes passed through, else why they were re-encoded.")
 
 DEFAULT_QUALITY = 95
+DEFAULT_MAX_PIXELS = 100_000_000
 _EXIF_ORIENTATION = 0x0112
 _PLAIN_SOF = (0xC0, 0xC1, 0xC2)  # baseline, extended sequential, progressive (Huffman)
 _OTHER_SOF = (0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
@@ -67,13 +73,14 @@ class BadImage(Exception):
         return f"{self.path}: {self.reason}"
 
 
-def normalize_image(path, quality=DEFAULT_QUALITY):
+def normalize_image(path, quality=DEFAULT_QUALITY, max_pixels=DEFAULT_MAX_PIXELS):
     """Read the image file `path` and return a `NormalizedImage` (see the module
     docstring for what passes through and what is re-encoded). Raises
     `BadImage` for files that cannot be used."""
     data = _read_bytes(path)
     size = _plain_jpeg_size(data) if _ends_with_jpeg_eoi(data) else None
     if size is not None:
+        _check_budget(path, *size, max_pixels)
         return NormalizedImage(data, size[0], size[1], None)
     with warnings.catch_warnings():
         # PIL warns about odd EXIF or metadata; the image itself is judged below.
@@ -85,6 +92,7 @@ def normalize_image(path, quality=DEFAULT_QUALITY):
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise BadImage(path, f"unreadable image header ({error})") from None
         with image:
+            _check_budget(path, image.height, image.width, max_pixels)
             conversion = _conversion_needed(image)
             if conversion is None:
                 if not _ends_with_jpeg_eoi(data):
@@ -94,6 +102,33 @@ def normalize_image(path, quality=DEFAULT_QUALITY):
             out = io.BytesIO()
             rgb.save(out, "JPEG", quality=quality)
             return NormalizedImage(out.getvalue(), rgb.height, rgb.width, conversion)
+
+
+def pixel_budget_problem(height, width, max_pixels=DEFAULT_MAX_PIXELS):
+    """None when an image of `height` x `width` fits the budget, else why not (a few words)."""
+    if height * width <= max_pixels:
+        return None
+    return f"declares {width}x{height} pixels, more than the budget of {max_pixels:,} (--max_pixels)"
+
+
+def header_size(data):
+    """(height, width) that the header of the image bytes `data` declares,
+    read without decoding (a marker scan for plain JPEGs, else PIL's lazy
+    open). Raises OSError, SyntaxError or ValueError when unreadable, and
+    PIL's `Image.DecompressionBombError` for sizes far beyond PIL's limit."""
+    size = _plain_jpeg_size(data)
+    if size is not None:
+        return size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(io.BytesIO(data)) as image:
+            return image.height, image.width
+
+
+def _check_budget(path, height, width, max_pixels):
+    problem = pixel_budget_problem(height, width, max_pixels)
+    if problem:
+        raise BadImage(path, problem)
 
 
 def _read_bytes(path):

@@ -8,13 +8,12 @@
 
 In tf.data use `tfrecord_tools.example.parse_example` instead.
 """
-import io
-import warnings
 from collections import Counter, namedtuple
 
 from PIL import Image
 
 from tfrecord_tools.example import ENCODED, HEIGHT, LABEL, WIDTH, check_image_example, decode_example
+from tfrecord_tools.images import DEFAULT_MAX_PIXELS, header_size, pixel_budget_problem
 from tfrecord_tools.records import CorruptRecordError, iter_records
 
 ShardCheck = namedtuple("ShardCheck", "records labels problem")
@@ -30,14 +29,15 @@ def read_examples(path, check_crc=True):
         yield decode_example(data)
 
 
-def check_shard(path):
+def check_shard(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Read the whole shard `path`: CRCs, Example structure, the five required
     keys, and that each image's JPEG header matches its stored height/width
-    (a header read, no decode). Returns a `ShardCheck`."""
+    and declares at most `max_pixels` pixels (a header read, no decode).
+    Returns a `ShardCheck`."""
     records, labels = 0, Counter()
     try:
         for features in read_examples(path):
-            problem = check_image_example(features) or _header_problem(features)
+            problem = check_image_example(features) or _header_problem(features, max_pixels)
             if problem:
                 return ShardCheck(records, labels, f"record {records}: {problem}")
             labels[features[LABEL][0]] += 1
@@ -49,20 +49,15 @@ def check_shard(path):
     return ShardCheck(records, labels, None)
 
 
-def image_size(jpeg_bytes):
-    """(height, width) from the image header of `jpeg_bytes`; raises OSError when unreadable."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(io.BytesIO(jpeg_bytes)) as image:
-            return image.height, image.width
-
-
-def _header_problem(features):
+def _header_problem(features, max_pixels):
     try:
-        height, width = image_size(features[ENCODED][0])
+        height, width = header_size(features[ENCODED][0])
+    except Image.DecompressionBombError as error:
+        return f"image/encoded declares more pixels than the budget ({error})"
     except (OSError, SyntaxError, ValueError) as error:
         return f"image/encoded is not a readable image ({error})"
     stored = (features[HEIGHT][0], features[WIDTH][0])
     if stored != (height, width):
         return f"stored size {stored[0]}x{stored[1]} differs from the image's {height}x{width}"
-    return None
+    problem = pixel_budget_problem(height, width, max_pixels)
+    return f"image/encoded {problem}" if problem else None

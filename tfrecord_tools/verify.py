@@ -2,11 +2,13 @@
 
     python -m tfrecord_tools.verify data/cub_200/tfrecords
 
-For each split in manifest.json: every shard 0..n-1 is listed and on disk, its
-size and sha256 match, every record's CRCs, Example structure and required
-keys are sound, the JPEG header agrees with the stored height/width, and the
-record count and label histogram match, and the split holds at least one
-record. Shard files the manifest does not list are reported too. Without a
+The manifest must be sound: plain shard names of this folder (never a path),
+and each split's record total, label histogram and `complete` flag the sums
+of its shards. For each split in manifest.json: every shard 0..n-1 is listed
+and on disk, its size and sha256 match, every record's CRCs, Example structure
+and required keys are sound, the JPEG header agrees with the stored
+height/width and declares no more pixels than the budget, and the record count
+and label histogram match, and the split holds at least one record. Shard files the manifest does not list are reported too. Without a
 manifest (e.g. shards of the original TF1 converter) the records are checked,
 every `-of-N` set must be complete and every split hold a record.
 
@@ -20,22 +22,27 @@ import sys
 from collections import Counter
 
 from tfrecord_tools import manifest as manifest_lib
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import UserError, cli_main, positive_int
+from tfrecord_tools.images import DEFAULT_MAX_PIXELS
 from tfrecord_tools.reader import check_shard
 
 
-def verify_dir(output_dir):
+def verify_dir(output_dir, max_pixels=DEFAULT_MAX_PIXELS):
     """Check `output_dir`; returns (problems, records): `problems` is a list of
-    (shard or split name, one sentence), empty when all is well; `records` the
-    count read."""
+    (shard, split or manifest name, one sentence), empty when all is well;
+    `records` the count read. An image declaring more than `max_pixels`
+    pixels is a problem."""
     if not os.path.isdir(output_dir):
         raise UserError(f"folder {output_dir} does not exist")
-    manifest = manifest_lib.load_manifest(output_dir)
     on_disk = manifest_lib.list_shard_files(output_dir)
+    try:
+        manifest = manifest_lib.load_manifest(output_dir)
+    except manifest_lib.ManifestError as error:  # a problem of the folder, reported as one
+        return [(manifest_lib.MANIFEST, f"not a sound conversion manifest: {error.problem}")], 0
     if manifest is None:
         if not on_disk:
             raise UserError(f"{output_dir} has neither {manifest_lib.MANIFEST} nor shard files")
-        return _check_without_manifest(output_dir, on_disk)
+        return _check_without_manifest(output_dir, on_disk, max_pixels)
     problems, records, listed = [], 0, set()
     for split, entry in sorted(manifest["splits"].items()):
         for index in range(entry["num_shards"]):
@@ -45,7 +52,7 @@ def verify_dir(output_dir):
             if expected is None:
                 problems.append((name, "not in the manifest: the conversion of this shard has not finished"))
                 continue
-            problem, count = _check_against_manifest(os.path.join(output_dir, name), expected)
+            problem, count = _check_against_manifest(os.path.join(output_dir, name), expected, max_pixels)
             records += count
             if problem:
                 problems.append((name, problem))
@@ -77,8 +84,11 @@ def main(argv=None):
                     "line per problem and NOT OK (exit 1); exit 2 for a usage mistake.")
     parser.add_argument("dir", help="folder holding the .tfrecord shards (and manifest.json, when a "
                                     "conversion wrote it)")
+    parser.add_argument("--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        help="an image whose header declares more pixels (width x height) is a problem "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
-    problems, records = verify_dir(args.dir)
+    problems, records = verify_dir(args.dir, args.max_pixels)
     for name, problem in problems:
         print(f"BAD {name}: {problem}")
     if problems:
@@ -89,14 +99,14 @@ def main(argv=None):
     return 0
 
 
-def _check_without_manifest(output_dir, names):
+def _check_without_manifest(output_dir, names, max_pixels):
     """Records of every shard, the gaps in each -of-N set, and splits with no record."""
     problems, per_split = [], Counter()
     for split, num_shards, missing in manifest_lib.missing_shards(names):
         problems += [(name, f"file is missing: only {num_shards - len(missing)} of the {num_shards} {split} "
                             f"shards are here (no {manifest_lib.MANIFEST} to say more)") for name in missing]
     for name in names:
-        check = check_shard(os.path.join(output_dir, name))
+        check = check_shard(os.path.join(output_dir, name), max_pixels)
         per_split[manifest_lib.parse_shard_name(name)[0]] += check.records
         if check.problem:
             problems.append((name, check.problem))
@@ -104,12 +114,12 @@ def _check_without_manifest(output_dir, names):
     return problems, sum(per_split.values())
 
 
-def _check_against_manifest(path, expected):
+def _check_against_manifest(path, expected, max_pixels):
     """(problem or None, records read) for one shard file against its manifest entry."""
     problem = file_problem(path, expected)
     if problem:
         return problem, 0
-    check = check_shard(path)
+    check = check_shard(path, max_pixels)
     if check.problem:
         return check.problem, check.records
     if check.records != expected["records"]:

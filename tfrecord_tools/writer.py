@@ -18,6 +18,9 @@ the result is byte-identical to an uninterrupted run. A different input list,
 shard count or JPEG quality is a different conversion: its split starts over.
 `shard_range=(a, b)` writes only shards a..b-1, so several machines writing to
 one shared folder split a conversion; their manifests merge under a file lock.
+The output folder is held while its shards are written (`folder_lock`): by
+one process, or by several that each write a shard range, never by a
+conversion of all shards and another process at once.
 """
 import contextlib
 import hashlib
@@ -36,7 +39,8 @@ from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.atomic import atomic_path, is_temporary_of
 from tfrecord_tools.cli import UserError
 from tfrecord_tools.example import encode_example
-from tfrecord_tools.images import DEFAULT_QUALITY, BadImage, normalize_image
+from tfrecord_tools.folder_lock import hold_folder
+from tfrecord_tools.images import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, BadImage, normalize_image
 from tfrecord_tools.records import frame_record
 
 ImageItem = namedtuple("ImageItem", "path label filename class_text", defaults=(None, None))
@@ -59,7 +63,8 @@ _PROGRESS_EVERY = 16  # images per progress update from a worker: cheap, still s
 
 
 def write_split(items, output_dir, split, num_shards, *, shard_range=None, num_workers=None,
-                strict=False, quality=DEFAULT_QUALITY, metadata=None, progress=True):
+                strict=False, quality=DEFAULT_QUALITY, max_pixels=DEFAULT_MAX_PIXELS, metadata=None,
+                progress=True):
     """Write `items` (a sequence of `ImageItem`) as `num_shards` TFRecord shards
     named `<split>_<i:05d>-of-<num_shards:05d>.tfrecord` in `output_dir`.
 
@@ -67,14 +72,23 @@ def write_split(items, output_dir, split, num_shards, *, shard_range=None, num_w
     `num_workers`: processes (default: CPU count, at most one per shard to write).
     `strict`: the first bad image raises `UserError` instead of being skipped.
     `quality`: JPEG quality of re-encoded images.
+    `max_pixels`: images whose header declares more pixels are skipped as bad.
     `metadata`: JSON-able dict stored in the manifest (tool version, arguments).
     `progress`: show a progress bar with images/s on stderr.
-    Returns a `SplitSummary`. Raises `UserError` for impossible requests.
+    Returns a `SplitSummary`. Raises `UserError` for impossible requests, and
+    `folder_lock.FolderBusy` when another process holds `output_dir`.
     """
     items = [ImageItem(*item) for item in items]
     first, last = _check_request(items, output_dir, num_shards, shard_range)
+    with hold_folder(output_dir, shared=shard_range is not None):
+        return _write_split(items, output_dir, split, num_shards, first, last, num_workers, strict, quality,
+                            max_pixels, metadata, progress)
+
+
+def _write_split(items, output_dir, split, num_shards, first, last, num_workers, strict, quality, max_pixels,
+                 metadata, progress):
     bounds = [len(items) * index // num_shards for index in range(num_shards + 1)]
-    fingerprint = _fingerprint(items, num_shards, quality)
+    fingerprint = _fingerprint(items, num_shards, quality, max_pixels)
 
     with manifest_lib.locked(output_dir):
         manifest = manifest_lib.load_manifest(output_dir) or manifest_lib.empty_manifest()
@@ -89,14 +103,14 @@ def write_split(items, output_dir, split, num_shards, *, shard_range=None, num_w
     for index in range(first, last):
         name = manifest_lib.shard_name(split, index, num_shards)
         tasks.append(_ShardTask(output_dir, name, index, items[bounds[index]:bounds[index + 1]],
-                                known.get(name), quality, strict))
+                                known.get(name), quality, max_pixels, strict))
     _remove_stale_temporaries(output_dir, {task.name for task in tasks})
     return _run(tasks, output_dir, split, num_workers, progress)
 
 
 # --- the parent: checks, manifest, pool -----------------------------------
 
-_ShardTask = namedtuple("_ShardTask", "output_dir name index items expected quality strict")
+_ShardTask = namedtuple("_ShardTask", "output_dir name index items expected quality max_pixels strict")
 
 
 def _check_request(items, output_dir, num_shards, shard_range):
@@ -116,10 +130,12 @@ def _check_request(items, output_dir, num_shards, shard_range):
     return first, last
 
 
-def _fingerprint(items, num_shards, quality):
+def _fingerprint(items, num_shards, quality, max_pixels):
     """sha256 of everything that decides the shard bytes (file contents aside)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([_FINGERPRINT_VERSION, num_shards, quality]).encode())
+    # The default budget is left out, so conversions written before it existed resume as they were.
+    budget = [] if max_pixels == DEFAULT_MAX_PIXELS else [max_pixels]
+    digest.update(json.dumps([_FINGERPRINT_VERSION, num_shards, quality, *budget]).encode())
     for item in items:
         # The stored filename, not the path, so machines mounting the data elsewhere agree.
         source = ["path", item.path] if item.filename is None else ["filename", item.filename]
@@ -287,7 +303,7 @@ def _write_shard(task, report_progress):
                 report_progress(pending)
                 pending = 0
             try:
-                image = normalize_image(item.path, task.quality)
+                image = normalize_image(item.path, task.quality, task.max_pixels)
             except BadImage as error:
                 if task.strict:
                     raise

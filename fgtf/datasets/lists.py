@@ -17,32 +17,63 @@ Record = namedtuple("Record", "path label class_name")
 Record.__doc__ = "One image: absolute `path`, 0-based `label`, `class_name` (None when unknown)."
 
 
-def read_seed_list(dataset_dir, split):
+def read_seed_list(dataset_dir, split, allow_outside_paths=False):
     """Read `<dataset_dir>/train.txt` or `val.txt`: lines `relative/path.jpg: <label>`.
     Class names are taken from `classes.txt` (one per line, label order) when present."""
-    return read_list_file(os.path.join(dataset_dir, SEED_LIST[split]), dataset_dir)
+    return read_list_file(os.path.join(dataset_dir, SEED_LIST[split]), dataset_dir, allow_outside_paths)
 
 
-def read_list_file(list_path, dataset_dir):
+def read_list_file(list_path, dataset_dir, allow_outside_paths=False):
     """Read any seed-style list (`relative/path.jpg: <label>` per line, paths
     relative to `dataset_dir`) as `Record`s in list order; class names from
-    `<dataset_dir>/classes.txt` when present."""
+    `<dataset_dir>/classes.txt` when present. Labels are integers from 0
+    (below the number of classes classes.txt names, when there is one); a
+    path that leads outside `dataset_dir` (absolute, `..`, or through a
+    symbolic link) is a UserError unless `allow_outside_paths` (see
+    `refuse_outside_paths`)."""
     if not os.path.isfile(list_path):
         raise UserError(f"split list {list_path} is missing")
     names = read_class_names(dataset_dir)
     records = []
     with open(list_path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+        for number, line in enumerate(_text_lines(handle, list_path), 1):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             path, sep, label = line.rpartition(": ")
-            if not sep or not label.strip().lstrip("-").isdigit():
-                raise UserError(f"{list_path}:{number}: expected 'relative/path.jpg: <int label>', got {line!r}")
+            if not sep or not label.strip().isdigit():
+                raise UserError(f"{list_path}:{number}: expected 'relative/path.jpg: <label>' with a label of 0 "
+                                f"or more, got {line!r}")
             label = int(label)
+            if names and label >= len(names):
+                raise UserError(f"{list_path}:{number}: label {label}, but {os.path.join(dataset_dir, 'classes.txt')} "
+                                f"names {len(names)} classes (labels 0..{len(names) - 1})")
             records.append(Record(os.path.join(os.path.abspath(dataset_dir), path), label,
-                                  names[label] if names and 0 <= label < len(names) else None))
+                                  names[label] if names else None))
+    if not allow_outside_paths:
+        refuse_outside_paths(records, dataset_dir, list_path)
     return records
+
+
+def refuse_outside_paths(records, dataset_dir, source):
+    """Raise UserError when the path of a record resolves outside `dataset_dir`
+    (an absolute path, `..`, a symbolic link leading out): a split list
+    names the images of its folder, and one that names others (say, a
+    private file) is refused unless the user allows it. `source` is the list
+    (or layout) the records came from, for the message."""
+    root = os.path.realpath(dataset_dir)
+    resolved_folders = {}
+    for record in records:
+        folder, name = os.path.split(record.path)
+        if folder not in resolved_folders:
+            resolved_folders[folder] = os.path.realpath(folder)
+        resolved = os.path.join(resolved_folders[folder], name)
+        if os.path.islink(resolved):
+            resolved = os.path.realpath(resolved)
+        if os.path.commonpath([root, resolved]) != root:
+            raise UserError(f"{source} names {record.path}, which leads outside the dataset folder {dataset_dir} "
+                            f"(to {resolved}); pass --allow_outside_paths if the list's images really live "
+                            f"elsewhere")
 
 
 def read_class_names(dataset_dir):
@@ -51,4 +82,13 @@ def read_class_names(dataset_dir):
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\r\n") for line in handle if line.strip()]
+        return [line.rstrip("\r\n") for line in _text_lines(handle, path) if line.strip()]
+
+
+def _text_lines(handle, path):
+    """The lines of the text file `handle`; a file that is not UTF-8 text is a UserError naming it."""
+    try:
+        yield from handle
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 text (it holds the byte 0x{error.object[error.start]:02x}, "
+                        f"{error.reason}); save it as UTF-8") from None

@@ -8,7 +8,7 @@ import os
 from collections import namedtuple
 
 from fgtf.datasets import layouts
-from fgtf.datasets.lists import SEED_LIST, SPLITS, read_class_names, read_seed_list
+from fgtf.datasets.lists import SEED_LIST, SPLITS, read_class_names, read_seed_list, refuse_outside_paths
 from tfrecord_tools.cli import UserError
 
 DatasetInfo = namedtuple("DatasetInfo", "name num_classes split_sizes")
@@ -61,16 +61,19 @@ def get_num_classes(name, dataset_dir=None):
     names = read_class_names(dataset_dir)
     if names:
         return len(names)
-    labels = [record.label for split in SPLITS for record in read_split(name, dataset_dir, split)]
+    labels = [record.label for split in SPLITS
+              for record in read_split(name, dataset_dir, split, allow_outside_paths=True)]  # no image is read
     return max(labels) + 1
 
 
-def read_split(name, dataset_dir, split):
+def read_split(name, dataset_dir, split, allow_outside_paths=False):
     """List the images of `split` ('train' or 'validation') of dataset `name`
     stored in `dataset_dir`, as `Record`s with 0-based contiguous labels, in a
     deterministic order (list order for seed lists; see `fgtf.datasets.layouts`
-    for each release layout)."""
-    get_dataset_info(name)
+    for each release layout). Labels below the registry's class count; images
+    inside `dataset_dir` unless `allow_outside_paths` (a UserError otherwise,
+    see `fgtf.datasets.lists.refuse_outside_paths`)."""
+    info = get_dataset_info(name)
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
     if not os.path.isdir(dataset_dir):
@@ -78,8 +81,18 @@ def read_split(name, dataset_dir, split):
     has_seed_lists = any(os.path.isfile(os.path.join(dataset_dir, f)) for f in SEED_LIST.values())
     if has_seed_lists or name not in layouts.LAYOUTS:
         _require_seed_list(name, dataset_dir, split, layouts.LAYOUTS)
-        return read_seed_list(dataset_dir, split)
-    return layouts.read_layout(name, dataset_dir, split)
+        records = read_seed_list(dataset_dir, split, allow_outside_paths)
+        source = os.path.join(dataset_dir, SEED_LIST[split])
+    else:
+        records = layouts.read_layout(name, dataset_dir, split)
+        source = f"the {name} release layout in {dataset_dir}"
+        if not allow_outside_paths:
+            refuse_outside_paths(records, dataset_dir, source)
+    too_large = [record for record in records if info.num_classes and record.label >= info.num_classes]
+    if too_large:
+        raise UserError(f"{source} gives {too_large[0].path} the label {too_large[0].label}, but {name} has "
+                        f"{info.num_classes} classes (labels 0..{info.num_classes - 1})")
+    return records
 
 
 def _require_seed_list(name, dataset_dir, split, layouts_known):

@@ -148,22 +148,42 @@ def checkpoint_prefix(path):
 
 def keras_weights_record(path):
     """What an fgtf-written `.weights.h5` says it holds: {'model', 'classes',
-    'aux_logits', 'ema'} (those present; empty for other Keras files)."""
+    'aux_logits', 'ema'} (those present; empty for other Keras files). The
+    class count is checked against the file (some weight, the classifier's
+    bias, has that many entries): a network is built from it, so a record
+    claiming a billion classes is refused here rather than allocated."""
     import h5py
 
     if not os.path.isfile(path):
         raise UserError(f"weights file {path} not found")
-    with h5py.File(path, "r") as handle:
-        attrs = dict(handle.attrs)
+    try:
+        with h5py.File(path, "r") as handle:
+            attrs = dict(handle.attrs)
+            sizes = _last_dimensions(handle) if "fgtf_classes" in attrs else set()
+    except OSError as error:  # h5py's word for a file that is not HDF5
+        raise UserError(f"{path} is not a readable Keras weights file ({error})") from None
     record = {}
     if "fgtf_model" in attrs:
         record["model"] = str(attrs["fgtf_model"])
     if "fgtf_classes" in attrs:
         record["classes"] = int(attrs["fgtf_classes"])
+        if record["classes"] not in sizes:
+            raise UserError(f"{path} records {record['classes']} classes, but none of its weights has that size; "
+                            f"the file was altered or damaged: convert its checkpoint again")
     for key in ("aux_logits", "ema"):
         if f"fgtf_{key}" in attrs:
             record[key] = bool(attrs[f"fgtf_{key}"])
     return record
+
+
+def _last_dimensions(handle):
+    """The sizes of the last axis of every array in an open HDF5 file."""
+    import h5py
+
+    sizes = set()
+    handle.visititems(lambda _, item: sizes.add(item.shape[-1]) if isinstance(item, h5py.Dataset) and item.shape
+                      else None)
+    return sizes
 
 
 def load_keras_weights(model, path, *, exclude_scopes=()):

@@ -231,7 +231,7 @@ def _source_class_names(labels, paths, source_dir, source_dataset, split):
         from fgtf.datasets import read_split
         from fgtf.datasets.splits import class_names_of
 
-        known = class_names_of(read_split(source_dataset, source_dir, split))
+        known = class_names_of(read_split(source_dataset, source_dir, split, allow_outside_paths=True))  # names only
         missing = [label for label in range(num_classes) if label not in known]
         if missing:
             raise UserError(f"{source_dir} names no class for labels {missing[:5]} of the source features "
