@@ -11,7 +11,9 @@ and carries the model's own preprocessing (the rescale to [-1, 1]). Outputs:
 classifier (--num_classes, or a run folder's own, heads included), `logits`.
 The SavedModel's `serving_default` signature (and calling the loaded object)
 returns the features; its `logits` signature the logits. A `.keras` file
-needs no fgtf to load. The output folder is written whole or not at all.
+needs no fgtf to load. The output folder is written whole or not at all, by
+one process at a time. A SavedModel given as --checkpoint is a program: its
+graph runs in this process, so export only SavedModels you trust.
 """
 import argparse
 import contextlib
@@ -20,7 +22,9 @@ import json
 import os
 import shutil
 
+from tfrecord_tools.atomic import atomic_dir, is_temporary_of
 from tfrecord_tools.cli import UserError, cli_main, positive_int
+from tfrecord_tools.folder_lock import hold_folder
 
 FORMATS = ("saved_model", "litert", "litert_int8", "onnx", "keras")
 OUTPUTS = ("features", "logits", "both")
@@ -40,7 +44,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fgtf.export", description=__doc__, formatter_class=DocHelpFormatter)
     p.add_argument("--checkpoint", required=True,
                    help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder (EMA weights when kept) or "
-                        "SavedModel folder")
+                        "SavedModel folder (a program that runs in this process: only one you trust)")
     p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, "
                                                     "else inception_v3; not used for SavedModel folders)")
     p.add_argument("--num_classes", type=positive_int,
@@ -71,8 +75,18 @@ def export(checkpoint, out, *, format, model=None, num_classes=None, image_size=
 
     litert_int8 is calibrated on `calibration_data` (float32 images in [0, 1],
     (N, S, S, 3) at the model's size) or on `calibration_images` images of the
-    TFRecords in `calibration_dir` through fgtf's evaluation preprocessing."""
+    TFRecords in `calibration_dir` through fgtf's evaluation preprocessing.
+    Raises `FolderBusy` when another process exports to `out`."""
     _check_request(checkpoint, out, format, calibration_dir, calibration_data)
+    with hold_folder(out, beside=True):
+        _check_out(out)  # again: another export may have finished it while this one waited for nothing
+        _remove_stale_temporaries(out)
+        return _export(checkpoint, out, format, model, num_classes, image_size, outputs, calibration_dir,
+                       calibration_data, labels, calibration_images)
+
+
+def _export(checkpoint, out, format, model, num_classes, image_size, outputs, calibration_dir, calibration_data,
+            labels, calibration_images):
     network, card = export_model(checkpoint, model=model, num_classes=num_classes, image_size=image_size,
                                  outputs=outputs)
     size = card["input"]["shape"][1]
@@ -83,7 +97,9 @@ def export(checkpoint, out, *, format, model=None, num_classes=None, image_size=
                        else calibration_batches(calibration_dir, size, calibration_images))
     card.update(format=format, artifact=ARTIFACT[format], classes=class_names,
                 checkpoint_sha256=_sha256(card["checkpoint"]))
-    with atomic_folder(out) as folder:
+    if os.path.isdir(out):
+        os.rmdir(out)  # empty (checked): the folder is written whole
+    with atomic_dir(out) as folder:
         write_artifact(network, os.path.join(folder, ARTIFACT[format]), format, card, calibration)
         with open(os.path.join(folder, "labels.txt"), "w", encoding="utf-8") as handle:
             handle.writelines(f"{name}\n" for name in class_names or [])
@@ -275,22 +291,18 @@ def _calibration_source(calibration_dir):
     return folder, "train" if list_shard_files(folder, "train") else "validation"
 
 
-@contextlib.contextmanager
-def atomic_folder(out):
-    """Yield a hidden folder beside `out`, renamed to `out` when the block
-    succeeds and removed when it fails."""
-    out = os.path.abspath(out)
-    temporary = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    os.makedirs(temporary)
-    try:
-        yield temporary
-        if os.path.isdir(out):
-            os.rmdir(out)  # empty (checked before)
-        os.replace(temporary, out)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+def _remove_stale_temporaries(out):
+    """Remove the temporary folders that killed exports to `out` left beside it
+    (this process holds `out`, so none is being written)."""
+    parent, name = os.path.split(os.path.abspath(out))
+    for leftover in os.listdir(parent):
+        if is_temporary_of(leftover, name):
+            shutil.rmtree(os.path.join(parent, leftover), ignore_errors=True)
+
+
+def _check_out(out):
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise UserError(f"--out {out} exists and is not an empty folder; choose a new folder")
 
 
 def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
@@ -299,8 +311,7 @@ def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
 
     if format not in FORMATS:
         raise UserError(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
-    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise UserError(f"--out {out} exists and is not an empty folder; choose a new folder")
+    _check_out(out)
     if checkpoint_kind(checkpoint) == "saved_model" and format == "keras":
         raise UserError(f"{checkpoint} is a SavedModel, an opaque graph: it cannot become a .keras file; "
                         f"export an fgtf checkpoint or run folder instead")

@@ -16,19 +16,22 @@ whether EMA weights were used) and of each dataset and split extracted.
 `--checkpoint` is a TF-Slim checkpoint (EMA shadows used when present), a
 Keras `.weights.h5`, an fgtf training run folder (its network, image size
 and EMA weights when kept, unless flags say otherwise), or a local
-SavedModel / TF-Hub image feature-vector folder. A split already extracted
-by the same network is not extracted again (--overwrite to redo it); the
-features of another network (another checkpoint, model, image size or EMA
-choice) are never mixed into a folder: that is refused in one sentence.
+SavedModel / TF-Hub image feature-vector folder. A SavedModel is a program:
+its graph runs in this process, so load only SavedModels you trust. A split
+already extracted by the same network is not extracted again (--overwrite to
+redo it); the features of another network (another checkpoint, model, image
+size or EMA choice) are never mixed into a folder: that is refused in one
+sentence. One process writes a features folder at a time; a split's files
+are replaced together and their sha256 recorded, which every reader checks.
 """
 import argparse
 import os
 
 import numpy as np
 
+from fgtf.transfer.feature_store import RECORD, read_record
 from tfrecord_tools.cli import SPLITS, UserError, cli_main, positive_int, split_name
 
-RECORD = "extract_features.json"
 # what makes features of one network: a folder holds those of one only
 NETWORK_SETTINGS = ("kind", "weights", "model", "head", "image_size", "ema")
 
@@ -41,7 +44,8 @@ def main(argv=None):
                         f"(the features folder itself); the backbone is --model")
     extract(args.dataset, args.dataset_dir or os.path.join(args.data_dir, args.dataset), args.checkpoint,
             args.splits, model=args.model, out=args.out, image_size=args.image_size, batch_size=args.batch_size,
-            overwrite=args.overwrite, name=args.name, use_ema=args.use_ema)
+            overwrite=args.overwrite, name=args.name, use_ema=args.use_ema,
+            allow_outside_paths=args.allow_outside_paths)
 
 
 def build_parser():
@@ -54,7 +58,8 @@ def build_parser():
                                          "(default: <data_dir>/<dataset>)")
     p.add_argument("--data_dir", default="data", help="parent of dataset folders, used when --dataset_dir is not given")
     p.add_argument("--checkpoint", required=True,
-                   help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder or SavedModel folder")
+                   help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder or SavedModel folder (a "
+                        "SavedModel is a program that runs in this process: only one you trust)")
     p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, else "
                                    "inception_v3; not used for SavedModel folders)")
     p.add_argument("--image_size", type=positive_int,
@@ -69,22 +74,27 @@ def build_parser():
     p.add_argument("--no_ema", dest="use_ema", action="store_false",
                    help="use the raw weights even when the checkpoint or run kept moving averages of them")
     p.add_argument("--overwrite", action="store_true", help="extract splits again that this network already extracted")
+    p.add_argument("--allow_outside_paths", action="store_true",
+                   help="read split-list images that lie outside the dataset folder (absolute paths, .., symbolic "
+                        "links leading out); without it such a list is refused")
     # gone: it named the output folder, but --model_name means the backbone in every other command
     p.add_argument("--model_name", help=argparse.SUPPRESS)
     return p
 
 
 def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *, model=None, out=None,
-            image_size=None, batch_size=64, overwrite=False, name=None, use_ema=True):
+            image_size=None, batch_size=64, overwrite=False, name=None, use_ema=True, allow_outside_paths=False):
     """Extract and save the features of `splits` of `dataset` (read from
     `dataset_dir`) with the network of `checkpoint` into the features folder
     `out` (default `feature/<checkpoint stem>`) as `<name>_feature_*.npy`,
-    recording the settings in `extract_features.json`. Returns that folder.
-    Raises UserError (before writing anything) when the folder holds features
-    of another network, or `name`'s features of another dataset folder."""
-    from fgtf.checkpoints import checkpoint_kind, describe
-    from fgtf.datasets import read_split
-    from fgtf.transfer.feature_store import has_features, save_features
+    recording the settings and each file's sha256 in `extract_features.json`.
+    Returns that folder. Raises UserError (before writing anything) when the
+    folder holds features of another network, or `name`'s features of
+    another dataset folder, and `FolderBusy` when another process writes it.
+    A split list naming images outside `dataset_dir` is refused unless
+    `allow_outside_paths`."""
+    from fgtf.checkpoints import checkpoint_kind
+    from tfrecord_tools.folder_lock import hold_folder
 
     splits = [{"val": "validation"}.get(s, s) for s in splits]
     unknown = [s for s in splits if s not in SPLITS]
@@ -92,31 +102,52 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
         raise UserError(f"unknown split {unknown[0]!r}; choose train or validation (or val)")
     kind = checkpoint_kind(checkpoint)
     folder = out or os.path.join("feature", checkpoint_stem(checkpoint, kind))
-    name = name or dataset
     data = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir)}
     extractor, network = load_feature_extractor(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
-    record = _read_record(folder)
+    from_run = [what for what, given in (("model", model), ("image size", image_size)) if given is None]
+    with hold_folder(folder):
+        _extract_into(folder, name or dataset, splits, data, extractor, network, from_run, checkpoint, batch_size,
+                      overwrite, allow_outside_paths)
+    return folder
+
+
+def _extract_into(folder, name, splits, data, extractor, network, from_run, checkpoint, batch_size, overwrite,
+                  allow_outside_paths):
+    """`extract`'s work in the features folder `folder`, which this process holds."""
+    from fgtf.checkpoints import describe
+    from fgtf.datasets import read_split
+    from fgtf.transfer.feature_store import has_features, save_features
+    from tfrecord_tools.atomic import remove_temporaries
+
+    remove_temporaries(folder)  # of killed extractions
+    record = read_record(folder)
     todo = [s for s in splits if overwrite or not _extracted(record, folder, name, s, network, data, has_features)]
     _check_no_mixing(record, folder, name, todo, network, data, overwrite)
-    from_run = [what for what, given in (("model", model), ("image size", image_size)) if given is None]
     print(f"{checkpoint}: {describe(network, from_run)}")
     if not todo:
         print(f"{folder}: {name} {', '.join(splits)} already extracted with these settings (--overwrite to redo)")
-        return folder
+        return
     if record.get("network") != network:
         record = {"network": network, "checkpoint": checkpoint, "features": {}}
     for split in todo:
-        records = read_split(dataset, dataset_dir, split)
+        records = read_split(data["dataset"], data["dataset_dir"], split, allow_outside_paths)
         paths = [r.path for r in records]
         features = extract_paths(extractor, paths, network["image_size"], batch_size, desc=f"{name}/{split}")
-        save_features(folder, name, split, features, [r.label for r in records], paths)
         entry = record["features"].get(name, {})
         if any(entry.get(k) != v for k, v in data.items()):  # new, or another dataset folder under --overwrite
-            entry = record["features"][name] = {**data, "splits": {}}
-        entry["splits"][split] = {"images": int(features.shape[0]), "dim": int(features.shape[1])}
+            entry = {**data, "splits": {}}
+
+        def forget_split(entry=entry, split=split):
+            # Before the files are replaced: a reader then finds the split unlisted, never a mix listed.
+            record["features"][name] = entry
+            entry["splits"].pop(split, None)
+            _write_record(folder, record)
+
+        sums = save_features(folder, name, split, features, [r.label for r in records], paths,
+                             before_replace=forget_split)
+        entry["splits"][split] = {"images": int(features.shape[0]), "dim": int(features.shape[1]), "sha256": sums}
         _write_record(folder, record)
         print(f"{name}/{split}: {features.shape[0]} x {features.shape[1]} features -> {folder}")
-    return folder
 
 
 def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True):
@@ -185,16 +216,6 @@ def _split_list(text):
     if not splits:
         raise argparse.ArgumentTypeError("name at least one split: train, validation")
     return list(dict.fromkeys(splits))
-
-
-def _read_record(folder):
-    import json
-
-    path = os.path.join(folder, RECORD)
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def _write_record(folder, record):

@@ -18,11 +18,6 @@ def write_text(path, text):
         handle.write(text)
 
 
-def write_npy(path, array):
-    with atomic_path(path) as tmp:
-        np.save(tmp, np.asarray(array))
-
-
 def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()

@@ -13,6 +13,8 @@ import pytest
 
 from fgtf import extract_features, runs, train
 from fgtf.checkpoints import save_keras_weights
+from fgtf.transfer.feature_store import feature_files
+from tfrecord_tools.manifest import sha256_file
 import tiny_models
 from cli_helpers import frameworks_imported
 
@@ -69,8 +71,11 @@ def test_run_folder_gives_model_and_size_and_the_record_says_so(world, tmp_path,
     record = json.loads((out / "extract_features.json").read_text())
     assert record["network"] == {"kind": "run", "weights": os.path.abspath(runs.latest_checkpoint(world["run"])),
                                  "model": "tiny_net", "head": "none", "image_size": 32, "ema": False}
-    assert record["features"]["synthetic"]["splits"] == {"train": {"images": 6, "dim": 16},
-                                                         "validation": {"images": 3, "dim": 16}}
+    sums = {split: {kind: sha256_file(path) for kind, path in feature_files(out, "synthetic", split).items()}
+            for split in ("train", "validation")}
+    assert record["features"]["synthetic"]["splits"] == {"train": {"images": 6, "dim": 16, "sha256": sums["train"]},
+                                                         "validation": {"images": 3, "dim": 16,
+                                                                        "sha256": sums["validation"]}}
     assert record["features"]["synthetic"]["dataset_dir"] == os.path.abspath(world["raw"])
 
 
