@@ -332,6 +332,8 @@ def _restore_latest_readable(checkpoint, checkpoint_dir, max_to_keep):
     and the one before it tried."""
     import tensorflow as tf
 
+    from fgtf.models.weights import unreadable_reason
+
     while True:
         manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=max_to_keep)
         prefix = manager.latest_checkpoint
@@ -340,17 +342,19 @@ def _restore_latest_readable(checkpoint, checkpoint_dir, max_to_keep):
         try:
             checkpoint.restore(prefix).assert_existing_objects_matched()
             return manager
-        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError,
-                tf.errors.InvalidArgumentError) as error:
-            reason = " ".join(str(error.message).split())[:160]
+        except (tf.errors.OpError, IndexError) as error:  # a short data file reads as an IndexError
+            reason = unreadable_reason(error)
         earlier = manager.checkpoints[:-1]
         print(f"{prefix} is unreadable ({reason}); removing it and resuming from "
               f"{earlier[-1] if earlier else 'the start'}", file=sys.stderr)
         for name in os.listdir(checkpoint_dir):
             if name.startswith(os.path.basename(prefix) + "."):
                 os.remove(os.path.join(checkpoint_dir, name))
-        tf.train.update_checkpoint_state(checkpoint_dir, earlier[-1] if earlier else "",
-                                         all_model_checkpoint_paths=earlier)
+        if earlier:  # names relative to the folder, as the manager writes them (the run may move)
+            tf.compat.v1.train.update_checkpoint_state(checkpoint_dir, os.path.basename(earlier[-1]),
+                                                       [os.path.basename(path) for path in earlier])
+        else:
+            os.remove(os.path.join(checkpoint_dir, "checkpoint"))
 
 
 def _remove_leftovers(checkpoint_dir):

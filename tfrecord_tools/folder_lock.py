@@ -57,7 +57,7 @@ def hold_folder(folder, *, shared=False, beside=False):
         finally:
             _held[lock_path][1] -= 1
         return
-    handle, left_by = _acquire(lock_path, shared)
+    handle, left_by = _acquire(folder, lock_path, shared)
     if left_by:
         print(f"note: taking over the lock of {folder} left by {left_by}, which has ended", file=sys.stderr)
     _held[lock_path] = [handle, 1]
@@ -89,7 +89,7 @@ def holder(lock_path):
         return None
 
 
-def _acquire(lock_path, shared):
+def _acquire(folder, lock_path, shared):
     """(open handle holding the lock, description of a killed holder whose
     record was left in the file, or None)."""
     while True:
@@ -100,7 +100,6 @@ def _acquire(lock_path, shared):
             handle.seek(0)
             named = _describe(handle.read())
             handle.close()
-            folder = os.path.dirname(lock_path)
             raise FolderBusy(f"{folder} is in use by {named or 'another process'}; wait for it to finish, or "
                              f"stop it (its lock is {lock_path})") from None
         # The file may have been removed by the holder that just released it:

@@ -268,7 +268,12 @@ def restore_for_inference(model, checkpoint_prefix, use_ema=True):
     Returns True when EMA weights were used."""
     import tensorflow as tf
 
-    tf.train.Checkpoint(model=model).restore(checkpoint_prefix).expect_partial()
+    try:
+        tf.train.Checkpoint(model=model).restore(checkpoint_prefix).expect_partial()
+    except (tf.errors.OpError, IndexError) as error:  # a short data file reads as an IndexError
+        raise UserError(f"checkpoint {checkpoint_prefix} is unreadable ({unreadable_reason(error)}): it was cut "
+                        f"short or damaged; pass an earlier ckpt-N prefix of its run (training falls back to one "
+                        f"by itself)") from None
     if not use_ema:
         return False
     reader = tf.train.load_checkpoint(checkpoint_prefix)
@@ -282,6 +287,12 @@ def restore_for_inference(model, checkpoint_prefix, use_ema=True):
             variable.assign(reader.get_tensor(key))
             used = True
     return used
+
+
+def unreadable_reason(error):
+    """A few words from the error of reading a damaged checkpoint."""
+    text = " ".join(str(getattr(error, "message", error)).split())
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def load_run_network(config, prefix, *, image_size=None, use_ema=True):
