@@ -242,8 +242,9 @@ def test_count_records_from_manifest_or_by_reading(shards):
     assert count_records(shards, "validation") == 12
     assert count_records(shards, "train") == 24
     name = "validation_00000-of-00003.tfrecord"
-    manifest = {"manifest_version": 1, "splits": {"validation": {"shards": {
-        name: {"records": 1000, "bytes": os.path.getsize(os.path.join(shards, name))}}}}}
+    manifest = {"manifest_version": 1, "splits": {"validation": {"num_shards": 3, "shards": {
+        name: {"index": 0, "records": 1000, "bytes": os.path.getsize(os.path.join(shards, name)),
+               "sha256": "0" * 64, "labels": {"0": 1000}}}}}}
     with open(os.path.join(shards, "manifest.json"), "w") as handle:
         json.dump(manifest, handle)
     assert count_records(shards, "validation") == 1000 + 3 + 5  # the manifest's count is used

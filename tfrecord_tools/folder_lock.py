@@ -40,12 +40,12 @@ class FolderBusy(UserError):
 
 @contextlib.contextmanager
 def hold_folder(folder, *, shared=False, beside=False):
-    """Hold `folder` for the block (created when missing; a folder created
-    here and left empty is removed again). Raises `FolderBusy` at once when
+    """Hold `folder` for the block (created when missing; folders created
+    here and left empty are removed again). Raises `FolderBusy` at once when
     another process holds it."""
     folder = os.path.abspath(folder)
-    created = not os.path.isdir(os.path.dirname(folder) if beside else folder)
     lock_path = lock_file(folder, beside)
+    created = _highest_missing(os.path.dirname(lock_path))
     try:
         os.makedirs(os.path.dirname(lock_path), exist_ok=True)
     except OSError as error:
@@ -66,9 +66,7 @@ def hold_folder(folder, *, shared=False, beside=False):
     finally:
         del _held[lock_path]
         _release(handle, lock_path)
-        if created:
-            with contextlib.suppress(OSError):  # not empty: something was written, keep it
-                os.rmdir(os.path.dirname(lock_path))
+        _remove_empty(os.path.dirname(lock_path), created)
 
 
 def lock_file(folder, beside=False):
@@ -87,6 +85,28 @@ def holder(lock_path):
             return _describe(handle.read())
     except OSError:
         return None
+
+
+def _highest_missing(path):
+    """The outermost of `path` and its parents that does not exist (None: `path` exists)."""
+    missing = None
+    while not os.path.isdir(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
+
+
+def _remove_empty(path, top):
+    """Remove `path` and its parents up to `top` (folders this process made) while they are empty."""
+    if top is None:
+        return
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty: something was written there, keep it
+            return
+        if path == top:
+            return
+        path = os.path.dirname(path)
 
 
 def _acquire(folder, lock_path, shared):
