@@ -275,6 +275,35 @@ def test_a_split_list_that_is_not_utf8_is_one_line(tmp_path, capsys):
     _one_line(err, "train.txt is not UTF-8 text", "save it as UTF-8")
 
 
+# --- a full disk while converting ----------------------------------------------------------------
+
+def test_a_full_disk_while_converting_is_one_line_and_a_retry_ends_byte_identical(tmp_path, capsys, monkeypatch):
+    # Before: one line, but exit 2 (a user mistake) for a fault of the machine.
+    from tfrecord_tools import writer
+
+    root = _dataset(tmp_path / "data")
+    arguments = ["--dataset", "synthetic", "--num_shards", "2", "--dataset_dir", root, "--num_workers", "1"]
+    assert _exit(convert.main, arguments + ["--out", str(tmp_path / "whole")], capsys)[0] == 0
+    frame, calls = writer.frame_record, []
+
+    def full_disk(data):
+        calls.append(data)
+        if len(calls) == 3:  # in the second shard
+            raise OSError(errno.ENOSPC, "No space left on device", "shard")
+        return frame(data)
+
+    monkeypatch.setattr(writer, "frame_record", full_disk)
+    out = tmp_path / "out"
+    code, _, err = _exit(convert.main, arguments + ["--out", str(out)], capsys)
+    assert code == EXIT_ENVIRONMENT
+    _one_line(err, "the disk is full (No space left on device: shard); free space, then run the same command "
+                   "again; it resumes where it stopped")
+    assert not [name for name in os.listdir(out) if ".tmp-" in name]
+    monkeypatch.undo()
+    assert _exit(convert.main, arguments + ["--out", str(out)], capsys)[0] == 0
+    assert _tree(out) == _tree(tmp_path / "whole")
+
+
 # --- locks: conversion output folders ------------------------------------------------------
 
 def test_a_second_conversion_into_a_held_folder_is_turned_away_naming_the_holder(tmp_path, capsys):
@@ -333,7 +362,7 @@ def _tensorflow_error(kind, message):
 
 @pytest.mark.parametrize("error, code, sentence", [
     (OSError(errno.ENOSPC, "No space left on device", "/data/out/x.npy"), EXIT_ENVIRONMENT,
-     "the disk is full (No space left on device: /data/out/x.npy); free space and run the same command again"),
+     "the disk is full (No space left on device: /data/out/x.npy); free space, then run the same command again"),
     (OSError(errno.EACCES, "Permission denied", "/data/out"), 2, "Permission denied: /data/out"),
     (FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/x"), 2, "No such file or directory: /data/x"),
     (OSError(errno.EIO, "Input/output error", "/data/x"), EXIT_ENVIRONMENT, "the system failed (Input/output error"),

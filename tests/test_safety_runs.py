@@ -105,7 +105,7 @@ def test_a_full_disk_at_the_first_checkpoint_leaves_no_run_and_a_retry_may_chang
     _full_disk_at(monkeypatch, 1)
     code, _, err = _exit(train.main, _train_args(world["tfrecords"], run, "--max_number_of_steps", "2"), capsys)
     assert code == EXIT_ENVIRONMENT
-    _one_line(err, "the disk is full (", "No space left on device); free space and run the same command again")
+    _one_line(err, "the disk is full (", "No space left on device); free space, then run the same command again")
     assert os.listdir(run) == ["ckpt-1_temp"]  # what TensorFlow left; no run_config.json
     monkeypatch.undo()
     code, printed, _ = _exit(train.main, _train_args(world["tfrecords"], run, "--max_number_of_steps", "2",

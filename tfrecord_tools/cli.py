@@ -21,9 +21,9 @@ import sys
 EXIT_USER = 2
 EXIT_ENVIRONMENT = 75  # sysexits' EX_TEMPFAIL: retrying later may succeed
 # Errors of the operating system that say the machine, not the input, failed.
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
                        errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
-_RETRY = "run the same command again once that is fixed; it resumes where it stopped"
+_RETRY = "run the same command again; it resumes where it stopped"
 
 
 class UserError(ValueError):
@@ -70,12 +70,12 @@ def fault(error):
         where = " ".join(str(name) for name in (error.filename, error.filename2) if name)
         what = f"{error.strerror or error}" + (f": {where}" if where else "")
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return f"the disk is full ({what}); free space and {_RETRY}", EXIT_ENVIRONMENT
-        if error.errno in _ENVIRONMENT_ERRNOS:
-            return f"the system failed ({what}); {_RETRY}", EXIT_ENVIRONMENT
+            return f"the disk is full ({what}); free space, then {_RETRY}", EXIT_ENVIRONMENT
+        if error.errno in ENVIRONMENT_ERRNOS:
+            return f"the system failed ({what}); once that is mended, {_RETRY}", EXIT_ENVIRONMENT
         return f"{what}", EXIT_USER
     if isinstance(error, MemoryError):
-        return f"out of memory; use a smaller batch or fewer workers, or free memory, and {_RETRY}", EXIT_ENVIRONMENT
+        return f"out of memory; use a smaller batch or fewer workers, or free memory, then {_RETRY}", EXIT_ENVIRONMENT
     if isinstance(error, UnicodeDecodeError):
         return f"a file that should be UTF-8 text is not ({error.reason} at byte {error.start})", EXIT_USER
     if isinstance(error, json.JSONDecodeError):
@@ -93,8 +93,8 @@ def _tensorflow_fault(error):
     message = message if len(message) <= 300 else message[:297] + "..."
     if isinstance(error, tensorflow.errors.ResourceExhaustedError):
         if "No space left on device" in message or "Disk quota" in message:
-            return f"the disk is full ({message}); free space and {_RETRY}", EXIT_ENVIRONMENT
-        return (f"out of memory ({message}); use a smaller batch or image size, or free memory, and {_RETRY}",
+            return f"the disk is full ({message}); free space, then {_RETRY}", EXIT_ENVIRONMENT
+        return (f"out of memory ({message}); use a smaller batch or image size, or free memory, then {_RETRY}",
                 EXIT_ENVIRONMENT)
     if isinstance(error, tensorflow.errors.DataLossError):
         return f"a file is damaged ({message})", EXIT_USER

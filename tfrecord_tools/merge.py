@@ -19,7 +19,7 @@ import shutil
 
 from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.atomic import atomic_dir, atomic_path
-from tfrecord_tools.cli import HelpFormatter, UserError, cli_main
+from tfrecord_tools.cli import ENVIRONMENT_ERRNOS, HelpFormatter, UserError, cli_main
 
 
 def merge_dirs(output_dir, part_dirs):
@@ -38,6 +38,8 @@ def merge_dirs(output_dir, part_dirs):
         with atomic_dir(output_dir) as building:
             return _merge_into(building, output_dir, parts)
     except OSError as error:
+        if error.errno in ENVIRONMENT_ERRNOS:
+            raise  # a full disk: cli_main says so (exit 75); nothing was merged
         raise UserError(f"cannot write to output folder {output_dir} ({error.strerror or error})") from None
 
 

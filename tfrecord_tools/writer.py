@@ -37,7 +37,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.atomic import atomic_path, is_temporary_of
-from tfrecord_tools.cli import UserError
+from tfrecord_tools.cli import ENVIRONMENT_ERRNOS, UserError
 from tfrecord_tools.example import encode_example
 from tfrecord_tools.folder_lock import hold_folder
 from tfrecord_tools.images import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, BadImage, normalize_image
@@ -182,7 +182,9 @@ def _run(tasks, output_dir, split, num_workers, progress):
         raise UserError(f"{error.path}: {error.reason} (strict mode stops at the first bad image)") from None
     except BrokenProcessPool:
         raise UserError("a worker process died (killed for memory?); rerun the same command to resume") from None
-    except OSError as error:  # e.g. the disk filled up: rerunning resumes once it is fixed
+    except OSError as error:
+        if error.errno in ENVIRONMENT_ERRNOS:
+            raise  # the disk filled up: cli_main says so (exit 75); rerunning resumes once it is fixed
         raise UserError(f"writing shards to {output_dir} failed ({error})") from None
     seconds = time.perf_counter() - start
     written = [result for result in results if not result.kept]
