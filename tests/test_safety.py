@@ -360,38 +360,33 @@ def _tensorflow_error(kind, message):
     return getattr(tf.errors, kind)(None, None, message)
 
 
-@pytest.mark.parametrize("error, code, sentence", [
-    (OSError(errno.ENOSPC, "No space left on device", "/data/out/x.npy"), EXIT_ENVIRONMENT,
+def _tensorflow_case(kind, message, code, sentence):  # imports TensorFlow: slow
+    return pytest.param(lambda: _tensorflow_error(kind, message), code, sentence, marks=pytest.mark.slow,
+                        id=f"{kind}:{message[:20]}")
+
+
+@pytest.mark.parametrize("make_error, code, sentence", [
+    (lambda: OSError(errno.ENOSPC, "No space left on device", "/data/out/x.npy"), EXIT_ENVIRONMENT,
      "the disk is full (No space left on device: /data/out/x.npy); free space, then run the same command again"),
-    (OSError(errno.EACCES, "Permission denied", "/data/out"), 2, "Permission denied: /data/out"),
-    (FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/x"), 2, "No such file or directory: /data/x"),
-    (OSError(errno.EIO, "Input/output error", "/data/x"), EXIT_ENVIRONMENT, "the system failed (Input/output error"),
-    (MemoryError(), EXIT_ENVIRONMENT, "out of memory; use a smaller batch"),
-    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), 2,
+    (lambda: OSError(errno.EACCES, "Permission denied", "/data/out"), 2, "Permission denied: /data/out"),
+    (lambda: FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/x"), 2,
+     "No such file or directory: /data/x"),
+    (lambda: OSError(errno.EIO, "Input/output error", "/data/x"), EXIT_ENVIRONMENT,
+     "the system failed (Input/output error"),
+    (MemoryError, EXIT_ENVIRONMENT, "out of memory; use a smaller batch"),
+    (lambda: UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), 2,
      "a file that should be UTF-8 text is not (invalid start byte at byte 0)"),
-    (json.JSONDecodeError("Expecting value", "{x", 1), 2, "a JSON file is malformed (Expecting value"),
+    (lambda: json.JSONDecodeError("Expecting value", "{x", 1), 2, "a JSON file is malformed (Expecting value"),
+    _tensorflow_case("ResourceExhaustedError", "{{function_node __wrapped__SaveV2}} /r/ckpt-1_temp/part-0; No space "
+                     "left on device [Op:SaveV2]", EXIT_ENVIRONMENT,
+                     "the disk is full (/r/ckpt-1_temp/part-0; No space left on device)"),
+    _tensorflow_case("ResourceExhaustedError", "OOM when allocating tensor with shape[1000000000,16]",
+                     EXIT_ENVIRONMENT, "out of memory (OOM when allocating tensor"),
+    _tensorflow_case("DataLossError", "not an sstable (bad magic number)", 2, "a file is damaged (not an sstable"),
+    _tensorflow_case("NotFoundError", "/x/ckpt-3.index; No such file or directory", 2, "not found (/x/ckpt-3.index"),
 ])
-def test_cli_main_turns_faults_into_one_line(capsys, error, code, sentence):
-    @cli_main
-    def main(argv=None):
-        raise error
-
-    exit_code, _, err = _exit(main, [], capsys)
-    assert exit_code == code
-    _one_line(err, sentence)
-
-
-@pytest.mark.slow  # imports TensorFlow
-@pytest.mark.parametrize("kind, message, code, sentence", [
-    ("ResourceExhaustedError", "{{function_node __wrapped__SaveV2}} /r/ckpt-1_temp/part-0; No space left on device "
-     "[Op:SaveV2]", EXIT_ENVIRONMENT, "the disk is full (/r/ckpt-1_temp/part-0; No space left on device)"),
-    ("ResourceExhaustedError", "OOM when allocating tensor with shape[1000000000,16]", EXIT_ENVIRONMENT,
-     "out of memory (OOM when allocating tensor"),
-    ("DataLossError", "not an sstable (bad magic number)", 2, "a file is damaged (not an sstable"),
-    ("NotFoundError", "/x/ckpt-3.index; No such file or directory", 2, "not found (/x/ckpt-3.index"),
-])
-def test_cli_main_turns_tensorflow_faults_into_one_line(capsys, kind, message, code, sentence):
-    error = _tensorflow_error(kind, message)
+def test_cli_main_turns_faults_into_one_line(capsys, make_error, code, sentence):
+    error = make_error()
 
     @cli_main
     def main(argv=None):
