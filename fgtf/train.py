@@ -11,7 +11,9 @@ checkpoints the model, the optimizer (with its weight EMA) and the step every
 run killed at any moment and started again with the same command resumes at
 the same step, optimizer state and data position (finished passes over the
 data are skipped without reading them, see `fgtf.input_pipeline.make_dataset`),
-and a finished run is not trained again.
+and a finished run is not trained again. One process trains in a run folder
+at a time (a second is turned away naming the first); a latest checkpoint
+cut short by a crash or a full disk is removed and the one before it resumed.
 """
 import argparse
 import dataclasses
@@ -237,8 +239,9 @@ def train(settings):
     """Run (or resume) the training described by `settings`, a `TrainConfig`
     (`TrainConfig.from_flags(build_parser().parse_args(argv))` for a command
     line); returns the last logged metrics as a dict. Raises `UserError` for a
-    mistake (before anything is written) and `TrainingDiverged` when the loss
-    is not finite."""
+    mistake (before anything is written; `FolderBusy` when another process
+    trains in the run folder) and `TrainingDiverged` when the loss is not
+    finite."""
     _check_settings(settings)
     settings, from_run = _settings_from_runs(settings)
     import keras

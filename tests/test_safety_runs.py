@@ -281,8 +281,10 @@ def test_a_split_left_half_replaced_is_refused_by_readers_and_extracted_again(wo
     with pytest.raises(UserError, match="holds synthetic validation features that extract_features.json does not "
                                         "list: their writing was interrupted; extract them again"):
         load_features(str(out), "synthetic", "validation")
+    (out / ".synthetic_val.tmp-999999999").mkdir()  # what a SIGKILL leaves of the staging folder
     code, printed, _ = _exit(extract_features.main, _extract(world, out, "--splits", "val"), capsys)
     assert code == 0 and "synthetic/validation: 6 x 16 features" in printed  # extracted again, not "already"
+    assert not [name for name in os.listdir(out) if ".tmp-" in name]
     assert len(load_features(str(out), "synthetic", "validation")[1]) == 6
 
 
