@@ -614,13 +614,13 @@ def test_a_failed_merge_writes_nothing(tmp_path, monkeypatch):
         open(destination, "wb").write(open(source, "rb").read())
 
     monkeypatch.setattr(merge.shutil, "copyfile", copy_then_fail)
-    with pytest.raises(UserError, match="cannot write to output folder .*No space left on device"):
+    with pytest.raises(OSError, match="No space left on device"):  # a fault of the machine: exit 75 in the CLI
         merge.merge_dirs(new, [first, second])
     assert copies and sorted(os.listdir(tmp_path)) == ["first", "img", "second"]
 
     monkeypatch.undo()
     monkeypatch.setattr(manifest, "save_manifest", lambda *args: copy_then_fail(None, None))
-    with pytest.raises(UserError, match="No space left"):
+    with pytest.raises(OSError, match="No space left"):
         merge.merge_dirs(first, [second])  # a shard and the report written, the manifest fails
     assert _folder_state(first) == before
 
