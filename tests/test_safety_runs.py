@@ -97,6 +97,7 @@ def test_a_second_train_on_a_held_run_folder_is_turned_away(world, tmp_path, cap
         assert os.listdir(run) == [".fgtf.lock"]
 
 
+@pytest.mark.slow  # trains twice
 def test_a_full_disk_at_the_first_checkpoint_leaves_no_run_and_a_retry_may_change_settings(
         world, tmp_path, capsys, monkeypatch):
     # Before: a 56-line traceback; run_config.json and an empty ckpt-1_temp stayed, and a retry with another
@@ -114,6 +115,7 @@ def test_a_full_disk_at_the_first_checkpoint_leaves_no_run_and_a_retry_may_chang
     assert runs.load_run_config(run).batch_size == 2 and "ckpt-1_temp" not in os.listdir(run)
 
 
+@pytest.mark.slow  # trains twice
 def test_a_full_disk_mid_run_then_a_retry_ends_with_the_uninterrupted_weights(world, tmp_path, capsys, monkeypatch):
     steps = ["--max_number_of_steps", "6"]
     reference = tmp_path / "reference"
@@ -130,6 +132,7 @@ def test_a_full_disk_mid_run_then_a_retry_ends_with_the_uninterrupted_weights(wo
     _same_weights(run, reference)
 
 
+@pytest.mark.slow  # trains twice
 def test_a_torn_latest_checkpoint_falls_back_to_the_one_before(world, tmp_path, capsys):
     # Before: a traceback (no fall-back to the previous checkpoint).
     steps = ["--max_number_of_steps", "5"]
