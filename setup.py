@@ -18,6 +18,7 @@ setup(
         "numpy",
         "scipy",
         "scikit-learn",
+        "threadpoolctl",  # comes with scikit-learn; N-LEEP's PCA runs on one BLAS thread
         "pillow",
         "matplotlib",
         "tqdm",
