@@ -12,6 +12,9 @@ writes into the features folder `--out` (default `feature/<checkpoint stem>`)
 `<name>` is `--name` (default: `--dataset`), and `extract_features.json`,
 the record of the network that made them (model, checkpoint, image size,
 whether EMA weights were used) and of each dataset and split extracted.
+`--outputs features,probabilities` also writes, for a network with a
+classifier, its softmax over its own (source) classes beside the features,
+`<name>_probability_{train,val}.npy`, as LEEP, NCE and `fgtf rank` read it.
 
 `--checkpoint` is a TF-Slim checkpoint (EMA shadows used when present), a
 Keras `.weights.h5`, an fgtf training run folder (its network, image size
@@ -34,6 +37,7 @@ from tfrecord_tools.cli import SPLITS, UserError, cli_main, positive_int, split_
 
 # what makes features of one network: a folder holds those of one only
 NETWORK_SETTINGS = ("kind", "weights", "model", "head", "image_size", "ema")
+OUTPUTS = ("features", "probabilities")
 
 
 @cli_main
@@ -45,7 +49,7 @@ def main(argv=None):
     extract(args.dataset, args.dataset_dir or os.path.join(args.data_dir, args.dataset), args.checkpoint,
             args.splits, model=args.model, out=args.out, image_size=args.image_size, batch_size=args.batch_size,
             overwrite=args.overwrite, name=args.name, use_ema=args.use_ema,
-            allow_outside_paths=args.allow_outside_paths)
+            allow_outside_paths=args.allow_outside_paths, outputs=args.outputs)
 
 
 def build_parser():
@@ -71,6 +75,9 @@ def build_parser():
     p.add_argument("--splits", type=_split_list, default="train,validation",
                    help="comma-separated splits to extract: train, validation (or val)")
     p.add_argument("--batch_size", type=positive_int, default=64, help="images per forward pass")
+    p.add_argument("--outputs", type=_output_list, default="features",
+                   help="comma-separated: features, probabilities (the classifier's softmax over its source classes, "
+                        "beside the features; the checkpoint needs a classifier)")
     p.add_argument("--no_ema", dest="use_ema", action="store_false",
                    help="use the raw weights even when the checkpoint or run kept moving averages of them")
     p.add_argument("--overwrite", action="store_true", help="extract splits again that this network already extracted")
@@ -83,12 +90,15 @@ def build_parser():
 
 
 def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *, model=None, out=None,
-            image_size=None, batch_size=64, overwrite=False, name=None, use_ema=True, allow_outside_paths=False):
+            image_size=None, batch_size=64, overwrite=False, name=None, use_ema=True, allow_outside_paths=False,
+            outputs=("features",)):
     """Extract and save the features of `splits` of `dataset` (read from
     `dataset_dir`) with the network of `checkpoint` into the features folder
     `out` (default `feature/<checkpoint stem>`) as `<name>_feature_*.npy`,
-    recording the settings and each file's sha256 in `extract_features.json`.
-    Returns that folder. Raises UserError (before writing anything) when the
+    recording the settings and each file's sha256 in `extract_features.json`;
+    with "probabilities" in `outputs`, the classifier's softmax too
+    (`<name>_probability_*.npy`; a split extracted without it is extracted
+    again). Returns that folder. Raises UserError (before writing anything) when the
     folder holds features of another network, or `name`'s features of
     another dataset folder, and `FolderBusy` when another process writes it.
     A split list naming images outside `dataset_dir` is refused unless
@@ -103,25 +113,28 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
     kind = checkpoint_kind(checkpoint)
     folder = out or os.path.join("feature", checkpoint_stem(checkpoint, kind))
     data = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir)}
-    extractor, network = load_feature_extractor(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
+    probabilities = "probabilities" in outputs
+    extractor, network = load_feature_extractor(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
+                                                probabilities=probabilities)
     from_run = [what for what, given in (("model", model), ("image size", image_size)) if given is None]
     with hold_folder(folder):
         _extract_into(folder, name or dataset, splits, data, extractor, network, from_run, checkpoint, batch_size,
-                      overwrite, allow_outside_paths)
+                      overwrite, allow_outside_paths, probabilities)
     return folder
 
 
 def _extract_into(folder, name, splits, data, extractor, network, from_run, checkpoint, batch_size, overwrite,
-                  allow_outside_paths):
+                  allow_outside_paths, probabilities):
     """`extract`'s work in the features folder `folder`, which this process holds."""
     from fgtf.checkpoints import describe
     from fgtf.datasets import read_split
-    from fgtf.transfer.feature_store import has_features, save_features
+    from fgtf.transfer.feature_store import has_features, has_probabilities, save_features
     from tfrecord_tools.atomic import remove_temporaries
 
     remove_temporaries(folder)  # of killed extractions
     record = read_record(folder)
-    todo = [s for s in splits if overwrite or not _extracted(record, folder, name, s, network, data, has_features)]
+    todo = [s for s in splits if overwrite or not _extracted(record, folder, name, s, network, data, has_features)
+            or probabilities and not has_probabilities(folder, name, s)]
     _check_no_mixing(record, folder, name, todo, network, data, overwrite)
     print(f"{checkpoint}: {describe(network, from_run)}")
     if not todo:
@@ -132,7 +145,8 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
     for split in todo:
         records = read_split(data["dataset"], data["dataset_dir"], split, allow_outside_paths)
         paths = [r.path for r in records]
-        features = extract_paths(extractor, paths, network["image_size"], batch_size, desc=f"{name}/{split}")
+        extracted = extract_paths(extractor, paths, network["image_size"], batch_size, desc=f"{name}/{split}")
+        features, softmax = (extracted[0], _softmax(extracted[1])) if probabilities else (extracted, None)
         entry = record["features"].get(name, {})
         if any(entry.get(k) != v for k, v in data.items()):  # new, or another dataset folder under --overwrite
             entry = {**data, "splits": {}}
@@ -144,30 +158,34 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
             _write_record(folder, record)
 
         sums = save_features(folder, name, split, features, [r.label for r in records], paths,
-                             before_replace=forget_split)
+                             before_replace=forget_split, probabilities=softmax)
         entry["splits"][split] = {"images": int(features.shape[0]), "dim": int(features.shape[1]), "sha256": sums}
+        if probabilities:
+            entry["splits"][split]["source_classes"] = int(softmax.shape[1])
         _write_record(folder, record)
-        print(f"{name}/{split}: {features.shape[0]} x {features.shape[1]} features -> {folder}")
+        print(f"{name}/{split}: {features.shape[0]} x {features.shape[1]} features"
+              + (f" and {softmax.shape[1]} source-class probabilities" if probabilities else "") + f" -> {folder}")
 
 
-def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True):
+def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True, probabilities=False):
     """(extractor, settings): a Keras model mapping images in [-1, 1]
-    (B, S, S, 3) to features (B, D), and what it was built from (the
+    (B, S, S, 3) to features (B, D) (and, with `probabilities`, to the
+    classifier's logits (B, K) too), and what it was built from (the
     `fgtf.checkpoints.load_network` report, without the class count)."""
-    import keras
+    from fgtf.checkpoints import checkpoint_kind, load_network
+    from fgtf.export import inference_graph
 
-    from fgtf import runs
-    from fgtf.checkpoints import load_network
-    from fgtf.models import feature_endpoint
-
-    network, used = load_network(checkpoint, model=model, image_size=image_size, include_top=False, use_ema=use_ema)
+    if probabilities and checkpoint_kind(checkpoint) == "saved_model":
+        raise UserError(f"{checkpoint} is a SavedModel: only its features can be extracted (--outputs features)")
+    network, used = load_network(checkpoint, model=model, image_size=image_size, include_top=probabilities,
+                                 use_ema=use_ema)
     settings = {key: used[key] for key in NETWORK_SETTINGS}
     if used["kind"] == "saved_model":  # already a feature vector
         return network, settings
-    source = runs.backbone_of(network)
-    pooled = keras.layers.GlobalAveragePooling2D(name="features")(
-        source.get_layer(feature_endpoint(used["model"])).output)
-    return keras.Model(source.inputs, pooled, name=f"{source.name}_features"), settings
+    if probabilities and not used["num_classes"]:
+        raise UserError(f"{checkpoint} has no classifier, so it gives no probabilities; use --outputs features")
+    return inference_graph(network, used["model"], ("features", "logits") if probabilities else ("features",)), \
+        settings
 
 
 def feature_extractor(model, checkpoint, image_size=None):
@@ -176,8 +194,9 @@ def feature_extractor(model, checkpoint, image_size=None):
 
 
 def extract_paths(extractor, paths, image_size, batch_size, desc="features"):
-    """Features (N, D) float32 of the images at `paths`, in order: parallel
-    decode + evaluation preprocessing in tf.data, one `predict_on_batch` per batch."""
+    """Features (N, D) float32 of the images at `paths`, in order (or a list of
+    (N, ·) arrays, one per output of `extractor`): parallel decode +
+    evaluation preprocessing in tf.data, one `predict_on_batch` per batch."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -192,8 +211,12 @@ def extract_paths(extractor, paths, image_size, batch_size, desc="features"):
             except tf.errors.InvalidArgumentError:
                 raise UserError(f"cannot decode {_first_bad(paths[start:start + batch_size])}; convert it to "
                                 f"JPEG/PNG or remove it from the split list") from None
-            chunks.append(np.asarray(extractor.predict_on_batch(images), np.float32))
-            bar.update(len(chunks[-1]))
+            outputs = extractor.predict_on_batch(images)
+            chunks.append([np.asarray(o, np.float32) for o in outputs] if isinstance(outputs, (list, tuple))
+                          else np.asarray(outputs, np.float32))
+            bar.update(int(images.shape[0]))
+    if chunks and isinstance(chunks[0], list):
+        return [np.concatenate(parts) for parts in zip(*chunks)]
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
@@ -208,6 +231,24 @@ def checkpoint_stem(checkpoint, kind=None):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return name
+
+
+def _output_list(text):
+    """`features,probabilities` -> ('features', 'probabilities') (argparse
+    type); features are always written."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in OUTPUTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown output {unknown[0]!r}; choose from {', '.join(OUTPUTS)}"
+                                         if unknown else f"name at least one of {', '.join(OUTPUTS)}")
+    return tuple(dict.fromkeys(["features", *names]))
+
+
+def _softmax(logits):
+    """Softmax over the last axis, in float64, stored as float32."""
+    shifted = np.asarray(logits, np.float64)
+    shifted = np.exp(shifted - shifted.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _split_list(text):

@@ -223,3 +223,47 @@ def test_entry_point_group_and_a_broken_plugin(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         "python -m fgtf.extract_features: error: argument --model: FGTF_MODEL_MODULES names module "
         "'no_such_module', which failed to load: ModuleNotFoundError: No module named 'no_such_module'")
+
+
+def test_outputs_probabilities_writes_the_classifiers_softmax_beside_the_features(world, tmp_path, capsys):
+    out = tmp_path / "with_probabilities"
+    _extract(world, out, "--splits", "train")
+    features = (out / "synthetic_feature_train.npy").read_bytes()
+    _extract(world, out, "--splits", "train", "--outputs", "features,probabilities")  # extracted again: none yet
+    assert "6 x 16 features and 3 source-class probabilities" in capsys.readouterr().out
+    probabilities = np.load(out / "synthetic_probability_train.npy")
+    assert probabilities.dtype == np.float32 and probabilities.shape == (6, 3)
+    network = runs.build_network(runs.load_run_config(world["run"]))
+    runs.restore_for_inference(network, runs.latest_checkpoint(world["run"]))
+    from fgtf import visualize_attention
+
+    paths = (out / "synthetic_path_train.txt").read_text().split()
+    logits = np.asarray(network(visualize_attention.load_images(paths, 32)), np.float64)
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probabilities, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    assert (out / "synthetic_feature_train.npy").read_bytes() == features
+    record = json.loads((out / "extract_features.json").read_text())
+    assert record["features"]["synthetic"]["splits"]["train"] == {"images": 6, "dim": 16, "source_classes": 3}
+    _extract(world, out, "--splits", "train", "--outputs", "probabilities,features")
+    assert "already extracted with these settings" in capsys.readouterr().out
+    _extract(world, out, "--splits", "train", "--overwrite")  # features alone: the probabilities would be stale
+    assert not (out / "synthetic_probability_train.npy").exists()
+    assert "source_classes" not in json.loads((out / "extract_features.json").read_text())[
+        "features"]["synthetic"]["splits"]["train"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--outputs", "features,logits"], "argument --outputs: unknown output 'logits'; choose from features, "
+                                       "probabilities"),
+    (["--outputs", "probabilities", "--checkpoint", "{saved_model}"],
+     "is a SavedModel: only its features can be extracted (--outputs features)"),
+])
+def test_outputs_misuse_is_one_line_exit_2(world, tmp_path, capsys, args, message):
+    saved_model = tmp_path / "hub"
+    saved_model.mkdir()
+    (saved_model / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        _extract(world, tmp_path / "features", *[a.format(saved_model=saved_model) for a in args])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+    assert not (tmp_path / "features").exists()

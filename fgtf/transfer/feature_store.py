@@ -3,6 +3,8 @@
     feature/<model_name>/<dataset>_feature_{train,val}.npy   (N, D) float32
     feature/<model_name>/<dataset>_label_{train,val}.npy     (N,)   int64
     feature/<model_name>/<dataset>_path_{train,val}.txt      N image paths, row order
+    feature/<model_name>/<dataset>_probability_{train,val}.npy  (N, Z) float32, optional:
+        the network's softmax over its Z source classes (LEEP, NCE)
 
 Rows follow the order of the dataset's split list. A split's files are
 written together (`save_features`: a hidden temporary folder, then renamed
@@ -33,6 +35,7 @@ def feature_files(features_dir, dataset, split):
         "feature": os.path.join(features_dir, f"{dataset}_feature_{tag}.npy"),
         "label": os.path.join(features_dir, f"{dataset}_label_{tag}.npy"),
         "path": os.path.join(features_dir, f"{dataset}_path_{tag}.txt"),
+        "probability": os.path.join(features_dir, f"{dataset}_probability_{tag}.npy"),
     }
 
 
@@ -41,17 +44,26 @@ def has_features(features_dir, dataset, split):
     return os.path.isfile(files["feature"]) and os.path.isfile(files["label"])
 
 
-def save_features(features_dir, dataset, split, features, labels, paths=None, before_replace=None):
-    """Write one split's features, labels and (optionally) image paths
-    together: into a hidden temporary folder, flushed to disk, then renamed
-    into place, so a failure while writing (a full disk) leaves the split as
-    it was. `before_replace()`, when given, runs between the two (it is
-    where `fgtf.extract_features` drops the split from its record). Returns
-    {kind: sha256} of the files written."""
+def has_probabilities(features_dir, dataset, split):
+    return has_features(features_dir, dataset, split) and os.path.isfile(
+        feature_files(features_dir, dataset, split)["probability"])
+
+
+def save_features(features_dir, dataset, split, features, labels, paths=None, before_replace=None,
+                  probabilities=None):
+    """Write one split's features, labels and (optionally) image paths and
+    source-class probabilities together: into a hidden temporary folder,
+    flushed to disk, then renamed into place, so a failure while writing (a
+    full disk) leaves the split as it was; probabilities of an earlier
+    extraction, now stale, are removed then. `before_replace()`, when given,
+    runs between the two (it is where `fgtf.extract_features` drops the
+    split from its record). Returns {kind: sha256} of the files written."""
     files = feature_files(features_dir, dataset, split)
     contents = {"label": np.asarray(labels, dtype=np.int64), "feature": np.asarray(features, dtype=np.float32)}
     if paths is not None:
         contents["path"] = "".join(f"{p}\n" for p in paths)
+    if probabilities is not None:
+        contents["probability"] = np.asarray(probabilities, dtype=np.float32)
     os.makedirs(features_dir, exist_ok=True)
     staging = temporary_name(os.path.join(features_dir, f"{dataset}_{FILE_SPLIT[split]}"))
     os.makedirs(staging)
@@ -68,6 +80,8 @@ def save_features(features_dir, dataset, split, features, labels, paths=None, be
         sums = {kind: sha256_file(os.path.join(staging, os.path.basename(files[kind]))) for kind in contents}
         if before_replace is not None:
             before_replace()
+        if probabilities is None and os.path.isfile(files["probability"]):
+            os.remove(files["probability"])
         for kind in contents:  # the feature file last: its presence marks the split
             os.replace(os.path.join(staging, os.path.basename(files[kind])), files[kind])
     finally:
@@ -94,6 +108,18 @@ def load_features(features_dir, dataset, split):
         with open(files["path"], encoding="utf-8") as handle:
             paths = [line.rstrip("\n") for line in handle]
     return features, labels, paths
+
+
+def load_probabilities(features_dir, dataset, split):
+    """(N, Z) float32: the source-class softmax stored beside the features
+    (checked against the record as `load_features` checks the features)."""
+    files = feature_files(features_dir, dataset, split)
+    if not os.path.isfile(files["probability"]):
+        raise UserError(f"{files['probability']} is missing; extract it with `python -m fgtf.extract_features "
+                        f"--dataset {dataset} --outputs features,probabilities ...` (the checkpoint needs its "
+                        f"classifier)")
+    _check_recorded_sums(features_dir, dataset, split, files)
+    return _load_array(files["probability"], "a matrix of probabilities", 2)
 
 
 def read_record(features_dir):
