@@ -30,6 +30,7 @@ COMMANDS = {
     "linear": ("fgtf.transfer.linear", "linear probe (logistic regression) and kNN on extracted features"),
     "domain_similarity": ("fgtf.transfer.domain_similarity", "EMD domain similarity between feature sets"),
     "select_source": ("fgtf.transfer.select_source", "choose the source classes most similar to a target"),
+    "rank": ("fgtf.transfer.rank", "rank backbones or sources for a target by transferability scores"),
     "visualize_attention": ("fgtf.visualize_attention", "overlay attention and class activation maps on images"),
     "simtrans": ("fgtf.simtrans", "SimTrans weak-shot learning: pretrain, simnet, weights, train, eval"),
     "export": ("fgtf.export", "export a model: SavedModel (TF-Hub), LiteRT, ONNX or .keras"),

@@ -171,6 +171,22 @@ def attention_overlay_png(image, panels, path, title=None):
     _save(fig, path)
 
 
+def ranking_png(scores, ranks, metrics, candidates, path, title="Transferability"):
+    """`scores[metric, candidate]` (M, C) as a table coloured by `ranks`
+    (1 = best, darkest), each cell its score and rank."""
+    scores, ranks = np.asarray(scores, dtype=np.float64), np.asarray(ranks)
+    fig, ax = plt.subplots(figsize=(2.2 + 1.5 * len(candidates), 1.0 + 0.45 * len(metrics)))
+    ax.imshow(-ranks, cmap="Greens", aspect="auto", vmin=-len(candidates) - 1, vmax=-1)
+    ax.set_xticks(np.arange(len(candidates)), candidates, rotation=30, ha="right")
+    ax.set_yticks(np.arange(len(metrics)), metrics)
+    for i in range(len(metrics)):
+        for j in range(len(candidates)):
+            ax.text(j, i, f"{scores[i, j]:.4g} ({ranks[i, j]})", ha="center", va="center", fontsize=8,
+                    color="white" if ranks[i, j] <= (len(candidates) + 1) / 2 else "black")
+    ax.set_title(f"{title} (rank 1 = best)")
+    _save(fig, path)
+
+
 def _distinguishing_decimals(values_by_group, least=2, most=6):
     """Decimals (from `least` to `most`) that print every two different values of
     a group differently, so weights close to one another still rank on the figure."""

@@ -13,7 +13,7 @@ from fgtf import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_COMMANDS = ["demo", "synthetic", "convert", "inspect", "verify", "merge", "checkpoints", "train", "evaluate",
-                   "extract_features", "linear", "domain_similarity", "select_source", "visualize_attention",
+                   "extract_features", "linear", "domain_similarity", "select_source", "rank", "visualize_attention",
                    "simtrans", "export"]
 
 
