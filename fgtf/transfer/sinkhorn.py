@@ -49,20 +49,22 @@ def bounding_box_diameter(points_min, points_max):
 def potentials(cost, a_log, b_log, eps):
     """The dual potentials (f on the rows, g on the columns) of the entropic
     transport between weights exp(a_log) (..., n) and exp(b_log) (..., m)
-    for `cost` (..., n, m), following GeomLoss's `sinkhorn_loop`.
+    for `cost` (..., n, m), following GeomLoss's `sinkhorn_loop`, in the
+    precision of `cost`.
 
     `eps`: the schedule, a list of temperatures, each a float or an array
     of the batch shape (...,)."""
-    cost_t = np.swapaxes(cost, -1, -2)
-    f = _softmin(eps[0], cost, b_log)
-    g = _softmin(eps[0], cost_t, a_log)
-    for temperature in eps:
-        f_next = _softmin(temperature, cost, b_log + g / _column(temperature))
-        g_next = _softmin(temperature, cost_t, a_log + f / _column(temperature))
+    a_log, b_log = a_log.astype(cost.dtype), b_log.astype(cost.dtype)
+    temperature, ratio = _scaled(cost, eps[0])
+    f = _softmin(temperature, ratio, b_log, axis=-1)
+    g = _softmin(temperature, ratio, a_log, axis=-2)
+    for value in eps:
+        temperature, ratio = _scaled(cost, value)
+        f_next = _softmin(temperature, ratio, b_log + g / temperature, axis=-1)
+        g_next = _softmin(temperature, ratio, a_log + f / temperature, axis=-2)
         f, g = 0.5 * (f + f_next), 0.5 * (g + g_next)
-    last = eps[-1]
-    return (_softmin(last, cost, b_log + g / _column(last)),
-            _softmin(last, cost_t, a_log + f / _column(last)))
+    return (_softmin(temperature, ratio, b_log + g / temperature, axis=-1),
+            _softmin(temperature, ratio, a_log + f / temperature, axis=-2))
 
 
 def entropic_ot(cost, a_log, b_log, eps):
@@ -79,19 +81,22 @@ def sinkhorn_divergence(cost_ab, cost_aa, cost_bb, a_log, b_log, eps):
             - 0.5 * entropic_ot(cost_bb, b_log, b_log, eps))
 
 
-def _softmin(temperature, cost, h):
-    """-ε log Σ_j exp(h_j - C_ij / ε) over the last axis, batched."""
-    temperature = _column(temperature)
-    scaled = h[..., None, :] - cost / temperature[..., None]
-    top = np.max(scaled, axis=-1, keepdims=True)
-    np.exp(scaled - top, out=scaled)
-    return -temperature * (np.log(scaled.sum(axis=-1)) + top[..., 0])
+def _scaled(cost, temperature):
+    """(ε as (..., 1), C / ε) for a temperature or a batch of them (...,)."""
+    temperature = np.asarray(temperature, dtype=cost.dtype)[..., None]
+    return temperature, cost / temperature[..., None]
 
 
-def _column(temperature):
-    """A batch of temperatures (...,) as (..., 1), to broadcast over points."""
-    return np.asarray(temperature, dtype=np.float64)[..., None]
+def _softmin(temperature, ratio, h, axis):
+    """-ε log Σ exp(h - C/ε) over the columns (axis -1, h on the columns) or
+    the rows (axis -2, h on the rows) of `ratio` = C/ε (..., n, m), batched."""
+    scaled = (h[..., None, :] if axis == -1 else h[..., :, None]) - ratio
+    top = np.max(scaled, axis=axis, keepdims=True)
+    scaled -= top
+    np.exp(scaled, out=scaled)
+    return -temperature * (np.log(scaled.sum(axis=axis)) + np.squeeze(top, axis=axis))
 
 
 def _dot(log_weights, potential):
-    return np.sum(np.where(np.isneginf(log_weights), 0.0, np.exp(log_weights) * potential), axis=-1)
+    weighted = np.where(np.isneginf(log_weights), 0.0, np.exp(log_weights.astype(np.float64)) * potential)
+    return np.sum(weighted, axis=-1)

@@ -489,15 +489,18 @@ def _coding_rate(z, eps):
 
 def _principal_components(x, k):
     """`x` centred and projected on its `k` leading principal axes (all
-    when k >= min(N, D))."""
+    when k >= min(N, D)), from the smaller Gram matrix's top eigenvectors."""
+    from scipy.linalg import eigh
+
     centred = x - x.mean(axis=0)
-    k = min(k, *x.shape)
-    if x.shape[0] < x.shape[1]:  # through the (N, N) Gram matrix: the projections are u·s
-        eigenvalues, left = np.linalg.eigh(centred @ centred.T)
-        top = np.argsort(eigenvalues)[::-1][:k]
-        return left[:, top] * np.sqrt(np.maximum(eigenvalues[top], 0.0))
-    eigenvalues, axes = np.linalg.eigh(centred.T @ centred)
-    return centred @ axes[:, np.argsort(eigenvalues)[::-1][:k]]
+    wide = x.shape[0] < x.shape[1]
+    gram = centred @ centred.T if wide else centred.T @ centred
+    k = min(k, len(gram))
+    eigenvalues, vectors = eigh(gram, subset_by_index=[len(gram) - k, len(gram) - 1])
+    eigenvalues, vectors = eigenvalues[::-1], vectors[:, ::-1]
+    if wide:  # the projections are u·s
+        return vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
+    return centred @ vectors
 
 
 def _shrunk_discriminant(x, labels, classes, priors, shrinkage):
@@ -557,36 +560,44 @@ def _exact_label_distances(x1, y1, x2, y2, entreg, within=False):
     """(C1, C2) entropic OT costs OT_ε (not debiased; cost |x − x'|², ε =
     `entreg`) between the images of each class of set 1 and each of set 2,
     as otdd's `pwdist_exact`. `within` (set 2 is set 1): only the pairs a < b
-    are solved, the diagonal stays 0, as otdd's. Batched over the classes of
-    set 2 with padding."""
+    are solved, the diagonal stays 0, as otdd's. In float32, as otdd (its
+    default precision), on features centred first; the distances of a block
+    of classes of set 1 to set 2 are one matrix product, and the problems of
+    one class of set 1 with every class of set 2 one padded batch."""
     from fgtf.transfer import sinkhorn
 
-    classes1, classes2 = int(y1.max()) + 1, int(y2.max()) + 1
     blur = np.sqrt(entreg)
-    order = np.argsort(y2, kind="stable")  # set 2 by class: the classes after a are one slice
-    x2, sizes2 = x2[order], np.bincount(y2)
-    starts2 = np.concatenate([[0], np.cumsum(sizes2)])
-    lows2, highs2 = _class_boxes(x2, np.sort(y2), classes2)
-    distances = np.zeros((classes1, classes2))
-    for a in range(classes1):
-        rows = x1[y1 == a]
-        others = np.arange(a + 1, classes2) if within else np.arange(classes2)
-        if not len(others):
+    centre = np.concatenate([x1, x2]).mean(axis=0)
+    x1, starts1 = _by_class(x1 - centre, y1)
+    x2, starts2 = _by_class(x2 - centre, y2)
+    classes2 = len(starts2) - 1
+    lows2, highs2 = np.minimum.reduceat(x2, starts2[:-1]), np.maximum.reduceat(x2, starts2[:-1])
+    distances = np.zeros((len(starts1) - 1, classes2))
+    for block in _class_blocks(starts1, rows=512):
+        offset = starts2[block[0] + 1] if within else 0
+        if offset == len(x2):
             continue
-        offset = starts2[others[0]]
-        columns, padding = _padded([np.arange(starts2[b], starts2[b + 1]) - offset for b in others])
-        cost = _squared_distances(rows, x2[offset:])[:, columns].transpose(1, 0, 2)  # (pairs, n_a, most)
-        cost[np.broadcast_to(padding[:, None, :], cost.shape)] = 0.0
-        row_weights = np.full((len(others), len(rows)), -np.log(len(rows)))
-        column_weights = np.where(padding, -np.inf, -np.log(sizes2[others])[:, None])
-        diameter = sinkhorn.bounding_box_diameter(np.minimum(rows.min(axis=0), lows2[others]),
-                                                  np.maximum(rows.max(axis=0), highs2[others]))
-        lengths = sinkhorn.schedule_length(diameter, blur)
-        for length in np.unique(lengths):
-            batch = lengths == length
-            eps = sinkhorn.epsilon_schedule(diameter[batch], blur)
-            distances[a, others[batch]] = sinkhorn.entropic_ot(cost[batch], row_weights[batch],
-                                                               column_weights[batch], eps)
+        squared = _squared_distances(x1[starts1[block[0]]:starts1[block[-1] + 1]], x2[offset:])
+        for a in block:
+            others = np.arange(a + 1, classes2) if within else np.arange(classes2)
+            if not len(others):
+                continue
+            rows = x1[starts1[a]:starts1[a + 1]]
+            columns, padding = _padded([np.arange(starts2[b], starts2[b + 1]) - offset for b in others])
+            cost = squared[starts1[a] - starts1[block[0]]:starts1[a + 1] - starts1[block[0]]][:, columns]
+            cost = cost.transpose(1, 0, 2)  # (pairs, n_a, most)
+            cost[np.broadcast_to(padding[:, None, :], cost.shape)] = 0.0
+            row_weights = np.full((len(others), len(rows)), -np.log(len(rows)))
+            column_weights = np.where(padding, -np.inf, -np.log(np.diff(starts2)[others])[:, None])
+            diameter = sinkhorn.bounding_box_diameter(
+                np.minimum(rows.min(axis=0), lows2[others]).astype(np.float64),
+                np.maximum(rows.max(axis=0), highs2[others]).astype(np.float64))
+            lengths = sinkhorn.schedule_length(diameter, blur)
+            for length in np.unique(lengths):
+                batch = lengths == length
+                eps = sinkhorn.epsilon_schedule(diameter[batch], blur)
+                distances[a, others[batch]] = sinkhorn.entropic_ot(cost[batch], row_weights[batch],
+                                                                   column_weights[batch], eps)
     if within:
         distances = distances + distances.T
     return distances
@@ -643,10 +654,22 @@ def _gaussian_factors(x, labels):
     return np.array(means), factors
 
 
-def _class_boxes(x, labels, classes):
-    lows = np.array([x[labels == c].min(axis=0) for c in range(classes)])
-    highs = np.array([x[labels == c].max(axis=0) for c in range(classes)])
-    return lows, highs
+def _by_class(x, labels):
+    """(rows of `x` ordered by class, in float32; where each class starts, and the end)."""
+    order = np.argsort(labels, kind="stable")
+    return x[order].astype(np.float32), np.concatenate([[0], np.cumsum(np.bincount(labels))])
+
+
+def _class_blocks(starts, rows):
+    """Runs of consecutive classes holding at least `rows` images each (the
+    last may hold fewer), from where each class starts."""
+    blocks, current = [], []
+    for c in range(len(starts) - 1):
+        current.append(c)
+        if starts[c + 1] - starts[current[0]] >= rows:
+            blocks.append(current)
+            current = []
+    return blocks + ([current] if current else [])
 
 
 def _padded(groups):
