@@ -21,9 +21,12 @@ classes gave a birds probe of 0.32, their 40 best-populated classes 0.69.
 The paper, too, kept the well-populated classes of its sources.
 
 For every source x target pair: linear-probe (and, without `--probe_only`,
-fine-tune) top-1 on the target's validation split, and the EMD similarity of
+fine-tune) top-1 on the target's validation split, the EMD similarity of
 source and target computed in one fixed feature space, the pool network's
-(as the paper computes every similarity with one network). Prints the table,
+(as the paper computes every similarity with one network), and every
+transferability score of `fgtf.transfer.transferability` (`study.transferability`:
+the source network's features and softmax of the target's training images;
+OTDD, like the EMD, in the pool network's features). Prints the table,
 the Spearman correlation of similarity with each transfer accuracy over all
 pairs and within each target (over its sources: the paper's use, choosing a
 source for a given target), per target the matching family's source against
@@ -31,6 +34,14 @@ the others and the selected subset against the random ones, and writes
 `<run_dir>/results.json` and `<run_dir>/transfer_vs_similarity.png` (the
 paper's Fig. 5, one point per pair). Every run resumes, so an interrupted
 study continues.
+
+Which score predicts transfer: for each target, over its sources, the
+weighted Kendall tau (scipy's `weightedtau`, hyperbolic weights on the top
+ranks, as the transferability papers report it) and the Spearman rho of each
+score with each top-1 (OTDD negated: a distance), each with a 95 % bootstrap
+interval over the sources; and their mean over the targets. `--combine 0,1,2`
+pools the results.json of those world seeds into one table (the mean over
+every seed x target, the bootstrap resampling the sources of each).
 """
 import argparse
 import os
@@ -40,6 +51,8 @@ import time
 from collections import Counter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
 
 from fgtf.datasets.lists import read_seed_list  # noqa: E402
 from fgtf.datasets.splits import read_name_list  # noqa: E402
@@ -61,7 +74,11 @@ def main(argv=None):
     p.add_argument("--random_draws", type=int, default=2, help="random sources, each its own draw of classes")
     p.add_argument("--probe_only", action="store_true",
                    help="linear probe only, no fine-tuning (a quicker pass: about a minute less per pair)")
+    p.add_argument("--combine", help="comma-separated world seeds whose finished results.json (under --run_dir) "
+                                     "to pool into one table of how well each score predicts transfer")
     args = p.parse_args(argv)
+    if args.combine:
+        return combine([int(seed) for seed in args.combine.split(",")], args.run_dir)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.monotonic()
     from fgtf.datasets.synthetic import generate_world
@@ -116,6 +133,9 @@ def main(argv=None):
                                     args.seed, finetune=not args.probe_only)
             result.update(study.domain_similarity(pool_run, pool_dir, folder, features, recipe, source_classes=names,
                                                   target_name=target))
+            result["scores"] = study.transferability(source_run, folder, os.path.join(run_dir, "transfer", source, target),
+                                                     recipe, pool_run, pool_dir, features, source_classes=names,
+                                                     target_name=target)
             rows.append({"source": source, "source_classes": len(names or pool_names), "source_images": images,
                          "target": target, "family": family_of[target], "pair": f"{source}>{target}",
                          "scratch_top1": scratch[target], **result})
@@ -127,6 +147,7 @@ def main(argv=None):
                "spearman_per_target": {target: {key: _spearman([r for r in rows if r["target"] == target], key)
                                                 for key in ("finetune_top1", "probe_top1") if key in rows[0]}
                                        for target in targets},
+               "agreement": agreement([("", rows)]),
                "wall_seconds": round(time.monotonic() - started, 1)}
     write_json(os.path.join(run_dir, "results.json"), summary)
     from fgtf.plots import transfer_vs_similarity_png
@@ -135,6 +156,90 @@ def main(argv=None):
                                label="source", group="target",
                                title=f"Every source x target pair (world seed {args.seed})")
     print(format_study(summary, family_of))
+    print(format_agreement(summary["agreement"], f"world seed {args.seed}"))
+
+
+def combine(seeds, run_dir):
+    """Pool the finished studies of `seeds` into one agreement table, written
+    to `<run_dir>/agreement_seeds<...>.json`."""
+    import json
+
+    studies = []
+    for seed in seeds:
+        path = os.path.join(run_dir, f"seed{seed}", "results.json")
+        if not os.path.isfile(path):
+            raise SystemExit(f"{path} is missing: run the study with --seed {seed} first")
+        with open(path, encoding="utf-8") as handle:
+            studies.append((f" s{seed}", json.load(handle)["rows"]))
+    pooled = agreement(studies)
+    write_json(os.path.join(run_dir, f"agreement_seeds{'_'.join(map(str, seeds))}.json"),
+               {"seeds": seeds, "agreement": pooled})
+    print(format_agreement(pooled, "world seeds " + ", ".join(map(str, seeds)), per_target=False))
+
+
+BOOTSTRAP_DRAWS = 1000
+
+
+def agreement(studies, draws=BOOTSTRAP_DRAWS, seed=0):
+    """How well each score ranks the sources of a target as each top-1 does,
+    over `studies`, (label, rows) pairs (one per world seed):
+    {top1: {score: {'per_target': {'<target><label>': {'tau', 'rho'}}, 'tau',
+    'rho', 'tau_interval', 'rho_interval'}}}: per target of each study the
+    weighted Kendall tau and Spearman rho over its sources, their mean over
+    every study x target, and its 95 % bootstrap interval (the sources of
+    each target drawn again with replacement, `draws` times)."""
+    from fgtf.transfer.transferability import METRICS
+
+    groups, names = [], []
+    for label, rows in studies:
+        for target in dict.fromkeys(r["target"] for r in rows):
+            groups.append([r for r in rows if r["target"] == target])
+            names.append(f"{target}{label}")
+    truths = [k for k in ("finetune_top1", "probe_top1") if all(k in r for g in groups for r in g)]
+    rng = np.random.default_rng(seed)
+    resamples = [[rng.integers(0, len(g), len(g)) for g in groups] for _ in range(draws)]
+    result = {}
+    for truth in truths:
+        result[truth] = {}
+        for score, metric in METRICS.items():
+            sign = 1.0 if metric.higher_is_better else -1.0
+            pairs = [(sign * np.array([r["scores"][score] for r in g]), np.array([r[truth] for r in g]))
+                     for g in groups]
+            per_group = [_correlations(x, y) for x, y in pairs]
+            drawn = np.array([np.nanmean([_correlations(x[i], y[i]) for (x, y), i in zip(pairs, draw)], axis=0)
+                              for draw in resamples])
+            mean = np.nanmean(per_group, axis=0)
+            result[truth][score] = {
+                "per_target": {n: {"tau": t, "rho": r} for n, (t, r) in zip(names, per_group)},
+                "tau": float(mean[0]), "rho": float(mean[1]),
+                "tau_interval": np.nanpercentile(drawn[:, 0], [2.5, 97.5]).tolist(),
+                "rho_interval": np.nanpercentile(drawn[:, 1], [2.5, 97.5]).tolist()}
+    return result
+
+
+def _correlations(x, y):
+    """(weighted Kendall tau, Spearman rho) of scores `x` against top-1s `y`;
+    NaN when either is constant (a bootstrap draw of one source)."""
+    from scipy.stats import spearmanr, weightedtau
+
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan, np.nan
+    return float(weightedtau(x, y).statistic), float(spearmanr(x, y).statistic)
+
+
+def format_agreement(result, what, per_target=True):
+    lines = []
+    for truth, scores in result.items():
+        targets = list(next(iter(scores.values()))["per_target"]) if per_target else []
+        lines.append(f"How each score ranks the sources of a target as {truth} does ({what}): "
+                     + ("weighted Kendall tau per target, then " if per_target else "")
+                     + "the mean weighted Kendall tau and Spearman rho over every target [95 % bootstrap]")
+        lines.append(f"{'score':<20}" + "".join(f"{t[:14]:>15}" for t in targets) + f"{'mean tau':>24}{'mean rho':>24}")
+        for score, entry in sorted(scores.items(), key=lambda item: -item[1]["tau"]):
+            lines.append(f"{score:<20}" + "".join(f"{entry['per_target'][t]['tau']:>15.3f}" for t in targets)
+                         + "".join(f"{entry[k]:>9.3f} [{entry[k + '_interval'][0]:>5.2f}, "
+                                   f"{entry[k + '_interval'][1]:>5.2f}]" for k in ("tau", "rho")))
+    return "\n".join(lines)
 
 
 def format_study(summary, family_of):

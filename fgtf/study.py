@@ -10,7 +10,9 @@ target measure
 - `emd` and `similarity`: the EMD domain similarity of source and target,
   computed on the pretrained features (`fgtf.transfer.domain_similarity`),
 
-all top-1 on the target's validation split.
+all top-1 on the target's validation split; and `transferability`, every
+score of `fgtf.transfer.transferability` for a source and a target, which
+predict those top-1s before any training on the target.
 
     recipe = Recipe()
     source_run = pretrain(convert("data/world/source", recipe), "runs/study/source", recipe)
@@ -144,17 +146,29 @@ def domain_similarity(reference_run, source_dir, target_dir, features_dir, recip
     names). `source_classes`: keep only the source classes of these names (a
     subset of a pool, as `fgtf.convert --class_list` would make it)."""
     from fgtf.transfer import domain_similarity as ds
-    from fgtf.transfer.feature_store import load_features
 
-    extract(reference_run, source_dir, source_name, features_dir, recipe, splits=("train",))
-    extract(reference_run, target_dir, target_name, features_dir, recipe, splits=("train",))
-    source = ds.class_features(*load_features(features_dir, source_name, "train")[:2])
-    if source_classes is not None:
-        keep = _class_indices(source_dir, source_classes)
-        source = (source[0][keep], source[1][keep])
-    target = ds.class_features(*load_features(features_dir, target_name, "train")[:2])
-    distance = ds.emd(*source, *target, min_images=recipe.min_images)
+    xs, ys, xt, yt = _domain_images(reference_run, source_dir, target_dir, features_dir, recipe, source_classes,
+                                    source_name, target_name)
+    distance = ds.emd(*ds.class_features(xs, ys), *ds.class_features(xt, yt), min_images=recipe.min_images)
     return {"emd": distance, "similarity": float(ds.similarity(distance, recipe.gamma))}
+
+
+def transferability(source_run, target_dir, out_dir, recipe, reference_run, source_dir, features_dir,
+                    source_classes=None, target_name="target"):
+    """Every score of `fgtf.transfer.transferability` for pretraining on
+    `source_run` and transferring to the dataset folder `target_dir`, kept in
+    `<out_dir>/transferability.json`: the scores of one network on the
+    target's training images in `source_run`'s network (its features in
+    `<out_dir>/features`, the classifier's softmax extracted beside them);
+    OTDD and the EMD similarity between the source's training images
+    (`source_dir`, `source_classes` as in `domain_similarity`) and the
+    target's in the features of `reference_run` (in `features_dir`)."""
+    settings = {"source_run": os.path.abspath(source_run), "target_dir": os.path.abspath(target_dir),
+                "reference_run": os.path.abspath(reference_run), "source_dir": os.path.abspath(source_dir),
+                "source_classes": source_classes, "recipe": recipe.as_dict()}
+    return _kept(os.path.join(out_dir, "transferability.json"), settings, lambda: _transferability(
+        source_run, target_dir, out_dir, recipe, reference_run, source_dir, features_dir, source_classes,
+        target_name))
 
 
 def finetune(source_run, shard_dir, folder, recipe, seed=0):
@@ -170,12 +184,13 @@ def finetune(source_run, shard_dir, folder, recipe, seed=0):
     return whole
 
 
-def extract(run_dir, dataset_dir, name, features_dir, recipe, splits=("train", "validation")):
-    """Pooled features of the pretrained run on `dataset_dir` (skipped when stored)."""
+def extract(run_dir, dataset_dir, name, features_dir, recipe, splits=("train", "validation"), outputs=("features",)):
+    """Pooled features of the pretrained run on `dataset_dir` (skipped when
+    stored); with "probabilities" in `outputs`, its classifier's softmax too."""
     from fgtf.extract_features import extract as extract_features
 
     return extract_features(DATASET, dataset_dir, run_dir, splits, out=features_dir, name=name,
-                            image_size=recipe.image_size)
+                            image_size=recipe.image_size, outputs=outputs)
 
 
 def linear_probe(features_dir, name):
@@ -208,6 +223,17 @@ def top1(run_dir, shard_dir):
     return results["top1"]
 
 
+def class_indices(dataset_dir, names):
+    """The labels of the classes `names` in the dataset folder `dataset_dir`."""
+    from fgtf.datasets.splits import read_name_list
+
+    index = {name: i for i, name in enumerate(read_name_list(os.path.join(dataset_dir, "classes.txt")))}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise ValueError(f"{len(unknown)} class names are not in {dataset_dir}/classes.txt (first: {unknown[0]})")
+    return [index[n] for n in names]
+
+
 def _transfer(source_run, target_dir, out_dir, recipe, seed, with_finetune):
     features = os.path.join(out_dir, "features")
     extract(source_run, target_dir, "target", features, recipe)
@@ -219,6 +245,43 @@ def _transfer(source_run, target_dir, out_dir, recipe, seed, with_finetune):
     return result
 
 
+def _transferability(source_run, target_dir, out_dir, recipe, reference_run, source_dir, features_dir,
+                     source_classes, target_name):
+    from fgtf.transfer.feature_store import load_features, load_probabilities
+    from fgtf.transfer.transferability import METRICS
+
+    own = os.path.join(out_dir, "features")
+    extract(source_run, target_dir, "target", own, recipe, splits=("train",), outputs=("features", "probabilities"))
+    features, labels, _ = load_features(own, "target", "train")
+    inputs = {"features": (features, labels), "probabilities": (load_probabilities(own, "target", "train"), labels),
+              "source_target": _domain_images(reference_run, source_dir, target_dir, features_dir, recipe,
+                                              source_classes, "source", target_name)}
+    options = {"emd_similarity": {"min_images": recipe.min_images, "gamma": recipe.gamma}}
+    return {name: float(metric.function(*inputs[metric.inputs], **options.get(name, {})))
+            for name, metric in METRICS.items()}
+
+
+def _domain_images(reference_run, source_dir, target_dir, features_dir, recipe, source_classes, source_name,
+                   target_name):
+    """(source features, labels, target features, labels) of the training
+    images of two dataset folders in the features of `reference_run`; the
+    source only its classes `source_classes` (all when None), numbered in
+    their order there."""
+    import numpy as np
+
+    from fgtf.transfer.feature_store import load_features
+
+    extract(reference_run, source_dir, source_name, features_dir, recipe, splits=("train",))
+    extract(reference_run, target_dir, target_name, features_dir, recipe, splits=("train",))
+    xs, ys, _ = load_features(features_dir, source_name, "train")
+    if source_classes is not None:
+        kept = np.full(int(ys.max()) + 1, -1)
+        kept[class_indices(source_dir, source_classes)] = np.arange(len(source_classes))
+        rows = kept[ys] >= 0
+        xs, ys = xs[rows], kept[ys[rows]]
+    return (xs, ys, *load_features(features_dir, target_name, "train")[:2])
+
+
 def _kept(path, settings, compute):
     """`compute()`'s result, kept in `path` with the settings that produced it."""
     done = _read_json(path)
@@ -227,16 +290,6 @@ def _kept(path, settings, compute):
     result = compute()
     write_json(path, {"settings": settings, "result": result})
     return result
-
-
-def _class_indices(dataset_dir, names):
-    from fgtf.datasets.splits import read_name_list
-
-    index = {name: i for i, name in enumerate(read_name_list(os.path.join(dataset_dir, "classes.txt")))}
-    unknown = [n for n in names if n not in index]
-    if unknown:
-        raise ValueError(f"{len(unknown)} class names are not in {dataset_dir}/classes.txt (first: {unknown[0]})")
-    return [index[n] for n in names]
 
 
 def _train(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
