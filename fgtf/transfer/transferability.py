@@ -106,10 +106,9 @@ def nce(probabilities, labels):
     probabilities, labels, classes = _probabilities_and_labels(probabilities, labels)
     from scipy.special import entr
 
-    predicted = probabilities.argmax(axis=1)
-    joint = np.zeros((classes, probabilities.shape[1]))
-    np.add.at(joint, (labels, predicted), 1.0)
-    joint /= len(labels)
+    sources = probabilities.shape[1]
+    pairs = labels * sources + probabilities.argmax(axis=1)
+    joint = np.bincount(pairs, minlength=classes * sources).reshape(classes, sources) / len(labels)
     marginal = joint.sum(axis=0)
     used = marginal > 0
     conditional = joint[:, used] / marginal[used]
@@ -359,14 +358,18 @@ METRICS = {
 def _features_and_labels(features, labels, features_name="features", labels_name="labels"):
     """(features float64 (N, D), labels int64 (N,), class count), or a
     TransferabilityInputError naming what is wrong."""
-    features = np.asarray(features)
-    labels = np.asarray(labels)
-    if features.ndim != 2 or features.shape[1] == 0 or features.dtype.kind not in "iuf":
-        raise TransferabilityInputError(f"{features_name} must be a 2-d array of numbers (images, dimensions), "
-                                        f"got {features.dtype} of shape {features.shape}")
+    features = _matrix(features, features_name)
     if not np.isfinite(features).all():
         raise TransferabilityInputError(f"{features_name} contain NaN or infinite values")
-    return features.astype(np.float64), *_labels(labels, len(features), labels_name)
+    return features.astype(np.float64), *_labels(np.asarray(labels), len(features), labels_name)
+
+
+def _matrix(array, name):
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[1] == 0 or array.dtype.kind not in "iuf":
+        raise TransferabilityInputError(f"{name} must be a 2-d array of numbers (images, dimensions), got "
+                                        f"{array.dtype} of shape {array.shape}")
+    return array
 
 
 def _labels(labels, rows, name="labels"):
@@ -393,13 +396,17 @@ def _labels(labels, rows, name="labels"):
 
 
 def _probabilities_and_labels(probabilities, labels):
-    """(probabilities float64 (N, Z), labels, class count); rows must be
-    distributions (non-negative, summing to 1 within 1e-3)."""
-    probabilities, labels, classes = _features_and_labels(probabilities, labels, "probabilities")
+    """(probabilities (N, Z) as given, labels, class count); rows must be
+    distributions (non-negative, summing to 1 within 1e-3). Two passes over
+    the matrix: NaN and infinity show in the row sums."""
+    probabilities = _matrix(probabilities, "probabilities")
+    labels, classes = _labels(np.asarray(labels), len(probabilities))
+    sums = probabilities.sum(axis=1)  # float32 sums are good to 1e-5, inside the 1e-3 asked
+    if not np.isfinite(sums).all():
+        raise TransferabilityInputError("probabilities contain NaN or infinite values")
     if probabilities.min() < 0:
         raise TransferabilityInputError(f"probabilities must be non-negative, found {probabilities.min():.4g}: "
                                         f"pass the source classifier's softmax, not its logits")
-    sums = probabilities.sum(axis=1)
     worst = int(np.argmax(np.abs(sums - 1)))
     if abs(sums[worst] - 1) > 1e-3:
         raise TransferabilityInputError(f"each row of probabilities must sum to 1, but row {worst} sums to "
