@@ -71,7 +71,8 @@ def test_run_folder_gives_model_and_size_and_the_record_says_so(world, tmp_path,
     record = json.loads((out / "extract_features.json").read_text())
     assert record["network"] == {"kind": "run", "weights": os.path.abspath(runs.latest_checkpoint(world["run"])),
                                  "model": "tiny_net", "head": "none", "image_size": 32, "ema": False}
-    sums = {split: {kind: sha256_file(path) for kind, path in feature_files(out, "synthetic", split).items()}
+    sums = {split: {kind: sha256_file(path) for kind, path in feature_files(out, "synthetic", split).items()
+                    if kind != "probability"}
             for split in ("train", "validation")}
     assert record["features"]["synthetic"]["splits"] == {"train": {"images": 6, "dim": 16, "sha256": sums["train"]},
                                                          "validation": {"images": 3, "dim": 16,
@@ -243,7 +244,9 @@ def test_outputs_probabilities_writes_the_classifiers_softmax_beside_the_feature
     np.testing.assert_allclose(probabilities, expected / expected.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
     assert (out / "synthetic_feature_train.npy").read_bytes() == features
     record = json.loads((out / "extract_features.json").read_text())
-    assert record["features"]["synthetic"]["splits"]["train"] == {"images": 6, "dim": 16, "source_classes": 3}
+    entry = record["features"]["synthetic"]["splits"]["train"]
+    assert {k: v for k, v in entry.items() if k != "sha256"} == {"images": 6, "dim": 16, "source_classes": 3}
+    assert entry["sha256"]["probability"] == sha256_file(out / "synthetic_probability_train.npy")
     _extract(world, out, "--splits", "train", "--outputs", "probabilities,features")
     assert "already extracted with these settings" in capsys.readouterr().out
     _extract(world, out, "--splits", "train", "--overwrite")  # features alone: the probabilities would be stale
