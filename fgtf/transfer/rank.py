@@ -25,10 +25,12 @@ import os
 
 import numpy as np
 
+from fgtf.transfer.transferability import METRICS, TransferabilityInputError
 from tfrecord_tools.cli import UserError, cli_main, positive_float, positive_int, split_name
 
-TARGET_METRICS = ("logme", "leep", "nce", "nleep", "hscore", "regularized_hscore", "transrate", "gbc", "sfda")
-SOURCE_METRICS = ("otdd", "emd_similarity")
+# the scores of one network on the target, and those comparing a source dataset with it
+TARGET_METRICS = tuple(name for name, metric in METRICS.items() if metric.inputs != "source_target")
+SOURCE_METRICS = tuple(name for name, metric in METRICS.items() if metric.inputs == "source_target")
 
 
 @cli_main
@@ -96,7 +98,7 @@ def rank_backbones(folders, target, metrics=None, *, split="train"):
         raise UserError(f"{', '.join(wrong)} compare a source dataset with the target: pass --sources (and one "
                         f"--features folder holding both)")
     notes = []
-    reading = [m for m in chosen if _metric(m).inputs == "probabilities"]
+    reading = [m for m in chosen if METRICS[m].inputs == "probabilities"]
     lacking = [f for f in folders if not has_probabilities(f, target, split)]
     if reading and lacking:
         if metrics:
@@ -147,7 +149,7 @@ def format_table(table):
     lines = [f"{'metric':<20}" + "".join(f"{n:>{width}}" for n in names)]
     for metric in table["metrics"]:
         cells = [f"{_short(s)} ({r})" for s, r in zip(table["scores"][metric], table["ranks"][metric])]
-        arrow = "" if _metric(metric).higher_is_better else " (lower)"
+        arrow = "" if METRICS[metric].higher_is_better else " (lower)"
         lines.append(f"{metric + arrow:<20}" + "".join(f"{c:>{width}}" for c in cells))
     settings = table.get("settings", {})
     lines.append(f"(rank 1 = predicted to transfer best; {settings.get('target')} {settings.get('split')} split)")
@@ -170,7 +172,7 @@ def write_table(table, out):
     rows.writerow(["metric", "candidate", "score", "rank", "higher_is_better"])
     for metric in table["metrics"]:
         for name, score, rank in zip(table["candidates"], table["scores"][metric], table["ranks"][metric]):
-            rows.writerow([metric, name, repr(score), rank, _metric(metric).higher_is_better])
+            rows.writerow([metric, name, repr(score), rank, METRICS[metric].higher_is_better])
     write_text(base + ".csv", text.getvalue())
     write_json(base + ".json", table)
     ranking_png(np.array([table["scores"][m] for m in table["metrics"]]),
@@ -181,25 +183,17 @@ def write_table(table, out):
 def _ranked(names, scores, notes):
     ranks = {}
     for metric, values in scores.items():
-        order = np.asarray(values) * (1 if _metric(metric).higher_is_better else -1)
+        order = np.asarray(values) * (1 if METRICS[metric].higher_is_better else -1)
         ranks[metric] = (1 + np.argsort(np.argsort(-order, kind="stable"), kind="stable")).tolist()
     return {"candidates": names, "metrics": list(scores), "scores": scores, "ranks": ranks, "notes": notes,
-            "higher_is_better": {m: _metric(m).higher_is_better for m in scores}}
+            "higher_is_better": {m: METRICS[m].higher_is_better for m in scores}}
 
 
 def _score(metric, candidate, *arrays, **options):
-    from fgtf.transfer.transferability import TransferabilityInputError
-
     try:
-        return float(_metric(metric).function(*arrays, **options))
+        return float(METRICS[metric].function(*arrays, **options))
     except TransferabilityInputError as error:
         raise UserError(f"{metric} of {candidate}: {error}") from None
-
-
-def _metric(name):
-    from fgtf.transfer.transferability import METRICS
-
-    return METRICS[name]
 
 
 def _candidate_names(folders):
