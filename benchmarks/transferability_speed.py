@@ -57,7 +57,8 @@ def main():
     data = make_candidate(args.images, args.dim, args.classes, args.source_classes)
     print(f"one candidate: {args.images} images, {args.dim}-d float32 features, {args.classes} classes, "
           f"a {args.source_classes}-class source classifier; OTDD against a source set of the same size")
-    print("seconds of wall clock and of CPU (this process, all threads); speed-up = original / fgtf")
+    print("seconds of wall clock and of CPU (this process, all threads; under a second: the median of 21 runs); "
+          "speed-up = original / fgtf")
     print(f"{'score':<20} {'fgtf wall':>10} {'cpu':>8} {'original wall':>14} {'cpu':>8} {'speed-up wall':>14} "
           f"{'cpu':>7} {'rel. difference':>16}")
     total = np.zeros(2)
@@ -65,6 +66,9 @@ def main():
         inputs = data[tr.METRICS[metric].inputs]
         ours, ours_time = timed(tr.METRICS[metric].function, *inputs)
         theirs, their_time = timed(ORIGINALS[metric], *inputs)
+        if max(ours_time[0], their_time[0]) < 1.0:  # milliseconds: the median of many runs, not one
+            ours_time, their_time = (np.median([timed(function, *inputs)[1] for _ in range(21)], axis=0)
+                                     for function in (tr.METRICS[metric].function, ORIGINALS[metric]))
         total += ours_time
         print(f"{metric:<20} {ours_time[0]:>10.2f} {ours_time[1]:>8.2f} {their_time[0]:>14.2f} {their_time[1]:>8.2f} "
               f"{their_time[0] / ours_time[0]:>13.2f}x {their_time[1] / ours_time[1]:>6.2f}x "
