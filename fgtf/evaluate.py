@@ -96,6 +96,7 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
 
     from fgtf import runs
     from fgtf.checkpoints import checkpoint_kind, describe, load_network
+    from fgtf.datasets.lists import shard_class_names
     from fgtf.extract_features import checkpoint_stem
     from fgtf.bad_records import bad_record_message
     from fgtf.input_pipeline import shard_folder, split_labels
@@ -126,7 +127,8 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
         raise UserError(message) from None
     results = classification_metrics(logits, labels, num_classes)
     step = runs.checkpoint_step(prefix) if kind == "run" else 0
-    class_names = _class_names(dataset_dir, shard_dir, num_classes)
+    class_names = shard_class_names(shard_dir, num_classes) or (
+        runs.load_class_names(_run_dir(checkpoint), num_classes) if kind == "run" else None)
     results.update({"checkpoint": prefix, "kind": kind, "step": step, "ema_weights": used["ema"],
                     "split": split, "num_images": int(len(labels)), "image_size": image_size,
                     "num_classes": num_classes, "model_name": used["model"], "dataset_dir": shard_dir,
@@ -218,18 +220,6 @@ def _write_results(eval_dir, results, step):
 
 def _csv_field(text):
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\n') else text
-
-
-def _class_names(dataset_dir, shard_dir, num_classes):
-    """The dataset's class names (classes.txt beside the shards or in the
-    dataset folder) when they match the run's class count, else None."""
-    for folder in (shard_dir, dataset_dir, os.path.dirname(os.path.abspath(shard_dir))):
-        path = os.path.join(folder, "classes.txt")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                names = [line.rstrip("\r\n") for line in handle if line.strip()]
-            return names if len(names) == num_classes else None
-    return None
 
 
 def _run_dir(path):

@@ -58,8 +58,8 @@ def main(argv=None):
                                                       "classifier, else features)")
     p.add_argument("--calibration_dir", help="dataset or TFRecord folder whose images (train split, else "
                                              f"validation; {CALIBRATION_IMAGES} of them) calibrate litert_int8")
-    p.add_argument("--labels", help="class names in label order, one per line (default: the dataset's classes.txt "
-                                    "beside --calibration_dir's shards when it has one, else class numbers)")
+    p.add_argument("--labels", help="class names in label order, one per line (default: a run's classes.txt, else "
+                                    "the one beside --calibration_dir's shards, else class numbers)")
     p.add_argument("--out", required=True, help="output folder; must not exist or be empty")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines are noise to a user
@@ -90,7 +90,7 @@ def _export(checkpoint, out, format, model, num_classes, image_size, outputs, ca
     network, card = export_model(checkpoint, model=model, num_classes=num_classes, image_size=image_size,
                                  outputs=outputs)
     size = card["input"]["shape"][1]
-    class_names = _class_names(labels, card["outputs"].get("logits"), calibration_dir)
+    class_names = _class_names(labels, card["outputs"].get("logits"), checkpoint, calibration_dir)
     calibration = None
     if format == "litert_int8":
         calibration = (_checked_calibration(calibration_data, size) if calibration_data is not None
@@ -325,21 +325,26 @@ def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
         _calibration_source(calibration_dir)
 
 
-def _class_names(labels, classes, calibration_dir=None):
-    """Class names in label order: `labels`' lines, else the classes.txt that
+def _class_names(labels, classes, checkpoint, calibration_dir=None):
+    """Class names in label order: `labels`' lines, else the classes.txt of
+    the run `checkpoint` (fgtf.train's, from its data), else the one that
     fgtf.convert wrote beside the calibration shards, else the class numbers."""
+    from fgtf import runs
+    from fgtf.datasets.lists import shard_class_names
+    from fgtf.datasets.splits import read_name_list
+
     if classes is None:
         return None
-    if labels is None and calibration_dir:
-        listed = os.path.join(_calibration_source(calibration_dir)[0], "classes.txt")
-        labels = listed if os.path.isfile(listed) else None
-    if labels is None:
-        return [str(i) for i in range(classes)]
-    with open(labels, encoding="utf-8") as handle:
-        names = [line.strip() for line in handle if line.strip()]
-    if len(names) != classes:
-        raise UserError(f"{labels} names {len(names)} classes, the classifier has {classes}")
-    return names
+    if labels is not None:
+        names = read_name_list(labels)
+        if len(names) != classes:
+            raise UserError(f"{labels} names {len(names)} classes, the classifier has {classes}")
+        return names
+    run_dir = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
+    names = runs.load_class_names(run_dir, classes) if os.path.isfile(os.path.join(run_dir, runs.RUN_CONFIG)) else None
+    if names is None and calibration_dir:
+        names = shard_class_names(_calibration_source(calibration_dir)[0], classes)
+    return names or [str(i) for i in range(classes)]
 
 
 def _run_figures(checkpoint):

@@ -8,6 +8,7 @@ checkpoint by `fgtf.models.weights.load_run_network`.
     <model_dir>/ckpt-<n>.index/.data the tf.train.Checkpoint of model, optimizer, input position, EMA
     <model_dir>/checkpoint           the latest checkpoint's name
     <model_dir>/train_done.json      written when the run reached its last step
+    <model_dir>/classes.txt          the class names by label, when the training data named them
 """
 import contextlib
 import dataclasses
@@ -21,7 +22,8 @@ from typing import Optional
 import keras
 
 from fgtf._keras_internals import moving_average_pairs
-from fgtf.fileio import write_json
+from fgtf.datasets.lists import CLASSES_FILE, read_class_names
+from fgtf.fileio import write_json, write_text
 from fgtf.models.network import NetworkSpec, backbone_of, build_network  # noqa: F401  (re-exported for run callers)
 from fgtf.models.weights import EMA_KEY, ema_variable_key, restore_for_inference  # noqa: F401  (EMA_KEY: for train)
 from tfrecord_tools.cli import UserError
@@ -122,6 +124,18 @@ def load_run_config(model_dir):
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise UserError(f"{path} is not valid JSON ({error}); it was altered or damaged") from None
     return RunConfig.from_dict(data, source=path)
+
+
+def save_class_names(model_dir, class_names):
+    """Write the class names of the run in `model_dir` (one per line, label order)."""
+    write_text(os.path.join(model_dir, CLASSES_FILE), "".join(f"{name}\n" for name in class_names))
+
+
+def load_class_names(model_dir, num_classes):
+    """The class names the run in `model_dir` recorded when they are
+    `num_classes`, else None (runs of older fgtf versions record none)."""
+    names = read_class_names(model_dir)
+    return names if names is not None and len(names) == num_classes else None
 
 
 def ema_map(optimizer):
