@@ -1,6 +1,7 @@
 """The `fgtf` console script: `fgtf <command> ...` runs `python -m <module> ...`.
 
     fgtf --help                 every command with its purpose
+    fgtf --version
     fgtf extract_features --help
 
 Commands are named as their modules; the former hyphenated names stay
@@ -49,12 +50,16 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        import fgtf
+
+        print(f"fgtf {fgtf.__version__}")
+        sys.exit(0)
     command, rest = ALIASES.get(argv[0], argv[0]), argv[1:]
     if command not in COMMANDS:
         print(f"fgtf: error: unknown command {argv[0]!r}\n{usage()}", file=sys.stderr)
         sys.exit(2)
     module_name = COMMANDS[command][0]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines are noise to a user
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -73,12 +78,14 @@ def main(argv=None):
 
 def usage():
     """The `fgtf --help` text: each command with its purpose."""
+    from tfrecord_tools.cli import VERBOSE_HELP
+
     width = max(map(len, COMMANDS)) + 2
     lines = ["usage: fgtf <command> [options]   (fgtf <command> --help for its options;",
-             "       the same as python -m <module> [options])", "", "commands:"]
+             "       the same as python -m <module> [options])", "       fgtf --version", "", "commands:"]
     lines += [f"  {name:<{width}}{purpose}" for name, (_, purpose) in COMMANDS.items()]
     former = ", ".join(f"{old} ({new})" for old, new in ALIASES.items())
-    lines += [""] + textwrap.wrap(f"former names still accepted: {former}", 100)
+    lines += [""] + textwrap.wrap(VERBOSE_HELP, 100) + textwrap.wrap(f"former names still accepted: {former}", 100)
     return "\n".join(lines)
 
 

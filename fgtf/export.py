@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 
+import fgtf
 from tfrecord_tools.atomic import atomic_dir, is_temporary_of
 from tfrecord_tools.cli import UserError, cli_main, positive_int
 from tfrecord_tools.folder_lock import hold_folder
@@ -62,7 +63,6 @@ def main(argv=None):
                                     "the one beside --calibration_dir's shards, else class numbers)")
     p.add_argument("--out", required=True, help="output folder; must not exist or be empty")
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines are noise to a user
     export(args.checkpoint, args.out, format=args.format, model=args.model, num_classes=args.num_classes,
            image_size=args.image_size, outputs=args.outputs, calibration_dir=args.calibration_dir,
            labels=args.labels)
@@ -145,7 +145,7 @@ def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, o
     exported = keras.Model(images, graph(scaled), name=f"{name}_export")
     order = ["features", "logits"] if outputs == "both" else [outputs]
     sizes = [int(t.shape[-1]) for t in exported.outputs]
-    card = {"network": name, "checkpoint": weights, "fgtf_version": _fgtf_version(),
+    card = {"network": name, "checkpoint": weights, "fgtf_version": fgtf.__version__,
             "input": {"name": "images", "shape": [None, image_size, image_size, 3], "dtype": "float32",
                       "range": [0.0, 1.0], "color": "RGB"},
             "preprocessing": "inside the model: x * 2 - 1; resize or central-crop to the input size before "
@@ -379,43 +379,23 @@ def _sha256(checkpoint):
     return digest.hexdigest()
 
 
-def _fgtf_version():
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fgtf")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 @contextlib.contextmanager
 def _quiet():
     """tf2onnx and the TFLite converter log every step (Python logging, warnings
     and C++ lines on file descriptor 2): keep the console to fgtf's one line,
     and replay their output when the conversion fails."""
     import logging
-    import sys
-    import tempfile
     import warnings
 
+    from tfrecord_tools.quiet import captured_stderr
+
     root, previous = logging.getLogger(), logging.getLogger().level
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log, warnings.catch_warnings():
+    with captured_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # tf2onnx on NumPy 2
         root.setLevel(logging.ERROR)
-        os.dup2(log.fileno(), 2)
         try:
             yield
-        except BaseException:
-            sys.stderr.flush()
-            log.seek(0)
-            os.write(saved, log.read())
-            raise
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
             root.setLevel(previous)
 
 
