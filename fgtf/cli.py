@@ -10,9 +10,10 @@ accepted. Nothing here imports TensorFlow, so `fgtf --help` is instant.
 import argparse
 import contextlib
 import importlib
-import os
 import sys
 import textwrap
+
+from tfrecord_tools.cli import VERBOSE_HELP, HelpFormatter, UserError
 
 # command -> (module whose `main(argv)` implements it, one-line purpose). The
 # purposes are written here, not read from the modules, so listing them
@@ -78,8 +79,6 @@ def main(argv=None):
 
 def usage():
     """The `fgtf --help` text: each command with its purpose."""
-    from tfrecord_tools.cli import VERBOSE_HELP
-
     width = max(map(len, COMMANDS)) + 2
     lines = ["usage: fgtf <command> [options]   (fgtf <command> --help for its options;",
              "       the same as python -m <module> [options])", "       fgtf --version", "", "commands:"]
@@ -111,25 +110,15 @@ def program_name(module_name, name):
         argparse.ArgumentParser.__init__ = original
 
 
-class DocHelpFormatter(argparse.RawDescriptionHelpFormatter):
+class DocHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
     """`--help` with the module docstring as written (its examples keep their
-    lines) and every flag's default, except flags whose default is None
-    (their help says what happens when they are left out)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if action.default in (None, argparse.SUPPRESS) or "%(default)" in text or not action.option_strings:
-            return text
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            return text
-        return text + " (default: %(default)s)"
+    lines) and each flag's default once, as `tfrecord_tools.cli.HelpFormatter`."""
 
 
 def model_name(text):
     """argparse type of `--model`: a name the registry knows, plugins
     included (see `fgtf.models`); anything else is refused where it is parsed."""
     from fgtf.models import list_models
-    from tfrecord_tools.cli import UserError
 
     try:
         known = list_models()

@@ -25,12 +25,13 @@ from tfrecord_tools.cli import UserError, cli_main
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import model_name
+    from fgtf.cli import DocHelpFormatter, model_name
     from tfrecord_tools.cli import positive_float, positive_int
 
     p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
-                                formatter_class=_HelpFormatter)
+                                formatter_class=DocHelpFormatter)
     p.add_argument("--checkpoint", "--checkpoint_path", "--model_dir", dest="checkpoint_path", required=True,
+                   metavar="PATH",
                    help="weights: fgtf run folder (or one checkpoint prefix of it), TF-Slim .ckpt prefix, "
                         ".weights.h5, or a SavedModel classifier (python -m fgtf.export's, with logits; a SavedModel "
                         "is a program that runs in this process: only one you trust)")
@@ -39,11 +40,11 @@ def main(argv=None):
                         "own network otherwise)")
     p.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards, or the dataset folder whose tfrecords/ subfolder holds them")
-    p.add_argument("--out", "--eval_dir", dest="eval_dir",
+    p.add_argument("--out", "--eval_dir", dest="eval_dir", metavar="DIR",
                    help="where results go (default: <run folder>/eval, else eval/<checkpoint stem>)")
     p.add_argument("--split", default="validation", type=_split, help="split to evaluate: validation (or val), train")
     p.add_argument("--batch_size", type=positive_int, default=50, help="images per evaluation batch")
-    p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int,
+    p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int, metavar="N",
                    help="image side in pixels (default: the run's training size, a SavedModel's model card's, else "
                         "the network's default)")
     p.add_argument("--eval_interval_secs", type=float, default=0,
@@ -66,9 +67,6 @@ def main(argv=None):
     else:
         evaluate_checkpoint(args.checkpoint_path, args.dataset_dir, **options)
 
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every flag's default."""
 
 
 def _split(text):

@@ -14,10 +14,10 @@ checkpoints the model, the optimizer (with its weight EMA) and the step every
 `--save_interval_secs`. The input stream is deterministic for `--seed`, so a
 run killed at any moment and started again with the same command resumes at
 the same step, optimizer state and data position (finished passes over the
-data are skipped without reading them, see `fgtf.input_pipeline.make_dataset`),
-and a finished run is not trained again. One process trains in a run folder
-at a time (a second is turned away naming the first); a latest checkpoint
-cut short by a crash or a full disk is removed and the one before it resumed.
+data are skipped without reading them), and a finished run is not trained
+again. One process trains in a run folder at a time (a second is turned
+away naming the first); a latest checkpoint cut short by a crash or a full
+disk is removed and the one before it resumed.
 """
 import argparse
 import dataclasses
@@ -144,27 +144,28 @@ def percent(text):
 
 
 def build_parser():
+    from fgtf.cli import DocHelpFormatter
     from fgtf.distribute import STRATEGIES
     from fgtf.models.heads import HEAD_CHOICES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
-                                formatter_class=_HelpFormatter)
+                                formatter_class=DocHelpFormatter)
     g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", "--dataset_name", dest="dataset_name",
+    g.add_argument("--dataset", "--dataset_name", dest="dataset_name", metavar="NAME",
                    help="dataset registry name, for its class count and CLE's loss weights (default: folder, "
                         "a dataset of your own: classes counted from the data)")
     g.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards (fgtf.convert's or the original tool's), or the dataset "
                         "folder whose tfrecords/ subfolder holds them")
-    g.add_argument("--model", "--model_name", dest="model_name",
+    g.add_argument("--model", "--model_name", dest="model_name", metavar="NAME",
                    help="backbone (fgtf.models.list_models(); default: the network of the run being resumed, of a "
                         "--checkpoint run or fgtf .weights.h5, else inception_v3)")
     g.add_argument("--num_classes", type=positive_int,
                    help="class count (default: the registry's, else the data's labels)")
-    g.add_argument("--run_dir", "--train_dir", "--model_dir", dest="train_dir", required=True,
+    g.add_argument("--run_dir", "--train_dir", "--model_dir", dest="train_dir", required=True, metavar="DIR",
                    help="run folder for checkpoints, summaries and run_config.json; resumes when it is a run "
                         "with the same settings")
-    g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int,
+    g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int, metavar="N",
                    help="training image side in pixels (default: the run being resumed's, or a --checkpoint run's, "
                         "else 299)")
     g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
@@ -180,7 +181,7 @@ def build_parser():
     g.add_argument("--skip_bad_records", action="store_true",
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
     g = p.add_argument_group("initialisation and fine-tuning")
-    g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint_path",
+    g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint_path", metavar="PATH",
                    help="weights to start a new run from: TF-Slim checkpoint, Keras .weights.h5, or a previous "
                         "fgtf run folder (its model weights only: fresh optimizer, step 0; its network and image "
                         "size unless given); a SavedModel is refused (an opaque graph)")
@@ -235,9 +236,6 @@ def build_parser():
                       if field.default is not dataclasses.MISSING})
     return p
 
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every flag's default."""
 
 
 def train(settings):

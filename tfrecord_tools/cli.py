@@ -146,14 +146,17 @@ def program_name(main):
     return f"python -m {module.removesuffix('.__main__')}"
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every flag's help ends with its default, except flags without one (None),
-    whose help says what happens when they are left out."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, once: except flags without
+    one (None), on-off switches, and flags whose help already says it
+    (`(default: ...)`), whose help says what happens when they are left out."""
 
     def _get_help_string(self, action):
-        if action.default is None:
-            return action.help
-        return super()._get_help_string(action)
+        text = action.help or ""
+        if (action.default in (None, argparse.SUPPRESS) or not action.option_strings or "(default" in text
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
+            return text
+        return text + " (default: %(default)s)"
 
 
 # --- argparse types: a bad value is refused by argparse itself (one line, exit 2)
