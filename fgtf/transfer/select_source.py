@@ -221,7 +221,8 @@ def _check_count(num_classes, eligible, min_images):
         raise UserError(f"the number of classes to select must be a positive integer, got {num_classes!r}")
     if num_classes > eligible:
         raise UserError(f"cannot select {num_classes} source classes: only {eligible} have at least "
-                        f"min_images={min_images} images")
+                        f"min_images={min_images} images; lower --num_classes" + (" or --min_images" if min_images > 1
+                                                                                  else ""))
 
 
 def _source_class_names(labels, paths, source_dir, source_dataset, split):
