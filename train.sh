@@ -15,11 +15,13 @@
 #   a CPU (`make demo` runs the whole transfer study through fgtf.demo);
 # * from scratch (no CHECKPOINT_PATH), the demo's recipe, which learns there
 #   (benchmarks/train_sh_defaults.py): TRAIN_IMAGE_SIZE 64, OPTIMIZER adam,
-#   LR 0.001, MIN_CROP_AREA 0.5 (random crops keep at least half the image,
-#   so small parts stay in view on small images);
-# * fine-tuning a CHECKPOINT_PATH, the original scripts' recipe: those four
+#   LR 0.001, OPT_EPSILON 1e-7 (Adam's own; slim's 1.0 suits RMSProp and
+#   keeps Adam's steps too small to learn), MIN_CROP_AREA 0.5 (random crops
+#   keep at least half the image, so small parts stay in view on small images);
+# * fine-tuning a CHECKPOINT_PATH, the original scripts' recipe: those five
 #   left empty, i.e. fgtf.train's own defaults (the checkpoint run's image
-#   size, else 299; rmsprop at 0.01; slim's crops down to 5 % of the image);
+#   size, else 299; rmsprop at 0.01, epsilon 1.0; slim's crops down to 5 % of
+#   the image);
 # * BATCH_NORM_DECAY: 0.9 for runs of at most 1000 steps, as fgtf.train advises
 #   for runs of a few hundred steps; for longer runs the network's own (0.9997
 #   Inception, 0.997 ResNet). Set it to override either;
@@ -46,12 +48,13 @@ SAM_TARGET=${SAM_TARGET:-cam}  # cam or gradcam
 SAM_BILINEAR=${SAM_BILINEAR:-single}
 # from scratch: the demo's recipe; fine-tuning a checkpoint: fgtf.train's (the original scripts')
 if [ -z "${CHECKPOINT_PATH}" ]; then
-  RECIPE_IMAGE_SIZE=64 RECIPE_OPTIMIZER=adam RECIPE_LR=0.001 RECIPE_MIN_CROP_AREA=0.5
+  RECIPE_IMAGE_SIZE=64 RECIPE_OPTIMIZER=adam RECIPE_LR=0.001 RECIPE_OPT_EPSILON=1e-7 RECIPE_MIN_CROP_AREA=0.5
 else
-  RECIPE_IMAGE_SIZE= RECIPE_OPTIMIZER= RECIPE_LR= RECIPE_MIN_CROP_AREA=
+  RECIPE_IMAGE_SIZE= RECIPE_OPTIMIZER= RECIPE_LR= RECIPE_OPT_EPSILON= RECIPE_MIN_CROP_AREA=
 fi
 OPTIMIZER=${OPTIMIZER-${RECIPE_OPTIMIZER}}
 LR=${LR-${RECIPE_LR}}
+OPT_EPSILON=${OPT_EPSILON-${RECIPE_OPT_EPSILON}}
 END_LR=${END_LR:-}
 LR_DECAY=${LR_DECAY:-}
 EPOCHS_PER_DECAY=${EPOCHS_PER_DECAY:-}
@@ -89,6 +92,7 @@ optional "${CHECKPOINT_EXCLUDE_SCOPES}" checkpoint_exclude_scopes
 optional "${TRAINABLE_SCOPES}" trainable_scopes
 optional "${OPTIMIZER}" optimizer
 optional "${LR}" learning_rate
+optional "${OPT_EPSILON}" opt_epsilon
 optional "${END_LR}" end_learning_rate
 optional "${LR_DECAY}" learning_rate_decay_factor
 optional "${EPOCHS_PER_DECAY}" num_epochs_per_decay

@@ -108,7 +108,7 @@ def test_console_script_is_installed():
 @pytest.mark.parametrize("script, flags", [
     ("train.sh", ["--dataset=synthetic", "--dataset_dir=mine/data", "--run_dir=mine/run", "--model=small_cnn",
                   "--image_size=64", "--max_number_of_steps=300", "--batch_norm_decay=0.9", "--batch_size=32",
-                  "--optimizer=adam", "--learning_rate=0.001", "--min_crop_area=0.5"]),
+                  "--optimizer=adam", "--learning_rate=0.001", "--opt_epsilon=1e-7", "--min_crop_area=0.5"]),
     ("eval.sh", ["--checkpoint=mine/run", "--dataset_dir=mine/data"]),
 ])
 def test_scripts_pass_caller_relative_paths_and_vocabulary_flags(tmp_path, script, flags):
@@ -140,7 +140,8 @@ def test_train_sh_fine_tunes_a_checkpoint_with_the_original_recipe(tmp_path):
     lines = subprocess.run(["bash", os.path.join(REPO, "train.sh")], env=env, capture_output=True, text=True,
                            timeout=30).stdout.splitlines()
     assert "--checkpoint=checkpoints/x.ckpt" in lines
-    assert not any(a.startswith(("--optimizer", "--learning_rate", "--image_size", "--min_crop_area")) for a in lines)
+    assert not any(a.startswith(("--optimizer", "--learning_rate", "--opt_epsilon", "--image_size", "--min_crop_area"))
+                   for a in lines)
 
 
 def test_train_sh_keeps_the_networks_batch_norm_decay_for_long_runs(tmp_path):
