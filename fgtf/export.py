@@ -359,17 +359,10 @@ def _class_names(labels, classes, checkpoint, calibration_dir=None):
     fgtf.convert wrote beside the calibration shards, else the class numbers."""
     from fgtf import runs
     from fgtf.datasets.lists import shard_class_names
-    from fgtf.datasets.splits import read_name_list
 
     if classes is None:
         return None
-    if labels is not None:
-        names = read_name_list(labels)
-        if len(names) != classes:
-            raise UserError(f"{labels} names {len(names)} classes, the classifier has {classes}")
-        return names
-    run_dir = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
-    names = runs.load_class_names(run_dir, classes) if os.path.isfile(os.path.join(run_dir, runs.RUN_CONFIG)) else None
+    names = runs.class_names_of(checkpoint, classes, labels)
     if names is None and calibration_dir:
         names = shard_class_names(_calibration_source(calibration_dir)[0], classes)
     return names or [str(i) for i in range(classes)]

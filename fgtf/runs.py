@@ -138,6 +138,22 @@ def load_class_names(model_dir, num_classes):
     return names if names is not None and len(names) == num_classes else None
 
 
+def class_names_of(checkpoint, num_classes, labels=None):
+    """The names of the `num_classes` classes of a network loaded from
+    `checkpoint`: the lines of the file `labels` (a UserError when they name
+    another number of classes), else the classes.txt of the run folder that
+    `checkpoint` is or belongs to, else None."""
+    from fgtf.datasets.splits import read_name_list
+
+    if labels is not None:
+        names = read_name_list(labels)
+        if len(names) != num_classes:
+            raise UserError(f"--labels {labels} names {len(names)} classes; the network has {num_classes}")
+        return names
+    folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
+    return load_class_names(folder, num_classes) if os.path.isfile(os.path.join(folder, RUN_CONFIG)) else None
+
+
 def ema_map(optimizer):
     """{key: moving-average variable} for the optimizer's tracked variables
     (empty when the optimizer keeps no EMA). The optimizer must be built."""

@@ -104,14 +104,10 @@ def image_title(path, class_names, predicted):
 def _class_names(labels, checkpoint, used):
     """Class names in label order: `labels`' lines, else a run's classes.txt, else the class numbers."""
     from fgtf import runs
-    from fgtf.datasets.splits import read_name_list
 
     count = used["num_classes"]
-    names = read_name_list(labels) if labels else (
-        runs.load_class_names(_run_folder(checkpoint), count) if used["kind"] == "run" else None)
-    if labels and len(names) != count:
-        raise UserError(f"--labels {labels} names {len(names)} classes; the network has {count}")
-    return names or [str(label) for label in range(count)]
+    return runs.class_names_of(checkpoint, count, labels) or [str(label) for label in range(count)]
+
 
 def load_network(checkpoint, *, model=None, image_size=None, use_ema=True):
     """The network of `checkpoint` (any kind `fgtf.checkpoints.load_network`
@@ -131,13 +127,8 @@ def default_out(checkpoint, kind):
     from fgtf.extract_features import checkpoint_stem
 
     if kind == "run":
-        return os.path.join(_run_folder(checkpoint), "attention")
+        return os.path.join(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint), "attention")
     return os.path.join("attention", checkpoint_stem(checkpoint))
-
-
-def _run_folder(checkpoint):
-    """The run folder of a run folder or of one of its checkpoint prefixes."""
-    return checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
 
 
 def load_images(paths, image_size):
