@@ -1,4 +1,6 @@
 """Every figure fgtf draws, saved as PNG (matplotlib, no display needed)."""
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -64,8 +66,6 @@ def wrapped(text, width, lines=3):
     """`text` in lines of at most `width` characters, broken after a space,
     `-`, `_` or `.` where it can, at most `lines` of them, the last ending in
     an ellipsis when text was left out."""
-    import re
-
     rows = [""]
     for piece in re.findall(r"[^-_. ]*[-_. ]|[^-_. ]+", text):  # each word with the separator after it
         while piece:
@@ -100,14 +100,14 @@ def retrieval_grid_png(query_paths, neighbour_paths, path, query_labels=None, ne
                              squeeze=False, layout="constrained")
     for r in range(rows):
         query_title = "query" if query_labels is None else "query:\n" + wrapped(str(query_labels[r]), _TITLE_WIDTH)
-        _show_image(axes[r, 0], query_paths[r], query_title, "black")
+        _show_image(axes[r, 0], query_paths[r], query_title, "black", fontsize=7)
         for c in range(k):
             colour = "black"
             title = f"#{c + 1}"
             if query_labels is not None and neighbour_labels is not None:
                 title = f"#{c + 1}:\n" + wrapped(str(neighbour_labels[r][c]), _TITLE_WIDTH)
                 colour = "green" if neighbour_labels[r][c] == query_labels[r] else "red"
-            _show_image(axes[r, c + 1], neighbour_paths[r][c], title, colour)
+            _show_image(axes[r, c + 1], neighbour_paths[r][c], title, colour, fontsize=7)
     fig.suptitle("nearest neighbours in feature space")
     _save(fig, path, dpi)
 
@@ -237,7 +237,7 @@ def _distinguishing_decimals(values_by_group, least=2, most=6):
     return most
 
 
-def _show_image(ax, image_path, title, colour, fontsize=7):
+def _show_image(ax, image_path, title, colour, fontsize=8):
     from PIL import Image
 
     with Image.open(image_path) as image:
