@@ -32,7 +32,7 @@ recorded in the manifest's metadata:
                        file's order; applied to the validation split too
 The validation split is never subsampled. The output folder's classes.txt
 lists the class names by label (the label numbers for a dataset that names
-none).
+none; left out when the labels are not 0..K-1, each present).
 """
 import argparse
 import os
@@ -118,7 +118,8 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
                                            strict=strict, max_pixels=max_pixels, metadata=metadata,
                                            progress=progress)
             _refuse_empty_split(output_dir, split)
-        write_text(os.path.join(output_dir, "classes.txt"), "".join(f"{name}\n" for name in class_names))
+        if class_names is not None:
+            write_text(os.path.join(output_dir, "classes.txt"), "".join(f"{name}\n" for name in class_names))
     return Conversion(output_dir, summaries)
 
 

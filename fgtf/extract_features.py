@@ -160,8 +160,8 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
         _write_record(folder, record)
         print(f"{name}/{split}: {features.shape[0]} x {features.shape[1]} features -> {folder}")
         class_names = class_names_by_label(records)
-        if (load_class_names(folder, name) or [])[:len(class_names)] != class_names:  # kept: the same and more
-            save_class_names(folder, name, class_names)
+        if class_names and (load_class_names(folder, name) or [])[:len(class_names)] != class_names:
+            save_class_names(folder, name, class_names)  # (kept when it names these classes and more)
 
 
 def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True):

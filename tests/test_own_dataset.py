@@ -91,6 +91,15 @@ def test_convert_names_every_class_even_of_an_unnamed_dataset(tmp_path, capsys):
     assert (root / "tfrecords" / "classes.txt").read_text() == "0\n1\n"
 
 
+def test_class_names_by_label_name_only_labels_0_to_k():
+    from fgtf.datasets import Record
+
+    named = [Record("a/x.jpg", 1, "Kiwi"), Record("b/y.jpg", 0, None)]
+    assert datasets.class_names_by_label(named) == ["0", "Kiwi"]
+    # a gap (or one label of a billion, which must not become a billion names) gives no list
+    assert datasets.class_names_by_label([Record("a/x.jpg", 0, "Emu"), Record("b/y.jpg", 10**9, None)]) is None
+
+
 def test_convert_needs_a_folder_or_a_dataset_name(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         convert.main(["--num_shards", "1"])

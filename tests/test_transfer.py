@@ -250,7 +250,7 @@ _LINEAR = ["fgtf.transfer.linear", "--features", "{dir}", "--dataset", "src"]
     (_DS + ["--min_images", "-5"], "argument --min_images: must be an integer of at least 1, got -5"),
     (_DS + ["--min_images", "0"], "argument --min_images: must be an integer of at least 1, got 0"),
     (_DS + ["--split", "test"], "unknown split 'test'; choose train or validation (or val)"),
-    (_DS + ["--min_images", "1000"], "no source class has at least min_images=1000 images"),
+    (_DS + ["--min_images", "1000"], "no source class has --min_images 1000 images (the largest has 3); lower --min_images"),
     (_LINEAR + ["--k", "0"], "argument --k: must be an integer of at least 1, got 0"),
     (_LINEAR + ["--k", "99"], "--k 99 is more than the 6 training images"),
     (_LINEAR + ["--C", "-2"], "argument --C: must be a finite number greater than 0, got -2"),

@@ -127,10 +127,14 @@ def class_names_of(records):
 
 
 def class_names_by_label(records):
-    """The names of labels 0..K-1 (K = 1 + the largest label) as the records
-    give them, the label's number for a label they do not name."""
+    """The names of labels 0..K-1 as the records give them (the label's
+    number for a label they do not name) when their labels are 0..K-1, each
+    present; None when labels are missing (classes.txt could not list them)."""
+    labels = {record.label for record in records}
+    if not labels or labels != set(range(len(labels))):
+        return None
     names = class_names_of(records)
-    return [names.get(label, str(label)) for label in range(max(record.label for record in records) + 1)]
+    return [names.get(label, str(label)) for label in range(len(labels))]
 
 
 def read_web_split(dataset_dir, class_names):
