@@ -101,9 +101,10 @@ def save_run_config(model_dir, config):
 
 
 def remove_run_config(model_dir):
-    """Remove the run_config.json of `model_dir` (its first checkpoint failed)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(model_dir, RUN_CONFIG))
+    """Remove the run_config.json (and classes.txt) of `model_dir` (its first checkpoint failed)."""
+    for name in (RUN_CONFIG, CLASSES_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(model_dir, name))
 
 
 def has_checkpoint(model_dir):
