@@ -1,13 +1,15 @@
 # Two entry points for a fresh machine with Python 3.11:
 #   make demo   set up .venv and run the main job on the synthetic default
 #   make test   set up .venv and run the whole test suite
+# and one for the repository's notebooks:
+#   make notebooks   run them on the demo's world and pretrained run and store their outputs
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= data
 
-.PHONY: demo test install
+.PHONY: demo test install notebooks
 
 install: $(STAMP)
 
@@ -25,6 +27,12 @@ $(STAMP): setup.py
 SEED ?= 0
 demo: $(STAMP)
 	$(BIN)/python -m fgtf.demo --seed $(SEED) --data_dir $(DATA)
+
+# notebooks/*.ipynb executed in full on `make demo`'s world and pretrained
+# source run (the demo is made first, or only reloaded when done), written back
+# with their outputs when every cell ran clean (notebooks/execute.py).
+notebooks: demo
+	$(BIN)/python notebooks/execute.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

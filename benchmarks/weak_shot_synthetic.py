@@ -103,6 +103,9 @@ def main():
                         help="images per SimNet base batch (simtrans: 50, too few iterations here)")
     parser.add_argument("--simnet_batch_classes", type=int, default=4,
                         help="at most this many classes per SimNet base batch (simtrans: 20)")
+    parser.add_argument("--simnet_beta", type=float, default=0.0,
+                        help="SimNet's adversarial weight (the figures above: 0, the command's default before it "
+                             "became the method's 0.1)")
     parser.add_argument("--epochs", type=int, default=6, help="weighted-CE epochs of each classifier")
     parser.add_argument("--graph_epochs", type=int, default=4, help="alternating graph / CE epochs after them")
     parser.add_argument("--graph_batch_size", type=int, default=64, help="batch of the graph epochs")
@@ -123,12 +126,15 @@ def main():
     tag = finished_run_tag(args.checkpoint)  # a new pretrained run never reuses old runs
     if (args.simnet_batch_size, args.simnet_batch_classes) != (50, 20):  # not simtrans's defaults
         tag += f"_simnet{args.simnet_batch_size}x{args.simnet_batch_classes}"
+    if args.simnet_beta:
+        tag += f"_beta{args.simnet_beta:g}"
     shared = os.path.join(args.work_dir, f"shared_from{tag}")
     if not os.path.isfile(os.path.join(shared, "weights", "step.json")):  # the shared steps finished
         simtrans(["pretrain", "--dataset_dir", args.dataset_dir, "--run_dir", shared, "--checkpoint",
                   args.checkpoint, "--epochs", str(args.pretrain_epochs)])
         simtrans(["simnet", "--run_dir", shared, "--epochs", str(args.simnet_epochs), "--batch_size",
-                  str(args.simnet_batch_size), "--batch_classes", str(args.simnet_batch_classes)])
+                  str(args.simnet_batch_size), "--batch_classes", str(args.simnet_batch_classes),
+                  "--beta", str(args.simnet_beta)])
         simtrans(["weights", "--run_dir", shared])
     results = {name: [] for name in CONFIGS}
     for seed in seeds:

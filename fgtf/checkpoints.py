@@ -24,6 +24,19 @@ from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for 
     load_run_weights, load_slim_checkpoint, load_weights, save_keras_weights)
 from tfrecord_tools.cli import UserError, cli_main, positive_int
 
+COMMAND_HELP = """Convert weights once to a Keras .weights.h5 that records its network.
+
+    python -m fgtf.checkpoints convert --checkpoint X.ckpt --model inception_v3 --out X.weights.h5
+    python -m fgtf.checkpoints convert --checkpoint runs/cub --out cub.weights.h5
+
+`convert` maps a TF-Slim checkpoint (or the plain network of an fgtf
+training run, its EMA weights when it kept them, or a Keras .weights.h5
+of --model) onto the fgtf network and writes a .weights.h5 that records
+which network and how many classes it holds; it then loads into any build
+of that network (e.g. without its classifier) without name mapping. Every
+command that takes --checkpoint reads the same kinds of weights (TF-Slim
+checkpoint, .weights.h5, fgtf run folder, SavedModel) and prints what it
+loaded."""
 # The backbone a TF-Slim checkpoint or unrecorded weights file is taken for when --model is not given.
 DEFAULT_MODEL = "inception_v3"
 # The side a SavedModel / TF-Hub folder is fed at unless --image_size or its fgtf model card says otherwise.
@@ -220,7 +233,7 @@ def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
 def main(argv=None):
     from fgtf.cli import DocHelpFormatter, model_name
 
-    parser = argparse.ArgumentParser(prog="python -m fgtf.checkpoints", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m fgtf.checkpoints", description=COMMAND_HELP,
                                      formatter_class=DocHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="convert")
     convert = commands.add_parser("convert", formatter_class=DocHelpFormatter,

@@ -1,6 +1,7 @@
 """The `fgtf` console script: `fgtf <command> ...` runs `python -m <module> ...`.
 
     fgtf --help                 every command with its purpose
+    fgtf --version
     fgtf extract_features --help
 
 Commands are named as their modules; the former hyphenated names stay
@@ -9,9 +10,10 @@ accepted. Nothing here imports TensorFlow, so `fgtf --help` is instant.
 import argparse
 import contextlib
 import importlib
-import os
 import sys
 import textwrap
+
+from tfrecord_tools.cli import VERBOSE_HELP, HelpFormatter, UserError
 
 # command -> (module whose `main(argv)` implements it, one-line purpose). The
 # purposes are written here, not read from the modules, so listing them
@@ -50,12 +52,16 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        import fgtf
+
+        print(f"fgtf {fgtf.__version__}")
+        sys.exit(0)
     command, rest = ALIASES.get(argv[0], argv[0]), argv[1:]
     if command not in COMMANDS:
         print(f"fgtf: error: unknown command {argv[0]!r}\n{usage()}", file=sys.stderr)
         sys.exit(2)
     module_name = COMMANDS[command][0]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines are noise to a user
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -76,10 +82,10 @@ def usage():
     """The `fgtf --help` text: each command with its purpose."""
     width = max(map(len, COMMANDS)) + 2
     lines = ["usage: fgtf <command> [options]   (fgtf <command> --help for its options;",
-             "       the same as python -m <module> [options])", "", "commands:"]
+             "       the same as python -m <module> [options])", "       fgtf --version", "", "commands:"]
     lines += [f"  {name:<{width}}{purpose}" for name, (_, purpose) in COMMANDS.items()]
     former = ", ".join(f"{old} ({new})" for old, new in ALIASES.items())
-    lines += [""] + textwrap.wrap(f"former names still accepted: {former}", 100)
+    lines += [""] + textwrap.wrap(VERBOSE_HELP, 100) + textwrap.wrap(f"former names still accepted: {former}", 100)
     return "\n".join(lines)
 
 
@@ -105,25 +111,15 @@ def program_name(module_name, name):
         argparse.ArgumentParser.__init__ = original
 
 
-class DocHelpFormatter(argparse.RawDescriptionHelpFormatter):
+class DocHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
     """`--help` with the module docstring as written (its examples keep their
-    lines) and every flag's default, except flags whose default is None
-    (their help says what happens when they are left out)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if action.default in (None, argparse.SUPPRESS) or "%(default)" in text or not action.option_strings:
-            return text
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            return text
-        return text + " (default: %(default)s)"
+    lines) and each flag's default once, as `tfrecord_tools.cli.HelpFormatter`."""
 
 
 def model_name(text):
     """argparse type of `--model`: a name the registry knows, plugins
     included (see `fgtf.models`); anything else is refused where it is parsed."""
     from fgtf.models import list_models
-    from tfrecord_tools.cli import UserError
 
     try:
         known = list_models()

@@ -4,6 +4,9 @@
     # reads data/cub_200 (seed-style train.txt/val.txt or the official layout),
     # writes data/cub_200/tfrecords/{train,validation}_0000i-of-00010.tfrecord,
     # manifest.json, conversion_report.json and classes.txt
+    python -m fgtf.convert --dataset_dir my_images --num_shards 4
+    # a dataset of your own: my_images/train.txt + val.txt, or my_images/train/<class>/*.jpg
+    # + my_images/val/<class>/*.jpg; writes my_images/tfrecords/
 
 Records carry the original TF1 converter's keys (see `tfrecord_tools.example`),
 `image/filename` (path relative to the dataset folder) and `image/class/text`
@@ -28,7 +31,8 @@ recorded in the manifest's metadata:
                        `fgtf.transfer.select_source`), relabelled 0..K-1 in the
                        file's order; applied to the validation split too
 The validation split is never subsampled. The output folder's classes.txt
-lists the class names by label (when the dataset knows them).
+lists the class names by label (the label numbers for a dataset that names
+none; left out when the labels are not 0..K-1, each present).
 """
 import argparse
 import os
@@ -57,7 +61,8 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
             max_per_class=None, allow_outside_paths=False, max_pixels=DEFAULT_MAX_PIXELS):
     """Convert both splits of `dataset`; returns a `Conversion`.
 
-    `dataset_dir` defaults to `<data_dir>/<dataset>`, `output_dir` to
+    `dataset` None is a dataset of your own (`fgtf.datasets.GENERIC`) in
+    `dataset_dir`. `dataset_dir` defaults to `<data_dir>/<dataset>`, `output_dir` to
     `<dataset_dir>/<default_output_folder(...)>` (`tfrecords`, with suffixes
     for the subsets). `class_list` is the path of a file of class names;
     other arguments as the command-line flags. Raises `UserError` for bad
@@ -65,6 +70,10 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
     was skipped. The output folder is held while it is written (see
     `tfrecord_tools.writer`): a second conversion into it is refused.
     """
+    if dataset is None and dataset_dir is None:
+        raise UserError("give --dataset_dir, the folder of your dataset (train.txt + val.txt, or train/<class>/ "
+                        f"+ val/<class>/ image folders), or --dataset, one of {', '.join(datasets.list_datasets())}")
+    dataset = dataset or datasets.GENERIC
     datasets.get_dataset_info(dataset)
     if num_shards < 1:
         raise UserError(f"--num_shards must be at least 1, got {num_shards}")
@@ -98,7 +107,7 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
                 "arguments": {"dataset": dataset, "num_shards": num_shards, "seed": seed,
                               "label_ratio": label_ratio, "max_per_class": max_per_class,
                               "class_list": class_list}}
-    class_names = _class_names(splits["train"] + splits["validation"])
+    class_names = subsets.class_names_by_label(splits["train"] + splits["validation"])
     if keep is not None:
         metadata["class_names"] = class_names
     summaries = {}
@@ -109,7 +118,7 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
                                            strict=strict, max_pixels=max_pixels, metadata=metadata,
                                            progress=progress)
             _refuse_empty_split(output_dir, split)
-        if class_names:
+        if class_names is not None:
             write_text(os.path.join(output_dir, "classes.txt"), "".join(f"{name}\n" for name in class_names))
     return Conversion(output_dir, summaries)
 
@@ -136,11 +145,14 @@ def main(argv=None):
                     "(<split>_<i>-of-<n>.tfrecord for splits train and validation) with manifest.json, "
                     "conversion_report.json and classes.txt. Rerun the same command to resume an "
                     "interrupted run.")
-    parser.add_argument("--dataset", required=True,
-                        help=f"dataset name (required): {', '.join(datasets.list_datasets())}")
+    parser.add_argument("--dataset",
+                        help=f"dataset name: {', '.join(datasets.list_datasets())} (default: {datasets.GENERIC}, "
+                             f"a dataset of your own in --dataset_dir)")
     parser.add_argument("--num_shards", type=positive_int, required=True, help="shards per split (required)")
     parser.add_argument("--data_dir", default="data", help="folder holding one folder per dataset (default: data)")
-    parser.add_argument("--dataset_dir", help="the dataset's raw folder (default: <data_dir>/<dataset>)")
+    parser.add_argument("--dataset_dir", help="the dataset's raw folder: its split lists train.txt and val.txt, its "
+                                              "official release layout, or image folders train/<class>/ and "
+                                              "val/<class>/ (default: <data_dir>/<dataset>)")
     parser.add_argument("--out", "--output_dir", dest="output_dir", metavar="DIR",
                         help="where shards go (default: the dataset folder's tfrecords/, i.e. "
                              "<data_dir>/<dataset>/tfrecords; with subsets tfrecords_label<R>, "
@@ -206,15 +218,6 @@ def _refuse_empty_split(output_dir, split):
             os.remove(os.path.join(output_dir, MANIFEST))
     raise UserError(f"every image of the {split} split was skipped ({skipped} files), so no shard was kept; "
                     f"the reasons are in {os.path.join(output_dir, REPORT)}")
-
-
-def _class_names(records):
-    """Class names by label 0..K-1 when the records name every label, else None."""
-    names = subsets.class_names_of(records)
-    labels = {record.label for record in records}
-    if not labels or set(names) != labels or labels != set(range(len(labels))):
-        return None
-    return [names[label] for label in range(len(labels))]
 
 
 def _item(record, dataset_dir):

@@ -25,7 +25,7 @@ import os
 import resource
 import time
 
-from tfrecord_tools.cli import HelpFormatter, cli_main, non_negative_int, positive_int
+from tfrecord_tools.cli import cli_main, non_negative_int, positive_int
 
 SUMMARY_FILE = "summary.json"
 FIGURE_FILE = "transfer_vs_similarity.png"
@@ -33,8 +33,10 @@ FIGURE_FILE = "transfer_vs_similarity.png"
 
 @cli_main
 def main(argv=None):
+    from fgtf.cli import DocHelpFormatter
+
     p = argparse.ArgumentParser(prog="python -m fgtf.demo", description=__doc__,
-                                formatter_class=_HelpFormatter)
+                                formatter_class=DocHelpFormatter)
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the world and of every run")
     p.add_argument("--data_dir", default="data", help="where the world is generated")
     p.add_argument("--run_dir", default=os.path.join("runs", "demo"),
@@ -45,10 +47,6 @@ def main(argv=None):
     summary = run_demo(args.data_dir, args.run_dir, seed=args.seed, workers=args.num_workers)
     print(format_summary(summary))
     print(f"wrote {os.path.join(args.run_dir, SUMMARY_FILE)} and {os.path.join(args.run_dir, FIGURE_FILE)}")
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
-    """The module docstring as written, and every flag's default."""
 
 
 def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, recipe=None, workers=None,

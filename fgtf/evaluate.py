@@ -25,12 +25,13 @@ from tfrecord_tools.cli import UserError, cli_main
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import model_name
+    from fgtf.cli import DocHelpFormatter, model_name
     from tfrecord_tools.cli import positive_float, positive_int
 
     p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
-                                formatter_class=_HelpFormatter)
+                                formatter_class=DocHelpFormatter)
     p.add_argument("--checkpoint", "--checkpoint_path", "--model_dir", dest="checkpoint_path", required=True,
+                   metavar="PATH",
                    help="weights: fgtf run folder (or one checkpoint prefix of it), TF-Slim .ckpt prefix, "
                         ".weights.h5, or a SavedModel classifier (python -m fgtf.export's, with logits; a SavedModel "
                         "is a program that runs in this process: only one you trust)")
@@ -39,11 +40,11 @@ def main(argv=None):
                         "own network otherwise)")
     p.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards, or the dataset folder whose tfrecords/ subfolder holds them")
-    p.add_argument("--out", "--eval_dir", dest="eval_dir",
+    p.add_argument("--out", "--eval_dir", dest="eval_dir", metavar="DIR",
                    help="where results go (default: <run folder>/eval, else eval/<checkpoint stem>)")
     p.add_argument("--split", default="validation", type=_split, help="split to evaluate: validation (or val), train")
     p.add_argument("--batch_size", type=positive_int, default=50, help="images per evaluation batch")
-    p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int,
+    p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int, metavar="N",
                    help="image side in pixels (default: the run's training size, a SavedModel's model card's, else "
                         "the network's default)")
     p.add_argument("--eval_interval_secs", type=float, default=0,
@@ -66,9 +67,6 @@ def main(argv=None):
     else:
         evaluate_checkpoint(args.checkpoint_path, args.dataset_dir, **options)
 
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every flag's default."""
 
 
 def _split(text):
@@ -96,6 +94,7 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
 
     from fgtf import runs
     from fgtf.checkpoints import checkpoint_kind, describe, load_network
+    from fgtf.datasets.lists import shard_class_names
     from fgtf.extract_features import checkpoint_stem
     from fgtf.bad_records import bad_record_message
     from fgtf.input_pipeline import shard_folder, split_labels
@@ -126,7 +125,8 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
         raise UserError(message) from None
     results = classification_metrics(logits, labels, num_classes)
     step = runs.checkpoint_step(prefix) if kind == "run" else 0
-    class_names = _class_names(dataset_dir, shard_dir, num_classes)
+    class_names = shard_class_names(shard_dir, num_classes) or (
+        runs.load_class_names(_run_dir(checkpoint), num_classes) if kind == "run" else None)
     results.update({"checkpoint": prefix, "kind": kind, "step": step, "ema_weights": used["ema"],
                     "split": split, "num_images": int(len(labels)), "image_size": image_size,
                     "num_classes": num_classes, "model_name": used["model"], "dataset_dir": shard_dir,
@@ -218,18 +218,6 @@ def _write_results(eval_dir, results, step):
 
 def _csv_field(text):
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\n') else text
-
-
-def _class_names(dataset_dir, shard_dir, num_classes):
-    """The dataset's class names (classes.txt beside the shards or in the
-    dataset folder) when they match the run's class count, else None."""
-    for folder in (shard_dir, dataset_dir, os.path.dirname(os.path.abspath(shard_dir))):
-        path = os.path.join(folder, "classes.txt")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                names = [line.rstrip("\r\n") for line in handle if line.strip()]
-            return names if len(names) == num_classes else None
-    return None
 
 
 def _run_dir(path):

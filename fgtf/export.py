@@ -5,15 +5,19 @@ each with `labels.txt` and `model_card.json` beside it.
     python -m fgtf.export --checkpoint checkpoints/inception_v3_iNat_299.ckpt \\
         --model inception_v3 --format saved_model --out exported/inception_v3_iNat
 
-Every artifact takes float32 RGB images in [0, 1] at --image_size (batch free)
-and carries the model's own preprocessing (the rescale to [-1, 1]). Outputs:
-`features` (the pooled end point `fgtf.extract_features` writes) and, with a
-classifier (--num_classes, or a run folder's own, heads included), `logits`.
-The SavedModel's `serving_default` signature (and calling the loaded object)
-returns the features; its `logits` signature the logits. A `.keras` file
-needs no fgtf to load. The output folder is written whole or not at all, by
-one process at a time. A SavedModel given as --checkpoint is a program: its
-graph runs in this process, so export only SavedModels you trust.
+Every artifact takes float32 RGB images in [0, 1] at --image_size (batch free),
+named `images`, and carries the model's own preprocessing (the rescale to
+[-1, 1]). Its outputs are named in every format: `features` (the pooled end
+point `fgtf.extract_features` writes) and, with a classifier (--num_classes,
+or a run folder's own, heads included), `logits`, in that order. The
+SavedModel's `serving_default` signature (and calling the loaded object)
+returns the features, its `logits` signature the logits; LiteRT's signature
+and output tensors, ONNX's outputs and the `.keras` model's output dict carry
+the names. A `.keras` file needs no fgtf to load. The model card holds the
+run's evaluation by fgtf.evaluate when it evaluated the exported checkpoint.
+The output folder is written whole or not at all, by one process at a time.
+A SavedModel given as --checkpoint is a program: its graph runs in this
+process, so export only SavedModels you trust.
 """
 import argparse
 import contextlib
@@ -22,6 +26,7 @@ import json
 import os
 import shutil
 
+import fgtf
 from tfrecord_tools.atomic import atomic_dir, is_temporary_of
 from tfrecord_tools.cli import UserError, cli_main, positive_int
 from tfrecord_tools.folder_lock import hold_folder
@@ -58,11 +63,10 @@ def main(argv=None):
                                                       "classifier, else features)")
     p.add_argument("--calibration_dir", help="dataset or TFRecord folder whose images (train split, else "
                                              f"validation; {CALIBRATION_IMAGES} of them) calibrate litert_int8")
-    p.add_argument("--labels", help="class names in label order, one per line (default: the dataset's classes.txt "
-                                    "beside --calibration_dir's shards when it has one, else class numbers)")
+    p.add_argument("--labels", help="class names in label order, one per line (default: a run's classes.txt, else "
+                                    "the one beside --calibration_dir's shards, else class numbers)")
     p.add_argument("--out", required=True, help="output folder; must not exist or be empty")
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines are noise to a user
     export(args.checkpoint, args.out, format=args.format, model=args.model, num_classes=args.num_classes,
            image_size=args.image_size, outputs=args.outputs, calibration_dir=args.calibration_dir,
            labels=args.labels)
@@ -90,7 +94,7 @@ def _export(checkpoint, out, format, model, num_classes, image_size, outputs, ca
     network, card = export_model(checkpoint, model=model, num_classes=num_classes, image_size=image_size,
                                  outputs=outputs)
     size = card["input"]["shape"][1]
-    class_names = _class_names(labels, card["outputs"].get("logits"), calibration_dir)
+    class_names = _class_names(labels, card["outputs"].get("logits"), checkpoint, calibration_dir)
     calibration = None
     if format == "litert_int8":
         calibration = (_checked_calibration(calibration_data, size) if calibration_data is not None
@@ -113,7 +117,7 @@ def _export(checkpoint, out, format, model, num_classes, image_size, outputs, ca
 
 def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, outputs=None):
     """(keras.Model taking [0, 1] images, partial model card). The model returns
-    one tensor, or [features, logits] for outputs='both'. The network is what
+    a dict of its outputs by name (`features`, `logits` or both). The network is what
     `fgtf.checkpoints.load_network` builds from `checkpoint`: with its
     classifier when `num_classes` is given (it must be the checkpoint's) or
     the checkpoint is a run folder, else its backbone."""
@@ -142,16 +146,19 @@ def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, o
         graph = inference_graph(network, name, ("features", "logits") if outputs == "both" else (outputs,))
     images = keras.Input((image_size, image_size, 3), name="images")
     scaled = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(images)
-    exported = keras.Model(images, graph(scaled), name=f"{name}_export")
     order = ["features", "logits"] if outputs == "both" else [outputs]
-    sizes = [int(t.shape[-1]) for t in exported.outputs]
-    card = {"network": name, "checkpoint": weights, "fgtf_version": _fgtf_version(),
+    results = graph(scaled)
+    named = dict(zip(order, results if len(order) > 1 else [results]))
+    exported = keras.Model(images, named, name=f"{name}_export")
+    sizes = [int(named[output].shape[-1]) for output in order]
+    card = {"network": name, "checkpoint": weights, "fgtf_version": fgtf.__version__,
             "input": {"name": "images", "shape": [None, image_size, image_size, 3], "dtype": "float32",
                       "range": [0.0, 1.0], "color": "RGB"},
             "preprocessing": "inside the model: x * 2 - 1; resize or central-crop to the input size before "
                              "(fgtf's evaluation preprocessing: central crop 87.5%, bilinear resize)",
             "outputs": dict(zip(order, sizes)), "output_order": order}
-    card.update(_run_figures(checkpoint))
+    if kind != "saved_model":
+        card.update(_run_figures(checkpoint, weights, used["ema"]))
     return exported, card
 
 
@@ -193,7 +200,7 @@ def write_artifact(model, path, format, card, calibration=None):
     elif format == "saved_model":
         _write_saved_model(model, path, signature, card["output_order"])
     elif format == "onnx":
-        with _quiet():
+        with _quiet():  # the model's dict of outputs names the ONNX outputs
             model.export(path, format="onnx", input_signature=signature, verbose=False)
     else:
         options = {}
@@ -202,6 +209,28 @@ def write_artifact(model, path, format, card, calibration=None):
                        "representative_dataset": lambda: ([batch] for batch in calibration)}
         with _quiet():
             model.export(path, format="litert", input_signature=signature, verbose=False, **options)
+        _name_litert_tensors(path, card["output_order"])
+
+
+def _name_litert_tensors(path, order):
+    """Name the LiteRT model's input and output tensors as its signature does
+    (`images`; `features`, `logits`) and list the outputs in `order`, so
+    that `Interpreter.get_output_details()` reads as the model card, not as
+    the converter's `StatefulPartitionedCall:1`, logits first."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(path)
+    (signature,) = model.signatureDefs
+    graph = model.subgraphs[signature.subgraphIndex]
+    outputs = {_text(entry.name): entry.tensorIndex for entry in signature.outputs}
+    for entry in [*signature.inputs, *signature.outputs]:
+        graph.tensors[entry.tensorIndex].name = entry.name
+    graph.outputs = [outputs[name] for name in order]
+    flatbuffer_utils.write_model(model, path)  # inside the folder that appears only when complete
+
+
+def _text(name):
+    return name.decode() if isinstance(name, bytes) else name
 
 
 def _portable(model):
@@ -236,8 +265,7 @@ def _write_saved_model(model, path, signature, order):
 
     @tf.function(input_signature=signature)
     def forward(images):  # traced once; every endpoint calls it
-        result = model(images, training=False)
-        return dict(zip(order, result if len(order) > 1 else [result]))
+        return model(images, training=False)
 
     root = tf.Module()
     root.model_variables = [variable.value for variable in model.variables]
@@ -325,36 +353,53 @@ def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
         _calibration_source(calibration_dir)
 
 
-def _class_names(labels, classes, calibration_dir=None):
-    """Class names in label order: `labels`' lines, else the classes.txt that
+def _class_names(labels, classes, checkpoint, calibration_dir=None):
+    """Class names in label order: `labels`' lines, else the classes.txt of
+    the run `checkpoint` (fgtf.train's, from its data), else the one that
     fgtf.convert wrote beside the calibration shards, else the class numbers."""
+    from fgtf import runs
+    from fgtf.datasets.lists import shard_class_names
+
     if classes is None:
         return None
-    if labels is None and calibration_dir:
-        listed = os.path.join(_calibration_source(calibration_dir)[0], "classes.txt")
-        labels = listed if os.path.isfile(listed) else None
-    if labels is None:
-        return [str(i) for i in range(classes)]
-    with open(labels, encoding="utf-8") as handle:
-        names = [line.strip() for line in handle if line.strip()]
-    if len(names) != classes:
-        raise UserError(f"{labels} names {len(names)} classes, the classifier has {classes}")
-    return names
+    names = runs.class_names_of(checkpoint, classes, labels)
+    if names is None and calibration_dir:
+        names = shard_class_names(_calibration_source(calibration_dir)[0], classes)
+    return names or [str(i) for i in range(classes)]
 
 
-def _run_figures(checkpoint):
-    """The training/evaluation summaries a run folder holds (*.json but its config)."""
+def _run_figures(checkpoint, weights, ema):
+    """What a run folder says of the network exported: its run_config,
+    `training` (the step it ended at and the metrics of its last logged
+    training steps, from train_done.json) and `evaluation`, fgtf.evaluate's
+    results (top-1, top-5, mean per-class accuracy, loss, on which data)
+    when `<run>/eval/eval_results.json` evaluated the exported checkpoint
+    `weights` with the same choice of EMA weights `ema`, else None."""
     from fgtf import runs
 
     folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
     if not os.path.isfile(os.path.join(folder, runs.RUN_CONFIG)):
         return {}
-    figures = {}
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".json") and name != runs.RUN_CONFIG:
-            with open(os.path.join(folder, name), encoding="utf-8") as handle:
-                figures[name[: -len(".json")]] = json.load(handle)
-    return {"run_config": runs.load_run_config(folder).to_dict(), "evaluation": figures}
+    figures = {"run_config": runs.load_run_config(folder).to_dict(), "training": None, "evaluation": None}
+    done = _read_json(os.path.join(folder, runs.DONE))
+    if done is not None:
+        figures["training"] = {"step": done["step"], "metrics_of_the_last_logged_steps": done["metrics"]}
+    results = _read_json(os.path.join(folder, "eval", "eval_results.json"))
+    if results is not None and results["checkpoint"] == weights and results["ema_weights"] == ema:
+        figures["evaluation"] = {key: results[key] for key in EVALUATION_FIGURES}
+    return figures
+
+
+# what the model card keeps of fgtf.evaluate's eval_results.json
+EVALUATION_FIGURES = ("top1", "top5", "mean_per_class_accuracy", "loss", "split", "num_images", "dataset_dir",
+                      "image_size", "step", "checkpoint", "ema_weights")
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def _sha256(checkpoint):
@@ -374,43 +419,23 @@ def _sha256(checkpoint):
     return digest.hexdigest()
 
 
-def _fgtf_version():
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fgtf")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 @contextlib.contextmanager
 def _quiet():
     """tf2onnx and the TFLite converter log every step (Python logging, warnings
     and C++ lines on file descriptor 2): keep the console to fgtf's one line,
     and replay their output when the conversion fails."""
     import logging
-    import sys
-    import tempfile
     import warnings
 
+    from tfrecord_tools.quiet import captured_stderr
+
     root, previous = logging.getLogger(), logging.getLogger().level
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log, warnings.catch_warnings():
+    with captured_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # tf2onnx on NumPy 2
         root.setLevel(logging.ERROR)
-        os.dup2(log.fileno(), 2)
         try:
             yield
-        except BaseException:
-            sys.stderr.flush()
-            log.seek(0)
-            os.write(saved, log.read())
-            raise
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
             root.setLevel(previous)
 
 

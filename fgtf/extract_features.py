@@ -5,11 +5,13 @@ point on the evaluation preprocessing, as the original `feature_extraction.py`
     python -m fgtf.extract_features --dataset cub_200 --model inception_v3 \\
         --checkpoint checkpoints/inception_v3_iNat_299.ckpt
     python -m fgtf.extract_features --dataset synthetic --checkpoint runs/synthetic --out feature/demo
+    python -m fgtf.extract_features --dataset_dir my_images --checkpoint runs/mine --out feature/mine
 
 writes into the features folder `--out` (default `feature/<checkpoint stem>`)
 `<name>_feature_{train,val}.npy`, `<name>_label_{train,val}.npy` and
-`<name>_path_{train,val}.txt` (rows in the order of the split list), where
-`<name>` is `--name` (default: `--dataset`), and `extract_features.json`,
+`<name>_path_{train,val}.txt` (rows in the order of the split list),
+`<name>_classes.txt` (the class names by label), where `<name>` is `--name`
+(default: `--dataset`, else the dataset folder's name), and `extract_features.json`,
 the record of the network that made them (model, checkpoint, image size,
 whether EMA weights were used) and of each dataset and split extracted.
 `--outputs features,probabilities` also writes, for a network with a
@@ -46,6 +48,9 @@ def main(argv=None):
     if args.model_name is not None:
         raise UserError(f"--model_name no longer names the output folder: pass --out feature/{args.model_name} "
                         f"(the features folder itself); the backbone is --model")
+    if args.dataset is None and args.dataset_dir is None:
+        raise UserError("give --dataset_dir, the folder of your dataset's images and split lists, or --dataset "
+                        "(its folder is then <data_dir>/<dataset>)")
     extract(args.dataset, args.dataset_dir or os.path.join(args.data_dir, args.dataset), args.checkpoint,
             args.splits, model=args.model, out=args.out, image_size=args.image_size, batch_size=args.batch_size,
             overwrite=args.overwrite, name=args.name, use_ema=args.use_ema,
@@ -57,9 +62,10 @@ def build_parser():
 
     p = argparse.ArgumentParser(prog="python -m fgtf.extract_features", description=__doc__,
                                 formatter_class=DocHelpFormatter)
-    p.add_argument("--dataset", required=True, help="dataset registry name (e.g. cub_200, synthetic)")
-    p.add_argument("--dataset_dir", help="the dataset's folder of raw images and split lists "
-                                         "(default: <data_dir>/<dataset>)")
+    p.add_argument("--dataset", help="dataset registry name, e.g. cub_200, synthetic (default: folder, a dataset of "
+                                     "your own in --dataset_dir)")
+    p.add_argument("--dataset_dir", help="the dataset's folder of raw images: split lists, release layout or "
+                                         "train/<class>/ + val/<class>/ image folders (default: <data_dir>/<dataset>)")
     p.add_argument("--data_dir", default="data", help="parent of dataset folders, used when --dataset_dir is not given")
     p.add_argument("--checkpoint", required=True,
                    help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder or SavedModel folder (a "
@@ -70,8 +76,8 @@ def build_parser():
                    help="image side in pixels (default: a run's training size, else the network's default size, "
                         "299 for Inception; for a SavedModel the size its fgtf model card says, else 299)")
     p.add_argument("--out", help="the features folder to write (default: feature/<checkpoint stem>)")
-    p.add_argument("--name", help="dataset name in the feature file names (default: --dataset), e.g. to keep two "
-                                  "synthetic datasets apart")
+    p.add_argument("--name", help="dataset name in the feature file names (default: --dataset, else the name of "
+                                  "--dataset_dir), e.g. to keep two synthetic datasets apart")
     p.add_argument("--splits", type=_split_list, default="train,validation",
                    help="comma-separated splits to extract: train, validation (or val)")
     p.add_argument("--batch_size", type=positive_int, default=64, help="images per forward pass")
@@ -93,17 +99,20 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
             image_size=None, batch_size=64, overwrite=False, name=None, use_ema=True, allow_outside_paths=False,
             outputs=("features",)):
     """Extract and save the features of `splits` of `dataset` (read from
-    `dataset_dir`) with the network of `checkpoint` into the features folder
-    `out` (default `feature/<checkpoint stem>`) as `<name>_feature_*.npy`,
-    recording the settings and each file's sha256 in `extract_features.json`;
-    with "probabilities" in `outputs`, the classifier's softmax too
-    (`<name>_probability_*.npy`; a split extracted without it is extracted
-    again). Returns that folder. Raises UserError (before writing anything) when the
-    folder holds features of another network, or `name`'s features of
-    another dataset folder, and `FolderBusy` when another process writes it.
-    A split list naming images outside `dataset_dir` is refused unless
-    `allow_outside_paths`."""
+    `dataset_dir`; None: a dataset of your own, `fgtf.datasets.GENERIC`) with
+    the network of `checkpoint` into the features folder `out` (default
+    `feature/<checkpoint stem>`) as `<name>_feature_*.npy` (`name` default:
+    `dataset`, else the folder's name) with the class names in
+    `<name>_classes.txt`, recording the settings and each file's sha256 in
+    `extract_features.json`; with "probabilities" in `outputs`, the
+    classifier's softmax too (`<name>_probability_*.npy`; a split extracted
+    without it is extracted again). Returns that folder. Raises UserError
+    (before writing anything) when the folder holds features of another
+    network, or `name`'s features of another dataset folder, and `FolderBusy`
+    when another process writes it. A split list naming images outside
+    `dataset_dir` is refused unless `allow_outside_paths`."""
     from fgtf.checkpoints import checkpoint_kind
+    from fgtf.datasets import GENERIC
     from tfrecord_tools.folder_lock import hold_folder
 
     splits = [{"val": "validation"}.get(s, s) for s in splits]
@@ -112,13 +121,15 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
         raise UserError(f"unknown split {unknown[0]!r}; choose train or validation (or val)")
     kind = checkpoint_kind(checkpoint)
     folder = out or os.path.join("feature", checkpoint_stem(checkpoint, kind))
+    name = name or dataset or os.path.basename(os.path.normpath(os.path.abspath(dataset_dir)))
+    dataset = dataset or GENERIC
     data = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir)}
     probabilities = "probabilities" in outputs
     extractor, network = load_feature_extractor(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
                                                 probabilities=probabilities)
     from_run = [what for what, given in (("model", model), ("image size", image_size)) if given is None]
     with hold_folder(folder):
-        _extract_into(folder, name or dataset, splits, data, extractor, network, from_run, checkpoint, batch_size,
+        _extract_into(folder, name, splits, data, extractor, network, from_run, checkpoint, batch_size,
                       overwrite, allow_outside_paths, probabilities)
     return folder
 
@@ -127,8 +138,9 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
                   allow_outside_paths, probabilities):
     """`extract`'s work in the features folder `folder`, which this process holds."""
     from fgtf.checkpoints import describe
-    from fgtf.datasets import read_split
-    from fgtf.transfer.feature_store import has_features, has_probabilities, save_features
+    from fgtf.datasets import class_names_by_label, read_split
+    from fgtf.transfer.feature_store import (has_features, has_probabilities, load_class_names, save_class_names,
+                                             save_features)
     from tfrecord_tools.atomic import remove_temporaries
 
     remove_temporaries(folder)  # of killed extractions
@@ -165,6 +177,9 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
         _write_record(folder, record)
         print(f"{name}/{split}: {features.shape[0]} x {features.shape[1]} features"
               + (f" and {softmax.shape[1]} source-class probabilities" if probabilities else "") + f" -> {folder}")
+        class_names = class_names_by_label(records)
+        if class_names and (load_class_names(folder, name) or [])[:len(class_names)] != class_names:
+            save_class_names(folder, name, class_names)  # (kept when it names these classes and more)
 
 
 def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True, probabilities=False):

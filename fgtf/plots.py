@@ -1,4 +1,6 @@
 """Every figure fgtf draws, saved as PNG (matplotlib, no display needed)."""
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,24 +14,40 @@ def confusion_matrix_png(confusion, path, class_names=None, title="Confusion mat
     """Row-normalised confusion matrix `confusion[true, predicted]` (C, C) as a heatmap.
 
     Ticks sit on whole classes, labelled with `class_names` (else the class
-    index): every class up to `_MAX_TICK_LABELS` classes, every k-th beyond."""
+    index; a long name wraps onto a second line, and is cut beyond): every
+    class up to `_MAX_TICK_LABELS` classes, every k-th beyond. The figure
+    grows with the class count and the names' length, so the matrix keeps
+    its room from 2 to hundreds of classes; up to `_MAX_ANNOTATED` classes
+    each cell shows its fraction."""
     confusion = np.asarray(confusion, dtype=np.float64)
     rows = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
-    size = min(4 + 0.25 * len(confusion), 20)
-    fig, ax = plt.subplots(figsize=(size, size))
+    count = len(confusion)
+    ticks, labels = class_ticks(count, class_names)
+    labels = [wrapped(label, _NAME_LINE, lines=2) for label in labels]
+    side = float(np.clip(0.32 * count, 3.0, 14.0))  # inches of the matrix itself
+    longest = max(len(line) for label in labels for line in label.split("\n"))
+    margin = 0.6 + 0.075 * longest  # tick labels at 7 pt, about 0.075 inch a character
+    fig = plt.figure(figsize=(side + margin + 1.3, side + margin + 0.7), layout="constrained")
+    ax = fig.add_subplot()
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of the true class")
+    if count <= _MAX_ANNOTATED:
+        for (true, predicted), value in np.ndenumerate(normalised):
+            if value > 0:
+                ax.text(predicted, true, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if value > 0.5 else "black")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    ticks, labels = class_ticks(len(confusion), class_names)
     ax.set_xticks(ticks, labels, rotation=90 if class_names is not None else 0, fontsize=7)
     ax.set_yticks(ticks, labels, fontsize=7)
     _save(fig, path)
 
 
 _MAX_TICK_LABELS = 40
+_MAX_ANNOTATED = 15
+_NAME_LINE = 32  # characters of a line of a class name on an axis
 
 
 def class_ticks(num_classes, class_names=None, max_labels=_MAX_TICK_LABELS):
@@ -44,25 +62,57 @@ def class_ticks(num_classes, class_names=None, max_labels=_MAX_TICK_LABELS):
     return ticks, labels
 
 
+def wrapped(text, width, lines=3):
+    """`text` in lines of at most `width` characters, broken after a space,
+    `-`, `_` or `.` where it can, at most `lines` of them, the last ending in
+    an ellipsis when text was left out."""
+    rows = [""]
+    for piece in re.findall(r"[^-_. ]*[-_. ]|[^-_. ]+", text):  # each word with the separator after it
+        while piece:
+            room = width - len(rows[-1])
+            if len(piece) <= room:
+                rows[-1], piece = rows[-1] + piece, ""
+            elif rows[-1] and len(piece) <= width:
+                rows.append("")
+            else:  # longer than a line: cut it
+                rows[-1], piece = rows[-1] + piece[:room], piece[room:]
+                rows.append("")
+    rows = [row.rstrip() for row in rows if row.strip()] or [""]
+    if len(rows) > lines:
+        rows = rows[:lines]
+        rows[-1] = rows[-1][: width - 1] + "\u2026"
+    return "\n".join(rows)
+
+
 def retrieval_grid_png(query_paths, neighbour_paths, path, query_labels=None, neighbour_labels=None, dpi=100):
     """One row per query: the query image, then its k nearest neighbours.
 
-    query_paths: Q image paths; neighbour_paths: Q lists of k paths. With labels,
-    each neighbour's title is green when its label matches the query's, red otherwise.
-    A lower `dpi` keeps the PNG small (photos compress poorly), e.g. for a notebook."""
+    query_paths: Q image paths; neighbour_paths: Q lists of k paths. With labels
+    (class names or numbers), each title names the image's class, a
+    neighbour's in green when it matches the query's, red otherwise; long
+    names wrap onto up to three lines. A lower `dpi` keeps the PNG small
+    (photos compress poorly), e.g. for a notebook."""
     rows, k = len(query_paths), len(neighbour_paths[0])
-    fig, axes = plt.subplots(rows, k + 1, figsize=(1.8 * (k + 1), 1.9 * rows), squeeze=False)
+    title_lines = 1 if query_labels is None else max(
+        wrapped(str(label), _TITLE_WIDTH).count("\n") + 1
+        for label in [*query_labels, *(label for row in neighbour_labels or [] for label in row)])
+    fig, axes = plt.subplots(rows, k + 1, figsize=(1.8 * (k + 1), (1.8 + 0.16 * title_lines) * rows + 0.4),
+                             squeeze=False, layout="constrained")
     for r in range(rows):
-        _show_image(axes[r, 0], query_paths[r], "query" if query_labels is None else f"query: {query_labels[r]}", "black")
+        query_title = "query" if query_labels is None else "query:\n" + wrapped(str(query_labels[r]), _TITLE_WIDTH)
+        _show_image(axes[r, 0], query_paths[r], query_title, "black", fontsize=7)
         for c in range(k):
             colour = "black"
             title = f"#{c + 1}"
             if query_labels is not None and neighbour_labels is not None:
-                title = f"#{c + 1}: {neighbour_labels[r][c]}"
+                title = f"#{c + 1}:\n" + wrapped(str(neighbour_labels[r][c]), _TITLE_WIDTH)
                 colour = "green" if neighbour_labels[r][c] == query_labels[r] else "red"
-            _show_image(axes[r, c + 1], neighbour_paths[r][c], title, colour)
+            _show_image(axes[r, c + 1], neighbour_paths[r][c], title, colour, fontsize=7)
     fig.suptitle("nearest neighbours in feature space")
     _save(fig, path, dpi)
+
+
+_TITLE_WIDTH = 26  # characters of a title line over a 1.8-inch image at 7 pt
 
 
 def similarity_heatmap_png(values, sources, targets, path, title="Domain similarity", fmt="{:.3f}"):
@@ -156,15 +206,21 @@ def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None,
 def attention_overlay_png(image, panels, path, title=None):
     """The input image, then one panel per (title, heatmap) of `panels` with
     the heatmap (H, W) in [0, 1] drawn over the image (jet, half
-    transparent), as SAM's attention figures. `image` (H, W, 3) in [0, 1]."""
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 2.9), squeeze=False)
+    transparent), as SAM's attention figures. `image` (H, W, 3) in [0, 1].
+    Long lines of the titles wrap; the figure grows to hold them."""
+    columns = len(panels) + 1
+    panel_titles = ["input"] + ["\n".join(wrapped(line, 38) for line in panel_title.split("\n"))
+                                for panel_title, _ in panels]
+    title = "\n".join(wrapped(line, 33 * columns, lines=2) for line in title.split("\n")) if title else ""
+    title_lines = (title.count("\n") + 1 if title else 0) + max(t.count("\n") + 1 for t in panel_titles)
+    fig, axes = plt.subplots(1, columns, figsize=(2.6 * columns, 2.7 + 0.2 * title_lines), squeeze=False,
+                             layout="constrained")
     axes[0, 0].imshow(image)
-    axes[0, 0].set_title("input", fontsize=8)
-    for ax, (panel_title, heatmap) in zip(axes[0, 1:], panels):
+    for ax, (_, heatmap) in zip(axes[0, 1:], panels):
         ax.imshow(image)
         ax.imshow(heatmap, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+    for ax, panel_title in zip(axes[0], panel_titles):
         ax.set_title(panel_title, fontsize=8)
-    for ax in axes[0]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -197,17 +253,18 @@ def _distinguishing_decimals(values_by_group, least=2, most=6):
     return most
 
 
-def _show_image(ax, image_path, title, colour):
+def _show_image(ax, image_path, title, colour, fontsize=8):
     from PIL import Image
 
     with Image.open(image_path) as image:
         ax.imshow(np.asarray(image.convert("RGB")))
-    ax.set_title(title, fontsize=8, color=colour)
+    ax.set_title(title, fontsize=fontsize, color=colour)
     ax.axis("off")
 
 
 def _save(fig, path, dpi=100):
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)

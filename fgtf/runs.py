@@ -8,6 +8,7 @@ checkpoint by `fgtf.models.weights.load_run_network`.
     <model_dir>/ckpt-<n>.index/.data the tf.train.Checkpoint of model, optimizer, input position, EMA
     <model_dir>/checkpoint           the latest checkpoint's name
     <model_dir>/train_done.json      written when the run reached its last step
+    <model_dir>/classes.txt          the class names by label, when the training data named them
 """
 import contextlib
 import dataclasses
@@ -21,7 +22,8 @@ from typing import Optional
 import keras
 
 from fgtf._keras_internals import moving_average_pairs
-from fgtf.fileio import write_json
+from fgtf.datasets.lists import CLASSES_FILE, read_class_names
+from fgtf.fileio import write_json, write_text
 from fgtf.models.network import NetworkSpec, backbone_of, build_network  # noqa: F401  (re-exported for run callers)
 from fgtf.models.weights import EMA_KEY, ema_variable_key, restore_for_inference  # noqa: F401  (EMA_KEY: for train)
 from tfrecord_tools.cli import UserError
@@ -99,9 +101,10 @@ def save_run_config(model_dir, config):
 
 
 def remove_run_config(model_dir):
-    """Remove the run_config.json of `model_dir` (its first checkpoint failed)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(model_dir, RUN_CONFIG))
+    """Remove the run_config.json (and classes.txt) of `model_dir` (its first checkpoint failed)."""
+    for name in (RUN_CONFIG, CLASSES_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(model_dir, name))
 
 
 def has_checkpoint(model_dir):
@@ -122,6 +125,34 @@ def load_run_config(model_dir):
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise UserError(f"{path} is not valid JSON ({error}); it was altered or damaged") from None
     return RunConfig.from_dict(data, source=path)
+
+
+def save_class_names(model_dir, class_names):
+    """Write the class names of the run in `model_dir` (one per line, label order)."""
+    write_text(os.path.join(model_dir, CLASSES_FILE), "".join(f"{name}\n" for name in class_names))
+
+
+def load_class_names(model_dir, num_classes):
+    """The class names the run in `model_dir` recorded when they are
+    `num_classes`, else None (runs of older fgtf versions record none)."""
+    names = read_class_names(model_dir)
+    return names if names is not None and len(names) == num_classes else None
+
+
+def class_names_of(checkpoint, num_classes, labels=None):
+    """The names of the `num_classes` classes of a network loaded from
+    `checkpoint`: the lines of the file `labels` (a UserError when they name
+    another number of classes), else the classes.txt of the run folder that
+    `checkpoint` is or belongs to, else None."""
+    from fgtf.datasets.splits import read_name_list
+
+    if labels is not None:
+        names = read_name_list(labels)
+        if len(names) != num_classes:
+            raise UserError(f"--labels {labels} names {len(names)} classes; the network has {num_classes}")
+        return names
+    folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
+    return load_class_names(folder, num_classes) if os.path.isfile(os.path.join(folder, RUN_CONFIG)) else None
 
 
 def ema_map(optimizer):

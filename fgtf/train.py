@@ -1,7 +1,11 @@
 """Train a backbone (optionally with an FGVC head) on TFRecords under tf.distribute.
 
-    python -m fgtf.train --dataset_name synthetic --dataset_dir data/synthetic/tfrecords \\
-        --model_name inception_v3 --train_dir runs/synthetic_v3 --max_number_of_steps 200
+    python -m fgtf.train --dataset cub_200 --dataset_dir data/cub_200 --model inception_v3 \\
+        --checkpoint checkpoints/inception_v3_iNat_299.ckpt \\
+        --checkpoint_exclude_scopes InceptionV3/Logits,InceptionV3/AuxLogits \\
+        --run_dir runs/cub_v3 --max_number_of_steps 20000
+    python -m fgtf.train --dataset_dir my_images --checkpoint runs/cub_v3 \\
+        --checkpoint_exclude_scopes InceptionV3/Logits,InceptionV3/AuxLogits --run_dir runs/mine --epochs 30
 
 The flags mirror the original TF-Slim `train_image_classifier.py` (train.sh sets
 them from its environment variables). Each step is Keras's own compiled
@@ -10,10 +14,10 @@ checkpoints the model, the optimizer (with its weight EMA) and the step every
 `--save_interval_secs`. The input stream is deterministic for `--seed`, so a
 run killed at any moment and started again with the same command resumes at
 the same step, optimizer state and data position (finished passes over the
-data are skipped without reading them, see `fgtf.input_pipeline.make_dataset`),
-and a finished run is not trained again. One process trains in a run folder
-at a time (a second is turned away naming the first); a latest checkpoint
-cut short by a crash or a full disk is removed and the one before it resumed.
+data are skipped without reading them), and a finished run is not trained
+again. One process trains in a run folder at a time (a second is turned
+away naming the first); a latest checkpoint cut short by a crash or a full
+disk is removed and the one before it resumed.
 """
 import argparse
 import dataclasses
@@ -47,7 +51,7 @@ class TrainConfig:
     # data and model
     dataset_dir: str
     train_dir: str
-    dataset_name: str = "synthetic"
+    dataset_name: str = "folder"  # fgtf.datasets.GENERIC: classes counted from the data
     model_name: Optional[str] = None
     num_classes: Optional[int] = None
     train_image_size: Optional[int] = None
@@ -140,26 +144,28 @@ def percent(text):
 
 
 def build_parser():
+    from fgtf.cli import DocHelpFormatter
     from fgtf.distribute import STRATEGIES
     from fgtf.models.heads import HEAD_CHOICES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
-                                formatter_class=_HelpFormatter)
+                                formatter_class=DocHelpFormatter)
     g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", "--dataset_name", dest="dataset_name",
-                   help="dataset registry name (class count and CLE's loss weights)")
+    g.add_argument("--dataset", "--dataset_name", dest="dataset_name", metavar="NAME",
+                   help="dataset registry name, for its class count and CLE's loss weights (default: folder, "
+                        "a dataset of your own: classes counted from the data)")
     g.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards (fgtf.convert's or the original tool's), or the dataset "
                         "folder whose tfrecords/ subfolder holds them")
-    g.add_argument("--model", "--model_name", dest="model_name",
+    g.add_argument("--model", "--model_name", dest="model_name", metavar="NAME",
                    help="backbone (fgtf.models.list_models(); default: the network of the run being resumed, of a "
                         "--checkpoint run or fgtf .weights.h5, else inception_v3)")
     g.add_argument("--num_classes", type=positive_int,
                    help="class count (default: the registry's, else the data's labels)")
-    g.add_argument("--run_dir", "--train_dir", "--model_dir", dest="train_dir", required=True,
+    g.add_argument("--run_dir", "--train_dir", "--model_dir", dest="train_dir", required=True, metavar="DIR",
                    help="run folder for checkpoints, summaries and run_config.json; resumes when it is a run "
                         "with the same settings")
-    g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int,
+    g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int, metavar="N",
                    help="training image side in pixels (default: the run being resumed's, or a --checkpoint run's, "
                         "else 299)")
     g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
@@ -175,7 +181,7 @@ def build_parser():
     g.add_argument("--skip_bad_records", action="store_true",
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
     g = p.add_argument_group("initialisation and fine-tuning")
-    g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint_path",
+    g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint_path", metavar="PATH",
                    help="weights to start a new run from: TF-Slim checkpoint, Keras .weights.h5, or a previous "
                         "fgtf run folder (its model weights only: fresh optimizer, step 0; its network and image "
                         "size unless given); a SavedModel is refused (an opaque graph)")
@@ -231,9 +237,6 @@ def build_parser():
     return p
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every flag's default."""
-
 
 def train(settings):
     """Run (or resume) the training described by `settings`, a `TrainConfig`
@@ -251,6 +254,7 @@ def train(settings):
     from fgtf._keras_internals import symbolic_build
     from fgtf.distribute import is_chief, make_strategy
     from fgtf.bad_records import bad_record_message
+    from fgtf.datasets.lists import shard_class_names
     from fgtf.input_pipeline import shard_folder
     from tfrecord_tools.folder_lock import hold_folder
 
@@ -295,7 +299,8 @@ def train(settings):
             lambda ctx: _train_dataset(settings, shard_dir, ctx, step))
         iterator = iter(dataset)
         try:
-            logs = _loop(model, optimizer, iterator, manager, settings, total_steps, config if chief else None)
+            logs = _loop(model, optimizer, iterator, manager, settings, total_steps, config if chief else None,
+                         shard_class_names(shard_dir, num_classes))
         except tf.errors.InvalidArgumentError as error:
             message = bad_record_message(error, shard_dir)
             if message is None:
@@ -309,17 +314,20 @@ def train(settings):
         return logs
 
 
-def _save(manager, run_dir, config, step):
+def _save(manager, run_dir, config, step, class_names=None):
     """Checkpoint at `step`. The run's `config` (None on workers that are not
     the chief) is written with the run's first checkpoint: just before it,
     and removed again when that save fails, so that run_config.json only
     stands beside a checkpoint (a leftover of a start killed mid-save is
-    ignored, see `fgtf.runs.has_checkpoint`)."""
+    ignored, see `fgtf.runs.has_checkpoint`); so are the `class_names` of
+    its data, when they are known (classes.txt)."""
     from fgtf import runs
 
     first = config is not None and manager.latest_checkpoint is None
     if first:
         runs.save_run_config(run_dir, config)
+        if class_names is not None:
+            runs.save_class_names(run_dir, class_names)
     try:
         manager.save(checkpoint_number=step)
     except BaseException:
@@ -377,10 +385,11 @@ def _remove_leftovers(checkpoint_dir):
     remove_temporaries(checkpoint_dir)
 
 
-def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_config):
+def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_config, class_names=None):
     """The training loop: Keras's train function one step at a time, with
     logging, summaries, NaN checks and timed checkpoints; `chief_config` is
-    the run's config on the chief (which writes it, see `_save`), else None."""
+    the run's config on the chief (which writes it and the data's
+    `class_names`, see `_save`), else None."""
     import numpy as np
     import tensorflow as tf
 
@@ -420,7 +429,7 @@ def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_conf
             model.reset_metrics()
             window_start, window_steps = time.perf_counter(), 0
         if now - last_save >= settings.save_interval_secs or last_step:
-            _save(manager, settings.train_dir, chief_config, step)
+            _save(manager, settings.train_dir, chief_config, step, class_names)
             last_save = now
     return logs
 
@@ -449,7 +458,7 @@ def _check_settings(settings):
         raise UserError("--strategy tpu needs --tpu, the TPU's name or address (e.g. grpc://10.0.0.2:8470)")
     if not os.path.isdir(settings.dataset_dir):
         raise UserError(f"--dataset_dir {settings.dataset_dir} does not exist; convert the dataset first "
-                        f"(python -m fgtf.convert --dataset {settings.dataset_name})")
+                        f"(python -m fgtf.convert --dataset_dir <its folder of images> --num_shards N)")
     from fgtf.models import list_models
 
     if settings.model_name is not None and settings.model_name not in list_models():

@@ -2,7 +2,7 @@
 the figures of the SAM repository show them.
 
     python -m fgtf.visualize_attention --checkpoint runs/sam --images a.jpg b.jpg [--out DIR]
-        [--image_size N] [--class_index K] [--no_ema]
+        [--image_size N] [--class_index K] [--labels classes.txt] [--no_ema]
 
 `--checkpoint` (alias `--model_dir`) is an fgtf training run folder (its
 network and head, its image size, its EMA weights when it kept them), a
@@ -14,7 +14,11 @@ attention/<checkpoint stem>): the input, the predicted attention map (SAM
 runs: the channel max of the attention branch) and the class activation
 map (CAM) of the predicted class, or of `--class_index`. Maps are computed
 at the feature-map resolution, upsampled bilinearly to the image and
-scaled to [0, 1] per image.
+scaled to [0, 1] per image. Classes are named by `--labels` (default: the
+run's classes.txt, which fgtf.train writes from the data's); each figure's
+title gives the image's folder and file, its true class when that folder is
+named as a class (`<class>/<image>.jpg`, as fgtf.convert reads image-folder
+trees and the synthetic datasets store their images) and the predicted one.
 
 The CAM needs a linear classifier on the spatial mean of a feature map,
 so that the class logit is the mean over positions of each position's
@@ -55,6 +59,8 @@ def main(argv=None):
                    help="image side in pixels (default: a run's training size, else the network's default)")
     p.add_argument("--class_index", type=non_negative_int,
                    help="draw the CAM of this class (default: each image's predicted class)")
+    p.add_argument("--labels", help="class names in label order, one per line (default: a run's classes.txt, else "
+                                    "class numbers)")
     p.add_argument("--no_ema", dest="use_ema", action="store_false",
                    help="use the raw weights even when the run or checkpoint kept moving averages of them")
     args = p.parse_args(argv)
@@ -67,14 +73,40 @@ def main(argv=None):
     if args.class_index is not None and not args.class_index < used["num_classes"]:
         raise UserError(f"--class_index must be in [0, {used['num_classes']}), got {args.class_index}")
     out_dir = args.out or default_out(args.checkpoint, used["kind"])
+    class_names = _class_names(args.labels, args.checkpoint, used)
     from_run = [name for name, given in (("image size", args.image_size),) if given is None] + ["classes"]
     print(f"{args.checkpoint}: {checkpoints.describe(used, from_run)}")
     for index, path in enumerate(args.images):
         images = load_images([path], used["image_size"])
         maps = attention_maps(model, images, args.class_index)
         png = os.path.join(out_dir, f"{index:03d}_{os.path.splitext(os.path.basename(path))[0]}.png")
-        write_overlay(images[0], maps, 0, png, title=os.path.basename(path))
-        print(f"{path}: class {int(maps['classes'][0])} (p = {float(maps['probabilities'][0]):.3f}) -> {png}")
+        title = image_title(path, class_names, int(maps["predicted"][0]))
+        write_overlay(images[0], maps, 0, png, title=title, class_names=class_names)
+        line = f"{title.replace(chr(10), '; ')} (p = {float(maps['predicted_probabilities'][0]):.3f})"
+        if args.class_index is not None:
+            line += f"; CAM of {class_names[args.class_index]} (p = {float(maps['probabilities'][0]):.3f})"
+        print(f"{line} -> {png}")
+
+
+def image_title(path, class_names, predicted):
+    """`<folder>/<file>`, its true class when the folder names one of
+    `class_names`, and the `predicted` class, one line each."""
+    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    name = class_names[predicted]
+    lines = [f"{folder}/{os.path.basename(path)}"]
+    if folder in class_names:
+        lines += [f"true {folder}", f"predicted {name} ({'right' if folder == name else 'wrong'})"]
+    else:
+        lines.append(f"predicted {name}")
+    return "\n".join(lines)
+
+
+def _class_names(labels, checkpoint, used):
+    """Class names in label order: `labels`' lines, else a run's classes.txt, else the class numbers."""
+    from fgtf import runs
+
+    count = used["num_classes"]
+    return runs.class_names_of(checkpoint, count, labels) or [str(label) for label in range(count)]
 
 
 def load_network(checkpoint, *, model=None, image_size=None, use_ema=True):
@@ -116,21 +148,23 @@ def load_images(paths, image_size):
 
 def attention_maps(model, images, class_index=None):
     """Maps of a run's network for `images` (N, H, W, 3) as numpy arrays:
-    `classes` (N,) the predicted class (or `class_index` for all), `probabilities`
-    (N,) the softmax probability of that class, `cam` (N, h, w) the ReLU of
-    its class activation map at the feature-map resolution, and for SAM
-    also `attention` (N, h, w) the predicted attention map."""
+    `predicted` (N,) the predicted class and `predicted_probabilities` (N,)
+    its softmax probability, `classes` (N,) the class of the maps (the
+    predicted one, or `class_index` for all) and `probabilities` (N,) its
+    probability, `cam` (N, h, w) the ReLU of its class activation map at
+    the feature-map resolution, and for SAM also `attention` (N, h, w) the
+    predicted attention map."""
     from keras import ops
 
     logits = model(images, training=False)
     if isinstance(logits, (list, tuple)):  # aux logits come second
         logits = logits[0]
-    probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
-    classes = (ops.argmax(logits, axis=-1) if class_index is None
-               else ops.full((ops.shape(images)[0],), class_index, dtype="int32"))
-    maps = {"classes": ops.convert_to_numpy(classes),
-            "probabilities": ops.convert_to_numpy(ops.take_along_axis(
-                probabilities, ops.cast(classes, "int32")[:, None], axis=1)[:, 0])}
+    probabilities = ops.convert_to_numpy(ops.softmax(ops.cast(logits, "float32"), axis=-1))
+    predicted = probabilities.argmax(axis=-1)
+    classes = predicted if class_index is None else np.full(len(predicted), class_index)
+    rows = np.arange(len(predicted))
+    maps = {"predicted": predicted, "predicted_probabilities": probabilities[rows, predicted],
+            "classes": classes, "probabilities": probabilities[rows, classes]}
     feature_map_of, kernel = class_activation_source(model)
     if feature_map_of is None:  # a head that draws its own maps (SAM)
         own = model.attention_maps(images, ops.cast(classes, "int32"))
@@ -170,16 +204,19 @@ def class_activation_map(feature_map, kernel, classes):
     return ops.einsum("nhwc,nc->nhw", ops.cast(feature_map, "float32"), ops.cast(columns, "float32"))
 
 
-def write_overlay(image, maps, index, path, title=None):
+def write_overlay(image, maps, index, path, title=None, class_names=None):
     """One PNG for image `index` of `maps` (`attention_maps`): the input
-    (`image` (H, W, 3) in [-1, 1]), then each map upsampled and overlaid."""
+    (`image` (H, W, 3) in [-1, 1]), then each map upsampled and overlaid,
+    the CAM titled with its class's name from `class_names` (else its number)."""
     from fgtf.plots import attention_overlay_png
 
     image = np.clip((np.asarray(image, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0)
     panels = []
     if "attention" in maps:
         panels.append(("predicted attention", _upsampled(maps["attention"][index], image.shape[:2])))
-    label = f"CAM: class {int(maps['classes'][index])} (p = {float(maps['probabilities'][index]):.2f})"
+    cam_class = int(maps["classes"][index])
+    label = (f"CAM (p = {float(maps['probabilities'][index]):.2f}) of\n"
+             + (class_names[cam_class] if class_names else f"class {cam_class}"))
     panels.append((label, _upsampled(maps["cam"][index], image.shape[:2])))
     attention_overlay_png(image, panels, path, title=title)
 

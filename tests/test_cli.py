@@ -107,7 +107,8 @@ def test_console_script_is_installed():
 
 @pytest.mark.parametrize("script, flags", [
     ("train.sh", ["--dataset=synthetic", "--dataset_dir=mine/data", "--run_dir=mine/run", "--model=small_cnn",
-                  "--image_size=160", "--max_number_of_steps=300", "--batch_norm_decay=0.9", "--batch_size=32"]),
+                  "--image_size=64", "--max_number_of_steps=300", "--batch_norm_decay=0.9", "--batch_size=32",
+                  "--optimizer=adam", "--learning_rate=0.001", "--opt_epsilon=1e-7", "--min_crop_area=0.5"]),
     ("eval.sh", ["--checkpoint=mine/run", "--dataset_dir=mine/data"]),
 ])
 def test_scripts_pass_caller_relative_paths_and_vocabulary_flags(tmp_path, script, flags):
@@ -125,8 +126,22 @@ def test_scripts_pass_caller_relative_paths_and_vocabulary_flags(tmp_path, scrip
     assert lines[0] == f"cwd={tmp_path}" and lines[1] == f"path={REPO}"
     assert lines[2] == "-m" and lines[-1] == "--extra"
     assert set(flags) <= set(lines[4:]), lines
-    if script == "train.sh":  # optimizer and schedule: fgtf.train's own defaults
-        assert not any(a.startswith(("--optimizer", "--learning_rate", "--weight_decay")) for a in lines)
+    if script == "train.sh":  # the rest of the schedule: fgtf.train's own defaults
+        assert not any(a.startswith(("--end_learning_rate", "--weight_decay")) for a in lines)
+
+
+def test_train_sh_fine_tunes_a_checkpoint_with_the_original_recipe(tmp_path):
+    """With CHECKPOINT_PATH the from-scratch recipe steps aside: fgtf.train's own image size, optimizer,
+    learning rate and crops, as the original scripts."""
+    fake_python = tmp_path / "python"
+    fake_python.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    fake_python.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(fake_python), CHECKPOINT_PATH="checkpoints/x.ckpt")
+    lines = subprocess.run(["bash", os.path.join(REPO, "train.sh")], env=env, capture_output=True, text=True,
+                           timeout=30).stdout.splitlines()
+    assert "--checkpoint=checkpoints/x.ckpt" in lines
+    assert not any(a.startswith(("--optimizer", "--learning_rate", "--opt_epsilon", "--image_size", "--min_crop_area"))
+                   for a in lines)
 
 
 def test_train_sh_keeps_the_networks_batch_norm_decay_for_long_runs(tmp_path):

@@ -145,6 +145,24 @@ def test_shard_ranges_on_two_machines_equal_one_run(tmp_path):
     assert _outputs(str(tmp_path / "shared")) == _outputs(str(tmp_path / "whole"))
 
 
+def test_parts_converted_apart_merge_with_their_class_names(tmp_path, capsys):
+    from tfrecord_tools import merge
+
+    root = _make_dataset(str(tmp_path / "cub"))
+    common = ["--dataset", "cub_200", "--num_shards", "3", "--dataset_dir", root, "--num_workers", "1"]
+    convert.main(common + ["--output_dir", str(tmp_path / "whole")])
+    convert.main(common + ["--output_dir", str(tmp_path / "part1"), "--shard_range", "0:1"])
+    convert.main(common + ["--output_dir", str(tmp_path / "part2"), "--shard_range", "1:3"])
+    merge.main([str(tmp_path / "merged"), str(tmp_path / "part1"), str(tmp_path / "part2")])
+    assert (tmp_path / "merged" / "classes.txt").read_text().splitlines() == CLASSES
+    assert _outputs(str(tmp_path / "merged")) == _outputs(str(tmp_path / "whole"))
+    (tmp_path / "part2" / "classes.txt").write_text("Albatross\nAuklet\nBlackbird_\n")
+    with pytest.raises(SystemExit) as exited:
+        merge.main([str(tmp_path / "merged2"), str(tmp_path / "part1"), str(tmp_path / "part2")])
+    assert exited.value.code == 2 and not (tmp_path / "merged2").exists()
+    assert "part1/classes.txt and " in capsys.readouterr().err
+
+
 def test_kill_and_resume_ends_byte_identical(tmp_path):
     # PNG data behind .jpg names: every image is re-encoded, so the run lasts long enough to be killed mid-way.
     root = _make_dataset(str(tmp_path / "cub"), train_per_class=60, val_per_class=10, size=64, format="PNG")

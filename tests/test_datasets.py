@@ -329,7 +329,7 @@ def test_registry_knows_every_dataset_with_its_sizes():
                 "cub_200": (200, 5994, 5794), "flower_102": (102, 2040, 6149), "food_101": (101, 75750, 25250),
                 "nabirds": (555, 23929, 24633), "stanford_cars": (196, 8144, 8041),
                 "stanford_dogs": (120, 12000, 8580)}
-    assert datasets.list_datasets() == sorted(list(expected) + ["synthetic"])
+    assert datasets.list_datasets() == sorted(list(expected) + ["synthetic", "folder"])
     for name, (classes, train, validation) in expected.items():
         info = datasets.get_dataset_info(name)
         assert (info.num_classes, info.split_sizes) == (classes, {"train": train, "validation": validation})
@@ -343,8 +343,8 @@ def test_synthetic_reads_seed_lists_and_counts_classes(tmp_path):
     _lines(tmp_path / "train.txt", ["c0/a.jpg: 0", "c2/b.jpg: 2", "c1/c.jpg: 1"])
     _lines(tmp_path / "val.txt", ["c3/d.jpg: 3"])
     train = datasets.read_split("synthetic", str(tmp_path), "train")
-    assert [(os.path.relpath(r.path, tmp_path), r.label, r.class_name) for r in train] == [
-        ("c0/a.jpg", 0, None), ("c2/b.jpg", 2, None), ("c1/c.jpg", 1, None)]
+    assert [(os.path.relpath(r.path, tmp_path), r.label, r.class_name) for r in train] == [  # named by folder
+        ("c0/a.jpg", 0, "c0"), ("c2/b.jpg", 2, "c2"), ("c1/c.jpg", 1, "c1")]
     assert datasets.get_num_classes("synthetic", str(tmp_path)) == 4
     _lines(tmp_path / "classes.txt", ["red", "green", "blue", "grey", "black"])
     assert datasets.get_num_classes("synthetic", str(tmp_path)) == 5

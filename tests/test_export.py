@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import relative_l2
-from fgtf import export, extract_features, train
+from fgtf import evaluate, export, extract_features, train
 from fgtf.checkpoints import load_network, save_keras_weights
 from fgtf.convert import convert
 from fgtf.datasets.synthetic import generate
@@ -90,31 +90,34 @@ def _run_saved_model(path, images):
 
 
 def _run_litert(path, images):
-    """Outputs of the LiteRT interpreter, image by image, as (features, logits) by output width."""
+    """Outputs of the LiteRT interpreter, image by image, in the order it lists them; they must be
+    named as the model card names them, in its order, as must the signature's."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path)
+    (signature,) = interpreter.get_signature_list().values()
+    details = interpreter.get_output_details()
+    order = json.loads(open(os.path.join(os.path.dirname(path), "model_card.json")).read())["output_order"]
+    assert [d["name"] for d in details] == order and sorted(signature["outputs"]) == sorted(order)
+    assert [d["name"] for d in interpreter.get_input_details()] == signature["inputs"] == ["images"]
     interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [1, *images.shape[1:]])
     interpreter.allocate_tensors()
-    details = interpreter.get_output_details()
     results = []
     for image in images:
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
         interpreter.invoke()
         results.append([interpreter.get_tensor(d["index"])[0] for d in details])
-    return _by_width([np.stack(column) for column in zip(*results)])
+    return [np.stack(column) for column in zip(*results)]
 
 
 def _run_onnx(path, images):
+    """Outputs of the ONNX model in its order, which must be the model card's, named as there."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return _by_width(session.run(None, {session.get_inputs()[0].name: images}))
-
-
-def _by_width(outputs):
-    """[features, logits] of unnamed outputs: the wider one is the feature vector."""
-    return sorted(outputs, key=lambda output: -output.shape[-1])
+    order = json.loads(open(os.path.join(os.path.dirname(path), "model_card.json")).read())["output_order"]
+    assert [output.name for output in session.get_outputs()] == order
+    return session.run(None, {"images": images})
 
 
 def _check_formats(checkpoint, out, images, expected, **options):
@@ -212,7 +215,7 @@ import sys
 import keras, numpy as np
 model = keras.saving.load_model(sys.argv[1])
 assert not any(name == "fgtf" or name.startswith("fgtf.") for name in sys.modules), "loading imported fgtf"
-np.save(sys.argv[3], model.predict_on_batch(np.load(sys.argv[2]))[1])
+np.save(sys.argv[3], model.predict_on_batch(np.load(sys.argv[2]))["logits"])
 """
 
 
@@ -224,9 +227,14 @@ def test_keras_file_of_a_head_run_loads_in_a_fresh_process_without_fgtf(world, t
     train.main(["--dataset_dir", world["tfrecords"], "--run_dir", run, "--model", "small_cnn", "--head", head,
                 "--image_size", str(SIZE), "--batch_size", "8", "--max_number_of_steps", "1",
                 "--optimizer", "momentum", "--weight_decay", "0"])
+    evaluation = evaluate.evaluate_checkpoint(run, world["tfrecords"])
     artifact = export.export(run, str(tmp_path / "keras"), format="keras", outputs="both")
     card = json.loads((tmp_path / "keras" / "model_card.json").read_text())
-    assert card["run_config"]["head"] == head and card["classes"] == [str(i) for i in range(5)]
+    assert card["run_config"]["head"] == head and card["classes"] == open(f"{run}/classes.txt").read().split()
+    # the card's evaluation is fgtf.evaluate's of this checkpoint, not the last training batch's
+    assert card["evaluation"]["top1"] == evaluation["top1"] and card["evaluation"]["step"] == 1
+    assert card["evaluation"]["num_images"] == evaluation["num_images"] and card["evaluation"]["split"] == "validation"
+    assert card["training"]["step"] == 1 and "accuracy" in card["training"]["metrics_of_the_last_logged_steps"]
     assert card["checkpoint"].startswith(os.path.abspath(run) + os.sep)  # the checkpoint prefix read
     images = world["images"][:4]
     np.save(tmp_path / "images.npy", images)
@@ -236,6 +244,26 @@ def test_keras_file_of_a_head_run_loads_in_a_fresh_process_without_fgtf(world, t
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert relative_l2(np.load(tmp_path / "logits.npy"), _keras_outputs(run, images)[1]) < TOLERANCE
+
+
+@pytest.mark.slow
+def test_the_readme_snippet_loads_every_format_by_name(world, tmp_path):
+    """README's "Loading each format without fgtf", on exports of small_cnn, in a process without fgtf."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "README.md"), encoding="utf-8") as handle:
+        snippet = re.search(r"Loading each format without fgtf.*?```python\n(.*?)```", handle.read(), re.S).group(1)
+    for format in ("keras", "saved_model", "litert", "onnx"):
+        export.export(world["weights"], str(tmp_path / "exports" / f"cub_{format}"), format=format, num_classes=5)
+    code = snippet.replace("(2, 299, 299, 3)", f"(2, {SIZE}, {SIZE}, 3)") + (
+        "assert features.shape == (2, 128) and logits.shape == (2, 5)\n"
+        "assert not any(name.split('.')[0] == 'fgtf' for name in sys.modules)\n")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + code], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    classes = (tmp_path / "exports" / "cub_keras" / "labels.txt").read_text().split()
+    printed = done.stdout.strip().splitlines()[-1]
+    assert printed.endswith("(2, 128)") and all(name in classes for name in re.findall(r"'([^']+)'", printed))
 
 
 def test_labels_and_model_card(world, tmp_path):

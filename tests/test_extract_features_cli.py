@@ -83,7 +83,7 @@ def test_run_folder_gives_model_and_size_and_the_record_says_so(world, tmp_path,
 def test_same_network_skips_another_network_is_refused(world, tmp_path, capsys):
     out = tmp_path / "features"
     _extract(world, out, "--splits", "val")
-    assert sorted(os.listdir(out)) == ["extract_features.json", "synthetic_feature_val.npy",
+    assert sorted(os.listdir(out)) == ["extract_features.json", "synthetic_classes.txt", "synthetic_feature_val.npy",
                                        "synthetic_label_val.npy", "synthetic_path_val.txt"]
     before = _files(out)
     _extract(world, out, "--splits", "validation")

@@ -1,62 +1,41 @@
-"""Execute notebooks/LinearClassifier.ipynb and DomainSimilarity.ipynb headless
-(nbclient) in their quick mode (FGTF_NOTEBOOK_QUICK=1: a tiny synthetic world
-and a short pretraining on its source pool, made by their first cell) and check
-what they print and draw, and that no TensorFlow/CUDA log line reaches them;
-then DomainSimilarity once more as a user who ran `make demo` would, reading a
-demo summary (`../runs/demo/summary.json`) that names the quick world and run.
+"""The notebooks: notebooks/LinearClassifier.ipynb and DomainSimilarity.ipynb
+are stored with the outputs of `make notebooks` on `make demo`'s world and
+source run; check those outputs (clean, and the figures README states), then
+execute the notebooks headless (nbclient, through notebooks/execute.py) in
+their quick mode (FGTF_NOTEBOOK_QUICK=1: a tiny synthetic world and a short
+pretraining on its source pool, made by their first cell) and check what they
+print and draw, and that no TensorFlow/CUDA log line reaches them; then
+DomainSimilarity once more as a user who ran `make demo` would, reading a demo
+summary (`../runs/demo/summary.json`) that names the quick world and run.
 
-The kernel is this test's own interpreter, through a kernel spec written into a
-temporary JUPYTER_PATH, so no user-level `ipykernel install` is needed; the
-notebooks' data go to a temporary folder through FGTF_NOTEBOOK_DATA, shared by
-both, so the world and the pretraining are made once. A tiny world's backbone
-learns little, so the accuracies are checked for sense, not size.
+The notebooks' data go to a temporary folder through FGTF_NOTEBOOK_DATA,
+shared by every run, so the quick world and pretraining are made once; the
+stored files are never rewritten. A tiny world's backbone learns little, so
+the quick accuracies are checked for sense, not size.
 """
+import importlib.util
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-KERNEL_NAME = "fgtf-test-python"
+README = NOTEBOOKS.parent / "README.md"
 TARGETS = ("birds", "planes", "fish", "butterflies")  # the world's, one per family
 SOURCES = ("pool", "pool.birds", "pool.planes", "pool.fish")  # the pool and its families' parts
-# What TensorFlow's C++ core (absl), CUDA and TensorFlow's Python logger write when
-# not silenced, e.g. "I0000 00:00:1795362317.763376   16350 cudart_stub.cc:31] Could
-# not find cuda drivers ..." or "WARNING:tensorflow:5 out of the last 11 calls ...".
-TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} |absl::|cuda|oneDNN|^\w+:tensorflow:", re.MULTILINE | re.IGNORECASE)
 
 
-def execute_notebook(path, data_dir, kernel_dir, quick=True, cwd=None, timeout=600):
-    """Run every cell of the notebook at `path` (in quick mode unless `quick` is
-    false) in a kernel on this interpreter, in the folder `cwd` (default: the
-    notebook's), with its data in `data_dir`; returns the executed notebook
-    (nbformat node). `kernel_dir` receives the kernel spec (a JUPYTER_PATH folder)."""
-    import os
+def _load_execute():
+    spec = importlib.util.spec_from_file_location("notebooks_execute", NOTEBOOKS / "execute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    import nbformat
-    from nbclient import NotebookClient
 
-    spec = Path(kernel_dir) / "kernels" / KERNEL_NAME
-    spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "fgtf test kernel", "language": "python",
-        "env": {"FGTF_NOTEBOOK_DATA": str(data_dir), "FGTF_NOTEBOOK_QUICK": "1" if quick else "0"}}))
-    notebook = nbformat.read(path, as_version=4)
-    saved = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernel_dir), saved]))
-    try:
-        NotebookClient(notebook, kernel_name=KERNEL_NAME, timeout=timeout,
-                       resources={"metadata": {"path": str(cwd or Path(path).parent)}}).execute()
-    finally:
-        if saved is None:
-            del os.environ["JUPYTER_PATH"]
-        else:
-            os.environ["JUPYTER_PATH"] = saved
-    return notebook
+execute = _load_execute()
+TF_LOG_LINE = execute.TF_LOG_LINE
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +45,18 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_notebook(data_dir, tmp_path_factory):
+def run_notebook(data_dir):
     """`run_notebook(name, quick=True, cwd=None)` -> (executed notebook, its stdout
-    text, its stderr text); a quick run is made once and then reused."""
-    kernel_dir = tmp_path_factory.mktemp("jupyter")
+    text, its stderr text); a quick run is made once and then reused. The stored
+    file is left as it was."""
     done = {}
 
     def run(name, quick=True, cwd=None):
         if quick and name in done:
             return done[name]
-        notebook = execute_notebook(NOTEBOOKS / name, data_dir, kernel_dir, quick=quick, cwd=cwd)
+        stored = (NOTEBOOKS / name).read_bytes()
+        notebook = execute.execute_notebook(NOTEBOOKS / name, quick=quick, data_dir=data_dir, cwd=cwd)
+        assert (NOTEBOOKS / name).read_bytes() == stored
         streams = {"stdout": "", "stderr": ""}
         for output in _outputs(notebook):
             if output.get("output_type") == "stream":
@@ -87,12 +68,91 @@ def run_notebook(data_dir, tmp_path_factory):
     return run
 
 
-def test_stored_notebooks_have_no_outputs():
-    """The committed notebooks carry no outputs (no stale figures, no log lines)."""
+def test_stored_notebooks_hold_a_clean_full_run():
+    """The committed notebooks carry the outputs of `make notebooks`: every code
+    cell ran once, in order, in full mode on the demo's backbone; their figures
+    are there, no output holds an error, stderr text or a TensorFlow log line,
+    and the files stay small enough for a repository page."""
     import nbformat
 
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        assert not list(_outputs(nbformat.read(path, as_version=4))), path.name
+    for name in execute.NOTEBOOK_NAMES:
+        path = NOTEBOOKS / name
+        notebook = nbformat.read(path, as_version=4)
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), name
+        assert execute.problems(notebook) == [], name
+        assert _png_count(notebook) == 2, name
+        assert not any("execution" in cell.metadata for cell in code), name  # no timestamps stored
+        assert path.stat().st_size < 2_000_000, name
+        assert re.search(r"^backbone: small_cnn at 64 px, \.\./runs/demo/seed\d+/source step [1-9]\d*, pretrained "
+                         r"on the source pool \S+ \(250 classes, \d+ training images\)$", _stdout(notebook),
+                         re.MULTILINE), name
+
+
+def test_readme_and_notebooks_state_the_stored_figures():
+    """README's notebook paragraph and the notebooks' own text quote the figures
+    the stored outputs print (the probe on birds, the EMD table, the demo's
+    accuracies), and the world seed they were made on."""
+    import nbformat
+
+    notebooks = {name: nbformat.read(NOTEBOOKS / name, as_version=4) for name in execute.NOTEBOOK_NAMES}
+    linear, domain = (_stdout(notebooks[name]) for name in execute.NOTEBOOK_NAMES)
+    seed = re.search(r"\.\./runs/demo/seed(\d+)/source", linear).group(1)
+    top1 = float(re.search(r"^top-1 accuracy: ([0-9.]+)", linear, re.MULTILINE).group(1))
+    per_class = float(re.search(r"^mean per-class accuracy: ([0-9.]+)", linear, re.MULTILINE).group(1))
+    precision = float(re.search(r"^precision@5: ([0-9.]+)", linear, re.MULTILINE).group(1))
+    in_grid = re.search(r"^neighbours of the query's class in the grid: (\d+) of 20", linear, re.MULTILINE).group(1)
+    emd = {(source, target): float(distance) for source, target, distance
+           in re.findall(r"^(pool\S*)\s+(\S+)\s+([0-9.]+)\s+[0-9.]+$", domain, re.MULTILINE)}
+    accuracies = {name: dict(zip(("similarity", "probe", "finetune", "scratch"), map(float, values))) for name, *values
+                  in re.findall(r"^(\w+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)$", domain, re.MULTILINE)}
+    assert set(emd) == {(s, t) for s in SOURCES for t in TARGETS} and set(accuracies) == set(TARGETS)
+
+    def ranking(key, digits=3):
+        return ", ".join(f"{name} {values[key]:.{digits}f}"
+                         for name, values in sorted(accuracies.items(), key=lambda item: -item[1][key]))
+
+    in_pool = [t for t in TARGETS if f"pool.{t}" in SOURCES]
+    others = [emd[f"pool.{f}", t] for f in in_pool for t in in_pool if f != t]
+    nearest = min(SOURCES[1:], key=lambda source: emd[source, "butterflies"])
+    probe = {name: f"{values['probe']:.3f}" for name, values in accuracies.items()}
+    linear_figures = [f"world seed {seed}", f"probe top-1 **{top1:.3f}**", f"mean per-class {per_class:.3f}",
+                      f"precision@5 {precision:.3f}", f"{in_grid} of the grid's 20 neighbours"]
+    domain_figures = [", ".join(f"{t} {emd[f'pool.{t}', t]:.2f}" for t in in_pool),
+                      f"{min(others):.1f}–{max(others):.1f}", f"nearest `{nearest}` ({emd[nearest, 'butterflies']:.2f})",
+                      ranking("similarity", 4), ranking("probe"), "fine-tuning " + ranking("finetune")]
+    readme = README.read_text(encoding="utf-8")
+    readme = readme[readme.index("The notebooks [`notebooks/LinearClassifier.ipynb`]"):]
+    readme = " ".join(readme[:readme.index("\n## ")].split())  # that paragraph, its lines joined
+    for figure in linear_figures + domain_figures:
+        assert figure in readme, figure
+    for name, figures in zip(execute.NOTEBOOK_NAMES, (linear_figures + [
+            f"fine-tuning ({accuracies['birds']['finetune']:.3f})", f"alone ({accuracies['birds']['scratch']:.3f})",
+            f"their probes are {probe['planes']}, {probe['fish']} and {probe['butterflies']}"], domain_figures)):
+        text = " ".join(" ".join(cell.source for cell in notebooks[name].cells if cell.cell_type == "markdown").split())
+        for figure in figures:
+            assert figure in text, (name, figure)
+
+
+def test_execute_stores_only_clean_outputs(tmp_path, monkeypatch, capsys):
+    """`problems` names an error, stderr text and a TensorFlow log line (and
+    nothing in clean outputs); notebooks/execute.py refuses without a demo."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    clean = new_notebook(cells=[new_code_cell(outputs=[new_output("stream", name="stdout", text="top-1 0.5\n")])])
+    assert execute.problems(clean) == []
+    noisy = new_notebook(cells=[new_code_cell(outputs=[
+        new_output("error", ename="ValueError", evalue="no", traceback=[]),
+        new_output("stream", name="stderr", text="careful\n"),
+        new_output("stream", name="stdout", text="WARNING:tensorflow:5 out of the last 11 calls\n")])])
+    found = execute.problems(nbformat.from_dict(noisy))
+    assert len(found) == 3 and "ValueError" in found[0] and "stderr" in found[1] and "TensorFlow" in found[2], found
+
+    monkeypatch.setattr(execute, "DEMO_SUMMARY", tmp_path / "runs" / "demo" / "summary.json")
+    with pytest.raises(SystemExit) as exit_info:
+        execute.main([])
+    assert exit_info.value.code == 2 and "run `make demo` first" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -177,6 +237,11 @@ def test_domain_similarity_notebook_uses_a_finished_demo(run_notebook, data_dir,
 
 def _outputs(notebook):
     return (output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
+
+
+def _stdout(notebook):
+    return "".join(output["text"] for output in _outputs(notebook)
+                   if output.get("output_type") == "stream" and output["name"] == "stdout")
 
 
 def _png_count(notebook):

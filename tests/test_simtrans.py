@@ -406,7 +406,7 @@ def test_cli_errors_exit_2(tiny_dataset, tmp_path, capsys):
 
 @pytest.mark.parametrize("step, flag, value", [
     ("pretrain", "--epochs", "0"), ("pretrain", "--image_size", "-3"), ("pretrain", "--num_novel", "0"),
-    ("pretrain", "--batch_size", "2.5"), ("pretrain", "--lr", "0"), ("pretrain", "--seed", "-1"),
+    ("pretrain", "--batch_size", "2.5"), ("pretrain", "--learning_rate", "0"), ("pretrain", "--seed", "-1"),
     ("simnet", "--beta", "-0.1"), ("simnet", "--domain_lr", "nan"), ("simnet", "--eval_images", "0"),
     ("weights", "--figure_images", "0"), ("train", "--graph_epochs", "-1"), ("train", "--alpha", "-1"),
     ("train", "--weight_decay", "inf"), ("train", "--graph_batch_size", "0"), ("eval", "--batch_size", "x")])
@@ -425,15 +425,31 @@ def test_help_shows_every_default_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip().endswith("False False") and not out.stderr
     options = [line for line in out.stdout.splitlines() if line.startswith("  --")]
-    # every flag shows its default, except pretrain's five without one, whose help says what leaving them out does
-    assert len(options) > 40 and out.stdout.count("(default:") == len(options) - 5
+    # every flag shows its default, except pretrain's five and simnet's two without one, whose help says what
+    # leaving them out does
+    assert len(options) > 40 and out.stdout.count("(default:") == len(options) - 7
     assert "(default: None)" not in out.stdout
     text = " ".join(out.stdout.split())
     for said in ("none given: the novel classes recorded", "instead of --novel_classes",
                  "none given: random initialisation", "none given: a --checkpoint run's or fgtf .weights.h5's "
-                 "network, else small_cnn", "none given: a --checkpoint run's, else 64"):
+                 "network, else small_cnn", "none given: a --checkpoint run's, else 64",
+                 "none given: the original's 50 when the base and the novel training sets hold 7 batches of 50",
+                 "none given: the original's 20 with batches of 50 or more, else one per 5 images",
+                 "0.1 is the method's, 0 the released script's (the term left out) (default: 0.1)"):
         assert said in text
     assert "--checkpoint CHECKPOINT, --init_weights CHECKPOINT" in out.stdout
+    # the vocabulary's names, the former ones still accepted
+    assert "--learning_rate LEARNING_RATE, --lr LEARNING_RATE" in out.stdout
+    assert "--num_epochs_per_decay NUM_EPOCHS_PER_DECAY, --lr_interval NUM_EPOCHS_PER_DECAY" in out.stdout
+    assert "spec" not in text and "§" not in text
+
+
+def test_simnet_batches_are_fitted_to_small_sets():
+    from fgtf.simtrans.steps import fitted_pair_batch
+
+    assert fitted_pair_batch(450, 150) == 20  # the synthetic example: 15 base, 5 novel classes of 30
+    assert fitted_pair_batch(4500, 3000) == 50  # CUB-sized: the original's
+    assert fitted_pair_batch(60, 40) == 10
 
 
 def test_novel_classes_are_checked_against_the_dataset(tiny_dataset, tmp_path, capsys):

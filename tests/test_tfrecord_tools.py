@@ -493,7 +493,8 @@ def test_verify_and_inspect_reject_a_missing_folder(tmp_path):
 def test_inspect_prints_counts_histogram_and_samples(written, capsys):
     assert inspect.main([written, "--samples", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"{written}  (counts from manifest.json)"
+    assert lines[0] == (f"{written}  (counts from manifest.json, trusted: shard sizes checked, not their bytes; "
+                        f"python -m tfrecord_tools.verify reads every byte)")
     assert lines[1] == "train: 2 shard files, 6 records, 2 classes"
     assert lines[2] == "  labels: 0: 3, 1: 3"
     assert lines[3] == ("  sample train_00000-of-00002.tfrecord[0]: label 0 (class0), 0.jpg, "
@@ -501,7 +502,23 @@ def test_inspect_prints_counts_histogram_and_samples(written, capsys):
     assert lines[4] == "validation: 1 shard files, 3 records, 2 classes"
     os.remove(os.path.join(written, "manifest.json"))
     text = inspect.inspect_dir(written, samples=0)
-    assert "reading every record" in text and "train: 2 shard files, 6 records, 2 classes" in text
+    assert "reading every record, each checked" in text and "train: 2 shard files, 6 records, 2 classes" in text
+
+
+def test_inspect_says_what_it_trusts_and_checks_what_it_reads(written, capsys):
+    """A flipped byte in a record the manifest vouches for and inspect does not read passes (the first line
+    says the counts are trusted); once the manifest is gone inspect reads, and names, it."""
+    name = "train_00000-of-00002.tfrecord"
+    data = bytearray(open(os.path.join(written, name), "rb").read())
+    data[len(data) - 100] ^= 0x40  # inside the shard's last record
+    open(os.path.join(written, name), "wb").write(bytes(data))
+    assert inspect.main([written, "--samples", "1"]) == 0
+    assert "trusted: shard sizes checked, not their bytes" in capsys.readouterr().out.splitlines()[0]
+    os.remove(os.path.join(written, "manifest.json"))
+    with pytest.raises(SystemExit) as exited:
+        inspect.main([written, "--samples", "1"])
+    assert exited.value.code == 1
+    assert f"BAD {name}: record 2 at byte " in capsys.readouterr().out
 
 
 def _folder_state(folder):

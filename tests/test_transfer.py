@@ -250,7 +250,7 @@ _LINEAR = ["fgtf.transfer.linear", "--features", "{dir}", "--dataset", "src"]
     (_DS + ["--min_images", "-5"], "argument --min_images: must be an integer of at least 1, got -5"),
     (_DS + ["--min_images", "0"], "argument --min_images: must be an integer of at least 1, got 0"),
     (_DS + ["--split", "test"], "unknown split 'test'; choose train or validation (or val)"),
-    (_DS + ["--min_images", "1000"], "no source class has at least min_images=1000 images"),
+    (_DS + ["--min_images", "1000"], "no source class has --min_images 1000 images (the largest has 3); lower --min_images"),
     (_LINEAR + ["--k", "0"], "argument --k: must be an integer of at least 1, got 0"),
     (_LINEAR + ["--k", "99"], "--k 99 is more than the 6 training images"),
     (_LINEAR + ["--C", "-2"], "argument --C: must be a finite number greater than 0, got -2"),
@@ -323,6 +323,38 @@ def test_confusion_matrix_png_draws_named_integer_ticks(tmp_path, monkeypatch):
     assert drawn["axes"].get_xticks().tolist() == list(range(0, 45, 2))
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         plots.confusion_matrix_png(np.eye(3), tmp_path / "c.png", class_names=["a", "b"])
+
+
+def test_long_class_names_wrap_at_their_separators():
+    name = "birds.red_bar-hooked_beak-spotted_breast-capped-forked_tail"
+    assert plots.wrapped(name, 26) == "birds.red_bar-hooked_beak-\nspotted_breast-capped-\nforked_tail"
+    assert plots.wrapped(name, 26, lines=2) == "birds.red_bar-hooked_beak-\nspotted_breast-capped-\u2026"
+    assert plots.wrapped("x" * 30, 12) == "xxxxxxxxxxxx\nxxxxxxxxxxxx\nxxxxxx" and plots.wrapped("Emu", 26) == "Emu"
+
+
+@pytest.mark.parametrize("count, name", [(2, "Emu {}"), (5, "birds.red_bar-hooked_beak-spotted_breast-capped-{}"),
+                                         (20, "Class_{}"), (200, "{:03d}.Some_Bird_Name")])
+def test_confusion_matrix_keeps_its_room_and_its_title_from_2_to_200_classes(tmp_path, monkeypatch, count, name):
+    """The matrix is at least 3 inches whatever the names' length, the colour bar stays off the title,
+    and every tick label lies inside the figure."""
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.update(fig=fig))
+    names = [name.format(i) for i in range(count)]
+    plots.confusion_matrix_png(np.eye(count, dtype=int) * 3 + 1, tmp_path / "c.png", class_names=names,
+                               title="linear probe (top-1 0.731)")
+    fig = drawn["fig"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    matrix, colourbar = fig.axes
+    box = matrix.get_window_extent(renderer)
+    assert min(box.width, box.height) >= 3 * fig.dpi * 0.95
+    title = matrix.title.get_window_extent(renderer)
+    assert not title.overlaps(colourbar.get_window_extent(renderer))
+    whole = fig.bbox
+    for label in matrix.get_xticklabels() + matrix.get_yticklabels():
+        extent = label.get_window_extent(renderer)
+        assert extent.x0 >= whole.x0 - 1 and extent.x1 <= whole.x1 + 1 and extent.y0 >= whole.y0 - 1, label
+    plots.plt.close(fig)
 
 
 def test_sample_weight_titles_have_enough_decimals_to_rank():

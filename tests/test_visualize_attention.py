@@ -78,12 +78,14 @@ def test_cli_writes_one_overlay_per_image(trained_runs, dataset, tmp_path, capsy
                               "--out", str(out), "--class_index", "1"])
     printed = capsys.readouterr().out
     assert "tiny_net with a sam head, 32 px, 3 classes, EMA weights (fgtf run: " in printed
-    assert "image size and classes from its run_config.json" in printed and printed.count("class 1 (p = ") == 2
+    second_class = open(os.path.join(trained_runs["sam"], "classes.txt")).read().splitlines()[1]
+    assert "image size and classes from its run_config.json" in printed
+    assert printed.count(f"; CAM of {second_class} (p = ") == 2
     pngs = sorted(os.listdir(out))
     assert len(pngs) == 2 and pngs[0].startswith("000_") and pngs[1].startswith("001_")
     with Image.open(out / pngs[0]) as png:
-        # three panels (input, attention, CAM) side by side
-        assert png.format == "PNG" and png.size[0] > 2.5 * png.size[1]
+        # three 2.6-inch panels (input, attention, CAM) side by side at 100 dpi, under the titles' lines
+        assert png.format == "PNG" and png.size[0] == 3 * 260 and png.size[1] < png.size[0] / 1.5
     visualize_attention.main(["--model_dir", trained_runs["plain"], "--images", dataset["images"][0],
                               "--image_size", "40"])  # the former flag name still works
     assert "tiny_net, 40 px, 3 classes" in capsys.readouterr().out

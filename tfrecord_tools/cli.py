@@ -8,7 +8,8 @@ Exit codes of every command: 0 done; 1 a check found problems (verify,
 inspect); 2 a mistake in the input (arguments, files, folders; a folder in
 use by another process); 3 training diverged; 75 a fault of the environment
 (disk full, out of memory, input/output error): free the resource and run the
-same command again, it resumes; 130 interrupted (Ctrl-C).
+same command again, it resumes; 130 interrupted (Ctrl-C); 141 the reader of
+its output went away (`... | head`), as a command killed by SIGPIPE.
 """
 import argparse
 import errno
@@ -16,13 +17,16 @@ import functools
 import json
 import math
 import os
+import signal
 import sys
+
+from tfrecord_tools.quiet import hide_tensorflow_start_up
 
 EXIT_USER = 2
 EXIT_ENVIRONMENT = 75  # sysexits' EX_TEMPFAIL: retrying later may succeed
 # Errors of the operating system that say the machine, not the input, failed.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
-                       errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
+                      errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
 _RETRY = "run the same command again; it resumes where it stopped"
 
 
@@ -34,21 +38,38 @@ class UserError(ValueError):
 def cli_main(main):
     """Decorate a `main(argv=None)` so that `UserError`, the faults `fault`
     knows (files, disk, memory, text and JSON that do not parse) and Ctrl-C
-    end in one line and an exit code instead of a traceback."""
+    end in one line and an exit code instead of a traceback, a closed stdout
+    (`... | head`) ends it quietly, and TensorFlow's start-up lines stay off
+    the console unless `--verbose` is given (the wrapper's flag: it is taken
+    out of `argv` before `main` parses it)."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
-        # Before anything imports TensorFlow (argument types may): its C++
-        # start-up lines are noise to a user. A user's own setting wins.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        argv = list(sys.argv[1:] if argv is None else argv)
+        verbose = VERBOSE_FLAG in argv[: argv.index("--")] if "--" in argv else VERBOSE_FLAG in argv
+        if verbose:
+            argv.remove(VERBOSE_FLAG)
+        else:
+            # Before anything imports TensorFlow (argument types may). A user's own setting wins.
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            hide_tensorflow_start_up()
         try:
-            return main(argv)
+            result = main(argv)
+            sys.stdout.flush()  # here, so that a closed pipe is met below, not at exit
+            return result
         except UserError as error:
             print(f"{program_name(main)}: error: {error}", file=sys.stderr)
             sys.exit(EXIT_USER)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        except BrokenPipeError:  # the reader went away (`| head`): stop, as a command killed by SIGPIPE
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
+        except SystemExit as done:
+            if done.code == 0 and {"-h", "--help"} & set(argv):
+                print(VERBOSE_HELP)
+            raise
         except Exception as error:  # noqa: BLE001 -- only the faults `fault` names; others are bugs and raise
             known = fault(error)
             if known is None:
@@ -58,6 +79,10 @@ def cli_main(main):
             sys.exit(code)
 
     return wrapper
+
+
+VERBOSE_FLAG = "--verbose"
+VERBOSE_HELP = f"every command also takes {VERBOSE_FLAG}: show TensorFlow's start-up log lines (hidden otherwise)"
 
 
 def fault(error):
@@ -121,14 +146,17 @@ def program_name(main):
     return f"python -m {module.removesuffix('.__main__')}"
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every flag's help ends with its default, except flags without one (None),
-    whose help says what happens when they are left out."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, once: except flags without
+    one (None), on-off switches, and flags whose help already says it
+    (`(default: ...)`), whose help says what happens when they are left out."""
 
     def _get_help_string(self, action):
-        if action.default is None:
-            return action.help
-        return super()._get_help_string(action)
+        text = action.help or ""
+        if (action.default in (None, argparse.SUPPRESS) or not action.option_strings or "(default" in text
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
+            return text
+        return text + " (default: %(default)s)"
 
 
 # --- argparse types: a bad value is refused by argparse itself (one line, exit 2)

@@ -3,12 +3,14 @@ and a few records decoded.
 
     python -m tfrecord_tools.inspect data/cub_200/tfrecords
 
-Counts and histograms come from manifest.json when the folder has one (each
-shard's presence and size are checked against it; run `python -m
-tfrecord_tools.verify` to check every byte), otherwise from reading every
-record. Sample records are fully decoded with PIL. A shard found bad is named
-on a `BAD <shard>: <problem>` line, worded as verify words it, and the exit
-status is 1 (2 for a usage mistake).
+Counts and histograms come from manifest.json when the folder has one,
+trusted: each shard's presence and size are checked against it, not its
+bytes (the first line says so; `python -m tfrecord_tools.verify` reads every
+byte); otherwise from reading every record, each checked. Every record read
+(the sample records, fully decoded with PIL, and without a manifest all of
+them) is checked: its CRCs, its Example structure and its image. A shard
+found bad is named on a `BAD <shard>: <problem>` line, worded as verify
+words it, and the exit status is 1 (2 for a usage mistake).
 """
 import argparse
 import io
@@ -46,7 +48,8 @@ def summarize_dir(output_dir, samples=2):
     if not shards:
         raise UserError(f"{output_dir} holds no <split>_NNNNN-of-NNNNN.tfrecord shards")
     manifest = manifest_lib.load_manifest(output_dir)
-    source = "manifest.json" if manifest else "reading every record (no manifest.json)"
+    source = (f"manifest.json, trusted: shard sizes checked, not their bytes; python -m tfrecord_tools.verify "
+              f"reads every byte" if manifest else "reading every record, each checked (no manifest.json)")
     lines, problems = [f"{output_dir}  (counts from {source})"], []
     for split in sorted({manifest_lib.parse_shard_name(name)[0] for name in shards}):
         names = [name for name in shards if manifest_lib.parse_shard_name(name)[0] == split]

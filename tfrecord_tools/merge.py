@@ -7,7 +7,9 @@ machines that do not share a file system.
 
 Every part's shards are checked against its manifest (size, sha256), copied
 into OUTPUT_DIR (atomically; a part may be OUTPUT_DIR itself) and entered in
-OUTPUT_DIR's manifest and conversion report. Parts of a different conversion
+OUTPUT_DIR's manifest and conversion report; the parts' classes.txt (the
+label names a conversion writes beside its shards) comes along, and parts
+whose classes.txt differ are refused. Parts of a different conversion
 (other input list, shard count or options) are refused. A merge that fails
 writes nothing: a new OUTPUT_DIR appears only when complete. Machines writing to
 one shared folder need no merge: their manifests merge as they write.
@@ -20,6 +22,9 @@ import shutil
 from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.atomic import atomic_dir, atomic_path
 from tfrecord_tools.cli import ENVIRONMENT_ERRNOS, HelpFormatter, UserError, cli_main
+
+# the label names, one per line in label order, that fgtf.convert writes beside the shards
+LABEL_NAMES = "classes.txt"
 
 
 def merge_dirs(output_dir, part_dirs):
@@ -83,7 +88,8 @@ def _merge_into(folder, output_dir, parts):
     if os.path.exists(report_path):
         with open(report_path, "rb") as handle:
             old_report = handle.read()
-    copies = []
+    label_names = _label_names(folder, [part for part, _ in parts])
+    copies = [] if label_names is None else [(label_names, LABEL_NAMES)]
     for part, part_manifest in parts:
         target["metadata"] = target["metadata"] or part_manifest["metadata"]
         part_report = manifest_lib.load_report(part)
@@ -105,6 +111,22 @@ def _merge_into(folder, output_dir, parts):
         _restore(report_path, old_report)
         raise
     return {split: len(entry["shards"]) for split, entry in target["splits"].items()}
+
+
+def _label_names(folder, part_dirs):
+    """The path of the classes.txt the merged folder gets (None: no part has
+    one); a `UserError` when the parts' (or `folder`'s own) differ."""
+    found = {}  # contents -> the first file holding them
+    for place in [folder, *part_dirs]:
+        path = os.path.join(place, LABEL_NAMES)
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                found.setdefault(handle.read(), path)
+    if len(found) > 1:
+        raise UserError(f"{' and '.join(list(found.values())[:2])} differ: the parts name their classes "
+                        f"differently, so they are not one conversion")
+    path = next(iter(found.values()), None)
+    return None if path is None or path == os.path.join(folder, LABEL_NAMES) else path
 
 
 def _merge_split(output_dir, part, split, entry, target, report, part_lines):

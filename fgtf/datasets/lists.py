@@ -1,6 +1,10 @@
 """Seed-style split lists: the `Record` every reader returns, `train.txt` /
 `val.txt` (`relative/path.jpg: <label>` per line) and `classes.txt`.
 
+Class names come from `classes.txt` (one per line, label order); without
+one, from the images' folders when each class's images sit in a folder of
+its own (`<class>/<image>.jpg`, as most datasets store them).
+
 A leaf module: the dataset registry and the release-layout readers both build
 on it.
 """
@@ -12,21 +16,24 @@ from tfrecord_tools.cli import UserError
 SPLITS = ("train", "validation")
 # split -> file name of the seed-style list
 SEED_LIST = {"train": "train.txt", "validation": "val.txt"}
+# the class names, one per line in label order, in a dataset folder, beside shards and in a run folder
+CLASSES_FILE = "classes.txt"
 
 Record = namedtuple("Record", "path label class_name")
 Record.__doc__ = "One image: absolute `path`, 0-based `label`, `class_name` (None when unknown)."
 
 
 def read_seed_list(dataset_dir, split, allow_outside_paths=False):
-    """Read `<dataset_dir>/train.txt` or `val.txt`: lines `relative/path.jpg: <label>`.
-    Class names are taken from `classes.txt` (one per line, label order) when present."""
+    """Read `<dataset_dir>/train.txt` or `val.txt`: lines `relative/path.jpg: <label>`,
+    with class names as the module docstring says."""
     return read_list_file(os.path.join(dataset_dir, SEED_LIST[split]), dataset_dir, allow_outside_paths)
 
 
 def read_list_file(list_path, dataset_dir, allow_outside_paths=False):
     """Read any seed-style list (`relative/path.jpg: <label>` per line, paths
     relative to `dataset_dir`) as `Record`s in list order; class names from
-    `<dataset_dir>/classes.txt` when present. Labels are integers from 0
+    `<dataset_dir>/classes.txt`, else from the images' folders (see
+    `folder_class_names`). Labels are integers from 0
     (below the number of classes classes.txt names, when there is one); a
     path that leads outside `dataset_dir` (absolute, `..`, or through a
     symbolic link) is a UserError unless `allow_outside_paths` (see
@@ -52,7 +59,24 @@ def read_list_file(list_path, dataset_dir, allow_outside_paths=False):
                                   names[label] if names else None))
     if not allow_outside_paths:
         refuse_outside_paths(records, dataset_dir, list_path)
+    if names is None:
+        folders = folder_class_names([record.path for record in records], [record.label for record in records])
+        if folders:
+            records = [record._replace(class_name=folders[record.label]) for record in records]
     return records
+
+
+def folder_class_names(paths, labels):
+    """{label: the name of the folder holding its images} when every label's
+    images sit in one folder and different labels' in different folders
+    (`<class>/<image>.jpg`), else None: the folders do not name the classes."""
+    folders = {}
+    for path, label in zip(paths, labels):
+        folders.setdefault(int(label), set()).add(os.path.basename(os.path.dirname(path)))
+    if not folders or any(len(names) != 1 for names in folders.values()):
+        return None
+    names = {label: next(iter(names)) for label, names in folders.items()}
+    return names if len(set(names.values())) == len(names) and "" not in names.values() else None
 
 
 def refuse_outside_paths(records, dataset_dir, source):
@@ -78,11 +102,22 @@ def refuse_outside_paths(records, dataset_dir, source):
 
 def read_class_names(dataset_dir):
     """The class names of `<dataset_dir>/classes.txt` in label order, or None without one."""
-    path = os.path.join(dataset_dir, "classes.txt")
+    path = os.path.join(dataset_dir, CLASSES_FILE)
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:
         return [line.rstrip("\r\n") for line in _text_lines(handle, path) if line.strip()]
+
+
+def shard_class_names(shard_dir, num_classes):
+    """The class names of the TFRecords in `shard_dir`: the classes.txt
+    beside them (fgtf.convert's) or in the folder above (a dataset folder
+    whose tfrecords/ they are), when it names `num_classes` classes; else None."""
+    for folder in (shard_dir, os.path.dirname(os.path.abspath(shard_dir))):
+        names = read_class_names(folder)
+        if names is not None:
+            return names if len(names) == num_classes else None
+    return None
 
 
 def _text_lines(handle, path):

@@ -2,14 +2,21 @@
 
 Every dataset is read from one folder, either through the seed-style lists
 `train.txt` / `val.txt` (used whenever the folder holds one of them) or through
-the dataset's official release layout (`fgtf.datasets.layouts`).
+the dataset's official release layout (`fgtf.datasets.layouts`). `folder`
+(any dataset of your own, the default of every command given only
+`--dataset_dir`) and `synthetic` have no release layout: they read the seed
+lists, else an image-folder tree `train/<class>/*.jpg` + `val/<class>/*.jpg`
+(`fgtf.datasets.folders`).
 """
 import os
 from collections import namedtuple
 
-from fgtf.datasets import layouts
+from fgtf.datasets import folders, layouts
 from fgtf.datasets.lists import SEED_LIST, SPLITS, read_class_names, read_seed_list, refuse_outside_paths
 from tfrecord_tools.cli import UserError
+
+# The name of a dataset of your own: seed lists or an image-folder tree, classes read from it.
+GENERIC = "folder"
 
 DatasetInfo = namedtuple("DatasetInfo", "name num_classes split_sizes")
 DatasetInfo.__doc__ = ("`num_classes` (None: read from the lists) and `split_sizes` "
@@ -34,6 +41,7 @@ _DATASETS = {
     "stanford_cars": _info("stanford_cars", 196, 8144, 8041),
     "stanford_dogs": _info("stanford_dogs", 120, 12000, 8580),
     "synthetic": DatasetInfo("synthetic", None, None),
+    GENERIC: DatasetInfo(GENERIC, None, None),
 }
 
 
@@ -51,8 +59,8 @@ def get_dataset_info(name):
 
 def get_num_classes(name, dataset_dir=None):
     """Number of classes of dataset `name`: the registry's count, or for a
-    dataset without a fixed count (`synthetic`) the length of `classes.txt`,
-    else 1 + the largest label of the seed lists in `dataset_dir`."""
+    dataset without a fixed count (`folder`, `synthetic`) the length of
+    `classes.txt`, else 1 + the largest label of its splits in `dataset_dir`."""
     info = get_dataset_info(name)
     if info.num_classes is not None:
         return info.num_classes
@@ -79,13 +87,17 @@ def read_split(name, dataset_dir, split, allow_outside_paths=False):
     if not os.path.isdir(dataset_dir):
         raise UserError(f"dataset folder {dataset_dir} does not exist")
     has_seed_lists = any(os.path.isfile(os.path.join(dataset_dir, f)) for f in SEED_LIST.values())
-    if has_seed_lists or name not in layouts.LAYOUTS:
+    if has_seed_lists or (name not in layouts.LAYOUTS and not folders.is_image_folder_tree(dataset_dir)):
         _require_seed_list(name, dataset_dir, split, layouts.LAYOUTS)
         records = read_seed_list(dataset_dir, split, allow_outside_paths)
         source = os.path.join(dataset_dir, SEED_LIST[split])
     else:
-        records = layouts.read_layout(name, dataset_dir, split)
-        source = f"the {name} release layout in {dataset_dir}"
+        if name in layouts.LAYOUTS:
+            records = layouts.read_layout(name, dataset_dir, split)
+            source = f"the {name} release layout in {dataset_dir}"
+        else:
+            records = folders.read_image_folders(dataset_dir, split)
+            source = f"the image folders in {dataset_dir}"
         if not allow_outside_paths:
             refuse_outside_paths(records, dataset_dir, source)
     too_large = [record for record in records if info.num_classes and record.label >= info.num_classes]
@@ -102,6 +114,9 @@ def _require_seed_list(name, dataset_dir, split, layouts_known):
     if name == "synthetic":
         raise UserError(f"synthetic: {path} is missing; generate the dataset with "
                         f"`python -m fgtf.datasets.synthetic --out {dataset_dir}`")
-    expected = "train.txt and val.txt" + (" (or no seed lists at all, to read the release layout)"
-                                          if name in layouts_known else "")
-    raise UserError(f"{name}: {path} is missing; expected {expected}")
+    if name in layouts_known:
+        raise UserError(f"{name}: {path} is missing; expected train.txt and val.txt (or no seed lists at all, "
+                        f"to read the release layout)")
+    raise UserError(f"{path} is missing; a dataset folder holds the split lists train.txt and val.txt "
+                    f"('relative/path.jpg: <label>' per line), or the folders train/<class>/ and val/<class>/ "
+                    f"of images")

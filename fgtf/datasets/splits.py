@@ -74,8 +74,8 @@ def class_list_labels(class_names, records):
         raise UserError(f"the class list names {', '.join(repeated[:5])} more than once")
     known = class_names_of(records)
     if not known:
-        raise UserError("the dataset's images carry no class names (a seed-style folder needs classes.txt), "
-                        "so a class list cannot be matched")
+        raise UserError("the dataset's images carry no class names (a seed-style folder needs classes.txt, or "
+                        "one image folder per class), so a class list cannot be matched")
     return _labels_of(class_names, _label_by_name(known))
 
 
@@ -124,6 +124,17 @@ def select_classes(records, classes):
 def class_names_of(records):
     """{label: class name} of the records that carry a name."""
     return {record.label: record.class_name for record in records if record.class_name is not None}
+
+
+def class_names_by_label(records):
+    """The names of labels 0..K-1 as the records give them (the label's
+    number for a label they do not name) when their labels are 0..K-1, each
+    present; None when labels are missing (classes.txt could not list them)."""
+    labels = {record.label for record in records}
+    if not labels or labels != set(range(len(labels))):
+        return None
+    names = class_names_of(records)
+    return [names.get(label, str(label)) for label in range(len(labels))]
 
 
 def read_web_split(dataset_dir, class_names):

@@ -7,11 +7,13 @@
     python -m fgtf.simtrans train    --run_dir runs/simtrans [--graph_epochs 4]
     python -m fgtf.simtrans eval     --run_dir runs/simtrans
 
-Steps (shared/spec/simtrans.md):
+Steps (Chen et al., "Semantic Transfer for Weak-Shot Learning", NeurIPS 2021):
   pretrain  backbone + linear classifier, plain CE on the clean base classes
-            (`--pretrain_data noisy_novel`: the released script's choice, §12.1)
+            (`--pretrain_data noisy_novel`: the released script's choice)
   simnet    SimNet on pairs of class-grouped base batches, with the adversarial
-            domain discriminator on novel batches (`--beta`; 0 = released script)
+            domain discriminator on novel batches (`--beta`, the method's 0.1
+            by default; 0: the released script, which leaves it out); batches
+            fitted to small base sets unless `--batch_size` is given
   weights   transferred similarities of every novel class's noisy training
             images -> per-image sample weights (`savg1` for train's CE epochs,
             `avg1` for its graph epochs, both `one_mean`), and a PNG of each
@@ -43,7 +45,7 @@ The default backbone is the registry's `small_cnn` (six conv layers,
 128-d features) at 64x64 pixels, so the whole pipeline runs on a CPU in
 minutes; the original is `--model resnet_v2_50 --image_size 224` (fgtf's
 ResNet-v2, not torchvision's v1.5). Any fgtf registry backbone works,
-optionally initialised from `--checkpoint` (alias `--init_weights`): a
+optionally initialised from `--checkpoint`: a
 TF-Slim checkpoint, a `.weights.h5`, an fgtf training run folder or another
 SimTrans run folder of the same network (a run gives `--model` and
 `--image_size` when they are left out), read by `fgtf.checkpoints.load_into`
@@ -53,7 +55,7 @@ the same crop with a random flip (`--augment flip`, default: short CPU
 schedules) or slim's inception training preprocessing (`--augment inception`).
 
 Kept from the original: SGD momentum 0.9 rebuilt every epoch (momentum reset),
-lr halved every `--lr_interval` epochs, coupled L2 weight decay on every
+learning rate halved every `--num_epochs_per_decay` epochs, coupled L2 weight decay on every
 weight, class-grouped pair batches, weights (1/B) sum w CE, dense graph over
 the batch with relaxation mu and mask eye. Changed: no test-set model
 selection or early stopping (the last epoch is kept; the test metrics of
@@ -102,20 +104,29 @@ def _label_list(text):
     return labels
 
 
-def _add(parser, function, name, help, *flags, **options):
-    """`--name` (plus alias `flags`) with its default taken from `function`'s signature."""
-    parser.add_argument(f"--{name}", *flags, dest=name, default=inspect.signature(function).parameters[name].default,
+def _add(parser, function, name, help, *flags, flag=None, **options):
+    """`--name` (or `--flag`, the vocabulary's name, with `--name` kept as an
+    alias; plus alias `flags`) setting `function`'s parameter `name`, whose
+    default it takes from the signature."""
+    names = (f"--{flag}", f"--{name}") if flag else (f"--{name}",)
+    if flag:
+        options.setdefault("metavar", flag.upper())
+    parser.add_argument(*names, *flags, dest=name, default=inspect.signature(function).parameters[name].default,
                         help=help, **options)
 
 
 def _schedule_arguments(parser, function):
     _add(parser, function, "epochs", "training epochs", type=positive_int)
-    _add(parser, function, "lr", "SGD learning rate (momentum 0.9)", type=positive_float)
-    _add(parser, function, "lr_interval", "halve the learning rate every this many epochs", type=positive_int)
+    _add(parser, function, "lr", "SGD learning rate (momentum 0.9)", flag="learning_rate", type=positive_float)
+    _add(parser, function, "lr_interval", "halve the learning rate every this many epochs",
+         flag="num_epochs_per_decay", type=positive_int)
     _add(parser, function, "weight_decay", "coupled L2 on every weight, as PyTorch SGD", type=non_negative_float)
     _add(parser, function, "augment", "training preprocessing: evaluation crop + random flip, or slim's "
          "inception training preprocessing", choices=AUGMENTATIONS)
-    _add(parser, function, "batch_size", "images per training batch", type=positive_int)
+    default = inspect.signature(function).parameters["batch_size"].default
+    _add(parser, function, "batch_size", "images per training batch" + (
+        "; none given: the original's 50 when the base and the novel training sets hold 7 batches of 50 each, "
+        "else the largest multiple of 5 they hold 7 times" if default is None else ""), type=positive_int)
     _add(parser, function, "seed", "random seed of initialisation, order and augmentation", type=non_negative_int)
 
 
@@ -148,11 +159,12 @@ def _pretrain_arguments(parser):
 
 def _simnet_arguments(parser):
     _run_dir_argument(parser)
-    _add(parser, train_simnet, "batch_classes", "at most this many classes per base batch", type=positive_int)
+    _add(parser, train_simnet, "batch_classes", "at most this many classes per base batch; none given: the "
+         "original's 20 with batches of 50 or more, else one per 5 images", type=positive_int)
     _add(parser, train_simnet, "batch_classes_novel", "at most this many classes per novel batch",
          type=positive_int)
-    _add(parser, train_simnet, "beta", "adversarial weight: SimNet minimises L_sim - beta L_dom; 0 = the "
-         "released script, 0.1 = the method", type=non_negative_float)
+    _add(parser, train_simnet, "beta", "adversarial weight: SimNet minimises L_sim - beta L_dom; 0.1 is the "
+         "method's, 0 the released script's (the term left out)", type=non_negative_float)
     _add(parser, train_simnet, "domain_lr", "discriminator learning rate", type=positive_float)
     _add(parser, train_simnet, "eval_batches", "pair-F1 evaluation: batches of --eval_classes x --eval_images "
          "test images", type=positive_int)

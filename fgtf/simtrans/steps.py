@@ -1,4 +1,4 @@
-"""The SimTrans steps (shared/spec/simtrans.md) as library functions over one
+"""The SimTrans steps (Chen et al., NeurIPS 2021) as library functions over one
 run folder (`fgtf.simtrans.run_folder`), in the order they run:
 
     pretrain(run_dir, dataset_dir, ...)   backbone + classifier on the base classes; writes run.json
@@ -79,14 +79,20 @@ def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, n
     finish_step(run_dir, "pretrain", {"data": pretrain_data, "epochs": history}, settings, {})
 
 
-def train_simnet(run_dir, *, beta=0.0, domain_lr=0.01, batch_classes=20, batch_classes_novel=2, eval_batches=10,
+def train_simnet(run_dir, *, beta=0.1, domain_lr=0.01, batch_classes=None, batch_classes_novel=2, eval_batches=10,
                  eval_classes=10, eval_images=10, epochs=8, lr=0.01, lr_interval=20, weight_decay=1e-4,
-                 augment="flip", batch_size=50, seed=0):
-    """Step 1: SimNet + discriminator on zipped base / novel class-grouped batches."""
+                 augment="flip", batch_size=None, seed=0):
+    """Step 1: SimNet + discriminator on zipped base / novel class-grouped
+    batches. `beta` 0.1 is the method's adversarial weight (0: the released
+    script's, which leaves the term out). `batch_size` None: fitted to the
+    data (`fitted_pair_batch`); `batch_classes` None: the original's 20 at
+    50 images or more, else one class per 5 images."""
     import keras
 
     run, data = load_run(run_dir)
     inputs = {"pretrain": current_step(run_dir, "pretrain")}
+    batch_size = batch_size or fitted_pair_batch(len(data.base_train), len(data.novel_train))
+    batch_classes = batch_classes or (20 if batch_size >= 50 else max(2, batch_size // 5))
     settings = {"beta": beta, "domain_lr": domain_lr, "batch_classes": batch_classes,
                 "batch_classes_novel": batch_classes_novel, "eval_batches": eval_batches,
                 "eval_classes": eval_classes, "eval_images": eval_images, "epochs": epochs, "lr": lr,
@@ -233,6 +239,17 @@ def evaluate(run_dir, *, batch_size=64):
     forget_step(run_dir, "eval")
     finish_step(run_dir, "eval", {"classes": classes, "accuracy": metrics}, {"batch_size": batch_size},
                 {"train": trained})
+
+
+def fitted_pair_batch(base_images, novel_images):
+    """The images of a SimNet batch for a base and a novel training set of
+    these sizes: the original's 50 when each set holds 7 such batches or
+    more, else the largest multiple of 5 (at least 10) that each holds 7
+    times. The original's 50 give 150 novel images (5 classes of 30) 3
+    iterations an epoch, too few for SimNet to learn anything; 20 (over 4
+    classes), as fitted there, learn (benchmarks/simtrans_defaults.py)."""
+    smaller = min(base_images, novel_images)
+    return 50 if smaller >= 7 * 50 else max(10, smaller // 7 // 5 * 5)
 
 
 def class_grouped_batches(labels, batch_size, classes_per_batch, rng):

@@ -49,6 +49,14 @@ def class_features(features, labels):
     return sums / counts[:, None], counts.astype(np.int64)
 
 
+class TooFewImages(ValueError):
+    """No source class has `min_images` images; `largest` is the most any has."""
+
+    def __init__(self, min_images, largest):
+        super().__init__(f"no source class has at least min_images={min_images} images (the largest has {largest})")
+        self.min_images, self.largest = min_images, largest
+
+
 def emd(source_feats, source_counts, target_feats, target_counts, *, min_images=200):
     """Earth Mover's Distance between two domains given as class features.
 
@@ -68,7 +76,7 @@ def emd(source_feats, source_counts, target_feats, target_counts, *, min_images=
         raise ValueError(f"source features are {source_feats.shape[1]}-d but target features are {target_feats.shape[1]}-d")
     keep = source_counts >= min_images
     if not keep.any():
-        raise ValueError(f"no source class has at least min_images={min_images} images (largest has {source_counts.max()})")
+        raise TooFewImages(min_images, int(source_counts.max()))
     source_feats, source_counts = source_feats[keep], source_counts[keep]
     cost = euclidean_distances(source_feats, target_feats)
     source_weights = source_counts / source_counts.sum()
@@ -149,6 +157,9 @@ def main(argv=None):
     try:
         rows = similarity_table(args.features, sources, targets, min_images=args.min_images,
                                 gamma=args.gamma, split=args.split)
+    except TooFewImages as error:
+        raise UserError(f"no source class has --min_images {error.min_images} images (the largest has "
+                        f"{error.largest}); lower --min_images, e.g. --min_images {error.largest}") from None
     except ValueError as error:
         raise UserError(str(error)) from None
     print(format_table(rows))

@@ -3,6 +3,7 @@
     feature/<model_name>/<dataset>_feature_{train,val}.npy   (N, D) float32
     feature/<model_name>/<dataset>_label_{train,val}.npy     (N,)   int64
     feature/<model_name>/<dataset>_path_{train,val}.txt      N image paths, row order
+    feature/<model_name>/<dataset>_classes.txt               class names by label, one per line
     feature/<model_name>/<dataset>_probability_{train,val}.npy  (N, Z) float32, optional:
         the network's softmax over its Z source classes (LEEP, NCE)
 
@@ -18,6 +19,7 @@ import shutil
 
 import numpy as np
 
+from fgtf.fileio import write_text
 from tfrecord_tools.atomic import temporary_name
 from tfrecord_tools.cli import UserError
 from tfrecord_tools.manifest import sha256_file
@@ -161,3 +163,20 @@ def _load_array(path, what, ndim):
     if array.ndim != ndim or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise UserError(f"{path} holds a {array.ndim}-axis {array.dtype} array, not {what}")
     return array
+
+
+def save_class_names(features_dir, dataset, class_names):
+    """Write the class names of `dataset`'s labels (label order)."""
+    write_text(_classes_file(features_dir, dataset), "".join(f"{name}\n" for name in class_names))
+
+
+def load_class_names(features_dir, dataset):
+    """The class names of `dataset`'s labels, or None when none were saved."""
+    from fgtf.datasets.splits import read_name_list
+
+    path = _classes_file(features_dir, dataset)
+    return read_name_list(path) if os.path.isfile(path) else None
+
+
+def _classes_file(features_dir, dataset):
+    return os.path.join(features_dir, f"{dataset}_classes.txt")

@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from fgtf.transfer.feature_store import load_features
+from fgtf.transfer.feature_store import load_class_names, load_features
 from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_float, positive_int
 
 METRICS = ("cosine", "euclidean")
@@ -127,7 +127,8 @@ def main(argv=None):
                     "split, report top-1 on the validation split.",
         formatter_class=HelpFormatter)
     parser.add_argument("--features", required=True, help="folder of one model's features, e.g. feature/inception_v3/")
-    parser.add_argument("--dataset", required=True, help="dataset name used in the feature file names")
+    parser.add_argument("--dataset", help="dataset name used in the feature file names (default: the only dataset "
+                                          "whose features are in --features)")
     parser.add_argument("--C", type=positive_float, default=1.0,
                         help="inverse L2 regularisation strength of the logistic regression")
     parser.add_argument("--max_iter", type=positive_int, default=1000, help="most lbfgs iterations")
@@ -140,6 +141,7 @@ def main(argv=None):
     parser.add_argument("--out", help="output folder for the PNGs and <dataset>_linear_results.json "
                                       "(default: the --features folder)")
     args = parser.parse_args(argv)
+    args.dataset = args.dataset or only_dataset(args.features)
 
     x_train, y_train, paths_train = load_features(args.features, args.dataset, "train")
     x_val, y_val, paths_val = load_features(args.features, args.dataset, "validation")
@@ -148,6 +150,9 @@ def main(argv=None):
     if args.k > len(x_train):
         raise UserError(f"--k {args.k} is more than the {len(x_train)} training images")
     num_classes = int(max(y_train.max(), y_val.max())) + 1
+    class_names = load_class_names(args.features, args.dataset)
+    if class_names is not None and len(class_names) != num_classes:
+        class_names = None  # not these labels' names
     try:
         model = fit_logistic_regression(x_train, y_train, C=args.C, max_iter=args.max_iter,
                                         standardize=args.standardize)
@@ -161,12 +166,27 @@ def main(argv=None):
           f"({len(y_train)} train / {len(y_val)} validation images, {num_classes} classes)")
     print(f"{args.dataset}: kNN (k={args.k}, {args.metric}, majority vote) top-1 accuracy {knn['accuracy']:.4f}, "
           f"mean per-class accuracy {knn['mean_per_class_accuracy']:.4f}")
-    write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, paths_val, knn=knn)
+    write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, paths_val, knn=knn,
+                  class_names=class_names)
 
 
-def write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, paths_val, knn=None):
+def only_dataset(features_dir):
+    """The name of the one dataset whose training features are in `features_dir`; else a UserError."""
+    suffix = "_feature_train.npy"
+    if not os.path.isdir(features_dir):
+        raise UserError(f"--features {features_dir} is not a folder")
+    names = sorted(name[: -len(suffix)] for name in os.listdir(features_dir) if name.endswith(suffix))
+    if not names:
+        raise UserError(f"{features_dir} holds no *{suffix}; run python -m fgtf.extract_features first")
+    if len(names) > 1:
+        raise UserError(f"{features_dir} holds the features of {', '.join(names)}; name one with --dataset")
+    return names[0]
+
+
+def write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, paths_val, knn=None, class_names=None):
     """<dataset>_linear_results.json (scores and the settings that produced
-    them), the confusion matrix PNG and, with image paths, the retrieval grid."""
+    them), the confusion matrix PNG and, with image paths, the retrieval grid,
+    with the classes named by `class_names` (else numbered)."""
     from fgtf.fileio import write_json
     from fgtf.plots import confusion_matrix_png, retrieval_grid_png
 
@@ -176,7 +196,7 @@ def write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, pat
     results = {
         "dataset": args.dataset, "accuracy": report["accuracy"],
         "mean_per_class_accuracy": report["mean_per_class_accuracy"],
-        "per_class_accuracy": _jsonable_accuracies(report["per_class_accuracy"]),
+        "per_class_accuracy": _jsonable_accuracies(report["per_class_accuracy"]), "class_names": class_names,
         "C": args.C, "standardize": args.standardize,
         "settings": {"features": os.path.abspath(args.features), "dataset": args.dataset,
                      "fit_split": "train", "eval_split": "validation",
@@ -188,7 +208,7 @@ def write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, pat
                           "accuracy": knn["accuracy"], "mean_per_class_accuracy": knn["mean_per_class_accuracy"],
                           "per_class_accuracy": _jsonable_accuracies(knn["per_class_accuracy"])}
     write_json(prefix + "_results.json", results)
-    confusion_matrix_png(report["confusion_matrix"], prefix + "_confusion.png",
+    confusion_matrix_png(report["confusion_matrix"], prefix + "_confusion.png", class_names=class_names,
                          title=f"{args.dataset}: linear probe (top-1 {report['accuracy']:.3f})")
     print(f"wrote {prefix}_results.json and {prefix}_confusion.png")
     if paths_train is None or paths_val is None:
@@ -196,9 +216,10 @@ def write_outputs(args, report, x_train, y_train, paths_train, x_val, y_val, pat
         return
     queries = np.linspace(0, len(x_val) - 1, min(args.queries, len(x_val))).astype(int)
     neighbours, _ = nearest_neighbours(x_train, x_val[queries], k=args.k, metric=metric)
+    name = (lambda label: class_names[label]) if class_names else int
     retrieval_grid_png([paths_val[q] for q in queries], [[paths_train[i] for i in row] for row in neighbours],
-                       prefix + "_retrieval.png", query_labels=y_val[queries].tolist(),
-                       neighbour_labels=y_train[neighbours].tolist())
+                       prefix + "_retrieval.png", query_labels=[name(label) for label in y_val[queries]],
+                       neighbour_labels=[[name(label) for label in row] for row in y_train[neighbours]])
     print(f"wrote {prefix}_retrieval.png")
 
 

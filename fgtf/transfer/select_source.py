@@ -221,7 +221,8 @@ def _check_count(num_classes, eligible, min_images):
         raise UserError(f"the number of classes to select must be a positive integer, got {num_classes!r}")
     if num_classes > eligible:
         raise UserError(f"cannot select {num_classes} source classes: only {eligible} have at least "
-                        f"min_images={min_images} images")
+                        f"min_images={min_images} images; lower --num_classes" + (" or --min_images" if min_images > 1
+                                                                                  else ""))
 
 
 def _source_class_names(labels, paths, source_dir, source_dataset, split):
@@ -235,24 +236,23 @@ def _source_class_names(labels, paths, source_dir, source_dataset, split):
         missing = [label for label in range(num_classes) if label not in known]
         if missing:
             raise UserError(f"{source_dir} names no class for labels {missing[:5]} of the source features "
-                            f"(a seed-style folder needs classes.txt)")
+                            f"(a seed-style folder needs classes.txt, or one image folder per class)")
         return [known[label] for label in range(num_classes)], f"{source_dir} ({source_dataset})"
     if paths is None:
         raise UserError("the source features have no _path_ file to read class folders from; pass --source_dir")
-    folders = {}
-    for path, label in zip(paths, labels):
-        folders.setdefault(int(label), set()).add(os.path.basename(os.path.dirname(path)))
-    names = [sorted(folders.get(label, {""}))[0] for label in range(num_classes)]
-    if any(len(folders.get(label, ())) != 1 for label in range(num_classes)) or len(set(names)) != num_classes:
+    from fgtf.datasets.lists import folder_class_names
+
+    folders = folder_class_names(paths, labels)
+    if folders is None or set(folders) != set(range(num_classes)):
         raise UserError("the source images are not in one folder per class, so their folders do not name "
                         "the classes; pass --source_dir (the source dataset's folder)")
-    return names, "image folders"
+    return [folders[label] for label in range(num_classes)], "image folders"
 
 
 def _dataset_of(name):
     from fgtf.datasets import list_datasets
 
-    return name if name in list_datasets() else "synthetic"
+    return name if name in list_datasets() else "folder"
 
 
 if __name__ == "__main__":
