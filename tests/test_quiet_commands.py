@@ -109,3 +109,16 @@ def test_a_closed_pipe_ends_a_command_without_a_traceback(tmp_path):
     finally:
         os.close(write_end)
     assert done.stderr == "" and done.returncode == 141  # as a command killed by SIGPIPE
+
+
+@pytest.mark.parametrize("command", [["fgtf", "synthetic"], ["fgtf", "simtrans"], ["tfrecord_tools.inspect"]])
+def test_help_into_a_closed_pipe_ends_without_a_traceback(command):
+    """`fgtf synthetic --help | head -4`: the reader may leave before the last line of the help."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", *command, "--help"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode == 141

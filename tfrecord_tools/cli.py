@@ -63,12 +63,15 @@ def cli_main(main):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
-        except BrokenPipeError:  # the reader went away (`| head`): stop, as a command killed by SIGPIPE
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(128 + signal.SIGPIPE)
+        except BrokenPipeError:
+            _stop_on_closed_pipe()
         except SystemExit as done:
             if done.code == 0 and {"-h", "--help"} & set(argv):
-                print(VERBOSE_HELP)
+                try:
+                    print(VERBOSE_HELP)
+                    sys.stdout.flush()
+                except BrokenPipeError:  # `--help | head`
+                    _stop_on_closed_pipe()
             raise
         except Exception as error:  # noqa: BLE001 -- only the faults `fault` names; others are bugs and raise
             known = fault(error)
@@ -79,6 +82,12 @@ def cli_main(main):
             sys.exit(code)
 
     return wrapper
+
+
+def _stop_on_closed_pipe():
+    """The reader went away (`| head`): stop quietly, as a command killed by SIGPIPE."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
 
 
 VERBOSE_FLAG = "--verbose"
