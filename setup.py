@@ -26,10 +26,13 @@ setup(
         "google-crc32c",
     ],
     # jax: the models are also tested on the Keras JAX backend
+    # docs: the pages in docs/ as a site (mkdocs serve); the suite builds them
     # export: LiteRT runtime, ONNX export (tf2onnx) and runtime for fgtf.export
     extras_require={
         "export": ["ai-edge-litert>=2.3,<3", "onnx>=1.17,<2", "onnxruntime>=1.20,<2", "tf2onnx>=1.17,<2"],
+        "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python]>=0.29,<2"],
         "test": ["pytest", "nbclient", "ipykernel", "nbformat", "jax",
+                 "mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python]>=0.29,<2",
                  "ai-edge-litert>=2.3,<3", "onnx>=1.17,<2", "onnxruntime>=1.20,<2", "tf2onnx>=1.17,<2"],
     },
     entry_points={"console_scripts": ["fgtf = fgtf.cli:main"]},

@@ -11,7 +11,7 @@ control, (c) the same regression on position-pooled random local filters
 ('local', see `probe_accuracy`) should beat them: the class is in the local
 detail. `--sheet PNG` also writes a picture sheet of the targets: a row per
 family, a few classes side by side, a few validation images of each
-(README's docs/world_families.png).
+(docs/world_families.png, shown in docs/world.md).
 
     .venv/bin/python benchmarks/synthetic_difficulty.py [--world data/world] [--seed 0] [--num_workers N] \\
         [--sheet docs/world_families.png]

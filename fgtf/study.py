@@ -60,7 +60,7 @@ class Recipe:
     The fine-tuning split (a short classifier stage, then most steps on the
     whole network at 3e-4) was chosen on world seed 1's demo, where 150
     classifier steps and 60 whole-network steps at 1e-4 only matched the
-    linear probe; world seed 0 is the held-out check (README)."""
+    linear probe; world seed 0 is the held-out check (docs/world.md)."""
     model: str = "small_cnn"
     image_size: int = 64
     batch_size: int = 64

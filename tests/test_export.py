@@ -247,10 +247,10 @@ def test_keras_file_of_a_head_run_loads_in_a_fresh_process_without_fgtf(world, t
 
 
 @pytest.mark.slow
-def test_the_readme_snippet_loads_every_format_by_name(world, tmp_path):
-    """README's "Loading each format without fgtf", on exports of small_cnn, in a process without fgtf."""
+def test_the_documented_snippet_loads_every_format_by_name(world, tmp_path):
+    """docs/export.md's "Loading each format without fgtf", on exports of small_cnn, in a process without fgtf."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(repo, "README.md"), encoding="utf-8") as handle:
+    with open(os.path.join(repo, "docs", "export.md"), encoding="utf-8") as handle:
         snippet = re.search(r"Loading each format without fgtf.*?```python\n(.*?)```", handle.read(), re.S).group(1)
     for format in ("keras", "saved_model", "litert", "onnx"):
         export.export(world["weights"], str(tmp_path / "exports" / f"cub_{format}"), format=format, num_classes=5)

@@ -128,7 +128,7 @@ def test_dead_channel_cosine_gradient_is_finite():
 
 
 def test_parameter_overhead_reproduces_readme_claim():
-    """README: about 1.7 % more parameters than ResNet-50 (CUB: 200 classes,
+    """docs/methods.md: about 1.7 % more parameters than ResNet-50 (CUB: 200 classes,
     4 groups); backbone counts without fc from the spec's table."""
     resnet50 = parameter_overhead(23_508_032, 2048, 200, 4)
     assert resnet50["plain"] == 23_917_832 and resnet50["extra"] == 410_400

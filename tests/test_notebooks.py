@@ -1,6 +1,6 @@
 """The notebooks: notebooks/LinearClassifier.ipynb and DomainSimilarity.ipynb
 are stored with the outputs of `make notebooks` on `make demo`'s world and
-source run; check those outputs (clean, and the figures README states), then
+source run; check those outputs (clean, and the figures docs/transfer.md states), then
 execute the notebooks headless (nbclient, through notebooks/execute.py) in
 their quick mode (FGTF_NOTEBOOK_QUICK=1: a tiny synthetic world and a short
 pretraining on its source pool, made by their first cell) and check what they
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-README = NOTEBOOKS.parent / "README.md"
+NOTEBOOKS_PAGE = NOTEBOOKS.parent / "docs" / "transfer.md"  # its paragraph on the notebooks
 TARGETS = ("birds", "planes", "fish", "butterflies")  # the world's, one per family
 SOURCES = ("pool", "pool.birds", "pool.planes", "pool.fish")  # the pool and its families' parts
 
@@ -90,7 +90,7 @@ def test_stored_notebooks_hold_a_clean_full_run():
 
 
 def test_readme_and_notebooks_state_the_stored_figures():
-    """README's notebook paragraph and the notebooks' own text quote the figures
+    """The notebook paragraph of docs/transfer.md and the notebooks' own text quote the figures
     the stored outputs print (the probe on birds, the EMD table, the demo's
     accuracies), and the world seed they were made on."""
     import nbformat
@@ -121,8 +121,8 @@ def test_readme_and_notebooks_state_the_stored_figures():
     domain_figures = [", ".join(f"{t} {emd[f'pool.{t}', t]:.2f}" for t in in_pool),
                       f"{min(others):.1f}–{max(others):.1f}", f"nearest `{nearest}` ({emd[nearest, 'butterflies']:.2f})",
                       ranking("similarity", 4), ranking("probe"), "fine-tuning " + ranking("finetune")]
-    readme = README.read_text(encoding="utf-8")
-    readme = readme[readme.index("The notebooks [`notebooks/LinearClassifier.ipynb`]"):]
+    readme = NOTEBOOKS_PAGE.read_text(encoding="utf-8")
+    readme = readme[readme.index("The notebooks `notebooks/LinearClassifier.ipynb`"):]
     readme = " ".join(readme[:readme.index("\n## ")].split())  # that paragraph, its lines joined
     for figure in linear_figures + domain_figures:
         assert figure in readme, figure

@@ -1,7 +1,7 @@
 """A dataset of your own, given only by its folder: image-folder trees
 (`train/<class>/*.jpg`, `val/<class>/*.jpg`) and seed lists without
 classes.txt, read by every command without `--dataset`, with the class
-names carried from the folder to every output (README's "your own dataset
+names carried from the folder to every output (docs/own-dataset.md, "your own dataset
 in four commands")."""
 import csv
 import json
@@ -109,7 +109,7 @@ def test_convert_needs_a_folder_or_a_dataset_name(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_your_own_dataset_in_four_commands_keeps_its_class_names(tmp_path, capsys):
-    """README's four commands on an image-folder tree (no --dataset anywhere):
+    """The four commands of docs/own-dataset.md on an image-folder tree (no --dataset anywhere):
     convert, train from a checkpoint, evaluate, extract + probe; then the
     attention figure and an export, every output naming the classes."""
     root = image_folder_tree(tmp_path / "my_birds", train_per_class=6, val_per_class=3)
