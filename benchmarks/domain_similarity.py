@@ -18,6 +18,7 @@ import argparse
 import time
 
 import numpy as np
+from sklearn.metrics.pairwise import euclidean_distances
 
 from fgtf.transfer import domain_similarity as ds
 
@@ -94,7 +95,7 @@ def square_problem(source, target):
     keep = s_counts >= 200
     s_feats, s_counts = s_feats[keep], s_counts[keep]
     both = np.concatenate([s_feats, t_feats])
-    square = ds.euclidean_distances(both, both)
+    square = euclidean_distances(both, both)
     a = np.concatenate([s_counts / s_counts.sum(), np.zeros(len(t_feats))])
     b = np.concatenate([np.zeros(len(s_feats)), t_counts / t_counts.sum()])
     return square, a, b

@@ -11,6 +11,7 @@ import pytest
 from cli_helpers import REPO, run_cli
 from fgtf import cli
 from fgtf.transfer import domain_similarity
+from fgtf.transfer.domain_similarity.table import similarity_table
 from fgtf.transfer.feature_store import save_features
 
 COMMANDS_WITH_HELP = ["demo", "synthetic", "convert", "inspect", "verify", "merge", "checkpoints", "train", "evaluate",
@@ -77,4 +78,4 @@ def test_too_few_images_for_min_images_says_to_lower_it(tmp_path):
     assert stderr.strip().endswith("no source class has --min_images 200 images (the largest has 4); lower "
                                    "--min_images, e.g. --min_images 4")
     with pytest.raises(domain_similarity.TooFewImages, match="the largest has 4"):  # the library's own error
-        domain_similarity.similarity_table(str(tmp_path), ["source"], ["target"])
+        similarity_table(str(tmp_path), ["source"], ["target"])

@@ -10,6 +10,7 @@ import numpy as np
 import ot
 import pytest
 from PIL import Image
+from sklearn.metrics.pairwise import euclidean_distances
 
 from fgtf import plots
 from fgtf.transfer import domain_similarity as ds
@@ -52,7 +53,7 @@ def test_emd_equals_the_square_formulation_of_the_original():
     # Original: one (S+T)x(S+T) distance matrix over all class features, with
     # the source weights padded by zeros for the targets and vice versa.
     both = np.concatenate([s_feats, t_feats])
-    square = ds.euclidean_distances(both, both)
+    square = euclidean_distances(both, both)
     a = np.concatenate([s_counts / s_counts.sum(), np.zeros(12)])
     b = np.concatenate([np.zeros(30), t_counts / t_counts.sum()])
     assert ours == pytest.approx(ot.emd2(a, b, square, numItermax=10_000_000), rel=1e-9)

@@ -79,7 +79,7 @@ def nearest_neighbours(features_train, query, k=5, metric="cosine", batch_size=1
 
     features_train: (N, D); query: (Q, D); metric 'cosine' or 'euclidean'.
     Returns (indices (Q, k) int64, distances (Q, k) float64), nearest first."""
-    from fgtf.transfer.domain_similarity import euclidean_distances
+    from sklearn.metrics.pairwise import euclidean_distances
 
     bank = np.asarray(features_train, dtype=np.float64)
     query = np.asarray(query, dtype=np.float64)

@@ -49,8 +49,9 @@ import os
 from collections import namedtuple
 
 import numpy as np
+from sklearn.metrics.pairwise import euclidean_distances
 
-from fgtf.transfer.domain_similarity import class_features, emd, euclidean_distances, similarity
+from fgtf.transfer.domain_similarity import class_features, emd, import_pot, similarity
 from fgtf.transfer.feature_store import load_features
 from tfrecord_tools.cli import UserError, cli_main, positive_int, split_name
 
@@ -100,7 +101,7 @@ def transported_mass(cost, target_counts, num_classes):
     classes of `cost` (S, T), each taking at most 1/num_classes, at the least
     total cost. The surplus capacity goes to a dummy target at no cost, which
     makes it the balanced problem `ot.emd` solves exactly."""
-    import ot
+    ot = import_pot()
 
     target_weights = np.asarray(target_counts, dtype=np.float64)
     target_weights = target_weights / target_weights.sum()
