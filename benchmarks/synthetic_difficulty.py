@@ -40,7 +40,7 @@ def main():
     parser.add_argument("--sheet", default=None, help="also write a picture sheet of the targets to this PNG")
     args = parser.parse_args()
     start = time.perf_counter()
-    world = synthetic.generate_world(args.world, seed=args.seed, workers=args.num_workers)
+    world = synthetic.generate_world(args.world, seed=args.seed, num_workers=args.num_workers)
     print(f"world {args.world} (seed {args.seed}, {world['arguments']['image_size']} px) ready in "
           f"{time.perf_counter() - start:.0f} s")
     if args.sheet:

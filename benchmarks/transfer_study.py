@@ -95,7 +95,7 @@ def main(argv=None):
     features = os.path.join(run_dir, "features")
     k = args.subset_classes
 
-    pool_run = study.pretrain(study.convert(pool_dir, recipe), os.path.join(run_dir, "pool"), recipe,
+    pool_run = study.pretrain_source(study.convert(pool_dir, recipe), os.path.join(run_dir, "pool"), recipe,
                               args.seed, args.pretrain_steps)
     pool_names = read_name_list(os.path.join(pool_dir, "classes.txt"))
     train_images = Counter(record.label for record in read_seed_list(pool_dir, "train"))
@@ -124,7 +124,7 @@ def main(argv=None):
             class_list = os.path.join(run_dir, "class_lists", f"{source}.txt")
             write_text(class_list, "".join(f"{n}\n" for n in names))
             shards = study.convert(pool_dir, recipe, class_list=class_list)
-            source_run = study.pretrain(shards, os.path.join(run_dir, "sources", source), recipe, args.seed,
+            source_run = study.pretrain_source(shards, os.path.join(run_dir, "sources", source), recipe, args.seed,
                                         args.pretrain_steps)
             images = sum(train_images[pool_names.index(n)] for n in names)
         for target, folder in targets.items():

@@ -65,7 +65,7 @@ def main():
     from fgtf.datasets import synthetic
 
     start = time.perf_counter()
-    world = synthetic.generate_world(args.world, seed=args.seed, image_size=args.image_size, workers=args.num_workers)
+    world = synthetic.generate_world(args.world, seed=args.seed, image_size=args.image_size, num_workers=args.num_workers)
     print(f"world {args.world} (seed {args.seed}): {world['source']['classes']} source classes, "
           f"{world['source']['train_images']} train images ({time.perf_counter() - start:.0f} s)", flush=True)
 
@@ -89,7 +89,7 @@ def main():
           f"{top1(model, source['train']):.3f}, val {top1(model, source['val']):.3f}", flush=True)
     extractor = features_model(model, args.model)
 
-    from fgtf.transfer.linear import evaluate, fit_logistic_regression
+    from fgtf.transfer.linear import evaluate_probe, fit_logistic_regression
 
     probes = "".join(f"{f'probe C={C:g}':>13}" for C in args.probe_C)
     print(f"{'target':<12} {'in pool':>8} {'chance':>7}{probes} {'scratch':>8} {'scratch epochs':>15} {'seconds':>8}")
@@ -99,7 +99,7 @@ def main():
         data = load_folder(os.path.join(args.world, target["dataset_dir"]))
         train_features = extractor.predict(data["train"][0], batch_size=256, verbose=0)
         val_features = extractor.predict(data["val"][0], batch_size=256, verbose=0)
-        probe_top1 = [evaluate(fit_logistic_regression(train_features, data["train"][1], C=C, standardize=True,
+        probe_top1 = [evaluate_probe(fit_logistic_regression(train_features, data["train"][1], C=C, standardize=True,
                                                        max_iter=2000), val_features, data["val"][1])["accuracy"]
                       for C in args.probe_C]
         scratch_top1 = scratch_seconds = scratch_epochs = float("nan")

@@ -96,7 +96,7 @@ def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=N
         splits["train"] = subsets.cap_per_class(splits["train"], max_per_class, seed)
     if keep is not None:
         # Last, so that the images a class keeps do not depend on which other classes are listed.
-        splits = {split: subsets.select_classes(records, keep) for split, records in splits.items()}
+        splits = {split: subsets.keep_classes(records, keep) for split, records in splits.items()}
     random.Random(seed).shuffle(splits["train"])
     for split, records in splits.items():
         if num_shards > len(records):

@@ -44,12 +44,12 @@ def main(argv=None):
     p.add_argument("--num_workers", "--workers", type=positive_int,
                    help="processes drawing images and writing shards (default: one per CPU)")
     args = p.parse_args(argv)
-    summary = run_demo(args.data_dir, args.run_dir, seed=args.seed, workers=args.num_workers)
+    summary = run_demo(args.data_dir, args.run_dir, seed=args.seed, num_workers=args.num_workers)
     print(format_summary(summary))
     print(f"wrote {os.path.join(args.run_dir, SUMMARY_FILE)} and {os.path.join(args.run_dir, FIGURE_FILE)}")
 
 
-def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, recipe=None, workers=None,
+def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, recipe=None, num_workers=None,
              world_options=None):
     """Run the study on the world of `seed`; returns the summary dict written
     to `<run_dir>/summary.json`. `world_options` are passed to
@@ -62,7 +62,7 @@ def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, r
     started = time.monotonic()
     recipe = recipe or study.Recipe()
     world_dir = world_folder(data_dir, seed)
-    world = generate_world(world_dir, seed=seed, image_size=recipe.image_size, workers=workers,
+    world = generate_world(world_dir, seed=seed, image_size=recipe.image_size, num_workers=num_workers,
                            **(world_options or {}))
     source_dir = os.path.join(world_dir, world["source"]["dataset_dir"])
     seed_dir = os.path.join(run_dir, f"seed{seed}")
@@ -71,7 +71,7 @@ def run_demo(data_dir="data", run_dir=os.path.join("runs", "demo"), *, seed=0, r
           f"{world['source']['train_images']} training images; targets "
           + ", ".join(t["name"] for t in world["targets"]))
 
-    source_run = study.pretrain(study.convert(source_dir, recipe), os.path.join(seed_dir, "source"), recipe, seed)
+    source_run = study.pretrain_source(study.convert(source_dir, recipe), os.path.join(seed_dir, "source"), recipe, seed)
     targets = []
     for target in world["targets"]:
         name, target_dir = target["name"], os.path.join(world_dir, target["dataset_dir"])

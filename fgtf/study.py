@@ -15,7 +15,7 @@ score of `fgtf.transfer.transferability` for a source and a target, which
 predict those top-1s before any training on the target.
 
     recipe = Recipe()
-    source_run = pretrain(convert("data/world/source", recipe), "runs/study/source", recipe)
+    source_run = pretrain_source(convert("data/world/source", recipe), "runs/study/source", recipe)
     transfer(source_run, "data/world/targets/birds", "runs/study/birds", recipe)
     # {'classes': 20, 'probe_top1': ..., 'knn_top1': ..., 'finetune_top1': ...}
     from_scratch("data/world/targets/birds", "runs/study/birds/scratch", recipe)
@@ -110,7 +110,7 @@ def convert(dataset_dir, recipe, **subset):
                            **subset).output_dir
 
 
-def pretrain(shard_dir, run_dir, recipe, seed=0, steps=None):
+def pretrain_source(shard_dir, run_dir, recipe, seed=0, steps=None):
     """Train `recipe.model` from scratch on `shard_dir` into `run_dir`
     (resumes): `recipe.pretrain_epochs`, or `steps` global batches."""
     budget = ("--max_number_of_steps", str(steps)) if steps else ("--epochs", str(recipe.pretrain_epochs))
@@ -205,7 +205,7 @@ def linear_probe(features_dir, name):
     x_val, y_val = load_features(features_dir, name, "validation")[:2]
     probe = linear.fit_logistic_regression(x_train, y_train, standardize=True)
     knn = linear.knn_predict(x_train, y_train, x_val)
-    return {"top1": linear.evaluate(probe, x_val, y_val)["accuracy"],
+    return {"top1": linear.evaluate_probe(probe, x_val, y_val)["accuracy"],
             "knn_top1": float(np.mean(knn == y_val)), "classes": int(len(np.unique(y_train)))}
 
 

@@ -528,7 +528,7 @@ def test_class_split_from_names_keeps_the_file_order(tmp_path):
 
 def test_select_classes_relabels_by_position():
     records = _records([2, 2, 2])
-    selected = datasets.select_classes(records, [2, 0])
+    selected = datasets.keep_classes(records, [2, 0])
     assert [(r.class_name, r.label) for r in selected] == [("c0", 1), ("c2", 0), ("c0", 1), ("c2", 0)]
 
 

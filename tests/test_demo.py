@@ -20,7 +20,7 @@ TARGET_FIELDS = {"name", "family", "dataset_dir", "classes", "emd", "similarity"
 @pytest.mark.slow
 def test_demo_writes_the_summary_and_figure_and_resumes(tmp_path, capsys):
     run_dir = tmp_path / "runs" / "demo"
-    summary = demo.run_demo(str(tmp_path / "data"), str(run_dir), recipe=TINY_RECIPE, workers=1,
+    summary = demo.run_demo(str(tmp_path / "data"), str(run_dir), recipe=TINY_RECIPE, num_workers=1,
                             world_options=TINY_WORLD)
 
     with open(run_dir / demo.SUMMARY_FILE) as handle:
@@ -44,7 +44,7 @@ def test_demo_writes_the_summary_and_figure_and_resumes(tmp_path, capsys):
     assert all(t["name"] in table for t in stored["targets"])
 
     capsys.readouterr()
-    again = demo.run_demo(str(tmp_path / "data"), str(run_dir), recipe=TINY_RECIPE, workers=1,
+    again = demo.run_demo(str(tmp_path / "data"), str(run_dir), recipe=TINY_RECIPE, num_workers=1,
                           world_options=TINY_WORLD)
     out = capsys.readouterr().out
     assert "training steps" not in out, "a finished study trained again"
@@ -52,7 +52,7 @@ def test_demo_writes_the_summary_and_figure_and_resumes(tmp_path, capsys):
 
     # Another recipe retrains the runs it changes instead of resuming them.
     changed = dataclasses.replace(TINY_RECIPE, finetune_all_steps=4)
-    demo.run_demo(str(tmp_path / "data"), str(run_dir), recipe=changed, workers=1, world_options=TINY_WORLD)
+    demo.run_demo(str(tmp_path / "data"), str(run_dir), recipe=changed, num_workers=1, world_options=TINY_WORLD)
     out = capsys.readouterr().out
     assert "finetune_all was trained with other settings" in out and "training steps 0 -> 4" in out
     assert "scratch was trained with other settings" in out  # its budget is both stages' steps

@@ -38,7 +38,7 @@ def world(tmp_path_factory):
     from sklearn.linear_model import LogisticRegression
 
     root = tmp_path_factory.mktemp("export")
-    generate(str(root / "raw"), classes=5, train_per_class=40, val_per_class=24, image_size=SIZE, seed=0, workers=1)
+    generate(str(root / "raw"), classes=5, train_per_class=40, val_per_class=24, image_size=SIZE, seed=0, num_workers=1)
     convert("synthetic", 1, dataset_dir=str(root / "raw"), output_dir=str(root / "tfrecords"), progress=False)
     keras.utils.set_random_seed(0)
     network = build_model("small_cnn", classes=5, classifier_activation=None, input_shape=(SIZE, SIZE, 3))

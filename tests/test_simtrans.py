@@ -296,7 +296,7 @@ def tiny_dataset(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("simtrans") / "synthetic_noisy"
     generate(str(out), classes=5, train_per_class=8, val_per_class=3, image_size=40, label_noise=0.4,
-             novel_classes=2, workers=1)
+             novel_classes=2, num_workers=1)
     return str(out)
 
 

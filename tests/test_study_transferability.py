@@ -23,11 +23,11 @@ TINY_WORLD = dict(source_classes=12, max_source_per_class=8, min_source_per_clas
 def test_every_score_of_a_pair_is_computed_once_and_kept(tmp_path, monkeypatch):
     recipe = study.Recipe(image_size=32, batch_size=16, min_images=1)
     world_dir = tmp_path / "world"
-    world = generate_world(str(world_dir), seed=0, image_size=32, workers=1, **TINY_WORLD)
+    world = generate_world(str(world_dir), seed=0, image_size=32, num_workers=1, **TINY_WORLD)
     pool = str(world_dir / world["source"]["dataset_dir"])
     target = world["targets"][0]
     target_dir = str(world_dir / target["dataset_dir"])
-    pool_run = study.pretrain(study.convert(pool, recipe), str(tmp_path / "pool"), recipe, steps=3)
+    pool_run = study.pretrain_source(study.convert(pool, recipe), str(tmp_path / "pool"), recipe, steps=3)
     subset = read_name_list(f"{pool}/classes.txt")[2:8]
     pair, features = tmp_path / "pair", str(tmp_path / "features")
 

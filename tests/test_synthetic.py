@@ -27,8 +27,8 @@ def _tree_bytes(root):
 
 
 def test_reruns_and_worker_counts_give_identical_bytes(tmp_path):
-    synthetic.generate(tmp_path / "a", workers=1, **SMALL)
-    synthetic.generate(tmp_path / "b", workers=2, **SMALL)
+    synthetic.generate(tmp_path / "a", num_workers=1, **SMALL)
+    synthetic.generate(tmp_path / "b", num_workers=2, **SMALL)
     first, second = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "b")
     assert len(first) == 6 * (4 + 2) + 5
     assert first == second
@@ -36,7 +36,7 @@ def test_reruns_and_worker_counts_give_identical_bytes(tmp_path):
 
 
 def test_lists_classes_and_counts(tmp_path):
-    metadata = synthetic.generate(tmp_path, workers=1, **SMALL)
+    metadata = synthetic.generate(tmp_path, num_workers=1, **SMALL)
     line = re.compile(r"^images/[^/:]+/(train|val)_\d{4}\.jpg: \d+$")
     for list_name in ("train.txt", "val.txt", synthetic.CLEAN_LABELS_FILE):
         lines = (tmp_path / list_name).read_text().splitlines()
@@ -73,7 +73,7 @@ def test_classes_are_combinations_of_shared_attribute_values(family):
 
 
 def test_families_differ(tmp_path):
-    metadata = {family: synthetic.generate(tmp_path / family, family=family, workers=1, **SMALL)
+    metadata = {family: synthetic.generate(tmp_path / family, family=family, num_workers=1, **SMALL)
                 for family in synthetic.FAMILIES}
     assert set(metadata["birds"]["attributes"]) == {"wing_bar", "beak", "breast", "head", "tail"}
     assert set(metadata["planes"]["attributes"]) == {"engines", "wingtips", "insignia", "nose", "canopy"}
@@ -86,9 +86,9 @@ def test_families_differ(tmp_path):
 
 def test_label_noise_on_novel_classes(tmp_path):
     noisy = synthetic.generate(tmp_path / "noisy", classes=8, train_per_class=10, val_per_class=2,
-                               image_size=40, label_noise=0.4, novel_classes=3, workers=1)
+                               image_size=40, label_noise=0.4, novel_classes=3, num_workers=1)
     synthetic.generate(tmp_path / "clean", classes=8, train_per_class=10, val_per_class=2,
-                       image_size=40, workers=1)
+                       image_size=40, num_workers=1)
     listed = read_split("synthetic", str(tmp_path / "noisy"), "train")
     true = synthetic.read_clean_labels(str(tmp_path / "noisy"))
     assert len(true) == len(listed)
@@ -116,25 +116,25 @@ def test_label_noise_on_novel_classes(tmp_path):
 
 def test_rerun_skips_a_complete_dataset_and_replaces_a_different_one(tmp_path):
     out = tmp_path / "data"
-    synthetic.generate(out, workers=1, **SMALL)
+    synthetic.generate(out, num_workers=1, **SMALL)
     marker = out / synthetic.METADATA_FILE
     before = marker.stat().st_mtime_ns
-    synthetic.generate(out, workers=1, **SMALL)
+    synthetic.generate(out, num_workers=1, **SMALL)
     assert marker.stat().st_mtime_ns == before  # same arguments: nothing rewritten
 
     first_image = out / (out / "train.txt").read_text().split(": ")[0]
     first_image.unlink()
-    synthetic.generate(out, workers=1, **SMALL)
+    synthetic.generate(out, num_workers=1, **SMALL)
     assert first_image.is_file()  # an incomplete dataset is generated again
 
-    metadata = synthetic.generate(out, workers=1, **dict(SMALL, classes=3))
+    metadata = synthetic.generate(out, num_workers=1, **dict(SMALL, classes=3))
     assert len(os.listdir(out / "images")) == 3 and metadata["arguments"]["classes"] == 3
     assert sorted(os.listdir(tmp_path)) == ["data"]
 
 
 def test_a_failed_run_leaves_the_previous_dataset_untouched(tmp_path, monkeypatch):
     out = tmp_path / "data"
-    synthetic.generate(out, workers=1, **SMALL)
+    synthetic.generate(out, num_workers=1, **SMALL)
     before = _tree_bytes(out)
 
     def fail(job):
@@ -142,7 +142,7 @@ def test_a_failed_run_leaves_the_previous_dataset_untouched(tmp_path, monkeypatc
 
     monkeypatch.setattr(generation, "_write_image", fail)
     with pytest.raises(KeyboardInterrupt):
-        synthetic.generate(out, workers=1, **dict(SMALL, classes=3))
+        synthetic.generate(out, num_workers=1, **dict(SMALL, classes=3))
     assert _tree_bytes(out) == before
     assert sorted(os.listdir(tmp_path)) == ["data"]
 
@@ -189,7 +189,7 @@ def test_cli_refuses_foreign_output_folders(tmp_path, capsys):
 
 def test_global_colour_and_layout_do_not_reveal_the_class(tmp_path):
     probe_accuracy = _difficulty_benchmark().probe_accuracy
-    synthetic.generate(tmp_path, classes=8, train_per_class=20, val_per_class=15, image_size=64, workers=2)
+    synthetic.generate(tmp_path, classes=8, train_per_class=20, val_per_class=15, image_size=64, num_workers=2)
     chance = 1 / 8
     for features in ("histogram", "thumbnail"):
         assert probe_accuracy(str(tmp_path), features) < 2.5 * chance, features

@@ -88,7 +88,7 @@ def test_logistic_regression_probe_and_report():
     features = centres[labels] + rng.normal(0, 0.5, (100, 8))
     for standardize in (False, True):
         model = linear.fit_logistic_regression(features, labels, standardize=standardize)
-        report = linear.evaluate(model, features, labels)
+        report = linear.evaluate_probe(model, features, labels)
         assert report["accuracy"] == 1.0
         assert report["confusion_matrix"].trace() == 100
 

@@ -35,17 +35,17 @@ def _classes(root, folder):
 
 
 def test_a_seed_gives_the_same_bytes_whatever_the_workers(tmp_path):
-    synthetic.generate_world(tmp_path / "a", workers=1, **TINY)
-    synthetic.generate_world(tmp_path / "b", workers=2, **TINY)
+    synthetic.generate_world(tmp_path / "a", num_workers=1, **TINY)
+    synthetic.generate_world(tmp_path / "b", num_workers=2, **TINY)
     first, second = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "b")
     assert first == second and sum(name.endswith(".jpg") for name in first) == 34 + 12 + 4 * 9
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]  # no temporary folders left behind
-    synthetic.generate_world(tmp_path / "c", seed=1, workers=1, **TINY)
+    synthetic.generate_world(tmp_path / "c", seed=1, num_workers=1, **TINY)
     assert _classes(tmp_path / "c", "source") != _classes(tmp_path / "a", "source")
 
 
 def test_world_json_describes_readable_datasets(tmp_path):
-    world = synthetic.generate_world(tmp_path, workers=1, **TINY)
+    world = synthetic.generate_world(tmp_path, num_workers=1, **TINY)
     assert json.loads((tmp_path / synthetic.WORLD_FILE).read_text()) == world
     assert world["format_version"] == synthetic.FORMAT_VERSION and world["families"] == list(synthetic.FAMILIES)
     assert {k: world["arguments"][k] for k in TINY} == TINY and world["arguments"]["seed"] == 0
@@ -72,7 +72,7 @@ def test_world_json_describes_readable_datasets(tmp_path):
 
 
 def test_class_names_are_family_prefixed_unique_and_targets_new(tmp_path):
-    world = synthetic.generate_world(tmp_path, workers=1, **TINY)
+    world = synthetic.generate_world(tmp_path, num_workers=1, **TINY)
     names = {folder: _classes(tmp_path, folder) for folder in _folders(world)}
     every = [name for folder_names in names.values() for name in folder_names]
     assert len(every) == len(set(every))  # unique over the whole world, so no target class is a source class
@@ -85,7 +85,7 @@ def test_class_names_are_family_prefixed_unique_and_targets_new(tmp_path):
 
 
 def test_the_pool_is_long_tailed_over_unequal_family_shares(tmp_path):
-    world = synthetic.generate_world(tmp_path, workers=2, image_size=32, source_classes=40, max_source_per_class=25,
+    world = synthetic.generate_world(tmp_path, num_workers=2, image_size=32, source_classes=40, max_source_per_class=25,
                                      min_source_per_class=1, source_val_per_class=1, target_classes=2,
                                      target_train_per_class=1, target_val_per_class=1)
     shares = world["source"]["family_classes"]
@@ -105,25 +105,25 @@ def test_the_pool_is_long_tailed_over_unequal_family_shares(tmp_path):
 
 def test_a_complete_world_is_skipped_an_incomplete_or_different_one_redone(tmp_path):
     out = tmp_path / "world"
-    synthetic.generate_world(out, workers=1, **TINY)
+    synthetic.generate_world(out, num_workers=1, **TINY)
     marker = out / synthetic.WORLD_FILE
     before = marker.stat().st_mtime_ns
-    synthetic.generate_world(out, workers=1, **TINY)
+    synthetic.generate_world(out, num_workers=1, **TINY)
     assert marker.stat().st_mtime_ns == before  # same arguments: nothing rewritten
 
     image = out / "targets" / "fish" / (out / "targets" / "fish" / "val.txt").read_text().split(": ")[0]
     image.unlink()
-    synthetic.generate_world(out, workers=1, **TINY)
+    synthetic.generate_world(out, num_workers=1, **TINY)
     assert image.is_file()  # an incomplete world is generated again
 
-    world = synthetic.generate_world(out, workers=1, **dict(TINY, target_classes=2))
+    world = synthetic.generate_world(out, num_workers=1, **dict(TINY, target_classes=2))
     assert world["targets"][0]["classes"] == 2 and len(_classes(out, "targets/birds")) == 2
     assert sorted(os.listdir(tmp_path)) == ["world"]
 
 
 def test_a_failed_run_leaves_the_previous_world_untouched(tmp_path, monkeypatch):
     out = tmp_path / "world"
-    synthetic.generate_world(out, workers=1, **TINY)
+    synthetic.generate_world(out, num_workers=1, **TINY)
     before = _tree_bytes(out)
 
     def fail(job):
@@ -131,7 +131,7 @@ def test_a_failed_run_leaves_the_previous_world_untouched(tmp_path, monkeypatch)
 
     monkeypatch.setattr(generation, "_write_image", fail)
     with pytest.raises(KeyboardInterrupt):
-        synthetic.generate_world(out, workers=1, **dict(TINY, seed=3))
+        synthetic.generate_world(out, num_workers=1, **dict(TINY, seed=3))
     assert _tree_bytes(out) == before
     assert sorted(os.listdir(tmp_path)) == ["world"]
 
@@ -167,7 +167,7 @@ def test_cli_rejects_bad_values_in_one_line(tmp_path, capsys, arguments, message
 def test_cli_refuses_folders_that_are_not_a_world(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     single = tmp_path / "single"
-    synthetic.generate(single, classes=2, train_per_class=1, val_per_class=1, image_size=32, workers=1)
+    synthetic.generate(single, classes=2, train_per_class=1, val_per_class=1, image_size=32, num_workers=1)
     before = _tree_bytes(single)
     for out in (tmp_path, tmp_path / "notes.txt", single):
         with pytest.raises(SystemExit) as exit_info:
@@ -181,7 +181,7 @@ def test_cli_refuses_folders_that_are_not_a_world(tmp_path, capsys):
 def test_convert_reads_a_family_of_the_pool_by_its_class_list(tmp_path):
     from fgtf.convert import convert
 
-    synthetic.generate_world(tmp_path / "w", workers=1, **TINY)
+    synthetic.generate_world(tmp_path / "w", num_workers=1, **TINY)
     source = tmp_path / "w" / "source"
     birds = [name for name in _classes(tmp_path / "w", "source") if name.startswith("birds.")]
     (tmp_path / "birds.txt").write_text("".join(name + "\n" for name in birds))

@@ -16,4 +16,4 @@ from fgtf.datasets.registry import (  # noqa: F401
     GENERIC, DatasetInfo, get_dataset_info, get_num_classes, list_datasets, read_split)
 from fgtf.datasets.splits import (  # noqa: F401
     WeakShotSplit, base_novel_split, class_names_by_label, class_names_of, class_split_from_names, label_ratio_subset,
-    read_name_list, read_web_split, select_classes, weak_shot_split)
+    read_name_list, read_web_split, keep_classes, weak_shot_split)

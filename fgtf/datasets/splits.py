@@ -7,7 +7,7 @@ class split with noisy web training data (SimTrans' weak-shot setting).
     few = label_ratio_subset(train, 10, seed=0)          # ~10 % of every class
     balanced = cap_per_class(train, 50, seed=0)          # at most 50 images of every class
     labels = class_list_labels(read_name_list("classes.txt"), train)
-    subset = select_classes(train, labels)               # those classes, relabelled 0..K-1
+    subset = keep_classes(train, labels)                 # those classes, relabelled 0..K-1
 
     base, novel = base_novel_split(200, 50, seed=0)      # or class_split_from_names(...)
     data = weak_shot_split("cub_200", "data/cub_200", novel, base)
@@ -114,7 +114,7 @@ def read_name_list(path):
         return [line.strip() for line in handle if line.strip()]
 
 
-def select_classes(records, classes):
+def keep_classes(records, classes):
     """Records whose label is in `classes` (a list of labels), relabelled to the
     label's position in `classes`; input order kept."""
     position = {label: index for index, label in enumerate(classes)}
@@ -187,10 +187,10 @@ def weak_shot_split(name, dataset_dir, novel_classes, base_classes=None):
         os.path.join(dataset_dir, WEB_FOLDER))
     web = train if name == "synthetic" and not has_web_data else read_web_split(dataset_dir, class_names)
     return WeakShotSplit(
-        base_train=select_classes(train, base_classes),
-        base_test=select_classes(validation, base_classes),
-        novel_train=select_classes(web, novel_classes),
-        novel_test=select_classes(validation, novel_classes),
+        base_train=keep_classes(train, base_classes),
+        base_test=keep_classes(validation, base_classes),
+        novel_train=keep_classes(web, novel_classes),
+        novel_test=keep_classes(validation, novel_classes),
         base_classes=list(base_classes),
         novel_classes=list(novel_classes),
     )

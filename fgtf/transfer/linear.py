@@ -3,7 +3,7 @@ notebook: multinomial logistic regression (lbfgs), plus kNN classification
 and retrieval.
 
     clf = fit_logistic_regression(x_train, y_train)
-    report = evaluate(clf, x_val, y_val)        # accuracy, mean per-class, confusion
+    report = evaluate_probe(clf, x_val, y_val)      # accuracy, mean per-class, confusion
     idx, dist = nearest_neighbours(x_train, x_val[:5], k=5)
     predictions = knn_predict(x_train, y_train, x_val, k=5)   # majority vote, cosine
 
@@ -19,6 +19,7 @@ import argparse
 import os
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fgtf.transfer.feature_store import load_class_names, load_features
 from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_float, positive_int
@@ -26,8 +27,8 @@ from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_floa
 METRICS = ("cosine", "euclidean")
 
 
-def fit_logistic_regression(features_train, labels_train, *, C=1.0, max_iter=1000, standardize=False,
-                            random_state=0):
+def fit_logistic_regression(features_train: ArrayLike, labels_train: ArrayLike, *, C: float = 1.0, max_iter: int = 1000,
+                            standardize: bool = False, random_state: int = 0):
     """Fit scikit-learn's multinomial lbfgs logistic regression.
 
     features_train: (N, D); labels_train: (N,) ints. `standardize=True` puts a
@@ -43,7 +44,7 @@ def fit_logistic_regression(features_train, labels_train, *, C=1.0, max_iter=100
     return model.fit(features_train, labels_train)
 
 
-def evaluate(model, features, labels, num_classes=None):
+def evaluate_probe(model, features: ArrayLike, labels: ArrayLike, num_classes: int | None = None) -> dict:
     """Accuracy, mean per-class accuracy and confusion matrix of a fitted probe.
 
     Returns {'accuracy': float, 'mean_per_class_accuracy': float,
@@ -54,7 +55,7 @@ def evaluate(model, features, labels, num_classes=None):
     return classification_report(labels, predictions, num_classes)
 
 
-def classification_report(labels, predictions, num_classes=None):
+def classification_report(labels: ArrayLike, predictions: ArrayLike, num_classes: int | None = None) -> dict:
     """Metrics of integer `predictions` against `labels` (both (N,))."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
@@ -74,7 +75,8 @@ def classification_report(labels, predictions, num_classes=None):
     }
 
 
-def nearest_neighbours(features_train, query, k=5, metric="cosine", batch_size=1024):
+def nearest_neighbours(features_train: ArrayLike, query: ArrayLike, k: int = 5, metric: str = "cosine",
+                       batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest training rows of each query row.
 
     features_train: (N, D); query: (Q, D); metric 'cosine' or 'euclidean'.
@@ -106,7 +108,8 @@ def nearest_neighbours(features_train, query, k=5, metric="cosine", batch_size=1
     return np.concatenate(indices), np.concatenate(distances)
 
 
-def knn_predict(features_train, labels_train, query, k=5, metric="cosine", batch_size=1024):
+def knn_predict(features_train: ArrayLike, labels_train: ArrayLike, query: ArrayLike, k: int = 5,
+                metric: str = "cosine", batch_size: int = 1024) -> np.ndarray:
     """kNN classification: each query row gets the majority label of its `k`
     nearest training rows (`metric` as in `nearest_neighbours`); a tie goes to
     the tied label whose member is nearest. Returns (Q,) int64 predictions."""
@@ -160,7 +163,7 @@ def main(argv=None):
                                     num_classes)
     except ValueError as error:
         raise UserError(str(error)) from None
-    report = evaluate(model, x_val, y_val, num_classes)
+    report = evaluate_probe(model, x_val, y_val, num_classes)
     print(f"{args.dataset}: linear probe top-1 accuracy {report['accuracy']:.4f}, "
           f"mean per-class accuracy {report['mean_per_class_accuracy']:.4f} "
           f"({len(y_train)} train / {len(y_val)} validation images, {num_classes} classes)")

@@ -49,6 +49,7 @@ import os
 from collections import namedtuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics.pairwise import euclidean_distances
 
 from fgtf.transfer.domain_similarity import class_features, emd, import_pot, similarity
@@ -62,8 +63,8 @@ Ranking.__doc__ = ("Eligible source classes, most similar first: `labels` (int64
                    "mass each receives (`mass`) and its distance to the nearest target class (`nearest`).")
 
 
-def select_classes(source_features, source_labels, target_features, target_labels, num_classes, *,
-                   min_images=1):
+def select_classes(source_features: ArrayLike, source_labels: ArrayLike, target_features: ArrayLike,
+                   target_labels: ArrayLike, num_classes: int, *, min_images: int = 1) -> np.ndarray:
     """Indices (labels) of the `num_classes` source classes most similar to the
     target, most similar first, as an int64 array (the rule: module docstring).
 
@@ -112,8 +113,8 @@ def transported_mass(cost, target_counts, num_classes):
     return plan[:, :-1].sum(axis=1)
 
 
-def select_source(features_dir, source, target, num_classes, *, min_images=1, split="train", source_dir=None,
-                  source_dataset=None):
+def select_source(features_dir: str, source: str, target: str, num_classes: int, *, min_images: int = 1,
+                  split: str = "train", source_dir: str | None = None, source_dataset: str | None = None) -> dict:
     """Select from the features stored in `features_dir` (`fgtf.extract_features`'
     layout); returns the report written as JSON by the CLI: settings, the
     selected classes (rank, label, name, images, target share, nearest

@@ -36,6 +36,7 @@ in the original, so that the mixture starts from the same point.
 import dataclasses
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 class TransferabilityInputError(ValueError):
@@ -43,7 +44,7 @@ class TransferabilityInputError(ValueError):
     names the problem."""
 
 
-def logme(features, labels):
+def logme(features: ArrayLike, labels: ArrayLike) -> float:
     """LogME, the log maximum evidence of a Bayesian linear regression from
     the features to each class's one-hot indicator, averaged over classes and
     divided by N (You et al., ICML 2021; the fixed-point algorithm of the
@@ -86,7 +87,7 @@ def logme(features, labels):
     return float(np.mean(evidence / n))
 
 
-def leep(probabilities, labels):
+def leep(probabilities: ArrayLike, labels: ArrayLike) -> float:
     """LEEP, the mean log-likelihood of the target labels under the "empirical
     predictor" that maps the source classifier's soft prediction through the
     empirical P(target | source class) (Nguyen et al., ICML 2020).
@@ -98,7 +99,7 @@ def leep(probabilities, labels):
     return _leep(probabilities, labels, classes)
 
 
-def nce(probabilities, labels):
+def nce(probabilities: ArrayLike, labels: ArrayLike) -> float:
     """NCE, the negative conditional entropy H(target | source class) of the
     source classifier's hard predictions (argmax of `probabilities`, (N, Z))
     and the target labels (Tran et al., ICCV 2019), as thuml's NCE.py / tllib:
@@ -115,7 +116,7 @@ def nce(probabilities, labels):
     return float(-np.sum(marginal[used] * entr(conditional).sum(axis=0)))
 
 
-def hscore(features, labels):
+def hscore(features: ArrayLike, labels: ArrayLike) -> float:
     """H-score, tr(cov(f)⁺ cov(E[f | y])) (Bao et al., ICIP 2019), as tllib's
     `h_score`: covariances with 1/(N − 1), the pseudo-inverse cutting
     eigenvalues below 1e-15 of the largest. (google-research's hscore.py
@@ -127,7 +128,7 @@ def hscore(features, labels):
     return _between_over_total(centred, labels, classes, centred.T @ centred / (n - 1)) / (n - 1)
 
 
-def regularized_hscore(features, labels):
+def regularized_hscore(features: ArrayLike, labels: ArrayLike) -> float:
     """The shrinkage H-score (Ibrahim, Ponomareva & Mazumder, ICLR 2022), as
     tllib's `regularized_h_score`: centred features, the Ledoit–Wolf
     covariance (1 − α)·S + α·tr(S)/D·I (S with 1/N) and its shrinkage α, and
@@ -143,7 +144,7 @@ def regularized_hscore(features, labels):
     return (1 - shrinkage) * _between_over_total(centred, labels, classes, shrunk) / (n - 1)
 
 
-def transrate(features, labels, eps=1e-4):
+def transrate(features: ArrayLike, labels: ArrayLike, eps: float = 1e-4) -> float:
     """TransRate, the coding rate of the features minus their mean coding rate
     within each class (Huang et al., ICML 2022), as tllib's `transrate`:
     R(Z) = ½ log det(I + ZᵀZ / (n·eps)), features centred once by their mean,
@@ -156,7 +157,7 @@ def transrate(features, labels, eps=1e-4):
     return float(_coding_rate(centred, eps) - np.sum(within) / classes)
 
 
-def gbc(features, labels, gaussian="spherical", pca_dim=64):
+def gbc(features: ArrayLike, labels: ArrayLike, gaussian: str = "spherical", pca_dim: int | None = 64) -> float:
     """GBC, the Gaussian Bhattacharyya coefficient: minus the summed overlap
     exp(−D_B) of every ordered pair of classes, each a Gaussian with its mean
     and per-dimension variance (Pándy et al., CVPR 2022), as google-research's
@@ -186,7 +187,8 @@ def gbc(features, labels, gaussian="spherical", pca_dim=64):
     return float(-overlap)
 
 
-def nleep(features, labels, components_per_class=5, pca_variance=0.8, seed=123):
+def nleep(features: ArrayLike, labels: ArrayLike, components_per_class: int = 5, pca_variance: float = 0.8,
+          seed: int = 123) -> float:
     """N-LEEP: LEEP with the source classifier replaced by a Gaussian mixture
     of `components_per_class` × K components fitted to the features (Li et
     al., CVPR 2021), as google-research's nleep.py: PCA keeping
@@ -217,7 +219,7 @@ def nleep(features, labels, components_per_class=5, pca_variance=0.8, seed=123):
     return _leep(mixture.predict_proba(reduced).astype(np.float32), labels, classes)
 
 
-def sfda(features, labels):
+def sfda(features: ArrayLike, labels: ArrayLike) -> float:
     """SFDA, the self-challenging Fisher discriminant (Shao et al., ECCV 2022),
     as TencentARC/SFDA's `SFDA_Score`: a Fisher discriminant with the
     within-class scatter shrunk toward tr/D·I by λ = max(exp(−5·ρ), 1e-10), ρ
@@ -244,8 +246,8 @@ def sfda(features, labels):
     return float(probabilities[rows, labels].mean())
 
 
-def otdd(source_features, source_labels, target_features, target_labels, *, label_distance="exact",
-         entreg=0.1, max_samples=1000, seed=0):
+def otdd(source_features: ArrayLike, source_labels: ArrayLike, target_features: ArrayLike, target_labels: ArrayLike,
+         *, label_distance: str = "exact", entreg: float = 0.1, max_samples: int = 1000, seed: int = 0) -> float:
     """OTDD, the optimal transport dataset distance (Alvarez-Melis & Fusi,
     NeurIPS 2020), as microsoft/otdd's `DatasetDistance(...).distance()`:
     the debiased Sinkhorn divergence between the two labelled sets with
@@ -307,8 +309,8 @@ def otdd(source_features, source_labels, target_features, target_labels, *, labe
                                               source_weights, target_weights, eps))
 
 
-def emd_similarity(source_features, source_labels, target_features, target_labels, *, min_images=200,
-                   gamma=0.01):
+def emd_similarity(source_features: ArrayLike, source_labels: ArrayLike, target_features: ArrayLike,
+                   target_labels: ArrayLike, *, min_images: int = 200, gamma: float = 0.01) -> float:
     """The domain similarity exp(−γ·EMD) of Cui et al. (CVPR 2018), through
     this module's interface: `fgtf.transfer.domain_similarity`'s class means,
     EMD (source classes with fewer than `min_images` images left out) and

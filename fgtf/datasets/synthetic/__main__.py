@@ -53,7 +53,7 @@ def main(argv=None):
     metadata = generate(args.out, classes=args.classes, train_per_class=args.train_per_class,
                         val_per_class=args.val_per_class, image_size=args.image_size, seed=args.seed,
                         family=args.family, label_noise=args.label_noise, novel_classes=args.novel_classes,
-                        workers=args.num_workers)
+                        num_workers=args.num_workers)
     seconds = time.perf_counter() - start
     count = metadata["num_images"]
     noisy = metadata["num_mislabelled_train_images"]
@@ -97,7 +97,7 @@ def _world_main(argv):
     if args.num_workers is not None and args.num_workers < 1:
         raise UserError(f"--num_workers must be at least 1, got {args.num_workers}")
     start = time.perf_counter()
-    world = generate_world(args.out, seed=args.seed, image_size=args.image_size, workers=args.num_workers,
+    world = generate_world(args.out, seed=args.seed, image_size=args.image_size, num_workers=args.num_workers,
                            **{knob: getattr(args, knob) for knob, _ in _WORLD_KNOBS})
     source = world["source"]
     shares = ", ".join(f"{family} {count}" for family, count in source["family_classes"].items())

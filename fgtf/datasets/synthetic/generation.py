@@ -24,12 +24,13 @@ WORLD_FILE = "world.json"
 CLEAN_LABELS_FILE = "train_clean_labels.txt"
 
 
-def generate(out_dir, classes=20, train_per_class=30, val_per_class=30, image_size=160,
-             seed=0, family="birds", label_noise=0.0, novel_classes=0, workers=None):
+def generate(out_dir: str, classes: int = 20, train_per_class: int = 30, val_per_class: int = 30, image_size: int = 160,
+             seed: int = 0, family: str = "birds", label_noise: float = 0.0, novel_classes: int = 0,
+             num_workers: int | None = None) -> dict:
     """Write the dataset into `out_dir` (see the package docstring) and return its
     metadata (the dict stored in `synthetic.json`).
 
-    `workers` processes draw the images (None: one per CPU; 1: in this process).
+    `num_workers` processes draw the images (None: one per CPU; 1: in this process).
     Returns at once when `out_dir` already holds a complete dataset made with the
     same arguments; replaces a synthetic dataset made with other arguments;
     refuses (UserError) to touch a non-empty folder that is not one.
@@ -58,7 +59,7 @@ def generate(out_dir, classes=20, train_per_class=30, val_per_class=30, image_si
             for path, true_label, image_seed in clean + val]
     metadata = dataset_metadata(arguments, definitions, names, train, clean)
     def write():
-        _run_jobs(jobs, workers)
+        _run_jobs(jobs, num_workers)
         _write_lines(os.path.join(partial, "train.txt"), [f"{path}: {label}" for path, label, _ in train])
         _write_lines(os.path.join(partial, "val.txt"), [f"{path}: {label}" for path, label, _ in val])
         _write_lines(os.path.join(partial, CLEAN_LABELS_FILE), [f"{path}: {label}" for path, label, _ in clean])
@@ -69,9 +70,10 @@ def generate(out_dir, classes=20, train_per_class=30, val_per_class=30, image_si
     return metadata
 
 
-def generate_world(out_dir, seed=0, image_size=64, workers=None, source_classes=250, max_source_per_class=200,
-                   min_source_per_class=4, source_val_per_class=5, target_classes=20, target_train_per_class=30,
-                   target_val_per_class=30):
+def generate_world(out_dir: str, seed: int = 0, image_size: int = 64, num_workers: int | None = None,
+                   source_classes: int = 250, max_source_per_class: int = 200, min_source_per_class: int = 4,
+                   source_val_per_class: int = 5, target_classes: int = 20, target_train_per_class: int = 30,
+                   target_val_per_class: int = 30) -> dict:
     """Write the transfer world into `out_dir` and return its description (the
     dict stored in `<out_dir>/world.json`, see the package docstring).
 
@@ -83,7 +85,7 @@ def generate_world(out_dir, seed=0, image_size=64, workers=None, source_classes=
     of `target_classes` classes, none of them in the source, with
     `target_train_per_class` + `target_val_per_class` images each.
 
-    `workers` processes draw the images (None: one per CPU; 1: in this process);
+    `num_workers` processes draw the images (None: one per CPU; 1: in this process);
     the bytes do not depend on it. Returns at once when `out_dir` holds a
     complete world made with the same arguments; replaces a world made with
     other arguments; refuses (UserError) a non-empty folder that is not a world.
@@ -119,7 +121,7 @@ def generate_world(out_dir, seed=0, image_size=64, workers=None, source_classes=
         raise UserError(f"cannot write the world next to {out_dir}: {error.strerror}") from error
     world = world_description(arguments, writes)
     def write():
-        _run_jobs(jobs, workers)
+        _run_jobs(jobs, num_workers)
         for folder, classes, plan in writes:
             _write_world_folder(os.path.join(partial, folder), arguments, classes, plan)
         _write_lines(os.path.join(partial, WORLD_FILE), [json.dumps(world, indent=1)])
@@ -159,8 +161,8 @@ def _write_world_folder(folder, arguments, classes, plan):
     _write_lines(os.path.join(folder, METADATA_FILE), [json.dumps(metadata, indent=1)])
 
 
-def _run_jobs(jobs, workers):
-    workers = os.cpu_count() if workers is None else workers
+def _run_jobs(jobs, num_workers):
+    workers = os.cpu_count() if num_workers is None else num_workers
     workers = max(1, min(workers, len(jobs) // 16 or 1))
     if workers == 1:
         for job in jobs:

@@ -13,10 +13,11 @@ the command: python -m fgtf.transfer.domain_similarity --features feature/incept
 import os
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics.pairwise import euclidean_distances
 
 
-def class_features(features, labels):
+def class_features(features: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Per-class mean feature and image count.
 
     features: (N, D) float; labels: (N,) int in [0, C).
@@ -48,7 +49,8 @@ class TooFewImages(ValueError):
         self.min_images, self.largest = min_images, largest
 
 
-def emd(source_feats, source_counts, target_feats, target_counts, *, min_images=200):
+def emd(source_feats: ArrayLike, source_counts: ArrayLike, target_feats: ArrayLike, target_counts: ArrayLike, *,
+        min_images: int = 200) -> float:
     """Earth Mover's Distance between two domains given as class features.
 
     source_feats: (S, D), source_counts: (S,); target_feats: (T, D), target_counts: (T,).
@@ -74,7 +76,7 @@ def emd(source_feats, source_counts, target_feats, target_counts, *, min_images=
     return float(ot.emd2(source_weights, target_weights, cost, numItermax=10_000_000))
 
 
-def similarity(emd_value, gamma=0.01):
+def similarity(emd_value: ArrayLike, gamma: float = 0.01) -> np.ndarray:
     """Domain similarity `exp(-gamma * emd_value)` (gamma 0.01 as in the paper);
     `gamma` must be > 0, so that the similarity lies in (0, 1]."""
     if not (np.isfinite(gamma) and gamma > 0):
@@ -82,7 +84,7 @@ def similarity(emd_value, gamma=0.01):
     return np.exp(-gamma * np.asarray(emd_value, dtype=np.float64))
 
 
-def combine(*sources):
+def combine(*sources: tuple[ArrayLike, ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate several domains' `(class_feats, counts)` into one domain."""
     if not sources:
         raise ValueError("combine needs at least one (class_feats, counts) pair")

@@ -9,7 +9,8 @@ from fgtf.transfer.domain_similarity import class_features, combine, emd, simila
 from fgtf.transfer.feature_store import load_features
 
 
-def similarity_table(features_dir, sources, targets, *, min_images=200, gamma=0.01, split="train"):
+def similarity_table(features_dir: str, sources: list[str], targets: list[str], *, min_images: int = 200,
+                     gamma: float = 0.01, split: str = "train") -> list[dict]:
     """EMD and similarity for every (source, target) pair of dataset names whose
     features are stored in `features_dir`. Returns a list of row dicts, each
     with the settings that produced it (gamma, min_images, split, features)."""
@@ -32,7 +33,7 @@ def similarity_table(features_dir, sources, targets, *, min_images=200, gamma=0.
     return rows
 
 
-def format_table(rows):
+def format_table(rows: list[dict]) -> str:
     lines = [f"{'source':<24} {'target':<20} {'EMD':>10} {'similarity':>11}"]
     lines += [f"{r['source']:<24} {r['target']:<20} {r['emd']:>10.4f} {r['similarity']:>11.4f}" for r in rows]
     return "\n".join(lines)
@@ -41,7 +42,7 @@ def format_table(rows):
 _CSV_COLUMNS = ("source", "target", "emd", "similarity", "gamma", "min_images", "split", "features")
 
 
-def write_table(rows, out_dir, sources, targets):
+def write_table(rows: list[dict], out_dir: str, sources: list[str], targets: list[str]) -> None:
     """domain_similarity.csv, .json and a heatmap .png of the similarities;
     rows keep the settings `similarity_table` put in them."""
     import csv
