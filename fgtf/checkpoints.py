@@ -20,8 +20,9 @@ import argparse
 import os
 
 from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for callers of fgtf.checkpoints)
-    CLASSIFIER_SCOPES, EMA_SUFFIX, checkpoint_prefix, keras_weights_record, load_keras_weights, load_run_network,
-    load_run_weights, load_slim_checkpoint, load_weights, save_keras_weights)
+    CLASSIFIER_SCOPES, EMA_SUFFIX, TORCH_SUFFIXES, checkpoint_prefix, keras_weights_record, load_keras_weights,
+    load_run_network, load_run_weights, load_slim_checkpoint, load_torch_weights, load_weights, save_keras_weights,
+    torch_classes, torch_network, torch_state_dict)
 from tfrecord_tools.cli import UserError, cli_main, positive_int
 
 COMMAND_HELP = """Convert weights once to a Keras .weights.h5 that records its network.
@@ -46,18 +47,21 @@ SAVED_MODEL_IMAGE_SIZE = 299
 def checkpoint_kind(path):
     """What a `--checkpoint` path holds: 'run' (an fgtf training run folder or
     one of its checkpoint prefixes), 'saved_model' (a SavedModel / TF-Hub
-    folder), 'keras' (a `.weights.h5` file) or 'slim' (a TF-Slim checkpoint
-    prefix, or a folder holding one). UserError when nothing is there."""
+    folder), 'keras' (a `.weights.h5` file), 'torch' (a torch state dict:
+    `.pth`, `.pt`, `.pth.tar`) or 'slim' (a TF-Slim checkpoint prefix, or a
+    folder holding one). UserError when nothing is there."""
     from fgtf import runs
 
     path = os.fspath(path)
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
-        raise UserError(f"checkpoint {path} not found (a TF-Slim .ckpt prefix, a .weights.h5 file, an fgtf run "
-                        f"folder or a SavedModel folder)")
+        raise UserError(f"checkpoint {path} not found (a TF-Slim .ckpt prefix, a .weights.h5 file, a torchvision "
+                        f".pth, an fgtf run folder or a SavedModel folder)")
     if is_saved_model(path):
         return "saved_model"
     if path.endswith(".h5"):
         return "keras"
+    if path.endswith(TORCH_SUFFIXES):
+        return "torch"
     return "run" if runs.is_run_checkpoint(path) else "slim"
 
 
@@ -75,6 +79,9 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
     * a TF-Slim checkpoint: `model` (default inception_v3), EMA shadows when
       present and `use_ema`, with the classifier sized from the checkpoint
       (or `num_classes`);
+    * a torch state dict: `model`, default the network its keys say
+      (torchvision's ResNets, Swin), with the classifier sized from the
+      checkpoint (or `num_classes`: the checkpoint's is then skipped);
     * a SavedModel / TF-Hub folder (an opaque graph): its classifier (see
       `saved_model_classifier`), or without `include_top` its feature vector
       (see `hub_feature_model`), at `image_size`, else the size its fgtf
@@ -114,6 +121,14 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
                             f"classifier cannot be built; give it its record with python -m fgtf.checkpoints "
                             f"convert --checkpoint {checkpoint} --model NAME --num_classes N --out NEW.weights.h5")
         network = build_backbone(name, image_size, classes=classes, aux_logits=record.get("aux_logits", False))
+    elif kind == "torch":
+        state = torch_state_dict(checkpoint)
+        name = model or _torch_network_name(state, checkpoint)
+        classes = (num_classes or torch_classes(state)) if include_top else None
+        if include_top and classes is None:
+            raise UserError(f"{checkpoint} holds no classifier (fc or head); pass --num_classes, or use it for "
+                            f"features")
+        network = build_backbone(name, image_size, classes=classes)
     else:
         name = model or DEFAULT_MODEL
         network = _slim_network(name, checkpoint_prefix(checkpoint), image_size, include_top=include_top,
@@ -131,9 +146,10 @@ def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=
     * an fgtf run: its network's layers copied by name (EMA weights when it
       kept them and `use_ema`; not its optimizer or step; `model_name`, when
       given, must be the run's), see `fgtf.models.weights.load_run_weights`;
-    * a `.weights.h5` or TF-Slim checkpoint: into the backbone of `model`
-      (the model itself, or the backbone its head wraps), see
-      `load_keras_weights` and `load_slim_checkpoint`;
+    * a `.weights.h5`, torch state dict or TF-Slim checkpoint: into the
+      backbone of `model` (the model itself, or the backbone its head
+      wraps), see `load_keras_weights`, `load_torch_weights` and
+      `load_slim_checkpoint`;
     * a SavedModel: refused, saying it cannot be `saved_model_use`.
 
     `exclude_scopes` (slim scopes, a list or comma-separated) are left as they
@@ -153,6 +169,9 @@ def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=
     if kind == "keras":
         load_keras_weights(backbone, checkpoint, exclude_scopes=exclude_scopes)
         weights, ema = checkpoint, keras_weights_record(checkpoint).get("ema")
+    elif kind == "torch":
+        load_torch_weights(backbone, checkpoint, exclude_scopes=exclude_scopes)
+        weights, ema = checkpoint, None
     else:
         weights = checkpoint_prefix(checkpoint)
         read = load_slim_checkpoint(backbone, weights, exclude_scopes=exclude_scopes,
@@ -167,23 +186,29 @@ def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=
 
 def recorded_network(checkpoint):
     """What `checkpoint` says about its network without loading it: {'model',
-    'image_size', 'num_classes'} of a run's run_config.json, {'model',
-    'num_classes'} of an fgtf `.weights.h5`, else {} (a TF-Slim checkpoint or
-    SavedModel does not say). Commands take the settings they were not
-    given from it."""
+    'image_size', 'num_classes', 'preprocessing'} of a run's run_config.json,
+    {'model', 'num_classes'} of an fgtf `.weights.h5` or a torch state dict
+    whose network fgtf knows, else {} (a TF-Slim checkpoint or SavedModel
+    does not say). Commands take the settings they were not given from it."""
     kind = checkpoint_kind(checkpoint)
     if kind == "run":
         from fgtf import runs
 
         config = runs.load_run_config(checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint))
-        return {"model": config.model_name, "image_size": config.image_size, "num_classes": config.num_classes}
+        return {"model": config.model_name, "image_size": config.image_size, "num_classes": config.num_classes,
+                "preprocessing": config.preprocessing}
     if kind == "keras":
         record = keras_weights_record(checkpoint)
         return {key: record[name] for key, name in (("model", "model"), ("num_classes", "classes")) if name in record}
+    if kind == "torch":
+        state = torch_state_dict(checkpoint)
+        recorded = {"model": torch_network(state), "num_classes": torch_classes(state)}
+        return {key: value for key, value in recorded.items() if value is not None}
     return {}
 
 
-KIND_NAMES = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras weights", "saved_model": "SavedModel"}
+KIND_NAMES = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras weights", "torch": "torch state dict",
+              "saved_model": "SavedModel"}
 
 
 def describe(used, from_run=(), source="its run_config.json"):
@@ -298,6 +323,15 @@ def convert_checkpoint(model_name, checkpoint, out, *, num_classes=None, use_ema
     save_keras_weights(network, out, used["model"], used["num_classes"], aux, ema=used["ema"])
     print(f"wrote {out}: {network.name}{' with aux logits' if aux else ''}")
     return used
+
+
+def _torch_network_name(state, checkpoint):
+    """The network of a torch state dict, by its keys; UserError when fgtf knows none that fits."""
+    name = torch_network(state)
+    if name is None:
+        raise UserError(f"{checkpoint} is not the state dict of a network fgtf knows by its keys (torchvision's "
+                        f"resnet18 ... resnet152, Swin); pass --model")
+    return name
 
 
 def _slim_network(model, prefix, image_size=None, *, include_top=True, num_classes=None):

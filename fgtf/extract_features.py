@@ -242,7 +242,7 @@ def checkpoint_stem(checkpoint, kind=None):
     if kind == "run" and not os.path.isdir(path):
         path = os.path.dirname(path)
     name = os.path.basename(path)
-    for suffix in (".weights.h5", ".h5", ".ckpt", ".index"):
+    for suffix in (".weights.h5", ".h5", ".ckpt", ".index", ".pth.tar", ".pth", ".pt"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return name

@@ -44,6 +44,9 @@ class RunConfig(NetworkSpec):
     batch_size: the global batch size.
     label_smoothing: of the cross-entropy.
     optimizer: as slim names it (`--optimizer`).
+    preprocessing: the input pipeline it was trained with
+        (`fgtf.preprocessing.PIPELINES`; every later command uses it unless
+        told otherwise); runs of fgtf before pipelines had names: inception.
     """
     dataset_name: Optional[str] = None
     num_train_examples: Optional[int] = None
@@ -51,6 +54,7 @@ class RunConfig(NetworkSpec):
     batch_size: Optional[int] = None
     label_smoothing: Optional[float] = None
     optimizer: Optional[str] = None
+    preprocessing: str = "inception"
 
     @classmethod
     def from_dict(cls, data, source=RUN_CONFIG):

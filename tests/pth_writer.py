@@ -1,6 +1,6 @@
 """Write small `.pth` fixtures with the structure `torch.save` produces, without torch.
 
-`torch.save(obj, f)` writes a zip `<archive>/data.pkl` (pickle protocol 2),
+`write_pth`: `torch.save(obj, f)` writes a zip `<archive>/data.pkl` (pickle protocol 2),
 `<archive>/data/<key>` (raw little-endian storage bytes), `<archive>/version`
 and `<archive>/byteorder`. In the pickle every tensor is
 `torch._utils._rebuild_tensor_v2(<storage>, offset, size, stride,
@@ -8,6 +8,13 @@ requires_grad, OrderedDict())` and every storage a persistent id
 `('storage', torch.FloatStorage, '<key>', 'cpu', numel)`. Here placeholder
 objects pickle as those GLOBAL references (their `__reduce__` returns the
 global's name, which the pickler below writes as a GLOBAL opcode).
+
+`write_legacy_pth`: `torch.save(obj, f, _use_new_zipfile_serialization=False)`
+writes one stream: pickles of the magic number, the protocol version 1001 and
+a dict of system facts, the object (storages as persistent ids
+`('storage', torch.FloatStorage, '<key>', 'cpu', numel, None)`), the sorted
+list of storage keys, then per key its element count (int64) and its bytes.
+tests/reference/torchvision/tiny_legacy.pth is a file torch itself wrote.
 """
 import collections
 import io
@@ -73,6 +80,36 @@ def write_pth(path, obj, archive="archive", storage_dtype_name=None):
         zf.writestr(f"{archive}/version", "3\n")
 
 
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_SYSTEM = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+
+
+def write_legacy_pth(path, obj, storage_dtype_name=None, header=(LEGACY_MAGIC_NUMBER, 1001, _SYSTEM)):
+    """Save `obj` like torch.save's legacy format; `header`: the three records before the object (for tests)."""
+    obj = _wrap_arrays(obj, iter(range(1 << 30)))
+    storages = {}
+    _collect_storages(obj, storages)
+    with open(path, "wb") as handle:
+        for record in header:
+            handle.write(_pickle(record, None))
+        handle.write(_pickle(obj, storage_dtype_name, legacy=True))
+        keys = sorted(storages)
+        handle.write(pickle.dumps(keys, protocol=2))
+        for key in keys:
+            array = storages[key].array
+            handle.write(np.int64(array.size).astype("<i8").tobytes())
+            handle.write(array.astype(array.dtype.newbyteorder("<")).tobytes())
+
+
+def write_legacy_payload(path, payload, header=(LEGACY_MAGIC_NUMBER, 1001, _SYSTEM)):
+    """A legacy-format stream whose object record is the arbitrary pickle `payload` (bytes)."""
+    with open(path, "wb") as handle:
+        for record in header:
+            handle.write(_pickle(record, None))
+        handle.write(payload)
+        handle.write(pickle.dumps([], protocol=2))
+
+
 def write_pickle_zip(path, payload, archive="archive"):
     """A `.pth`-shaped zip around an arbitrary pickle `payload` (bytes)."""
     with zipfile.ZipFile(path, "w") as zf:
@@ -89,14 +126,16 @@ class _Pickler(pickle._Pickler):
     """The pure-Python pickler, so GLOBAL references to modules that are not
     installed (torch) can be written for `TorchGlobal` placeholders."""
 
-    def __init__(self, file, storage_dtype_name):
+    def __init__(self, file, storage_dtype_name, legacy=False):
         super().__init__(file, protocol=2)
         self._storage_dtype_name = storage_dtype_name
+        self._legacy = legacy
 
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
             name = self._storage_dtype_name or _STORAGE_NAMES[obj.array.dtype]
-            return ("storage", TorchGlobal("torch", name), obj.key, "cpu", obj.array.size)
+            storage = ("storage", TorchGlobal("torch", name), obj.key, "cpu", obj.array.size)
+            return storage + (None,) if self._legacy else storage  # the legacy id adds a storage view
         return None
 
     def save_global(self, obj, name=None):
@@ -107,9 +146,9 @@ class _Pickler(pickle._Pickler):
         super().save_global(obj, name)
 
 
-def _pickle(obj, storage_dtype_name):
+def _pickle(obj, storage_dtype_name, legacy=False):
     buffer = io.BytesIO()
-    _Pickler(buffer, storage_dtype_name).dump(obj)
+    _Pickler(buffer, storage_dtype_name, legacy).dump(obj)
     return buffer.getvalue()
 
 

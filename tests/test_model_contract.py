@@ -14,6 +14,7 @@ CLASSES = 3
 # More than 40 M weights each: 10-25 s apiece to build, run and round-trip on a
 # loaded 2-core CPU; the smaller member of each family keeps the default run short.
 SLOW = {"inception_v4", "inception_resnet_v2", "inception_resnet_v2_se", "resnet_v2_101", "resnet_v2_152",
+        "resnet101", "resnet152",
         "swin_small", "swin_base"}
 
 

@@ -6,7 +6,7 @@ import pytest
 from fgtf.models import feature_endpoint, get_builder
 from fgtf.models.swin import (DropPath, SwinBlock, SwinTiny, SwinTransformer, relative_position_index,
                               shifted_window_mask)
-from fgtf.models.weights import load_swin_pth, torch_key
+from fgtf.models.weights import load_torch_weights, torch_key
 from pth_writer import write_pth
 from tfrecord_tools.cli import UserError
 
@@ -138,7 +138,7 @@ def test_loads_official_pth_and_zeroes_a_foreign_head(tiny_swin, tmp_path):
     # an ImageNet-22k-like head of another class count is replaced by zeros
     state["head.weight"], state["head.bias"] = np.ones((7, 16), np.float32), np.ones(7, np.float32)
     write_pth(path, {"model": state})
-    load_swin_pth(model, path)
+    load_torch_weights(model, path)
     assert not any(np.any(w) for w in model.get_layer("head").get_weights())
 
     # a model without the top ignores the head
@@ -155,4 +155,4 @@ def test_checkpoint_of_another_architecture_is_one_clear_error(tiny_swin, tmp_pa
     path = tmp_path / "other.pth"
     write_pth(path, state)
     with pytest.raises(UserError, match=r"1 shape mismatches .*1 weights missing.*norm.weight.*1 unused.*pos_embed"):
-        load_swin_pth(tiny_swin, path)
+        load_torch_weights(tiny_swin, path)

@@ -28,7 +28,13 @@ from tfrecord_tools.cli import UserError
 # exists only from 299x299 inputs up.
 MIN_AUX_LOGITS_SIZE = 299
 
-ModelRecord = namedtuple("ModelRecord", "builder feature_endpoint aux_logits min_size")
+# The input pipeline of networks whose record names none (`fgtf.preprocessing.PIPELINES`).
+DEFAULT_PREPROCESSING = "inception"
+# The input side of networks whose record names none.
+DEFAULT_IMAGE_SIZE = 299
+
+ModelRecord = namedtuple("ModelRecord", "builder feature_endpoint aux_logits min_size default_size preprocessing",
+                         defaults=(DEFAULT_IMAGE_SIZE, DEFAULT_PREPROCESSING))
 ModelRecord.__doc__ = """One network of the registry.
 
 builder: its public builder, or `(module, function)` imported on first use so
@@ -39,11 +45,26 @@ aux_logits: whether the builder can add the Inception auxiliary classifier.
 min_size: the smallest input side it builds at (None: not recorded); the
     Inceptions' stride-2 VALID reductions need 75, Swin's windows a 56x56
     token grid (224).
+default_size: the input side every command uses when `--image_size` is
+    left out (the builder's own default).
+preprocessing: the `--preprocessing` pipeline every command uses when it
+    is left out: the one the network's weights were trained with
+    (`inception`: slim's [-1, 1]; the torchvision-style pipelines normalise
+    with the ImageNet mean and std, as torchvision's and Swin's weights
+    expect).
 """
 
 
-def _record(module, function, feature_endpoint, *, min_size, aux_logits=False):
-    return ModelRecord((f"fgtf.models.{module}", function), feature_endpoint, aux_logits, min_size)
+def _record(module, function, feature_endpoint, *, min_size, aux_logits=False, default_size=DEFAULT_IMAGE_SIZE,
+            preprocessing=DEFAULT_PREPROCESSING):
+    return ModelRecord((f"fgtf.models.{module}", function), feature_endpoint, aux_logits, min_size, default_size,
+                       preprocessing)
+
+
+def _torchvision_resnet(function):
+    # simtrans's pipeline is the nearest of the seeds' to torchvision's own ImageNet recipe
+    # (random resized crop and flip; shorter side 255, centre crop 224)
+    return _record("resnet", function, "layer4", min_size=32, default_size=224, preprocessing="simtrans")
 
 
 _MODELS = {
@@ -57,10 +78,16 @@ _MODELS = {
     "resnet_v2_50": _record("resnet_v2", "ResNet50V2", "postnorm.Relu", min_size=32),
     "resnet_v2_101": _record("resnet_v2", "ResNet101V2", "postnorm.Relu", min_size=32),
     "resnet_v2_152": _record("resnet_v2", "ResNet152V2", "postnorm.Relu", min_size=32),
-    "swin_tiny": _record("swin", "SwinTiny", "norm", min_size=224),
-    "swin_small": _record("swin", "SwinSmall", "norm", min_size=224),
-    "swin_base": _record("swin", "SwinBase", "norm", min_size=224),
-    "small_cnn": _record("small_cnn", "SmallCNN", "Conv2d_6.Relu", min_size=32),
+    "resnet18": _torchvision_resnet("ResNet18"),
+    "resnet34": _torchvision_resnet("ResNet34"),
+    "resnet50": _torchvision_resnet("ResNet50"),
+    "resnet101": _torchvision_resnet("ResNet101"),
+    "resnet152": _torchvision_resnet("ResNet152"),
+    # CLE-ViT's pipeline: its Swin-B 22k weights were trained on ImageNet-normalised inputs
+    "swin_tiny": _record("swin", "SwinTiny", "norm", min_size=224, default_size=224, preprocessing="cle"),
+    "swin_small": _record("swin", "SwinSmall", "norm", min_size=224, default_size=224, preprocessing="cle"),
+    "swin_base": _record("swin", "SwinBase", "norm", min_size=224, default_size=224, preprocessing="cle"),
+    "small_cnn": _record("small_cnn", "SmallCNN", "Conv2d_6.Relu", min_size=32, default_size=64),
 }
 
 PLUGIN_MODULES_VARIABLE = "FGTF_MODEL_MODULES"
@@ -98,7 +125,8 @@ def has_aux_logits(name, image_size=None):
     return model_record(name).aux_logits and (image_size is None or image_size >= MIN_AUX_LOGITS_SIZE)
 
 
-def register_model(name, builder, feature_endpoint, *, aux_logits=None, min_size=None):
+def register_model(name, builder, feature_endpoint, *, aux_logits=None, min_size=None,
+                   default_size=DEFAULT_IMAGE_SIZE, preprocessing=DEFAULT_PREPROCESSING):
     """Make your own backbone available by `name` to `build_model` and every
     fgtf command run in this process. For the command-line tools, call it in
     a module named by `FGTF_MODEL_MODULES` or the `fgtf.models` entry-point
@@ -111,19 +139,34 @@ def register_model(name, builder, feature_endpoint, *, aux_logits=None, min_size
     aux_logits: whether the builder can add an Inception auxiliary classifier
         (None: when it takes an `aux_logits` argument).
     min_size: the smallest input side the builder accepts, when you know it.
+    default_size: the input side commands use when `--image_size` is left out.
+    preprocessing: the input pipeline commands use when `--preprocessing`
+        is left out (a name of `fgtf.preprocessing.PIPELINES`).
     """
     if not callable(builder):
         raise TypeError("builder must be a function returning a keras.Model")
     if aux_logits is None:
         aux_logits = "aux_logits" in inspect.signature(builder).parameters
-    _MODELS[name] = ModelRecord(builder, feature_endpoint, bool(aux_logits), min_size)
+    _MODELS[name] = ModelRecord(builder, feature_endpoint, bool(aux_logits), min_size, int(default_size),
+                                preprocessing)
 
 
 def feature_endpoint(name):
     """Layer name of network `name`'s feature end point (`Mixed_7c`, `Mixed_7d`,
     the ReLU `Conv2d_7b_1x1.Relu` of Inception-ResNet-v2, whose conv holds the
-    name `Conv2d_7b_1x1`, or the ResNets' post-norm ReLU `postnorm.Relu`)."""
+    name `Conv2d_7b_1x1`, the slim ResNets' post-norm ReLU `postnorm.Relu`,
+    torchvision's `layer4`)."""
     return model_record(name).feature_endpoint
+
+
+def default_image_size(name):
+    """The input side of network `name` when no `--image_size` is given."""
+    return model_record(name).default_size
+
+
+def default_preprocessing(name):
+    """The `--preprocessing` pipeline of network `name` when none is given."""
+    return model_record(name).preprocessing
 
 
 def build_model(name, **kwargs):

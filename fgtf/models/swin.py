@@ -84,7 +84,7 @@ def SwinTransformer(embed_dim, depths, num_heads, window_size=7, patch_size=4, m
         `linspace(0, drop_path_rate, n)[k]`.
     include_top: end with token mean + Dense `head` (`classes` outputs, then
         `classifier_activation`; None gives logits).
-    weights: None, an official Swin `.pth` (see `fgtf.models.weights.load_swin_pth`; a head of
+    weights: None, an official Swin `.pth` (see `fgtf.models.weights.load_torch_weights`; a head of
         another class count is zeroed) or a Keras `.weights.h5`.
     input_shape: (height, width, 3), static; default (224, 224, 3).
     pooling: without the top, None returns the (batch, H/32, W/32, C) map of
@@ -333,3 +333,19 @@ def _merge_windows(windows, window, height, width):
     x = ops.reshape(windows, (-1, height // window, width // window, window, window, channels))
     x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
     return ops.reshape(x, (-1, height, width, channels))
+
+
+def swin_of_state_dict(state):
+    """The registry name of the official Swin (`swin_tiny`, `_small`, `_base`)
+    whose state dict `state` (names -> arrays) is, by its embedding width and
+    blocks per stage; None when it is not one."""
+    if "patch_embed.proj.weight" not in state:
+        return None
+    embed_dim = int(state["patch_embed.proj.weight"].shape[0])
+    depths = []
+    while any(key.startswith(f"layers.{len(depths)}.") for key in state):
+        stage = f"layers.{len(depths)}.blocks."
+        depths.append(len({key[len(stage):].split(".")[0] for key in state if key.startswith(stage)}))
+    return next((f"swin_{size}" for size, config in SWIN_CONFIGS.items()
+                 if config["embed_dim"] == embed_dim and tuple(config["depths"]) == tuple(depths)), None)
+

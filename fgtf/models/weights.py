@@ -12,8 +12,8 @@
   with the moving averages the run kept; `load_run_network` rebuilds a
   run's network and restores it, `load_run_weights` starts another network
   from it;
-* official Swin `.pth` files (`load_swin_pth`, read without torch by
-  `fgtf.models.pth`).
+* torch state dicts (`load_torch_weights`): torchvision's ResNets and the
+  official Swin files, read without torch by `fgtf.models.pth`.
 
 `load_weights` picks one by the file's suffix for a builder's `weights=`.
 What a `--checkpoint` path holds, and which network it needs, is decided one
@@ -35,21 +35,31 @@ _TRAINABLE = ("kernel", "bias", "gamma", "beta")
 CLASSIFIER_SCOPES = ("Logits", "logits", "AuxLogits")
 # The run checkpoint's entry holding the optimizer's moving averages (see `ema_variable_key`).
 EMA_KEY = "ema"
+# Files read as torch state dicts.
+TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar")
+# Keras variable name -> torch state-dict name
+_TORCH_VARIABLE = {"kernel": "weight", "gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                   "moving_variance": "running_var"}
+# Buffers of torch modules that the Keras layers rebuild or do not keep.
+_TORCH_BUFFERS = ("num_batches_tracked", "relative_position_index", "attn_mask")
+# torch classifier modules -> what becomes of a model's classifier when the checkpoint's has another
+# class count: torchvision's `fc` keeps its initialisation, Swin's `head` is zeroed as CLE-ViT does.
+TORCH_CLASSIFIERS = {"fc": "initialised", "head": "zero"}
 
 
 def load_weights(model, path, *, exclude_scopes=(), use_ema="auto"):
     """Load `path` into `model` by its kind, as a builder's `weights=` does: a
-    Keras weights file (`*.weights.h5`, see `load_keras_weights`), an official
-    Swin `.pth` (see `load_swin_pth`), anything else as a TF-Slim checkpoint
+    Keras weights file (`*.weights.h5`, see `load_keras_weights`), a torch
+    state dict (`.pth`, `.pt`, `.pth.tar`; see `load_torch_weights`), anything else as a TF-Slim checkpoint
     (see `load_slim_checkpoint`). Returns True when EMA shadows were read,
     False when not, None when the file does not say (Keras weights not
-    written by fgtf, `.pth` files)."""
+    written by fgtf, torch files)."""
     path = os.fspath(path)
     if path.endswith(".h5"):
         load_keras_weights(model, path, exclude_scopes=exclude_scopes)
         return keras_weights_record(path).get("ema")
-    if path.endswith(".pth"):
-        load_swin_pth(model, path)
+    if path.endswith(TORCH_SUFFIXES):
+        load_torch_weights(model, path, exclude_scopes=exclude_scopes)
         return None
     read = load_slim_checkpoint(model, path, exclude_scopes=exclude_scopes, use_ema=use_ema)
     return any(name.endswith(EMA_SUFFIX) for name in read)
@@ -356,42 +366,51 @@ def ema_variable_key(variable):
     return variable.path.replace("/", ".")
 
 
-def load_swin_pth(model, path):
-    """Assign an official Swin checkpoint (`.pth`, weights under key `model`
-    or at the top level) to a model built by `fgtf.models.swin`, by key.
+def load_torch_weights(model, path, *, exclude_scopes=()):
+    """Assign a torch state dict (`.pth`, zip or legacy format; see
+    `torch_state_dict`) to a model whose layers carry the torch module names:
+    torchvision's ResNets (`fgtf.models.resnet`) and Swin (`fgtf.models.swin`).
 
-    Linear weights are transposed to Dense kernels, the patch-embedding conv
-    (out, in, kh, kw) to (kh, kw, in, out); the `relative_position_index` and
-    `attn_mask` buffers are dropped (the model rebuilds them). A checkpoint
-    head of another class count (e.g. the 21841 ImageNet-22k classes) is
-    discarded and the model's head set to zero, as CLE-ViT does; a model
-    without a head ignores it. Reading never needs torch (see `fgtf.models.pth`).
+    Conv kernels (out, in, kh, kw) become (kh, kw, in, out) and Linear weights
+    are transposed; batch norm's `weight`, `bias`, `running_mean`,
+    `running_var` are gamma, beta and the moving statistics. Buffers the
+    Keras layers rebuild or do not keep (`num_batches_tracked`, Swin's
+    `relative_position_index` and `attn_mask`) are dropped. A checkpoint
+    classifier (`fc`, Swin's `head`) the model lacks (no top) or holds for
+    another class count is skipped, saying so in one line; Swin's `head` is
+    then zeroed, as CLE-ViT does. `exclude_scopes`: layer names (or their
+    prefixes up to a `.`) left as they are. Reading never needs torch (see
+    `fgtf.models.pth`).
     Raises UserError naming every missing key, shape mismatch and unused key.
     """
-    from fgtf.models.pth import load_pth
+    from fgtf.models.layers import in_scopes, scope_list
 
-    state = load_pth(path)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise UserError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
-    has_head = any(layer.name == "head" for layer in model.layers)
-    assignments, missing, mismatched, used = [], [], [], set()
+    state = torch_state_dict(path)
+    excluded = scope_list(exclude_scopes)
+    layer_names = {layer.name for layer in flatten_layers(model)}
+    assignments, missing, mismatched, skipped, used = [], [], [], {}, set()
     for variable in model.weights:
+        if in_scopes(variable.path.split("/")[0], excluded):
+            continue
         key, convert = torch_key(variable.path)
         if key not in state:
             missing.append(key)
             continue
         used.add(key)
         value = convert(np.asarray(state[key]))
-        if key.startswith("head.") and value.shape != tuple(variable.shape):
-            value = np.zeros(variable.shape, np.float32)
+        module = key.split(".")[0]
+        if module in TORCH_CLASSIFIERS and value.shape != tuple(variable.shape):
+            skipped[module] = variable.shape[-1]  # the model's class count
+            if TORCH_CLASSIFIERS[module] == "zero":
+                assignments.append((variable, np.zeros(variable.shape, np.float32)))
+            continue
         if value.shape != tuple(variable.shape):
             mismatched.append(f"{key} {value.shape} vs Keras {tuple(variable.shape)}")
             continue
         assignments.append((variable, value))
-    unused = [k for k in state if k not in used and not k.endswith(("relative_position_index", "attn_mask"))
-              and not (k.startswith("head.") and not has_head)]
+    absent = {key.split(".")[0] for key in state if key.split(".")[0] in TORCH_CLASSIFIERS} - layer_names
+    unused = [k for k in state if k not in used and not k.endswith(_TORCH_BUFFERS)
+              and not in_scopes(k.rsplit(".", 1)[0], excluded) and k.split(".")[0] not in absent]
     problems = [f"{len(items)} {what} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})"
                 for what, items in (("shape mismatches", mismatched), ("weights missing from the checkpoint", missing),
                                     ("unused checkpoint tensors", unused)) if items]
@@ -399,15 +418,56 @@ def load_swin_pth(model, path):
         raise UserError(f"{path} does not fit model {model.name}: " + "; ".join(problems))
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
+    for name, classes in sorted(skipped.items()):
+        kept = "zeroed" if TORCH_CLASSIFIERS[name] == "zero" else "left as initialised"
+        print(f"skipped the classifier {name} of {path}: it has {torch_classes(state)} classes, model "
+              f"{model.name} {classes} (its {name} {kept})")
+    for name in sorted(absent):
+        print(f"skipped the classifier {name} of {path}: model {model.name} has no such layer")
+
+
+def torch_state_dict(path):
+    """The state dict (parameter name -> numpy array) of a torch checkpoint:
+    the saved mapping itself, or the one under `state_dict` or `model` (as
+    training scripts save them), with DataParallel's `module.` prefixes
+    stripped. UserError when the file holds no such mapping."""
+    from fgtf.models.pth import load_pth
+
+    state = load_pth(path)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
+        raise UserError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
+    return {key[len("module."):] if key.startswith("module.") else key: value for key, value in state.items()}
+
+
+def torch_network(state):
+    """The registry name of the network a torch state dict holds (a
+    torchvision ResNet or an official Swin), from its keys and shapes; None
+    when it is neither."""
+    from fgtf.models.resnet import network_of_state_dict
+    from fgtf.models.swin import swin_of_state_dict
+
+    return network_of_state_dict(state) or swin_of_state_dict(state)
+
+
+def torch_classes(state):
+    """The class count of a torch state dict's classifier (`fc` or Swin's `head`), None without one."""
+    for name in TORCH_CLASSIFIERS:
+        if f"{name}.weight" in state:
+            return int(state[f"{name}.weight"].shape[0])
+    return None
 
 
 def torch_key(variable_path):
-    """Keras variable path -> (official checkpoint key, numpy conversion to
-    the Keras layout): `layers.0.blocks.1/attn/qkv/kernel` ->
-    (`layers.0.blocks.1.attn.qkv.weight`, transpose)."""
+    """Keras variable path -> (torch state-dict key, numpy conversion to the
+    Keras layout): `layers.0.blocks.1/attn/qkv/kernel` ->
+    (`layers.0.blocks.1.attn.qkv.weight`, transpose), `layer1.0.bn1/moving_mean`
+    -> (`layer1.0.bn1.running_mean`, identity)."""
     *scopes, short = variable_path.split("/")
-    names = {"kernel": "weight", "gamma": "weight", "beta": "bias"}
-    key = ".".join(scopes + [names.get(short, short)])
+    key = ".".join(scopes + [_TORCH_VARIABLE.get(short, short)])
     if short != "kernel":
         return key, lambda value: value
     return key, lambda value: value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
