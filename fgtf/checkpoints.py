@@ -19,6 +19,7 @@ what it loaded with `describe`.
 import argparse
 import os
 
+from fgtf.models import default_preprocessing
 from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for callers of fgtf.checkpoints)
     CLASSIFIER_SCOPES, EMA_SUFFIX, TORCH_SUFFIXES, checkpoint_prefix, keras_weights_record, load_keras_weights,
     load_run_network, load_run_weights, load_slim_checkpoint, load_torch_weights, load_weights, save_keras_weights,
@@ -66,7 +67,7 @@ def checkpoint_kind(path):
 
 
 def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True,
-                 num_classes=None, saved_model_use=None):
+                 num_classes=None, saved_model_use=None, preprocessing=None):
     """Build the network that `checkpoint` holds and load it, for inference,
     whatever its kind (see `checkpoint_kind`):
 
@@ -85,29 +86,35 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
     * a SavedModel / TF-Hub folder (an opaque graph): its classifier (see
       `saved_model_classifier`), or without `include_top` its feature vector
       (see `hub_feature_model`), at `image_size`, else the size its fgtf
-      model card says, else 299; refused instead, saying it cannot be
-      `saved_model_use`, when that is given (e.g. a CAM needs the layers).
+      model card says, else 299, fed through `preprocessing`, else the
+      pipeline its card says, else inception; refused instead, saying it
+      cannot be `saved_model_use`, when that is given (e.g. a CAM needs the
+      layers).
 
     `include_top=False` builds plain backbones without their classifier
     (runs keep theirs). Returns (network, used): `used` says what was loaded,
     as `describe` prints it and the commands record it: kind, weights (the
     file or checkpoint prefix read), model, head, image_size, num_classes
-    (None without a classifier) and ema (True/False, None when a weights
-    file does not say)."""
+    (None without a classifier), ema (True/False, None when a weights
+    file does not say) and preprocessing (the `--preprocessing` pipeline
+    of its inputs: `preprocessing` when given, else a run's own, a
+    SavedModel card's, or the network's registry default)."""
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
         if saved_model_use:
             raise UserError(saved_model_refusal(checkpoint, saved_model_use))
         size = image_size or saved_model_image_size(checkpoint)
-        network = (saved_model_classifier if include_top else hub_feature_model)(checkpoint, size)
+        preprocessing = preprocessing or saved_model_preprocessing(checkpoint)
+        network = (saved_model_classifier if include_top else hub_feature_model)(checkpoint, size, preprocessing)
         return network, {"kind": kind, "weights": os.path.abspath(checkpoint), "model": "saved_model", "head": "none",
                          "image_size": size, "num_classes": int(network.output_shape[-1]) if include_top else None,
-                         "ema": None}
+                         "ema": None, "preprocessing": preprocessing}
     if kind == "run":
         from fgtf import runs
 
         _, prefix, config = runs.run_checkpoint(checkpoint, model)
-        return load_run_network(config, prefix, image_size=image_size, use_ema=use_ema)
+        network, used = load_run_network(config, prefix, image_size=image_size, use_ema=use_ema)
+        return network, {**used, "preprocessing": preprocessing or used["preprocessing"]}
     if kind == "keras":
         record = keras_weights_record(checkpoint)
         recorded = record.get("model")
@@ -135,7 +142,7 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
                                 num_classes=num_classes)
     used = load_into(network, checkpoint, model_name=name, use_ema=use_ema,
                      exclude_scopes=() if include_top else CLASSIFIER_SCOPES)
-    return network, used
+    return network, {**used, "preprocessing": preprocessing or default_preprocessing(name)}
 
 
 def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=True,
@@ -214,7 +221,8 @@ KIND_NAMES = {"run": "fgtf run", "slim": "TF-Slim checkpoint", "keras": "Keras w
 def describe(used, from_run=(), source="its run_config.json"):
     """The line each command prints about the weights it loaded, e.g.
     `small_cnn, 64 px, 4 classes, EMA weights (fgtf run: /abs/runs/demo/ckpt-300);
-    image size and classes from its run_config.json`; `from_run` names the
+    inception preprocessing; image size, preprocessing and classes from its
+    run_config.json`; `from_run` names the
     settings taken from the run (or from another `source`) rather than from
     flags, said for runs and for a `source` given."""
     parts = [used["model"] + (f" with a {used['head']} head" if used.get("head", "none") != "none" else ""),
@@ -224,8 +232,12 @@ def describe(used, from_run=(), source="its run_config.json"):
     if used.get("ema") is not None:
         parts.append("EMA weights" if used["ema"] else "raw weights")
     line = f"{', '.join(parts)} ({KIND_NAMES[used['kind']]}: {used['weights']})"
+    if used.get("preprocessing"):
+        line += f"; {used['preprocessing']} preprocessing"
     if from_run and (used["kind"] == "run" or source != "its run_config.json"):
-        line += f"; {' and '.join(from_run)} from {source}"
+        names = list(from_run)
+        spoken = " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+        line += f"; {spoken} from {source}"
     return line
 
 
@@ -368,13 +380,14 @@ def is_saved_model(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
-def hub_feature_model(path, image_size):
+def hub_feature_model(path, image_size, preprocessing="inception"):
     """A Keras model around a local SavedModel / TF-Hub image feature-vector
-    folder, taking fgtf's [-1, 1] images (B, S, S, 3) and returning (B, D).
+    folder, taking images (B, S, S, 3) as the `preprocessing` pipeline gives
+    them (inception's [-1, 1] by default) and returning (B, D).
 
-    TF-Hub image modules take RGB in [0, 1], so inputs are rescaled first. The
-    folder is loaded with `tensorflow_hub.load` (Keras 3 cannot use
-    `hub.KerasLayer`, which belongs to Keras 2); nothing is downloaded."""
+    TF-Hub image modules take RGB in [0, 1], so the pipeline's normalisation
+    is undone first. The folder is loaded with `tensorflow_hub.load` (Keras 3
+    cannot use `hub.KerasLayer`, which belongs to Keras 2); nothing is downloaded."""
     import keras
     import tensorflow_hub as hub
 
@@ -382,13 +395,13 @@ def hub_feature_model(path, image_size):
         raise UserError(f"{path} is not a SavedModel folder (no saved_model.pb)")
     module = hub.load(os.fspath(path))
     inputs = keras.Input((image_size, image_size, 3))
-    features = _hub_features_layer()(module, name="hub_features")(inputs)
+    features = _hub_features_layer()(module, preprocessing, name="hub_features")(inputs)
     return keras.Model(inputs, features, name=os.path.basename(os.path.normpath(path)))
 
 
-def saved_model_classifier(path, image_size):
-    """A Keras model around a local SavedModel classifier, taking fgtf's [-1, 1]
-    images (B, S, S, 3) and returning its logits (B, K): the `logits`
+def saved_model_classifier(path, image_size, preprocessing="inception"):
+    """A Keras model around a local SavedModel classifier, taking images
+    (B, S, S, 3) of the `preprocessing` pipeline and returning its logits (B, K): the `logits`
     signature that `python -m fgtf.export` writes (or a `serving_default`
     that returns `logits`). Other SavedModels (feature vectors) are a
     UserError: their output is no classifier."""
@@ -405,39 +418,54 @@ def saved_model_classifier(path, image_size):
         raise UserError(f"{path} is a SavedModel without a classifier (no signature returns logits, as python -m "
                         f"fgtf.export writes with a classifier); pass the weights it was exported from")
     inputs = keras.Input((image_size, image_size, 3))
-    logits = _hub_features_layer()(module, signature=name, name="hub_logits")(inputs)
+    logits = _hub_features_layer()(module, preprocessing, signature=name, name="hub_logits")(inputs)
     return keras.Model(inputs, logits, name=os.path.basename(os.path.normpath(path)))
 
 
 def saved_model_image_size(path):
     """The input side a SavedModel folder is fed at: the one the fgtf model
     card beside it (`python -m fgtf.export`'s model_card.json) says, else 299."""
+    shape = _model_card(path).get("input", {}).get("shape") or []
+    return int(shape[1]) if len(shape) == 4 and shape[1] else SAVED_MODEL_IMAGE_SIZE
+
+
+def saved_model_preprocessing(path):
+    """The pipeline a SavedModel folder's images go through: the one its fgtf
+    model card names, else inception (fgtf's only one before cards named it)."""
+    recorded = _model_card(path).get("preprocessing")
+    return recorded.get("name", "inception") if isinstance(recorded, dict) else "inception"
+
+
+def _model_card(path):
+    """The fgtf model card beside a SavedModel folder (`python -m fgtf.export`'s model_card.json), {} without one."""
     import json
 
     card = os.path.join(os.path.dirname(os.path.abspath(path)), "model_card.json")
-    if os.path.isfile(card):
-        with open(card, encoding="utf-8") as handle:
-            shape = json.load(handle).get("input", {}).get("shape") or []
-        if len(shape) == 4 and shape[1]:
-            return int(shape[1])
-    return SAVED_MODEL_IMAGE_SIZE
+    if not os.path.isfile(card):
+        return {}
+    with open(card, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def _hub_features_layer():
     """The Keras layer class that calls a loaded SavedModel / TF-Hub module (or
-    the logits of one of its signatures) on [-1, 1] images rescaled to [0, 1]. TensorFlow backend only (the module is a
-    TF graph). Defined on first use so that importing this module (e.g. for
-    `--help`) does not import Keras and TensorFlow."""
+    the logits of one of its signatures) on images of a pipeline, taken back
+    to RGB in [0, 1]. TensorFlow backend only (the module is a TF graph).
+    Defined on first use so that importing this module (e.g. for `--help`)
+    does not import Keras and TensorFlow."""
     import keras
 
+    from fgtf.preprocessing import get_pipeline
+
     class HubFeatures(keras.layers.Layer):
-        def __init__(self, module, signature=None, **kwargs):
+        def __init__(self, module, preprocessing="inception", signature=None, **kwargs):
             super().__init__(trainable=False, **kwargs)
             self.module = module  # kept: its signatures need its variables alive
+            self.pipeline = get_pipeline(preprocessing)
             self.signature = signature
 
         def call(self, images):
-            images = (images + 1.0) / 2.0
+            images = self.pipeline.denormalize(images)
             if self.signature is None:
                 return self.module(images)
             function = self.module.signatures[self.signature]

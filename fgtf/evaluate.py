@@ -9,7 +9,12 @@ the run's image size and class count), a TF-Slim checkpoint of `--model`
 (EMA shadows when present), an fgtf `.weights.h5`, or a SavedModel with a
 `logits` signature (as `python -m fgtf.export` writes one with a
 classifier; fed at the size of its model card); what was loaded is
-printed. Reports top-1, top-5, mean per-class accuracy and loss. With
+printed. Images go through the run's `--preprocessing` pipeline (a
+SavedModel's card's, else the network's), test transform; `--eval_views 10`
+sums the logits of SAM's ten views instead (five crops and their mirror
+images; each view of a batch is one forward pass, so a head that
+normalises over the batch, as SAM's, sees the batch as SAM's test does
+with `--batch_size 4`). Reports top-1, top-5, mean per-class accuracy and loss. With
 `--eval_interval_secs N > 0` it keeps watching a run folder and evaluates
 every new checkpoint (eval.sh). Writes `<out>/eval_results.json` (with the
 settings used), `confusion_matrix.png`, `per_class_accuracy.csv` and
@@ -26,6 +31,7 @@ from tfrecord_tools.cli import UserError, cli_main
 @cli_main
 def main(argv=None):
     from fgtf.cli import DocHelpFormatter, model_name
+    from fgtf.preprocessing import EVAL_VIEWS, PIPELINE_NAMES
     from tfrecord_tools.cli import positive_float, positive_int
 
     p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
@@ -47,6 +53,10 @@ def main(argv=None):
     p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int, metavar="N",
                    help="image side in pixels (default: the run's training size, a SavedModel's model card's, else "
                         "the network's default)")
+    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
+                   help="input pipeline (default: the run's, a SavedModel's model card's, else the network's)")
+    p.add_argument("--eval_views", type=int, choices=EVAL_VIEWS, default=1,
+                   help="test views per image whose logits are summed: 1, or SAM's 10 (needs --preprocessing sam)")
     p.add_argument("--eval_interval_secs", type=float, default=0,
                    help="> 0: keep evaluating each new checkpoint, polling this often")
     p.add_argument("--timeout_secs", type=positive_float,
@@ -60,7 +70,8 @@ def main(argv=None):
         raise UserError(f"--dataset_dir {args.dataset_dir} does not exist")
     options = {"split": args.split, "model": args.model, "image_size": args.eval_image_size,
                "use_ema": not args.no_ema, "batch_size": args.batch_size,
-               "skip_bad_records": args.skip_bad_records, "eval_dir": args.eval_dir}
+               "skip_bad_records": args.skip_bad_records, "eval_dir": args.eval_dir,
+               "preprocessing": args.preprocessing, "eval_views": args.eval_views}
     if args.eval_interval_secs > 0:
         watch(args.checkpoint_path, args.dataset_dir, interval_secs=args.eval_interval_secs,
               timeout_secs=args.timeout_secs, **options)
@@ -77,7 +88,7 @@ def _split(text):
 
 
 def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=None, image_size=None, use_ema=True,
-                        batch_size=50, skip_bad_records=False, eval_dir=None):
+                        batch_size=50, skip_bad_records=False, eval_dir=None, preprocessing=None, eval_views=1):
     """Evaluate the network of `checkpoint` (any kind `fgtf.checkpoints.load_network`
     takes, with its classifier) on the `split` of the shards in `dataset_dir`;
     print and write the results; return them as a dict.
@@ -89,6 +100,9 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
     use_ema: the moving averages of the weights when the checkpoint kept them.
     eval_dir: where results go (default: <run folder>/eval, else
         eval/<checkpoint stem>).
+    preprocessing: the input pipeline (default: the run's, a SavedModel's
+        card's, else the network's).
+    eval_views: 1, or 10 to sum the logits of SAM's ten test views.
     Raises UserError for data or weights that do not fit."""
     import tensorflow as tf
 
@@ -99,12 +113,19 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
     from fgtf.bad_records import bad_record_message
     from fgtf.input_pipeline import shard_folder, split_labels
     from fgtf.plots import confusion_matrix_png
+    from fgtf.preprocessing import EVAL_VIEWS, get_pipeline
 
+    if eval_views not in EVAL_VIEWS:
+        raise UserError(f"eval_views must be 1 or 10, got {eval_views}")
     kind = checkpoint_kind(checkpoint)
     shard_dir = shard_folder(dataset_dir)
     _, histogram = split_labels(shard_dir, split)
-    network, used = load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema)
-    from_run = [name for name, given in (("image size", image_size),) if given is None] + ["classes"]
+    network, used = load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
+                                 preprocessing=preprocessing)
+    pipeline = get_pipeline(used["preprocessing"])
+    views = pipeline.ten_views() if eval_views == 10 else pipeline
+    from_run = [name for name, given in (("image size", image_size), ("preprocessing", preprocessing))
+                if given is None] + ["classes"]
     image_size, num_classes, prefix = used["image_size"], used["num_classes"], used["weights"]
     if histogram and min(histogram) < 0:
         raise UserError(f"{shard_dir} has the {split} label {min(histogram)}; labels number the classes from 0")
@@ -117,7 +138,7 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
              if data_classes != num_classes else "") + f": {describe(used, from_run)}")
     try:
         logits, labels = predict_logits(network, shard_dir, split, image_size, batch_size,
-                                        skip_bad_records=skip_bad_records)
+                                        skip_bad_records=skip_bad_records, preprocessing=views)
     except tf.errors.InvalidArgumentError as error:
         message = bad_record_message(error, shard_dir)
         if message is None:
@@ -130,7 +151,7 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
     results.update({"checkpoint": prefix, "kind": kind, "step": step, "ema_weights": used["ema"],
                     "split": split, "num_images": int(len(labels)), "image_size": image_size,
                     "num_classes": num_classes, "model_name": used["model"], "dataset_dir": shard_dir,
-                    "class_names": class_names})
+                    "class_names": class_names, "preprocessing": used["preprocessing"], "eval_views": eval_views})
     eval_dir = eval_dir or (os.path.join(_run_dir(checkpoint), "eval") if kind == "run"
                             else os.path.join("eval", checkpoint_stem(checkpoint)))
     _write_results(eval_dir, results, step)
@@ -139,26 +160,36 @@ def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=No
                          title=f"{used['model']} step {step}: top-1 {results['top1']:.3f}")
     print(f"step {step}: top-1 {results['top1']:.4f}  top-5 {results['top5']:.4f}  "
           f"mean per-class {results['mean_per_class_accuracy']:.4f}  loss {results['loss']:.4f}  "
-          f"({results['num_images']} images{', EMA weights' if used['ema'] else ''})")
+          f"({results['num_images']} images{', EMA weights' if used['ema'] else ''}"
+          f"{f', {eval_views} views summed' if eval_views > 1 else ''})")
     print(f"wrote {os.path.join(eval_dir, 'eval_results.json')}")
     return results
 
 
-def predict_logits(model, dataset_dir, split, image_size, batch_size, skip_bad_records=False):
+def predict_logits(model, dataset_dir, split, image_size, batch_size, skip_bad_records=False,
+                   preprocessing="inception"):
     """Logits (N, C) of the first output and labels (N,) over a whole split, in
-    record order, batched through tf.data and `predict_on_batch`."""
+    record order, batched through tf.data and `predict_on_batch`.
+    `preprocessing`: a pipeline name or callable (`make_dataset`'s); one
+    that gives several views per image (B, V, S, S, 3) gets the sum of the
+    views' logits, each view of a batch in one forward pass."""
     from fgtf.input_pipeline import make_dataset
 
     dataset = make_dataset(dataset_dir, split, image_size=image_size, batch_size=batch_size, training=False,
-                           skip_bad_records=skip_bad_records)
+                           skip_bad_records=skip_bad_records, preprocessing=preprocessing)
     all_logits, all_labels = [], []
     for images, labels in dataset:
-        outputs = model.predict_on_batch(images)
-        all_logits.append(np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs, np.float32))
+        views = [images[:, k] for k in range(images.shape[1])] if images.shape.rank == 5 else [images]
+        all_logits.append(sum(_first_output(model.predict_on_batch(view)) for view in views))
         all_labels.append(np.asarray(labels))
     if not all_labels:
         raise UserError(f"{dataset_dir} has no {split} records")
     return np.concatenate(all_logits), np.concatenate(all_labels).astype(np.int64)
+
+
+def _first_output(outputs):
+    """The logits of a network's outputs (aux logits, if any, come second)."""
+    return np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs, np.float32)
 
 
 def classification_metrics(logits, labels, num_classes):

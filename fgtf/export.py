@@ -6,17 +6,20 @@ each with `labels.txt` and `model_card.json` beside it.
         --model inception_v3 --format saved_model --out exported/inception_v3_iNat
 
 Every artifact takes float32 RGB images in [0, 1] at --image_size (batch free),
-named `images`, and carries the model's own preprocessing (the rescale to
-[-1, 1]). Its outputs are named in every format: `features` (the pooled end
-point `fgtf.extract_features` writes) and, with a classifier (--num_classes,
-or a run folder's own, heads included), `logits`, in that order. The
-SavedModel's `serving_default` signature (and calling the loaded object)
-returns the features, its `logits` signature the logits; LiteRT's signature
-and output tensors, ONNX's outputs and the `.keras` model's output dict carry
-the names. A `.keras` file needs no fgtf to load. The model card holds the
-run's evaluation by fgtf.evaluate when it evaluated the exported checkpoint.
-The output folder is written whole or not at all, by one process at a time.
-A SavedModel given as --checkpoint is a program: its graph runs in this
+named `images`, and carries the normalisation of its --preprocessing pipeline
+(the run's, else the network's): x * 2 - 1 for inception, (x - mean) / std
+with ImageNet's mean and std for the seeds' pipelines; the model card names
+the pipeline and its test transform (resize and crop, done before). Its
+outputs are named in every format: `features` (the pooled end point
+`fgtf.extract_features` writes) and, with a classifier (--num_classes, or a
+run folder's own, heads included), `logits`, in that order. The SavedModel's
+`serving_default` signature (and calling the loaded object) returns the
+features, its `logits` signature the logits; LiteRT's signature and output
+tensors, ONNX's outputs and the `.keras` model's output dict carry the names.
+A `.keras` file needs no fgtf to load. The model card holds the run's
+evaluation by fgtf.evaluate when it evaluated the exported checkpoint. The
+output folder is written whole or not at all, by one process at a time. A
+SavedModel given as --checkpoint is a program: its graph runs in this
 process, so export only SavedModels you trust.
 """
 import argparse
@@ -45,6 +48,7 @@ _PLAIN_KERAS = {"fgtf>TorchBatchNormalization": "BatchNormalization"}
 @cli_main
 def main(argv=None):
     from fgtf.cli import DocHelpFormatter, model_name
+    from fgtf.preprocessing import PIPELINE_NAMES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.export", description=__doc__, formatter_class=DocHelpFormatter)
     p.add_argument("--checkpoint", required=True,
@@ -58,6 +62,9 @@ def main(argv=None):
     p.add_argument("--image_size", type=positive_int,
                    help="input side in pixels (default: a run's training size, else the network's default size, "
                         "299 for SavedModels)")
+    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
+                   help="input pipeline whose normalisation the artifact bakes in (default: a run's, a SavedModel's "
+                        "model card's, else the network's)")
     p.add_argument("--format", required=True, choices=FORMATS, help="artifact to write")
     p.add_argument("--outputs", choices=OUTPUTS, help="what the artifact returns (default: both with a "
                                                       "classifier, else features)")
@@ -69,36 +76,39 @@ def main(argv=None):
     args = p.parse_args(argv)
     export(args.checkpoint, args.out, format=args.format, model=args.model, num_classes=args.num_classes,
            image_size=args.image_size, outputs=args.outputs, calibration_dir=args.calibration_dir,
-           labels=args.labels)
+           labels=args.labels, preprocessing=args.preprocessing)
 
 
 def export(checkpoint, out, *, format, model=None, num_classes=None, image_size=None, outputs=None,
-           calibration_dir=None, calibration_data=None, labels=None, calibration_images=CALIBRATION_IMAGES):
+           calibration_dir=None, calibration_data=None, labels=None, calibration_images=CALIBRATION_IMAGES,
+           preprocessing=None):
     """Write `format` of the model at `checkpoint` to the folder `out` (with
     labels.txt and model_card.json); returns the artifact's path.
 
     litert_int8 is calibrated on `calibration_data` (float32 images in [0, 1],
     (N, S, S, 3) at the model's size) or on `calibration_images` images of the
-    TFRecords in `calibration_dir` through fgtf's evaluation preprocessing.
+    TFRecords in `calibration_dir` through the test transform of the
+    model's `preprocessing` pipeline (default: the checkpoint's).
     Raises `FolderBusy` when another process exports to `out`."""
     _check_request(checkpoint, out, format, calibration_dir, calibration_data)
     with hold_folder(out, beside=True):
         _check_out(out)  # again: another export may have finished it while this one waited for nothing
         _remove_stale_temporaries(out)
         return _export(checkpoint, out, format, model, num_classes, image_size, outputs, calibration_dir,
-                       calibration_data, labels, calibration_images)
+                       calibration_data, labels, calibration_images, preprocessing)
 
 
 def _export(checkpoint, out, format, model, num_classes, image_size, outputs, calibration_dir, calibration_data,
-            labels, calibration_images):
+            labels, calibration_images, preprocessing):
     network, card = export_model(checkpoint, model=model, num_classes=num_classes, image_size=image_size,
-                                 outputs=outputs)
+                                 outputs=outputs, preprocessing=preprocessing)
     size = card["input"]["shape"][1]
     class_names = _class_names(labels, card["outputs"].get("logits"), checkpoint, calibration_dir)
     calibration = None
     if format == "litert_int8":
         calibration = (_checked_calibration(calibration_data, size) if calibration_data is not None
-                       else calibration_batches(calibration_dir, size, calibration_images))
+                       else calibration_batches(calibration_dir, size, calibration_images,
+                                                card["preprocessing"]["name"]))
     card.update(format=format, artifact=ARTIFACT[format], classes=class_names,
                 checkpoint_sha256=_sha256(card["checkpoint"]))
     if os.path.isdir(out):
@@ -115,15 +125,18 @@ def _export(checkpoint, out, format, model, num_classes, image_size, outputs, ca
     return os.path.join(out, ARTIFACT[format])
 
 
-def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, outputs=None):
+def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, outputs=None, preprocessing=None):
     """(keras.Model taking [0, 1] images, partial model card). The model returns
     a dict of its outputs by name (`features`, `logits` or both). The network is what
     `fgtf.checkpoints.load_network` builds from `checkpoint`: with its
     classifier when `num_classes` is given (it must be the checkpoint's) or
-    the checkpoint is a run folder, else its backbone."""
+    the checkpoint is a run folder, else its backbone; before it, the
+    normalisation of the `preprocessing` pipeline (default: the checkpoint's)."""
     import keras
 
-    from fgtf.checkpoints import SAVED_MODEL_IMAGE_SIZE, checkpoint_kind, hub_feature_model, load_network
+    from fgtf.checkpoints import (SAVED_MODEL_IMAGE_SIZE, checkpoint_kind, hub_feature_model, load_network,
+                                  saved_model_preprocessing)
+    from fgtf.preprocessing import get_pipeline
 
     if outputs is not None and outputs not in OUTPUTS:
         raise UserError(f"unknown --outputs {outputs!r}; choose one of {', '.join(OUTPUTS)}")
@@ -132,10 +145,12 @@ def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, o
         if outputs in ("logits", "both"):
             raise UserError(f"{checkpoint} is a SavedModel: only its features can be exported (--outputs features)")
         image_size, name, outputs = image_size or SAVED_MODEL_IMAGE_SIZE, "saved_model", "features"
-        graph, weights = hub_feature_model(checkpoint, image_size), os.path.abspath(checkpoint)
+        preprocessing = preprocessing or saved_model_preprocessing(checkpoint)
+        graph, weights = hub_feature_model(checkpoint, image_size, preprocessing), os.path.abspath(checkpoint)
     else:
         network, used = load_network(checkpoint, model=model, image_size=image_size,
-                                     include_top=num_classes is not None or kind == "run")
+                                     include_top=num_classes is not None or kind == "run", preprocessing=preprocessing)
+        preprocessing = used["preprocessing"]
         if num_classes is not None and used["num_classes"] != num_classes:
             raise UserError(f"{checkpoint} holds a classifier of {used['num_classes']} classes, not --num_classes "
                             f"{num_classes}")
@@ -144,8 +159,9 @@ def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, o
         image_size, name, weights = used["image_size"], used["model"], used["weights"]
         outputs = outputs or ("both" if used["num_classes"] else "features")
         graph = inference_graph(network, name, ("features", "logits") if outputs == "both" else (outputs,))
+    pipeline = get_pipeline(preprocessing)
     images = keras.Input((image_size, image_size, 3), name="images")
-    scaled = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(images)
+    scaled = normalization_layer(pipeline)(images)
     order = ["features", "logits"] if outputs == "both" else [outputs]
     results = graph(scaled)
     named = dict(zip(order, results if len(order) > 1 else [results]))
@@ -154,12 +170,22 @@ def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, o
     card = {"network": name, "checkpoint": weights, "fgtf_version": fgtf.__version__,
             "input": {"name": "images", "shape": [None, image_size, image_size, 3], "dtype": "float32",
                       "range": [0.0, 1.0], "color": "RGB"},
-            "preprocessing": "inside the model: x * 2 - 1; resize or central-crop to the input size before "
-                             "(fgtf's evaluation preprocessing: central crop 87.5%, bilinear resize)",
+            "preprocessing": {"name": pipeline.name, "inside the model": "(x - mean) / std, per RGB channel",
+                              "mean": list(pipeline.mean), "std": list(pipeline.std),
+                              "before the model": f"{pipeline.test_text} (S = {image_size}), values / 255"},
             "outputs": dict(zip(order, sizes)), "output_order": order}
     if kind != "saved_model":
         card.update(_run_figures(checkpoint, weights, used["ema"]))
     return exported, card
+
+
+def normalization_layer(pipeline):
+    """The Keras layer taking RGB in [0, 1] to what `pipeline` gives a network: (x - mean) / std."""
+    import keras
+    import numpy as np
+
+    mean, std = np.asarray(pipeline.mean, np.float32), np.asarray(pipeline.std, np.float32)
+    return keras.layers.Rescaling(1.0 / std, offset=-mean / std, name=f"{pipeline.name}_normalization")
 
 
 def inference_graph(network, model_name, outputs=("features", "logits")):
@@ -276,17 +302,20 @@ def _write_saved_model(model, path, signature, order):
     tf.saved_model.save(root, path, signatures=signatures)
 
 
-def calibration_batches(calibration_dir, image_size, count=CALIBRATION_IMAGES):
+def calibration_batches(calibration_dir, image_size, count=CALIBRATION_IMAGES, preprocessing="inception"):
     """Up to `count` single-image float32 batches in [0, 1] from the TFRecords
-    of `calibration_dir` (its train split, else validation) through fgtf's
-    evaluation preprocessing."""
+    of `calibration_dir` (its train split, else validation) through the test
+    transform of the `preprocessing` pipeline."""
     import numpy as np
 
     from fgtf.input_pipeline import make_dataset
+    from fgtf.preprocessing import get_pipeline
 
+    pipeline = get_pipeline(preprocessing)
     folder, split = _calibration_source(calibration_dir)
-    dataset = make_dataset(folder, split, image_size=image_size, batch_size=1, training=False)
-    batches = [(np.asarray(images, np.float32) + 1.0) / 2.0 for images, _ in dataset.take(count)]
+    dataset = make_dataset(folder, split, image_size=image_size, batch_size=1, training=False,
+                           preprocessing=pipeline)
+    batches = [np.asarray(pipeline.denormalize(images), np.float32) for images, _ in dataset.take(count)]
     if not batches:
         raise UserError(f"--calibration_dir {calibration_dir} holds no images")
     return batches

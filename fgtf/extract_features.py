@@ -13,10 +13,12 @@ writes into the features folder `--out` (default `feature/<checkpoint stem>`)
 `<name>_classes.txt` (the class names by label), where `<name>` is `--name`
 (default: `--dataset`, else the dataset folder's name), and `extract_features.json`,
 the record of the network that made them (model, checkpoint, image size,
-whether EMA weights were used) and of each dataset and split extracted.
-`--outputs features,probabilities` also writes, for a network with a
-classifier, its softmax over its own (source) classes beside the features,
-`<name>_probability_{train,val}.npy`, as LEEP, NCE and `fgtf rank` read it.
+whether EMA weights were used, the `--preprocessing` pipeline's test
+transform the images went through: the run's, else the network's) and of
+each dataset and split extracted. `--outputs features,probabilities` also
+writes, for a network with a classifier, its softmax over its own (source)
+classes beside the features, `<name>_probability_{train,val}.npy`, as LEEP,
+NCE and `fgtf rank` read it.
 
 `--checkpoint` is a TF-Slim checkpoint (EMA shadows used when present), a
 Keras `.weights.h5`, an fgtf training run folder (its network, image size
@@ -38,7 +40,7 @@ from fgtf.transfer.feature_store import RECORD, read_record
 from tfrecord_tools.cli import SPLITS, UserError, cli_main, positive_int, split_name
 
 # what makes features of one network: a folder holds those of one only
-NETWORK_SETTINGS = ("kind", "weights", "model", "head", "image_size", "ema")
+NETWORK_SETTINGS = ("kind", "weights", "model", "head", "image_size", "ema", "preprocessing")
 OUTPUTS = ("features", "probabilities")
 
 
@@ -54,11 +56,12 @@ def main(argv=None):
     extract(args.dataset, args.dataset_dir or os.path.join(args.data_dir, args.dataset), args.checkpoint,
             args.splits, model=args.model, out=args.out, image_size=args.image_size, batch_size=args.batch_size,
             overwrite=args.overwrite, name=args.name, use_ema=args.use_ema,
-            allow_outside_paths=args.allow_outside_paths, outputs=args.outputs)
+            allow_outside_paths=args.allow_outside_paths, outputs=args.outputs, preprocessing=args.preprocessing)
 
 
 def build_parser():
     from fgtf.cli import DocHelpFormatter, model_name
+    from fgtf.preprocessing import PIPELINE_NAMES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.extract_features", description=__doc__,
                                 formatter_class=DocHelpFormatter)
@@ -75,6 +78,9 @@ def build_parser():
     p.add_argument("--image_size", type=positive_int,
                    help="image side in pixels (default: a run's training size, else the network's default size, "
                         "299 for Inception; for a SavedModel the size its fgtf model card says, else 299)")
+    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
+                   help="input pipeline, its test transform (default: a run's, a SavedModel's model card's, else the "
+                        "network's: inception for the slim networks, simtrans for torchvision's ResNets)")
     p.add_argument("--out", help="the features folder to write (default: feature/<checkpoint stem>)")
     p.add_argument("--name", help="dataset name in the feature file names (default: --dataset, else the name of "
                                   "--dataset_dir), e.g. to keep two synthetic datasets apart")
@@ -97,7 +103,7 @@ def build_parser():
 
 def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *, model=None, out=None,
             image_size=None, batch_size=64, overwrite=False, name=None, use_ema=True, allow_outside_paths=False,
-            outputs=("features",)):
+            outputs=("features",), preprocessing=None):
     """Extract and save the features of `splits` of `dataset` (read from
     `dataset_dir`; None: a dataset of your own, `fgtf.datasets.GENERIC`) with
     the network of `checkpoint` into the features folder `out` (default
@@ -126,8 +132,9 @@ def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *,
     data = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir)}
     probabilities = "probabilities" in outputs
     extractor, network = load_feature_extractor(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
-                                                probabilities=probabilities)
-    from_run = [what for what, given in (("model", model), ("image size", image_size)) if given is None]
+                                                probabilities=probabilities, preprocessing=preprocessing)
+    from_run = [what for what, given in (("model", model), ("image size", image_size),
+                                         ("preprocessing", preprocessing)) if given is None]
     with hold_folder(folder):
         _extract_into(folder, name, splits, data, extractor, network, from_run, checkpoint, batch_size,
                       overwrite, allow_outside_paths, probabilities)
@@ -145,6 +152,8 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
 
     remove_temporaries(folder)  # of killed extractions
     record = read_record(folder)
+    if "network" in record:  # features of fgtf before pipelines had names went through inception's
+        record["network"].setdefault("preprocessing", "inception")
     todo = [s for s in splits if overwrite or not _extracted(record, folder, name, s, network, data, has_features)
             or probabilities and not has_probabilities(folder, name, s)]
     _check_no_mixing(record, folder, name, todo, network, data, overwrite)
@@ -157,7 +166,8 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
     for split in todo:
         records = read_split(data["dataset"], data["dataset_dir"], split, allow_outside_paths)
         paths = [r.path for r in records]
-        extracted = extract_paths(extractor, paths, network["image_size"], batch_size, desc=f"{name}/{split}")
+        extracted = extract_paths(extractor, paths, network["image_size"], batch_size, desc=f"{name}/{split}",
+                                  preprocessing=network["preprocessing"])
         features, softmax = (extracted[0], _softmax(extracted[1])) if probabilities else (extracted, None)
         entry = record["features"].get(name, {})
         if any(entry.get(k) != v for k, v in data.items()):  # new, or another dataset folder under --overwrite
@@ -182,18 +192,20 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
             save_class_names(folder, name, class_names)  # (kept when it names these classes and more)
 
 
-def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True, probabilities=False):
-    """(extractor, settings): a Keras model mapping images in [-1, 1]
-    (B, S, S, 3) to features (B, D) (and, with `probabilities`, to the
-    classifier's logits (B, K) too), and what it was built from (the
-    `fgtf.checkpoints.load_network` report, without the class count)."""
+def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True, probabilities=False,
+                           preprocessing=None):
+    """(extractor, settings): a Keras model mapping images of the
+    `settings["preprocessing"]` pipeline (B, S, S, 3) to features (B, D)
+    (and, with `probabilities`, to the classifier's logits (B, K) too), and
+    what it was built from (the `fgtf.checkpoints.load_network` report,
+    without the class count; `preprocessing` None: the checkpoint's)."""
     from fgtf.checkpoints import checkpoint_kind, load_network
     from fgtf.export import inference_graph
 
     if probabilities and checkpoint_kind(checkpoint) == "saved_model":
         raise UserError(f"{checkpoint} is a SavedModel: only its features can be extracted (--outputs features)")
     network, used = load_network(checkpoint, model=model, image_size=image_size, include_top=probabilities,
-                                 use_ema=use_ema)
+                                 use_ema=use_ema, preprocessing=preprocessing)
     settings = {key: used[key] for key in NETWORK_SETTINGS}
     if used["kind"] == "saved_model":  # already a feature vector
         return network, settings
@@ -208,17 +220,18 @@ def feature_extractor(model, checkpoint, image_size=None):
     return load_feature_extractor(checkpoint, model=model, image_size=image_size)[0]
 
 
-def extract_paths(extractor, paths, image_size, batch_size, desc="features"):
+def extract_paths(extractor, paths, image_size, batch_size, desc="features", preprocessing="inception"):
     """Features (N, D) float32 of the images at `paths`, in order (or a list of
-    (N, ·) arrays, one per output of `extractor`): parallel decode +
-    evaluation preprocessing in tf.data, one `predict_on_batch` per batch."""
+    (N, ·) arrays, one per output of `extractor`): parallel decode + the test
+    transform of `preprocessing` in tf.data, one `predict_on_batch` per batch."""
     import tensorflow as tf
     from tqdm import tqdm
 
     from fgtf.input_pipeline import image_file_dataset
 
     chunks = []
-    iterator = iter(image_file_dataset(paths, image_size=image_size, batch_size=batch_size))
+    iterator = iter(image_file_dataset(paths, image_size=image_size, batch_size=batch_size,
+                                       preprocessing=preprocessing))
     with tqdm(total=len(paths), desc=desc, unit="img", disable=None) as bar:
         for start in range(0, len(paths), batch_size):
             try:

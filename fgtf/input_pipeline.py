@@ -46,7 +46,6 @@ import tensorflow as tf
 from fgtf.bad_records import load_in_groups, origin_text
 from fgtf.datasets.lists import SPLITS, Record
 from fgtf.datasets.splits import label_ratio_subset
-from fgtf.preprocessing import preprocess_image
 from tfrecord_tools.cli import UserError
 from tfrecord_tools.example import ENCODED, FILENAME, LABEL, parse_example
 from tfrecord_tools.manifest import list_shard_files, load_manifest, parse_shard_name
@@ -81,9 +80,10 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
         yields `input_context.get_per_replica_batch_size(batch_size)`.
       training: True: shuffle, augment, repeat, drop the last partial batch.
         False: central-crop evaluation in record order, every record once.
-      preprocessing: 'inception' (`fgtf.preprocessing.preprocess_image`) or a
-        callable with the same signature `fn(encoded, image_size, training,
-        seed)`: encoded image bytes (scalar tf.string) and, for training, a
+      preprocessing: a pipeline name (`fgtf.preprocessing.PIPELINE_NAMES`:
+        'inception', TF-Slim's, or one of the PyTorch seeds') or a callable
+        with the same signature `fn(encoded, image_size, training, seed)`:
+        encoded image bytes (scalar tf.string) and, for training, a
         stateless seed of shape [2] -> a tensor or nested structure of
         tensors per example (e.g. two augmented views).
       input_context: a `tf.distribute.InputContext`; shards are split between
@@ -116,9 +116,9 @@ def make_dataset(source, split, *, image_size, batch_size, training, preprocessi
         up to the resume point, however long the run was.
 
     Returns:
-      Dataset of (images float32 [B, height, width, 3] in [-1, 1], labels
-      int32 [B]) with the inception preprocessing, or the structure
-      `preprocessing` produces.
+      Dataset of (images float32 [B, height, width, 3], labels int32 [B]):
+      in [-1, 1] with the inception preprocessing, ImageNet-normalised with
+      the seeds', or the structure a `preprocessing` callable produces.
     """
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
@@ -185,7 +185,7 @@ def image_file_dataset(paths, columns=(), *, image_size, batch_size, preprocessi
         (labels, sample weights).
       image_size: output side (int) or (height, width).
       batch_size: images per batch; the last batch may be smaller.
-      preprocessing: as `make_dataset`'s: 'inception' or
+      preprocessing: as `make_dataset`'s: a pipeline name or
         `fn(encoded, image_size, training, seed)`.
       seeds: None for the evaluation preprocessing, or one stateless
         training seed per path (shape [len(paths), 2]).
@@ -214,11 +214,11 @@ def image_file_dataset(paths, columns=(), *, image_size, batch_size, preprocessi
 
 
 def _preprocessing_function(preprocessing):
-    """`make_dataset`'s `preprocessing` argument as a function."""
-    preprocess = preprocess_image if preprocessing == "inception" else preprocessing
-    if not callable(preprocess):
-        raise UserError(f"preprocessing must be 'inception' or a callable, got {preprocessing!r}")
-    return preprocess
+    """`make_dataset`'s `preprocessing` argument as a function: a callable, or
+    the `fgtf.preprocessing.pipelines.Pipeline` a name names."""
+    from fgtf.preprocessing import get_pipeline
+
+    return preprocessing if callable(preprocessing) else get_pipeline(preprocessing)
 
 
 def _examples_per_step(per_replica_batch, input_context):

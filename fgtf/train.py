@@ -33,7 +33,8 @@ from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive
 
 EXIT_DIVERGED = 3
 # Settings a run folder is bound to: continuing it with others is refused.
-RUN_SETTINGS = ("model_name", "num_classes", "head", "head_options", "optimizer", "image_size", "batch_size")
+RUN_SETTINGS = ("model_name", "num_classes", "head", "head_options", "optimizer", "image_size", "batch_size",
+                "preprocessing")
 # What a SavedModel cannot be: an opaque graph has no fgtf layers to copy.
 START_WEIGHTS = "a training run's start weights"
 
@@ -55,6 +56,7 @@ class TrainConfig:
     model_name: Optional[str] = None
     num_classes: Optional[int] = None
     train_image_size: Optional[int] = None
+    preprocessing: Optional[str] = None
     label_ratio: Optional[float] = None
     head: str = "none"
     sef_groups: int = 4
@@ -147,6 +149,7 @@ def build_parser():
     from fgtf.cli import DocHelpFormatter
     from fgtf.distribute import STRATEGIES
     from fgtf.models.heads import HEAD_CHOICES
+    from fgtf.preprocessing import PIPELINE_NAMES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
                                 formatter_class=DocHelpFormatter)
@@ -167,7 +170,11 @@ def build_parser():
                         "with the same settings")
     g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int, metavar="N",
                    help="training image side in pixels (default: the run being resumed's, or a --checkpoint run's, "
-                        "else 299)")
+                        "else the network's default size: 299 for the slim networks, 224 for torchvision's and Swin)")
+    g.add_argument("--preprocessing", choices=PIPELINE_NAMES,
+                   help="input pipeline, recorded in the run and used by every later command on it (default: the "
+                        "run being resumed's, or a --checkpoint run's, else the network's: inception for the slim "
+                        "networks, simtrans for torchvision's ResNets, cle for Swin; see README)")
     g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
     g.add_argument("--head", choices=HEAD_CHOICES,
                    help="FGVC head on the backbone's feature map (none: the slim classifier)")
@@ -176,8 +183,8 @@ def build_parser():
     g.add_argument("--sam_bilinear", choices=("none", "single", "multi", "compact"),
                    help="SAM-Bilinear pooling form (none: plain SAM)")
     g.add_argument("--min_crop_area", type=crop_area,
-                   help="smallest share of the image a random training crop covers (default: slim's 0.05); "
-                        "larger keeps small parts in view on small images, e.g. 0.5")
+                   help="smallest share of the image a random training crop of the inception preprocessing covers "
+                        "(default: slim's 0.05); larger keeps small parts in view on small images, e.g. 0.5")
     g.add_argument("--skip_bad_records", action="store_true",
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
     g = p.add_argument_group("initialisation and fine-tuning")
@@ -466,15 +473,18 @@ def _check_settings(settings):
 
 
 def _settings_from_runs(settings):
-    """Fill in --model and --image_size when they were left out: from the run
-    being resumed (--run_dir), else from the --checkpoint run (or the network
-    an fgtf .weights.h5 records), else inception_v3 at 299 px. Returns the
-    settings so completed and the names of those taken from the --checkpoint
-    run (for the line saying what it loaded)."""
+    """Fill in --model, --image_size and --preprocessing when they were left
+    out: from the run being resumed (--run_dir), else from the --checkpoint
+    run (or the network an fgtf .weights.h5 or a torch state dict holds),
+    else inception_v3, then the network's default size and pipeline.
+    Returns the settings so completed and the names of those taken from the
+    --checkpoint run (for the line saying what it loaded)."""
     from fgtf import runs
     from fgtf.checkpoints import DEFAULT_MODEL, checkpoint_kind, recorded_network, saved_model_refusal
+    from fgtf.models import default_image_size, default_preprocessing
 
-    given = {"model": settings.model_name, "image size": settings.train_image_size}
+    given = {"model": settings.model_name, "image size": settings.train_image_size,
+             "preprocessing": settings.preprocessing}
     source, from_start = {}, False
     if runs.has_checkpoint(settings.train_dir):
         source = recorded_network(settings.train_dir)
@@ -483,9 +493,14 @@ def _settings_from_runs(settings):
         if kind == "saved_model":
             raise UserError(saved_model_refusal(settings.checkpoint_path, START_WEIGHTS))
         source, from_start = recorded_network(settings.checkpoint_path), kind == "run"
+    model = settings.model_name or source.get("model") or DEFAULT_MODEL
     completed = dataclasses.replace(
-        settings, model_name=settings.model_name or source.get("model") or DEFAULT_MODEL,
-        train_image_size=settings.train_image_size or source.get("image_size") or 299)
+        settings, model_name=model,
+        train_image_size=settings.train_image_size or source.get("image_size") or default_image_size(model),
+        preprocessing=settings.preprocessing or source.get("preprocessing") or default_preprocessing(model))
+    if completed.min_crop_area is not None and completed.preprocessing != "inception":
+        raise UserError(f"--min_crop_area sets the random crop of the inception preprocessing; --preprocessing "
+                        f"{completed.preprocessing} crops as its seed does")
     return completed, [name for name, value in given.items() if value is None] if from_start else []
 
 
@@ -543,7 +558,8 @@ def _run_config(settings, num_classes, num_examples, total_steps):
                      head=settings.head, head_options=head_options(settings),
                      aux_logits=aux_logits and settings.head == NO_HEAD, dataset_name=settings.dataset_name,
                      num_train_examples=num_examples, total_steps=total_steps, batch_size=settings.batch_size,
-                     label_smoothing=settings.label_smoothing, optimizer=settings.optimizer)
+                     label_smoothing=settings.label_smoothing, optimizer=settings.optimizer,
+                     preprocessing=settings.preprocessing)
 
 
 def _optimizer(settings, num_examples, total_steps):
@@ -606,9 +622,11 @@ def _batch_spec(config):
 
 def _train_dataset(settings, shard_dir, input_context, start_step):
     from fgtf.input_pipeline import make_dataset
-    from fgtf.preprocessing import AREA_RANGE, preprocess_image
+    from fgtf.preprocessing import get_pipeline, preprocess_image
 
-    preprocessing = functools.partial(preprocess_image, min_crop_area=settings.min_crop_area or AREA_RANGE[0])
+    preprocessing = get_pipeline(settings.preprocessing)
+    if settings.min_crop_area is not None:  # inception's, with its crop's smallest area changed
+        preprocessing = functools.partial(preprocess_image, min_crop_area=settings.min_crop_area)
     head = _head(settings.head)
     if head and head.training_preprocessing:  # e.g. CLE's two views: a base augmentation and its altered twin
         from fgtf.models.heads import imported

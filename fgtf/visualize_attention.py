@@ -6,9 +6,10 @@ the figures of the SAM repository show them.
 
 `--checkpoint` (alias `--model_dir`) is an fgtf training run folder (its
 network and head, its image size, its EMA weights when it kept them), a
-Keras `.weights.h5` written by fgtf, or a TF-Slim checkpoint of `--model`
-(with its classifier). Each image is preprocessed as evaluation does
-(central crop 0.875, resize to the image size) and one PNG per image is
+Keras `.weights.h5` written by fgtf, a torchvision `.pth`, or a TF-Slim
+checkpoint of `--model` (with its classifier). Each image goes through the
+test transform of the run's `--preprocessing` pipeline (else the
+network's; inception: central crop 0.875, resize to the image size) and one PNG per image is
 written into `--out` (default <run>/attention for a run, else
 attention/<checkpoint stem>): the input, the predicted attention map (SAM
 runs: the channel max of the attention branch) and the class activation
@@ -44,6 +45,7 @@ from tfrecord_tools.cli import UserError, cli_main, non_negative_int, positive_i
 @cli_main
 def main(argv=None):
     from fgtf.cli import DocHelpFormatter, model_name
+    from fgtf.preprocessing import PIPELINE_NAMES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.visualize_attention", description=__doc__,
                                 formatter_class=DocHelpFormatter)
@@ -57,6 +59,8 @@ def main(argv=None):
                                    "fgtf .weights.h5's own network otherwise)")
     p.add_argument("--image_size", type=positive_int,
                    help="image side in pixels (default: a run's training size, else the network's default)")
+    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
+                   help="input pipeline, its test transform (default: a run's, else the network's)")
     p.add_argument("--class_index", type=non_negative_int,
                    help="draw the CAM of this class (default: each image's predicted class)")
     p.add_argument("--labels", help="class names in label order, one per line (default: a run's classes.txt, else "
@@ -69,19 +73,22 @@ def main(argv=None):
         raise UserError(f"image file(s) not found: {', '.join(missing)}")
     from fgtf import checkpoints
 
-    model, used = load_network(args.checkpoint, model=args.model, image_size=args.image_size, use_ema=args.use_ema)
+    model, used = load_network(args.checkpoint, model=args.model, image_size=args.image_size, use_ema=args.use_ema,
+                               preprocessing=args.preprocessing)
     if args.class_index is not None and not args.class_index < used["num_classes"]:
         raise UserError(f"--class_index must be in [0, {used['num_classes']}), got {args.class_index}")
     out_dir = args.out or default_out(args.checkpoint, used["kind"])
     class_names = _class_names(args.labels, args.checkpoint, used)
-    from_run = [name for name, given in (("image size", args.image_size),) if given is None] + ["classes"]
+    from_run = [name for name, given in (("image size", args.image_size), ("preprocessing", args.preprocessing))
+                if given is None] + ["classes"]
     print(f"{args.checkpoint}: {checkpoints.describe(used, from_run)}")
     for index, path in enumerate(args.images):
-        images = load_images([path], used["image_size"])
+        images = load_images([path], used["image_size"], used["preprocessing"])
         maps = attention_maps(model, images, args.class_index)
         png = os.path.join(out_dir, f"{index:03d}_{os.path.splitext(os.path.basename(path))[0]}.png")
         title = image_title(path, class_names, int(maps["predicted"][0]))
-        write_overlay(images[0], maps, 0, png, title=title, class_names=class_names)
+        write_overlay(images[0], maps, 0, png, title=title, class_names=class_names,
+                      preprocessing=used["preprocessing"])
         line = f"{title.replace(chr(10), '; ')} (p = {float(maps['predicted_probabilities'][0]):.3f})"
         if args.class_index is not None:
             line += f"; CAM of {class_names[args.class_index]} (p = {float(maps['probabilities'][0]):.3f})"
@@ -109,7 +116,7 @@ def _class_names(labels, checkpoint, used):
     return runs.class_names_of(checkpoint, count, labels) or [str(label) for label in range(count)]
 
 
-def load_network(checkpoint, *, model=None, image_size=None, use_ema=True):
+def load_network(checkpoint, *, model=None, image_size=None, use_ema=True, preprocessing=None):
     """The network of `checkpoint` (any kind `fgtf.checkpoints.load_network`
     takes, with its classifier) and what was loaded, after checking that its
     CAM can be drawn. Raises UserError when the weights or CAM support are
@@ -117,7 +124,8 @@ def load_network(checkpoint, *, model=None, image_size=None, use_ema=True):
     from fgtf import checkpoints
 
     network, used = checkpoints.load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
-                                             saved_model_use="used for a CAM (its classifier is not reachable)")
+                                             saved_model_use="used for a CAM (its classifier is not reachable)",
+                                             preprocessing=preprocessing)
     class_activation_source(network)
     return network, used
 
@@ -131,16 +139,17 @@ def default_out(checkpoint, kind):
     return os.path.join("attention", checkpoint_stem(checkpoint))
 
 
-def load_images(paths, image_size):
-    """Evaluation-preprocessed images (N, image_size, image_size, 3) in [-1, 1]."""
+def load_images(paths, image_size, preprocessing="inception"):
+    """Images (N, image_size, image_size, 3) through the test transform of the `preprocessing` pipeline."""
     import tensorflow as tf
 
-    from fgtf.preprocessing import preprocess_for_eval
+    from fgtf.preprocessing import get_pipeline
 
+    pipeline = get_pipeline(preprocessing)
     images = []
     for path in paths:
         try:
-            images.append(preprocess_for_eval(tf.io.read_file(path), image_size))
+            images.append(pipeline(tf.io.read_file(path), image_size, training=False))
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
             raise UserError(f"cannot read {path} as an image ({error.message.splitlines()[0]})") from None
     return tf.stack(images)
@@ -204,13 +213,16 @@ def class_activation_map(feature_map, kernel, classes):
     return ops.einsum("nhwc,nc->nhw", ops.cast(feature_map, "float32"), ops.cast(columns, "float32"))
 
 
-def write_overlay(image, maps, index, path, title=None, class_names=None):
+def write_overlay(image, maps, index, path, title=None, class_names=None, preprocessing="inception"):
     """One PNG for image `index` of `maps` (`attention_maps`): the input
-    (`image` (H, W, 3) in [-1, 1]), then each map upsampled and overlaid,
-    the CAM titled with its class's name from `class_names` (else its number)."""
+    (`image` (H, W, 3) as the `preprocessing` pipeline gives it), then each
+    map upsampled and overlaid, the CAM titled with its class's name from
+    `class_names` (else its number)."""
     from fgtf.plots import attention_overlay_png
+    from fgtf.preprocessing import get_pipeline
 
-    image = np.clip((np.asarray(image, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    rgb = get_pipeline(preprocessing).denormalize(np.asarray(image, dtype=np.float32))
+    image = np.clip(np.asarray(rgb), 0.0, 1.0)
     panels = []
     if "attention" in maps:
         panels.append(("predicted attention", _upsampled(maps["attention"][index], image.shape[:2])))

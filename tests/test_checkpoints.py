@@ -81,7 +81,7 @@ def test_load_network_reads_each_kind_and_says_what_it_used(tmp_path):
     images = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     network, used = checkpoints.load_network(prefix, model="tiny_net", use_ema=False)
     assert used == {"kind": "slim", "weights": prefix, "model": "tiny_net", "head": "none", "image_size": 32,
-                    "num_classes": 3, "ema": False}
+                    "num_classes": 3, "ema": False, "preprocessing": "inception"}
     np.testing.assert_allclose(network(images), reference(images), rtol=1e-5, atol=1e-6)
     averaged, used = checkpoints.load_network(prefix, model="tiny_net", include_top=False, image_size=40)
     assert used["ema"] is True and used["num_classes"] is None and used["image_size"] == 40
@@ -112,8 +112,12 @@ def test_checkpoint_kind(tmp_path):
     (saved / "saved_model.pb").write_bytes(b"")
     weights = tmp_path / "w.weights.h5"
     weights.write_bytes(b"")
-    kinds = {path: checkpoints.checkpoint_kind(str(path)) for path in (prefix, tmp_path, run, saved, weights)}
-    assert list(kinds.values()) == ["slim", "slim", "run", "saved_model", "keras"]
+    torch_files = [tmp_path / name for name in ("resnet50-19c8e357.pth", "model.pt", "checkpoint.pth.tar")]
+    for path in torch_files:
+        path.write_bytes(b"")
+    kinds = {path: checkpoints.checkpoint_kind(str(path))
+             for path in (prefix, tmp_path, run, saved, weights, *torch_files)}
+    assert list(kinds.values()) == ["slim", "slim", "run", "saved_model", "keras", "torch", "torch", "torch"]
     with pytest.raises(UserError, match="checkpoint .*nothing not found"):
         checkpoints.checkpoint_kind(str(tmp_path / "nothing"))
 

@@ -285,7 +285,8 @@ def test_labels_and_model_card(world, tmp_path):
                              "range": [0.0, 1.0], "color": "RGB"}
     assert card["outputs"] == {"features": 128, "logits": 5} and card["output_order"] == ["features", "logits"]
     assert card["classes"] == classes.split()
-    assert "x * 2 - 1" in card["preprocessing"] and card["fgtf_version"]
+    assert card["preprocessing"]["name"] == "inception" and card["preprocessing"]["mean"] == [0.5] * 3
+    assert card["fgtf_version"]
     # without a classifier there are no classes
     export.export(weights, str(tmp_path / "headless"), format="keras")
     headless = json.loads((tmp_path / "headless" / "model_card.json").read_text())

@@ -56,7 +56,7 @@ def test_run_folder_gives_model_and_size_and_the_record_says_so(world, tmp_path,
     _extract(world, out)
     printed = capsys.readouterr().out
     assert "tiny_net, 32 px, raw weights (fgtf run: " in printed
-    assert "model and image size from its run_config.json" in printed
+    assert "model, image size and preprocessing from its run_config.json" in printed
     features = np.load(out / "synthetic_feature_train.npy")
     assert features.shape == (6, 16) and np.load(out / "synthetic_feature_val.npy").shape == (3, 16)
     # the spatial mean of the run's Mixed_5b on the evaluation preprocessing, as the original extraction
@@ -70,7 +70,8 @@ def test_run_folder_gives_model_and_size_and_the_record_says_so(world, tmp_path,
     np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
     record = json.loads((out / "extract_features.json").read_text())
     assert record["network"] == {"kind": "run", "weights": os.path.abspath(runs.latest_checkpoint(world["run"])),
-                                 "model": "tiny_net", "head": "none", "image_size": 32, "ema": False}
+                                 "model": "tiny_net", "head": "none", "image_size": 32, "ema": False,
+                                 "preprocessing": "inception"}
     sums = {split: {kind: sha256_file(path) for kind, path in feature_files(out, "synthetic", split).items()
                     if kind != "probability"}
             for split in ("train", "validation")}

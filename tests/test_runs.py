@@ -21,10 +21,11 @@ TODAY = """{
   "num_classes": 5,
   "num_train_examples": 40,
   "optimizer": "momentum",
+  "preprocessing": "sef",
   "total_steps": 30
 }
 """
-# A run from before --optimizer and the head options were recorded.
+# A run from before --optimizer, the head options and --preprocessing were recorded.
 OLDER = """{
   "aux_logits": true,
   "batch_size": 32,
@@ -47,7 +48,7 @@ def test_run_config_of_today_loads_and_saves_byte_for_byte(tmp_path):
     assert config == runs.RunConfig(model_name="small_cnn", num_classes=5, image_size=64, head="sef",
                                     head_options={"groups": 4}, aux_logits=False, dataset_name="synthetic",
                                     num_train_examples=40, total_steps=30, batch_size=8, label_smoothing=0.1,
-                                    optimizer="momentum")
+                                    optimizer="momentum", preprocessing="sef")
     runs.save_run_config(str(tmp_path), config)
     assert (tmp_path / runs.RUN_CONFIG).read_bytes() == TODAY.encode("utf-8")
 
@@ -59,6 +60,7 @@ def test_older_run_config_leaves_what_it_did_not_record_unset(tmp_path):
     assert (config.model_name, config.num_classes, config.image_size) == ("inception_v3", 200, 299)
     assert (config.optimizer, config.head, config.head_options, config.aux_logits) == (None, "none", {}, True)
     assert "optimizer" not in config.to_dict()
+    assert config.preprocessing == "inception"  # the only pipeline there was
 
 
 def test_run_config_without_its_network_is_refused(tmp_path):

@@ -57,7 +57,7 @@ def test_test_transform_equals_torchvision(pipeline, image, reference):
 @pytest.mark.reference
 @pytest.mark.parametrize("image", IMAGES)
 def test_sams_ten_views_equal_its_test_transforms(image, reference):
-    views = get_pipeline("sam").ten_views(_encoded(image), 224)
+    views = get_pipeline("sam").ten_views()(_encoded(image), 224)
     assert views.shape == (10, 224, 224, 3)
     sampled = _sampled(_grey_levels(views), reference, 224)
     expected = reference[f"views_sam_{image}"]
@@ -116,7 +116,7 @@ def test_pipelines_are_named_and_normalise_as_they_say():
     with pytest.raises(UserError, match="unknown preprocessing 'imagenet'"):
         get_pipeline("imagenet")
     with pytest.raises(UserError, match="--eval_views 10 needs .* \\(sam\\)"):
-        get_pipeline("cle").ten_views(encoded, 448)
+        get_pipeline("cle").ten_views()
 
 
 def test_resized_crop_draws_follow_torchvision():
@@ -150,3 +150,17 @@ def test_randaugment_draws_as_sams_code():
     grey = np.asarray(out)[..., 0] == 127.0
     # the cutout: x from 0 to 16 inclusive, y from int(39.96 - 8) = 31 to the last row
     assert grey.sum() == 17 * (40 - 31) and grey[31:, :17].all()
+
+
+@pytest.mark.parametrize("name", PIPELINE_NAMES)
+def test_every_pipeline_runs_inside_tf_data(name):
+    # tf.data traces the pipelines into graphs: dtypes and shapes must hold there too
+    from fgtf.input_pipeline import image_file_dataset
+
+    paths = [str(reference_dir() / "torchvision" / f"{image}.jpg") for image in IMAGES]
+    side = SIDES.get(name, 64)
+    seeds_ = np.stack([np.zeros(len(paths)), np.arange(len(paths))], axis=1)
+    train = next(iter(image_file_dataset(paths, image_size=side, batch_size=3, preprocessing=name, seeds=seeds_)))
+    test = next(iter(image_file_dataset(paths, image_size=side, batch_size=3, preprocessing=name)))
+    assert train.shape == test.shape == (3, side, side, 3)
+    assert np.isfinite(train).all() and np.isfinite(test).all()

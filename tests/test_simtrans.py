@@ -425,14 +425,16 @@ def test_help_shows_every_default_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip().endswith("False False") and not out.stderr
     options = [line for line in out.stdout.splitlines() if line.startswith("  --")]
-    # every flag shows its default, except pretrain's five and simnet's two without one, whose help says what
+    # every flag shows its default, except pretrain's six and simnet's two without one, whose help says what
     # leaving them out does
-    assert len(options) > 40 and out.stdout.count("(default:") == len(options) - 7
+    assert len(options) > 40 and out.stdout.count("(default:") == len(options) - 8
     assert "(default: None)" not in out.stdout
     text = " ".join(out.stdout.split())
     for said in ("none given: the novel classes recorded", "instead of --novel_classes",
-                 "none given: random initialisation", "none given: a --checkpoint run's or fgtf .weights.h5's "
-                 "network, else small_cnn", "none given: a --checkpoint run's, else 64",
+                 "none given: random initialisation", "none given: a --checkpoint run's, fgtf .weights.h5's or "
+                 "torchvision .pth's network, else small_cnn",
+                 "none given: a --checkpoint run's, else the network's default size (small_cnn 64",
+                 "none given: a --checkpoint run's, else the network's",
                  "none given: the original's 50 when the base and the novel training sets hold 7 batches of 50",
                  "none given: the original's 20 with batches of 50 or more, else one per 5 images",
                  "0.1 is the method's, 0 the released script's (the term left out) (default: 0.1)"):

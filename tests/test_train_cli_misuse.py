@@ -84,7 +84,7 @@ def test_two_stage_recipe(stage1, tfrecords, tmp_path, capsys):
     evaluate.main(["--checkpoint", str(stage2), "--dataset_dir", tfrecords, "--split", "val"])
     out = capsys.readouterr().out
     assert "tiny_net, 32 px, 4 classes, raw weights (fgtf run: " in out
-    assert "ckpt-2); image size and classes from its run_config.json" in out
+    assert "ckpt-2); inception preprocessing; image size, preprocessing and classes from its run_config.json" in out
     results = json.loads((stage2 / "eval" / "eval_results.json").read_text())
     assert results["image_size"] == 32 and results["split"] == "validation" and results["num_classes"] == 4
     assert results["checkpoint"].endswith("ckpt-2") and results["ema_weights"] is False

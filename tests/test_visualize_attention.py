@@ -79,7 +79,7 @@ def test_cli_writes_one_overlay_per_image(trained_runs, dataset, tmp_path, capsy
     printed = capsys.readouterr().out
     assert "tiny_net with a sam head, 32 px, 3 classes, EMA weights (fgtf run: " in printed
     second_class = open(os.path.join(trained_runs["sam"], "classes.txt")).read().splitlines()[1]
-    assert "image size and classes from its run_config.json" in printed
+    assert "image size, preprocessing and classes from its run_config.json" in printed
     assert printed.count(f"; CAM of {second_class} (p = ") == 2
     pngs = sorted(os.listdir(out))
     assert len(pngs) == 2 and pngs[0].startswith("000_") and pngs[1].startswith("001_")

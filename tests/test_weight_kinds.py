@@ -199,3 +199,33 @@ def _refused(capsys, main, argv):
     *usage, message = err.splitlines()
     assert "Traceback" not in err and all(line.startswith(("usage:", " ")) for line in usage), err
     return message
+
+
+@pytest.fixture(scope="module")
+def torchvision_resnet18(tmp_path_factory):
+    """A torchvision resnet18 state dict as torchvision saves it (1000-class fc), deterministic weights."""
+    from test_models_resnet import _listing, torch_weights
+    from pth_writer import write_pth
+
+    path = str(tmp_path_factory.mktemp("torchvision") / "resnet18-f37072fd.pth")
+    write_pth(path, torch_weights.state_dict(_listing("resnet18")))
+    return path
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_takes_a_torchvision_state_dict(world, torchvision_resnet18, command, tmp_path, capsys):
+    # the network comes from the state dict's keys; its pipeline from the registry (simtrans)
+    main, argv = _command(command, world, torchvision_resnet18, tmp_path, image_size=32)
+    main(argv)
+    printed = capsys.readouterr().out
+    loaded = [line for line in printed.splitlines()
+              if line.startswith(LOADED[command].format(torchvision_resnet18))]
+    assert len(loaded) == 1, printed
+    # convert writes the weights at the network's default size (it runs nothing)
+    size = 224 if command == "checkpoints convert" else 32
+    assert f"resnet18, {size} px" in loaded[0] and "(torch state dict: " in loaded[0], loaded[0]
+    if command in ("evaluate", "extract_features", "visualize_attention"):
+        assert "; simtrans preprocessing" in loaded[0], loaded[0]
+    if command in ("train", "simtrans pretrain"):  # a new classifier / no classifier: fc is skipped in one line
+        assert "skipped the classifier fc of " in printed, printed
+    assert os.listdir(tmp_path), "the command wrote nothing"

@@ -44,7 +44,7 @@ def TinyNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
 
 
 def register():
-    register_model("tiny_net", TinyNet, feature_endpoint="Mixed_5b")
+    register_model("tiny_net", TinyNet, feature_endpoint="Mixed_5b", default_size=32)
 
 
 def split_cpu(count):

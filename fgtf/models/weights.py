@@ -307,8 +307,8 @@ def unreadable_reason(error):
 
 def load_run_network(config, prefix, *, image_size=None, use_ema=True):
     """(network, used) of the run checkpoint `prefix`, for inference: the
-    network of the run's `config` (a `fgtf.models.network.NetworkSpec`, such
-    as its run_config.json's `fgtf.runs.RunConfig`; with its head) at its
+    network of the run's `config` (its run_config.json's `fgtf.runs.RunConfig`,
+    a `fgtf.models.network.NetworkSpec` with the run's preprocessing; with its head) at its
     image size unless `image_size` is given, restored with its EMA weights
     when it kept them and `use_ema`. `used` is
     `fgtf.checkpoints.load_network`'s report."""
@@ -325,7 +325,7 @@ def load_run_network(config, prefix, *, image_size=None, use_ema=True):
 def load_run_weights(model, config, prefix, *, exclude_scopes="", use_ema=True):
     """Start `model` from the model weights of the run checkpoint `prefix`
     (not its optimizer state or step): the run's network is rebuilt from its
-    `config` (a `NetworkSpec`, as `load_run_network` takes), restored (EMA weights when it kept them
+    `config` (a `RunConfig`, as `load_run_network` takes), restored (EMA weights when it kept them
     and `use_ema`), and its layers copied into `model` by name, except those
     under `exclude_scopes` (e.g. `Logits` for another class count). `model`
     may be the run's whole network, only its backbone, or (from a run
@@ -475,7 +475,8 @@ def torch_key(variable_path):
 
 def _run_used(prefix, config, ema, image_size=None):
     return {"kind": "run", "weights": os.path.abspath(prefix), "model": config.model_name, "head": config.head,
-            "image_size": int(image_size or config.image_size), "num_classes": int(config.num_classes), "ema": ema}
+            "image_size": int(image_size or config.image_size), "num_classes": int(config.num_classes), "ema": ema,
+            "preprocessing": config.preprocessing}
 
 
 def _layer_variables(model):

@@ -18,13 +18,15 @@ import importlib
 
 # --preprocessing names, in the README's order (`fgtf.preprocessing.pipelines.PIPELINES`)
 PIPELINE_NAMES = ("inception", "sef", "sef_squash", "sam", "cle", "simtrans")
+# --eval_views: one test view, or SAM's ten
+EVAL_VIEWS = (1, 10)
 
 _INCEPTION_NAMES = ("AREA_RANGE", "ASPECT_RATIO_RANGE", "BRIGHTNESS_MAX_DELTA", "CENTRAL_FRACTION", "MAX_ATTEMPTS",
                     "MIN_OBJECT_COVERED", "SATURATION_RANGE", "decode_image", "decode_window",
                     "flip_and_distort_color", "preprocess_for_eval", "preprocess_for_train", "preprocess_image")
-_PIPELINE_NAMES = ("EVAL_VIEWS", "PIPELINES", "Pipeline", "get_pipeline")
+_PIPELINE_NAMES = ("PIPELINES", "Pipeline", "get_pipeline")
 
-__all__ = ["PIPELINE_NAMES", *_INCEPTION_NAMES, *_PIPELINE_NAMES]
+__all__ = ["EVAL_VIEWS", "PIPELINE_NAMES", *_INCEPTION_NAMES, *_PIPELINE_NAMES]
 
 
 def __getattr__(name):

@@ -23,7 +23,6 @@ from tfrecord_tools.cli import UserError
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
-EVAL_VIEWS = (1, 10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +58,19 @@ class Pipeline:
             return self.train(encoded, size, seed)
         return self.test(encoded, size)
 
-    def ten_views(self, encoded, image_size):
-        """The (10, S, S, 3) test views of `fgtf.evaluate --eval_views 10`."""
+    def ten_views(self):
+        """The preprocessing of `fgtf.evaluate --eval_views 10`: a callable
+        with this pipeline's signature giving the (10, S, S, 3) test views.
+        UserError for a pipeline that has none."""
         if self.views is None:
-            raise UserError(f"--eval_views 10 needs a pipeline whose test transform crops from a larger resize "
+            raise UserError(f"--eval_views 10 needs a pipeline with SAM's ten test views "
                             f"({', '.join(n for n in PIPELINE_NAMES if PIPELINES[n].views)}); --preprocessing "
-                            f"{self.name} does not")
-        return self.views(encoded, _side(image_size, self.name))
+                            f"{self.name} has one")
+
+        def views(encoded, image_size, training=False, seed=None):
+            return self.views(encoded, _side(image_size, self.name))
+
+        return views
 
     def denormalize(self, images):
         """Pipeline output -> RGB in [0, 1] (for drawing, and for models that take [0, 1])."""

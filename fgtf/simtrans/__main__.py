@@ -43,16 +43,18 @@ until it is run again.
 
 The default backbone is the registry's `small_cnn` (six conv layers,
 128-d features) at 64x64 pixels, so the whole pipeline runs on a CPU in
-minutes; the original is `--model resnet_v2_50 --image_size 224` (fgtf's
-ResNet-v2, not torchvision's v1.5). Any fgtf registry backbone works,
+minutes; the original is `--model resnet50` (torchvision's ResNet-50, 224 px, from
+torchvision's ImageNet `.pth` with `--checkpoint`). Any fgtf registry backbone works,
 optionally initialised from `--checkpoint`: a
 TF-Slim checkpoint, a `.weights.h5`, an fgtf training run folder or another
 SimTrans run folder of the same network (a run gives `--model` and
 `--image_size` when they are left out), read by `fgtf.checkpoints.load_into`
-like every command's weights. Images go through
-fgtf.preprocessing: evaluation crop for testing and features; for training
-the same crop with a random flip (`--augment flip`, default: short CPU
-schedules) or slim's inception training preprocessing (`--augment inception`).
+like every command's weights. Images go through the run's `--preprocessing`
+pipeline (recorded in run.json; default: a --checkpoint run's, else the
+network's): its test transform for testing and features; for training the
+same with a random flip (`--augment flip`, default: short CPU schedules) or
+the pipeline's own training transform (`--augment train`; the original's is
+`--model resnet50 --preprocessing simtrans --augment train`).
 
 Kept from the original: SGD momentum 0.9 rebuilt every epoch (momentum reset),
 learning rate halved every `--num_epochs_per_decay` epochs, coupled L2 weight decay on every
@@ -64,9 +66,9 @@ every epoch are logged); a SimNet iteration uses only full-size batch pairs.
 import argparse
 import inspect
 
-from fgtf.simtrans.networks import DEFAULT_IMAGE_SIZE, DEFAULT_MODEL
-from fgtf.simtrans.steps import (AUGMENTATIONS, LABEL_SPACES, PRETRAIN_DATA, STEPS, WEIGHT_FORMULAS,
-                                 compute_weights, evaluate, pretrain, train_classifier, train_simnet)
+from fgtf.simtrans.networks import DEFAULT_MODEL
+from fgtf.simtrans.steps import (AUGMENTATIONS, FORMER_AUGMENTATIONS, LABEL_SPACES, PRETRAIN_DATA, STEPS,
+                                 WEIGHT_FORMULAS, compute_weights, evaluate, pretrain, train_classifier, train_simnet)
 from tfrecord_tools.cli import (HelpFormatter, cli_main, non_negative_float, non_negative_int, positive_float,
                                 positive_int)
 
@@ -121,8 +123,9 @@ def _schedule_arguments(parser, function):
     _add(parser, function, "lr_interval", "halve the learning rate every this many epochs",
          flag="num_epochs_per_decay", type=positive_int)
     _add(parser, function, "weight_decay", "coupled L2 on every weight, as PyTorch SGD", type=non_negative_float)
-    _add(parser, function, "augment", "training preprocessing: evaluation crop + random flip, or slim's "
-         "inception training preprocessing", choices=AUGMENTATIONS)
+    _add(parser, function, "augment", "training preprocessing: the test transform of the run's --preprocessing + "
+         "a random flip, or that pipeline's own training transform (former name: inception)",
+         type=lambda text: FORMER_AUGMENTATIONS.get(text, text), choices=AUGMENTATIONS)
     default = inspect.signature(function).parameters["batch_size"].default
     _add(parser, function, "batch_size", "images per training batch" + (
         "; none given: the original's 50 when the base and the novel training sets hold 7 batches of 50 each, "
@@ -136,6 +139,7 @@ def _run_dir_argument(parser):
 
 def _pretrain_arguments(parser):
     from fgtf.models import list_models
+    from fgtf.preprocessing import PIPELINE_NAMES
 
     _run_dir_argument(parser)
     parser.add_argument("--dataset_dir", default="data/synthetic_noisy",
@@ -147,11 +151,14 @@ def _pretrain_arguments(parser):
     _add(parser, pretrain, "num_novel", "instead of --novel_classes: this many novel classes drawn with --seed",
          type=positive_int)
     _add(parser, pretrain, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}; none given: "
-         f"a --checkpoint run's or fgtf .weights.h5's network, else {DEFAULT_MODEL}")
-    _add(parser, pretrain, "image_size", f"image side in pixels; none given: a --checkpoint run's, else "
-         f"{DEFAULT_IMAGE_SIZE}", type=positive_int)
-    _add(parser, pretrain, "checkpoint", "initial backbone weights: TF-Slim checkpoint, .weights.h5, fgtf run "
-         "folder or SimTrans run folder of the same --model; none given: random initialisation", "--init_weights")
+         f"a --checkpoint run's, fgtf .weights.h5's or torchvision .pth's network, else {DEFAULT_MODEL}")
+    _add(parser, pretrain, "image_size", "image side in pixels; none given: a --checkpoint run's, else the "
+         "network's default size (small_cnn 64, torchvision's ResNets 224)", type=positive_int)
+    _add(parser, pretrain, "preprocessing", "input pipeline of every step (recorded in run.json); none given: a "
+         "--checkpoint run's, else the network's", choices=PIPELINE_NAMES)
+    _add(parser, pretrain, "checkpoint", "initial backbone weights: TF-Slim checkpoint, .weights.h5, torchvision "
+         ".pth, fgtf run folder or SimTrans run folder of the same --model; none given: random initialisation",
+         "--init_weights")
     _add(parser, pretrain, "pretrain_data", "train on the clean base classes (the authors' stated init) or on the "
          "noisy novel images (the released script)", choices=PRETRAIN_DATA)
     _schedule_arguments(parser, pretrain)

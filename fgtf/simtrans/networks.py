@@ -11,25 +11,28 @@ from fgtf.simtrans.run_folder import BACKBONE_WEIGHTS, RUN_FILE, SIMNET_WEIGHTS,
 from tfrecord_tools.cli import UserError
 
 DEFAULT_MODEL = "small_cnn"
-DEFAULT_IMAGE_SIZE = 64
 
 
-def start_network(checkpoint, model, image_size):
-    """(model, image_size, names of those taken from the checkpoint): the
-    given ones, else those of a `checkpoint` run (a SimTrans run's run.json,
-    a training run's run_config.json) or the network an fgtf .weights.h5
-    records, else small_cnn at 64 px."""
+def start_network(checkpoint, model, image_size, preprocessing=None):
+    """(model, image_size, preprocessing, names of those taken from the
+    checkpoint): the given ones, else those of a `checkpoint` run (a
+    SimTrans run's run.json, a training run's run_config.json) or the
+    network an fgtf .weights.h5 or torch state dict holds, else small_cnn,
+    then the network's default size (small_cnn: 64 px) and pipeline."""
     from fgtf.checkpoints import recorded_network
+    from fgtf.models import default_image_size, default_preprocessing
 
     source = {}
     if checkpoint:
         source = read_run(checkpoint)
         if source is None:
             source = recorded_network(checkpoint)
-    taken = [name for name, given, key in (("model", model, "model"), ("image size", image_size, "image_size"))
+    taken = [name for name, given, key in (("model", model, "model"), ("image size", image_size, "image_size"),
+                                           ("preprocessing", preprocessing, "preprocessing"))
              if given is None and source.get(key)]
     model = model or source.get("model") or DEFAULT_MODEL
-    return model, image_size or source.get("image_size") or DEFAULT_IMAGE_SIZE, taken
+    return (model, image_size or source.get("image_size") or default_image_size(model),
+            preprocessing or source.get("preprocessing") or default_preprocessing(model), taken)
 
 
 def build_backbone(run, weights=None, taken=()):

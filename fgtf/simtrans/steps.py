@@ -29,7 +29,10 @@ STEPS = ("pretrain", "simnet", "weights", "train", "eval")
 WEIGHT_FORMULAS = ("savg1", "avg1")
 PRETRAIN_DATA = ("clean_base", "noisy_novel")
 LABEL_SPACES = ("all", "novel")
-AUGMENTATIONS = ("flip", "inception")
+# --augment: the test transform of the run's --preprocessing plus a random flip, or that pipeline's own training
+# transform ("inception", its former name, when inception was the only pipeline)
+AUGMENTATIONS = ("flip", "train")
+FORMER_AUGMENTATIONS = {"inception": "train"}
 
 
 class Schedule(NamedTuple):
@@ -44,16 +47,17 @@ class Schedule(NamedTuple):
 
 
 def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, num_novel=None,
-             model=None, image_size=None, checkpoint=None, pretrain_data="clean_base", epochs=15, lr=0.02,
-             lr_interval=20, weight_decay=1e-4, augment="flip", batch_size=32, seed=0):
+             model=None, image_size=None, preprocessing=None, checkpoint=None, pretrain_data="clean_base", epochs=15,
+             lr=0.02, lr_interval=20, weight_decay=1e-4, augment="flip", batch_size=32, seed=0):
     """Step 0: train backbone + classifier with plain CE, save the backbone and
-    write run.json (the class split every later step uses). `model` and
-    `image_size` left out: those of a `checkpoint` run (see
-    `fgtf.simtrans.networks.start_network`), else small_cnn at 64 px."""
+    write run.json (the class split, network and input pipeline every later
+    step uses). `model`, `image_size` and `preprocessing` left out: those of
+    a `checkpoint` run (see `fgtf.simtrans.networks.start_network`), else
+    small_cnn at 64 px, then the network's pipeline."""
     from fgtf.datasets import weak_shot_split
     from fgtf.models import list_models
 
-    model, image_size, taken = start_network(checkpoint, model, image_size)
+    model, image_size, preprocessing, taken = start_network(checkpoint, model, image_size, preprocessing)
     if model not in list_models():
         raise UserError(f"unknown model {model!r}; choose one of {', '.join(list_models())}")
     if pretrain_data not in PRETRAIN_DATA:
@@ -61,7 +65,8 @@ def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, n
     novel = _novel_classes(dataset, dataset_dir, novel_classes, num_novel, seed)
     data = weak_shot_split(dataset, dataset_dir, novel)
     run = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir), "model": model,
-           "image_size": image_size, "base_classes": data.base_classes, "novel_classes": data.novel_classes}
+           "image_size": image_size, "preprocessing": preprocessing, "base_classes": data.base_classes,
+           "novel_classes": data.novel_classes}
     settings = {**run, "checkpoint": checkpoint and os.path.abspath(checkpoint), "pretrain_data": pretrain_data,
                 "epochs": epochs, "lr": lr, "lr_interval": lr_interval, "weight_decay": weight_decay,
                 "augment": augment, "batch_size": batch_size, "seed": seed}
@@ -112,9 +117,9 @@ def train_simnet(run_dir, *, beta=0.1, domain_lr=0.01, batch_classes=None, batch
             raise UserError(f"no SimNet iteration fits: --batch_size {batch_size} is larger than the base or "
                             f"novel training set; lower it")
         started = time.time()
-        logs = simnet.fit(_pair_dataset(data, iterations, run["image_size"], batch_size, augment, seed, epoch),
+        logs = simnet.fit(_pair_dataset(data, iterations, run, batch_size, augment, seed, epoch),
                           epochs=1, verbose=0, shuffle=False)
-        scores = {split: _pair_f1(simnet, records, run["image_size"], eval_batches, eval_classes, eval_images, rng)
+        scores = {split: _pair_f1(simnet, records, run, eval_batches, eval_classes, eval_images, rng)
                   for split, records in (("base_test", data.base_test), ("novel_test", data.novel_test))}
         record = {"epoch": epoch + 1, "lr": epoch_lr, **{k: float(v[-1]) for k, v in logs.history.items()},
                   **{f"f1_{k}": v for k, v in scores.items()}}
@@ -140,7 +145,7 @@ def compute_weights(run_dir, *, figure_images=4, batch_size=64):
     inputs = {"simnet": current_step(run_dir, "simnet")}
     simnet = load_simnet(run_dir, run)
     records = sorted(data.novel_train, key=lambda r: (r.label, r.path))
-    features = _features(simnet, [r.path for r in records], run["image_size"], batch_size)
+    features = _features(simnet, [r.path for r in records], run, batch_size)
     labels = np.array([r.label for r in records])
     paths = np.array([r.path for r in records])
     weights = {formula: np.zeros(len(records), np.float32) for formula in WEIGHT_FORMULAS}
@@ -232,7 +237,7 @@ def evaluate(run_dir, *, batch_size=64):
     _, num_classes, test_sets = _label_space(data, classes)
     model = build_classifier(run, num_classes)
     model.load_weights(os.path.join(run_dir, CLASSIFIER_WEIGHTS))
-    metrics = {name: _accuracy(model, records, run["image_size"], batch_size)
+    metrics = {name: _accuracy(model, records, run, batch_size)
                for name, records in test_sets.items()}
     for name, value in metrics.items():
         print(f"[eval] {name}: top-1 accuracy {value:.4f} ({len(test_sets[name])} images)", flush=True)
@@ -370,9 +375,9 @@ def _fit_classifier(model, run, records, weights, test_sets, schedule, step, fir
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=False)
         started = time.time()
-        dataset = _training_dataset(records, weights, run["image_size"], schedule, epoch)
+        dataset = _training_dataset(records, weights, run, schedule, epoch)
         logs = {k: float(v[-1]) for k, v in model.fit(dataset, epochs=1, verbose=0, shuffle=False).history.items()}
-        accuracy = {name: _accuracy(model, test, run["image_size"], 64) for name, test in test_sets.items()}
+        accuracy = {name: _accuracy(model, test, run, 64) for name, test in test_sets.items()}
         history.append({"epoch": epoch + 1, "lr": lr, **logs, **{f"test_{k}": v for k, v in accuracy.items()}})
         extra = f" graph_loss {logs['graph_loss']:.4f}" if model.graph_weight else ""
         print(f"[{step}] epoch {epoch + 1} ({time.time() - started:.0f} s): loss {logs['loss']:.4f}{extra} "
@@ -381,7 +386,7 @@ def _fit_classifier(model, run, records, weights, test_sets, schedule, step, fir
     return history
 
 
-def _training_dataset(records, weights, image_size, schedule, epoch):
+def _training_dataset(records, weights, run, schedule, epoch):
     """(images, labels, weights) batches of one epoch: shuffled with (seed,
     epoch), each image augmented with its own stateless seed."""
     from fgtf.input_pipeline import image_file_dataset
@@ -391,24 +396,33 @@ def _training_dataset(records, weights, image_size, schedule, epoch):
     return image_file_dataset([records[i].path for i in order],
                               (np.array([records[i].label for i in order], np.int32),
                                np.asarray(weights, np.float32)[order]),
-                              image_size=image_size, batch_size=schedule.batch_size,
-                              preprocessing=_augmentation(schedule.augment), seeds=seeds)
+                              image_size=run["image_size"], batch_size=schedule.batch_size,
+                              preprocessing=_augmentation(schedule.augment, run), seeds=seeds)
 
 
-def _augmentation(augment):
-    """The training preprocessing `--augment` names: slim's inception
-    training preprocessing, or the evaluation crop with a random flip."""
+def _augmentation(augment, run):
+    """The training preprocessing `--augment` names for the run's pipeline:
+    its own training transform, or its test transform with a random flip."""
     import tensorflow as tf
 
-    from fgtf.preprocessing import preprocess_image
+    from fgtf.preprocessing import get_pipeline
 
-    if augment == "inception":
-        return "inception"
+    augment = FORMER_AUGMENTATIONS.get(augment, augment)
+    if augment not in AUGMENTATIONS:
+        raise UserError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+    pipeline = get_pipeline(_preprocessing(run))
+    if augment == "train":
+        return pipeline
 
     def flip(encoded, image_size, training, seed):
-        return tf.image.stateless_random_flip_left_right(preprocess_image(encoded, image_size, training=False), seed)
+        return tf.image.stateless_random_flip_left_right(pipeline(encoded, image_size, training=False), seed)
 
     return flip
+
+
+def _preprocessing(run):
+    """The run's input pipeline (run.json of fgtf before pipelines had names: inception)."""
+    return run.get("preprocessing", "inception")
 
 
 def _pair_batch_plan(data, batch_size, classes_base, classes_novel, rng):
@@ -421,7 +435,7 @@ def _pair_batch_plan(data, batch_size, classes_base, classes_novel, rng):
     return [(a, b) for a, b in zip(base, novel) if len(a) == len(b) == batch_size]
 
 
-def _pair_dataset(data, iterations, image_size, batch_size, augment, seed, epoch):
+def _pair_dataset(data, iterations, run, batch_size, augment, seed, epoch):
     """tf.data of ((base images, novel images), base labels), one batch per iteration."""
     import tensorflow as tf
 
@@ -433,15 +447,15 @@ def _pair_dataset(data, iterations, image_size, batch_size, augment, seed, epoch
     seeds = np.stack([np.full(len(base_index), seed * 100003 + epoch), np.arange(len(base_index))], axis=1)
 
     def images(records, index, seeds):
-        return image_file_dataset([records[i].path for i in index], image_size=image_size, batch_size=batch_size,
-                                  preprocessing=_augmentation(augment), seeds=seeds)
+        return image_file_dataset([records[i].path for i in index], image_size=run["image_size"],
+                                  batch_size=batch_size, preprocessing=_augmentation(augment, run), seeds=seeds)
 
     return tf.data.Dataset.zip(((images(data.base_train, base_index, seeds),
                                  images(data.novel_train, novel_index, seeds + [0, 1 << 20])),
                                 tf.data.Dataset.from_tensor_slices(labels).batch(batch_size)))
 
 
-def _pair_f1(simnet, records, image_size, batches, classes_per_batch, images_per_class, rng):
+def _pair_f1(simnet, records, run, batches, classes_per_batch, images_per_class, rng):
     """F1 of "similar" over `batches` batches of `classes_per_batch` random
     classes x `images_per_class` images (with replacement only for small classes),
     all pairs of each batch scored by SimNet in eval mode (spec §5.4)."""
@@ -455,28 +469,30 @@ def _pair_f1(simnet, records, image_size, batches, classes_per_batch, images_per
         picked = rng.permutation(classes)[:classes_per_batch]
         index = np.concatenate([rng.choice(np.flatnonzero(labels == c), images_per_class,
                                            replace=np.sum(labels == c) < images_per_class) for c in picked])
-        images = next(iter(image_file_dataset([records[i].path for i in index], image_size=image_size,
-                                              batch_size=len(index))))
+        images = next(iter(image_file_dataset([records[i].path for i in index], image_size=run["image_size"],
+                                              batch_size=len(index), preprocessing=_preprocessing(run))))
         similarity = np.asarray(simnet(images, training=False)).ravel()
         predicted.append((similarity > 0.5).astype(int))
         targets.append(np.asarray(pair_targets(labels[index])))
     return similar_f1(np.concatenate(predicted), np.concatenate(targets))
 
 
-def _features(simnet, paths, image_size, batch_size):
+def _features(simnet, paths, run, batch_size):
     from fgtf.input_pipeline import image_file_dataset
 
     chunks = [np.asarray(simnet.features(images, training=False))
-              for images in image_file_dataset(paths, image_size=image_size, batch_size=batch_size)]
+              for images in image_file_dataset(paths, image_size=run["image_size"], batch_size=batch_size,
+                                               preprocessing=_preprocessing(run))]
     return np.concatenate(chunks).astype(np.float32)
 
 
-def _accuracy(model, records, image_size, batch_size):
+def _accuracy(model, records, run, batch_size):
     from fgtf.input_pipeline import image_file_dataset
 
     correct = 0
     for images, labels in image_file_dataset([r.path for r in records], (np.array([r.label for r in records], np.int32),),
-                                             image_size=image_size, batch_size=batch_size):
+                                             image_size=run["image_size"], batch_size=batch_size,
+                                             preprocessing=_preprocessing(run)):
         correct += int(np.sum(np.argmax(np.asarray(model(images, training=False)), axis=-1) == labels.numpy()))
     return correct / max(len(records), 1)
 
