@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from fgtf.preprocessing import PIPELINE_NAMES, inception, seeds
-from fgtf.preprocessing.torchvision_ops import IMAGENET_MEAN, IMAGENET_STD, decode_rgb, normalize
+from fgtf.preprocessing.torchvision_ops import IMAGENET_MEAN, IMAGENET_STD, decode_rgb
 from tfrecord_tools.cli import UserError
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -87,18 +87,18 @@ def get_pipeline(name):
 
 
 def _seed(train_draws, train, test, views=None, **text):
-    """A seed's pipeline: decode, its transform on 8-bit values, ImageNet normalisation."""
+    """A seed's pipeline: decode, then its transform (`fgtf.preprocessing.seeds`, normalising)."""
 
     def train_pipeline(encoded, size, seed):
         image = decode_rgb(encoded)
         shape = tf.shape(image)
-        return normalize(train(image, size, train_draws(seed, shape[0], shape[1], size)))
+        return train(image, size, train_draws(seed, shape[0], shape[1], size))
 
     def test_pipeline(encoded, size):
-        return normalize(test(decode_rgb(encoded), size))
+        return test(decode_rgb(encoded), size)
 
     def view_pipeline(encoded, size):
-        return normalize(views(decode_rgb(encoded), size))
+        return views(decode_rgb(encoded), size)
 
     return dict(train=train_pipeline, test=test_pipeline, views=view_pipeline if views else None,
                 mean=IMAGENET_MEAN, std=IMAGENET_STD, **text)

@@ -113,14 +113,15 @@ def _autocontrast(image, _magnitude, _sign):
 
 def _equalize(image, _magnitude, _sign):
     def channel(values):
-        indices = tf.cast(values, tf.int32)
-        histogram = tf.math.bincount(tf.reshape(indices, [-1]), minlength=256, maxlength=256, dtype=tf.int64)
-        used = tf.boolean_mask(histogram, histogram > 0)
-        step = (tf.reduce_sum(used) - used[-1]) // 255
+        indices = tf.reshape(tf.cast(values, tf.int32), [-1])
+        histogram = tf.math.unsorted_segment_sum(tf.ones_like(indices), indices, 256)
+        # PIL: step = (pixels - the count of the last used value) // 255; identity when one value or no step
+        step = (tf.size(indices) - tf.gather(histogram, tf.reduce_max(indices))) // 255
         cumulative = tf.cumsum(histogram, exclusive=True)
         table = tf.minimum((step // 2 + cumulative) // tf.maximum(step, 1), 255)
-        table = tf.where((tf.size(used) > 1) & (step > 0), table, tf.range(256, dtype=tf.int64))
-        return tf.gather(tf.cast(table, tf.float32), indices)
+        used_values = tf.reduce_sum(tf.cast(histogram > 0, tf.int32))
+        table = tf.where((used_values > 1) & (step > 0), table, tf.range(256))
+        return tf.gather(tf.cast(table, tf.float32), tf.cast(values, tf.int32))
 
     return _per_channel(image, channel)
 
@@ -143,9 +144,10 @@ def _contrast(image, factor, _sign):
 def _sharpness(image, factor, _sign):
     """Blend with PIL's SMOOTH filter (3x3 kernel 1 1 1 / 1 5 1 / 1 1 1 over 13,
     rounded; the border rows and columns keep their values)."""
-    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-    kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    smooth = tf.nn.depthwise_conv2d(image[tf.newaxis], kernel, [1, 1, 1, 1], "VALID")[0]
+    # the 3x3 sum as nine shifted slices (XLA runs a depthwise convolution far slower on the CPU)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    total = sum(image[dy:height - 2 + dy, dx:width - 2 + dx] for dy in range(3) for dx in range(3))
+    smooth = (total + 4.0 * image[1:-1, 1:-1]) * (1.0 / 13.0)
     smooth = tf.clip_by_value(tf.math.floor(smooth + 0.5), 0.0, 255.0)
     interior = tf.pad(tf.ones_like(smooth[..., :1], tf.bool), [[1, 1], [1, 1], [0, 0]])
     degenerate = tf.where(interior, tf.pad(smooth, [[1, 1], [1, 1], [0, 0]]), image)
@@ -157,8 +159,8 @@ def _brightness(image, factor, _sign):
 
 
 def _posterize(image, bits, _sign):
-    step = tf.cast(tf.pow(2.0, 8.0 - tf.cast(bits, tf.float32)), tf.float32)
-    return image - tf.math.floormod(image, step)
+    mask = 256 - tf.bitwise.left_shift(1, 8 - tf.cast(bits, tf.int32))  # ~(2^(8 - bits) - 1) on 8 bits
+    return tf.cast(tf.bitwise.bitwise_and(tf.cast(image, tf.int32), mask), tf.float32)
 
 
 def _rotate(image, degrees, sign):

@@ -15,14 +15,16 @@ are the seed's code; at another side every resize scales with S (`scaled`):
 Each `*_train(image, size, draws)` takes the decoded 8-bit image and its
 random draws (what `*_draws(seed, height, width, size)` gives; a test gives
 its own, which is how the pipelines are checked against torchvision), and
-returns the 8-bit transformed image; `fgtf.preprocessing.pipelines` decodes
-and normalises around them. `sam_views` gives SAM's ten test views.
+returns the transformed image, normalised with the ImageNet mean and std;
+`*_test(image, size)` likewise, and `sam_views` gives SAM's ten test views.
+Crops after a resize compute only the crop, and every pipeline ends in one
+fused pass (`torchvision_ops.finish`): what PIL would compute, faster.
 """
 import tensorflow as tf
 
 from fgtf.preprocessing import randaugment
-from fgtf.preprocessing.torchvision_ops import (adjust_brightness, center_crop, crop, flip, random_crop_corner,
-                                                resize, resize_shorter_side, resized_crop, resized_crop_box, rotate)
+from fgtf.preprocessing.torchvision_ops import (center_window, crop, finish, flip, normalize, random_crop_corner, resize,
+                                                resize_shorter_side_center_crop, resized_crop, resized_crop_box, rotate)
 
 SEF_SIZE, SEF_RESIZE = 448, 600
 SAM_SIZE, SAM_RESIZE = 224, 256
@@ -53,13 +55,13 @@ def sef_draws(seed, height, width, size):
 
 def sef_train(image, size, draws):
     side = scaled(size, SEF_RESIZE, SEF_SIZE)
-    image = crop(resize(image, side, side), draws["corner"][0], draws["corner"][1], size, size)
-    return flip(image, draws["flip"])
+    image = resize(image, side, side, window=(draws["corner"][0], draws["corner"][1], size, size))
+    return finish(image, draws["flip"], 1.0)
 
 
 def sef_test(image, size):
     side = scaled(size, SEF_RESIZE, SEF_SIZE)
-    return center_crop(resize(image, side, side), size)
+    return _unflipped(resize(image, side, side, window=center_window(side, side, size)))
 
 
 # --- SEF on Cars and Dogs: squash 448 -> flip; test: squash 448 -------------------------------------------
@@ -69,11 +71,11 @@ def sef_squash_draws(seed, height, width, size):
 
 
 def sef_squash_train(image, size, draws):
-    return flip(resize(image, size, size), draws["flip"])
+    return finish(resize(image, size, size), draws["flip"], 1.0)
 
 
 def sef_squash_test(image, size):
-    return resize(image, size, size)
+    return _unflipped(resize(image, size, size))
 
 
 # --- SAM: squash 256 (bicubic) -> RandomResizedCrop 224 -> flip -> RandAugmentMC(2, 10) + cutout ----------
@@ -87,15 +89,21 @@ def sam_draws(seed, height, width, size):
 
 def sam_train(image, size, draws):
     side = scaled(size, SAM_RESIZE, SAM_SIZE)
-    # SAM's ResizeImage calls PIL's resize without a filter: bicubic since Pillow 7
-    image = resized_crop(resize(image, side, side, "bicubic"), tf.unstack(draws["box"]), size)
-    return randaugment.rand_augment(flip(image, draws["flip"]), draws=draws["augment"])
+    # SAM's ResizeImage calls PIL's resize without a filter: bicubic since Pillow 7; only the box is computed
+    box = resize(image, side, side, "bicubic", window=tf.unstack(draws["box"]))
+    return _augment_and_finish(resize(box, size, size), draws["flip"], draws["augment"])
+
+
+@tf.function(jit_compile=True)
+def _augment_and_finish(image, flipped, augment_draws):
+    """SAM's flip, RandAugmentMC and normalisation, XLA-compiled (the image's size is the output's)."""
+    return normalize(randaugment.rand_augment(flip(image, flipped), draws=augment_draws))
 
 
 def sam_test(image, size):
     side = scaled(size, SAM_RESIZE, SAM_SIZE)
     offset = sam_view_offsets(side, size)[-1]
-    return crop(resize(image, side, side, "bicubic"), offset, offset, size, size)
+    return _unflipped(resize(image, side, side, "bicubic", window=(offset, offset, size, size)))
 
 
 def sam_views(image, size):
@@ -109,7 +117,7 @@ def sam_views(image, size):
     corners = ((0, 0), (last, last), (last, 0), (0, last), (centre, centre))
     views = [crop(source, y, x, size, size)
              for source in (tf.reverse(resized, axis=[1]), resized) for x, y in corners]
-    return tf.stack(views)
+    return normalize(tf.stack(views))
 
 
 def sam_view_offsets(side, size):
@@ -129,12 +137,13 @@ def cle_draws(seed, height, width, size):
 
 
 def cle_train(image, size, draws):
-    image = adjust_brightness(resized_crop(image, tf.unstack(draws["box"]), size), draws["brightness"])
-    return flip(rotate(image, draws["angle"]), draws["flip"])
+    # brightness commutes with the rotation (black corners stay black): `finish` applies it with the flip
+    image = rotate(resized_crop(image, tf.unstack(draws["box"]), size), draws["angle"])
+    return finish(image, draws["flip"], draws["brightness"])
 
 
 def cle_test(image, size):
-    return center_crop(resize_shorter_side(image, scaled(size, CLE_RESIZE, CLE_SIZE), "bicubic"), size)
+    return _unflipped(resize_shorter_side_center_crop(image, scaled(size, CLE_RESIZE, CLE_SIZE), size, "bicubic"))
 
 
 # --- SimTrans: rotation +-30 -> RandomResizedCrop 224 (0.5-1) -> flip; test: shorter side 255 -> centre 224 --
@@ -148,12 +157,17 @@ def simtrans_draws(seed, height, width, size):
 
 
 def simtrans_train(image, size, draws):
-    image = resized_crop(rotate(image, draws["angle"]), tf.unstack(draws["box"]), size)
-    return flip(image, draws["flip"])
+    # only the crop box of the rotated image is computed
+    box = rotate(image, draws["angle"], window=tf.unstack(draws["box"]))
+    return finish(resize(box, size, size), draws["flip"], 1.0)
 
 
 def simtrans_test(image, size):
-    return center_crop(resize_shorter_side(image, scaled(size, SIMTRANS_RESIZE, SIMTRANS_SIZE)), size)
+    return _unflipped(resize_shorter_side_center_crop(image, scaled(size, SIMTRANS_RESIZE, SIMTRANS_SIZE), size))
+
+
+def _unflipped(image):
+    return finish(image, tf.constant(False), 1.0)
 
 
 def _coin(seed):
