@@ -279,8 +279,8 @@ def main(argv=None):
                                               "checkpoint, of the plain network of an fgtf training run folder, or "
                                               "of a Keras .weights.h5 (which gains the record).")
     convert.add_argument("--checkpoint", required=True,
-                         help="TF-Slim .ckpt prefix (or a folder holding one), an fgtf training run folder or a "
-                              ".weights.h5 (a SavedModel is refused: it holds no fgtf network)")
+                         help="TF-Slim .ckpt prefix (or a folder holding one), an fgtf training run folder, a "
+                              ".weights.h5 or a torchvision .pth (a SavedModel is refused: it holds no fgtf network)")
     convert.add_argument("--out", required=True, help="the .weights.h5 file to write")
     convert.add_argument("--model", type=model_name,
                          help="backbone name (fgtf.models.list_models()); required for a TF-Slim checkpoint and a "

@@ -39,8 +39,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", "--checkpoint_path", "--model_dir", dest="checkpoint_path", required=True,
                    metavar="PATH",
                    help="weights: fgtf run folder (or one checkpoint prefix of it), TF-Slim .ckpt prefix, "
-                        ".weights.h5, or a SavedModel classifier (python -m fgtf.export's, with logits; a SavedModel "
-                        "is a program that runs in this process: only one you trust)")
+                        ".weights.h5, torchvision .pth, or a SavedModel classifier (python -m fgtf.export's, with "
+                        "logits; a SavedModel is a program that runs in this process: only one you trust)")
     p.add_argument("--model", type=model_name,
                    help="backbone of a TF-Slim checkpoint (default: inception_v3; a run's or fgtf .weights.h5's "
                         "own network otherwise)")

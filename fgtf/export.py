@@ -52,8 +52,8 @@ def main(argv=None):
 
     p = argparse.ArgumentParser(prog="python -m fgtf.export", description=__doc__, formatter_class=DocHelpFormatter)
     p.add_argument("--checkpoint", required=True,
-                   help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder (EMA weights when kept) or "
-                        "SavedModel folder (a program that runs in this process: only one you trust)")
+                   help="weights: TF-Slim .ckpt prefix, .weights.h5, torchvision .pth, fgtf run folder (EMA weights "
+                        "when kept) or SavedModel folder (a program that runs in this process: only one you trust)")
     p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, "
                                                     "else inception_v3; not used for SavedModel folders)")
     p.add_argument("--num_classes", type=positive_int,

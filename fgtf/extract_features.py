@@ -71,8 +71,8 @@ def build_parser():
                                          "train/<class>/ + val/<class>/ image folders (default: <data_dir>/<dataset>)")
     p.add_argument("--data_dir", default="data", help="parent of dataset folders, used when --dataset_dir is not given")
     p.add_argument("--checkpoint", required=True,
-                   help="weights: TF-Slim .ckpt prefix, .weights.h5, fgtf run folder or SavedModel folder (a "
-                        "SavedModel is a program that runs in this process: only one you trust)")
+                   help="weights: TF-Slim .ckpt prefix, .weights.h5, torchvision .pth, fgtf run folder or SavedModel "
+                        "folder (a SavedModel is a program that runs in this process: only one you trust)")
     p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, else "
                                    "inception_v3; not used for SavedModel folders)")
     p.add_argument("--image_size", type=positive_int,

@@ -189,7 +189,8 @@ def build_parser():
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
     g = p.add_argument_group("initialisation and fine-tuning")
     g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint_path", metavar="PATH",
-                   help="weights to start a new run from: TF-Slim checkpoint, Keras .weights.h5, or a previous "
+                   help="weights to start a new run from: TF-Slim checkpoint, Keras .weights.h5, torchvision .pth "
+                        "(its network from its keys; its fc left out for another class count), or a previous "
                         "fgtf run folder (its model weights only: fresh optimizer, step 0; its network and image "
                         "size unless given); a SavedModel is refused (an opaque graph)")
     g.add_argument("--checkpoint_exclude_scopes",

@@ -50,8 +50,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fgtf.visualize_attention", description=__doc__,
                                 formatter_class=DocHelpFormatter)
     p.add_argument("--checkpoint", "--model_dir", dest="checkpoint", required=True,
-                   help="weights: fgtf run folder, .weights.h5 or TF-Slim .ckpt prefix (a SavedModel is refused: "
-                        "its classifier is not reachable for a CAM)")
+                   help="weights: fgtf run folder, .weights.h5, torchvision .pth or TF-Slim .ckpt prefix (a SavedModel "
+                        "is refused: its classifier is not reachable for a CAM)")
     p.add_argument("--images", nargs="+", required=True, help="image files (JPEG, PNG, GIF, BMP)")
     p.add_argument("--out", help="folder for the PNGs (default: <run>/attention for a run folder, else "
                                  "attention/<checkpoint stem>)")
