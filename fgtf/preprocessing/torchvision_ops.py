@@ -62,8 +62,8 @@ def resize(image, height, width, method="bilinear", window=None):
     pass per axis, each rounded to 8 bits, the horizontal one first unless
     the height shrinks by more than twice as many pixels as the width. Each
     pass is a matrix product: outputs in blocks of `_BLOCK`, each block a
-    dense (block, span) band of weights times the input lines it spans;
-    growing bilinear, TF's own resize computes the same (rounding once)."""
+    dense (block, span) band of weights times the input lines it spans; a
+    bilinear axis that grows is TF's own resize, which weighs the same."""
     shape = tf.shape(image)
     in_height, in_width = shape[0], shape[1]
     window = window if window is not None else (0, 0, height, width)
@@ -84,19 +84,29 @@ def resize(image, height, width, method="bilinear", window=None):
         tall = _transposed(_resample_lines(_transposed(part), row_band, rows))
         return _transposed(_resample_lines(tall, column_band_of_part, columns))
 
+    # Growing, PIL's bilinear triangle is not widened: TF's bilinear resize weighs the same two pixels alike and
+    # clamps at the borders as PIL renormalises. Both axes growing, it rounds once, not after each pass (at most
+    # 1 grey level); one axis growing, PIL shrinks the other first, as here.
     def grown():
-        # growing, PIL's triangle is not widened: TF's bilinear kernel weighs the same two pixels alike and
-        # clamps at the borders as PIL renormalises; it rounds once, not after each pass (at most 1 level)
-        full = tf.raw_ops.ResizeBilinear(images=tf.cast(image, tf.float32)[tf.newaxis], size=tf.stack([height, width]),
-                                         half_pixel_centers=True)[0]
-        return tf.clip_by_value(tf.math.floor(full[top:top + rows, left:left + columns] + 0.5), 0.0, 255.0)
+        full = _grown_bilinear(image, height, width)
+        return _eight_bit(full[top:top + rows, left:left + columns])
+
+    def wider_after_rows():
+        tall = _resample_lines(image, row_band, rows)
+        return _transposed(_eight_bit(_grown_bilinear(_transposed(tall), width, rows)[left:left + columns]))
+
+    def taller_after_columns():
+        wide = _transposed(_resample_lines(_transposed(image), column_band, columns))
+        return _eight_bit(_grown_bilinear(wide, height, columns)[top:top + rows])
 
     def resampled():
         shrink = in_height - height
         return tf.cond((shrink > 0) & (shrink > 2 * (in_width - width)), vertical_first, horizontal_first)
 
     if method == "bilinear":
-        out = tf.cond((height >= in_height) & (width >= in_width), grown, resampled)
+        taller, wider = height >= in_height, width >= in_width
+        out = tf.case([(taller & wider, grown), (wider, wider_after_rows), (taller, taller_after_columns)],
+                      default=resampled, exclusive=False)
     else:
         out = resampled()
     return tf.ensure_shape(out, static_shape)
@@ -283,9 +293,20 @@ def _resample_lines(image, band, count):
     indices, weights = band
     matrix = tf.reshape(image, (tf.shape(image)[0], -1))
     gathered = tf.cast(tf.gather(matrix, indices), tf.float32)  # (blocks, span, M * 3)
-    out = tf.reshape(tf.matmul(weights, gathered), (-1, tf.shape(matrix)[1]))[:count]
-    out = tf.clip_by_value(tf.math.floor(out + 0.5), 0.0, 255.0)  # PIL rounds half up
+    out = _eight_bit(tf.reshape(tf.matmul(weights, gathered), (-1, tf.shape(matrix)[1]))[:count])
     return tf.reshape(out, (count, tf.shape(image)[1], 3))
+
+
+def _grown_bilinear(image, height, width):
+    """TF's bilinear resize (half-pixel centres) of `image` to height x width, float32."""
+    resized = tf.raw_ops.ResizeBilinear(images=tf.cast(image, tf.float32)[tf.newaxis],
+                                        size=tf.stack([height, width]), half_pixel_centers=True)
+    return resized[0]
+
+
+def _eight_bit(image):
+    """Rounded half up to 8-bit values, as PIL stores a pass."""
+    return tf.clip_by_value(tf.math.floor(image + 0.5), 0.0, 255.0)
 
 
 def _lines_read(image, band):
