@@ -65,7 +65,7 @@ class Pipeline:
         if self.views is None:
             raise UserError(f"--eval_views 10 needs a pipeline with SAM's ten test views "
                             f"({', '.join(n for n in PIPELINE_NAMES if PIPELINES[n].views)}); --preprocessing "
-                            f"{self.name} has one")
+                            f"{self.name} has none")
 
         def views(encoded, image_size, training=False, seed=None):
             return self.views(encoded, _side(image_size, self.name))
