@@ -68,7 +68,8 @@ def test_evaluate_uses_the_runs_pipeline_and_records_it(world, tmp_path, capsys)
     message = _refused(capsys, evaluate.main, ["--checkpoint", world["run"], "--dataset_dir", world["tfrecords"],
                                                "--out", str(tmp_path / "no"), "--eval_views", "10",
                                                "--preprocessing", "inception"])
-    assert "--eval_views 10 needs a pipeline with SAM's ten test views (sam); --preprocessing inception has none" in message
+    assert ("--eval_views 10 needs a pipeline with SAM's ten test views (sam); --preprocessing inception has none"
+            in message)
 
 
 def test_ten_views_sum_the_logits_of_each_view(world):

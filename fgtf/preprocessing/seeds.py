@@ -4,13 +4,16 @@ PIL images) as TensorFlow ops, at any output side S.
 At each seed's own side (SEF and CLE-ViT 448, SAM and SimTrans 224) they
 are the seed's code; at another side every resize scales with S (`scaled`):
 
-| pipeline | train | test |
-|---|---|---|
-| sef | squash to int(S 600/448) square, random S crop, flip | squash, centre S crop |
-| sef_squash | squash to S, flip | squash to S |
-| sam | squash to int(S 256/224) (bicubic), RandomResizedCrop(S, 0.08-1), flip, RandAugmentMC(2, 10) + cutout | squash, crop S at round((R - S - 1) / 2) |
-| cle | RandomResizedCrop(S, 0.67-1), brightness x U(0.7, 1.3), rotation U(+-15 deg), flip | shorter side int(S 256/224) (bicubic), centre S crop |
-| simtrans | rotation U(+-30 deg), RandomResizedCrop(S, 0.5-1), flip | shorter side int(S 255/224), centre S crop |
+* sef: train squash to int(S 600/448) square, random S crop, flip; test
+  squash, centre S crop;
+* sef_squash: train squash to S, flip; test squash to S;
+* sam: train squash to R = int(S 256/224) (bicubic), RandomResizedCrop(S,
+  0.08-1), flip, RandAugmentMC(2, 10) + cutout; test squash, crop S at
+  round((R - S - 1) / 2);
+* cle: train RandomResizedCrop(S, 0.67-1), brightness x U(0.7, 1.3), rotation
+  U(+-15 deg), flip; test shorter side int(S 256/224) (bicubic), centre S crop;
+* simtrans: train rotation U(+-30 deg), RandomResizedCrop(S, 0.5-1), flip;
+  test shorter side int(S 255/224), centre S crop.
 
 Each `*_train(image, size, draws)` takes the decoded 8-bit image and its
 random draws (what `*_draws(seed, height, width, size)` gives; a test gives
@@ -23,8 +26,9 @@ fused pass (`torchvision_ops.finish`): what PIL would compute, faster.
 import tensorflow as tf
 
 from fgtf.preprocessing import randaugment
-from fgtf.preprocessing.torchvision_ops import (center_window, crop, finish, flip, normalize, random_crop_corner, resize,
-                                                resize_shorter_side_center_crop, resized_crop, resized_crop_box, rotate)
+from fgtf.preprocessing.torchvision_ops import (center_window, crop, finish, flip, normalize, random_crop_corner,
+                                                resize, resize_shorter_side_center_crop, resized_crop,
+                                                resized_crop_box, rotate)
 
 SEF_SIZE, SEF_RESIZE = 448, 600
 SAM_SIZE, SAM_RESIZE = 224, 256
