@@ -231,15 +231,21 @@ def affine(image, matrix, fill=0, window=None):
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     top, left, rows, columns = (tf.cast(v, tf.int32) for v in (window if window is not None else (0, 0, height, width)))
-    a, b, c, d, e, f = (tf.cast(v, tf.float32) for v in matrix)
-    y = tf.cast(top + tf.range(rows), tf.float32)[:, None] + 0.5
-    x = tf.cast(left + tf.range(columns), tf.float32)[None, :] + 0.5
+    # in double precision, as PIL: float32 coordinates land on the other side of a pixel edge now and then
+    a, b, c, d, e, f = (tf.cast(v, tf.float64) for v in matrix)
+    y = tf.cast(top + tf.range(rows), tf.float64)[:, None] + 0.5
+    x = tf.cast(left + tf.range(columns), tf.float64)[None, :] + 0.5
     # the image framed by one `fill` pixel on every side: a source outside reads the frame
     framed = tf.pad(image, [[1, 1], [1, 1], [0, 0]], constant_values=tf.cast(fill, image.dtype))
-    source_x = tf.clip_by_value(tf.math.floor(a * x + b * y + c), -1.0, tf.cast(width, tf.float32)) + 1.0
-    source_y = tf.clip_by_value(tf.math.floor(d * x + e * y + f), -1.0, tf.cast(height, tf.float32)) + 1.0
-    index = tf.cast(source_y * tf.cast(width + 2, tf.float32) + source_x, tf.int32)
+    source_x = _framed_coordinate(a * x + b * y + c, width)
+    source_y = _framed_coordinate(d * x + e * y + f, height)
+    index = source_y * (width + 2) + source_x
     return tf.gather(tf.reshape(framed, (-1, 3)), index)
+
+
+def _framed_coordinate(coordinate, length):
+    """PIL's source pixel along one axis (the floor; -1 or `length` outside) in the framed image (+1)."""
+    return tf.cast(tf.clip_by_value(tf.math.floor(coordinate), -1.0, tf.cast(length, tf.float64)), tf.int32) + 1
 
 
 def blend(degenerate, image, factor):
