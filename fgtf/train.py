@@ -174,7 +174,7 @@ def build_parser():
     g.add_argument("--preprocessing", choices=PIPELINE_NAMES,
                    help="input pipeline, recorded in the run and used by every later command on it (default: the "
                         "run being resumed's, or a --checkpoint run's, else the network's: inception for the slim "
-                        "networks, simtrans for torchvision's ResNets, cle for Swin; see README)")
+                        "networks, simtrans for torchvision's ResNets, cle for Swin; docs/preprocessing.md)")
     g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
     g.add_argument("--head", choices=HEAD_CHOICES,
                    help="FGVC head on the backbone's feature map (none: the slim classifier)")

@@ -16,7 +16,7 @@ modules on first use), so the commands' `--help` stays instant.
 """
 import importlib
 
-# --preprocessing names, in the README's order (`fgtf.preprocessing.pipelines.PIPELINES`)
+# --preprocessing names, in the order of docs/preprocessing.md's table (`fgtf.preprocessing.pipelines.PIPELINES`)
 PIPELINE_NAMES = ("inception", "sef", "sef_squash", "sam", "cle", "simtrans")
 # --eval_views: one test view, or SAM's ten
 EVAL_VIEWS = (1, 10)

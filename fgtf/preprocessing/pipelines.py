@@ -38,7 +38,7 @@ class Pipeline:
     views: `(encoded, image_size)` -> (10, S, S, 3) SAM's ten test views
         (see `fgtf.preprocessing.seeds.sam_views`), None where the test
         transform does not crop from a larger resize.
-    train_text, test_text, origin: what the README's table says of it.
+    train_text, test_text, origin: what docs/preprocessing.md's table says of it.
     """
     name: str
     train: Callable
