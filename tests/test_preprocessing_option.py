@@ -118,8 +118,7 @@ def test_export_bakes_the_pipelines_normalisation_in(world, tmp_path):
     images = pipeline(tf.io.read_file(world["images"][0]), SIZE, training=False)[tf.newaxis]
     rgb = pipeline.denormalize(images)  # what a user feeds: RGB in [0, 1]
     network, _ = load_network(world["run"])
-    features, logits = exported(rgb)
-    np.testing.assert_allclose(logits, network(images, training=False), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(exported(rgb)["logits"], network(images, training=False), rtol=1e-4, atol=1e-5)
 
 
 def test_visualize_attention_draws_through_the_runs_pipeline(world, tmp_path, capsys):
