@@ -45,23 +45,25 @@ def _mean_difference(actual, expected):
 @pytest.mark.reference
 @pytest.mark.parametrize("image", IMAGES)
 @pytest.mark.parametrize("pipeline", sorted(SIDES))
-def test_test_transform_equals_torchvision(pipeline, image, reference):
+def test_test_transform_equals_torchvision(pipeline, image, reference, capsys):
     side = SIDES[pipeline]
     normalised = get_pipeline(pipeline)(_encoded(image), side, training=False)
     assert normalised.shape == (side, side, 3) and normalised.dtype == tf.float32
     difference = _mean_difference(_sampled(_grey_levels(normalised), reference, side),
                                   reference[f"test_{pipeline}_{image}"])
+    _report(capsys, f"{pipeline} test, {image}", difference)
     assert difference < MEAN_GREY_LEVELS, difference
 
 
 @pytest.mark.reference
 @pytest.mark.parametrize("image", IMAGES)
-def test_sams_ten_views_equal_its_test_transforms(image, reference):
+def test_sams_ten_views_equal_its_test_transforms(image, reference, capsys):
     views = get_pipeline("sam").ten_views()(_encoded(image), 224)
     assert views.shape == (10, 224, 224, 3)
     sampled = _sampled(_grey_levels(views), reference, 224)
     expected = reference[f"views_sam_{image}"]
     differences = [_mean_difference(sampled[k], expected[k]) for k in range(10)]
+    _report(capsys, f"sam ten views (the largest), {image}", max(differences))
     assert max(differences) < MEAN_GREY_LEVELS, differences
     # the single test view is the last (centre, unflipped) one
     single = _grey_levels(get_pipeline("sam")(_encoded(image), 224, training=False))
@@ -79,13 +81,20 @@ def _draws(reference, pipeline, image):
 @pytest.mark.reference
 @pytest.mark.parametrize("image", IMAGES)
 @pytest.mark.parametrize("pipeline", sorted(SIDES))
-def test_train_transform_with_torchvisions_draws_equals_torchvision(pipeline, image, reference):
+def test_train_transform_with_torchvisions_draws_equals_torchvision(pipeline, image, reference, capsys):
     side = SIDES[pipeline]
     train = getattr(seeds, f"{pipeline}_train")
     transformed = train(decode_rgb(_encoded(image)), side, _draws(reference, pipeline, image))
     difference = _mean_difference(_sampled(_grey_levels(transformed), reference, side),
                                   reference[f"train_{pipeline}_{image}"])
+    _report(capsys, f"{pipeline} train, {image}", difference)
     assert difference < MEAN_GREY_LEVELS, difference
+
+
+def _report(capsys, what, difference):
+    """The measured difference on the console (docs/preprocessing.md quotes them)."""
+    with capsys.disabled():
+        print(f"\n{what}: {difference:.4f} grey levels on average")
 
 
 @pytest.mark.reference
