@@ -8,9 +8,9 @@ Why each is needed:
   wraps included (`Model.layers` stops at the first level);
 - `Layer._trainable_variables` / `_non_trainable_variables`: the variables a
   layer creates itself, without those of its sublayers;
-- `Optimizer._trainable_variables` / `_model_variables_moving_average`: the
-  weight EMA, aligned with the variables the optimizer was built with (the
-  checkpoint keeps the averages under their variables' names);
+- `Optimizer._trainable_variables`: the variables an optimizer was built
+  with, in its slot order (fgtf's weight EMA keeps its averages in that
+  order, and the checkpoint under their variables' names);
 - `Trainer._symbolic_build(data_batch=...)`: builds the compiled metrics and
   losses before the first step, so a checkpoint can be restored into them;
 - `Trainer._aggregate_additional_loss`: the sum, float cast and 1/replicas
@@ -21,14 +21,9 @@ Why each is needed:
   made a symbolic tensor, and from which inputs (to find the classifier a
   class activation map reads).
 
-Overridden, not called (`fgtf.optimization.HeadRateAdamW`): Keras's
-weight-decay pass asks `_use_weight_decay(self, variable)` whether to decay
-a variable; the override (calling the base method) is in
-`OPTIMIZER_OVERRIDES`, whose names and parameters the test checks.
+fgtf overrides no private Keras member: its optimizers
+(`fgtf.optimization.GroupedOptimizer`) change only `build` and `update_step`.
 """
-
-# Optimizer methods fgtf overrides: name -> the parameters the override takes.
-OPTIMIZER_OVERRIDES = {"_use_weight_decay": ("self", "variable")}
 
 
 def flatten_layers(model):
@@ -42,10 +37,9 @@ def own_variables(layer):
     return layer._trainable_variables + layer._non_trainable_variables
 
 
-def moving_average_pairs(optimizer):
-    """(variable, its moving average) for each variable a built optimizer
-    with `use_ema` tracks."""
-    return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+def built_variables(optimizer):
+    """The variables a built optimizer was built with, in its slot order."""
+    return list(optimizer._trainable_variables)
 
 
 def symbolic_build(model, data_batch):

@@ -21,7 +21,6 @@ from typing import Optional
 
 import keras
 
-from fgtf._keras_internals import moving_average_pairs
 from fgtf.datasets.lists import CLASSES_FILE, read_class_names
 from fgtf.fileio import write_json, write_text
 from fgtf.models.network import NetworkSpec, backbone_of, build_network  # noqa: F401  (re-exported for run callers)
@@ -160,13 +159,9 @@ def class_names_of(checkpoint, num_classes, labels=None):
 
 
 def ema_map(optimizer):
-    """{key: moving-average variable} for the optimizer's tracked variables
-    (empty when the optimizer keeps no EMA). The optimizer must be built."""
-    if not getattr(optimizer, "use_ema", False):
-        return {}
-    # Keras keeps the averages in a list aligned with the variables it was built with.
-    return {ema_variable_key(v): average for v, average in
-            moving_average_pairs(optimizer)}
+    """{key: moving-average variable} for the variables a built
+    `fgtf.optimization.GroupedOptimizer` trains (empty when it keeps no EMA)."""
+    return {ema_variable_key(v): average for v, average in optimizer.moving_averages()}
 
 
 def latest_checkpoint(model_dir_or_prefix):

@@ -22,13 +22,15 @@ disk is removed and the one before it resumed.
 import argparse
 import dataclasses
 import functools
+import inspect
 import math
 import os
 import sys
 import time
 from typing import Optional
 
-from fgtf.optimizer_choices import DECAY_TYPES, OPTIMIZERS
+from fgtf.optimizer_choices import (DECAY_TYPES, FROZEN_BATCH_NORM, OPTIMIZERS, SCOPE_MATCHING,
+                                    WEIGHT_DECAY_MODES)
 from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int, program_name
 
 EXIT_DIVERGED = 3
@@ -62,6 +64,7 @@ class TrainConfig:
     sef_groups: int = 4
     sam_target: str = "cam"
     sam_bilinear: str = "single"
+    drop_path_rate: float = 0.0
     min_crop_area: Optional[float] = None
     skip_bad_records: bool = False
     # initialisation and fine-tuning
@@ -69,21 +72,32 @@ class TrainConfig:
     checkpoint_exclude_scopes: str = ""
     checkpoint_use_ema: bool = True
     trainable_scopes: str = ""
+    scope_matching: str = "substring"
+    frozen_batch_norm: str = "train"
     # optimisation
     optimizer: str = "rmsprop"
     learning_rate: float = 0.01
+    learning_rate_multipliers: tuple = ()  # ((scope, factor), ...)
     learning_rate_decay_type: str = "exponential"
     learning_rate_decay_factor: float = 0.94
     num_epochs_per_decay: float = 2.0
-    end_learning_rate: float = 0.0001
+    num_steps_per_decay: Optional[int] = None
+    milestone_epochs: tuple = ()
+    milestone_steps: tuple = ()
+    end_learning_rate: Optional[float] = None
     warmup_epochs: float = 0.0
+    warmup_steps: Optional[int] = None
     momentum: float = 0.9
+    nesterov: bool = False
     rmsprop_decay: float = 0.9
     rmsprop_momentum: float = 0.9
-    opt_epsilon: float = 1.0
+    rmsprop_initial_mean_square: float = 1.0
+    opt_epsilon: Optional[float] = None
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
-    weight_decay: float = 0.00004
+    weight_decay: Optional[float] = None
+    weight_decay_mode: Optional[str] = None
+    clip_gradient_norm: Optional[float] = None
     label_smoothing: float = 0.0
     batch_norm_decay: Optional[float] = None
     aux_loss_weight: float = 0.4
@@ -138,6 +152,35 @@ def crop_area(text):
     return value
 
 
+def scope_factors(text):
+    """`Logits=10,AuxLogits=10` -> (("Logits", 10.0), ("AuxLogits", 10.0))."""
+    pairs = []
+    for item in (part.strip() for part in text.split(",")):
+        scope, _, factor = item.partition("=")
+        if not item or not scope.strip() or not factor:
+            raise argparse.ArgumentTypeError(f"give SCOPE=FACTOR pairs separated by commas (e.g. Logits=10), "
+                                             f"got {text!r}")
+        pairs.append((scope.strip(), positive_float(factor)))
+    return tuple(pairs)
+
+
+def epochs_list(text):
+    """`20,40` -> (20.0, 40.0): increasing epochs."""
+    return _increasing(text, positive_float)
+
+
+def steps_list(text):
+    """`6000,12000` -> (6000, 12000): increasing steps."""
+    return _increasing(text, positive_int)
+
+
+def _increasing(text, number):
+    values = tuple(number(part) for part in text.split(","))
+    if list(values) != sorted(set(values)):
+        raise argparse.ArgumentTypeError(f"must increase, got {text}")
+    return values
+
+
 def percent(text):
     value = float(text)
     if not 0 < value <= 100:
@@ -182,6 +225,9 @@ def build_parser():
     g.add_argument("--sam_target", choices=("cam", "gradcam"), help="SAM pseudo-attention")
     g.add_argument("--sam_bilinear", choices=("none", "single", "multi", "compact"),
                    help="SAM-Bilinear pooling form (none: plain SAM)")
+    g.add_argument("--drop_path_rate", type=decay,
+                   help="stochastic depth of the last block of a Swin backbone, linear from 0 over the blocks "
+                        "(CLE-ViT: 0.5)")
     g.add_argument("--min_crop_area", type=crop_area,
                    help="smallest share of the image a random training crop of the inception preprocessing covers "
                         "(default: slim's 0.05); larger keeps small parts in view on small images, e.g. 0.5")
@@ -198,33 +244,72 @@ def build_parser():
     g.add_argument("--no_ema", dest="checkpoint_use_ema", action="store_false",
                    help="from a run folder, take its raw weights even when it kept an EMA of them")
     g.add_argument("--trainable_scopes", help="comma-separated slim scopes to train (empty: all)")
+    g.add_argument("--scope_matching", choices=SCOPE_MATCHING,
+                   help="how --trainable_scopes, --checkpoint_exclude_scopes and --learning_rate_multipliers name "
+                        "weights: substring (the CVPR 2018 trainer's: Logits also names AuxLogits) or prefix "
+                        "(Logits names Logits/...)")
+    g.add_argument("--frozen_batch_norm", choices=FROZEN_BATCH_NORM,
+                   help="batch norm outside --trainable_scopes: train (slim's is_training=True and PyTorch's "
+                        "model.train(): batch statistics, moving averages updated) or inference (moving statistics, "
+                        "left as they are)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer, as slim names it")
+    g.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="optimizer: momentum, sgd, rmsprop and adam as TF1's (the slim trainer's; momentum is also "
+                        "PyTorch's SGD), adamw as PyTorch's AdamW")
     g.add_argument("--learning_rate", type=positive_float, help="initial learning rate")
+    g.add_argument("--learning_rate_multipliers", type=scope_factors, metavar="SCOPE=FACTOR,...",
+                   help="parameter groups: the weights under each scope train at FACTOR x the learning rate, weight "
+                        "decay included (e.g. Logits=10 for the slim networks, fc=10 for torchvision's ResNets, "
+                        "head=5 for CLE)")
     g.add_argument("--learning_rate_decay_type", choices=DECAY_TYPES,
-                   help="learning-rate schedule")
+                   help="learning-rate schedule: exponential (x factor every --num_epochs_per_decay, stepwise: "
+                        "TF1's staircase, PyTorch's StepLR), polynomial (linear to --end_learning_rate), fixed, "
+                        "multistep (x factor at each milestone: PyTorch's MultiStepLR), cosine (half a cosine over "
+                        "the run), warmup_linear (CLE-ViT's: from lr/1000 over the warm-up, then linear)")
     g.add_argument("--learning_rate_decay_factor", type=positive_float,
-                   help="factor of each exponential decay")
-    g.add_argument("--num_epochs_per_decay", type=positive_float, help="epochs between decays")
+                   help="factor of each exponential or multistep decay")
+    per_decay = g.add_mutually_exclusive_group()
+    per_decay.add_argument("--num_epochs_per_decay", type=positive_float, help="epochs between exponential decays")
+    per_decay.add_argument("--num_steps_per_decay", type=positive_int, help="or steps between them")
+    milestones = g.add_mutually_exclusive_group()
+    milestones.add_argument("--milestone_epochs", type=epochs_list, metavar="E1,E2,...",
+                            help="epochs at which multistep decays")
+    milestones.add_argument("--milestone_steps", type=steps_list, metavar="S1,S2,...", help="or steps")
     g.add_argument("--end_learning_rate", type=non_negative_float,
-                   help="floor of the exponential, end of the polynomial and warmup_linear schedules")
-    g.add_argument("--warmup_epochs", type=non_negative_float,
-                   help="warm-up epochs of --learning_rate_decay_type warmup_linear")
-    g.add_argument("--momentum", type=decay, help="momentum of the momentum optimizer")
+                   help="end of the polynomial (default 0.0001), cosine (0) and warmup_linear (1 %% of the rate) "
+                        "schedules; floor of the exponential when given (TF1 has none)")
+    warmup = g.add_mutually_exclusive_group()
+    warmup.add_argument("--warmup_epochs", type=non_negative_float,
+                        help="warm-up epochs of --learning_rate_decay_type warmup_linear")
+    warmup.add_argument("--warmup_steps", type=positive_int, help="or warm-up steps")
+    g.add_argument("--momentum", type=decay,
+                   help="momentum of the momentum optimizer: v <- momentum v + g, w <- w - lr v (TF1 and PyTorch)")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (the momentum optimizer)")
     g.add_argument("--rmsprop_decay", type=decay, help="RMSProp's decay of the squared gradients")
     g.add_argument("--rmsprop_momentum", type=decay, help="RMSProp's momentum")
-    g.add_argument("--opt_epsilon", type=positive_float, help="epsilon of RMSProp and Adam")
+    g.add_argument("--rmsprop_initial_mean_square", type=non_negative_float,
+                   help="where RMSProp's mean square starts (TF1: 1; Keras and PyTorch: 0)")
+    g.add_argument("--opt_epsilon", type=positive_float,
+                   help="epsilon of RMSProp and Adam (default: the slim trainer's 1.0; adamw: 1e-8)")
     g.add_argument("--adam_beta1", type=decay, help="Adam's first-moment decay")
     g.add_argument("--adam_beta2", type=decay, help="Adam's second-moment decay")
     g.add_argument("--weight_decay", type=non_negative_float,
-                   help="L2 on conv/dense kernels (slim's rule)")
+                   help="weight decay (default: 0.00004 slim, 0.0001 coupled, 0.05 decoupled)")
+    g.add_argument("--weight_decay_mode", choices=WEIGHT_DECAY_MODES,
+                   help="slim (L2 on conv and dense kernels in the loss; default), coupled (wd x weight added to "
+                        "every trained weight's gradient, biases and batch norm included: PyTorch's SGD) or "
+                        "decoupled (weights shrunk by lr x wd, 1-D weights left alone: AdamW; default of adamw)")
+    g.add_argument("--clip_gradient_norm", type=positive_float,
+                   help="clip the gradients to this global norm before each step (CLE-ViT: 5)")
     g.add_argument("--label_smoothing", type=decay, help="label smoothing of the cross-entropy")
     g.add_argument("--batch_norm_decay", type=decay,
                    help="moving-average decay of batch-norm statistics (default: the network's, 0.9997 for "
                         "Inception, 0.997 for ResNet; use ~0.9 for runs of a few hundred steps)")
     g.add_argument("--aux_loss_weight", type=non_negative_float,
                    help="weight of the aux-logits loss (0 disables)")
-    g.add_argument("--moving_average_decay", type=decay, help="keep an EMA of the weights (e.g. 0.9999)")
+    g.add_argument("--moving_average_decay", type=decay,
+                   help="keep TF1's moving average of the weights (e.g. 0.9999; the decay capped by "
+                        "(1 + n) / (10 + n) at update n), used by evaluate, extract_features and export")
     g.add_argument("--batch_size", type=positive_int, help="global batch size over all replicas")
     g.add_argument("--max_number_of_steps", type=positive_int, help="train this many steps")
     g.add_argument("--epochs", type=positive_float, help="or this many epochs (steps from the global batch)")
@@ -255,6 +340,7 @@ def train(settings):
     finite."""
     _check_settings(settings)
     settings, from_run = _settings_from_runs(settings)
+    _check_drop_path(settings)
     import keras
     import tensorflow as tf
 
@@ -282,8 +368,8 @@ def train(settings):
         _remove_leftovers(checkpoint_dir)
         with strategy.scope():
             model = runs.build_network(config)
-            optimizer = _optimizer(settings, num_examples, total_steps)
             _prepare_trainable(model, settings)
+            optimizer = _optimizer(settings, model, num_examples, total_steps)
             _compile(model, optimizer, config, settings)
             optimizer.build(model.trainable_variables)
             symbolic_build(model, _batch_spec(config))
@@ -292,8 +378,10 @@ def train(settings):
         manager = _restore_latest_readable(checkpoint, checkpoint_dir, settings.max_checkpoints_to_keep)
         if manager.latest_checkpoint:
             print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
-        elif settings.checkpoint_path:
-            _initialise(model, settings, from_run)
+        else:
+            if settings.checkpoint_path:
+                _initialise(model, settings, from_run)
+            optimizer.reset_moving_averages()  # the EMA starts at the start weights, as TF1's
         step = int(optimizer.iterations.numpy())
         if step >= total_steps:
             print(f"{settings.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
@@ -471,6 +559,13 @@ def _check_settings(settings):
 
     if settings.model_name is not None and settings.model_name not in list_models():
         raise UserError(f"unknown model {settings.model_name!r}; known models: {', '.join(list_models())}")
+    if settings.nesterov and settings.optimizer != "momentum":
+        raise UserError(f"--nesterov is an option of --optimizer momentum, not of {settings.optimizer}")
+    multistep = settings.learning_rate_decay_type == "multistep"
+    if multistep != bool(settings.milestone_epochs or settings.milestone_steps):
+        raise UserError("--learning_rate_decay_type multistep needs --milestone_epochs or --milestone_steps"
+                        if multistep else "--milestone_epochs and --milestone_steps are for --learning_rate_decay_type "
+                                          "multistep")
 
 
 def _settings_from_runs(settings):
@@ -549,6 +644,13 @@ def _check_same_run(run_dir, config):
                         f"and start from this one with --checkpoint {run_dir}")
 
 
+def _check_drop_path(settings):
+    from fgtf.models import get_builder
+
+    if settings.drop_path_rate and "drop_path_rate" not in inspect.signature(get_builder(settings.model_name)).parameters:
+        raise UserError(f"--drop_path_rate is for backbones with stochastic depth (Swin); {settings.model_name} has none")
+
+
 def _run_config(settings, num_classes, num_examples, total_steps):
     from fgtf.models import has_aux_logits
     from fgtf.models.heads import NO_HEAD, head_options
@@ -557,26 +659,59 @@ def _run_config(settings, num_classes, num_examples, total_steps):
     aux_logits = has_aux_logits(settings.model_name, settings.train_image_size) and settings.aux_loss_weight > 0
     return RunConfig(model_name=settings.model_name, num_classes=num_classes, image_size=settings.train_image_size,
                      head=settings.head, head_options=head_options(settings),
-                     aux_logits=aux_logits and settings.head == NO_HEAD, dataset_name=settings.dataset_name,
+                     aux_logits=aux_logits and settings.head == NO_HEAD, drop_path_rate=settings.drop_path_rate,
+                     dataset_name=settings.dataset_name,
                      num_train_examples=num_examples, total_steps=total_steps, batch_size=settings.batch_size,
                      label_smoothing=settings.label_smoothing, optimizer=settings.optimizer,
                      preprocessing=settings.preprocessing)
 
 
-def _optimizer(settings, num_examples, total_steps):
-    from fgtf.optimization import SlimLearningRate, decay_steps_for, make_optimizer, steps_per_epoch
+def _optimizer(settings, model, num_examples, total_steps):
+    """The run's optimizer (`fgtf.optimization.make_optimizer`) for `model`,
+    whose trainable weights are settled (`_prepare_trainable`)."""
+    from fgtf.models.layers import variables_in_scopes
+    from fgtf.optimization import decay_steps_for, learning_rate_schedule, make_optimizer, steps_per_epoch
 
-    schedule = SlimLearningRate(
+    def steps(epochs):
+        return decay_steps_for(num_examples, settings.batch_size, epochs)
+
+    schedule = learning_rate_schedule(
         settings.learning_rate, settings.learning_rate_decay_type,
-        decay_steps=decay_steps_for(num_examples, settings.batch_size, settings.num_epochs_per_decay),
+        decay_steps=settings.num_steps_per_decay or steps(settings.num_epochs_per_decay),
         decay_factor=settings.learning_rate_decay_factor, end_learning_rate=settings.end_learning_rate,
-        warmup_steps=int(settings.warmup_epochs * steps_per_epoch(num_examples, settings.batch_size)),
+        milestones=settings.milestone_steps or tuple(steps(e) for e in settings.milestone_epochs),
+        warmup_steps=settings.warmup_steps or int(settings.warmup_epochs * steps_per_epoch(num_examples,
+                                                                                            settings.batch_size)),
         total_steps=total_steps)
-    return make_optimizer(settings.optimizer, schedule, momentum=settings.momentum,
+    multipliers = {}
+    trained = {id(v) for v in model.trainable_variables}
+    for scope, factor in settings.learning_rate_multipliers:
+        named = [v for v in variables_in_scopes(model, scope, settings.scope_matching) if id(v) in trained]
+        if not named:
+            raise UserError(f"--learning_rate_multipliers {scope}={factor:g}: {scope} names no trained weight of "
+                            f"{model.name}")
+        for variable in named:
+            if multipliers.setdefault(variable.path, factor) != factor:
+                raise UserError(f"--learning_rate_multipliers gives {variable.path} two factors "
+                                f"({multipliers[variable.path]:g} and {factor:g})")
+    mode, rate = _weight_decay(settings)
+    return make_optimizer(settings.optimizer, schedule, momentum=settings.momentum, nesterov=settings.nesterov,
                           rmsprop_decay=settings.rmsprop_decay, rmsprop_momentum=settings.rmsprop_momentum,
-                          opt_epsilon=settings.opt_epsilon,
-                          adam_beta1=settings.adam_beta1, adam_beta2=settings.adam_beta2,
+                          rmsprop_initial_mean_square=settings.rmsprop_initial_mean_square,
+                          epsilon=settings.opt_epsilon, adam_beta1=settings.adam_beta1,
+                          adam_beta2=settings.adam_beta2, weight_decay=rate, weight_decay_mode=mode,
+                          learning_rate_multipliers=multipliers, clip_gradient_norm=settings.clip_gradient_norm,
                           moving_average_decay=settings.moving_average_decay)
+
+
+def _weight_decay(settings):
+    """(mode, rate) of the run's weight decay: --weight_decay_mode, else the
+    optimizer's (decoupled for adamw, slim's otherwise); --weight_decay, else
+    the mode's."""
+    from fgtf.optimizer_choices import DEFAULT_WEIGHT_DECAY, default_weight_decay_mode
+
+    mode = settings.weight_decay_mode or default_weight_decay_mode(settings.optimizer)
+    return mode, DEFAULT_WEIGHT_DECAY[mode] if settings.weight_decay is None else settings.weight_decay
 
 
 def _prepare_trainable(model, settings):
@@ -586,9 +721,10 @@ def _prepare_trainable(model, settings):
     from fgtf.models.layers import freeze_outside_scopes
     from fgtf.optimization import apply_weight_decay
 
-    if settings.trainable_scopes:
-        freeze_outside_scopes(model, settings.trainable_scopes)
-    apply_weight_decay(model, settings.weight_decay)
+    freeze_outside_scopes(model, settings.trainable_scopes, settings.scope_matching, settings.frozen_batch_norm)
+    mode, rate = _weight_decay(settings)
+    if mode == "slim":
+        apply_weight_decay(model, rate)
     if settings.batch_norm_decay is not None:
         for layer in flatten_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -651,10 +787,14 @@ def _initialise(model, settings, from_run):
     its optimizer or step), or backbone weights (see
     `fgtf.checkpoints.load_into`); prints what was loaded."""
     from fgtf.checkpoints import describe, load_into
+    from fgtf.models.layers import layer_scopes, scope_list, variables_in_scopes
 
-    used = load_into(model, settings.checkpoint_path, model_name=settings.model_name,
-                     exclude_scopes=settings.checkpoint_exclude_scopes, use_ema=settings.checkpoint_use_ema,
-                     saved_model_use=START_WEIGHTS)
+    excluded = scope_list(settings.checkpoint_exclude_scopes)
+    if excluded and settings.scope_matching == "substring":
+        # the loaders match scopes by prefix: add the scopes of every layer a substring names
+        excluded += layer_scopes(model, variables_in_scopes(model, excluded, "substring"))
+    used = load_into(model, settings.checkpoint_path, model_name=settings.model_name, exclude_scopes=excluded,
+                     use_ema=settings.checkpoint_use_ema, saved_model_use=START_WEIGHTS)
     print(f"initialised from {settings.checkpoint_path}: {describe(used, from_run)}"
           + (f"; excluding {settings.checkpoint_exclude_scopes}" if settings.checkpoint_exclude_scopes else ""))
 

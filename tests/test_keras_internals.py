@@ -46,18 +46,6 @@ def test_symbolic_build_takes_a_data_batch():
     assert "data_batch" in found, f"Keras {keras.__version__} changed Model._symbolic_build{found}"
 
 
-@pytest.mark.parametrize("name", sorted(internals.OPTIMIZER_OVERRIDES))
-def test_overridden_optimizer_methods_are_still_called(name):
-    found = _parameters(_member(keras.optimizers.Optimizer, name))
-    assert found == internals.OPTIMIZER_OVERRIDES[name], (
-        f"Keras {keras.__version__} changed Optimizer.{name}{found}: fgtf.optimization.HeadRateAdamW overrides it")
-    # The override only matters while the weight-decay pass asks it.
-    source = inspect.getsource(_member(keras.optimizers.Optimizer, "_apply_weight_decay"))
-    assert f"self.{name}(" in source, (
-        f"Keras {keras.__version__}'s Optimizer._apply_weight_decay no longer calls {name}: "
-        f"fgtf.optimization.HeadRateAdamW's override would be ignored")
-
-
 def test_flatten_layers_reaches_nested_models():
     model, inner = _nested_model()
     names = [layer.name for layer in internals.flatten_layers(model)]
@@ -76,15 +64,12 @@ def test_own_variables_leave_sublayers_out():
     assert [v.name for v in internals.own_variables(norm)] == ["gamma", "beta", "moving_mean", "moving_variance"]
 
 
-def test_moving_average_pairs_align_with_the_variables():
+def test_built_variables_are_those_of_the_build_in_order():
     model, _ = _nested_model()
-    optimizer = keras.optimizers.SGD(0.1, use_ema=True)
+    optimizer = keras.optimizers.SGD(0.1)
     optimizer.build(model.trainable_variables)
     _member(optimizer, "_trainable_variables")
-    _member(optimizer, "_model_variables_moving_average")
-    pairs = internals.moving_average_pairs(optimizer)
-    assert [v.path for v, _ in pairs] == [v.path for v in model.trainable_variables]
-    assert all(tuple(v.shape) == tuple(average.shape) for v, average in pairs)
+    assert [v.path for v in internals.built_variables(optimizer)] == [v.path for v in model.trainable_variables]
 
 
 def test_symbolic_build_builds_the_compiled_metrics():

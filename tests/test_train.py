@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from fgtf import evaluate, optimization, runs, train
+from fgtf import evaluate, runs, train
 from fgtf.models.layers import freeze_outside_scopes
 import tiny_models
 
@@ -44,23 +44,6 @@ def _final_weights(train_dir):
     model = runs.build_network(config)
     runs.restore_for_inference(model, runs.latest_checkpoint(str(train_dir)), use_ema=False)
     return [np.asarray(w) for w in model.weights]
-
-
-def test_learning_rate_schedules():
-    exponential = optimization.SlimLearningRate(0.1, "exponential", decay_steps=10, decay_factor=0.5,
-                                                end_learning_rate=0.01)
-    assert [round(float(exponential(s)), 6) for s in (0, 9, 10, 25, 100)] == [0.1, 0.1, 0.05, 0.025, 0.01]
-    smooth = optimization.SlimLearningRate(0.1, "exponential", decay_steps=10, decay_factor=0.5, staircase=False,
-                                           end_learning_rate=0)
-    assert float(smooth(5)) == pytest.approx(0.1 * 0.5 ** 0.5, rel=1e-6)
-    polynomial = optimization.SlimLearningRate(0.1, "polynomial", decay_steps=10, end_learning_rate=0.02)
-    assert [round(float(polynomial(s)), 6) for s in (0, 5, 10, 20)] == [0.1, 0.06, 0.02, 0.02]
-    assert float(optimization.SlimLearningRate(0.3, "fixed")(1000)) == pytest.approx(0.3)
-    warmup = optimization.SlimLearningRate(0.1, "warmup_linear", warmup_steps=10, total_steps=110,
-                                           end_learning_rate=0.0)
-    # CLE-ViT's schedule: from lr / 1000, update g at lr(g - 1) (updates 0 and 1 alike)
-    assert [round(float(warmup(s)), 6) for s in (0, 1, 6, 11, 61, 111)] == [0.0001, 0.0001, 0.05005, 0.1, 0.05, 0.0]
-    assert optimization.decay_steps_for(5994, 32, 2.0) == 374
 
 
 def test_trainable_scopes_freeze_exactly_the_rest(tfrecords, tmp_path):

@@ -44,24 +44,80 @@ def scope(*parts):
     return SCOPE_SEPARATOR.join(p for p in parts if p)
 
 
-def freeze_outside_scopes(model, trainable_scopes):
-    """Keep only the layers under the given slim scopes trainable (e.g.
-    `Logits,AuxLogits` to train the classifier only). Scopes are matched on
-    the naming rule above (`Mixed_7c` covers `Mixed_7c.*`) and may carry the
-    model's top scope (`InceptionV3/Logits`).
-    Returns the names of the layers left trainable."""
-    prefixes = scope_prefixes(model, trainable_scopes)
-    if not prefixes:
+def freeze_outside_scopes(model, trainable_scopes, matching="substring", frozen_batch_norm="train"):
+    """Keep only the weights under the given scopes trainable (e.g.
+    `Logits,AuxLogits` to train the classifier only), matched as
+    `variables_in_scopes` does. The batch norm of layers left frozen runs as
+    `frozen_batch_norm` says: `train` (slim's is_training=True, PyTorch's
+    model.train(): batch statistics, moving averages updated) or `inference`
+    (Keras's frozen layer: moving statistics, left as they are).
+    Returns the names of the layers left trainable (all, without scopes)."""
+    if not scope_list(trainable_scopes):
         return [layer.name for layer in model.layers]
-    kept = []
-    for layer in weight_layers(model):
-        keep = in_scopes(layer.name, prefixes)
-        layer.trainable = keep
-        if keep and layer.weights:
-            kept.append(layer.name)
-    if not kept:
-        raise UserError(f"--trainable_scopes {trainable_scopes} match no layer with weights in {model.name}")
-    return kept
+    kept = {id(v) for v in variables_in_scopes(model, trainable_scopes, matching)}
+    if not kept & {id(v) for v in model.trainable_weights}:
+        raise UserError(f"--trainable_scopes {trainable_scopes} match no trainable weight in {model.name}")
+    for variable in model.trainable_weights:
+        variable.trainable = id(variable) in kept
+    if frozen_batch_norm == "inference":
+        for layer in weight_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization) and not kept & {id(v) for v in layer.weights}:
+                layer.trainable = False
+    return list(dict.fromkeys(v.path.rsplit("/", 1)[0] for v in model.trainable_weights))
+
+
+def variables_in_scopes(model, scopes, matching="substring"):
+    """The weights of `model` (and of the models nested in it, a head's
+    backbone) that comma-separated scopes (a string or a list) name, in
+    `model.weights` order. A weight's scope name is the name of the model
+    holding it, then its layer and its own name: `InceptionV3/Logits/
+    Conv2d_1c_1x1/kernel` (layer `Logits.Conv2d_1c_1x1`, see the naming rule
+    above), `swin_tiny/layers/3/blocks/1/mlp/fc2/kernel`; `.` and `/` count
+    alike. `substring`: a scope anywhere in that name (the CVPR 2018
+    trainer's `scope in var.op.name`: `Logits` also names `AuxLogits`);
+    `prefix`: whole leading parts of it, with or without the model's name
+    (`Logits` names `Logits` and what lies under it)."""
+    wanted = [_dotted(s) for s in scope_list(scopes)]
+    if matching not in ("substring", "prefix"):
+        raise ValueError(f"scope matching must be substring or prefix, not {matching!r}")
+    found = []
+    for variable, top in _weights_with_top_scope(model):
+        relative = _dotted(variable.path)
+        full = f"{top}{SCOPE_SEPARATOR}{relative}"
+        if matching == "substring":
+            hit = any(s in full for s in wanted)
+        else:
+            hit = any(name == s or name.startswith(s + SCOPE_SEPARATOR) for s in wanted for name in (relative, full))
+        if hit:
+            found.append(variable)
+    return found
+
+
+def layer_scopes(model, variables):
+    """The slim scopes (`InceptionV3/AuxLogits/Conv2d_2a_5x5`) of the layers
+    holding `variables`, weights of `model`: the layers of the model that
+    holds each, one scope per layer, in order."""
+    tops = {id(v): top for v, top in _weights_with_top_scope(model)}
+    return list(dict.fromkeys(slim_scope(tops[id(v)], v.path.split("/")[0]) for v in variables))
+
+
+def _weights_with_top_scope(model):
+    """(weight, name of the innermost model holding it) for every weight of `model`."""
+    tops = {}
+
+    def visit(owner):
+        for variable in owner.weights:
+            tops[id(variable)] = owner.name
+        for layer in owner.layers:
+            if isinstance(layer, keras.Model):
+                visit(layer)
+
+    visit(model)
+    return [(v, tops[id(v)]) for v in model.weights]
+
+
+def _dotted(name):
+    return name.strip().strip("/").replace("/", SCOPE_SEPARATOR)
 
 
 def scope_list(scopes):

@@ -24,6 +24,8 @@ class NetworkSpec:
         backbone's slim classifier.
     head_options: the head builder's keyword arguments.
     aux_logits: with the slim classifier, also the Inception aux logits.
+    drop_path_rate: the stochastic depth of a backbone that has it (Swin's
+        `drop_path_rate`; the rest of fgtf's networks have none).
     """
     model_name: str
     num_classes: int
@@ -31,6 +33,7 @@ class NetworkSpec:
     head: str = NO_HEAD
     head_options: dict = dataclasses.field(default_factory=dict)
     aux_logits: bool = False
+    drop_path_rate: float = 0.0
 
 
 def build_network(spec):
@@ -57,10 +60,12 @@ def backbone_of(model):
 
 def _build_network(spec):
     size = spec.image_size
+    extra = {"drop_path_rate": spec.drop_path_rate} if spec.drop_path_rate else {}
     if spec.head == NO_HEAD:
-        extra = {"aux_logits": True} if spec.aux_logits else {}
+        if spec.aux_logits:
+            extra["aux_logits"] = True
         return build_model(spec.model_name, classes=spec.num_classes, classifier_activation=None,
                            input_shape=(size, size, 3), **extra)
     head_record(spec.head)  # an unknown head is refused before the backbone is built
-    backbone = build_model(spec.model_name, include_top=False, input_shape=(size, size, 3))
+    backbone = build_model(spec.model_name, include_top=False, input_shape=(size, size, 3), **extra)
     return build_head(spec.head, backbone, spec.num_classes, **spec.head_options)
