@@ -60,7 +60,11 @@ class Recipe:
     The fine-tuning split (a short classifier stage, then most steps on the
     whole network at 3e-4) was chosen on world seed 1's demo, where 150
     classifier steps and 60 whole-network steps at 1e-4 only matched the
-    linear probe; world seed 0 is the held-out check (docs/world.md)."""
+    linear probe; world seed 0 is the held-out check (docs/world.md). Its
+    classifier stage runs the frozen network's batch norm on moving
+    statistics (`frozen_batch_norm` inference, Keras's frozen layer), as the
+    demo's figures were measured; slim ran it in training mode, fgtf.train's
+    default."""
     model: str = "small_cnn"
     image_size: int = 64
     batch_size: int = 64
@@ -74,6 +78,7 @@ class Recipe:
     batch_norm_decay: float = 0.9
     min_crop_area: float = 0.5
     weight_decay: float = 4e-5
+    frozen_batch_norm: str = "inference"
     num_shards: int = 2
     min_images: int = 5
     gamma: float = 0.01
@@ -314,7 +319,7 @@ def _train_argv(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
             "--image_size", str(recipe.image_size), "--batch_size", str(recipe.batch_size),
             "--optimizer", recipe.optimizer, "--opt_epsilon", "1e-7", "--learning_rate", str(learning_rate),
             "--learning_rate_decay_type", "fixed", "--batch_norm_decay", str(recipe.batch_norm_decay),
-            "--min_crop_area", str(recipe.min_crop_area),
+            "--min_crop_area", str(recipe.min_crop_area), "--frozen_batch_norm", recipe.frozen_batch_norm,
             "--weight_decay", str(recipe.weight_decay), "--seed", str(seed), "--log_every_n_steps", "50",
             "--save_interval_secs", "60", "--max_checkpoints_to_keep", "1", *extra]
 

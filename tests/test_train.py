@@ -62,6 +62,27 @@ def test_trainable_scopes_freeze_exactly_the_rest(tfrecords, tmp_path):
                        "Mixed_5b/bias": False, "Logits.Logits/kernel": True, "Logits.Logits/bias": True}
 
 
+def test_torch_style_recipe_trains_and_resumes_where_it_stopped(tfrecords, tmp_path, capsys):
+    """SGD with Nesterov momentum, the classifier at 10x, PyTorch's coupled
+    decay, a multistep drop, clipping and the weight EMA: a run stopped after
+    2 steps and resumed ends as one that ran 4 steps straight."""
+    recipe = ["--nesterov", "--learning_rate_multipliers", "Logits=10", "--weight_decay_mode", "coupled",
+              "--weight_decay", "0.001", "--learning_rate_decay_type", "multistep", "--milestone_steps", "3",
+              "--learning_rate_decay_factor", "0.1",
+              "--clip_gradient_norm", "1", "--moving_average_decay", "0.9", "--save_interval_secs", "0"]
+    train.main(_args(tfrecords, tmp_path / "straight", "--max_number_of_steps", "4", *recipe))
+    out = capsys.readouterr().out
+    assert "step 2/4" in out and "lr 0.05 " in out and "step 4/4" in out and "lr 0.005 " in out
+    train.main(_args(tfrecords, tmp_path / "resumed", "--max_number_of_steps", "2", *recipe))
+    train.main(_args(tfrecords, tmp_path / "resumed", "--max_number_of_steps", "4", *recipe))
+    assert "resumed from" in capsys.readouterr().out
+    for straight, resumed in zip(_final_weights(tmp_path / "straight"), _final_weights(tmp_path / "resumed")):
+        np.testing.assert_allclose(resumed, straight, rtol=1e-5, atol=1e-6)
+    averaged = evaluate.evaluate_checkpoint(str(tmp_path / "resumed"), tfrecords, batch_size=5,
+                                            eval_dir=str(tmp_path / "eval"))
+    assert averaged["ema_weights"]
+
+
 def test_train_then_evaluate_writes_results(tfrecords, tmp_path, capsys):
     train_dir = tmp_path / "run"
     train.main(_args(tfrecords, train_dir, "--max_number_of_steps", "4", "--moving_average_decay", "0.9"))

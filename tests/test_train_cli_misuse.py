@@ -166,6 +166,17 @@ def test_continuing_a_run_with_other_settings_is_refused(stage1, tfrecords, caps
     (["--max_number_of_steps", "2", "--num_classes", "3"], ["labels up to 3", "--num_classes 4"]),
     (["--max_number_of_steps", "2", "--image_size", "4"], ["--image_size 4 is too small for tiny_net"]),
     (["--max_number_of_steps", "2", "--checkpoint", "nowhere/run"], ["nowhere/run"]),
+    (["--max_number_of_steps", "2", "--optimizer", "adam", "--nesterov"], ["--nesterov", "adam"]),
+    (["--max_number_of_steps", "2", "--learning_rate_decay_type", "multistep"], ["--milestone_epochs"]),
+    (["--max_number_of_steps", "2", "--milestone_steps", "3"], ["multistep"]),
+    (["--max_number_of_steps", "2", "--milestone_steps", "3,2"], ["--milestone_steps", "increase"]),
+    (["--max_number_of_steps", "2", "--num_epochs_per_decay", "2", "--num_steps_per_decay", "3"],
+     ["--num_steps_per_decay", "not allowed with"]),
+    (["--max_number_of_steps", "2", "--learning_rate_multipliers", "Logits"], ["SCOPE=FACTOR"]),
+    (["--max_number_of_steps", "2", "--learning_rate_multipliers", "Mixed_9z=10"], ["Mixed_9z names no trained"]),
+    (["--max_number_of_steps", "2", "--trainable_scopes", "Logits", "--learning_rate_multipliers", "Mixed_5b=2"],
+     ["Mixed_5b names no trained"]),
+    (["--max_number_of_steps", "2", "--drop_path_rate", "0.5"], ["--drop_path_rate", "tiny_net"]),
 ])
 def test_train_misuse_exits_2_and_writes_nothing(tfrecords, tmp_path, capsys, extra, words):
     run_dir = tmp_path / "never"
