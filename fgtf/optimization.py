@@ -64,7 +64,7 @@ def make_optimizer(name, learning_rate, *, momentum=0.9, nesterov=False, rmsprop
     common = {"learning_rate_multipliers": learning_rate_multipliers,
               "weight_decay": 0.0 if mode == "slim" else weight_decay,
               "weight_decay_mode": None if mode == "slim" else mode, "moving_average_decay": moving_average_decay,
-              "global_clipnorm": clip_gradient_norm}
+              "clip_gradient_norm": clip_gradient_norm}
     epsilon = DEFAULT_EPSILON.get(name) if epsilon is None else epsilon
     if name in ("momentum", "sgd"):
         return Momentum(learning_rate, momentum=momentum if name == "momentum" else 0.0, nesterov=nesterov,
@@ -97,7 +97,7 @@ def cle_optimizer(model, learning_rate, steps_per_epoch, epochs=200, warmup_epoc
                                  epochs * steps_per_epoch, final_fraction=CLE_FINAL_FRACTION)
     return AdamW(schedule, learning_rate_multipliers={v.path: head_multiplier for v in model.head.trainable_variables},
                  weight_decay=weight_decay, weight_decay_mode="decoupled", beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 global_clipnorm=global_clipnorm)
+                 clip_gradient_norm=global_clipnorm)
 
 
 class GroupedOptimizer(keras.optimizers.Optimizer):
@@ -120,14 +120,19 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
       (1 + n) / (10 + n)), n the update's number (1, 2, ...), the average
       starting at the variable's value when the optimizer is built (call
       `reset_moving_averages` after loading start weights);
-    - `global_clipnorm` (Keras's own): the gradients clipped to that global
-      norm before the step, as PyTorch's `clip_grad_norm_` before `step()`.
+    - `clip_gradient_norm`: the gradients scaled by min(1, c / (norm + 1e-6))
+      before the step, norm their global L2 norm, as PyTorch's
+      `clip_grad_norm_` before `step()` (Keras's `global_clipnorm` leaves
+      the 1e-6 out).
     """
 
     def __init__(self, learning_rate, *, learning_rate_multipliers=None, weight_decay=0.0, weight_decay_mode=None,
-                 moving_average_decay=None, **kwargs):
+                 moving_average_decay=None, clip_gradient_norm=None, **kwargs):
         kwargs.pop("use_ema", None)  # Keras's EMA, replaced by TF1's (from a config)
         super().__init__(learning_rate, **kwargs)
+        if clip_gradient_norm is not None and not clip_gradient_norm > 0:
+            raise ValueError(f"clip_gradient_norm must be greater than 0, not {clip_gradient_norm}")
+        self.clip_gradient_norm = clip_gradient_norm
         if weight_decay_mode not in (None, "coupled", "decoupled"):
             raise ValueError(f"weight_decay_mode must be coupled, decoupled or None, not {weight_decay_mode!r}")
         if moving_average_decay is not None and not 0 <= moving_average_decay < 1:
@@ -158,6 +163,14 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
         self._factors = [self.learning_rate_multipliers.get(p, 1.0) for p in paths]
         self._decayed = [self._decays(v) for v in variables]
         self._create_slots(variables)
+
+    def apply(self, grads, trainable_variables=None):
+        if self.clip_gradient_norm is not None:
+            present = [g for g in grads if g is not None]
+            norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in present))
+            scale = ops.minimum(1.0, self.clip_gradient_norm / (norm + 1e-6))
+            grads = [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
+        return super().apply(grads, trainable_variables)
 
     def update_step(self, gradient, variable, learning_rate):
         index = variable_index(self, variable)
@@ -214,7 +227,8 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
         config = super().get_config()
         config.update({"learning_rate_multipliers": dict(self.learning_rate_multipliers),
                        "weight_decay": self.decay_rate, "weight_decay_mode": self.weight_decay_mode,
-                       "moving_average_decay": self.moving_average_decay})
+                       "moving_average_decay": self.moving_average_decay,
+                       "clip_gradient_norm": self.clip_gradient_norm})
         return config
 
 
@@ -288,6 +302,8 @@ class RMSProp(GroupedOptimizer):
 class Adam(GroupedOptimizer):
     """TF1's `AdamOptimizer` (Keras's Adam alike): w <- w - lr_t m / (sqrt(v) + epsilon)
     with lr_t = lr sqrt(1 - beta_2^t) / (1 - beta_1^t)."""
+    # TF1 keeps its beta powers in float32
+    _corrections_in = "float32"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1.0, name="adam", **kwargs):
         super().__init__(learning_rate, name=name, **kwargs)
@@ -300,10 +316,14 @@ class Adam(GroupedOptimizer):
         first, second = self._first_moments[index], self._second_moments[index]
         self.assign(first, self.beta_1 * first + (1.0 - self.beta_1) * gradient)
         self.assign(second, self.beta_2 * second + (1.0 - self.beta_2) * ops.square(gradient))
-        step = ops.cast(self.iterations + 1, variable.dtype)
-        first_correction = 1.0 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
-        second_correction = 1.0 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
-        self.assign_sub(variable, self._step_size(learning_rate, first, second, first_correction, second_correction))
+        corrections = self._bias_corrections(variable.dtype)
+        self.assign_sub(variable, self._step_size(learning_rate, first, second, *corrections))
+
+    def _bias_corrections(self, dtype):
+        """(1 - beta_1^t, 1 - beta_2^t) at update t, computed in `_corrections_in`."""
+        step = ops.cast(self.iterations + 1, self._corrections_in)
+        return tuple(ops.cast(1.0 - ops.power(ops.convert_to_tensor(beta, self._corrections_in), step), dtype)
+                     for beta in (self.beta_1, self.beta_2))
 
     def _step_size(self, learning_rate, first, second, first_correction, second_correction):
         return learning_rate * ops.sqrt(second_correction) / first_correction * first / (ops.sqrt(second)
@@ -318,6 +338,8 @@ class AdamW(Adam):
     """PyTorch's `AdamW`: Adam with epsilon added to the bias-corrected root
     mean square, w <- w - lr / (1 - beta_1^t) m / (sqrt(v) / sqrt(1 - beta_2^t) + epsilon),
     and decoupled weight decay by default."""
+    # PyTorch computes 1 - beta^t in float64 (0.999 in float32 is off by 1e-8, 1 - 0.999 so by 1e-5)
+    _corrections_in = "float64"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.01,
                  weight_decay_mode="decoupled", name="adamw", **kwargs):

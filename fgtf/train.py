@@ -368,8 +368,7 @@ def train(settings):
         _remove_leftovers(checkpoint_dir)
         with strategy.scope():
             model = runs.build_network(config)
-            _prepare_trainable(model, settings)
-            optimizer = _optimizer(settings, model, num_examples, total_steps)
+            optimizer = prepare_optimization(model, settings, num_examples, total_steps)
             _compile(model, optimizer, config, settings)
             optimizer.build(model.trainable_variables)
             symbolic_build(model, _batch_spec(config))
@@ -666,9 +665,18 @@ def _run_config(settings, num_classes, num_examples, total_steps):
                      preprocessing=settings.preprocessing)
 
 
+def prepare_optimization(model, settings, num_examples, total_steps):
+    """Apply a run's optimisation settings (a `TrainConfig`) to `model`:
+    freeze what lies outside --trainable_scopes, add slim's weight decay, set
+    the batch-norm decay; return the run's optimizer (built by
+    `fgtf.optimization.make_optimizer`, not yet built on variables) for
+    `num_examples` training images per epoch and a run of `total_steps`.
+    Raises UserError for scopes that name nothing."""
+    _prepare_trainable(model, settings)
+    return _optimizer(settings, model, num_examples, total_steps)
+
+
 def _optimizer(settings, model, num_examples, total_steps):
-    """The run's optimizer (`fgtf.optimization.make_optimizer`) for `model`,
-    whose trainable weights are settled (`_prepare_trainable`)."""
     from fgtf.models.layers import variables_in_scopes
     from fgtf.optimization import decay_steps_for, learning_rate_schedule, make_optimizer, steps_per_epoch
 
