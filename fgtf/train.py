@@ -391,7 +391,7 @@ def train(settings):
         # examples its steps consumed, which keeps checkpoints small (no shuffle
         # buffers) and the data position exact.
         dataset = strategy.distribute_datasets_from_function(
-            lambda ctx: _train_dataset(settings, shard_dir, ctx, step))
+            lambda ctx: _labels_per_output(_train_dataset(settings, shard_dir, ctx, step), config))
         iterator = iter(dataset)
         try:
             logs = _loop(model, optimizer, iterator, manager, settings, total_steps, config if chief else None,
@@ -762,7 +762,16 @@ def _batch_spec(config):
     head = _head(config.head)
     if head and head.views > 1:
         images = (images,) * head.views
-    return images, tf.TensorSpec((None,), tf.int32)
+    labels = tf.TensorSpec((None,), tf.int32)
+    return images, (labels, labels) if config.aux_logits else labels
+
+
+def _labels_per_output(dataset, config):
+    """The batches with one label tensor per output the loss compiles
+    (Keras gives each output its own): the labels twice with aux logits."""
+    if not config.aux_logits:
+        return dataset
+    return dataset.map(lambda images, labels: (images, (labels, labels)))
 
 
 def _train_dataset(settings, shard_dir, input_context, start_step):

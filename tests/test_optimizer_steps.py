@@ -64,8 +64,9 @@ def _prepared(model, flags, start, total_steps, loss_weights=None):
 
 
 def _steps(model, reference, count):
-    return np.array([float(np.ravel(model.train_on_batch(reference["images"], reference["labels"]))[0])
-                     for _ in range(count)])
+    """The loss of `count` steps on the reference batch (the labels for each output, as fgtf.train gives them)."""
+    labels = reference["labels"] if len(model.outputs) == 1 else (reference["labels"],) * len(model.outputs)
+    return np.array([float(np.ravel(model.train_on_batch(reference["images"], labels))[0]) for _ in range(count)])
 
 
 def _assert_weights(model, reference, case, names=None):
@@ -101,3 +102,53 @@ def test_steps_equal_pytorch(torch_steps, case):
 
 def test_cle_steps_were_clipped(torch_steps):
     assert (torch_steps["cle/gradient_norm"] > 0.1).all()
+
+
+TF1_RECIPES = {
+    # train.sh's first stage: the classifier only (train.py's substring scopes: Logits also names AuxLogits),
+    # the frozen layers' batch norm in training mode, momentum, stepwise exponential decay, slim's L2
+    "last_layer_momentum": ["--optimizer", "momentum", "--momentum", "0.9", "--learning_rate", "0.1",
+                            "--trainable_scopes", "Logits"],
+    # the whole network with the slim trainer's RMSProp
+    "all_rmsprop": ["--optimizer", "rmsprop", "--rmsprop_decay", "0.9", "--rmsprop_momentum", "0.9",
+                    "--opt_epsilon", "1.0", "--learning_rate", "0.01"],
+}
+# as make_tf1_steps.py: decay x 0.5 every 2 steps, L2 0.01, the weight EMA at 0.99
+TF1_COMMON = ["--learning_rate_decay_type", "exponential", "--num_steps_per_decay", "2",
+              "--learning_rate_decay_factor", "0.5", "--weight_decay", "0.01", "--moving_average_decay", "0.99"]
+
+
+def _slim_mirror():
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="Conv2d_1a_3x3")(inputs)
+    x = keras.layers.BatchNormalization(epsilon=1e-3, momentum=0.9, name="Conv2d_1a_3x3.BatchNorm")(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    outputs = [keras.layers.Dense(3, name=scope)(x) for scope in ("Logits", "AuxLogits")]
+    return keras.Model(inputs, outputs, name="TinyNet")
+
+
+@pytest.fixture(scope="module")
+def tf1_steps():
+    return np.load(reference_dir() / "optimizer_steps" / "tf1_steps.npz")
+
+
+@pytest.mark.parametrize("case", sorted(TF1_RECIPES))
+def test_steps_equal_tf_slim(tf1_steps, case):
+    model = _slim_mirror()
+    start = _values(tf1_steps, "start/")
+    optimizer = _prepared(model, TF1_RECIPES[case] + TF1_COMMON, start, 6, loss_weights=[1.0, 0.4])
+    trained = {v.path for v in model.trainable_variables}
+    assert trained == ({"Logits/kernel", "Logits/bias", "AuxLogits/kernel", "AuxLogits/bias"}
+                       if case == "last_layer_momentum" else {v.path for v in model.weights if "moving" not in v.path})
+    losses = _steps(model, tf1_steps, len(tf1_steps[f"{case}/loss"]))
+    # slim's total loss also holds the L2 of the frozen kernels: a constant
+    frozen = sum(0.01 / 2 * np.sum(start[v.path].astype(np.float64) ** 2) for v in model.weights
+                 if v.path.endswith("kernel") and v.path not in trained)
+    np.testing.assert_allclose(losses + frozen, tf1_steps[f"{case}/loss"], rtol=RTOL, err_msg=f"{case}: loss")
+    _assert_weights(model, tf1_steps, case)
+    for variable, average in optimizer.moving_averages():
+        np.testing.assert_allclose(np.asarray(average), tf1_steps[f"{case}/ema/{variable.path}"], rtol=RTOL,
+                                   atol=ATOL, err_msg=f"{case}: moving average of {variable.path}")
+    # the frozen batch norm ran on batch statistics: its moving mean moved as slim's did
+    assert not np.allclose(tf1_steps[f"{case}/Conv2d_1a_3x3.BatchNorm/moving_mean"],
+                           start["Conv2d_1a_3x3.BatchNorm/moving_mean"])

@@ -83,6 +83,19 @@ def test_torch_style_recipe_trains_and_resumes_where_it_stopped(tfrecords, tmp_p
     assert averaged["ema_weights"]
 
 
+def test_aux_logits_train_on_both_outputs_and_evaluate(tfrecords, tmp_path, capsys):
+    """From 299 px an Inception-style network trains its aux classifier too
+    (slim's 0.4 x its cross-entropy): each output gets the labels."""
+    train.main(_args(tfrecords, tmp_path / "aux", "--model_name", "tiny_aux_net", "--train_image_size", "299",
+                     "--max_number_of_steps", "2", "--trainable_scopes", "Logits"))
+    out = capsys.readouterr().out
+    assert "step 2/2" in out and "AuxLogits.Logits_loss" in out
+    assert runs.load_run_config(str(tmp_path / "aux")).aux_logits
+    results = evaluate.evaluate_checkpoint(str(tmp_path / "aux"), tfrecords, batch_size=8,
+                                           eval_dir=str(tmp_path / "eval"))
+    assert results["num_images"] == 16
+
+
 def test_train_then_evaluate_writes_results(tfrecords, tmp_path, capsys):
     train_dir = tmp_path / "run"
     train.main(_args(tfrecords, train_dir, "--max_number_of_steps", "4", "--moving_average_decay", "0.9"))

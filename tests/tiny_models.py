@@ -43,8 +43,28 @@ def TinyNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
     return finish_model(inputs, predictions(logits, classifier_activation), name, weights)
 
 
+def TinyAuxNet(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=10,
+               classifier_activation="softmax", aux_logits=False, name="TinyAuxNet"):
+    """TinyNet with an Inception-style auxiliary classifier (`AuxLogits.Logits`
+    on the first conv's spatial mean) when `aux_logits`; the registry gives it
+    from 299 px up, as the Inceptions'."""
+    inputs = model_input(input_shape, input_tensor, default_size=32, min_size=8)
+    early = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="Conv2d_1a_3x3")(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="Mixed_5b")(early)
+    if not include_top:
+        return finish_model(inputs, global_pool(x, pooling), name, weights, exclude_scopes=("Logits", "AuxLogits"))
+    x = keras.layers.GlobalAveragePooling2D(name="Logits.AvgPool")(x)
+    outputs = predictions(keras.layers.Dense(classes, name="Logits.Logits")(x), classifier_activation)
+    if not aux_logits:
+        return finish_model(inputs, outputs, name, weights, exclude_scopes=("AuxLogits",))
+    aux = keras.layers.Dense(classes, name="AuxLogits.Logits")(keras.layers.GlobalAveragePooling2D()(early))
+    return finish_model(inputs, [outputs, predictions(aux, classifier_activation, name="AuxLogits.Predictions")],
+                        name, weights)
+
+
 def register():
     register_model("tiny_net", TinyNet, feature_endpoint="Mixed_5b", default_size=32)
+    register_model("tiny_aux_net", TinyAuxNet, feature_endpoint="Mixed_5b", aux_logits=True, default_size=32)
 
 
 def split_cpu(count):
