@@ -167,14 +167,14 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
     def apply(self, grads, trainable_variables=None):
         if self.clip_gradient_norm is not None:
             present = [g for g in grads if g is not None]
-            norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in present))
+            norm = ops.sqrt(sum(ops.sum(ops.square(_dense(g, "float32"))) for g in present))
             scale = ops.minimum(1.0, self.clip_gradient_norm / (norm + 1e-6))
             grads = [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
         return super().apply(grads, trainable_variables)
 
     def update_step(self, gradient, variable, learning_rate):
         index = variable_index(self, variable)
-        gradient = ops.cast(gradient, variable.dtype)
+        gradient = _dense(gradient, variable.dtype)
         learning_rate = ops.cast(self._group_rate(index, learning_rate), variable.dtype)
         if self._decayed[index]:
             decay = ops.cast(self.decay_rate, variable.dtype)
@@ -230,6 +230,13 @@ class GroupedOptimizer(keras.optimizers.Optimizer):
                        "moving_average_decay": self.moving_average_decay,
                        "clip_gradient_norm": self.clip_gradient_norm})
         return config
+
+
+def _dense(gradient, dtype):
+    """`gradient` as a dense tensor of `dtype`: a gathered table (Swin's
+    relative position bias) has TF IndexedSlices for a gradient, which
+    Python's operators do not take and Keras's ops densify."""
+    return ops.add(ops.cast(gradient, dtype), ops.zeros((), dtype))
 
 
 def _value_of(variable):

@@ -260,7 +260,7 @@ def build_parser():
     g.add_argument("--learning_rate_multipliers", type=scope_factors, metavar="SCOPE=FACTOR,...",
                    help="parameter groups: the weights under each scope train at FACTOR x the learning rate, weight "
                         "decay included (e.g. Logits=10 for the slim networks, fc=10 for torchvision's ResNets, "
-                        "head=5 for CLE)")
+                        "head=5 for CLE) (default: none, one rate for every weight)")
     g.add_argument("--learning_rate_decay_type", choices=DECAY_TYPES,
                    help="learning-rate schedule: exponential (x factor every --num_epochs_per_decay, stepwise: "
                         "TF1's staircase, PyTorch's StepLR), polynomial (linear to --end_learning_rate), fixed, "
@@ -273,8 +273,8 @@ def build_parser():
     per_decay.add_argument("--num_steps_per_decay", type=positive_int, help="or steps between them")
     milestones = g.add_mutually_exclusive_group()
     milestones.add_argument("--milestone_epochs", type=epochs_list, metavar="E1,E2,...",
-                            help="epochs at which multistep decays")
-    milestones.add_argument("--milestone_steps", type=steps_list, metavar="S1,S2,...", help="or steps")
+                            help="epochs at which multistep decays (default: none)")
+    milestones.add_argument("--milestone_steps", type=steps_list, metavar="S1,S2,...", help="or steps (default: none)")
     g.add_argument("--end_learning_rate", type=non_negative_float,
                    help="end of the polynomial (default 0.0001), cosine (0) and warmup_linear (1 %% of the rate) "
                         "schedules; floor of the exponential when given (TF1 has none)")
@@ -646,8 +646,10 @@ def _check_same_run(run_dir, config):
 def _check_drop_path(settings):
     from fgtf.models import get_builder
 
-    if settings.drop_path_rate and "drop_path_rate" not in inspect.signature(get_builder(settings.model_name)).parameters:
-        raise UserError(f"--drop_path_rate is for backbones with stochastic depth (Swin); {settings.model_name} has none")
+    builder = get_builder(settings.model_name)
+    if settings.drop_path_rate and "drop_path_rate" not in inspect.signature(builder).parameters:
+        raise UserError(f"--drop_path_rate is for backbones with stochastic depth (Swin); {settings.model_name} "
+                        f"has none")
 
 
 def _run_config(settings, num_classes, num_examples, total_steps):
@@ -658,7 +660,7 @@ def _run_config(settings, num_classes, num_examples, total_steps):
     aux_logits = has_aux_logits(settings.model_name, settings.train_image_size) and settings.aux_loss_weight > 0
     return RunConfig(model_name=settings.model_name, num_classes=num_classes, image_size=settings.train_image_size,
                      head=settings.head, head_options=head_options(settings),
-                     aux_logits=aux_logits and settings.head == NO_HEAD, drop_path_rate=settings.drop_path_rate,
+                     aux_logits=aux_logits and settings.head == NO_HEAD, drop_path_rate=settings.drop_path_rate or None,
                      dataset_name=settings.dataset_name,
                      num_train_examples=num_examples, total_steps=total_steps, batch_size=settings.batch_size,
                      label_smoothing=settings.label_smoothing, optimizer=settings.optimizer,

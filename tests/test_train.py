@@ -96,6 +96,17 @@ def test_aux_logits_train_on_both_outputs_and_evaluate(tfrecords, tmp_path, caps
     assert results["num_images"] == 16
 
 
+def test_drop_path_rate_reaches_the_swin_blocks(tfrecords, tmp_path):
+    """CLE-ViT's drop path, linear over the blocks up to --drop_path_rate,
+    recorded in the run (which evaluate rebuilds)."""
+    train.main(_args(tfrecords, tmp_path / "swin", "--model_name", "tiny_swin", "--optimizer", "adamw",
+                     "--learning_rate", "1e-3", "--drop_path_rate", "0.3", "--max_number_of_steps", "1"))
+    config = runs.load_run_config(str(tmp_path / "swin"))
+    assert config.drop_path_rate == 0.3
+    rates = [layer.drop_path_rate for layer in runs.build_network(config).layers if "blocks" in layer.name]
+    np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.3])
+
+
 def test_train_then_evaluate_writes_results(tfrecords, tmp_path, capsys):
     train_dir = tmp_path / "run"
     train.main(_args(tfrecords, train_dir, "--max_number_of_steps", "4", "--moving_average_decay", "0.9"))

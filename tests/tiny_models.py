@@ -62,8 +62,20 @@ def TinyAuxNet(include_top=True, weights=None, input_tensor=None, input_shape=No
                         name, weights)
 
 
+def TinySwin(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=10,
+             classifier_activation="softmax", drop_path_rate=0.0, name="tiny_swin"):
+    """A two-stage Swin of width 8 on 32 px inputs (4-token windows)."""
+    from fgtf.models.swin import SwinTransformer
+
+    return SwinTransformer(embed_dim=8, depths=(2, 2), num_heads=(2, 4), window_size=4, drop_path_rate=drop_path_rate,
+                           include_top=include_top, weights=weights, input_tensor=input_tensor,
+                           input_shape=input_shape or (32, 32, 3), pooling=pooling, classes=classes,
+                           classifier_activation=classifier_activation, name=name)
+
+
 def register():
     register_model("tiny_net", TinyNet, feature_endpoint="Mixed_5b", default_size=32)
+    register_model("tiny_swin", TinySwin, feature_endpoint="norm", min_size=32, default_size=32)
     register_model("tiny_aux_net", TinyAuxNet, feature_endpoint="Mixed_5b", aux_logits=True, default_size=32)
 
 

@@ -5,6 +5,7 @@ loads a run rebuilds it the same way (`fgtf.models.weights.load_run_network`).
 A `NetworkSpec` says which network; a run folder's `fgtf.runs.RunConfig` is one.
 """
 import dataclasses
+from typing import Optional
 
 import keras
 
@@ -25,7 +26,7 @@ class NetworkSpec:
     head_options: the head builder's keyword arguments.
     aux_logits: with the slim classifier, also the Inception aux logits.
     drop_path_rate: the stochastic depth of a backbone that has it (Swin's
-        `drop_path_rate`; the rest of fgtf's networks have none).
+        `drop_path_rate`; the rest of fgtf's networks have none); None: none.
     """
     model_name: str
     num_classes: int
@@ -33,7 +34,7 @@ class NetworkSpec:
     head: str = NO_HEAD
     head_options: dict = dataclasses.field(default_factory=dict)
     aux_logits: bool = False
-    drop_path_rate: float = 0.0
+    drop_path_rate: Optional[float] = None
 
 
 def build_network(spec):
