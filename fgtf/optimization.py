@@ -2,8 +2,8 @@
 them: the TF-Slim trainer (`train_image_classifier.py` on TF1) for the CVPR
 2018 study, PyTorch for the seeds (SEF, SAM, SimTrans: SGD; CLE-ViT: AdamW).
 
-    optimizer = make_optimizer("momentum", LearningRateDecay(0.001, "multistep", milestones=(6000, 12000)),
-                               nesterov=True, weight_decay=1e-4, weight_decay_mode="coupled",
+    schedule = learning_rate_schedule(0.001, "multistep", decay_factor=0.1, milestones=(6000, 12000))
+    optimizer = make_optimizer("momentum", schedule, nesterov=True, weight_decay=1e-4, weight_decay_mode="coupled",
                                learning_rate_multipliers={"fc/kernel": 10.0, "fc/bias": 10.0})
 
 Every optimizer here is a `GroupedOptimizer`: a Keras optimizer whose
