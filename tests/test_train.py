@@ -62,6 +62,7 @@ def test_trainable_scopes_freeze_exactly_the_rest(tfrecords, tmp_path):
                        "Mixed_5b/bias": False, "Logits.Logits/kernel": True, "Logits.Logits/bias": True}
 
 
+@pytest.mark.slow
 def test_torch_style_recipe_trains_and_resumes_where_it_stopped(tfrecords, tmp_path, capsys):
     """SGD with Nesterov momentum, the classifier at 10x, PyTorch's coupled
     decay, a multistep drop, clipping and the weight EMA: a run stopped after
@@ -96,6 +97,7 @@ def test_aux_logits_train_on_both_outputs_and_evaluate(tfrecords, tmp_path, caps
     assert results["num_images"] == 16
 
 
+@pytest.mark.slow
 def test_drop_path_rate_reaches_the_swin_blocks(tfrecords, tmp_path):
     """CLE-ViT's drop path, linear over the blocks up to --drop_path_rate,
     recorded in the run (which evaluate rebuilds)."""
