@@ -122,6 +122,20 @@ def test_exclude_scopes_into_another_class_count(tfrecords, tmp_path, capsys):
     assert "its labels cover 4 of the network's 6 classes" in capsys.readouterr().out
 
 
+def test_exclude_scopes_match_by_substring_as_the_cvpr18_trainer(tfrecords, tmp_path, capsys):
+    """train.sh's CHECKPOINT_EXCLUDE_SCOPES=Logits leaves out AuxLogits too
+    (train.py: `exclusion in var.op.name`); --scope_matching prefix does not."""
+    six = tmp_path / "six_classes"
+    aux = ["--model", "tiny_aux_net", "--image_size", "299", "--max_number_of_steps", "1"]
+    train.main(_args(tfrecords, six, *aux, "--num_classes", "6"))
+    _refused(capsys, train.main, _args(tfrecords, tmp_path / "prefix", *aux, "--checkpoint", str(six),
+                                       "--checkpoint_exclude_scopes", "Logits", "--scope_matching", "prefix"),
+             "AuxLogits.Logits")
+    four = tmp_path / "four_classes"
+    train.main(_args(tfrecords, four, *aux, "--checkpoint", str(six), "--checkpoint_exclude_scopes", "Logits"))
+    assert _weights(four)["AuxLogits.Logits/kernel"].shape == (8, 4)
+
+
 def test_a_head_starts_from_a_plain_run_backbone(tfrecords, tmp_path):
     """As from an ImageNet checkpoint: the plain run's backbone is loaded, the head's own layers are new."""
     plain = tmp_path / "plain"
