@@ -179,4 +179,5 @@ def test_every_pipeline_inside_tf_data_gives_its_own_eager_output():
             encoded = tf.io.read_file(path)
             np.testing.assert_allclose(train[k], pipeline(encoded, side, True, tf.constant(seeds_[k], tf.int64)),
                                        atol=1e-4, err_msg=f"{name} train {path}")
-            np.testing.assert_allclose(test[k], pipeline(encoded, side, False), atol=1e-4, err_msg=f"{name} test {path}")
+            np.testing.assert_allclose(test[k], pipeline(encoded, side, False), atol=1e-4,
+                                       err_msg=f"{name} test {path}")
