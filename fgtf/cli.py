@@ -34,6 +34,7 @@ COMMANDS = {
     "select_source": ("fgtf.transfer.select_source", "choose the source classes most similar to a target"),
     "rank": ("fgtf.transfer.rank", "rank backbones or sources for a target by transferability scores"),
     "visualize_attention": ("fgtf.visualize_attention", "overlay attention and class activation maps on images"),
+    "recipes": ("fgtf.recipes", "list the published experiments' recipes, or show one resolved"),
     "simtrans": ("fgtf.simtrans", "SimTrans weak-shot learning: pretrain, simnet, weights, train, eval"),
     "export": ("fgtf.export", "export a model: SavedModel (TF-Hub), LiteRT, ONNX or .keras"),
 }

@@ -133,6 +133,11 @@ def main(argv=None):
 
 @cli_main
 def _main(argv=None):
+    from fgtf.recipes import recipe_requested, run_recipe
+
+    if recipe_requested(argv):
+        run_recipe("train", argv)
+        return
     train(TrainConfig.from_flags(build_parser().parse_args(argv)))
 
 
@@ -196,6 +201,10 @@ def build_parser():
 
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
                                 formatter_class=DocHelpFormatter)
+    p.add_argument("--recipe", metavar="NAME_OR_PATH", default=argparse.SUPPRESS,
+                   help="run a published experiment's recipe (fgtf recipes lists them): its settings are the defaults "
+                        "of these flags, flags given override them; a recipe of stages runs each into "
+                        "<run_dir>/<stage>, skipping a stage that finished with the same settings")
     g = p.add_argument_group("data and model")
     g.add_argument("--dataset", "--dataset_name", dest="dataset_name", metavar="NAME",
                    help="dataset registry name, for its class count and CLE's loss weights (default: folder, "

@@ -75,15 +75,38 @@ from tfrecord_tools.cli import (HelpFormatter, cli_main, non_negative_float, non
 
 @cli_main
 def main(argv=None):
+    from fgtf.recipes import recipe_requested, run_recipe
+
+    if recipe_requested(argv):
+        run_recipe("simtrans", argv)
+        return
+    options = vars(build_parser().parse_args(argv))
+    step = options.pop("step")
+    STEP_FUNCTIONS[step](**options)
+
+
+def build_parser():
+    """The parser of `python -m fgtf.simtrans STEP ...`."""
     parser = argparse.ArgumentParser(prog="python -m fgtf.simtrans", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", metavar="NAME_OR_PATH", default=argparse.SUPPRESS,
+                        help="run every step of a published experiment's recipe in order (fgtf recipes lists "
+                             "them; a step that finished with the same settings is skipped): fgtf simtrans --recipe "
+                             "simtrans_cub --dataset_dir DIR --run_dir DIR --checkpoint FILE [flags]; each step takes "
+                             "the flags it has from the command line over the recipe's")
     steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for step in STEPS:
         _STEP_ARGUMENTS[step](steps.add_parser(step, help=_STEP_HELP[step], description=_STEP_HELP[step],
                                                formatter_class=HelpFormatter))
-    options = vars(parser.parse_args(argv))
-    step = options.pop("step")
-    _STEP_FUNCTIONS[step](**options)
+    return parser
+
+
+def step_parser(step):
+    """The parser of one step's flags (as `python -m fgtf.simtrans STEP` parses them)."""
+    parser = argparse.ArgumentParser(prog=f"python -m fgtf.simtrans {step}", description=_STEP_HELP[step],
+                                     formatter_class=HelpFormatter)
+    _STEP_ARGUMENTS[step](parser)
+    return parser
 
 
 _STEP_HELP = {
@@ -214,7 +237,7 @@ def _eval_arguments(parser):
 
 _STEP_ARGUMENTS = {"pretrain": _pretrain_arguments, "simnet": _simnet_arguments, "weights": _weights_arguments,
                    "train": _train_arguments, "eval": _eval_arguments}
-_STEP_FUNCTIONS = {"pretrain": pretrain, "simnet": train_simnet, "weights": compute_weights,
+STEP_FUNCTIONS = {"pretrain": pretrain, "simnet": train_simnet, "weights": compute_weights,
                    "train": train_classifier, "eval": evaluate}
 
 
