@@ -30,7 +30,8 @@ A recipe file (names and values checked against the command's own parser):
     gpu_hours = 4.0               a rough figure from the paper's settings
     differs = ["...", ...]        what still differs from the original, with the original's value
     notes = ["...", ...]          choices the original leaves open, and which one the recipe takes
-    [paper]                       title, venue, year, table (the table and row it reproduces)
+    [paper]                       name (the method's, or the authors'), title, venue, year, table (the
+                                  table and row it reproduces)
     [settings]                    the command's flags (names without --) and values, for every stage:
                                   strings, numbers, true / false for a switch, lists for comma lists
     [[stage]]                     optional, in order: name, from (an earlier stage), step (simtrans's
@@ -60,7 +61,7 @@ _TOP_KEYS = {"command": str, "dataset": str, "reported_top1": (int, float), "rep
              "original_command": str, "gpu_hours": (int, float), "differs": list, "notes": list, "paper": dict,
              "settings": dict, "stage": list}
 _REQUIRED = ("command", "dataset", "original_command", "differs", "paper")
-_PAPER_KEYS = ("title", "venue", "year", "table")
+_PAPER_KEYS = ("name", "title", "venue", "year", "table")
 _STAGE_KEYS = {"name": str, "from": str, "step": str, "settings": dict}
 
 
@@ -150,7 +151,7 @@ def recipe_table(recipes):
     rows = [("recipe", "paper", "dataset", "top-1", "stages", "differs")]
     for recipe in recipes:
         paper = recipe.paper
-        rows.append((recipe.name, f"{short_title(paper['title'])} ({paper['venue']} {paper['year']})",
+        rows.append((recipe.name, f"{paper['name']} ({paper['venue']} {paper['year']})",
                      recipe.dataset, _top1(recipe), str(len(recipe.stages)), str(len(recipe.differs))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
@@ -158,12 +159,6 @@ def recipe_table(recipes):
     lines.append("top-1: as the paper reports it (-: not in the files at hand); differs: settings fgtf does not "
                  "yet run as the original did. `fgtf recipes NAME` shows one in full.")
     return "\n".join(lines)
-
-
-def short_title(title, words=6):
-    """The first words of a paper's title."""
-    parts = title.split()
-    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
 
 
 def describe(recipe):
@@ -507,7 +502,7 @@ def _sha256(path):
 
 
 def _top1(recipe):
-    return "-" if recipe.reported_top1 is None else f"{recipe.reported_top1:g}"
+    return "-" if recipe.reported_top1 is None else f"{recipe.reported_top1:.1f}"
 
 
 def _recipe_of(data, path):
