@@ -298,7 +298,7 @@ def test_the_simtrans_recipe_runs_its_steps(tiny, tmp_path, capsys):
 
     data = tmp_path / "noisy"
     generate(str(data), classes=4, train_per_class=6, val_per_class=2, image_size=40, label_noise=0.4,
-             novel_classes=2, workers=1)
+             novel_classes=2, num_workers=1)
     run = tmp_path / "run"
     argv = ["--recipe", name, "--dataset_dir", str(data), "--run_dir", str(run), "--checkpoint", tiny["start"],
             "--dataset", "synthetic", "--novel_classes", "2,3", "--model", "tiny_net", "--image_size", "32",
