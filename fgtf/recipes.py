@@ -51,8 +51,10 @@ from tfrecord_tools.cli import UserError, cli_main
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
 RECIPE_RECORD = "recipe.json"
-# Where a run's data and folder are: the user's to give, never a recipe's.
-LOCATION_FLAGS = ("--dataset_dir", "--run_dir", "--recipe")
+# Where a run's data, folder and start weights are (with their aliases): the
+# user's to give, never a recipe's (a recipe describes its start weights in
+# its `checkpoint` entry).
+LOCATION_FLAGS = ("--dataset_dir", "--run_dir", "--checkpoint", "--recipe")
 # Flags naming the same setting in two units: given one on the command line,
 # the recipe's other one is dropped (e.g. --max_number_of_steps 3 on a recipe
 # of --epochs 50). Pairs an argparse mutually exclusive group makes are found there.
@@ -348,16 +350,17 @@ def _apply(parser, recipe, stage, given):
     checked as the flag's own type and choices would; settings whose
     alternative the command line gives (`given`: destinations) are left out."""
     by_option = {option: action for action in parser._actions for option in action.option_strings}
+    locations = {by_option[option].dest for option in LOCATION_FLAGS if option in by_option}
     dropped = {partner for dest in given for partner in _partners(parser, dest)}
     defaults = {}
     for key, value in stage.settings.items():
         where = f"recipe {recipe.name} ({recipe.path}){f', stage {stage.name}' if recipe.staged else ''}"
         option = f"--{key}"
-        if option in LOCATION_FLAGS or option == "--checkpoint":
-            raise RecipeError(f"{where} sets {option}, which is the user's to give on the command line")
         action = by_option.get(option)
         if action is None:
             raise RecipeError(f"{where} sets {option}, which {_command_name(recipe, stage)} does not take")
+        if action.dest in locations:
+            raise RecipeError(f"{where} sets {option}, which is the user's to give on the command line")
         if action.dest not in dropped:
             defaults[action.dest] = _converted(action, value, f"{where}: {option}")
     parser.set_defaults(**defaults)

@@ -161,6 +161,7 @@ def write_recipe(path, settings, extra=""):
     ({"learning_rate": "fast"}, "", "--learning_rate 'fast' is not valid"),
     ({"nesterov": 1}, "", "--nesterov is a switch: give true or false"),
     ({"dataset_dir": "data"}, "", "sets --dataset_dir, which is the user's to give"),
+    ({"train_dir": "runs/x"}, "", "sets --train_dir, which is the user's to give"),
     ({}, "colour = 3\n", "unknown key 'colour'"),
 ])
 def test_a_bad_recipe_is_one_sentence_and_exit_2(tmp_path, capsys, settings, extra, message):
