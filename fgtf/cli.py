@@ -27,6 +27,7 @@ COMMANDS = {
     "merge": ("tfrecord_tools.merge", "merge conversion outputs written by shard range on several machines"),
     "checkpoints": ("fgtf.checkpoints", "convert a TF-Slim checkpoint or run to a Keras .weights.h5"),
     "train": ("fgtf.train", "train a backbone (optionally with an FGVC head) under tf.distribute"),
+    "recipes": ("fgtf.recipes", "list the published experiments' recipes, or show one resolved"),
     "evaluate": ("fgtf.evaluate", "evaluate a run's checkpoints: top-1/top-5, per-class, confusion"),
     "extract_features": ("fgtf.extract_features", "extract a network's pooled features of a dataset's images"),
     "linear": ("fgtf.transfer.linear", "linear probe (logistic regression) and kNN on extracted features"),
@@ -34,7 +35,6 @@ COMMANDS = {
     "select_source": ("fgtf.transfer.select_source", "choose the source classes most similar to a target"),
     "rank": ("fgtf.transfer.rank", "rank backbones or sources for a target by transferability scores"),
     "visualize_attention": ("fgtf.visualize_attention", "overlay attention and class activation maps on images"),
-    "recipes": ("fgtf.recipes", "list the published experiments' recipes, or show one resolved"),
     "simtrans": ("fgtf.simtrans", "SimTrans weak-shot learning: pretrain, simnet, weights, train, eval"),
     "export": ("fgtf.export", "export a model: SavedModel (TF-Hub), LiteRT, ONNX or .keras"),
 }

@@ -12,8 +12,8 @@ import pytest
 from fgtf import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULE_COMMANDS = ["demo", "synthetic", "convert", "inspect", "verify", "merge", "checkpoints", "train", "evaluate",
-                   "extract_features", "linear", "domain_similarity", "select_source", "rank", "visualize_attention",
+MODULE_COMMANDS = ["demo", "synthetic", "convert", "inspect", "verify", "merge", "checkpoints", "train", "recipes",
+                   "evaluate", "extract_features", "linear", "domain_similarity", "select_source", "rank", "visualize_attention",
                    "simtrans", "export"]
 
 
