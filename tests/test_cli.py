@@ -13,8 +13,8 @@ from fgtf import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_COMMANDS = ["demo", "synthetic", "convert", "inspect", "verify", "merge", "checkpoints", "train", "recipes",
-                   "evaluate", "extract_features", "linear", "domain_similarity", "select_source", "rank", "visualize_attention",
-                   "simtrans", "export"]
+                   "evaluate", "extract_features", "linear", "domain_similarity", "select_source", "rank",
+                   "visualize_attention", "simtrans", "export"]
 
 
 def test_commands_are_the_module_names():
