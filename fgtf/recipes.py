@@ -118,9 +118,11 @@ def _main(argv=None):
                                      formatter_class=DocHelpFormatter)
     parser.add_argument("recipe", nargs="?", metavar="NAME_OR_PATH",
                         help="show this recipe resolved (default: list every recipe of recipes/)")
+    parser.add_argument("--differs", action="store_true",
+                        help="in the list, each recipe's differences from its original under its row")
     args = parser.parse_args(argv)
     if args.recipe is None:
-        print(recipe_table([load_recipe(name) for name in list_recipes()]))
+        print(recipe_table([load_recipe(name) for name in list_recipes()], differs=args.differs))
     else:
         print(describe(load_recipe(args.recipe)))
 
@@ -148,18 +150,23 @@ def load_recipe(name_or_path):
     return _recipe_of(data, path)
 
 
-def recipe_table(recipes):
-    """The text of `fgtf recipes`: one row per recipe."""
+def recipe_table(recipes, differs=False):
+    """The text of `fgtf recipes`: one row per recipe (with `differs`, its
+    differences from the original under it)."""
     rows = [("recipe", "paper", "dataset", "top-1", "stages", "differs")]
     for recipe in recipes:
         paper = recipe.paper
         rows.append((recipe.name, f"{paper['name']} ({paper['venue']} {paper['year']})",
                      recipe.dataset, _top1(recipe), str(len(recipe.stages)), str(len(recipe.differs))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if differs and index:
+            lines += [f"    - {item}" for item in recipes[index - 1].differs]
     lines.append("")
-    lines.append("top-1: as the paper reports it (-: not in the files at hand); differs: settings fgtf does not "
-                 "yet run as the original did. `fgtf recipes NAME` shows one in full.")
+    lines.append("top-1: as the paper reports it (-: not in the files at hand); differs: what fgtf does not yet "
+                 "run as the original did (--differs lists them). `fgtf recipes NAME` shows one in full.")
     return "\n".join(lines)
 
 

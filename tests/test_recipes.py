@@ -141,6 +141,9 @@ def test_listing_and_one_recipe(capsys):
     recipes.main([])
     table = capsys.readouterr().out
     assert all(name in table for name in ALL) and "87.3" in table and "SEF (IEEE SPL 2020)" in table
+    recipes.main(["--differs"])
+    listed = capsys.readouterr().out
+    assert all(item in listed for name in ALL for item in recipes.load_recipe(name).differs)
     recipes.main(["sam_bilinear_cub_10"])
     shown = capsys.readouterr().out
     assert "--nesterov" in shown and "--milestone_steps 6000,12000,18000,24000" in shown
