@@ -130,6 +130,10 @@ def simtrans_scores(recipe_name, overrides, source, work_dir, seeds):
                   "--novel_classes", ",".join(map(str, novel)), "--seed", str(seed), *SMALL, *overrides])
         with open(os.path.join(run, "eval", "metrics.json"), encoding="utf-8") as handle:
             scores.append(json.load(handle)["accuracy"]["novel"])
+        with open(os.path.join(run, "simnet", "metrics.json"), encoding="utf-8") as handle:
+            last = json.load(handle)["epochs"][-1]
+        print(f"[simtrans] seed {seed}: SimNet pair F1 base {last['f1_base_test']:.3f} novel "
+              f"{last['f1_novel_test']:.3f} after {last['epoch']} epochs", flush=True)
     return scores, 1 / len(novel)
 
 
