@@ -152,26 +152,35 @@ class TrainingEvaluator:
             average.assign(value)
 
     def _record(self, row, checkpoint_prefix):
-        """Write the row (replacing one of the same step), the best checkpoint
-        when the row beats it, the summary and TensorBoard. True for a new best."""
+        """Record the row (see `record_evaluation`) and its TensorBoard scalars. True for a new best."""
         import tensorflow as tf
 
-        history = read_history(self.run_dir)
-        best_step = best_checkpoint_step(self.run_dir)
-        new_best = (best_step is None or best_step == row["step"] or best_step not in history
-                    or row["top1"] > history[best_step]["top1"])
-        if new_best:  # before the row: a run stopped in between re-evaluates this step (`pending`)
-            keep_best(self.run_dir, checkpoint_prefix, self.config, self.class_names)
-        history[row["step"]] = row
-        write_history(self.run_dir, history)
-        from fgtf.fileio import write_json
-
-        write_json(os.path.join(self.run_dir, SUMMARY), eval_summary(self.run_dir, split=self.split))
+        new_best = record_evaluation(self.run_dir, row, checkpoint_prefix, self.config, self.class_names,
+                                     split=self.split)
         with self.writer().as_default(step=row["step"]):
             for name in METRICS:
                 tf.summary.scalar(f"eval/{name}", row[name])
         self.writer().flush()
         return new_best
+
+
+def record_evaluation(run_dir, row, checkpoint_prefix, config, class_names=None, split=None):
+    """Add the evaluation `row` (a dict of `COLUMNS`) of the checkpoint
+    `checkpoint_prefix` to the run folder `run_dir`: the history (replacing a
+    row of the same step), the best checkpoint when it beats the one in
+    `best/` (ties keep the earlier), and the summary. Returns True for a new best."""
+    from fgtf.fileio import write_json
+
+    history = read_history(run_dir)
+    best_step = best_checkpoint_step(run_dir)
+    new_best = (best_step is None or best_step == row["step"] or best_step not in history
+                or row["top1"] > history[best_step]["top1"])
+    if new_best:  # before the row: a run stopped in between evaluates this step again (`pending`)
+        keep_best(run_dir, checkpoint_prefix, config, class_names)
+    history[row["step"]] = row
+    write_history(run_dir, history)
+    write_json(os.path.join(run_dir, SUMMARY), eval_summary(run_dir, split=split))
+    return new_best
 
 
 def read_history(run_dir):

@@ -172,7 +172,8 @@ def test_killed_run_resumes_to_the_same_end(tfrecords, tmp_path):
 
 
 def test_two_mirrored_replicas_match_one_replica(tfrecords, tmp_path):
-    steps = ["--max_number_of_steps", "3", "--seed", "1"]
+    # Batches of 6 (3 a replica): the last evaluation batch, of 16 images, gives one replica 1 and the other none.
+    steps = ["--max_number_of_steps", "3", "--seed", "1", "--batch_size", "6", "--eval_every_steps", "2"]
     one = _run("fgtf.train", _args(tfrecords, tmp_path / "one", *steps))
     assert one.returncode == 0, one.stderr
     two = _run("fgtf.train", _args(tfrecords, tmp_path / "two", *steps, "--strategy", "mirrored"),
@@ -181,6 +182,9 @@ def test_two_mirrored_replicas_match_one_replica(tfrecords, tmp_path):
     assert "on 2 replica(s)" in two.stdout
     for a, b in zip(_final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    histories = [(tmp_path / run / "eval_history.csv").read_text().splitlines() for run in ("one", "two")]
+    assert [line.split(",")[:3] for line in histories[0]] == [line.split(",")[:3] for line in histories[1]]
+    assert [line.split(",")[-1] for line in histories[1]] == ["num_images", "16", "16"]
 
 
 def test_multi_worker_run_on_localhost(tfrecords, tmp_path):
@@ -191,7 +195,8 @@ def test_multi_worker_run_on_localhost(tfrecords, tmp_path):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
             [sys.executable, LAUNCHER, "fgtf.train",
-             *_args(tfrecords, tmp_path / "mw", "--max_number_of_steps", "3", "--strategy", "multi_worker")],
+             *_args(tfrecords, tmp_path / "mw", "--max_number_of_steps", "3", "--strategy", "multi_worker",
+                    "--eval_every_steps", "2")],
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": config},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=600) for p in processes]
@@ -200,6 +205,9 @@ def test_multi_worker_run_on_localhost(tfrecords, tmp_path):
     assert "step 3/3" in outputs[0][0]
     assert runs.checkpoint_step(runs.latest_checkpoint(str(tmp_path / "mw"))) == 3
     assert not any(name.startswith(".worker") for name in os.listdir(tmp_path / "mw"))
+    # each worker predicts the images of its own shard; the chief's row counts them all
+    history = (tmp_path / "mw" / "eval_history.csv").read_text().splitlines()
+    assert [line.split(",")[0] + "," + line.split(",")[-1] for line in history[1:]] == ["2,16", "3,16"]
 
 
 def _free_port():
