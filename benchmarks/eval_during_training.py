@@ -6,8 +6,11 @@ last rows are what `fgtf.evaluate` reports for `RUN/best` and `RUN`, and
 prints best and last top-1 (mean +- std over the seeds, and the gap), with a
 figure of the histories.
 
-    python benchmarks/eval_during_training.py [--seeds 0,1,2] [--work_dir runs/eval_during_training]
+    python benchmarks/eval_during_training.py [--seeds 0,1,2] [--max_steps 300] [--work_dir runs/eval_during_training]
         [--figure docs/eval_during_training.png]
+
+`--max_steps` is train.sh's MAX_STEPS (its default 300; 800 = 42.7 epochs
+trains past the best epoch).
 
 Finished runs are reused (a finished run evaluates nothing again).
 """
@@ -15,11 +18,13 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_sh_defaults import prepare_synthetic, run_command  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHANCE = 0.05  # 20 classes
@@ -28,6 +33,7 @@ CHANCE = 0.05  # 20 classes
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the runs (train.sh --seed)")
+    parser.add_argument("--max_steps", type=int, default=300, help="train.sh's MAX_STEPS")
     parser.add_argument("--work_dir", default="runs/eval_during_training", help="data and runs go here")
     parser.add_argument("--figure", default=os.path.join(REPO, "docs", "eval_during_training.png"),
                         help="the histories' figure")
@@ -36,15 +42,12 @@ def main():
     os.makedirs(work, exist_ok=True)
     environment = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
     started = time.time()
-    _run([sys.executable, "-m", "fgtf.datasets.synthetic", "--out", "data/synthetic"], work, environment)
-    if not os.path.isfile(os.path.join(work, "data", "synthetic", "tfrecords", "manifest.json")):
-        _run([sys.executable, "-m", "fgtf.convert", "--dataset_dir", "data/synthetic", "--num_shards", "4"], work,
-             environment)
+    prepare_synthetic(work, environment)
     histories, best, last, best_epoch = {}, [], [], []
     for seed in (int(s) for s in args.seeds.split(",")):
-        run = os.path.join(work, "runs", f"seed{seed}")
-        _run([os.path.join(REPO, "train.sh"), "--seed", str(seed), "--eval_every_epochs", "1"], work,
-             {**environment, "MODEL_DIR": run})
+        run = os.path.join(work, "runs", f"steps{args.max_steps}_seed{seed}")
+        run_command([os.path.join(REPO, "train.sh"), "--seed", str(seed), "--eval_every_epochs", "1"], work,
+                    {**environment, "MODEL_DIR": run, "MAX_STEPS": str(args.max_steps)})
         with open(os.path.join(run, "eval_history.csv"), encoding="utf-8", newline="") as handle:
             rows = list(csv.DictReader(handle))
         with open(os.path.join(run, "eval_summary.json"), encoding="utf-8") as handle:
@@ -72,7 +75,7 @@ def main():
     from fgtf.plots import eval_history_png
 
     eval_history_png(histories, args.figure, chance=CHANCE,
-                     title="train.sh defaults + --eval_every_epochs 1 (synthetic birds, 20 classes)")
+                     title=f"train.sh, MAX_STEPS={args.max_steps}, --eval_every_epochs 1 (20 synthetic birds)")
     best, last = np.array(best), np.array(last)
     print(f"\nvalidation top-1 over seeds {args.seeds} (chance {CHANCE:.3f}): best {best.mean():.3f} +- "
           f"{best.std():.3f} ({' '.join(f'{v:.3f}' for v in best)}; at epochs "
@@ -83,17 +86,10 @@ def main():
 
 def _evaluate(checkpoint, work, environment):
     out = os.path.join(work, "eval", os.path.relpath(checkpoint, work).replace(os.sep, "_"))
-    _run([sys.executable, "-m", "fgtf.evaluate", "--checkpoint", checkpoint, "--dataset_dir", "data/synthetic",
-          "--out", out], work, environment)
+    run_command([sys.executable, "-m", "fgtf.evaluate", "--checkpoint", checkpoint, "--dataset_dir",
+                 "data/synthetic", "--out", out], work, environment)
     with open(os.path.join(out, "eval_results.json"), encoding="utf-8") as handle:
         return json.load(handle)
-
-
-def _run(command, cwd, environment):
-    done = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return done.stdout
 
 
 if __name__ == "__main__":

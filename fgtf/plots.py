@@ -191,7 +191,7 @@ def eval_history_png(histories, path, chance=None, title="Top-1 during training"
     ax.set_ylim(0, None)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     _save(fig, path)
 
 
