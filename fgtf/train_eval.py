@@ -38,6 +38,7 @@ REPORTED_BY_PAPERS = {
             "with ten test views (--eval_views 10)",
     "last": "the CVPR 2018 study (Cui et al.) reports the last checkpoint's",
 }
+PAPERS_IN_SHORT = "SEF and CLE-ViT report the best, SAM the best with ten test views, the CVPR 2018 study the last"
 
 
 class EvaluationSchedule:
@@ -92,8 +93,15 @@ class TrainingEvaluator:
     def pending(self, step):
         """True when `step` (that of the checkpoint just restored) is due
         but has no row yet: the process was stopped between its checkpoint
-        and its row."""
-        return self.schedule.is_due(step) and step not in read_history(self.run_dir)
+        and its row. The chief's history decides for every worker (theirs
+        may not see it, and all of them must take part in an evaluation)."""
+        if not self.schedule.is_due(step):
+            return False
+        import tensorflow as tf
+
+        missing = tf.constant(int(self.chief and step not in read_history(self.run_dir)))
+        votes = self.strategy.run(lambda: tf.identity(missing))
+        return bool(self.strategy.reduce("SUM", votes, axis=None) > 0)
 
     def run(self, step, checkpoint_prefix):
         """Evaluate the current weights, the checkpoint `checkpoint_prefix`
@@ -138,9 +146,8 @@ class TrainingEvaluator:
             return None
         best, last = summary["best"], summary["last"]
         return (f"evaluated {summary['evaluations']} times on {self.split}: best top-1 {best['top1']:.4f} at step "
-                f"{best['step']} (epoch {best['epoch']:.2f}; {os.path.join(self.run_dir, BEST)}), last "
-                f"{last['top1']:.4f} at step {last['step']} (epoch {last['epoch']:.2f}); {REPORTED_BY_PAPERS['best']}; "
-                f"{REPORTED_BY_PAPERS['last']}")
+                f"{best['step']} (epoch {best['epoch']:.2f}, {os.path.join(self.run_dir, BEST)}), last "
+                f"{last['top1']:.4f} at step {last['step']} (epoch {last['epoch']:.2f}); {PAPERS_IN_SHORT}")
 
     def _swap_averages(self):
         """Exchange the trained weights and their moving averages (twice: back as they were)."""
