@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from fgtf import evaluate, optimization, runs, train, train_eval
+from fgtf import evaluate, optimization, plots, runs, train, train_eval
 from fgtf.models.layers import freeze_outside_scopes
 from fgtf.train_eval import EvaluationSchedule
 import tiny_models
@@ -249,6 +249,8 @@ def test_history_best_and_last_are_what_evaluate_reports(tfrecords, tmp_path, ca
     _assert_row_is(best, best_results)
     _assert_row_is(rows[-1], _evaluate(run, tfrecords, tmp_path))
     assert _tensorboard_scalars(run / "train", "eval/top1") == {int(r["step"]): float(r["top1"]) for r in rows}
+    plots.eval_history_png({"seed 0": rows}, str(tmp_path / "history.png"), chance=0.25)
+    assert (tmp_path / "history.png").stat().st_size > 1000
 
 
 def test_best_checkpoint_outlives_the_latest_ones(tfrecords, tmp_path):
