@@ -159,15 +159,17 @@ class TrainingEvaluator:
             average.assign(value)
 
     def _record(self, row, checkpoint_prefix):
-        """Record the row (see `record_evaluation`) and its TensorBoard scalars. True for a new best."""
+        """Record the row (see `record_evaluation`) and its TensorBoard scalars (with a writer). True for a new
+        best."""
         import tensorflow as tf
 
         new_best = record_evaluation(self.run_dir, row, checkpoint_prefix, self.config, self.class_names,
                                      split=self.split)
-        with self.writer().as_default(step=row["step"]):
-            for name in METRICS:
-                tf.summary.scalar(f"eval/{name}", row[name])
-        self.writer().flush()
+        if self.writer is not None:
+            with self.writer().as_default(step=row["step"]):
+                for name in METRICS:
+                    tf.summary.scalar(f"eval/{name}", row[name])
+            self.writer().flush()
         return new_best
 
 

@@ -293,6 +293,9 @@ def test_killed_run_keeps_its_history_without_repeats(tfrecords, tmp_path):
     assert "resumed from" in resumed.stdout and "evaluated 4 times" in resumed.stdout
     rows = _history(run)
     assert [r["step"] for r in rows] == ["4", "8", "12", "16"]
+    best = train_eval.eval_summary(str(run))["best"]  # kept through the kill: the best of all four rows
+    assert best["top1"] == max(float(r["top1"]) for r in rows)
+    assert (run / "best" / f"ckpt-{best['step']}.index").exists()
     # Stopped after the last checkpoint but before its row: the finished run evaluates it, once.
     lines = (run / train_eval.HISTORY).read_text().splitlines(keepends=True)
     (run / train_eval.HISTORY).write_text("".join(lines[:-1]))
