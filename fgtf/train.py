@@ -102,6 +102,7 @@ class TrainConfig:
     eval_every_epochs: Optional[float] = None
     eval_every_steps: Optional[int] = None
     eval_split: str = "validation"
+    eval_batch_size: Optional[int] = None
     # devices
     strategy: str = "default"
     tpu: Optional[str] = None
@@ -247,6 +248,10 @@ def build_parser():
     g.add_argument("--eval_every_steps", type=positive_int, metavar="N", help="or every N steps and at the end")
     g.add_argument("--eval_split", type=split_name, metavar="SPLIT",
                    help="split evaluated during training: validation (or val), train")
+    g.add_argument("--eval_batch_size", type=positive_int, metavar="N",
+                   help="global batch of those evaluations (default: --batch_size); a replica's share is what "
+                        "python -m fgtf.evaluate --batch_size must be to give the same numbers for a head that "
+                        "normalises over its batch (SAM-Bilinear)")
     g = p.add_argument_group("devices")
     g.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
     g.add_argument("--tpu", help="TPU address for --strategy tpu")
@@ -288,6 +293,7 @@ def train(settings):
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(settings.seed)
     strategy = make_strategy(settings.strategy, settings.tpu)
+    _check_batches_split(settings, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
     checkpoint_dir = _checkpoint_dir(settings.train_dir, chief, strategy)
     # One process per run folder (each worker of a multi-worker run holds its own).
@@ -497,6 +503,17 @@ def _evaluates(settings):
     return settings.eval_every_epochs is not None or settings.eval_every_steps is not None
 
 
+def _check_batches_split(settings, replicas):
+    """UserError when a global batch does not split evenly over the replicas."""
+    batches = [("--batch_size", settings.batch_size)]
+    if _evaluates(settings) and settings.eval_batch_size:
+        batches.append(("--eval_batch_size", settings.eval_batch_size))
+    for flag, size in batches:
+        if size % replicas:
+            raise UserError(f"{flag} {size} does not split evenly over the {replicas} replicas; give a multiple "
+                            f"of {replicas}")
+
+
 def _check_eval_split(settings, shard_dir, num_classes):
     """UserError when the split to evaluate during training has no records, or labels outside the classes."""
     from fgtf.input_pipeline import split_labels
@@ -520,7 +537,8 @@ def _evaluator(model, optimizer, settings, shard_dir, config, class_names, write
     with model.distribute_strategy.scope():
         return TrainingEvaluator(model, optimizer, model.distribute_strategy, schedule, shard_dir=shard_dir,
                                  split=settings.eval_split, image_size=config.image_size,
-                                 batch_size=settings.batch_size, num_classes=config.num_classes,
+                                 batch_size=settings.eval_batch_size or settings.batch_size,
+                                 num_classes=config.num_classes,
                                  run_dir=settings.train_dir, chief=chief, config=config, class_names=class_names,
                                  writer=writer, skip_bad_records=settings.skip_bad_records)
 

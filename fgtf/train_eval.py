@@ -291,22 +291,23 @@ def _split_dataset(shard_dir, split, image_size, batch_size, input_context, prep
 
 
 def _distributed_predict_function(model):
-    """One compiled step: the logits (float32, summed over the views of
-    images that have several) and labels of a distributed batch, gathered
-    from every replica."""
+    """One compiled step: the logits (float32) and labels of a distributed
+    batch, gathered from every replica. Images with several views (B, V, S,
+    S, 3) get the sum of their views' logits, each view of the batch in a
+    forward pass of its own, as `fgtf.evaluate` runs them (a head that
+    normalises over its batch, SAM-Bilinear's mask, sees the same batches)."""
     import tensorflow as tf
 
     strategy = model.distribute_strategy
 
-    def predict_step(images, labels):
-        views = images.shape[1] if images.shape.rank == 5 else None
-        if views:  # (B, V, S, S, 3): every view of the batch in one forward pass
-            images = tf.reshape(images, [-1, *images.shape[2:]])
+    def logits_of(images):
         outputs = model(images, training=False)
-        logits = tf.cast(outputs[0] if isinstance(outputs, (list, tuple)) else outputs, tf.float32)
-        if views:
-            logits = tf.reduce_sum(tf.reshape(logits, [-1, views, logits.shape[-1]]), axis=1)
-        return logits, labels
+        return tf.cast(outputs[0] if isinstance(outputs, (list, tuple)) else outputs, tf.float32)
+
+    def predict_step(images, labels):
+        if images.shape.rank == 5:
+            return sum(logits_of(images[:, view]) for view in range(images.shape[1])), labels
+        return logits_of(images), labels
 
     @tf.function(reduce_retracing=True)
     def predict(batch):

@@ -176,6 +176,9 @@ def test_killed_run_resumes_to_the_same_end(tfrecords, tmp_path):
 def test_two_mirrored_replicas_match_one_replica(tfrecords, tmp_path):
     # Batches of 6 (3 a replica): the last evaluation batch, of 16 images, gives one replica 1 and the other none.
     steps = ["--max_number_of_steps", "3", "--seed", "1", "--batch_size", "6", "--eval_every_steps", "2"]
+    odd = _run("fgtf.train", _args(tfrecords, tmp_path / "odd", *steps, "--strategy", "mirrored", "--eval_batch_size",
+                                   "5"), env={"FGTF_LOGICAL_CPUS": "2"})
+    assert odd.returncode == 2 and "--eval_batch_size 5 does not split evenly over the 2 replicas" in odd.stderr
     one = _run("fgtf.train", _args(tfrecords, tmp_path / "one", *steps))
     assert one.returncode == 0, one.stderr
     two = _run("fgtf.train", _args(tfrecords, tmp_path / "two", *steps, "--strategy", "mirrored"),
