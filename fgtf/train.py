@@ -103,6 +103,7 @@ class TrainConfig:
     eval_every_steps: Optional[int] = None
     eval_split: str = "validation"
     eval_batch_size: Optional[int] = None
+    eval_views: int = 1
     # devices
     strategy: str = "default"
     tpu: Optional[str] = None
@@ -155,7 +156,7 @@ def build_parser():
     from fgtf.cli import DocHelpFormatter
     from fgtf.distribute import STRATEGIES
     from fgtf.models.heads import HEAD_CHOICES
-    from fgtf.preprocessing import PIPELINE_NAMES
+    from fgtf.preprocessing import EVAL_VIEWS, PIPELINE_NAMES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
                                 formatter_class=DocHelpFormatter)
@@ -248,6 +249,9 @@ def build_parser():
     g.add_argument("--eval_every_steps", type=positive_int, metavar="N", help="or every N steps and at the end")
     g.add_argument("--eval_split", type=split_name, metavar="SPLIT",
                    help="split evaluated during training: validation (or val), train")
+    g.add_argument("--eval_views", type=int, choices=EVAL_VIEWS,
+                   help="test views per image whose logits are summed in those evaluations: 1, or SAM's 10 (needs "
+                        "--preprocessing sam), as python -m fgtf.evaluate --eval_views")
     g.add_argument("--eval_batch_size", type=positive_int, metavar="N",
                    help="global batch of those evaluations (default: --batch_size); a replica's share is what "
                         "python -m fgtf.evaluate --batch_size must be to give the same numbers for a head that "
@@ -286,7 +290,7 @@ def train(settings):
     shard_dir = shard_folder(settings.dataset_dir)
     num_examples, num_classes = _dataset_facts(settings, shard_dir)
     if _evaluates(settings):
-        _check_eval_split(settings, shard_dir, num_classes)
+        _check_evaluation(settings, shard_dir, num_classes)
     total_steps = settings.max_number_of_steps or math.ceil(settings.epochs * num_examples / settings.batch_size)
     config = _run_config(settings, num_classes, num_examples, total_steps)
     if settings.mixed_precision:
@@ -514,10 +518,12 @@ def _check_batches_split(settings, replicas):
                             f"of {replicas}")
 
 
-def _check_eval_split(settings, shard_dir, num_classes):
-    """UserError when the split to evaluate during training has no records, or labels outside the classes."""
+def _check_evaluation(settings, shard_dir, num_classes):
+    """UserError when the split to evaluate during training has no records, or labels outside the classes,
+    or when --eval_views asks for views the run's pipeline does not have."""
     from fgtf.input_pipeline import split_labels
 
+    _evaluation_preprocessing(settings)
     records, histogram = split_labels(shard_dir, settings.eval_split)
     if not records:
         raise UserError(f"{shard_dir} holds no {settings.eval_split} records to evaluate during training; give "
@@ -527,9 +533,17 @@ def _check_eval_split(settings, shard_dir, num_classes):
                         f"{max(histogram)}, outside the network's classes 0..{num_classes - 1}")
 
 
+def _evaluation_preprocessing(settings):
+    """The run's pipeline's test transform, or its ten views with --eval_views 10 (as fgtf.evaluate's)."""
+    from fgtf.preprocessing import get_pipeline
+
+    pipeline = get_pipeline(settings.preprocessing)
+    return pipeline.ten_views() if settings.eval_views == 10 else pipeline
+
+
 def _evaluator(model, optimizer, settings, shard_dir, config, class_names, writer, chief, num_examples, total_steps):
     """The `fgtf.train_eval.TrainingEvaluator` of --eval_every_epochs / --eval_every_steps, made under the
-    run's strategy (the split checked by `_check_eval_split`)."""
+    run's strategy (the split and views checked by `_check_evaluation`)."""
     from fgtf.train_eval import EvaluationSchedule, TrainingEvaluator
 
     schedule = EvaluationSchedule(total_steps, num_examples, settings.batch_size,
@@ -540,7 +554,8 @@ def _evaluator(model, optimizer, settings, shard_dir, config, class_names, write
                                  batch_size=settings.eval_batch_size or settings.batch_size,
                                  num_classes=config.num_classes,
                                  run_dir=settings.train_dir, chief=chief, config=config, class_names=class_names,
-                                 writer=writer, skip_bad_records=settings.skip_bad_records)
+                                 writer=writer, preprocessing=_evaluation_preprocessing(settings),
+                                 views=settings.eval_views, skip_bad_records=settings.skip_bad_records)
 
 
 def _print_evaluations(evaluator, chief):

@@ -74,15 +74,17 @@ class TrainingEvaluator:
     evaluation in the run folder `run_dir` when `chief` (every worker of a
     multi-worker run predicts its share; only the chief writes). `config` and
     `class_names`: the run's, copied into `best/`; `writer`: a function
-    giving the run's TensorBoard writer."""
+    giving the run's TensorBoard writer; `preprocessing`: `make_dataset`'s,
+    giving `views` test views per image (1, or SAM's 10)."""
 
     def __init__(self, model, optimizer, strategy, schedule, *, shard_dir, split, image_size, batch_size,
                  num_classes, run_dir, chief, config, class_names=None, writer=None, preprocessing="inception",
-                 skip_bad_records=False):
+                 views=1, skip_bad_records=False):
         from fgtf._keras_internals import moving_average_pairs
 
         self.model, self.strategy, self.schedule = model, strategy, schedule
         self.split, self.num_classes, self.run_dir, self.chief = split, num_classes, run_dir, chief
+        self.views = views
         self.config, self.class_names, self.writer = config, class_names, writer
         self.averages = moving_average_pairs(optimizer) if getattr(optimizer, "use_ema", False) else []
         self.dataset = strategy.distribute_datasets_from_function(
@@ -113,7 +115,7 @@ class TrainingEvaluator:
                **{name: metrics[name] for name in METRICS}}
         if self.chief:
             best = self._record(row, checkpoint_prefix)
-            print(f"evaluation at step {step} (epoch {row['epoch']:.2f}) on {self.split}: top-1 {row['top1']:.4f}  "
+            print(f"evaluation at step {step} (epoch {row['epoch']:.2f}) on {self._what()}: top-1 {row['top1']:.4f}  "
                   f"top-5 {row['top5']:.4f}  mean per-class {row['mean_per_class_accuracy']:.4f}  "
                   f"loss {row['loss']:.4f}  ({row['num_images']} images"
                   f"{', EMA weights' if self.averages else ''}, {time.perf_counter() - started:.1f} s)"
@@ -145,9 +147,12 @@ class TrainingEvaluator:
         if summary is None:
             return None
         best, last = summary["best"], summary["last"]
-        return (f"evaluated {summary['evaluations']} times on {self.split}: best top-1 {best['top1']:.4f} at step "
+        return (f"evaluated {summary['evaluations']} times on {self._what()}: best top-1 {best['top1']:.4f} at step "
                 f"{best['step']} (epoch {best['epoch']:.2f}, {os.path.join(self.run_dir, BEST)}), last "
                 f"{last['top1']:.4f} at step {last['step']} (epoch {last['epoch']:.2f}); {PAPERS_IN_SHORT}")
+
+    def _what(self):
+        return self.split + (f", {self.views} views summed" if self.views > 1 else "")
 
     def _swap_averages(self):
         """Exchange the trained weights and their moving averages (twice: back as they were)."""
@@ -164,7 +169,7 @@ class TrainingEvaluator:
         import tensorflow as tf
 
         new_best = record_evaluation(self.run_dir, row, checkpoint_prefix, self.config, self.class_names,
-                                     split=self.split)
+                                     split=self.split, views=self.views)
         if self.writer is not None:
             with self.writer().as_default(step=row["step"]):
                 for name in METRICS:
@@ -173,11 +178,12 @@ class TrainingEvaluator:
         return new_best
 
 
-def record_evaluation(run_dir, row, checkpoint_prefix, config, class_names=None, split=None):
+def record_evaluation(run_dir, row, checkpoint_prefix, config, class_names=None, split=None, views=1):
     """Add the evaluation `row` (a dict of `COLUMNS`) of the checkpoint
     `checkpoint_prefix` to the run folder `run_dir`: the history (replacing a
     row of the same step), the best checkpoint when it beats the one in
-    `best/` (ties keep the earlier), and the summary. Returns True for a new best."""
+    `best/` (ties keep the earlier), and the summary (of the `split` with
+    `views` test views). Returns True for a new best."""
     from fgtf.fileio import write_json
 
     history = read_history(run_dir)
@@ -188,7 +194,7 @@ def record_evaluation(run_dir, row, checkpoint_prefix, config, class_names=None,
         keep_best(run_dir, checkpoint_prefix, config, class_names)
     history[row["step"]] = row
     write_history(run_dir, history)
-    write_json(os.path.join(run_dir, SUMMARY), eval_summary(run_dir, split=split))
+    write_json(os.path.join(run_dir, SUMMARY), eval_summary(run_dir, split=split, views=views))
     return new_best
 
 
@@ -225,15 +231,16 @@ def write_history(run_dir, history):
     write_text(os.path.join(run_dir, HISTORY), text.getvalue())
 
 
-def eval_summary(run_dir, split=None):
+def eval_summary(run_dir, split=None, views=1):
     """{'best', 'last', 'evaluations', 'reported_by_papers', ...} of the run's
-    history and best checkpoint, or None before its first evaluation."""
+    history and best checkpoint (on the `split`, with `views` test views), or
+    None before its first evaluation."""
     history = read_history(run_dir)
     best_step = best_checkpoint_step(run_dir)
     if not history or best_step not in history:
         return None
     last = history[max(history)]
-    return {"split": split, "evaluations": len(history),
+    return {"split": split, "eval_views": views, "evaluations": len(history),
             "best": {**history[best_step], "checkpoint": os.path.join(BEST, f"ckpt-{best_step}")},
             "last": {**last, "checkpoint": f"ckpt-{last['step']}"},
             "reported_by_papers": REPORTED_BY_PAPERS}

@@ -256,6 +256,19 @@ def test_history_best_and_last_are_what_evaluate_reports(tfrecords, tmp_path, ca
     assert (tmp_path / "history.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
+def test_ten_view_evaluations_are_what_evaluate_reports(tfrecords, tmp_path, capsys):
+    # SAM-Bilinear normalises its mask over the batch: the same batches (8 a replica) give the same numbers.
+    run = tmp_path / "sam"
+    train.main(_args(tfrecords, run, "--max_number_of_steps", "4", "--eval_every_steps", "2", "--head", "sam",
+                     "--preprocessing", "sam", "--eval_views", "10"))
+    assert "on validation, 10 views summed: top-1" in capsys.readouterr().out
+    rows = _history(run)
+    for row, checkpoint in zip(rows, (run / "ckpt-2", run)):
+        _assert_row_is(row, _evaluate(checkpoint, tfrecords, tmp_path, batch_size=8, eval_views=10))
+    assert json.loads((run / train_eval.SUMMARY).read_text())["eval_views"] == 10
+
+
 def test_best_checkpoint_outlives_the_latest_ones(tfrecords, tmp_path):
     run = tmp_path / "run"
     train.main(_args(tfrecords, run, "--max_number_of_steps", "6", "--save_interval_secs", "0",
@@ -312,6 +325,7 @@ def test_evaluation_flags_are_checked(tfrecords, tmp_path, capsys):
     for extra, message in ((["--eval_every_epochs", "1", "--eval_every_steps", "2"], "at most one"),
                            (["--eval_every_steps", "2", "--eval_split", "test"], "unknown split"),
                            (["--eval_every_steps", "0"], "--eval_every_steps"),
+                           (["--eval_every_steps", "2", "--eval_views", "10"], "SAM's ten test views"),
                            (["--eval_every_steps", "2", "--strategy", "tpu", "--tpu", "x"], "eval_interval_secs")):
         with pytest.raises(SystemExit) as exit_info:
             train.main(_args(tfrecords, tmp_path / "bad", "--max_number_of_steps", "2", *extra))
@@ -342,8 +356,9 @@ def _history(run_dir):
         return list(csv.DictReader(handle))
 
 
-def _evaluate(checkpoint, tfrecords, tmp_path):
-    return evaluate.evaluate_checkpoint(str(checkpoint), tfrecords, batch_size=5, eval_dir=str(tmp_path / "eval"))
+def _evaluate(checkpoint, tfrecords, tmp_path, batch_size=5, **options):
+    return evaluate.evaluate_checkpoint(str(checkpoint), tfrecords, batch_size=batch_size,
+                                        eval_dir=str(tmp_path / "eval"), **options)
 
 
 def _assert_row_is(row, results):
