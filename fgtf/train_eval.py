@@ -80,13 +80,11 @@ class TrainingEvaluator:
     def __init__(self, model, optimizer, strategy, schedule, *, shard_dir, split, image_size, batch_size,
                  num_classes, run_dir, chief, config, class_names=None, writer=None, preprocessing="inception",
                  views=1, skip_bad_records=False):
-        from fgtf._keras_internals import moving_average_pairs
-
         self.model, self.strategy, self.schedule = model, strategy, schedule
         self.split, self.num_classes, self.run_dir, self.chief = split, num_classes, run_dir, chief
         self.views = views
         self.config, self.class_names, self.writer = config, class_names, writer
-        self.averages = moving_average_pairs(optimizer) if getattr(optimizer, "use_ema", False) else []
+        self.averages = optimizer.moving_averages()
         self.dataset = strategy.distribute_datasets_from_function(
             lambda context: _split_dataset(shard_dir, split, image_size, batch_size, context, preprocessing,
                                            skip_bad_records))
