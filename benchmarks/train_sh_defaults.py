@@ -39,17 +39,14 @@ def main():
     environment = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
     overrides = dict(item.split("=", 1) for item in args.overrides)
     started = time.time()
-    _run([sys.executable, "-m", "fgtf.datasets.synthetic", "--out", "data/synthetic"], work, environment)
-    if not os.path.isfile(os.path.join(work, "data", "synthetic", "tfrecords", "manifest.json")):
-        _run([sys.executable, "-m", "fgtf.convert", "--dataset_dir", "data/synthetic", "--num_shards", "4"], work,
-             environment)
+    prepare_synthetic(work, environment)
     tag = "_".join(f"{key}{value}" for key, value in sorted(overrides.items())) or "defaults"
     results = []
     for seed in (int(s) for s in args.seeds.split(",")):
         run = os.path.join("runs", f"{tag}_seed{seed}")
-        _run([os.path.join(REPO, "train.sh"), "--seed", str(seed)], work, {**environment, **overrides,
+        run_command([os.path.join(REPO, "train.sh"), "--seed", str(seed)], work, {**environment, **overrides,
                                                                           "MODEL_DIR": run})
-        _run([os.path.join(REPO, "eval.sh")], work, {**environment, "MODEL_DIR": run})
+        run_command([os.path.join(REPO, "eval.sh")], work, {**environment, "MODEL_DIR": run})
         with open(os.path.join(work, run, "eval", "eval_results.json"), encoding="utf-8") as handle:
             results.append(json.load(handle)["top1"])
         print(f"[{time.time() - started:6.0f} s] seed {seed}: validation top-1 {results[-1]:.3f}", flush=True)
@@ -59,7 +56,16 @@ def main():
           f"chance 0.050; {(time.time() - started) / 60:.1f} min")
 
 
-def _run(command, cwd, environment):
+def prepare_synthetic(work, environment):
+    """The dataset train.sh's defaults name, written and converted in `work` (kept when already there)."""
+    run_command([sys.executable, "-m", "fgtf.datasets.synthetic", "--out", "data/synthetic"], work, environment)
+    if not os.path.isfile(os.path.join(work, "data", "synthetic", "tfrecords", "manifest.json")):
+        run_command([sys.executable, "-m", "fgtf.convert", "--dataset_dir", "data/synthetic", "--num_shards", "4"],
+                    work, environment)
+
+
+def run_command(command, cwd, environment):
+    """Run `command` in `cwd`; exit with its output's tail when it fails."""
     print("$", " ".join(command), flush=True)
     done = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True)
     if done.returncode != 0:

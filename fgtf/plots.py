@@ -173,6 +173,28 @@ def transfer_vs_similarity_png(rows, path, label="name", title="Transfer accurac
     _save(fig, path)
 
 
+def eval_history_png(histories, path, chance=None, title="Top-1 during training"):
+    """Top-1 against epoch of each run's evaluations during training
+    (`histories`: {run name: rows of its eval_history.csv as dicts}), the
+    best evaluation of each circled; a dashed line at `chance` when given."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, rows in histories.items():
+        epochs = [float(row["epoch"]) for row in rows]
+        top1 = [float(row["top1"]) for row in rows]
+        line, = ax.plot(epochs, top1, marker=".", label=name)
+        best = int(np.argmax(top1))  # the first of equals, as the best checkpoint is kept
+        ax.plot(epochs[best], top1[best], marker="o", markersize=10, fillstyle="none", color=line.get_color())
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top-1 (circle: the best, kept in best/)")
+    ax.set_ylim(0, None)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
 def sample_weights_png(paths_by_class, weights_by_class, path, class_names=None, count=4,
                        title="Sample weights: highest and lowest per class", mislabelled_by_class=None):
     """SimTrans' qualitative figure: one row per class, its `count` highest-

@@ -31,7 +31,8 @@ from typing import Optional
 
 from fgtf.optimizer_choices import (DECAY_TYPES, FROZEN_BATCH_NORM, OPTIMIZERS, SCOPE_MATCHING,
                                     WEIGHT_DECAY_MODES)
-from tfrecord_tools.cli import UserError, cli_main, non_negative_float, positive_float, positive_int, program_name
+from tfrecord_tools.cli import (UserError, cli_main, non_negative_float, positive_float, positive_int, program_name,
+                                split_name)
 
 EXIT_DIVERGED = 3
 # Settings a run folder is bound to: continuing it with others is refused.
@@ -111,6 +112,12 @@ class TrainConfig:
     save_summaries_secs: float = 60
     save_interval_secs: float = 600
     max_checkpoints_to_keep: int = 3
+    # evaluation during training
+    eval_every_epochs: Optional[float] = None
+    eval_every_steps: Optional[int] = None
+    eval_split: str = "validation"
+    eval_batch_size: Optional[int] = None
+    eval_views: int = 1
     # devices
     strategy: str = "default"
     tpu: Optional[str] = None
@@ -197,7 +204,7 @@ def build_parser():
     from fgtf.cli import DocHelpFormatter
     from fgtf.distribute import STRATEGIES
     from fgtf.models.heads import HEAD_CHOICES
-    from fgtf.preprocessing import PIPELINE_NAMES
+    from fgtf.preprocessing import EVAL_VIEWS, PIPELINE_NAMES
 
     p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
                                 formatter_class=DocHelpFormatter)
@@ -329,6 +336,20 @@ def build_parser():
                    help="write TensorBoard summaries at most this often")
     g.add_argument("--save_interval_secs", type=non_negative_float, help="checkpoint this often")
     g.add_argument("--max_checkpoints_to_keep", type=positive_int, help="checkpoints kept in the run")
+    g = p.add_argument_group("evaluation during training")
+    g.add_argument("--eval_every_epochs", type=positive_float, metavar="N",
+                   help="evaluate the weights (their EMA when kept) on --eval_split every N epochs and at the end: "
+                        "eval_history.csv, eval_summary.json, the best checkpoint in <run_dir>/best")
+    g.add_argument("--eval_every_steps", type=positive_int, metavar="N", help="or every N steps and at the end")
+    g.add_argument("--eval_split", type=split_name, metavar="SPLIT",
+                   help="split evaluated during training: validation (or val), train")
+    g.add_argument("--eval_views", type=int, choices=EVAL_VIEWS,
+                   help="test views per image whose logits are summed in those evaluations: 1, or SAM's 10 (needs "
+                        "--preprocessing sam), as python -m fgtf.evaluate --eval_views")
+    g.add_argument("--eval_batch_size", type=positive_int, metavar="N",
+                   help="global batch of those evaluations (default: --batch_size); a replica's share is what "
+                        "python -m fgtf.evaluate --batch_size must be to give the same numbers for a head that "
+                        "normalises over its batch (SAM-Bilinear)")
     g = p.add_argument_group("devices")
     g.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
     g.add_argument("--tpu", help="TPU address for --strategy tpu")
@@ -363,12 +384,15 @@ def train(settings):
 
     shard_dir = shard_folder(settings.dataset_dir)
     num_examples, num_classes = _dataset_facts(settings, shard_dir)
+    if _evaluates(settings):
+        _check_evaluation(settings, shard_dir, num_classes)
     total_steps = settings.max_number_of_steps or math.ceil(settings.epochs * num_examples / settings.batch_size)
     config = _run_config(settings, num_classes, num_examples, total_steps)
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(settings.seed)
     strategy = make_strategy(settings.strategy, settings.tpu)
+    _check_batches_split(settings, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
     checkpoint_dir = _checkpoint_dir(settings.train_dir, chief, strategy)
     # One process per run folder (each worker of a multi-worker run holds its own).
@@ -391,25 +415,34 @@ def train(settings):
                 _initialise(model, settings, from_run)
             optimizer.reset_moving_averages()  # the EMA starts at the start weights, as TF1's
         step = int(optimizer.iterations.numpy())
-        if step >= total_steps:
-            print(f"{settings.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
-            return {}
-        print(runs.keras_model_summary_line(model) + f"; training steps {step} -> {total_steps}, "
-              f"global batch {settings.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
-        # The input stream is deterministic for the seed; a resumed run skips the
-        # examples its steps consumed, which keeps checkpoints small (no shuffle
-        # buffers) and the data position exact.
-        dataset = strategy.distribute_datasets_from_function(
-            lambda ctx: _labels_per_output(_train_dataset(settings, shard_dir, ctx, step), config))
-        iterator = iter(dataset)
+        class_names = shard_class_names(shard_dir, num_classes)
+        # Created at the first summary, then shared: TensorBoard reads only the newest event file of a folder.
+        writer = functools.cache(lambda: tf.summary.create_file_writer(os.path.join(settings.train_dir, "train")))
+        evaluator = _evaluator(model, optimizer, settings, shard_dir, config, class_names, writer, chief,
+                               num_examples, total_steps) if _evaluates(settings) else None
         try:
+            if evaluator and evaluator.pending(step):  # stopped after this checkpoint, before its evaluation
+                evaluator.run(step, manager.latest_checkpoint)
+            if step >= total_steps:
+                print(f"{settings.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
+                _print_evaluations(evaluator, chief)
+                return {}
+            print(runs.keras_model_summary_line(model) + f"; training steps {step} -> {total_steps}, "
+                  f"global batch {settings.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
+            # The input stream is deterministic for the seed; a resumed run skips the
+            # examples its steps consumed, which keeps checkpoints small (no shuffle
+            # buffers) and the data position exact.
+            dataset = strategy.distribute_datasets_from_function(
+                lambda ctx: _labels_per_output(_train_dataset(settings, shard_dir, ctx, step), config))
+            iterator = iter(dataset)
             logs = _loop(model, optimizer, iterator, manager, settings, total_steps, config if chief else None,
-                         shard_class_names(shard_dir, num_classes))
+                         class_names, writer, evaluator)
         except tf.errors.InvalidArgumentError as error:
             message = bad_record_message(error, shard_dir)
             if message is None:
                 raise
             raise UserError(message) from None
+        _print_evaluations(evaluator, chief)
         if chief:
             from fgtf.fileio import write_json
 
@@ -475,29 +508,36 @@ def _restore_latest_readable(checkpoint, checkpoint_dir, max_to_keep):
 def _remove_leftovers(checkpoint_dir):
     """Delete what killed runs left in the folder (held by this process, so
     none of it is being written): TensorFlow's checkpoint temporaries
-    (`ckpt-N_temp/`, `checkpoint.tmp<hex>`) and fgtf's atomic temporaries."""
+    (`ckpt-N_temp/`, `checkpoint.tmp<hex>`) and fgtf's atomic temporaries,
+    also in the best checkpoint's folder."""
     import re
     import shutil
 
+    from fgtf.train_eval import BEST
     from tfrecord_tools.atomic import remove_temporaries
 
-    for name in os.listdir(checkpoint_dir):
-        if re.fullmatch(r"ckpt-\d+_temp", name):
-            shutil.rmtree(os.path.join(checkpoint_dir, name), ignore_errors=True)
-        elif re.fullmatch(r"checkpoint\.tmp[0-9a-f]+", name):
-            os.remove(os.path.join(checkpoint_dir, name))
-    remove_temporaries(checkpoint_dir)
+    for folder in (checkpoint_dir, os.path.join(checkpoint_dir, BEST)):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if re.fullmatch(r"ckpt-\d+_temp", name):
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            elif re.fullmatch(r"checkpoint\.tmp[0-9a-f]+", name):
+                os.remove(os.path.join(folder, name))
+        remove_temporaries(folder)
 
 
-def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_config, class_names=None):
+def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_config, class_names=None, writer=None,
+          evaluator=None):
     """The training loop: Keras's train function one step at a time, with
-    logging, summaries, NaN checks and timed checkpoints; `chief_config` is
-    the run's config on the chief (which writes it and the data's
-    `class_names`, see `_save`), else None."""
+    logging, summaries, NaN checks, timed checkpoints and, with an
+    `evaluator` (`fgtf.train_eval.TrainingEvaluator`), a checkpoint and an
+    evaluation at each step it is due; `chief_config` is the run's config on
+    the chief (which writes it and the data's `class_names`, see `_save`,
+    and its summaries with `writer()`), else None."""
     import numpy as np
     import tensorflow as tf
 
-    writer = None
     train_function = _distributed_train_function(model, settings.jit_compile)
     step = int(optimizer.iterations.numpy())
     last_save = last_summary = time.monotonic()
@@ -522,19 +562,23 @@ def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_conf
             print(f"step {step}/{total_steps}  {metrics}  lr {learning_rate:.3g}  {images_per_sec:.1f} images/s",
                   flush=True)
             if chief_config is not None and (now - last_summary >= settings.save_summaries_secs or last_step):
-                writer = writer or tf.summary.create_file_writer(os.path.join(settings.train_dir, "train"))
-                with writer.as_default(step=step):
+                with writer().as_default(step=step):
                     for name, value in logs.items():
                         tf.summary.scalar(name, value)
                     tf.summary.scalar("learning_rate", learning_rate)
                     tf.summary.scalar("images_per_sec", images_per_sec)
-                writer.flush()
+                writer().flush()
                 last_summary = now
             model.reset_metrics()
             window_start, window_steps = time.perf_counter(), 0
-        if now - last_save >= settings.save_interval_secs or last_step:
+        evaluation_due = evaluator is not None and evaluator.schedule.is_due(step)
+        if now - last_save >= settings.save_interval_secs or last_step or evaluation_due:
             _save(manager, settings.train_dir, chief_config, step, class_names)
             last_save = now
+        if evaluation_due:
+            started = time.perf_counter()
+            evaluator.run(step, manager.latest_checkpoint)
+            window_start += time.perf_counter() - started  # images/s counts training time only
     return logs
 
 
@@ -555,9 +599,76 @@ def _distributed_train_function(model, jit_compile):
     return train_function
 
 
+def _evaluates(settings):
+    return settings.eval_every_epochs is not None or settings.eval_every_steps is not None
+
+
+def _check_batches_split(settings, replicas):
+    """UserError when a global batch does not split evenly over the replicas."""
+    batches = [("--batch_size", settings.batch_size)]
+    if _evaluates(settings) and settings.eval_batch_size:
+        batches.append(("--eval_batch_size", settings.eval_batch_size))
+    for flag, size in batches:
+        if size % replicas:
+            raise UserError(f"{flag} {size} does not split evenly over the {replicas} replicas; give a multiple "
+                            f"of {replicas}")
+
+
+def _check_evaluation(settings, shard_dir, num_classes):
+    """UserError when the split to evaluate during training has no records, or labels outside the classes,
+    or when --eval_views asks for views the run's pipeline does not have."""
+    from fgtf.input_pipeline import split_labels
+
+    _evaluation_preprocessing(settings)
+    records, histogram = split_labels(shard_dir, settings.eval_split)
+    if not records:
+        raise UserError(f"{shard_dir} holds no {settings.eval_split} records to evaluate during training; give "
+                        f"--eval_split train, or convert the dataset with a validation split")
+    if min(histogram) < 0 or max(histogram) >= num_classes:
+        raise UserError(f"the {settings.eval_split} records of {shard_dir} have labels {min(histogram)}.."
+                        f"{max(histogram)}, outside the network's classes 0..{num_classes - 1}")
+
+
+def _evaluation_preprocessing(settings):
+    """The run's pipeline's test transform, or its ten views with --eval_views 10 (as fgtf.evaluate's)."""
+    from fgtf.preprocessing import get_pipeline
+
+    pipeline = get_pipeline(settings.preprocessing)
+    return pipeline.ten_views() if settings.eval_views == 10 else pipeline
+
+
+def _evaluator(model, optimizer, settings, shard_dir, config, class_names, writer, chief, num_examples, total_steps):
+    """The `fgtf.train_eval.TrainingEvaluator` of --eval_every_epochs / --eval_every_steps, made under the
+    run's strategy (the split and views checked by `_check_evaluation`)."""
+    from fgtf.train_eval import EvaluationSchedule, TrainingEvaluator
+
+    schedule = EvaluationSchedule(total_steps, num_examples, settings.batch_size,
+                                  every_steps=settings.eval_every_steps, every_epochs=settings.eval_every_epochs)
+    with model.distribute_strategy.scope():
+        return TrainingEvaluator(model, optimizer, model.distribute_strategy, schedule, shard_dir=shard_dir,
+                                 split=settings.eval_split, image_size=config.image_size,
+                                 batch_size=settings.eval_batch_size or settings.batch_size,
+                                 num_classes=config.num_classes,
+                                 run_dir=settings.train_dir, chief=chief, config=config, class_names=class_names,
+                                 writer=writer, preprocessing=_evaluation_preprocessing(settings),
+                                 views=settings.eval_views, skip_bad_records=settings.skip_bad_records)
+
+
+def _print_evaluations(evaluator, chief):
+    line = evaluator.summary_line() if evaluator is not None and chief else None
+    if line:
+        print(line)
+
+
 def _check_settings(settings):
     if (settings.max_number_of_steps is None) == (settings.epochs is None):
         raise UserError("give exactly one of --max_number_of_steps and --epochs")
+    if settings.eval_every_epochs is not None and settings.eval_every_steps is not None:
+        raise UserError("give at most one of --eval_every_epochs and --eval_every_steps")
+    if settings.strategy == "tpu" and _evaluates(settings):
+        raise UserError("evaluation during training needs whole-split batches of any size, which --strategy tpu "
+                        "does not run; evaluate the run's checkpoints as they appear with python -m fgtf.evaluate "
+                        "--checkpoint RUN_DIR --eval_interval_secs 60")
     if settings.strategy == "tpu" and not settings.tpu:
         raise UserError("--strategy tpu needs --tpu, the TPU's name or address (e.g. grpc://10.0.0.2:8470)")
     if not os.path.isdir(settings.dataset_dir):
