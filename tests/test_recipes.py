@@ -37,7 +37,7 @@ def expected_settings(name):
                        "optimizer": "momentum", "momentum": 0.9, "nesterov": False, "learning_rate": 0.01,
                        "learning_rate_decay_type": "exponential", "learning_rate_decay_factor": 0.1,
                        "num_epochs_per_decay": 20.0, "weight_decay": 0.0, "batch_size": 32, "epochs": 50.0,
-                       "batch_norm_decay": 0.9}}
+                       "batch_norm_decay": 0.9, "eval_every_epochs": 1.0, "eval_split": "validation"}}
     if name.startswith(("sam_cub_", "sam_bilinear_cub_")):
         ratio = int(name.rsplit("_", 1)[1])
         # spec/sam.md §7: SGD Nesterov 0.9, wd 1e-4 on every parameter, lr 1e-3 (classifier x10), MultiStep x0.1
@@ -50,7 +50,9 @@ def expected_settings(name):
                        "learning_rate_multipliers": (("classifier", 10.0),), "weight_decay": 0.0001,
                        "weight_decay_mode": "coupled", "learning_rate_decay_type": "multistep",
                        "milestone_steps": (6000, 12000, 18000, 24000), "learning_rate_decay_factor": 0.1,
-                       "max_number_of_steps": 30000, "batch_size": 24, "batch_norm_decay": 0.9}}
+                       "max_number_of_steps": 30000, "batch_size": 24, "batch_norm_decay": 0.9,
+                       # §1 item 10 and the test loop: the test set every 1,000 iterations, ten views, batches of 4
+                       "eval_every_steps": 1000, "eval_views": 10, "eval_batch_size": 4}}
     if name.startswith("cle_"):
         classes, lr, epochs = CLE_DATASETS[name]
         base = lr * 12 / 512  # spec/cle_vit.md §5: lr scaled by batch 12 / 512
@@ -63,7 +65,9 @@ def expected_settings(name):
                        "weight_decay": 0.05, "weight_decay_mode": "decoupled", "learning_rate": base,
                        "learning_rate_multipliers": (("head", 5.0),), "learning_rate_decay_type": "warmup_linear",
                        "warmup_epochs": 20.0, "end_learning_rate": base / 100, "clip_gradient_norm": 5.0,
-                       "batch_size": 12, "epochs": float(epochs)}}
+                       "batch_size": 12, "epochs": float(epochs),
+                       # the test set after every epoch (--eval-batch-size 36)
+                       "eval_every_epochs": 1.0, "eval_batch_size": 36}}
     if name.startswith("simtrans_"):
         # spec/simtrans.md §2 (the _scripts/CUB commands) and §3: SGD momentum 0.9, wd 1e-4 on every weight
         schedule = {"weight_decay": 0.0001, "seed": 0}
@@ -234,8 +238,9 @@ def test_every_train_recipe_trains_a_step(tiny, tmp_path, capsys, name):
     from fgtf import train
 
     run = tmp_path / "run"
-    extra = (["--drop_path_rate", "0"] if name.startswith("cle_") else []) + (
-        [] if name in FAST else ["--preprocessing", "inception"])
+    extra = ["--drop_path_rate", "0"] if name.startswith("cle_") else []
+    if name not in FAST:  # the inception pipeline has one test view
+        extra += ["--preprocessing", "inception"] + (["--eval_views", "1"] if name.startswith("sam") else [])
     if name == "cvpr18_inat_inception_v3_longtail":  # its start has the target's classifier: here the tiny run's 4
         extra += ["--num_classes", "4"]
     train.main(["--recipe", name, "--dataset_dir", tiny["shards"], "--run_dir", str(run),
