@@ -209,13 +209,15 @@ def new_layers(checkpoint, num_classes, options):
     from fgtf.models.heads import head_options
     from fgtf.models.layers import weight_layers
 
-    flags = train.build_parser().parse_args(["--dataset_dir", checkpoint, "--run_dir", checkpoint, *options])
-    if flags.head == "none":
+    settings = train.TrainConfig.from_flags(
+        train.build_parser().parse_args(["--dataset_dir", checkpoint, "--run_dir", checkpoint, *options]))
+    if settings.head.head == "none":
         return [study.CLASSIFIER_SCOPE]
     source = runs.load_run_config(checkpoint)
     network = runs.build_network(runs.NetworkSpec(model_name=source.model_name, image_size=source.image_size,
-                                                  num_classes=num_classes, head=flags.head,
-                                                  head_options=head_options(flags)))
+                                                  num_classes=num_classes, head=settings.head.head,
+                                                  head_options=head_options(settings.head.head, settings.head.options,
+                                                                            settings.data.dataset)))
     backbone = {id(layer) for layer in weight_layers(runs.backbone_of(network))}
     names = [layer.name for layer in weight_layers(network) if layer.weights and id(layer) not in backbone]
     keras.backend.clear_session()

@@ -46,6 +46,9 @@ class RunConfig(NetworkSpec):
     preprocessing: the input pipeline it was trained with
         (`fgtf.preprocessing.PIPELINES`; every later command uses it unless
         told otherwise); runs of fgtf before pipelines had names: inception.
+    training: the whole `fgtf.train_config.TrainConfig` the run was started
+        with, section by section (`TrainConfig.to_dict()`; read it back with
+        `training_config`); None for runs of fgtf before it was recorded.
     """
     dataset_name: Optional[str] = None
     num_train_examples: Optional[int] = None
@@ -54,6 +57,13 @@ class RunConfig(NetworkSpec):
     label_smoothing: Optional[float] = None
     optimizer: Optional[str] = None
     preprocessing: str = "inception"
+    training: Optional[dict] = None
+
+    def training_config(self):
+        """The `fgtf.train_config.TrainConfig` of `training`, or None when the run did not record it."""
+        from fgtf.train_config import TrainConfig
+
+        return None if self.training is None else TrainConfig.from_dict(self.training, source=f"{RUN_CONFIG} training")
 
     @classmethod
     def from_dict(cls, data, source=RUN_CONFIG):

@@ -20,17 +20,16 @@ away naming the first); a latest checkpoint cut short by a crash or a full
 disk is removed and the one before it resumed.
 """
 import argparse
-import dataclasses
 import functools
 import inspect
 import math
 import os
 import sys
 import time
-from typing import Optional
 
 from fgtf.optimizer_choices import (DECAY_TYPES, FROZEN_BATCH_NORM, OPTIMIZERS, SCOPE_MATCHING,
                                     WEIGHT_DECAY_MODES)
+from fgtf.train_config import TrainConfig, config_defaults, head_flags
 from tfrecord_tools.cli import (UserError, cli_main, non_negative_float, positive_float, positive_int, program_name,
                                 split_name)
 
@@ -44,90 +43,6 @@ START_WEIGHTS = "a training run's start weights"
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; nothing was saved after the last good checkpoint."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """The settings of one training run, named as the destinations of
-    `python -m fgtf.train`'s flags, whose defaults they are (`--help` says
-    what each one means). None: not given (the run, the data or the network
-    decides; see the flag's help)."""
-    # data and model
-    dataset_dir: str
-    train_dir: str
-    dataset_name: str = "folder"  # fgtf.datasets.GENERIC: classes counted from the data
-    model_name: Optional[str] = None
-    num_classes: Optional[int] = None
-    train_image_size: Optional[int] = None
-    preprocessing: Optional[str] = None
-    label_ratio: Optional[float] = None
-    head: str = "none"
-    sef_groups: int = 4
-    sam_target: str = "cam"
-    sam_bilinear: str = "single"
-    drop_path_rate: float = 0.0
-    min_crop_area: Optional[float] = None
-    skip_bad_records: bool = False
-    # initialisation and fine-tuning
-    checkpoint_path: Optional[str] = None
-    checkpoint_exclude_scopes: str = ""
-    checkpoint_use_ema: bool = True
-    trainable_scopes: str = ""
-    scope_matching: str = "substring"
-    frozen_batch_norm: str = "train"
-    # optimisation
-    optimizer: str = "rmsprop"
-    learning_rate: float = 0.01
-    learning_rate_multipliers: tuple = ()  # ((scope, factor), ...)
-    learning_rate_decay_type: str = "exponential"
-    learning_rate_decay_factor: float = 0.94
-    num_epochs_per_decay: float = 2.0
-    num_steps_per_decay: Optional[int] = None
-    milestone_epochs: tuple = ()
-    milestone_steps: tuple = ()
-    end_learning_rate: Optional[float] = None
-    warmup_epochs: float = 0.0
-    warmup_steps: Optional[int] = None
-    momentum: float = 0.9
-    nesterov: bool = False
-    rmsprop_decay: float = 0.9
-    rmsprop_momentum: float = 0.9
-    rmsprop_initial_mean_square: float = 1.0
-    opt_epsilon: Optional[float] = None
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    weight_decay: Optional[float] = None
-    weight_decay_mode: Optional[str] = None
-    clip_gradient_norm: Optional[float] = None
-    label_smoothing: float = 0.0
-    batch_norm_decay: Optional[float] = None
-    aux_loss_weight: float = 0.4
-    moving_average_decay: Optional[float] = None
-    batch_size: int = 32
-    max_number_of_steps: Optional[int] = None
-    epochs: Optional[float] = None
-    seed: int = 0
-    # logging and checkpoints
-    log_every_n_steps: int = 10
-    save_summaries_secs: float = 60
-    save_interval_secs: float = 600
-    max_checkpoints_to_keep: int = 3
-    # evaluation during training
-    eval_every_epochs: Optional[float] = None
-    eval_every_steps: Optional[int] = None
-    eval_split: str = "validation"
-    eval_batch_size: Optional[int] = None
-    eval_views: int = 1
-    # devices
-    strategy: str = "default"
-    tpu: Optional[str] = None
-    mixed_precision: bool = False
-    jit_compile: bool = False
-
-    @classmethod
-    def from_flags(cls, flags):
-        """The settings of `build_parser()`'s parsed flags."""
-        return cls(**vars(flags))
 
 
 def main(argv=None):
@@ -212,22 +127,16 @@ def build_parser():
                    help="run a published experiment's recipe (fgtf recipes lists them): its settings are the defaults "
                         "of these flags, flags given override them; a recipe of stages runs each into "
                         "<run_dir>/<stage>, skipping a stage that finished with the same settings")
-    g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", "--dataset_name", dest="dataset_name", metavar="NAME",
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", "--dataset_name", dest="dataset", metavar="NAME",
                    help="dataset registry name, for its class count and CLE's loss weights (default: folder, "
                         "a dataset of your own: classes counted from the data)")
     g.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards (fgtf.convert's or the original tool's), or the dataset "
                         "folder whose tfrecords/ subfolder holds them")
-    g.add_argument("--model", "--model_name", dest="model_name", metavar="NAME",
-                   help="backbone (fgtf.models.list_models(); default: the network of the run being resumed, of a "
-                        "--checkpoint run or fgtf .weights.h5, else inception_v3)")
     g.add_argument("--num_classes", type=positive_int,
                    help="class count (default: the registry's, else the data's labels)")
-    g.add_argument("--run_dir", "--train_dir", "--model_dir", dest="train_dir", required=True, metavar="DIR",
-                   help="run folder for checkpoints, summaries and run_config.json; resumes when it is a run "
-                        "with the same settings")
-    g.add_argument("--image_size", "--train_image_size", dest="train_image_size", type=positive_int, metavar="N",
+    g.add_argument("--image_size", "--train_image_size", dest="image_size", type=positive_int, metavar="N",
                    help="training image side in pixels (default: the run being resumed's, or a --checkpoint run's, "
                         "else the network's default size: 299 for the slim networks, 224 for torchvision's and Swin)")
     g.add_argument("--preprocessing", choices=PIPELINE_NAMES,
@@ -235,29 +144,36 @@ def build_parser():
                         "run being resumed's, or a --checkpoint run's, else the network's: inception for the slim "
                         "networks, simtrans for torchvision's ResNets, cle for Swin; docs/preprocessing.md)")
     g.add_argument("--label_ratio", type=percent, help="train on this percent of each class's images (10, 15, 30, 50)")
-    g.add_argument("--head", choices=HEAD_CHOICES,
-                   help="FGVC head on the backbone's feature map (none: the slim classifier)")
-    g.add_argument("--sef_groups", type=positive_int, help="SEF channel groups (CUB 4, Aircraft 3, Cars/Dogs 2)")
-    g.add_argument("--sam_target", choices=("cam", "gradcam"), help="SAM pseudo-attention")
-    g.add_argument("--sam_bilinear", choices=("none", "single", "multi", "compact"),
-                   help="SAM-Bilinear pooling form (none: plain SAM)")
-    g.add_argument("--drop_path_rate", type=decay,
-                   help="stochastic depth of the last block of a Swin backbone, linear from 0 over the blocks "
-                        "(CLE-ViT: 0.5)")
     g.add_argument("--min_crop_area", type=crop_area,
                    help="smallest share of the image a random training crop of the inception preprocessing covers "
                         "(default: slim's 0.05); larger keeps small parts in view on small images, e.g. 0.5")
     g.add_argument("--skip_bad_records", action="store_true",
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
-    g = p.add_argument_group("initialisation and fine-tuning")
-    g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint_path", metavar="PATH",
+    g = p.add_argument_group("model")
+    g.add_argument("--model", "--model_name", dest="model", metavar="NAME",
+                   help="backbone (fgtf.models.list_models(); default: the network of the run being resumed, of a "
+                        "--checkpoint run or fgtf .weights.h5, else inception_v3)")
+    g.add_argument("--drop_path_rate", type=decay,
+                   help="stochastic depth of the last block of a Swin backbone, linear from 0 over the blocks "
+                        "(CLE-ViT: 0.5)")
+    g.add_argument("--batch_norm_decay", type=decay,
+                   help="moving-average decay of batch-norm statistics (default: the network's, 0.9997 for "
+                        "Inception, 0.997 for ResNet; use ~0.9 for runs of a few hundred steps)")
+    g = p.add_argument_group("head", "an FGVC head and its own options")
+    g.add_argument("--head", choices=HEAD_CHOICES,
+                   help="FGVC head on the backbone's feature map (none: the slim classifier)")
+    for name in HEAD_CHOICES:
+        for flag in head_flags(name):
+            g.add_argument(f"--{flag.dest}", type=flag.type, choices=flag.choices, help=f"{flag.help} (--head {name})")
+    g = p.add_argument_group("fine-tuning")
+    g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint", metavar="PATH",
                    help="weights to start a new run from: TF-Slim checkpoint, Keras .weights.h5, torchvision .pth "
                         "(its network from its keys; its fc left out for another class count), or a previous "
                         "fgtf run folder (its model weights only: fresh optimizer, step 0; its network and image "
                         "size unless given); a SavedModel is refused (an opaque graph)")
     g.add_argument("--checkpoint_exclude_scopes",
                    help="comma-separated slim scopes not restored, e.g. InceptionV3/Logits,InceptionV3/AuxLogits")
-    g.add_argument("--no_ema", dest="checkpoint_use_ema", action="store_false",
+    g.add_argument("--no_ema", action="store_true",
                    help="from a run folder, take its raw weights even when it kept an EMA of them")
     g.add_argument("--trainable_scopes", help="comma-separated slim scopes to train (empty: all)")
     g.add_argument("--scope_matching", choices=SCOPE_MATCHING,
@@ -268,15 +184,41 @@ def build_parser():
                    help="batch norm outside --trainable_scopes: train (slim's is_training=True and PyTorch's "
                         "model.train(): batch statistics, moving averages updated) or inference (moving statistics, "
                         "left as they are)")
-    g = p.add_argument_group("optimisation")
+    g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="optimizer: momentum, sgd, rmsprop and adam as TF1's (the slim trainer's; momentum is also "
                         "PyTorch's SGD), adamw as PyTorch's AdamW")
-    g.add_argument("--learning_rate", type=positive_float, help="initial learning rate")
     g.add_argument("--learning_rate_multipliers", type=scope_factors, metavar="SCOPE=FACTOR,...",
                    help="parameter groups: the weights under each scope train at FACTOR x the learning rate, weight "
                         "decay included (e.g. Logits=10 for the slim networks, fc=10 for torchvision's ResNets, "
                         "head=5 for CLE) (default: none, one rate for every weight)")
+    g.add_argument("--momentum", type=decay,
+                   help="momentum of the momentum optimizer: v <- momentum v + g, w <- w - lr v (TF1 and PyTorch)")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (the momentum optimizer)")
+    g.add_argument("--rmsprop_decay", type=decay, help="RMSProp's decay of the squared gradients")
+    g.add_argument("--rmsprop_momentum", type=decay, help="RMSProp's momentum")
+    g.add_argument("--rmsprop_initial_mean_square", type=non_negative_float,
+                   help="where RMSProp's mean square starts (TF1: 1; Keras and PyTorch: 0)")
+    g.add_argument("--opt_epsilon", type=positive_float,
+                   help="epsilon of RMSProp and Adam (default: the slim trainer's 1.0; adamw: 1e-8)")
+    g.add_argument("--adam_beta1", type=decay, help="Adam's first-moment decay")
+    g.add_argument("--adam_beta2", type=decay, help="Adam's second-moment decay")
+    g.add_argument("--weight_decay", type=non_negative_float,
+                   help="weight decay (default: 0.00004 slim, 0.0001 coupled, 0.05 decoupled)")
+    g.add_argument("--weight_decay_mode", choices=WEIGHT_DECAY_MODES,
+                   help="slim (L2 on conv and dense kernels in the loss; default), coupled (wd x weight added to "
+                        "every trained weight's gradient, biases and batch norm included: PyTorch's SGD) or "
+                        "decoupled (weights shrunk by lr x wd, 1-D weights left alone: AdamW; default of adamw)")
+    g.add_argument("--clip_gradient_norm", type=positive_float,
+                   help="clip the gradients to this global norm before each step (CLE-ViT: 5)")
+    g.add_argument("--label_smoothing", type=decay, help="label smoothing of the cross-entropy")
+    g.add_argument("--aux_loss_weight", type=non_negative_float,
+                   help="weight of the aux-logits loss (0 disables)")
+    g.add_argument("--moving_average_decay", type=decay,
+                   help="keep TF1's moving average of the weights (e.g. 0.9999; the decay capped by "
+                        "(1 + n) / (10 + n) at update n), used by evaluate, extract_features and export")
+    g = p.add_argument_group("schedule")
+    g.add_argument("--learning_rate", type=positive_float, help="initial learning rate")
     g.add_argument("--learning_rate_decay_type", choices=DECAY_TYPES,
                    help="learning-rate schedule: exponential (x factor every --num_epochs_per_decay, stepwise: "
                         "TF1's staircase, PyTorch's StepLR), polynomial (linear to --end_learning_rate), fixed, "
@@ -298,44 +240,9 @@ def build_parser():
     warmup.add_argument("--warmup_epochs", type=non_negative_float,
                         help="warm-up epochs of --learning_rate_decay_type warmup_linear")
     warmup.add_argument("--warmup_steps", type=positive_int, help="or warm-up steps")
-    g.add_argument("--momentum", type=decay,
-                   help="momentum of the momentum optimizer: v <- momentum v + g, w <- w - lr v (TF1 and PyTorch)")
-    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (the momentum optimizer)")
-    g.add_argument("--rmsprop_decay", type=decay, help="RMSProp's decay of the squared gradients")
-    g.add_argument("--rmsprop_momentum", type=decay, help="RMSProp's momentum")
-    g.add_argument("--rmsprop_initial_mean_square", type=non_negative_float,
-                   help="where RMSProp's mean square starts (TF1: 1; Keras and PyTorch: 0)")
-    g.add_argument("--opt_epsilon", type=positive_float,
-                   help="epsilon of RMSProp and Adam (default: the slim trainer's 1.0; adamw: 1e-8)")
-    g.add_argument("--adam_beta1", type=decay, help="Adam's first-moment decay")
-    g.add_argument("--adam_beta2", type=decay, help="Adam's second-moment decay")
-    g.add_argument("--weight_decay", type=non_negative_float,
-                   help="weight decay (default: 0.00004 slim, 0.0001 coupled, 0.05 decoupled)")
-    g.add_argument("--weight_decay_mode", choices=WEIGHT_DECAY_MODES,
-                   help="slim (L2 on conv and dense kernels in the loss; default), coupled (wd x weight added to "
-                        "every trained weight's gradient, biases and batch norm included: PyTorch's SGD) or "
-                        "decoupled (weights shrunk by lr x wd, 1-D weights left alone: AdamW; default of adamw)")
-    g.add_argument("--clip_gradient_norm", type=positive_float,
-                   help="clip the gradients to this global norm before each step (CLE-ViT: 5)")
-    g.add_argument("--label_smoothing", type=decay, help="label smoothing of the cross-entropy")
-    g.add_argument("--batch_norm_decay", type=decay,
-                   help="moving-average decay of batch-norm statistics (default: the network's, 0.9997 for "
-                        "Inception, 0.997 for ResNet; use ~0.9 for runs of a few hundred steps)")
-    g.add_argument("--aux_loss_weight", type=non_negative_float,
-                   help="weight of the aux-logits loss (0 disables)")
-    g.add_argument("--moving_average_decay", type=decay,
-                   help="keep TF1's moving average of the weights (e.g. 0.9999; the decay capped by "
-                        "(1 + n) / (10 + n) at update n), used by evaluate, extract_features and export")
     g.add_argument("--batch_size", type=positive_int, help="global batch size over all replicas")
     g.add_argument("--max_number_of_steps", type=positive_int, help="train this many steps")
     g.add_argument("--epochs", type=positive_float, help="or this many epochs (steps from the global batch)")
-    g.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation")
-    g = p.add_argument_group("logging and checkpoints")
-    g.add_argument("--log_every_n_steps", type=positive_int, help="print the metrics this often")
-    g.add_argument("--save_summaries_secs", type=non_negative_float,
-                   help="write TensorBoard summaries at most this often")
-    g.add_argument("--save_interval_secs", type=non_negative_float, help="checkpoint this often")
-    g.add_argument("--max_checkpoints_to_keep", type=positive_int, help="checkpoints kept in the run")
     g = p.add_argument_group("evaluation during training")
     g.add_argument("--eval_every_epochs", type=positive_float, metavar="N",
                    help="evaluate the weights (their EMA when kept) on --eval_split every N epochs and at the end: "
@@ -350,13 +257,21 @@ def build_parser():
                    help="global batch of those evaluations (default: --batch_size); a replica's share is what "
                         "python -m fgtf.evaluate --batch_size must be to give the same numbers for a head that "
                         "normalises over its batch (SAM-Bilinear)")
-    g = p.add_argument_group("devices")
+    run = g = p.add_argument_group("run", "the run folder, the seed, logging, checkpoints and devices")
+    g.add_argument("--run_dir", "--train_dir", "--model_dir", dest="run_dir", required=True, metavar="DIR",
+                   help="run folder for checkpoints, summaries and run_config.json; resumes when it is a run "
+                        "with the same settings")
+    g.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation")
+    g.add_argument("--log_every_n_steps", type=positive_int, help="print the metrics this often")
+    g.add_argument("--save_summaries_secs", type=non_negative_float,
+                   help="write TensorBoard summaries at most this often")
+    g.add_argument("--save_interval_secs", type=non_negative_float, help="checkpoint this often")
+    g.add_argument("--max_checkpoints_to_keep", type=positive_int, help="checkpoints kept in the run")
     g.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy")
     g.add_argument("--tpu", help="TPU address for --strategy tpu")
     g.add_argument("--mixed_precision", action="store_true", help="mixed_float16 compute (GPU), float32 losses")
     g.add_argument("--jit_compile", action="store_true", help="compile the train step with XLA")
-    p.set_defaults(**{field.name: field.default for field in dataclasses.fields(TrainConfig)
-                      if field.default is not dataclasses.MISSING})
+    p.set_defaults(**config_defaults())
     return p
 
 
@@ -382,22 +297,23 @@ def train(settings):
     from fgtf.input_pipeline import shard_folder
     from tfrecord_tools.folder_lock import hold_folder
 
-    shard_dir = shard_folder(settings.dataset_dir)
+    shard_dir = shard_folder(settings.data.dataset_dir)
     num_examples, num_classes = _dataset_facts(settings, shard_dir)
-    if _evaluates(settings):
+    if settings.evaluation.enabled:
         _check_evaluation(settings, shard_dir, num_classes)
-    total_steps = settings.max_number_of_steps or math.ceil(settings.epochs * num_examples / settings.batch_size)
+    course = settings.schedule
+    total_steps = course.max_number_of_steps or math.ceil(course.epochs * num_examples / course.batch_size)
     config = _run_config(settings, num_classes, num_examples, total_steps)
-    if settings.mixed_precision:
+    if settings.run.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    keras.utils.set_random_seed(settings.seed)
-    strategy = make_strategy(settings.strategy, settings.tpu)
+    keras.utils.set_random_seed(settings.run.seed)
+    strategy = make_strategy(settings.run.strategy, settings.run.tpu)
     _check_batches_split(settings, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
-    checkpoint_dir = _checkpoint_dir(settings.train_dir, chief, strategy)
+    checkpoint_dir = _checkpoint_dir(settings.run.run_dir, chief, strategy)
     # One process per run folder (each worker of a multi-worker run holds its own).
     with hold_folder(checkpoint_dir):
-        _check_same_run(settings.train_dir, config)
+        _check_same_run(settings.run.run_dir, config)
         _remove_leftovers(checkpoint_dir)
         with strategy.scope():
             model = runs.build_network(config)
@@ -407,28 +323,28 @@ def train(settings):
             symbolic_build(model, _batch_spec(config))
             checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=optimizer.iterations,
                                              **{runs.EMA_KEY: runs.ema_map(optimizer)})
-        manager = _restore_latest_readable(checkpoint, checkpoint_dir, settings.max_checkpoints_to_keep)
+        manager = _restore_latest_readable(checkpoint, checkpoint_dir, settings.run.max_checkpoints_to_keep)
         if manager.latest_checkpoint:
             print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
         else:
-            if settings.checkpoint_path:
+            if settings.fine_tuning.checkpoint:
                 _initialise(model, settings, from_run)
             optimizer.reset_moving_averages()  # the EMA starts at the start weights, as TF1's
         step = int(optimizer.iterations.numpy())
         class_names = shard_class_names(shard_dir, num_classes)
         # Created at the first summary, then shared: TensorBoard reads only the newest event file of a folder.
-        writer = functools.cache(lambda: tf.summary.create_file_writer(os.path.join(settings.train_dir, "train")))
+        writer = functools.cache(lambda: tf.summary.create_file_writer(os.path.join(settings.run.run_dir, "train")))
         evaluator = _evaluator(model, optimizer, settings, shard_dir, config, class_names, writer, chief,
-                               num_examples, total_steps) if _evaluates(settings) else None
+                               num_examples, total_steps) if settings.evaluation.enabled else None
         try:
             if evaluator and evaluator.pending(step):  # stopped after this checkpoint, before its evaluation
                 evaluator.run(step, manager.latest_checkpoint)
             if step >= total_steps:
-                print(f"{settings.train_dir} already finished ({step} of {total_steps} steps); nothing to train")
+                print(f"{settings.run.run_dir} already finished ({step} of {total_steps} steps); nothing to train")
                 _print_evaluations(evaluator, chief)
                 return {}
             print(runs.keras_model_summary_line(model) + f"; training steps {step} -> {total_steps}, "
-                  f"global batch {settings.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
+                  f"global batch {settings.schedule.batch_size} on {strategy.num_replicas_in_sync} replica(s)")
             # The input stream is deterministic for the seed; a resumed run skips the
             # examples its steps consumed, which keeps checkpoints small (no shuffle
             # buffers) and the data position exact.
@@ -446,8 +362,8 @@ def train(settings):
         if chief:
             from fgtf.fileio import write_json
 
-            write_json(os.path.join(settings.train_dir, runs.DONE), {"step": total_steps, "metrics": logs})
-        _clean_worker_dir(settings.train_dir, chief, strategy)
+            write_json(os.path.join(settings.run.run_dir, runs.DONE), {"step": total_steps, "metrics": logs})
+        _clean_worker_dir(settings.run.run_dir, chief, strategy)
         return logs
 
 
@@ -538,7 +454,7 @@ def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_conf
     import numpy as np
     import tensorflow as tf
 
-    train_function = _distributed_train_function(model, settings.jit_compile)
+    train_function = _distributed_train_function(model, settings.run.jit_compile)
     step = int(optimizer.iterations.numpy())
     last_save = last_summary = time.monotonic()
     window_start, window_steps = time.perf_counter(), 0
@@ -554,14 +470,14 @@ def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_conf
                 f"the data.")
         now = time.monotonic()
         last_step = step >= total_steps
-        if step % settings.log_every_n_steps == 0 or last_step:
+        if step % settings.run.log_every_n_steps == 0 or last_step:
             elapsed = time.perf_counter() - window_start
-            images_per_sec = window_steps * settings.batch_size / max(elapsed, 1e-9)
+            images_per_sec = window_steps * settings.schedule.batch_size / max(elapsed, 1e-9)
             learning_rate = float(optimizer.learning_rate)
             metrics = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
             print(f"step {step}/{total_steps}  {metrics}  lr {learning_rate:.3g}  {images_per_sec:.1f} images/s",
                   flush=True)
-            if chief_config is not None and (now - last_summary >= settings.save_summaries_secs or last_step):
+            if chief_config is not None and (now - last_summary >= settings.run.save_summaries_secs or last_step):
                 with writer().as_default(step=step):
                     for name, value in logs.items():
                         tf.summary.scalar(name, value)
@@ -572,8 +488,8 @@ def _loop(model, optimizer, iterator, manager, settings, total_steps, chief_conf
             model.reset_metrics()
             window_start, window_steps = time.perf_counter(), 0
         evaluation_due = evaluator is not None and evaluator.schedule.is_due(step)
-        if now - last_save >= settings.save_interval_secs or last_step or evaluation_due:
-            _save(manager, settings.train_dir, chief_config, step, class_names)
+        if now - last_save >= settings.run.save_interval_secs or last_step or evaluation_due:
+            _save(manager, settings.run.run_dir, chief_config, step, class_names)
             last_save = now
         if evaluation_due:
             started = time.perf_counter()
@@ -599,15 +515,11 @@ def _distributed_train_function(model, jit_compile):
     return train_function
 
 
-def _evaluates(settings):
-    return settings.eval_every_epochs is not None or settings.eval_every_steps is not None
-
-
 def _check_batches_split(settings, replicas):
     """UserError when a global batch does not split evenly over the replicas."""
-    batches = [("--batch_size", settings.batch_size)]
-    if _evaluates(settings) and settings.eval_batch_size:
-        batches.append(("--eval_batch_size", settings.eval_batch_size))
+    batches = [("--batch_size", settings.schedule.batch_size)]
+    if settings.evaluation.enabled and settings.evaluation.eval_batch_size:
+        batches.append(("--eval_batch_size", settings.evaluation.eval_batch_size))
     for flag, size in batches:
         if size % replicas:
             raise UserError(f"{flag} {size} does not split evenly over the {replicas} replicas; give a multiple "
@@ -620,12 +532,13 @@ def _check_evaluation(settings, shard_dir, num_classes):
     from fgtf.input_pipeline import split_labels
 
     _evaluation_preprocessing(settings)
-    records, histogram = split_labels(shard_dir, settings.eval_split)
+    records, histogram = split_labels(shard_dir, settings.evaluation.eval_split)
     if not records:
-        raise UserError(f"{shard_dir} holds no {settings.eval_split} records to evaluate during training; give "
+        raise UserError(f"{shard_dir} holds no {settings.evaluation.eval_split} records to evaluate during training; "
+                        f"give "
                         f"--eval_split train, or convert the dataset with a validation split")
     if min(histogram) < 0 or max(histogram) >= num_classes:
-        raise UserError(f"the {settings.eval_split} records of {shard_dir} have labels {min(histogram)}.."
+        raise UserError(f"the {settings.evaluation.eval_split} records of {shard_dir} have labels {min(histogram)}.."
                         f"{max(histogram)}, outside the network's classes 0..{num_classes - 1}")
 
 
@@ -633,8 +546,8 @@ def _evaluation_preprocessing(settings):
     """The run's pipeline's test transform, or its ten views with --eval_views 10 (as fgtf.evaluate's)."""
     from fgtf.preprocessing import get_pipeline
 
-    pipeline = get_pipeline(settings.preprocessing)
-    return pipeline.ten_views() if settings.eval_views == 10 else pipeline
+    pipeline = get_pipeline(settings.data.preprocessing)
+    return pipeline.ten_views() if settings.evaluation.eval_views == 10 else pipeline
 
 
 def _evaluator(model, optimizer, settings, shard_dir, config, class_names, writer, chief, num_examples, total_steps):
@@ -642,16 +555,17 @@ def _evaluator(model, optimizer, settings, shard_dir, config, class_names, write
     run's strategy (the split and views checked by `_check_evaluation`)."""
     from fgtf.train_eval import EvaluationSchedule, TrainingEvaluator
 
-    schedule = EvaluationSchedule(total_steps, num_examples, settings.batch_size,
-                                  every_steps=settings.eval_every_steps, every_epochs=settings.eval_every_epochs)
+    schedule = EvaluationSchedule(total_steps, num_examples, settings.schedule.batch_size,
+                                  every_steps=settings.evaluation.eval_every_steps,
+                                  every_epochs=settings.evaluation.eval_every_epochs)
     with model.distribute_strategy.scope():
         return TrainingEvaluator(model, optimizer, model.distribute_strategy, schedule, shard_dir=shard_dir,
-                                 split=settings.eval_split, image_size=config.image_size,
-                                 batch_size=settings.eval_batch_size or settings.batch_size,
+                                 split=settings.evaluation.eval_split, image_size=config.image_size,
+                                 batch_size=settings.evaluation.eval_batch_size or settings.schedule.batch_size,
                                  num_classes=config.num_classes,
-                                 run_dir=settings.train_dir, chief=chief, config=config, class_names=class_names,
+                                 run_dir=settings.run.run_dir, chief=chief, config=config, class_names=class_names,
                                  writer=writer, preprocessing=_evaluation_preprocessing(settings),
-                                 views=settings.eval_views, skip_bad_records=settings.skip_bad_records)
+                                 views=settings.evaluation.eval_views, skip_bad_records=settings.data.skip_bad_records)
 
 
 def _print_evaluations(evaluator, chief):
@@ -661,27 +575,27 @@ def _print_evaluations(evaluator, chief):
 
 
 def _check_settings(settings):
-    if (settings.max_number_of_steps is None) == (settings.epochs is None):
+    if (settings.schedule.max_number_of_steps is None) == (settings.schedule.epochs is None):
         raise UserError("give exactly one of --max_number_of_steps and --epochs")
-    if settings.eval_every_epochs is not None and settings.eval_every_steps is not None:
+    if settings.evaluation.eval_every_epochs is not None and settings.evaluation.eval_every_steps is not None:
         raise UserError("give at most one of --eval_every_epochs and --eval_every_steps")
-    if settings.strategy == "tpu" and _evaluates(settings):
+    if settings.run.strategy == "tpu" and settings.evaluation.enabled:
         raise UserError("evaluation during training needs whole-split batches of any size, which --strategy tpu "
                         "does not run; evaluate the run's checkpoints as they appear with python -m fgtf.evaluate "
                         "--checkpoint RUN_DIR --eval_interval_secs 60")
-    if settings.strategy == "tpu" and not settings.tpu:
+    if settings.run.strategy == "tpu" and not settings.run.tpu:
         raise UserError("--strategy tpu needs --tpu, the TPU's name or address (e.g. grpc://10.0.0.2:8470)")
-    if not os.path.isdir(settings.dataset_dir):
-        raise UserError(f"--dataset_dir {settings.dataset_dir} does not exist; convert the dataset first "
+    if not os.path.isdir(settings.data.dataset_dir):
+        raise UserError(f"--dataset_dir {settings.data.dataset_dir} does not exist; convert the dataset first "
                         f"(python -m fgtf.convert --dataset_dir <its folder of images> --num_shards N)")
     from fgtf.models import list_models
 
-    if settings.model_name is not None and settings.model_name not in list_models():
-        raise UserError(f"unknown model {settings.model_name!r}; known models: {', '.join(list_models())}")
-    if settings.nesterov and settings.optimizer != "momentum":
-        raise UserError(f"--nesterov is an option of --optimizer momentum, not of {settings.optimizer}")
-    multistep = settings.learning_rate_decay_type == "multistep"
-    if multistep != bool(settings.milestone_epochs or settings.milestone_steps):
+    if settings.model.model is not None and settings.model.model not in list_models():
+        raise UserError(f"unknown model {settings.model.model!r}; known models: {', '.join(list_models())}")
+    if settings.optimization.nesterov and settings.optimization.optimizer != "momentum":
+        raise UserError(f"--nesterov is an option of --optimizer momentum, not of {settings.optimization.optimizer}")
+    multistep = settings.schedule.learning_rate_decay_type == "multistep"
+    if multistep != bool(settings.schedule.milestone_epochs or settings.schedule.milestone_steps):
         raise UserError("--learning_rate_decay_type multistep needs --milestone_epochs or --milestone_steps"
                         if multistep else "--milestone_epochs and --milestone_steps are for --learning_rate_decay_type "
                                           "multistep")
@@ -698,24 +612,24 @@ def _settings_from_runs(settings):
     from fgtf.checkpoints import DEFAULT_MODEL, checkpoint_kind, recorded_network, saved_model_refusal
     from fgtf.models import default_image_size, default_preprocessing
 
-    given = {"model": settings.model_name, "image size": settings.train_image_size,
-             "preprocessing": settings.preprocessing}
+    given = {"model": settings.model.model, "image size": settings.data.image_size,
+             "preprocessing": settings.data.preprocessing}
     source, from_start = {}, False
-    if runs.has_checkpoint(settings.train_dir):
-        source = recorded_network(settings.train_dir)
-    elif settings.checkpoint_path:
-        kind = checkpoint_kind(settings.checkpoint_path)
+    if runs.has_checkpoint(settings.run.run_dir):
+        source = recorded_network(settings.run.run_dir)
+    elif settings.fine_tuning.checkpoint:
+        kind = checkpoint_kind(settings.fine_tuning.checkpoint)
         if kind == "saved_model":
-            raise UserError(saved_model_refusal(settings.checkpoint_path, START_WEIGHTS))
-        source, from_start = recorded_network(settings.checkpoint_path), kind == "run"
-    model = settings.model_name or source.get("model") or DEFAULT_MODEL
-    completed = dataclasses.replace(
-        settings, model_name=model,
-        train_image_size=settings.train_image_size or source.get("image_size") or default_image_size(model),
-        preprocessing=settings.preprocessing or source.get("preprocessing") or default_preprocessing(model))
-    if completed.min_crop_area is not None and completed.preprocessing != "inception":
+            raise UserError(saved_model_refusal(settings.fine_tuning.checkpoint, START_WEIGHTS))
+        source, from_start = recorded_network(settings.fine_tuning.checkpoint), kind == "run"
+    model = settings.model.model or source.get("model") or DEFAULT_MODEL
+    completed = settings.replace(
+        model__model=model,
+        data__image_size=settings.data.image_size or source.get("image_size") or default_image_size(model),
+        data__preprocessing=settings.data.preprocessing or source.get("preprocessing") or default_preprocessing(model))
+    if completed.data.min_crop_area is not None and completed.data.preprocessing != "inception":
         raise UserError(f"--min_crop_area sets the random crop of the inception preprocessing; --preprocessing "
-                        f"{completed.preprocessing} crops as its seed does")
+                        f"{completed.data.preprocessing} crops as its seed does")
     return completed, [name for name, value in given.items() if value is None] if from_start else []
 
 
@@ -731,7 +645,7 @@ def _dataset_facts(settings, shard_dir):
     if min(histogram) < 0:
         raise UserError(f"the train records of {shard_dir} have the label {min(histogram)}; labels number the "
                         f"classes from 0")
-    num_classes = settings.num_classes or get_dataset_info(settings.dataset_name).num_classes
+    num_classes = settings.data.num_classes or get_dataset_info(settings.data.dataset).num_classes
     if num_classes is None and max(histogram) >= records:
         raise UserError(f"the train records of {shard_dir} have labels up to {max(histogram)} but are only "
                         f"{records}: labels must number the classes 0..K-1; give --num_classes if there really "
@@ -742,10 +656,11 @@ def _dataset_facts(settings, shard_dir):
                         f"{num_classes} allows (labels 0..{num_classes - 1}); give --num_classes {max(histogram) + 1} "
                         f"or the matching --dataset")
     num_examples = records
-    if settings.label_ratio:
-        num_examples = max(int(num_examples * settings.label_ratio / 100), num_classes)
-    if settings.batch_size > num_examples:
-        raise UserError(f"--batch_size {settings.batch_size} is larger than the {num_examples} training images")
+    if settings.data.label_ratio:
+        num_examples = max(int(num_examples * settings.data.label_ratio / 100), num_classes)
+    if settings.schedule.batch_size > num_examples:
+        raise UserError(f"--batch_size {settings.schedule.batch_size} is larger than the {num_examples} training "
+                        f"images")
     return num_examples, num_classes
 
 
@@ -766,9 +681,9 @@ def _check_same_run(run_dir, config):
 def _check_drop_path(settings):
     from fgtf.models import get_builder
 
-    builder = get_builder(settings.model_name)
-    if settings.drop_path_rate and "drop_path_rate" not in inspect.signature(builder).parameters:
-        raise UserError(f"--drop_path_rate is for backbones with stochastic depth (Swin); {settings.model_name} "
+    builder = get_builder(settings.model.model)
+    if settings.model.drop_path_rate and "drop_path_rate" not in inspect.signature(builder).parameters:
+        raise UserError(f"--drop_path_rate is for backbones with stochastic depth (Swin); {settings.model.model} "
                         f"has none")
 
 
@@ -777,14 +692,17 @@ def _run_config(settings, num_classes, num_examples, total_steps):
     from fgtf.models.heads import NO_HEAD, head_options
     from fgtf.runs import RunConfig
 
-    aux_logits = has_aux_logits(settings.model_name, settings.train_image_size) and settings.aux_loss_weight > 0
-    return RunConfig(model_name=settings.model_name, num_classes=num_classes, image_size=settings.train_image_size,
-                     head=settings.head, head_options=head_options(settings),
-                     aux_logits=aux_logits and settings.head == NO_HEAD, drop_path_rate=settings.drop_path_rate or None,
-                     dataset_name=settings.dataset_name,
-                     num_train_examples=num_examples, total_steps=total_steps, batch_size=settings.batch_size,
-                     label_smoothing=settings.label_smoothing, optimizer=settings.optimizer,
-                     preprocessing=settings.preprocessing)
+    aux_logits = (has_aux_logits(settings.model.model, settings.data.image_size)
+                  and settings.optimization.aux_loss_weight > 0)
+    return RunConfig(model_name=settings.model.model, num_classes=num_classes, image_size=settings.data.image_size,
+                     head=settings.head.head,
+                     head_options=head_options(settings.head.head, settings.head.options, settings.data.dataset),
+                     aux_logits=aux_logits and settings.head.head == NO_HEAD,
+                     drop_path_rate=settings.model.drop_path_rate or None,
+                     dataset_name=settings.data.dataset,
+                     num_train_examples=num_examples, total_steps=total_steps, batch_size=settings.schedule.batch_size,
+                     label_smoothing=settings.optimization.label_smoothing, optimizer=settings.optimization.optimizer,
+                     preprocessing=settings.data.preprocessing, training=settings.to_dict())
 
 
 def prepare_optimization(model, settings, num_examples, total_steps):
@@ -802,21 +720,23 @@ def _optimizer(settings, model, num_examples, total_steps):
     from fgtf.models.layers import variables_in_scopes
     from fgtf.optimization import decay_steps_for, learning_rate_schedule, make_optimizer, steps_per_epoch
 
+    course, optimization = settings.schedule, settings.optimization
+
     def steps(epochs):
-        return decay_steps_for(num_examples, settings.batch_size, epochs)
+        return decay_steps_for(num_examples, course.batch_size, epochs)
 
     schedule = learning_rate_schedule(
-        settings.learning_rate, settings.learning_rate_decay_type,
-        decay_steps=settings.num_steps_per_decay or steps(settings.num_epochs_per_decay),
-        decay_factor=settings.learning_rate_decay_factor, end_learning_rate=settings.end_learning_rate,
-        milestones=settings.milestone_steps or tuple(steps(e) for e in settings.milestone_epochs),
-        warmup_steps=settings.warmup_steps or int(settings.warmup_epochs * steps_per_epoch(num_examples,
-                                                                                            settings.batch_size)),
+        course.learning_rate, course.learning_rate_decay_type,
+        decay_steps=course.num_steps_per_decay or steps(course.num_epochs_per_decay),
+        decay_factor=course.learning_rate_decay_factor, end_learning_rate=course.end_learning_rate,
+        milestones=course.milestone_steps or tuple(steps(e) for e in course.milestone_epochs),
+        warmup_steps=course.warmup_steps or int(course.warmup_epochs * steps_per_epoch(num_examples,
+                                                                                       course.batch_size)),
         total_steps=total_steps)
     multipliers = {}
     trained = {id(v) for v in model.trainable_variables}
-    for scope, factor in settings.learning_rate_multipliers:
-        named = [v for v in variables_in_scopes(model, scope, settings.scope_matching) if id(v) in trained]
+    for scope, factor in optimization.learning_rate_multipliers:
+        named = [v for v in variables_in_scopes(model, scope, settings.fine_tuning.scope_matching) if id(v) in trained]
         if not named:
             raise UserError(f"--learning_rate_multipliers {scope}={factor:g}: {scope} names no trained weight of "
                             f"{model.name}")
@@ -825,13 +745,14 @@ def _optimizer(settings, model, num_examples, total_steps):
                 raise UserError(f"--learning_rate_multipliers gives {variable.path} two factors "
                                 f"({multipliers[variable.path]:g} and {factor:g})")
     mode, rate = _weight_decay(settings)
-    return make_optimizer(settings.optimizer, schedule, momentum=settings.momentum, nesterov=settings.nesterov,
-                          rmsprop_decay=settings.rmsprop_decay, rmsprop_momentum=settings.rmsprop_momentum,
-                          rmsprop_initial_mean_square=settings.rmsprop_initial_mean_square,
-                          epsilon=settings.opt_epsilon, adam_beta1=settings.adam_beta1,
-                          adam_beta2=settings.adam_beta2, weight_decay=rate, weight_decay_mode=mode,
-                          learning_rate_multipliers=multipliers, clip_gradient_norm=settings.clip_gradient_norm,
-                          moving_average_decay=settings.moving_average_decay)
+    return make_optimizer(optimization.optimizer, schedule, momentum=optimization.momentum,
+                          nesterov=optimization.nesterov, rmsprop_decay=optimization.rmsprop_decay,
+                          rmsprop_momentum=optimization.rmsprop_momentum,
+                          rmsprop_initial_mean_square=optimization.rmsprop_initial_mean_square,
+                          epsilon=optimization.opt_epsilon, adam_beta1=optimization.adam_beta1,
+                          adam_beta2=optimization.adam_beta2, weight_decay=rate, weight_decay_mode=mode,
+                          learning_rate_multipliers=multipliers, clip_gradient_norm=optimization.clip_gradient_norm,
+                          moving_average_decay=optimization.moving_average_decay)
 
 
 def _weight_decay(settings):
@@ -840,8 +761,9 @@ def _weight_decay(settings):
     the mode's."""
     from fgtf.optimizer_choices import DEFAULT_WEIGHT_DECAY, default_weight_decay_mode
 
-    mode = settings.weight_decay_mode or default_weight_decay_mode(settings.optimizer)
-    return mode, DEFAULT_WEIGHT_DECAY[mode] if settings.weight_decay is None else settings.weight_decay
+    optimization = settings.optimization
+    mode = optimization.weight_decay_mode or default_weight_decay_mode(optimization.optimizer)
+    return mode, DEFAULT_WEIGHT_DECAY[mode] if optimization.weight_decay is None else optimization.weight_decay
 
 
 def _prepare_trainable(model, settings):
@@ -851,14 +773,16 @@ def _prepare_trainable(model, settings):
     from fgtf.models.layers import freeze_outside_scopes
     from fgtf.optimization import apply_weight_decay
 
-    freeze_outside_scopes(model, settings.trainable_scopes, settings.scope_matching, settings.frozen_batch_norm)
+    fine_tuning = settings.fine_tuning
+    freeze_outside_scopes(model, fine_tuning.trainable_scopes, fine_tuning.scope_matching,
+                          fine_tuning.frozen_batch_norm)
     mode, rate = _weight_decay(settings)
     if mode == "slim":
         apply_weight_decay(model, rate)
-    if settings.batch_norm_decay is not None:
+    if settings.model.batch_norm_decay is not None:
         for layer in flatten_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = settings.batch_norm_decay
+                layer.momentum = settings.model.batch_norm_decay
 
 
 def _compile(model, optimizer, config, settings):
@@ -868,12 +792,12 @@ def _compile(model, optimizer, config, settings):
     top5 = Float32TopK(k=min(5, config.num_classes), name="top5")
     head = _head(config.head)
     if head and head.loss_built_in:  # e.g. CLE's: label-smoothed CE on both views + contrastive
-        model.compile(optimizer, metrics=["accuracy", top5], jit_compile=settings.jit_compile)
+        model.compile(optimizer, metrics=["accuracy", top5], jit_compile=settings.run.jit_compile)
     elif config.aux_logits:
-        model.compile(optimizer, loss=[loss, loss], loss_weights=[1.0, settings.aux_loss_weight],
-                      metrics=[["accuracy", top5], []], jit_compile=settings.jit_compile)
+        model.compile(optimizer, loss=[loss, loss], loss_weights=[1.0, settings.optimization.aux_loss_weight],
+                      metrics=[["accuracy", top5], []], jit_compile=settings.run.jit_compile)
     else:
-        model.compile(optimizer, loss=loss, metrics=["accuracy", top5], jit_compile=settings.jit_compile)
+        model.compile(optimizer, loss=loss, metrics=["accuracy", top5], jit_compile=settings.run.jit_compile)
 
 
 def _batch_spec(config):
@@ -900,18 +824,18 @@ def _train_dataset(settings, shard_dir, input_context, start_step):
     from fgtf.input_pipeline import make_dataset
     from fgtf.preprocessing import get_pipeline, preprocess_image
 
-    preprocessing = get_pipeline(settings.preprocessing)
-    if settings.min_crop_area is not None:  # inception's, with its crop's smallest area changed
-        preprocessing = functools.partial(preprocess_image, min_crop_area=settings.min_crop_area)
-    head = _head(settings.head)
+    preprocessing = get_pipeline(settings.data.preprocessing)
+    if settings.data.min_crop_area is not None:  # inception's, with its crop's smallest area changed
+        preprocessing = functools.partial(preprocess_image, min_crop_area=settings.data.min_crop_area)
+    head = _head(settings.head.head)
     if head and head.training_preprocessing:  # e.g. CLE's two views: a base augmentation and its altered twin
         from fgtf.models.heads import imported
 
         preprocessing = imported(head.training_preprocessing)(preprocessing)
-    return make_dataset(shard_dir, "train", skip_bad_records=settings.skip_bad_records,
-                        image_size=settings.train_image_size, batch_size=settings.batch_size, training=True,
-                        input_context=input_context, seed=settings.seed, deterministic=True,
-                        label_ratio=settings.label_ratio, start_step=start_step, preprocessing=preprocessing)
+    return make_dataset(shard_dir, "train", skip_bad_records=settings.data.skip_bad_records,
+                        image_size=settings.data.image_size, batch_size=settings.schedule.batch_size, training=True,
+                        input_context=input_context, seed=settings.run.seed, deterministic=True,
+                        label_ratio=settings.data.label_ratio, start_step=start_step, preprocessing=preprocessing)
 
 
 def _head(name):
@@ -928,14 +852,16 @@ def _initialise(model, settings, from_run):
     from fgtf.checkpoints import describe, load_into
     from fgtf.models.layers import layer_scopes, scope_list, variables_in_scopes
 
-    excluded = scope_list(settings.checkpoint_exclude_scopes)
-    if excluded and settings.scope_matching == "substring":
+    fine_tuning = settings.fine_tuning
+    excluded_text = fine_tuning.checkpoint_exclude_scopes
+    excluded = scope_list(excluded_text)
+    if excluded and fine_tuning.scope_matching == "substring":
         # the loaders match scopes by prefix: add the scopes of every layer a substring names
         excluded += layer_scopes(model, variables_in_scopes(model, excluded, "substring"))
-    used = load_into(model, settings.checkpoint_path, model_name=settings.model_name, exclude_scopes=excluded,
-                     use_ema=settings.checkpoint_use_ema, saved_model_use=START_WEIGHTS)
-    print(f"initialised from {settings.checkpoint_path}: {describe(used, from_run)}"
-          + (f"; excluding {settings.checkpoint_exclude_scopes}" if settings.checkpoint_exclude_scopes else ""))
+    used = load_into(model, fine_tuning.checkpoint, model_name=settings.model.model, exclude_scopes=excluded,
+                     use_ema=not fine_tuning.no_ema, saved_model_use=START_WEIGHTS)
+    print(f"initialised from {fine_tuning.checkpoint}: {describe(used, from_run)}"
+          + (f"; excluding {excluded_text}" if excluded_text else ""))
 
 
 def _checkpoint_dir(train_dir, chief, strategy):

@@ -15,14 +15,17 @@ from heads_helpers import tiny_backbone
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _flags(head):
-    return train.build_parser().parse_args(["--dataset_dir", ".", "--run_dir", ".", "--head", head])
+def _options(head):
+    """The builder's options of `head` at the trainer's default flags."""
+    settings = train.TrainConfig.from_flags(train.build_parser().parse_args(["--dataset_dir", ".", "--run_dir", ".",
+                                                                             "--head", head]))
+    return heads.head_options(head, settings.head.options, settings.data.dataset)
 
 
 @pytest.mark.parametrize("name", sorted(heads.HEADS))
 def test_each_head_builds_from_the_trainers_flags(name):
     record = heads.head_record(name)
-    model = heads.build_head(name, tiny_backbone(), 5, **heads.head_options(_flags(name)))
+    model = heads.build_head(name, tiny_backbone(), 5, **_options(name))
     assert isinstance(model, heads.imported(record.model_class))
     assert heads.head_of(model) is record and heads.head_of(model.backbone) is None
     images = np.zeros((2, 16, 16, 3), np.float32)
@@ -36,9 +39,9 @@ def test_each_head_builds_from_the_trainers_flags(name):
 
 def test_choices_and_options_come_from_the_table():
     assert heads.HEAD_CHOICES == ("none", "sef", "sam", "cle")
-    assert heads.head_options(_flags("none")) == {}
-    assert heads.head_options(_flags("sam")) == {"target": "cam", "bilinear": "single"}
-    assert heads.head_options(_flags("cle")) == {"loss_weights": [1.0, 1.0, 1.0]}
+    assert _options("none") == {}
+    assert _options("sam") == {"target": "cam", "bilinear": "single"}
+    assert _options("cle") == {"loss_weights": [1.0, 1.0, 1.0]}
     with pytest.raises(ValueError, match="unknown head 'bcnn'; choose one of none, sef, sam, cle"):
         heads.head_record("bcnn")
 

@@ -32,8 +32,8 @@ def expected_settings(name):
         dataset, groups, pipeline = SEF_DATASETS[suffix]
         # spec/sef.md §6: SGD 0.01, momentum 0.9, no weight decay, no Nesterov, StepLR(20, 0.1), 50 epochs,
         # batch 32, 448 px; groups P and the pipeline per dataset
-        return {name: {"dataset_name": dataset, "model_name": "resnet18" if name.endswith("_resnet18") else "resnet50",
-                       "train_image_size": 448, "preprocessing": pipeline, "head": "sef", "sef_groups": groups,
+        return {name: {"dataset": dataset, "model": "resnet18" if name.endswith("_resnet18") else "resnet50",
+                       "image_size": 448, "preprocessing": pipeline, "head": "sef", "sef_groups": groups,
                        "optimizer": "momentum", "momentum": 0.9, "nesterov": False, "learning_rate": 0.01,
                        "learning_rate_decay_type": "exponential", "learning_rate_decay_factor": 0.1,
                        "num_epochs_per_decay": 20.0, "weight_decay": 0.0, "batch_size": 32, "epochs": 50.0,
@@ -42,7 +42,7 @@ def expected_settings(name):
         ratio = int(name.rsplit("_", 1)[1])
         # spec/sam.md §7: SGD Nesterov 0.9, wd 1e-4 on every parameter, lr 1e-3 (classifier x10), MultiStep x0.1
         # at 6k/12k/18k/24k, 30k iterations, batch 24, 224 px; §5: CAM target, single-map bilinear at HEAD
-        return {name: {"dataset_name": "cub_200", "model_name": "resnet50", "train_image_size": 224,
+        return {name: {"dataset": "cub_200", "model": "resnet50", "image_size": 224,
                        "preprocessing": "sam", "head": "sam", "sam_target": "cam",
                        "sam_bilinear": "single" if "bilinear" in name else "none",
                        "label_ratio": None if ratio == 100 else float(ratio), "optimizer": "momentum",
@@ -58,9 +58,9 @@ def expected_settings(name):
         base = lr * 12 / 512  # spec/cle_vit.md §5: lr scaled by batch 12 / 512
         # §5: AdamW (0.9, 0.999, 1e-8), decoupled wd 0.05, head x5, 20 warm-up epochs then linear to 1 %,
         # clip 5, drop path 0.5, batch 12, 448 px
-        return {name: {"dataset_name": "cub_200" if name == "cle_cub" else "folder",
-                       "num_classes": None if name == "cle_cub" else classes, "model_name": "swin_base",
-                       "train_image_size": 448, "preprocessing": "cle", "head": "cle", "drop_path_rate": 0.5,
+        return {name: {"dataset": "cub_200" if name == "cle_cub" else "folder",
+                       "num_classes": None if name == "cle_cub" else classes, "model": "swin_base",
+                       "image_size": 448, "preprocessing": "cle", "head": "cle", "drop_path_rate": 0.5,
                        "optimizer": "adamw", "adam_beta1": 0.9, "adam_beta2": 0.999, "opt_epsilon": 1e-8,
                        "weight_decay": 0.05, "weight_decay_mode": "decoupled", "learning_rate": base,
                        "learning_rate_multipliers": (("head", 5.0),), "learning_rate_decay_type": "warmup_linear",
@@ -82,7 +82,7 @@ def expected_settings(name):
                 "eval": {}}
     if name == "cvpr18_cub_inception_v3":
         # the original train.sh (and train.py's defaults: weight decay 4e-5, staircase exponential decay)
-        shared = {"dataset_name": "cub_200", "model_name": "inception_v3", "train_image_size": 299,
+        shared = {"dataset": "cub_200", "model": "inception_v3", "image_size": 299,
                   "optimizer": "momentum", "momentum": 0.9, "learning_rate_decay_type": "exponential",
                   "learning_rate_decay_factor": 0.1, "num_epochs_per_decay": 10.0, "weight_decay": 0.00004,
                   "weight_decay_mode": "slim", "batch_size": 64, "max_number_of_steps": 2810,
@@ -92,7 +92,7 @@ def expected_settings(name):
                 "all_layers": {**shared, "learning_rate": 0.001, "checkpoint_exclude_scopes": "",
                                "trainable_scopes": ""}}
     if name == "cvpr18_inat_inception_v3_longtail":
-        return {name: {"dataset_name": "inat2017", "model_name": "inception_v3", "train_image_size": 299,
+        return {name: {"dataset": "inat2017", "model": "inception_v3", "image_size": 299,
                        "optimizer": "momentum", "weight_decay": 0.00004, "batch_size": 64}}
     raise AssertionError(f"recipe {name} has no row in this test's table of the specs")
 
@@ -250,7 +250,7 @@ def test_every_train_recipe_trains_a_step(tiny, tmp_path, capsys, name):
     assert record["recipe"] == name and [s["name"] for s in record["stages"]] == [s.name for s in recipe.stages]
     for stage in record["stages"]:
         assert os.path.isfile(os.path.join(stage["run_dir"], "train_done.json"))
-        assert stage["settings"]["model_name"] == "tiny_net" and stage["settings"]["max_number_of_steps"] == 1
+        assert stage["settings"]["model"] == "tiny_net" and stage["settings"]["max_number_of_steps"] == 1
     printed = capsys.readouterr().out
     assert "step 1/1" in printed and f"initialised from {tiny['start']}" in printed
 
@@ -267,7 +267,7 @@ def test_stages_run_in_order_record_their_settings_and_a_finished_one_is_skipped
     assert f"initialised from {run / 'last_layer'}" in first
     stages = json.loads((run / "recipe.json").read_text())["stages"]
     assert stages[0]["settings"]["trainable_scopes"] == "Logits" and stages[0]["settings"]["learning_rate"] == 0.01
-    assert stages[1]["settings"]["checkpoint_path"] == str(run / "last_layer")
+    assert stages[1]["settings"]["checkpoint"] == str(run / "last_layer")
     assert stages[1]["settings"]["learning_rate"] == 0.001
     train.main(argv)
     again = capsys.readouterr().out

@@ -131,13 +131,20 @@ def test_train_then_evaluate_writes_results(tfrecords, tmp_path, capsys):
 
 def test_library_calls_take_typed_settings(tfrecords, tmp_path, capsys):
     flags = train.build_parser().parse_args(["--dataset_dir", tfrecords, "--run_dir", str(tmp_path / "run")])
-    assert train.TrainConfig.from_flags(flags) == train.TrainConfig(dataset_dir=tfrecords,
-                                                                    train_dir=str(tmp_path / "run"))
-    settings = train.TrainConfig(dataset_dir=tfrecords, train_dir=str(tmp_path / "run"), model_name="tiny_net",
-                                 train_image_size=32, batch_size=8, optimizer="momentum", learning_rate=0.05,
-                                 weight_decay=0, max_number_of_steps=2)
+    from fgtf.train_config import (DataSettings, ModelSettings, OptimizationSettings, RunSettings,
+                                   ScheduleSettings, TrainConfig)
+
+    data, run = DataSettings(dataset_dir=tfrecords), RunSettings(run_dir=str(tmp_path / "run"))
+    assert train.TrainConfig.from_flags(flags) == TrainConfig(data=data, run=run)
+    settings = TrainConfig(data=DataSettings(dataset_dir=tfrecords, image_size=32), run=run,
+                           model=ModelSettings(model="tiny_net"),
+                           optimization=OptimizationSettings(optimizer="momentum", weight_decay=0),
+                           schedule=ScheduleSettings(learning_rate=0.05, batch_size=8, max_number_of_steps=2))
     assert set(train.train(settings)) >= {"loss", "accuracy"}
-    assert runs.load_run_config(str(tmp_path / "run")).total_steps == 2
+    recorded = runs.load_run_config(str(tmp_path / "run"))
+    assert recorded.total_steps == 2
+    # run_config.json keeps the whole config, read back as it ran (the pipeline left out is the network's)
+    assert recorded.training_config() == settings.replace(data__preprocessing=recorded.preprocessing)
     results = evaluate.evaluate_checkpoint(str(tmp_path / "run"), tfrecords, batch_size=5,
                                            eval_dir=str(tmp_path / "eval"))
     assert results["step"] == 2 and results["num_images"] == 16 and results["model_name"] == "tiny_net"

@@ -157,12 +157,12 @@ def program_name(main):
 
 class HelpFormatter(argparse.HelpFormatter):
     """Every flag's help ends with its default, once: except flags without
-    one (None), on-off switches, and flags whose help already says it
+    one (None or empty), on-off switches, and flags whose help already says it
     (`(default: ...)`), whose help says what happens when they are left out."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.default in (None, argparse.SUPPRESS) or not action.option_strings or "(default" in text
+        if (action.default in (None, argparse.SUPPRESS, "") or not action.option_strings or "(default" in text
                 or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
             return text
         return text + " (default: %(default)s)"

@@ -16,7 +16,7 @@ the head classes and builders load on first use.
 import importlib
 from typing import Callable, NamedTuple, Optional
 
-from tfrecord_tools.cli import UserError
+from tfrecord_tools.cli import UserError, positive_int
 
 NO_HEAD = "none"  # the backbone's own (slim) classifier
 
@@ -27,8 +27,10 @@ class Head(NamedTuple):
 
     builder: `f(backbone, num_classes, **options)` -> the head's model.
     model_class: the class of the models `builder` makes.
-    options: `f(flags)` -> the builder's keyword arguments from
-        `fgtf.train`'s parsed flags (JSON-able: a run folder records them).
+    options: `f(flag_values, dataset)` -> the builder's keyword arguments
+        (JSON-able: a run folder records them) from the values of the head's
+        `flags` ({destination: value}) and the run's `--dataset`.
+    flags: the head's own `HeadFlag`s, which `fgtf.train` offers.
     views: images per training example (CLE: the base and the altered view).
     training_preprocessing: the function turning the image
         preprocessing `fn(encoded, image_size, training, seed)` into the
@@ -42,24 +44,42 @@ class Head(NamedTuple):
     builder: tuple
     model_class: tuple
     options: Callable
+    flags: tuple = ()
     views: int = 1
     training_preprocessing: Optional[tuple] = None
     loss_built_in: bool = False
     cam_source: Optional[Callable] = None
 
 
-def _sef_options(flags):
-    return {"groups": flags.sef_groups}
+class HeadFlag(NamedTuple):
+    """A command-line option of one head: `--<dest>`, its default, help,
+    and `type` or `choices` as argparse takes them."""
+    dest: str
+    default: object
+    help: str
+    type: Optional[Callable] = None
+    choices: Optional[tuple] = None
 
 
-def _sam_options(flags):
-    return {"target": flags.sam_target, "bilinear": None if flags.sam_bilinear == "none" else flags.sam_bilinear}
+def _sef_options(values, dataset):
+    return {"groups": values["sef_groups"]}
 
 
-def _cle_options(flags):
+def _sam_options(values, dataset):
+    bilinear = values["sam_bilinear"]
+    return {"target": values["sam_target"], "bilinear": None if bilinear == "none" else bilinear}
+
+
+def _cle_options(values, dataset):
     from fgtf.models.heads.cle import cle_loss_weights
 
-    return {"loss_weights": list(cle_loss_weights(flags.dataset_name))}
+    return {"loss_weights": list(cle_loss_weights(dataset))}
+
+
+_SEF_FLAGS = (HeadFlag("sef_groups", 4, "SEF channel groups (CUB 4, Aircraft 3, Cars/Dogs 2)", type=positive_int),)
+_SAM_FLAGS = (HeadFlag("sam_target", "cam", "SAM pseudo-attention", choices=("cam", "gradcam")),
+              HeadFlag("sam_bilinear", "single", "SAM-Bilinear pooling form (none: plain SAM)",
+                       choices=("none", "single", "multi", "compact")))
 
 
 def _sef_cam(model):
@@ -75,8 +95,9 @@ def _cle_cam(model):
 
 HEADS = {
     "sef": Head(("fgtf.models.heads.sef", "build_sef"), ("fgtf.models.heads.sef", "SEF"), _sef_options,
-                cam_source=_sef_cam),
-    "sam": Head(("fgtf.models.heads.sam", "build_sam"), ("fgtf.models.heads.sam", "SAM"), _sam_options),
+                flags=_SEF_FLAGS, cam_source=_sef_cam),
+    "sam": Head(("fgtf.models.heads.sam", "build_sam"), ("fgtf.models.heads.sam", "SAM"), _sam_options,
+                flags=_SAM_FLAGS),
     "cle": Head(("fgtf.models.heads.cle", "build_cle"), ("fgtf.models.heads.cle", "CLEModel"), _cle_options,
                 views=2, training_preprocessing=("fgtf.preprocessing.cle", "cle_preprocessing"), loss_built_in=True,
                 cam_source=_cle_cam),
@@ -91,10 +112,10 @@ def head_record(name):
     return HEADS[name]
 
 
-def head_options(flags):
-    """The builder's keyword arguments of the head `flags.head` (none: {}),
-    from `fgtf.train`'s parsed flags."""
-    return {} if flags.head == NO_HEAD else head_record(flags.head).options(flags)
+def head_options(head, flag_values, dataset):
+    """The builder's keyword arguments of head `head` (none: {}) from the
+    values of its flags ({destination: value}) and the run's dataset name."""
+    return {} if head == NO_HEAD else head_record(head).options(flag_values, dataset)
 
 
 def build_head(name, backbone, num_classes, **options):
@@ -123,7 +144,7 @@ _EXPORTS = {
     "CLEModel": "fgtf.models.heads.cle", "build_cle": "fgtf.models.heads.cle",
     "cle_loss_weights": "fgtf.models.heads.cle",
 }
-__all__ = ["HEADS", "HEAD_CHOICES", "NO_HEAD", "Head", "build_head", "head_of", "head_options", "head_record",
+__all__ = ["HEADS", "HEAD_CHOICES", "NO_HEAD", "Head", "HeadFlag", "build_head", "head_of", "head_options", "head_record",
            "imported", *_EXPORTS]
 
 
