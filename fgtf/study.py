@@ -40,7 +40,7 @@ from tfrecord_tools.cli import UserError
 CLASSIFIER_SCOPE = "Logits"
 # The dataset registry entry of seed-style folders without a fixed class count.
 DATASET = "synthetic"
-# Each training run's settings (its fgtf.train argv), kept in its folder.
+# Each training run's settings (the study's own choices, not fgtf.train's whole config), kept in its folder.
 STUDY_SETTINGS = "study_settings.json"
 # The description of the world a study folder's runs were made from.
 STUDY_WORLD = "world.json"
@@ -118,8 +118,8 @@ def convert(dataset_dir, recipe, **subset):
 def pretrain_source(shard_dir, run_dir, recipe, seed=0, steps=None):
     """Train `recipe.model` from scratch on `shard_dir` into `run_dir`
     (resumes): `recipe.pretrain_epochs`, or `steps` global batches."""
-    budget = ("--max_number_of_steps", str(steps)) if steps else ("--epochs", str(recipe.pretrain_epochs))
-    _train(shard_dir, run_dir, recipe, seed, recipe.learning_rate, *budget)
+    budget = {"schedule__max_number_of_steps": steps} if steps else {"schedule__epochs": recipe.pretrain_epochs}
+    _train(shard_dir, run_dir, recipe, seed, recipe.learning_rate, **budget)
     return run_dir
 
 
@@ -139,8 +139,8 @@ def from_scratch(target_dir, run_dir, recipe, seed=0):
     """Validation top-1 of the network trained from scratch on `target_dir`
     for as many steps as both fine-tuning stages together."""
     shards = convert(target_dir, recipe)
-    _train(shards, run_dir, recipe, seed, recipe.learning_rate, "--max_number_of_steps",
-           str(recipe.finetune_last_steps + recipe.finetune_all_steps))
+    _train(shards, run_dir, recipe, seed, recipe.learning_rate,
+           schedule__max_number_of_steps=recipe.finetune_last_steps + recipe.finetune_all_steps)
     return top1(run_dir, shards)
 
 
@@ -181,11 +181,11 @@ def finetune(source_run, shard_dir, folder, recipe, seed=0):
     on the frozen pretrained network, `<folder>/finetune_all` the whole network
     from it. Returns the second run."""
     last, whole = os.path.join(folder, "finetune_last"), os.path.join(folder, "finetune_all")
-    _train(shard_dir, last, recipe, seed, recipe.classifier_learning_rate, "--checkpoint", source_run,
-           "--checkpoint_exclude_scopes", CLASSIFIER_SCOPE, "--trainable_scopes", CLASSIFIER_SCOPE,
-           "--max_number_of_steps", str(recipe.finetune_last_steps))
-    _train(shard_dir, whole, recipe, seed, recipe.finetune_learning_rate, "--checkpoint", last,
-           "--max_number_of_steps", str(recipe.finetune_all_steps))
+    _train(shard_dir, last, recipe, seed, recipe.classifier_learning_rate, fine_tuning__checkpoint=source_run,
+           fine_tuning__checkpoint_exclude_scopes=CLASSIFIER_SCOPE, fine_tuning__trainable_scopes=CLASSIFIER_SCOPE,
+           schedule__max_number_of_steps=recipe.finetune_last_steps)
+    _train(shard_dir, whole, recipe, seed, recipe.finetune_learning_rate, fine_tuning__checkpoint=last,
+           schedule__max_number_of_steps=recipe.finetune_all_steps)
     return whole
 
 
@@ -223,8 +223,7 @@ def top1(run_dir, shard_dir):
     results = _read_json(results_path)
     latest = os.path.abspath(_latest_checkpoint(run_dir))
     if not results or os.path.abspath(results.get("checkpoint", "")) != latest:
-        evaluate.main(["--checkpoint", run_dir, "--dataset_dir", shard_dir])
-        results = _read_json(results_path)
+        results = evaluate.evaluate_checkpoint(run_dir, shard_dir)
     return results["top1"]
 
 
@@ -297,31 +296,46 @@ def _kept(path, settings, compute):
     return result
 
 
-def _train(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
-    """Train into `run_dir`, resuming it only when it was started with these
-    same settings: a run folder left by another recipe (or an older fgtf,
-    which recorded none) is trained afresh, since resuming it would mix two
-    trainings under the new recipe's name."""
+def _train(shard_dir, run_dir, recipe, seed, learning_rate, **changes):
+    """Train into `run_dir` with the study's settings (`_train_config`),
+    resuming it only when it was started with these same settings: a run
+    folder left by another recipe (or an older fgtf, which recorded other
+    ones) is trained afresh, since resuming it would mix two trainings under
+    the new recipe's name."""
     from fgtf import train
 
-    argv = _train_argv(shard_dir, run_dir, recipe, seed, learning_rate, *extra)
+    settings = _train_config(shard_dir, run_dir, recipe, seed, learning_rate).replace(**changes)
+    # The key: what the study chose (not fgtf.train's defaults), its paths absolute.
+    chosen = settings.replace(data__dataset_dir=os.path.abspath(shard_dir), run__run_dir=os.path.abspath(run_dir),
+                              fine_tuning__checkpoint=settings.fine_tuning.checkpoint
+                              and os.path.abspath(settings.fine_tuning.checkpoint)).changed()
     record = os.path.join(run_dir, STUDY_SETTINGS)
-    if os.path.isdir(run_dir) and (_read_json(record) or {}).get("argv") != argv:
+    if os.path.isdir(run_dir) and (_read_json(record) or {}).get("settings") != chosen:
         print(f"{run_dir} was trained with other settings; training it afresh")
         shutil.rmtree(run_dir)
     if not os.path.isfile(record):
-        write_json(record, {"argv": argv})
-    train.train(train.TrainConfig.from_flags(train.build_parser().parse_args(argv)))
+        write_json(record, {"settings": chosen})
+    train.train(settings)
 
 
-def _train_argv(shard_dir, run_dir, recipe, seed, learning_rate, *extra):
-    return ["--dataset", DATASET, "--dataset_dir", shard_dir, "--run_dir", run_dir, "--model", recipe.model,
-            "--image_size", str(recipe.image_size), "--batch_size", str(recipe.batch_size),
-            "--optimizer", recipe.optimizer, "--opt_epsilon", "1e-7", "--learning_rate", str(learning_rate),
-            "--learning_rate_decay_type", "fixed", "--batch_norm_decay", str(recipe.batch_norm_decay),
-            "--min_crop_area", str(recipe.min_crop_area), "--frozen_batch_norm", recipe.frozen_batch_norm,
-            "--weight_decay", str(recipe.weight_decay), "--seed", str(seed), "--log_every_n_steps", "50",
-            "--save_interval_secs", "60", "--max_checkpoints_to_keep", "1", *extra]
+def _train_config(shard_dir, run_dir, recipe, seed, learning_rate):
+    """The `fgtf.train_config.TrainConfig` of the study's runs at `learning_rate` (fixed), before the
+    length and the start that each kind of run sets."""
+    from fgtf.train_config import (DataSettings, FineTuningSettings, ModelSettings, OptimizationSettings,
+                                   RunSettings, ScheduleSettings, TrainConfig)
+
+    return TrainConfig(
+        data=DataSettings(dataset_dir=shard_dir, dataset=DATASET, image_size=recipe.image_size,
+                          min_crop_area=recipe.min_crop_area),
+        run=RunSettings(run_dir=run_dir, seed=seed, log_every_n_steps=50, save_interval_secs=60,
+                        max_checkpoints_to_keep=1),
+        model=ModelSettings(model=recipe.model, batch_norm_decay=recipe.batch_norm_decay),
+        fine_tuning=FineTuningSettings(frozen_batch_norm=recipe.frozen_batch_norm),
+        # Adam's usual epsilon: slim's 1.0 suits RMSProp and keeps Adam from learning (docs/training.md)
+        optimization=OptimizationSettings(optimizer=recipe.optimizer, opt_epsilon=1e-7,
+                                          weight_decay=recipe.weight_decay),
+        schedule=ScheduleSettings(learning_rate=learning_rate, learning_rate_decay_type="fixed",
+                                  batch_size=recipe.batch_size))
 
 
 def _latest_checkpoint(run_dir):

@@ -17,6 +17,7 @@ A run folder's `run_config.json` keeps the whole config (`to_dict`) under
 `training`; `TrainConfig.from_dict` reads it back.
 """
 import dataclasses
+import json
 from typing import Optional
 
 from tfrecord_tools.cli import UserError
@@ -161,6 +162,19 @@ class TrainConfig:
         """{section: {field: value}}, JSON-able (tuples become lists)."""
         return dataclasses.asdict(self)
 
+    def changed(self):
+        """{section: {field: value}} of the fields that differ from their
+        defaults (the locations included), JSON-able: the settings a caller
+        chose, unchanged when later fgtf versions add settings with defaults."""
+        chosen = {}
+        for section in dataclasses.fields(self):
+            values = getattr(self, section.name)
+            differing = {field.name: getattr(values, field.name) for field in dataclasses.fields(values)
+                         if field.default is dataclasses.MISSING or getattr(values, field.name) != _default(field)}
+            if differing:
+                chosen[section.name] = json.loads(json.dumps(differing))
+        return chosen
+
     @classmethod
     def from_dict(cls, data, source="the config"):
         """The config of `to_dict()`'s output (read back from JSON). UserError,
@@ -212,6 +226,10 @@ def head_flags(head):
     from fgtf.models.heads import NO_HEAD, head_record
 
     return () if head == NO_HEAD else head_record(head).flags
+
+
+def _default(field):
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
 
 
 def _as_field_value(field, value):

@@ -75,3 +75,10 @@ def test_run_folders_that_did_not_record_the_config_still_load(tmp_path):
     (tmp_path / runs.RUN_CONFIG).write_text(json.dumps(older))
     config = runs.load_run_config(str(tmp_path))
     assert (config.model_name, config.training, config.training_config()) == ("inception_v3", None, None)
+
+
+def test_changed_names_what_differs_from_the_defaults():
+    config = _config("--image_size", "64", "--head", "sef", "--learning_rate_multipliers", "fc=10")
+    assert config.changed() == {"data": {"dataset_dir": "data", "image_size": 64}, "run": {"run_dir": "run"},
+                                "head": {"head": "sef", "options": {"sef_groups": 4}},
+                                "optimization": {"learning_rate_multipliers": [["fc", 10.0]]}}
