@@ -251,7 +251,9 @@ def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
     """fgtf network `model` at `image_size` (default: the network's own),
     with a classifier of `classes` (logits) or without one (None). An image
     size below the network's smallest is a UserError naming --image_size."""
+    from fgtf.errors import InputSizeError
     from fgtf.models import build_model
+    from fgtf.models.network import image_size_mistake
 
     top = {"include_top": True, "classes": int(classes), "classifier_activation": None} if classes else \
         {"include_top": False}
@@ -259,11 +261,8 @@ def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
         top["aux_logits"] = True
     try:
         return build_model(model, input_shape=(image_size, image_size, 3) if image_size else None, **top)
-    except ValueError as error:
-        if "input size" not in str(error) or isinstance(error, UserError):
-            raise
-        # The builders say it Keras-applications style; for a user it is an --image_size mistake.
-        raise UserError(f"--image_size {image_size} is too small for {model}: {error}") from None
+    except InputSizeError as error:
+        raise image_size_mistake(error, model, image_size) from None
 
 
 @cli_main

@@ -3,6 +3,8 @@ import keras
 import numpy as np
 import pytest
 
+from fgtf.errors import InputSizeError
+
 from fgtf.models import feature_endpoint, get_builder
 from fgtf.models.swin import (DropPath, SwinBlock, SwinTiny, SwinTransformer, relative_position_index,
                               shifted_window_mask)
@@ -59,6 +61,9 @@ def test_tiny_swin_shapes_windows_and_input_sizes():
     larger = SwinTransformer(**{**TINY, "input_shape": (64, 64, 3)}, include_top=False, pooling="avg")
     assert larger.output.shape == (None, 16)
     with pytest.raises(ValueError, match="not a multiple of the 4x4 window"):
+        SwinTransformer(**{**TINY, "input_shape": (40, 40, 3)})
+    # a size mistake by its type (not its message): what the commands turn into one --image_size line
+    with pytest.raises(InputSizeError):
         SwinTransformer(**{**TINY, "input_shape": (40, 40, 3)})
 
 

@@ -179,6 +179,8 @@ def test_continuing_a_run_with_other_settings_is_refused(stage1, tfrecords, caps
     (["--max_number_of_steps", "2", "--min_crop_area", "0"], ["--min_crop_area", "(0, 1]"]),
     (["--max_number_of_steps", "2", "--num_classes", "3"], ["labels up to 3", "--num_classes 4"]),
     (["--max_number_of_steps", "2", "--image_size", "4"], ["--image_size 4 is too small for tiny_net"]),
+    (["--max_number_of_steps", "2", "--model", "tiny_swin", "--image_size", "40"],
+     ["--image_size 40 does not suit tiny_swin", "not a multiple of the 4x4 window"]),
     (["--max_number_of_steps", "2", "--checkpoint", "nowhere/run"], ["nowhere/run"]),
     (["--max_number_of_steps", "2", "--optimizer", "adam", "--nesterov"], ["--nesterov", "adam"]),
     (["--max_number_of_steps", "2", "--learning_rate_decay_type", "multistep"], ["--milestone_epochs"]),

@@ -3,6 +3,7 @@ classifier activation, and weight loading at the end of a builder."""
 import keras
 from keras import layers
 
+from fgtf.errors import InputSizeError
 from fgtf.models.weights import load_weights
 
 
@@ -16,7 +17,7 @@ def model_input(input_shape=None, input_tensor=None, default_size=299, min_size=
         raise ValueError(f"input_shape must be (height, width, 3), got {input_shape}")
     for size in input_shape[:2]:
         if size is not None and size < min_size:
-            raise ValueError(f"input size {size} is below the smallest this network allows ({min_size})")
+            raise InputSizeError(f"input size {size} is below the smallest this network allows ({min_size})", size, min_size)
     if input_tensor is None:
         return keras.Input(shape=input_shape)
     if keras.backend.is_keras_tensor(input_tensor):

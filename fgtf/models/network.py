@@ -9,6 +9,7 @@ from typing import Optional
 
 import keras
 
+from fgtf.errors import InputSizeError
 from fgtf.models import build_model
 from fgtf.models.heads import NO_HEAD, build_head, head_record
 from tfrecord_tools.cli import UserError
@@ -45,11 +46,16 @@ def build_network(spec):
     logits."""
     try:
         return _build_network(spec)
-    except ValueError as error:
-        if "input size" not in str(error) or isinstance(error, UserError):
-            raise
-        # The builders say it Keras-applications style; for a user it is an --image_size mistake.
-        raise UserError(f"--image_size {spec.image_size} is too small for {spec.model_name}: {error}") from None
+    except InputSizeError as error:
+        raise image_size_mistake(error, spec.model_name, spec.image_size) from None
+
+
+def image_size_mistake(error, model_name, image_size):
+    """The UserError of an `InputSizeError` from building `model_name` at
+    `image_size`: the builders say it Keras-applications style; for a user it
+    is an --image_size mistake."""
+    fault = "is too small for" if error.smallest is not None else "does not suit"
+    return UserError(f"--image_size {image_size} {fault} {model_name}: {error}")
 
 
 def backbone_of(model):

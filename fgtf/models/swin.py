@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from fgtf.errors import InputSizeError
 from fgtf.models.common import finish_model, global_pool, model_input, predictions
 
 LAYER_NORM_EPSILON = 1e-5
@@ -176,7 +177,7 @@ class SwinBlock(layers.Layer):
         if min(height, width) <= self.window_size:
             self.window, self.shift = min(height, width), 0
         if height % self.window or width % self.window:
-            raise ValueError(f"{self.name}: the {height}x{width} token grid is not a multiple of the "
+            raise InputSizeError(f"{self.name}: the {height}x{width} token grid is not a multiple of the "
                              f"{self.window}x{self.window} window; choose an input size whose grid is a "
                              "multiple of the window at every stage (e.g. 224 or 448 for patch 4, window 7)")
         self.grid = (height, width)
