@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from fgtf.metrics import classification_metrics
 from tfrecord_tools.cli import UserError, cli_main
 
 
@@ -190,24 +191,6 @@ def predict_logits(model, dataset_dir, split, image_size, batch_size, skip_bad_r
 def _first_output(outputs):
     """The logits of a network's outputs (aux logits, if any, come second)."""
     return np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs, np.float32)
-
-
-def classification_metrics(logits, labels, num_classes):
-    """top1, top5, mean per-class accuracy, mean cross-entropy loss, per-class
-    accuracies and the confusion matrix [true, predicted] of logits (N, C)."""
-    from fgtf.transfer.linear import classification_report
-
-    logits = logits.astype(np.float64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    k = min(5, logits.shape[1])
-    top_k = np.argpartition(-logits, k - 1, axis=1)[:, :k]
-    report = classification_report(labels, logits.argmax(axis=1), num_classes)
-    return {"top1": report["accuracy"], "top5": float(np.mean((top_k == labels[:, None]).any(axis=1))),
-            "mean_per_class_accuracy": report["mean_per_class_accuracy"],
-            "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
-            "per_class_accuracy": [None if np.isnan(a) else float(a) for a in report["per_class_accuracy"]],
-            "confusion_matrix": report["confusion_matrix"]}
 
 
 def watch(run_dir, dataset_dir, *, interval_secs, timeout_secs=None, **evaluation):

@@ -11,7 +11,7 @@ weights was saved, and writes beside the run:
                                  command taking --checkpoint loads (the run's checkpoint manager never sees it)
     <run_dir>/train/             TensorBoard: eval/top1, eval/top5, eval/mean_per_class_accuracy, eval/loss
 
-The metrics are `fgtf.evaluate.classification_metrics`, so a row equals what
+The metrics are `fgtf.metrics.classification_metrics`, so a row equals what
 `python -m fgtf.evaluate --checkpoint <that checkpoint>` reports. The split's
 dataset and the compiled prediction step are built once; each evaluation is
 one pass of batched predictions on every replica, gathered to the host.
@@ -121,10 +121,10 @@ class TrainingEvaluator:
         return metrics
 
     def evaluate(self):
-        """`fgtf.evaluate.classification_metrics` of the current weights (the
+        """`fgtf.metrics.classification_metrics` of the current weights (the
         moving averages when the optimizer keeps them) on the split, with
         `num_images`."""
-        from fgtf.evaluate import classification_metrics
+        from fgtf.metrics import classification_metrics
 
         self._swap_averages()
         try:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fgtf import evaluate, plots, runs, train, train_eval
+from fgtf.metrics import classification_metrics
 from fgtf.models.layers import freeze_outside_scopes
 from fgtf.train_eval import EvaluationSchedule
 import tiny_models
@@ -154,7 +155,7 @@ def test_library_calls_take_typed_settings(tfrecords, tmp_path, capsys):
 def test_eval_metrics_hand_computed():
     logits = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 2.0], [2.0, 1.0, 0.0]])
     labels = np.array([0, 2, 2, 1])
-    metrics = evaluate.classification_metrics(logits, labels, 3)
+    metrics = classification_metrics(logits, labels, 3)
     assert metrics["top1"] == pytest.approx(0.5)
     assert metrics["top5"] == 1.0
     assert metrics["per_class_accuracy"] == [1.0, 0.0, 0.5]

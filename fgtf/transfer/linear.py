@@ -21,6 +21,7 @@ import os
 import numpy as np
 from numpy.typing import ArrayLike
 
+from fgtf.metrics import classification_report
 from fgtf.transfer.feature_store import load_class_names, load_features
 from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_float, positive_int
 
@@ -53,26 +54,6 @@ def evaluate_probe(model, features: ArrayLike, labels: ArrayLike, num_classes: i
     features, labels = _check_xy(features, labels)
     predictions = model.predict(features)
     return classification_report(labels, predictions, num_classes)
-
-
-def classification_report(labels: ArrayLike, predictions: ArrayLike, num_classes: int | None = None) -> dict:
-    """Metrics of integer `predictions` against `labels` (both (N,))."""
-    labels = np.asarray(labels, dtype=np.int64)
-    predictions = np.asarray(predictions, dtype=np.int64)
-    num_classes = num_classes or int(max(labels.max(), predictions.max())) + 1
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
-    per_class_total = confusion.sum(axis=1)
-    present = per_class_total > 0
-    per_class = np.divide(np.diag(confusion), per_class_total, out=np.full(num_classes, np.nan),
-                          where=present)
-    return {
-        "accuracy": float(np.mean(labels == predictions)),
-        "mean_per_class_accuracy": float(np.nanmean(per_class)),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": confusion,
-        "predictions": predictions,
-    }
 
 
 def nearest_neighbours(features_train: ArrayLike, query: ArrayLike, k: int = 5, metric: str = "cosine",
