@@ -136,3 +136,28 @@ def check_slim_reference_on_jax(net, checkpoint_prefix):
                           str(checkpoint_prefix)], env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def model_registry(monkeypatch):
+    """`fgtf.models.register_model` for this test only: what it registers is
+    gone after the test (the registry is a copy restored afterwards)."""
+    from fgtf import models
+
+    monkeypatch.setattr(models, "_MODELS", dict(models._MODELS))
+    return models.register_model
+
+
+@pytest.fixture(scope="module")
+def tiny_models_registered():
+    """tests/tiny_models.py's networks (tiny_net, tiny_swin, tiny_aux_net) in
+    the registry for one test module (`pytestmark = pytest.mark.usefixtures(...)`),
+    removed after it."""
+    import tiny_models
+    from fgtf import models
+
+    saved = dict(models._MODELS)
+    tiny_models.register()
+    yield
+    models._MODELS.clear()
+    models._MODELS.update(saved)

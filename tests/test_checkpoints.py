@@ -11,6 +11,8 @@ from fgtf import checkpoints
 from test_weights import slim_values, write_values
 from tfrecord_tools.cli import UserError
 
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
+
 
 @pytest.mark.reference
 def test_convert_cli_then_load_weights_file_into_a_headless_build(tmp_path, slim_checkpoint, capsys):
@@ -70,7 +72,6 @@ def _tiny_net_slim_checkpoint(prefix, ema_offset=None):
     import tiny_models
     from test_weight_kinds import write_slim_checkpoint
 
-    tiny_models.register()
     keras.utils.set_random_seed(0)
     model = tiny_models.TinyNet(classes=3, classifier_activation=None)
     return write_slim_checkpoint(model, prefix, ema_offset), model

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from fgtf import cli
+from cli_helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_COMMANDS = ["demo", "synthetic", "convert", "inspect", "verify", "merge", "checkpoints", "train", "recipes",
                    "evaluate", "extract_features", "linear", "domain_similarity", "select_source", "rank",
                    "visualize_attention", "simtrans", "export"]

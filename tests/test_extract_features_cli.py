@@ -16,10 +16,9 @@ from fgtf.checkpoints import save_keras_weights
 from fgtf.transfer.feature_store import feature_files
 from tfrecord_tools.manifest import sha256_file
 import tiny_models
-from cli_helpers import frameworks_imported
+from cli_helpers import REPO, frameworks_imported
 
-tiny_models.register()
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from fgtf import train
 from fgtf.models import heads
 from heads_helpers import tiny_backbone
+from cli_helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _options(head):

@@ -14,9 +14,8 @@ from PIL import Image
 from fgtf import convert, datasets, evaluate, extract_features, export, train, visualize_attention
 from fgtf.transfer import linear
 from tfrecord_tools.cli import UserError
-import tiny_models
 
-tiny_models.register()
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
 CLASSES = ["Acadian Flycatcher", "Baltimore_Oriole", "Cedar.Waxwing"]  # sorted, as their folders
 

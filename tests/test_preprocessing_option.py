@@ -16,7 +16,7 @@ from fgtf import evaluate, export, extract_features, simtrans, train, visualize_
 from fgtf.preprocessing import get_pipeline
 from test_weight_kinds import _refused
 
-tiny_models.register()
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 SIZE = 32
 
 

@@ -11,7 +11,7 @@ import pytest
 from fgtf import recipes
 import tiny_models
 
-tiny_models.register()
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
 ALL = recipes.list_recipes()
 CLE_DATASETS = {  # recipe: (classes, the script's --lr, epochs) of the spec's §2.1 / §5 and scripts/run_*.sh

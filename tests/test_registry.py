@@ -31,8 +31,7 @@ def test_aux_logits_need_the_inception_minimum_size():
     assert not models.has_aux_logits("small_cnn")
 
 
-def test_register_model_reads_aux_logits_from_the_builder_unless_told(monkeypatch):
-    monkeypatch.setattr(models, "_MODELS", dict(models._MODELS))
+def test_register_model_reads_aux_logits_from_the_builder_unless_told(model_registry):
 
     def with_aux(include_top=True, aux_logits=False):
         raise AssertionError("not built here")
@@ -40,9 +39,9 @@ def test_register_model_reads_aux_logits_from_the_builder_unless_told(monkeypatc
     def without_aux(include_top=True):
         raise AssertionError("not built here")
 
-    models.register_model("with_aux", with_aux, "features")
-    models.register_model("without_aux", without_aux, "features")
-    models.register_model("told", with_aux, "features", aux_logits=False)
+    model_registry("with_aux", with_aux, "features")
+    model_registry("without_aux", without_aux, "features")
+    model_registry("told", with_aux, "features", aux_logits=False)
     assert models.model_record("with_aux").aux_logits
     assert not models.model_record("without_aux").aux_logits
     assert not models.has_aux_logits("told", 299)

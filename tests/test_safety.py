@@ -28,7 +28,6 @@ from tfrecord_tools.example import encode_example
 from tfrecord_tools.records import frame_record
 from tfrecord_tools.writer import ImageItem, write_split
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # --- helpers ------------------------------------------------------------------
@@ -90,6 +89,7 @@ def _one_line(err, *fragments):
 _HOLDER = """
 import sys
 from tfrecord_tools.folder_lock import hold_folder
+from cli_helpers import REPO
 with hold_folder(sys.argv[1], shared=sys.argv[2] == "shared", beside=sys.argv[3] == "beside"):
     print("held", flush=True)
     sys.stdin.read()

@@ -27,7 +27,7 @@ from tfrecord_tools import verify
 from tfrecord_tools.cli import EXIT_ENVIRONMENT, UserError
 import tiny_models
 
-tiny_models.register()
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ from fgtf.metrics import classification_metrics
 from fgtf.models.layers import freeze_outside_scopes
 from fgtf.train_eval import EvaluationSchedule
 import tiny_models
+from cli_helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCHER = os.path.join(REPO, "tests", "tiny_models.py")
+LAUNCHER = tiny_models.LAUNCHER
 
-tiny_models.register()
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ from PIL import Image
 
 from fgtf import evaluate, runs, train
 import tiny_models
+from cli_helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCHER = os.path.join(REPO, "tests", "tiny_models.py")
+LAUNCHER = tiny_models.LAUNCHER
 
-tiny_models.register()
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
 
 @pytest.fixture(scope="module")

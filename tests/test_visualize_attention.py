@@ -10,7 +10,7 @@ import pytest
 from fgtf import runs, train, visualize_attention
 import tiny_models
 
-tiny_models.register()
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_a_keras_weights_file_draws_the_same_cam_as_its_run(trained_runs, datase
     assert "tiny_net, 32 px, 3 classes" in capsys.readouterr().out and len(os.listdir(tmp_path / "o")) == 1
 
 
-def test_user_errors_exit_2(trained_runs, dataset, tmp_path, capsys):
+def test_user_errors_exit_2(trained_runs, dataset, tmp_path, capsys, model_registry):
     def no_top_linear_classifier(include_top=True, input_shape=None, classes=10, classifier_activation=None,
                                  **_):
         inputs = keras.Input(input_shape or (32, 32, 3))
@@ -117,9 +117,8 @@ def test_user_errors_exit_2(trained_runs, dataset, tmp_path, capsys):
         return keras.Model(inputs, logits, name="FlatNet")
 
     from fgtf.checkpoints import save_keras_weights
-    from fgtf.models import register_model
 
-    register_model("flat_net", no_top_linear_classifier, feature_endpoint="Conv2d_1a_3x3")
+    model_registry("flat_net", no_top_linear_classifier, feature_endpoint="Conv2d_1a_3x3")
     unsupported = str(tmp_path / "flat.weights.h5")
     save_keras_weights(no_top_linear_classifier(classes=3), unsupported, "flat_net", 3, False)
     untrained = tmp_path / "untrained"

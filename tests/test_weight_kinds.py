@@ -18,7 +18,7 @@ from fgtf import checkpoints, evaluate, extract_features, simtrans, train, visua
 from fgtf.models import build_model
 from fgtf.models.layers import slim_variable_name
 
-tiny_models.register()
+pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 RUN_SIZE = 40  # not tiny_net's own 32 px, so a command that takes the run's size shows it
 
 

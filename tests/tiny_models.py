@@ -15,6 +15,9 @@ import keras
 from fgtf.models import register_model
 from fgtf.models.common import finish_model, global_pool, model_input, predictions
 
+# `python LAUNCHER fgtf.MODULE ARGS...`: an fgtf command with the tiny networks registered.
+LAUNCHER = os.path.abspath(__file__)
+
 
 def tiny_synthetic_tfrecords(root, classes, train_per_class, val_per_class, num_shards):
     """Generate a tiny synthetic dataset (48 px) under `root`/raw and convert it
