@@ -16,8 +16,11 @@ it holds. Every command that takes weights reads them through
 `load_network` (to run a network) or `load_into` (to start one) and prints
 what it loaded with `describe`.
 """
+from __future__ import annotations
+
 import argparse
 import os
+from typing import TYPE_CHECKING, Sequence
 
 from fgtf.models import default_preprocessing
 from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for callers of fgtf.checkpoints)
@@ -25,6 +28,10 @@ from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for 
     load_run_network, load_run_weights, load_slim_checkpoint, load_torch_weights, load_weights, save_keras_weights,
     torch_classes, torch_network, torch_state_dict)
 from tfrecord_tools.cli import UserError, cli_main, positive_int
+
+if TYPE_CHECKING:
+    import keras
+
 
 COMMAND_HELP = """Convert weights once to a Keras .weights.h5 that records its network.
 
@@ -45,7 +52,7 @@ DEFAULT_MODEL = "inception_v3"
 SAVED_MODEL_IMAGE_SIZE = 299
 
 
-def checkpoint_kind(path):
+def checkpoint_kind(path: str) -> str:
     """What a `--checkpoint` path holds: 'run' (an fgtf training run folder or
     one of its checkpoint prefixes), 'saved_model' (a SavedModel / TF-Hub
     folder), 'keras' (a `.weights.h5` file), 'torch' (a torch state dict:
@@ -66,8 +73,9 @@ def checkpoint_kind(path):
     return "run" if runs.is_run_checkpoint(path) else "slim"
 
 
-def load_network(checkpoint, *, model=None, image_size=None, include_top=True, use_ema=True,
-                 num_classes=None, saved_model_use=None, preprocessing=None):
+def load_network(checkpoint: str, *, model: str | None = None, image_size: int | None = None,
+                 include_top: bool = True, use_ema: bool = True, num_classes: int | None = None,
+                 saved_model_use: str | None = None, preprocessing: str | None = None) -> tuple[keras.Model, dict]:
     """Build the network that `checkpoint` holds and load it, for inference,
     whatever its kind (see `checkpoint_kind`):
 
@@ -145,8 +153,9 @@ def load_network(checkpoint, *, model=None, image_size=None, include_top=True, u
     return network, {**used, "preprocessing": preprocessing or default_preprocessing(name)}
 
 
-def load_into(model, checkpoint, *, model_name=None, exclude_scopes=(), use_ema=True,
-              saved_model_use="loaded into a network"):
+def load_into(model: keras.Model, checkpoint: str, *, model_name: str | None = None,
+              exclude_scopes: Sequence[str] = (), use_ema: bool = True,
+              saved_model_use: str = "loaded into a network") -> dict:
     """Load the weights `checkpoint` holds into the built network `model`
     (training's and SimTrans's start weights; `load_network` for the files):
 
@@ -297,7 +306,8 @@ def main(argv=None):
                        use_ema={"auto": "auto", "true": True, "false": False}[args.use_ema])
 
 
-def convert_checkpoint(model_name, checkpoint, out, *, num_classes=None, use_ema="auto"):
+def convert_checkpoint(model_name: str | None, checkpoint: str, out: str, *, num_classes: int | None = None,
+                       use_ema: bool | str = "auto") -> dict:
     """Write the Keras weights file `out`, recording its network, of the
     network `load_network` loads from `checkpoint` (with its classifier, and
     aux logits when the checkpoint has them): a TF-Slim checkpoint of

@@ -34,6 +34,7 @@ The validation split is never subsampled. The output folder's classes.txt
 lists the class names by label (the label numbers for a dataset that names
 none; left out when the labels are not 0..K-1, each present).
 """
+from __future__ import annotations
 import argparse
 import os
 import random
@@ -56,9 +57,11 @@ Conversion = namedtuple("Conversion", "output_dir summaries")
 Conversion.__doc__ = "`output_dir` written; `summaries`: {split: tfrecord_tools.writer.SplitSummary}."
 
 
-def convert(dataset, num_shards, data_dir="data", dataset_dir=None, output_dir=None, num_workers=None,
-            seed=0, shard_range=None, strict=False, label_ratio=None, progress=True, class_list=None,
-            max_per_class=None, allow_outside_paths=False, max_pixels=DEFAULT_MAX_PIXELS):
+def convert(dataset: str, num_shards: int, data_dir: str = "data", dataset_dir: str | None = None,
+            output_dir: str | None = None, num_workers: int | None = None, seed: int = 0,
+            shard_range: tuple[int, int] | None = None, strict: bool = False, label_ratio: float | None = None,
+            progress: bool = True, class_list: str | None = None, max_per_class: int | None = None,
+            allow_outside_paths: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Conversion:
     """Convert both splits of `dataset`; returns a `Conversion`.
 
     `dataset` None is a dataset of your own (`fgtf.datasets.GENERIC`) in

@@ -20,6 +20,7 @@ every new checkpoint (eval.sh). Writes `<out>/eval_results.json` (with the
 settings used), `confusion_matrix.png`, `per_class_accuracy.csv` and
 TensorBoard summaries.
 """
+from __future__ import annotations
 import argparse
 import os
 
@@ -88,8 +89,10 @@ def _split(text):
     return split
 
 
-def evaluate_checkpoint(checkpoint, dataset_dir, *, split="validation", model=None, image_size=None, use_ema=True,
-                        batch_size=50, skip_bad_records=False, eval_dir=None, preprocessing=None, eval_views=1):
+def evaluate_checkpoint(checkpoint: str, dataset_dir: str, *, split: str = "validation", model: str | None = None,
+                        image_size: int | None = None, use_ema: bool = True, batch_size: int = 50,
+                        skip_bad_records: bool = False, eval_dir: str | None = None, preprocessing: str | None = None,
+                        eval_views: int = 1) -> dict:
     """Evaluate the network of `checkpoint` (any kind `fgtf.checkpoints.load_network`
     takes, with its classifier) on the `split` of the shards in `dataset_dir`;
     print and write the results; return them as a dict.

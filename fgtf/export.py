@@ -22,17 +22,24 @@ output folder is written whole or not at all, by one process at a time. A
 SavedModel given as --checkpoint is a program: its graph runs in this
 process, so export only SavedModels you trust.
 """
+from __future__ import annotations
+
 import argparse
 import contextlib
 import hashlib
 import json
 import os
 import shutil
+from typing import TYPE_CHECKING, Sequence
 
 import fgtf
 from tfrecord_tools.atomic import atomic_dir, is_temporary_of
 from tfrecord_tools.cli import UserError, cli_main, positive_int
 from tfrecord_tools.folder_lock import hold_folder
+
+if TYPE_CHECKING:
+    import keras
+
 
 FORMATS = ("saved_model", "litert", "litert_int8", "onnx", "keras")
 OUTPUTS = ("features", "logits", "both")
@@ -79,9 +86,10 @@ def main(argv=None):
            labels=args.labels, preprocessing=args.preprocessing)
 
 
-def export(checkpoint, out, *, format, model=None, num_classes=None, image_size=None, outputs=None,
-           calibration_dir=None, calibration_data=None, labels=None, calibration_images=CALIBRATION_IMAGES,
-           preprocessing=None):
+def export(checkpoint: str, out: str, *, format: str, model: str | None = None, num_classes: int | None = None,
+           image_size: int | None = None, outputs: Sequence[str] | None = None, calibration_dir: str | None = None,
+           calibration_data: str | None = None, labels: Sequence[str] | None = None,
+           calibration_images: int = CALIBRATION_IMAGES, preprocessing: str | None = None) -> str:
     """Write `format` of the model at `checkpoint` to the folder `out` (with
     labels.txt and model_card.json); returns the artifact's path.
 
@@ -125,7 +133,9 @@ def _export(checkpoint, out, format, model, num_classes, image_size, outputs, ca
     return os.path.join(out, ARTIFACT[format])
 
 
-def export_model(checkpoint, *, model=None, num_classes=None, image_size=None, outputs=None, preprocessing=None):
+def export_model(checkpoint: str, *, model: str | None = None, num_classes: int | None = None,
+                 image_size: int | None = None, outputs: Sequence[str] | None = None,
+                 preprocessing: str | None = None) -> tuple[keras.Model, dict]:
     """(keras.Model taking [0, 1] images, partial model card). The model returns
     a dict of its outputs by name (`features`, `logits` or both). The network is what
     `fgtf.checkpoints.load_network` builds from `checkpoint`: with its

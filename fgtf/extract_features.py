@@ -31,8 +31,11 @@ size or EMA choice) are never mixed into a folder: that is refused in one
 sentence. One process writes a features folder at a time; a split's files
 are replaced together and their sha256 recorded, which every reader checks.
 """
+from __future__ import annotations
+
 import argparse
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -101,9 +104,10 @@ def build_parser():
     return p
 
 
-def extract(dataset, dataset_dir, checkpoint, splits=("train", "validation"), *, model=None, out=None,
-            image_size=None, batch_size=64, overwrite=False, name=None, use_ema=True, allow_outside_paths=False,
-            outputs=("features",), preprocessing=None):
+def extract(dataset: str, dataset_dir: str, checkpoint: str, splits: Sequence[str] = ("train", "validation"), *,
+            model: str | None = None, out: str | None = None, image_size: int | None = None, batch_size: int = 64,
+            overwrite: bool = False, name: str | None = None, use_ema: bool = True, allow_outside_paths: bool = False,
+            outputs: Sequence[str] = ("features",), preprocessing: str | None = None) -> str:
     """Extract and save the features of `splits` of `dataset` (read from
     `dataset_dir`; None: a dataset of your own, `fgtf.datasets.GENERIC`) with
     the network of `checkpoint` into the features folder `out` (default

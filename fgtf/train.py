@@ -276,7 +276,7 @@ def build_parser():
 
 
 
-def train(settings):
+def train(settings: TrainConfig) -> dict:
     """Run (or resume) the training described by `settings`, a `TrainConfig`
     (`TrainConfig.from_flags(build_parser().parse_args(argv))` for a command
     line); returns the last logged metrics as a dict. Raises `UserError` for a

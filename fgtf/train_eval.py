@@ -16,6 +16,7 @@ The metrics are `fgtf.metrics.classification_metrics`, so a row equals what
 dataset and the compiled prediction step are built once; each evaluation is
 one pass of batched predictions on every replica, gathered to the host.
 """
+from __future__ import annotations
 import csv
 import io
 import math
@@ -196,7 +197,7 @@ def record_evaluation(run_dir, row, checkpoint_prefix, config, class_names=None,
     return new_best
 
 
-def read_history(run_dir):
+def read_history(run_dir: str) -> dict[int, dict]:
     """{step: row} of the run's eval_history.csv (empty when there is none)."""
     path = os.path.join(run_dir, HISTORY)
     if not os.path.isfile(path):
@@ -229,7 +230,7 @@ def write_history(run_dir, history):
     write_text(os.path.join(run_dir, HISTORY), text.getvalue())
 
 
-def eval_summary(run_dir, split=None, views=1):
+def eval_summary(run_dir: str, split: str | None = None, views: int = 1) -> dict | None:
     """{'best', 'last', 'evaluations', 'reported_by_papers', ...} of the run's
     history and best checkpoint (on the `split`, with `views` test views), or
     None before its first evaluation."""

@@ -17,12 +17,19 @@ that calls `register_model` when it is imported, named in either place:
 
 They are loaded once, the first time the registry is asked for a name.
 """
+from __future__ import annotations
+
 import importlib
 import inspect
 import os
 from collections import namedtuple
+from typing import TYPE_CHECKING, Callable
 
 from tfrecord_tools.cli import UserError
+
+if TYPE_CHECKING:
+    import keras
+
 
 # The Inception aux heads end in a 5x5 VALID conv on a 5x5 pooled map, which
 # exists only from 299x299 inputs up.
@@ -95,7 +102,7 @@ PLUGIN_ENTRY_POINT_GROUP = "fgtf.models"
 _plugins_loaded = False
 
 
-def list_models():
+def list_models() -> list[str]:
     """Names accepted by `build_model`."""
     load_plugins()
     return sorted(_MODELS)
@@ -110,7 +117,7 @@ def get_builder(name):
     return getattr(importlib.import_module(module), function)
 
 
-def model_record(name):
+def model_record(name: str) -> ModelRecord:
     """The `ModelRecord` of network `name`; an unknown name is a UserError listing the known ones."""
     load_plugins()
     if name not in _MODELS:
@@ -118,15 +125,16 @@ def model_record(name):
     return _MODELS[name]
 
 
-def has_aux_logits(name, image_size=None):
+def has_aux_logits(name: str, image_size: int | None = None) -> bool:
     """Whether network `name` gets the Inception auxiliary classifier at
     `image_size` (None: at some size): its aux head ends in a 5x5 VALID conv on
     a 5x5 pooled map, which exists only from `MIN_AUX_LOGITS_SIZE` up."""
     return model_record(name).aux_logits and (image_size is None or image_size >= MIN_AUX_LOGITS_SIZE)
 
 
-def register_model(name, builder, feature_endpoint, *, aux_logits=None, min_size=None,
-                   default_size=DEFAULT_IMAGE_SIZE, preprocessing=DEFAULT_PREPROCESSING):
+def register_model(name: str, builder: Callable[..., keras.Model], feature_endpoint: str, *,
+                   aux_logits: bool | None = None, min_size: int | None = None,
+                   default_size: int = DEFAULT_IMAGE_SIZE, preprocessing: str = DEFAULT_PREPROCESSING) -> None:
     """Make your own backbone available by `name` to `build_model` and every
     fgtf command run in this process. For the command-line tools, call it in
     a module named by `FGTF_MODEL_MODULES` or the `fgtf.models` entry-point
@@ -151,7 +159,7 @@ def register_model(name, builder, feature_endpoint, *, aux_logits=None, min_size
                                 preprocessing)
 
 
-def feature_endpoint(name):
+def feature_endpoint(name: str) -> str:
     """Layer name of network `name`'s feature end point (`Mixed_7c`, `Mixed_7d`,
     the ReLU `Conv2d_7b_1x1.Relu` of Inception-ResNet-v2, whose conv holds the
     name `Conv2d_7b_1x1`, the slim ResNets' post-norm ReLU `postnorm.Relu`,
@@ -159,17 +167,17 @@ def feature_endpoint(name):
     return model_record(name).feature_endpoint
 
 
-def default_image_size(name):
+def default_image_size(name: str) -> int:
     """The input side of network `name` when no `--image_size` is given."""
     return model_record(name).default_size
 
 
-def default_preprocessing(name):
+def default_preprocessing(name: str) -> str:
     """The `--preprocessing` pipeline of network `name` when none is given."""
     return model_record(name).preprocessing
 
 
-def build_model(name, **kwargs):
+def build_model(name: str, **kwargs) -> keras.Model:
     """Build network `name` with the keras.applications-style arguments of its
     builder (`include_top`, `weights`, `input_shape`, `pooling`, `classes`,
     `classifier_activation`, `aux_logits`, `dropout`)."""

@@ -17,7 +17,8 @@ def model_input(input_shape=None, input_tensor=None, default_size=299, min_size=
         raise ValueError(f"input_shape must be (height, width, 3), got {input_shape}")
     for size in input_shape[:2]:
         if size is not None and size < min_size:
-            raise InputSizeError(f"input size {size} is below the smallest this network allows ({min_size})", size, min_size)
+            raise InputSizeError(f"input size {size} is below the smallest this network allows ({min_size})",
+                                 size, min_size)
     if input_tensor is None:
         return keras.Input(shape=input_shape)
     if keras.backend.is_keras_tensor(input_tensor):

@@ -28,6 +28,7 @@ stride and storage offset, so views load as torch would); any other global
 (a class, `os.system`, `builtins.eval`, ...) raises `UnsafePickleError`
 before anything is called, in either format.
 """
+from __future__ import annotations
 import collections
 import io
 import os
@@ -61,7 +62,7 @@ class UnsafePickleError(UserError):
     function, a storage type or OrderedDict, so it is refused unread."""
 
 
-def load_pth(path):
+def load_pth(path: str | os.PathLike) -> object:
     """Read the `torch.save` file at `path`, zip archive or legacy stream.
 
     Returns the pickled object with every tensor replaced by a numpy array of

@@ -12,6 +12,7 @@ ImageNet mean and std as torchvision's weights expect. A pipeline's `mean`
 and `std` say how its output relates to RGB in [0, 1] (`(x - mean) / std`),
 which is what an export bakes into its artifact.
 """
+from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
@@ -77,7 +78,7 @@ class Pipeline:
         return images * tf.constant(self.std, images.dtype) + tf.constant(self.mean, images.dtype)
 
 
-def get_pipeline(name):
+def get_pipeline(name: str | Pipeline) -> Pipeline:
     """The `Pipeline` named `name`; UserError naming the known ones for another name."""
     if isinstance(name, Pipeline):
         return name

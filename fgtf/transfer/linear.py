@@ -15,8 +15,11 @@ regression's.
 
 CLI: python -m fgtf.transfer.linear --features feature/inception_v3/ --dataset cub_200
 """
+from __future__ import annotations
+
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -25,11 +28,14 @@ from fgtf.metrics import classification_report
 from fgtf.transfer.feature_store import load_class_names, load_features
 from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_float, positive_int
 
+if TYPE_CHECKING:
+    from sklearn.base import ClassifierMixin
+
 METRICS = ("cosine", "euclidean")
 
 
 def fit_logistic_regression(features_train: ArrayLike, labels_train: ArrayLike, *, C: float = 1.0, max_iter: int = 1000,
-                            standardize: bool = False, random_state: int = 0):
+                            standardize: bool = False, random_state: int = 0) -> ClassifierMixin:
     """Fit scikit-learn's multinomial lbfgs logistic regression.
 
     features_train: (N, D); labels_train: (N,) ints. `standardize=True` puts a
@@ -45,7 +51,8 @@ def fit_logistic_regression(features_train: ArrayLike, labels_train: ArrayLike, 
     return model.fit(features_train, labels_train)
 
 
-def evaluate_probe(model, features: ArrayLike, labels: ArrayLike, num_classes: int | None = None) -> dict:
+def evaluate_probe(model: ClassifierMixin, features: ArrayLike, labels: ArrayLike,
+                   num_classes: int | None = None) -> dict:
     """Accuracy, mean per-class accuracy and confusion matrix of a fitted probe.
 
     Returns {'accuracy': float, 'mean_per_class_accuracy': float,
