@@ -144,8 +144,8 @@ def export_model(checkpoint: str, *, model: str | None = None, num_classes: int 
     normalisation of the `preprocessing` pipeline (default: the checkpoint's)."""
     import keras
 
-    from fgtf.checkpoints import (SAVED_MODEL_IMAGE_SIZE, checkpoint_kind, hub_feature_model, load_network,
-                                  saved_model_preprocessing)
+    from fgtf.checkpoints import checkpoint_kind, load_network
+    from fgtf.checkpoints.saved_model import SAVED_MODEL_IMAGE_SIZE, hub_feature_model, saved_model_preprocessing
     from fgtf.preprocessing import get_pipeline
 
     if outputs is not None and outputs not in OUTPUTS:

@@ -8,6 +8,7 @@ import tensorflow as tf
 import keras
 
 from fgtf import checkpoints
+from fgtf.checkpoints import saved_model
 from test_weights import slim_values, write_values
 from tfrecord_tools.cli import UserError
 
@@ -55,8 +56,8 @@ def test_saved_model_folder_as_feature_extractor(tmp_path):
 
     folder = tmp_path / "hub_module"
     tf.saved_model.save(Module(), str(folder))
-    assert checkpoints.is_saved_model(folder) and not checkpoints.is_saved_model(tmp_path)
-    model = checkpoints.hub_feature_model(str(folder), 16)
+    assert saved_model.is_saved_model(folder) and not saved_model.is_saved_model(tmp_path)
+    model = saved_model.hub_feature_model(str(folder), 16)
     images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
     unit = (images + 1) / 2
     expected = np.concatenate([unit.mean(axis=(1, 2)), unit.max(axis=(1, 2))], axis=1)

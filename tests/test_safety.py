@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import REPO
 from fgtf import convert
 from tfrecord_tools import folder_lock, manifest, merge, verify
 from tfrecord_tools.cli import EXIT_ENVIRONMENT, UserError, cli_main
@@ -89,7 +90,6 @@ def _one_line(err, *fragments):
 _HOLDER = """
 import sys
 from tfrecord_tools.folder_lock import hold_folder
-from cli_helpers import REPO
 with hold_folder(sys.argv[1], shared=sys.argv[2] == "shared", beside=sys.argv[3] == "beside"):
     print("held", flush=True)
     sys.stdin.read()

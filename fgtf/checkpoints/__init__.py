@@ -15,10 +15,14 @@ network once and writes a Keras `.weights.h5` that records which network
 it holds. Every command that takes weights reads them through
 `load_network` (to run a network) or `load_into` (to start one) and prints
 what it loaded with `describe`.
+
+    __init__.py       telling kinds apart and loading them (this module)
+    saved_model.py    SavedModel / TF-Hub folders as opaque Keras models
+    weights_file.py   weights -> a .weights.h5 recording its network (convert_checkpoint)
+    __main__.py       the command: python -m fgtf.checkpoints convert
 """
 from __future__ import annotations
 
-import argparse
 import os
 from typing import TYPE_CHECKING, Sequence
 
@@ -27,29 +31,16 @@ from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for 
     CLASSIFIER_SCOPES, EMA_SUFFIX, TORCH_SUFFIXES, checkpoint_prefix, keras_weights_record, load_keras_weights,
     load_run_network, load_run_weights, load_slim_checkpoint, load_torch_weights, load_weights, save_keras_weights,
     torch_classes, torch_network, torch_state_dict)
-from tfrecord_tools.cli import UserError, cli_main, positive_int
+from fgtf.checkpoints.saved_model import (hub_feature_model, is_saved_model, saved_model_classifier,
+                                          saved_model_image_size, saved_model_preprocessing)
+from tfrecord_tools.cli import UserError
 
 if TYPE_CHECKING:
     import keras
 
 
-COMMAND_HELP = """Convert weights once to a Keras .weights.h5 that records its network.
-
-    python -m fgtf.checkpoints convert --checkpoint X.ckpt --model inception_v3 --out X.weights.h5
-    python -m fgtf.checkpoints convert --checkpoint runs/cub --out cub.weights.h5
-
-`convert` maps a TF-Slim checkpoint (or the plain network of an fgtf
-training run, its EMA weights when it kept them, or a Keras .weights.h5
-of --model) onto the fgtf network and writes a .weights.h5 that records
-which network and how many classes it holds; it then loads into any build
-of that network (e.g. without its classifier) without name mapping. Every
-command that takes --checkpoint reads the same kinds of weights (TF-Slim
-checkpoint, .weights.h5, fgtf run folder, SavedModel) and prints what it
-loaded."""
 # The backbone a TF-Slim checkpoint or unrecorded weights file is taken for when --model is not given.
 DEFAULT_MODEL = "inception_v3"
-# The side a SavedModel / TF-Hub folder is fed at unless --image_size or its fgtf model card says otherwise.
-SAVED_MODEL_IMAGE_SIZE = 299
 
 
 def checkpoint_kind(path: str) -> str:
@@ -274,78 +265,6 @@ def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
         raise image_size_mistake(error, model, image_size) from None
 
 
-@cli_main
-def main(argv=None):
-    from fgtf.cli import DocHelpFormatter, model_name
-
-    parser = argparse.ArgumentParser(prog="python -m fgtf.checkpoints", description=COMMAND_HELP,
-                                     formatter_class=DocHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="convert")
-    convert = commands.add_parser("convert", formatter_class=DocHelpFormatter,
-                                  help="TF-Slim checkpoint, fgtf run or .weights.h5 -> fgtf .weights.h5",
-                                  description="Write the Keras .weights.h5, recording its network, of a TF-Slim "
-                                              "checkpoint, of the plain network of an fgtf training run folder, or "
-                                              "of a Keras .weights.h5 (which gains the record).")
-    convert.add_argument("--checkpoint", required=True,
-                         help="TF-Slim .ckpt prefix (or a folder holding one), an fgtf training run folder, a "
-                              ".weights.h5 or a torchvision .pth (a SavedModel is refused: it holds no fgtf network)")
-    convert.add_argument("--out", required=True, help="the .weights.h5 file to write")
-    convert.add_argument("--model", type=model_name,
-                         help="backbone name (fgtf.models.list_models()); required for a TF-Slim checkpoint and a "
-                              ".weights.h5 not written by fgtf; a run's and an fgtf .weights.h5's own otherwise")
-    convert.add_argument("--num_classes", type=positive_int,
-                         help="classifier size (default: the size of a TF-Slim checkpoint's logits, a run's or fgtf "
-                              ".weights.h5's class count; required for other .weights.h5 files)")
-    convert.add_argument("--use_ema", choices=["auto", "true", "false"], default="auto",
-                         help="take the weights' moving averages (slim ExponentialMovingAverage shadows, a run's "
-                              "EMA); auto: when present")
-    args = parser.parse_args(argv)
-    if not args.out.endswith(".weights.h5"):
-        raise UserError("--out must end in .weights.h5 (the Keras weights-file suffix)")
-    convert_checkpoint(args.model, args.checkpoint, args.out, num_classes=args.num_classes,
-                       use_ema={"auto": "auto", "true": True, "false": False}[args.use_ema])
-
-
-def convert_checkpoint(model_name: str | None, checkpoint: str, out: str, *, num_classes: int | None = None,
-                       use_ema: bool | str = "auto") -> dict:
-    """Write the Keras weights file `out`, recording its network, of the
-    network `load_network` loads from `checkpoint` (with its classifier, and
-    aux logits when the checkpoint has them): a TF-Slim checkpoint of
-    `model_name`, the plain network of an fgtf training run folder
-    (`model_name` None or the run's), or a `.weights.h5` (an fgtf one is
-    written again, e.g. at another place; another Keras file of `model_name`
-    with `num_classes` gains the record every command reads). A SavedModel
-    holds no fgtf network: a UserError. Returns what `load_network`
-    reports was used."""
-    kind = checkpoint_kind(checkpoint)
-    if kind == "saved_model":
-        raise UserError(f"{checkpoint} is a SavedModel, an opaque graph with no fgtf network to convert; pass it "
-                        f"as --checkpoint to extract_features, or re-export it with python -m fgtf.export")
-    if kind == "slim" and not model_name:
-        raise UserError(f"--model is required for the TF-Slim checkpoint {checkpoint} (e.g. --model inception_v3)")
-    if kind == "keras" and not model_name and "model" not in keras_weights_record(checkpoint):
-        raise UserError(f"--model is required for {checkpoint}, a Keras weights file that does not record its "
-                        f"network (e.g. --model inception_v3 --num_classes 1000)")
-    if os.path.abspath(checkpoint) == os.path.abspath(out):
-        raise UserError(f"--out {out} is the --checkpoint itself; write the converted weights to another file")
-    network, used = load_network(checkpoint, model=model_name, num_classes=num_classes,
-                                 use_ema=use_ema is not False)
-    if used["head"] != "none":
-        raise UserError(f"{checkpoint} trains a {used['head']} head on {used['model']}; only plain networks "
-                        f"convert to .weights.h5 (use python -m fgtf.export for a head)")
-    if num_classes and num_classes != used["num_classes"]:
-        raise UserError(f"--num_classes {num_classes} differs from the {used['num_classes']} classes that "
-                        f"{checkpoint} holds; leave it out")
-    if use_ema is True and not used["ema"]:
-        raise UserError(f"{checkpoint} keeps no moving averages of its weights (--use_ema true)")
-    from_run = [name for name, given in (("model", model_name), ("classes", num_classes)) if not given]
-    print(f"{checkpoint}: {describe(used, from_run)}")
-    aux = len(network.outputs) > 1
-    save_keras_weights(network, out, used["model"], used["num_classes"], aux, ema=used["ema"])
-    print(f"wrote {out}: {network.name}{' with aux logits' if aux else ''}")
-    return used
-
-
 def _torch_network_name(state, checkpoint):
     """The network of a torch state dict, by its keys; UserError when fgtf knows none that fits."""
     name = torch_network(state)
@@ -383,106 +302,9 @@ def _checkpoint_classes(shapes, checkpoint):
     raise UserError(f"cannot tell the class count of {checkpoint}; pass --num_classes")
 
 
-def is_saved_model(path):
-    """True for a SavedModel / TF-Hub folder (it holds `saved_model.pb`)."""
-    path = os.fspath(path)
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
+def main(argv=None):
+    """`python -m fgtf.checkpoints` (`fgtf checkpoints convert`)."""
+    # Imported here: `python -m fgtf.checkpoints` runs __main__ itself, after importing this package.
+    from fgtf.checkpoints.__main__ import main as command
 
-
-def hub_feature_model(path, image_size, preprocessing="inception"):
-    """A Keras model around a local SavedModel / TF-Hub image feature-vector
-    folder, taking images (B, S, S, 3) as the `preprocessing` pipeline gives
-    them (inception's [-1, 1] by default) and returning (B, D).
-
-    TF-Hub image modules take RGB in [0, 1], so the pipeline's normalisation
-    is undone first. The folder is loaded with `tensorflow_hub.load` (Keras 3
-    cannot use `hub.KerasLayer`, which belongs to Keras 2); nothing is downloaded."""
-    import keras
-    import tensorflow_hub as hub
-
-    if not is_saved_model(path):
-        raise UserError(f"{path} is not a SavedModel folder (no saved_model.pb)")
-    module = hub.load(os.fspath(path))
-    inputs = keras.Input((image_size, image_size, 3))
-    features = _hub_features_layer()(module, preprocessing, name="hub_features")(inputs)
-    return keras.Model(inputs, features, name=os.path.basename(os.path.normpath(path)))
-
-
-def saved_model_classifier(path, image_size, preprocessing="inception"):
-    """A Keras model around a local SavedModel classifier, taking images
-    (B, S, S, 3) of the `preprocessing` pipeline and returning its logits (B, K): the `logits`
-    signature that `python -m fgtf.export` writes (or a `serving_default`
-    that returns `logits`). Other SavedModels (feature vectors) are a
-    UserError: their output is no classifier."""
-    import keras
-    import tensorflow_hub as hub
-
-    module = hub.load(os.fspath(path))
-    signatures = getattr(module, "signatures", {})
-    for name in ("logits", "serving_default"):
-        signature = signatures[name] if name in signatures else None
-        if signature is not None and "logits" in signature.structured_outputs:
-            break
-    else:
-        raise UserError(f"{path} is a SavedModel without a classifier (no signature returns logits, as python -m "
-                        f"fgtf.export writes with a classifier); pass the weights it was exported from")
-    inputs = keras.Input((image_size, image_size, 3))
-    logits = _hub_features_layer()(module, preprocessing, signature=name, name="hub_logits")(inputs)
-    return keras.Model(inputs, logits, name=os.path.basename(os.path.normpath(path)))
-
-
-def saved_model_image_size(path):
-    """The input side a SavedModel folder is fed at: the one the fgtf model
-    card beside it (`python -m fgtf.export`'s model_card.json) says, else 299."""
-    shape = _model_card(path).get("input", {}).get("shape") or []
-    return int(shape[1]) if len(shape) == 4 and shape[1] else SAVED_MODEL_IMAGE_SIZE
-
-
-def saved_model_preprocessing(path):
-    """The pipeline a SavedModel folder's images go through: the one its fgtf
-    model card names, else inception (fgtf's only one before cards named it)."""
-    recorded = _model_card(path).get("preprocessing")
-    return recorded.get("name", "inception") if isinstance(recorded, dict) else "inception"
-
-
-def _model_card(path):
-    """The fgtf model card beside a SavedModel folder (`python -m fgtf.export`'s model_card.json), {} without one."""
-    import json
-
-    card = os.path.join(os.path.dirname(os.path.abspath(path)), "model_card.json")
-    if not os.path.isfile(card):
-        return {}
-    with open(card, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _hub_features_layer():
-    """The Keras layer class that calls a loaded SavedModel / TF-Hub module (or
-    the logits of one of its signatures) on images of a pipeline, taken back
-    to RGB in [0, 1]. TensorFlow backend only (the module is a TF graph).
-    Defined on first use so that importing this module (e.g. for `--help`)
-    does not import Keras and TensorFlow."""
-    import keras
-
-    from fgtf.preprocessing import get_pipeline
-
-    class HubFeatures(keras.layers.Layer):
-        def __init__(self, module, preprocessing="inception", signature=None, **kwargs):
-            super().__init__(trainable=False, **kwargs)
-            self.module = module  # kept: its signatures need its variables alive
-            self.pipeline = get_pipeline(preprocessing)
-            self.signature = signature
-
-        def call(self, images):
-            images = self.pipeline.denormalize(images)
-            if self.signature is None:
-                return self.module(images)
-            function = self.module.signatures[self.signature]
-            (key,) = function.structured_input_signature[1]
-            return function(**{key: images})["logits"]
-
-    return HubFeatures
-
-
-if __name__ == "__main__":
-    main()
+    command(argv)
