@@ -10,7 +10,8 @@ import pytest
 from conftest import reference_dir, relative_l2
 from fgtf.models import build_model, default_image_size, default_preprocessing, feature_endpoint
 from fgtf.models.resnet import BLOCKS, network_of_state_dict
-from fgtf.models.weights import torch_key, torch_network
+from fgtf.checkpoints import torch_network
+from fgtf.models.weights import torch_key
 from pth_writer import write_legacy_pth, write_pth
 
 TOLERANCE = 1e-4

@@ -30,7 +30,7 @@ from fgtf.models import default_preprocessing
 from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for callers of fgtf.checkpoints)
     CLASSIFIER_SCOPES, EMA_SUFFIX, TORCH_SUFFIXES, checkpoint_prefix, keras_weights_record, load_keras_weights,
     load_run_network, load_run_weights, load_slim_checkpoint, load_torch_weights, load_weights, save_keras_weights,
-    torch_classes, torch_network, torch_state_dict)
+    torch_classes, torch_state_dict)
 from fgtf.checkpoints.saved_model import (hub_feature_model, is_saved_model, saved_model_classifier,
                                           saved_model_image_size, saved_model_preprocessing)
 from tfrecord_tools.cli import UserError
@@ -263,6 +263,16 @@ def build_backbone(model, image_size=None, *, classes=None, aux_logits=False):
         return build_model(model, input_shape=(image_size, image_size, 3) if image_size else None, **top)
     except InputSizeError as error:
         raise image_size_mistake(error, model, image_size) from None
+
+
+def torch_network(state: dict) -> str | None:
+    """The registry name of the network a torch state dict holds (a
+    torchvision ResNet or an official Swin), from its keys and shapes; None
+    when it is neither."""
+    from fgtf.models.resnet import network_of_state_dict
+    from fgtf.models.swin import swin_of_state_dict
+
+    return network_of_state_dict(state) or swin_of_state_dict(state)
 
 
 def _torch_network_name(state, checkpoint):

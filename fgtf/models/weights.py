@@ -443,16 +443,6 @@ def torch_state_dict(path):
     return {key[len("module."):] if key.startswith("module.") else key: value for key, value in state.items()}
 
 
-def torch_network(state):
-    """The registry name of the network a torch state dict holds (a
-    torchvision ResNet or an official Swin), from its keys and shapes; None
-    when it is neither."""
-    from fgtf.models.resnet import network_of_state_dict
-    from fgtf.models.swin import swin_of_state_dict
-
-    return network_of_state_dict(state) or swin_of_state_dict(state)
-
-
 def torch_classes(state):
     """The class count of a torch state dict's classifier (`fc` or Swin's `head`), None without one."""
     for name in TORCH_CLASSIFIERS:
