@@ -22,10 +22,10 @@ output folder is written whole or not at all, by one process at a time. A
 SavedModel given as --checkpoint is a program: its graph runs in this
 process, so export only SavedModels you trust.
 """
+# The package: this module builds the model to export, its card and the atomic output folder;
+# formats.py writes each format and calibrates int8; __main__.py is the command.
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -33,8 +33,10 @@ import shutil
 from typing import TYPE_CHECKING, Sequence
 
 import fgtf
+from fgtf.export.formats import (CALIBRATION_IMAGES, calibration_batches, calibration_source, checked_calibration,
+                                 write_artifact)
 from tfrecord_tools.atomic import atomic_dir, is_temporary_of
-from tfrecord_tools.cli import UserError, cli_main, positive_int
+from tfrecord_tools.cli import UserError
 from tfrecord_tools.folder_lock import hold_folder
 
 if TYPE_CHECKING:
@@ -47,43 +49,6 @@ ARTIFACT = {"saved_model": "saved_model", "litert": "model.tflite", "litert_int8
             "onnx": "model.onnx", "keras": "model.keras"}
 # Python modules each format needs beyond TensorFlow (all in `pip install 'fgtf[export]'`).
 _NEEDS = {"litert": ("ai_edge_litert",), "litert_int8": ("ai_edge_litert",), "onnx": ("onnx", "onnxruntime", "tf2onnx")}
-CALIBRATION_IMAGES = 200
-# fgtf layer classes that compute what a Keras layer computes outside training
-_PLAIN_KERAS = {"fgtf>TorchBatchNormalization": "BatchNormalization"}
-
-
-@cli_main
-def main(argv=None):
-    from fgtf.cli import DocHelpFormatter, model_name
-    from fgtf.preprocessing import PIPELINE_NAMES
-
-    p = argparse.ArgumentParser(prog="python -m fgtf.export", description=__doc__, formatter_class=DocHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help="weights: TF-Slim .ckpt prefix, .weights.h5, torchvision .pth, fgtf run folder (EMA weights "
-                        "when kept) or SavedModel folder (a program that runs in this process: only one you trust)")
-    p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, "
-                                                    "else inception_v3; not used for SavedModel folders)")
-    p.add_argument("--num_classes", type=positive_int,
-                   help="export the classifier, of this many classes (it must be the checkpoint's); without it "
-                        "only features, except for run folders, which keep their classifier")
-    p.add_argument("--image_size", type=positive_int,
-                   help="input side in pixels (default: a run's training size, else the network's default size, "
-                        "299 for SavedModels)")
-    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
-                   help="input pipeline whose normalisation the artifact bakes in (default: a run's, a SavedModel's "
-                        "model card's, else the network's)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="artifact to write")
-    p.add_argument("--outputs", choices=OUTPUTS, help="what the artifact returns (default: both with a "
-                                                      "classifier, else features)")
-    p.add_argument("--calibration_dir", help="dataset or TFRecord folder whose images (train split, else "
-                                             f"validation; {CALIBRATION_IMAGES} of them) calibrate litert_int8")
-    p.add_argument("--labels", help="class names in label order, one per line (default: a run's classes.txt, else "
-                                    "the one beside --calibration_dir's shards, else class numbers)")
-    p.add_argument("--out", required=True, help="output folder; must not exist or be empty")
-    args = p.parse_args(argv)
-    export(args.checkpoint, args.out, format=args.format, model=args.model, num_classes=args.num_classes,
-           image_size=args.image_size, outputs=args.outputs, calibration_dir=args.calibration_dir,
-           labels=args.labels, preprocessing=args.preprocessing)
 
 
 def export(checkpoint: str, out: str, *, format: str, model: str | None = None, num_classes: int | None = None,
@@ -114,7 +79,7 @@ def _export(checkpoint, out, format, model, num_classes, image_size, outputs, ca
     class_names = _class_names(labels, card["outputs"].get("logits"), checkpoint, calibration_dir)
     calibration = None
     if format == "litert_int8":
-        calibration = (_checked_calibration(calibration_data, size) if calibration_data is not None
+        calibration = (checked_calibration(calibration_data, size) if calibration_data is not None
                        else calibration_batches(calibration_dir, size, calibration_images,
                                                 card["preprocessing"]["name"]))
     card.update(format=format, artifact=ARTIFACT[format], classes=class_names,
@@ -226,138 +191,6 @@ def inference_graph(network, model_name, outputs=("features", "logits")):
     return keras.Model(backbone.inputs, result if len(result) > 1 else result[0], name=f"{model_name}_inference")
 
 
-def write_artifact(model, path, format, card, calibration=None):
-    """Write `model` as `format` to `path` (a folder for saved_model)."""
-    import tensorflow as tf
-
-    signature = [tf.TensorSpec([None, *card["input"]["shape"][1:]], tf.float32, name="images")]
-    if format == "keras":
-        _portable(model).save(path)
-    elif format == "saved_model":
-        _write_saved_model(model, path, signature, card["output_order"])
-    elif format == "onnx":
-        with _quiet():  # the model's dict of outputs names the ONNX outputs
-            model.export(path, format="onnx", input_signature=signature, verbose=False)
-    else:
-        options = {}
-        if format == "litert_int8":
-            options = {"optimizations": [tf.lite.Optimize.DEFAULT],
-                       "representative_dataset": lambda: ([batch] for batch in calibration)}
-        with _quiet():
-            model.export(path, format="litert", input_signature=signature, verbose=False, **options)
-        _name_litert_tensors(path, card["output_order"])
-
-
-def _name_litert_tensors(path, order):
-    """Name the LiteRT model's input and output tensors as its signature does
-    (`images`; `features`, `logits`) and list the outputs in `order`, so
-    that `Interpreter.get_output_details()` reads as the model card, not as
-    the converter's `StatefulPartitionedCall:1`, logits first."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model(path)
-    (signature,) = model.signatureDefs
-    graph = model.subgraphs[signature.subgraphIndex]
-    outputs = {_text(entry.name): entry.tensorIndex for entry in signature.outputs}
-    for entry in [*signature.inputs, *signature.outputs]:
-        graph.tensors[entry.tensorIndex].name = entry.name
-    graph.outputs = [outputs[name] for name in order]
-    flatbuffer_utils.write_model(model, path)  # inside the folder that appears only when complete
-
-
-def _text(name):
-    return name.decode() if isinstance(name, bytes) else name
-
-
-def _portable(model):
-    """`model` rebuilt with plain Keras layers in place of fgtf's own layer
-    classes that differ from Keras only in training (SAM's
-    TorchBatchNormalization), so that `keras.saving.load_model` opens the
-    `.keras` file without importing fgtf."""
-
-    def plain(config):
-        if isinstance(config, list):
-            return [plain(item) for item in config]
-        if not isinstance(config, dict):
-            return config
-        if config.get("registered_name") in _PLAIN_KERAS:
-            config = {**config, "module": "keras.layers", "class_name": _PLAIN_KERAS[config["registered_name"]],
-                      "registered_name": None}
-        return {key: plain(value) for key, value in config.items()}
-
-    portable = model.__class__.from_config(plain(model.get_config()))
-    portable.set_weights(model.get_weights())
-    return portable
-
-
-def _write_saved_model(model, path, signature, order):
-    """TF-Hub image feature vector: `obj(images)` and `serving_default` return
-    the features; a `logits` signature the logits when the model has them.
-
-    Written with tf.saved_model.save rather than keras.export.ExportArchive,
-    which stores every weight twice (keras-team/keras#23553): the module tracks
-    the very tf.Variables that the traced functions capture."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=signature)
-    def forward(images):  # traced once; every endpoint calls it
-        return model(images, training=False)
-
-    root = tf.Module()
-    root.model_variables = [variable.value for variable in model.variables]
-    root.__call__ = tf.function(lambda images: forward(images)[order[0]], input_signature=signature)
-    signatures = {name: tf.function(lambda images, name=name: {name: forward(images)[name]},
-                                    input_signature=signature) for name in order}
-    signatures["serving_default"] = signatures.pop(order[0])
-    tf.saved_model.save(root, path, signatures=signatures)
-
-
-def calibration_batches(calibration_dir, image_size, count=CALIBRATION_IMAGES, preprocessing="inception"):
-    """Up to `count` single-image float32 batches in [0, 1] from the TFRecords
-    of `calibration_dir` (its train split, else validation) through the test
-    transform of the `preprocessing` pipeline."""
-    import numpy as np
-
-    from fgtf.input_pipeline import make_dataset
-    from fgtf.preprocessing import get_pipeline
-
-    pipeline = get_pipeline(preprocessing)
-    folder, split = _calibration_source(calibration_dir)
-    dataset = make_dataset(folder, split, image_size=image_size, batch_size=1, training=False,
-                           preprocessing=pipeline)
-    batches = [np.asarray(pipeline.denormalize(images), np.float32) for images, _ in dataset.take(count)]
-    if not batches:
-        raise UserError(f"--calibration_dir {calibration_dir} holds no images")
-    return batches
-
-
-def _checked_calibration(images, image_size):
-    """`images` (N, S, S, 3) in [0, 1] as single-image float32 batches; UserError when they do not fit."""
-    import numpy as np
-
-    images = np.asarray(images, np.float32)
-    if images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3) or not len(images):
-        raise UserError(f"calibration images have shape {images.shape}; the model takes "
-                        f"(N, {image_size}, {image_size}, 3)")
-    if images.min() < 0.0 or images.max() > 1.0:
-        raise UserError(f"calibration images range over [{images.min():g}, {images.max():g}]; the model takes "
-                        f"[0, 1] (divide 8-bit images by 255)")
-    return [image[None] for image in images]
-
-
-def _calibration_source(calibration_dir):
-    """(shard folder, split) that calibrates: the train split, else validation."""
-    from fgtf.input_pipeline import shard_folder
-    from tfrecord_tools.manifest import list_shard_files
-
-    if not calibration_dir:
-        raise UserError("--format litert_int8 needs --calibration_dir (a folder of TFRecords to calibrate on)")
-    if not os.path.isdir(calibration_dir):
-        raise UserError(f"--calibration_dir {calibration_dir} is not a folder")
-    folder = shard_folder(calibration_dir)
-    return folder, "train" if list_shard_files(folder, "train") else "validation"
-
-
 def _remove_stale_temporaries(out):
     """Remove the temporary folders that killed exports to `out` left beside it
     (this process holds `out`, so none is being written)."""
@@ -389,7 +222,7 @@ def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
             raise UserError(f"--format {format} needs the Python package {module}; "
                             f"pip install 'fgtf[export]'") from None
     if format == "litert_int8" and calibration_data is None:
-        _calibration_source(calibration_dir)
+        calibration_source(calibration_dir)
 
 
 def _class_names(labels, classes, checkpoint, calibration_dir=None):
@@ -403,7 +236,7 @@ def _class_names(labels, classes, checkpoint, calibration_dir=None):
         return None
     names = runs.class_names_of(checkpoint, classes, labels)
     if names is None and calibration_dir:
-        names = shard_class_names(_calibration_source(calibration_dir)[0], classes)
+        names = shard_class_names(calibration_source(calibration_dir)[0], classes)
     return names or [str(i) for i in range(classes)]
 
 
@@ -458,25 +291,9 @@ def _sha256(checkpoint):
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _quiet():
-    """tf2onnx and the TFLite converter log every step (Python logging, warnings
-    and C++ lines on file descriptor 2): keep the console to fgtf's one line,
-    and replay their output when the conversion fails."""
-    import logging
-    import warnings
+def main(argv=None):
+    """`python -m fgtf.export` (`fgtf export`)."""
+    # Imported here: `python -m fgtf.export` runs __main__ itself, after importing this package.
+    from fgtf.export.__main__ import main as command
 
-    from tfrecord_tools.quiet import captured_stderr
-
-    root, previous = logging.getLogger(), logging.getLogger().level
-    with captured_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx on NumPy 2
-        root.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            root.setLevel(previous)
-
-
-if __name__ == "__main__":
-    main()
+    command(argv)
