@@ -65,6 +65,8 @@ def main(argv=None):
     module_name = COMMANDS[command][0]
     try:
         module = importlib.import_module(module_name)
+        if not hasattr(module, "main"):  # a package whose command is its __main__ module
+            module = importlib.import_module(f"{module_name}.__main__")
     except ModuleNotFoundError as error:
         missing = error.name or str(error)
         what = (f"its module {module_name} is not part of this installation" if missing == module_name or module_name.startswith(missing + ".")

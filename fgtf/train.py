@@ -29,6 +29,7 @@ import time
 
 from fgtf.optimizer_choices import (DECAY_TYPES, FROZEN_BATCH_NORM, OPTIMIZERS, SCOPE_MATCHING,
                                     WEIGHT_DECAY_MODES)
+from fgtf.recipes import Plan, RecipeCommand, check_start, recipe_requested, run_recipe
 from fgtf.train_config import TrainConfig, config_defaults, head_flags
 from tfrecord_tools.cli import (UserError, cli_main, non_negative_float, positive_float, positive_int, program_name,
                                 split_name)
@@ -55,10 +56,8 @@ def main(argv=None):
 
 @cli_main
 def _main(argv=None):
-    from fgtf.recipes import recipe_requested, run_recipe
-
     if recipe_requested(argv):
-        run_recipe("train", argv)
+        run_recipe(RECIPE_COMMAND, argv)
         return
     train(TrainConfig.from_flags(build_parser().parse_args(argv)))
 
@@ -877,6 +876,26 @@ def _clean_worker_dir(train_dir, chief, strategy):
         import shutil
 
         shutil.rmtree(_checkpoint_dir(train_dir, chief, strategy), ignore_errors=True)
+
+
+def _recipe_plan(recipe, stage, flags, dests):
+    """A recipe stage's `fgtf.recipes.Plan`: into <run_dir>/<stage> for a
+    recipe of stages, starting from an earlier stage's run when it says so."""
+    from fgtf import runs
+
+    run_dir = getattr(flags, dests["--run_dir"])
+    stage_dir = os.path.join(run_dir, stage.name) if recipe.staged else run_dir
+    setattr(flags, dests["--run_dir"], stage_dir)
+    if stage.start_from:
+        setattr(flags, dests["--checkpoint"], os.path.join(run_dir, stage.start_from))
+    else:
+        check_start(recipe, flags, dests)
+    return Plan(stage, flags, run_dir, stage_dir, run=lambda: train(TrainConfig.from_flags(flags)),
+                finished=lambda: os.path.isfile(os.path.join(stage_dir, runs.DONE)))
+
+
+# How `fgtf train --recipe` and `fgtf recipes` run a recipe's stages with this command.
+RECIPE_COMMAND = RecipeCommand("train", parser=lambda stage: build_parser(), plan=_recipe_plan)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import os
 import pytest
 
 from fgtf import recipes
+from fgtf.recipes.__main__ import main as recipes_main
+from fgtf.recipes.commands import command_of
 import tiny_models
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
@@ -99,7 +101,7 @@ def expected_settings(name):
 
 def resolved(recipe, stage):
     """The stage's flags as its command parses a command line that gives only the locations."""
-    parser = recipes.check_stage(recipe, stage)
+    parser = recipes.check_stage(recipe, stage, command_of(recipe))
     given = ["--run_dir", "RUN"] + (["--dataset_dir", "DATA"] if stage.step in (None, "pretrain") else [])
     return vars(parser.parse_args(given))
 
@@ -142,13 +144,13 @@ def test_stages_start_from_the_stage_before():
 
 
 def test_listing_and_one_recipe(capsys):
-    recipes.main([])
+    recipes_main([])
     table = capsys.readouterr().out
     assert all(name in table for name in ALL) and "87.3" in table and "SEF (IEEE SPL 2020)" in table
-    recipes.main(["--differs"])
+    recipes_main(["--differs"])
     listed = capsys.readouterr().out
     assert all(item in listed for name in ALL for item in recipes.load_recipe(name).differs)
-    recipes.main(["sam_bilinear_cub_10"])
+    recipes_main(["sam_bilinear_cub_10"])
     shown = capsys.readouterr().out
     assert "--nesterov" in shown and "--milestone_steps 6000,12000,18000,24000" in shown
     assert "differs:" in shown and "train_10.txt" in shown
@@ -284,7 +286,7 @@ def test_a_flag_in_other_units_replaces_the_recipes(tiny, tmp_path):
     """The recipe's --max_number_of_steps gives way to --epochs on the command line (and --milestone_steps
     to --milestone_epochs: argparse's mutually exclusive groups)."""
     recipe = recipes.load_recipe("sam_cub_10")
-    parser = recipes._parser(recipe, recipe.stages[0])
+    parser = command_of(recipe).parser(recipe.stages[0])
     recipes._apply(parser, recipe, recipe.stages[0], given={"epochs", "milestone_epochs"})
     flags = parser.parse_args(["--dataset_dir", "D", "--run_dir", "R", "--epochs", "3", "--milestone_epochs", "1,2"])
     assert flags.max_number_of_steps is None and flags.epochs == 3.0

@@ -65,20 +65,20 @@ every epoch are logged); a SimNet iteration uses only full-size batch pairs.
 """
 import argparse
 import inspect
+import os
 
+from fgtf.recipes import Plan, RecipeCommand, check_start, recipe_requested, run_recipe
 from fgtf.simtrans.networks import DEFAULT_MODEL
 from fgtf.simtrans.steps import (AUGMENTATIONS, FORMER_AUGMENTATIONS, LABEL_SPACES, PRETRAIN_DATA, STEPS,
                                  WEIGHT_FORMULAS, compute_weights, evaluate, pretrain, train_classifier, train_simnet)
-from tfrecord_tools.cli import (HelpFormatter, cli_main, non_negative_float, non_negative_int, positive_float,
-                                positive_int)
+from tfrecord_tools.cli import (HelpFormatter, UserError, cli_main, non_negative_float, non_negative_int,
+                                positive_float, positive_int)
 
 
 @cli_main
 def main(argv=None):
-    from fgtf.recipes import recipe_requested, run_recipe
-
     if recipe_requested(argv):
-        run_recipe("simtrans", argv)
+        run_recipe(RECIPE_COMMAND, argv)
         return
     options = vars(build_parser().parse_args(argv))
     step = options.pop("step")
@@ -239,6 +239,30 @@ _STEP_ARGUMENTS = {"pretrain": _pretrain_arguments, "simnet": _simnet_arguments,
                    "train": _train_arguments, "eval": _eval_arguments}
 STEP_FUNCTIONS = {"pretrain": pretrain, "simnet": train_simnet, "weights": compute_weights,
                    "train": train_classifier, "eval": evaluate}
+
+
+def _recipe_plan(recipe, stage, flags, dests):
+    """A recipe stage's `fgtf.recipes.Plan`: its step in the one run folder."""
+    from fgtf.simtrans.run_folder import current_step
+
+    if "--checkpoint" in dests:
+        check_start(recipe, flags, dests)
+    options = vars(flags)
+
+    def finished():
+        try:
+            current_step(flags.run_dir, stage.step)
+        except UserError:
+            return False
+        return True
+
+    return Plan(stage, flags, flags.run_dir, os.path.join(flags.run_dir, stage.step),
+                run=lambda: STEP_FUNCTIONS[stage.step](**options), finished=finished)
+
+
+# How `fgtf simtrans --recipe` and `fgtf recipes` run a recipe's steps with this command.
+RECIPE_COMMAND = RecipeCommand("simtrans", parser=lambda stage: step_parser(stage.step), plan=_recipe_plan,
+                               step_names=tuple(STEPS))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ A recipe file (names and values checked against the command's own parser):
     [[stage]]                     optional, in order: name, from (an earlier stage), step (simtrans's
     [stage.settings]              subcommand; default: the name) and the stage's own flags
 """
+# The package: this module reads, checks, resolves and runs recipes for a command that gives its
+# RecipeCommand (fgtf.train's, fgtf.simtrans's); commands.py collects those; __main__.py is `fgtf recipes`.
 import argparse
 import dataclasses
 import hashlib
@@ -47,9 +49,10 @@ import sys
 import tomllib
 from typing import Callable, Optional
 
-from tfrecord_tools.cli import UserError, cli_main
+from tfrecord_tools.cli import UserError
 
-RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+# The repository's recipes/ (this file is fgtf/recipes/__init__.py).
+RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "recipes")
 RECIPE_RECORD = "recipe.json"
 # Where a run's data, folder and start weights are (with their aliases): the
 # user's to give, never a recipe's (a recipe describes its start weights in
@@ -59,6 +62,8 @@ LOCATION_FLAGS = ("--dataset_dir", "--run_dir", "--checkpoint", "--recipe")
 # the recipe's other one is dropped (e.g. --max_number_of_steps 3 on a recipe
 # of --epochs 50). Pairs an argparse mutually exclusive group makes are found there.
 ALTERNATIVES = (("epochs", "max_number_of_steps"),)
+# The commands a recipe may name; each gives its RecipeCommand (fgtf.recipes.commands).
+COMMAND_NAMES = ("train", "simtrans")
 _TOP_KEYS = {"command": str, "dataset": str, "reported_top1": (int, float), "reported_as": str, "checkpoint": str,
              "original_command": str, "gpu_hours": (int, float), "differs": list, "notes": list, "paper": dict,
              "settings": dict, "stage": list}
@@ -70,6 +75,20 @@ _STAGE_KEYS = {"name": str, "from": str, "step": str, "settings": dict}
 class RecipeError(UserError):
     """A recipe that cannot be read or run: a missing file, a malformed one, or
     a flag or value its command does not take."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeCommand:
+    """What recipes need of a command that runs them (`fgtf.train.RECIPE_COMMAND`,
+    `fgtf.simtrans.__main__.RECIPE_COMMAND`): its `name` (a recipe's
+    `command`); `parser(stage)`, the argument parser of a stage; `plan(recipe,
+    stage, flags, dests)`, the stage's `Plan` from its parsed flags
+    (`dests`: {option: destination}); `step_names`, the subcommands when each
+    stage is one (SimTrans's steps), else ()."""
+    name: str
+    parser: Callable
+    plan: Callable
+    step_names: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,27 +123,6 @@ class Recipe:
     def staged(self):
         """True when the recipe names its stages (each then runs in its own folder or step)."""
         return len(self.stages) > 1 or self.stages[0].name != self.name
-
-
-def main(argv=None):
-    _main(argv)
-
-
-@cli_main
-def _main(argv=None):
-    from fgtf.cli import DocHelpFormatter
-
-    parser = argparse.ArgumentParser(prog="python -m fgtf.recipes", description=__doc__,
-                                     formatter_class=DocHelpFormatter)
-    parser.add_argument("recipe", nargs="?", metavar="NAME_OR_PATH",
-                        help="show this recipe resolved (default: list every recipe of recipes/)")
-    parser.add_argument("--differs", action="store_true",
-                        help="in the list, each recipe's differences from its original under its row")
-    args = parser.parse_args(argv)
-    if args.recipe is None:
-        print(recipe_table([load_recipe(name) for name in list_recipes()], differs=args.differs))
-    else:
-        print(describe(load_recipe(args.recipe)))
 
 
 def list_recipes(folder=RECIPE_DIR):
@@ -170,7 +168,7 @@ def recipe_table(recipes, differs=False):
     return "\n".join(lines)
 
 
-def describe(recipe):
+def describe(recipe, command):
     """The text of `fgtf recipes NAME`: the recipe resolved, each stage as the
     command line it runs (its flags checked against the command's parser)."""
     paper = recipe.paper
@@ -189,7 +187,7 @@ def describe(recipe):
         " --checkpoint FILE" if recipe.checkpoint else "")
     lines.append(f"run:       {base}")
     for stage in recipe.stages:
-        check_stage(recipe, stage)
+        check_stage(recipe, stage, command)
         where = (f"RUN/{stage.name}" if recipe.command == "train" and recipe.staged else "RUN")
         start = f" --checkpoint RUN/{stage.start_from}" if stage.start_from else ""
         label = f"stage {stage.name}:" if recipe.staged else "runs:"
@@ -213,11 +211,11 @@ def flag_tokens(settings):
     return tokens
 
 
-def check_stage(recipe, stage):
+def check_stage(recipe, stage, command):
     """The parser of `stage`'s command with the stage's settings as its
     defaults; RecipeError naming the flag when the command does not take one
     of them or its value."""
-    parser = _parser(recipe, stage)
+    parser = command.parser(stage)
     _apply(parser, recipe, stage, given=set())
     return parser
 
@@ -233,21 +231,21 @@ def recipe_requested(argv):
 
 
 def run_recipe(command, argv):
-    """`fgtf <command> --recipe NAME ...`: resolve every stage of the recipe
-    with the command line's flags over its settings, record them in
-    `<run_dir>/recipe.json`, then run the stages in order (a stage that
-    finished with the same settings is skipped)."""
+    """`fgtf <command> --recipe NAME ...` (`command` a `RecipeCommand`):
+    resolve every stage of the recipe with the command line's flags over its
+    settings, record them in `<run_dir>/recipe.json`, then run the stages in
+    order (a stage that finished with the same settings is skipped)."""
     name, rest = _take_recipe(argv)
     recipe = load_recipe(name)
-    if recipe.command != command:
+    if recipe.command != command.name:
         raise RecipeError(f"recipe {recipe.name} is run by fgtf {recipe.command}: fgtf {recipe.command} --recipe "
                           f"{recipe.name} ...")
-    plans = _plans(recipe, rest)
+    plans = _plans(recipe, rest, command)
     run_dir = plans[0].run_dir
     record_path = os.path.join(run_dir, RECIPE_RECORD)
     previous = _read_record(record_path)
     record = {"recipe": recipe.name, "file": os.path.abspath(recipe.path), "sha256": _sha256(recipe.path),
-              "command_line": [f"fgtf {command}", *argv],
+              "command_line": [f"fgtf {command.name}", *argv],
               "stages": [{"name": plan.stage.name, "run_dir": plan.stage_dir, "settings": plan.resolved}
                          for plan in plans]}
     os.makedirs(run_dir, exist_ok=True)
@@ -265,7 +263,7 @@ def run_recipe(command, argv):
 
 
 @dataclasses.dataclass
-class _Plan:
+class Plan:
     """One stage resolved: its parsed flags, where it runs, and how."""
     stage: Stage
     flags: argparse.Namespace
@@ -279,58 +277,21 @@ class _Plan:
         return json.loads(json.dumps(vars(self.flags), default=list))
 
 
-def _plans(recipe, argv):
+def _plans(recipe, argv, command):
     """Every stage of `recipe` resolved against `argv` (the command line
-    without --recipe); errors surface before any stage runs."""
-    takes_value = _simtrans_options(recipe, argv) if recipe.command == "simtrans" else None
+    without --recipe) by `command`; errors surface before any stage runs."""
+    takes_value = _step_options(recipe, argv, command) if command.step_names else None
     plans = []
     for stage in recipe.stages:
-        parser = _parser(recipe, stage)
+        parser = command.parser(stage)
         tokens = _tokens_for(parser, argv, takes_value) if takes_value else argv
         _apply(parser, recipe, stage, given=_given(parser, tokens))
         flags = parser.parse_args(tokens)
-        plans.append(_COMMANDS[recipe.command](recipe, stage, flags, _dests(parser)))
+        plans.append(command.plan(recipe, stage, flags, _dests(parser)))
     return plans
 
 
-def _train_plan(recipe, stage, flags, dests):
-    from fgtf import runs, train
-
-    run_dir = getattr(flags, dests["--run_dir"])
-    stage_dir = os.path.join(run_dir, stage.name) if recipe.staged else run_dir
-    setattr(flags, dests["--run_dir"], stage_dir)
-    if stage.start_from:
-        setattr(flags, dests["--checkpoint"], os.path.join(run_dir, stage.start_from))
-    else:
-        _check_start(recipe, flags, dests)
-    return _Plan(stage, flags, run_dir, stage_dir,
-                 run=lambda: train.train(train.TrainConfig.from_flags(flags)),
-                 finished=lambda: os.path.isfile(os.path.join(stage_dir, runs.DONE)))
-
-
-def _simtrans_plan(recipe, stage, flags, dests):
-    from fgtf.simtrans.__main__ import STEP_FUNCTIONS
-    from fgtf.simtrans.run_folder import current_step
-
-    if "--checkpoint" in dests:
-        _check_start(recipe, flags, dests)
-    options = vars(flags)
-
-    def finished():
-        try:
-            current_step(flags.run_dir, stage.step)
-        except UserError:
-            return False
-        return True
-
-    return _Plan(stage, flags, flags.run_dir, os.path.join(flags.run_dir, stage.step),
-                 run=lambda: STEP_FUNCTIONS[stage.step](**options), finished=finished)
-
-
-_COMMANDS = {"train": _train_plan, "simtrans": _simtrans_plan}
-
-
-def _check_start(recipe, flags, dests):
+def check_start(recipe, flags, dests):
     """A recipe that names its start weights needs them given as --checkpoint."""
     if recipe.checkpoint and not getattr(flags, dests["--checkpoint"]):
         raise RecipeError(f"recipe {recipe.name} starts from {recipe.checkpoint}: give it as --checkpoint FILE")
@@ -339,17 +300,6 @@ def _check_start(recipe, flags, dests):
 def _dests(parser):
     """{option string: destination} of `parser`'s flags."""
     return {option: action.dest for action in parser._actions for option in action.option_strings}
-
-
-def _parser(recipe, stage):
-    """The argument parser of the command (or simtrans step) that runs `stage`."""
-    if recipe.command == "train":
-        from fgtf.train import build_parser
-
-        return build_parser()
-    from fgtf.simtrans.__main__ import step_parser
-
-    return step_parser(stage.step)
 
 
 def _apply(parser, recipe, stage, given):
@@ -443,19 +393,18 @@ def _tokens_for(parser, argv, takes_value):
     return kept
 
 
-def _simtrans_options(recipe, argv):
-    """{option: takes a value} of every step of the recipe; RecipeError for a
-    token of `argv` that no step takes, or a value without a flag."""
-    from fgtf.simtrans.steps import STEPS
-
+def _step_options(recipe, argv, command):
+    """{option: takes a value} of every step of the recipe (for a command
+    whose stages are its subcommands); RecipeError for a token of `argv` that
+    no step takes, a step's name, or a value without a flag."""
     takes_value = {option: action.nargs != 0 for stage in recipe.stages
-                   for action in _parser(recipe, stage)._actions for option in action.option_strings}
+                   for action in command.parser(stage)._actions for option in action.option_strings}
     index = 0
     while index < len(argv):
         token = argv[index]
         name, inline = token.partition("=")[::2]
-        if token in STEPS:
-            raise RecipeError(f"fgtf simtrans --recipe runs every step of {recipe.name} in order: give no step "
+        if token in command.step_names:
+            raise RecipeError(f"fgtf {command.name} --recipe runs every step of {recipe.name} in order: give no step "
                               f"name ({token}); each step reads its own flags from the command line")
         if not token.startswith("--"):
             raise RecipeError(f"{token!r} follows no flag; give flags as --name value")
@@ -527,8 +476,8 @@ def _recipe_of(data, path):
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise RecipeError(f"{where} does not give {', '.join(missing)}")
-    if data["command"] not in _COMMANDS:
-        raise RecipeError(f"{where}: command must be one of {', '.join(_COMMANDS)}, not {data['command']!r}")
+    if data["command"] not in COMMAND_NAMES:
+        raise RecipeError(f"{where}: command must be one of {', '.join(COMMAND_NAMES)}, not {data['command']!r}")
     paper = data["paper"]
     absent = [key for key in _PAPER_KEYS if key not in paper]
     if absent:
