@@ -188,6 +188,10 @@ def test_recipe_mistakes_on_the_command_line_exit_2(tmp_path, capsys):
     code, error = exit_code(capsys, "train", "--recipe", "sef_cub", "--dataset_dir", str(tmp_path),
                             "--run_dir", str(tmp_path))
     assert code == 2 and "starts from resnet50-19c8e357.pth" in error and "--checkpoint" in error
+    code, error = exit_code(capsys, "train", "--recipe", "sef_cub", "--dataset_dir", str(tmp_path / "nowhere"),
+                            "--run_dir", str(tmp_path / "run"), "--checkpoint", str(tmp_path / "start.pth"))
+    assert code == 2 and "does not exist" in error
+    assert not (tmp_path / "run").exists(), "a command line the first stage refuses left a run folder"
     code, error = exit_code(capsys, "train", "--recipe", "simtrans_cub", "--dataset_dir", str(tmp_path),
                             "--run_dir", str(tmp_path))
     assert code == 2 and "is run by fgtf simtrans" in error

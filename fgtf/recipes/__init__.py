@@ -233,8 +233,10 @@ def recipe_requested(argv):
 def run_recipe(command, argv):
     """`fgtf <command> --recipe NAME ...` (`command` a `RecipeCommand`):
     resolve every stage of the recipe with the command line's flags over its
-    settings, record them in `<run_dir>/recipe.json`, then run the stages in
-    order (a stage that finished with the same settings is skipped)."""
+    settings, run the stages in order (a stage that finished with the same
+    settings is skipped) and record them in `<run_dir>/recipe.json` as each
+    stage ends, so that a command line the first stage refuses leaves no run
+    folder behind."""
     name, rest = _take_recipe(argv)
     recipe = load_recipe(name)
     if recipe.command != command.name:
@@ -248,18 +250,18 @@ def run_recipe(command, argv):
               "command_line": [f"fgtf {command.name}", *argv],
               "stages": [{"name": plan.stage.name, "run_dir": plan.stage_dir, "settings": plan.resolved}
                          for plan in plans]}
-    os.makedirs(run_dir, exist_ok=True)
     from fgtf.fileio import write_json
 
-    write_json(record_path, record)
     for plan in plans:
         if plan.finished() and plan.resolved in _recorded_settings(previous, plan.stage.name):
             print(f"[recipe {recipe.name}] stage {plan.stage.name} finished before with these settings "
                   f"({plan.stage_dir}); skipped", flush=True)
-            continue
-        if recipe.staged:
-            print(f"[recipe {recipe.name}] stage {plan.stage.name} -> {plan.stage_dir}", flush=True)
-        plan.run()
+        else:
+            if recipe.staged:
+                print(f"[recipe {recipe.name}] stage {plan.stage.name} -> {plan.stage_dir}", flush=True)
+            plan.run()
+        os.makedirs(run_dir, exist_ok=True)
+        write_json(record_path, record)
 
 
 @dataclasses.dataclass
