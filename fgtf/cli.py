@@ -7,13 +7,11 @@
 Commands are named as their modules; the former hyphenated names stay
 accepted. Nothing here imports TensorFlow, so `fgtf --help` is instant.
 """
-import argparse
-import contextlib
 import importlib
 import sys
 import textwrap
 
-from tfrecord_tools.cli import VERBOSE_HELP, HelpFormatter, UserError
+from fgtf.command_line import VERBOSE_HELP
 
 # command -> (module whose `main(argv)` implements it, one-line purpose). The
 # purposes are written here, not read from the modules, so listing them
@@ -73,10 +71,10 @@ def main(argv=None):
                 else f"it needs the Python package {missing!r}, which is not installed")
         print(f"fgtf: error: cannot run `fgtf {command}`: {what}", file=sys.stderr)
         sys.exit(2)
+    # Commands name themselves (usage lines, errors) by sys.argv[0]: see fgtf.command_line.program_name.
     invoked_as, sys.argv = sys.argv, [f"fgtf {command}"] + rest
     try:
-        with program_name(module_name, f"fgtf {command}"):
-            module.main(rest)
+        module.main(rest)
     finally:  # for callers in the same process (tests, notebooks)
         sys.argv = invoked_as
 
@@ -90,44 +88,3 @@ def usage():
     former = ", ".join(f"{old} ({new})" for old, new in ALIASES.items())
     lines += [""] + textwrap.wrap(VERBOSE_HELP, 100) + textwrap.wrap(f"former names still accepted: {former}", 100)
     return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def program_name(module_name, name):
-    """Within this block, an argument parser that calls itself `python -m
-    <module_name>` is named `name` instead, so usage lines and errors show
-    the command as the user typed it (`fgtf convert`); its subcommands
-    (`fgtf checkpoints convert`) follow, since argparse derives their names
-    from the parent's."""
-    original = argparse.ArgumentParser.__init__
-    own_name = f"python -m {module_name}"
-
-    def renaming_init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        if self.prog == own_name:
-            self.prog = name
-
-    argparse.ArgumentParser.__init__ = renaming_init
-    try:
-        yield
-    finally:
-        argparse.ArgumentParser.__init__ = original
-
-
-class DocHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
-    """`--help` with the module docstring as written (its examples keep their
-    lines) and each flag's default once, as `tfrecord_tools.cli.HelpFormatter`."""
-
-
-def model_name(text):
-    """argparse type of `--model`: a name the registry knows, plugins
-    included (see `fgtf.models`); anything else is refused where it is parsed."""
-    from fgtf.models import list_models
-
-    try:
-        known = list_models()
-    except UserError as error:  # a plugin failed to load: argparse shows ValueErrors as "invalid value"
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if text not in known:
-        raise argparse.ArgumentTypeError(f"unknown model {text!r}; known models: {', '.join(known)}")
-    return text

@@ -46,7 +46,8 @@ from fgtf import datasets
 from fgtf.datasets import splits as subsets
 from fgtf.fileio import write_text
 from tfrecord_tools import manifest as manifest_lib
-from tfrecord_tools.cli import UserError, cli_main, positive_int
+from fgtf.command_line import cli_main, command_parser, positive_int
+from fgtf.errors import UserError
 from tfrecord_tools.folder_lock import hold_folder
 from tfrecord_tools.images import DEFAULT_MAX_PIXELS
 from tfrecord_tools.manifest import MANIFEST, REPORT
@@ -142,9 +143,7 @@ def default_output_folder(label_ratio=None, max_per_class=None, class_list=None)
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m fgtf.convert",
-        description="Convert a dataset's images to sharded TFRecords "
+    parser = command_parser(__name__, "Convert a dataset's images to sharded TFRecords "
                     "(<split>_<i>-of-<n>.tfrecord for splits train and validation) with manifest.json, "
                     "conversion_report.json and classes.txt. Rerun the same command to resume an "
                     "interrupted run.")

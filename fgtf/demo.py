@@ -20,12 +20,11 @@ The world of seed 0 goes to `<data_dir>/world`, another seed's to
 `<run_dir>/summary.json` describes the latest call. Every step resumes or
 skips finished work, so rerunning after an interruption continues.
 """
-import argparse
 import os
 import resource
 import time
 
-from tfrecord_tools.cli import cli_main, non_negative_int, positive_int
+from fgtf.command_line import cli_main, command_parser, non_negative_int, positive_int
 
 SUMMARY_FILE = "summary.json"
 FIGURE_FILE = "transfer_vs_similarity.png"
@@ -33,10 +32,7 @@ FIGURE_FILE = "transfer_vs_similarity.png"
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import DocHelpFormatter
-
-    p = argparse.ArgumentParser(prog="python -m fgtf.demo", description=__doc__,
-                                formatter_class=DocHelpFormatter)
+    p = command_parser(__name__, __doc__)
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the world and of every run")
     p.add_argument("--data_dir", default="data", help="where the world is generated")
     p.add_argument("--run_dir", default=os.path.join("runs", "demo"),

@@ -2,7 +2,7 @@
 import json
 import os
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 

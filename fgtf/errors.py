@@ -1,9 +1,13 @@
-"""The errors fgtf's library raises for inputs it cannot take, each a
-`ValueError` (as scikit-learn's and POT's are), so a caller can catch one kind
-of mistake by its type rather than by its message."""
+"""The errors fgtf's library raises for inputs it cannot take. Each is a
+`ValueError` (as scikit-learn's and POT's are) and a `UserError`, the one
+base the command lines turn into one sentence and exit code 2; a caller
+catches one kind of mistake by its type rather than by its message."""
+from tfrecord_tools.errors import UserError
+
+__all__ = ["UserError", "InputSizeError"]
 
 
-class InputSizeError(ValueError):
+class InputSizeError(UserError):
     """An image size a network cannot take: below its smallest (`smallest`),
     or a token grid that does not fit a Swin stage's windows (`smallest`
     None). `size` is the size asked for."""

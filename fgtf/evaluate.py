@@ -21,72 +21,51 @@ settings used), `confusion_matrix.png`, `per_class_accuracy.csv` and
 TensorBoard summaries.
 """
 from __future__ import annotations
-import argparse
 import os
 
 import numpy as np
 
+from fgtf.command_line import (add_network_flags, cli_main, command_parser, positive_float, positive_int,
+                               split_name)
+from fgtf.errors import UserError
 from fgtf.metrics import classification_metrics
-from tfrecord_tools.cli import UserError, cli_main
 
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import DocHelpFormatter, model_name
-    from fgtf.preprocessing import EVAL_VIEWS, PIPELINE_NAMES
-    from tfrecord_tools.cli import positive_float, positive_int
+    from fgtf.preprocessing import EVAL_VIEWS
 
-    p = argparse.ArgumentParser(prog="python -m fgtf.evaluate", description=__doc__,
-                                formatter_class=DocHelpFormatter)
-    p.add_argument("--checkpoint", "--checkpoint_path", "--model_dir", dest="checkpoint_path", required=True,
-                   metavar="PATH",
-                   help="weights: fgtf run folder (or one checkpoint prefix of it), TF-Slim .ckpt prefix, "
-                        ".weights.h5, torchvision .pth, or a SavedModel classifier (python -m fgtf.export's, with "
-                        "logits; a SavedModel is a program that runs in this process: only one you trust)")
-    p.add_argument("--model", type=model_name,
-                   help="backbone of a TF-Slim checkpoint (default: inception_v3; a run's or fgtf .weights.h5's "
-                        "own network otherwise)")
+    p = command_parser(__name__, __doc__)
+    add_network_flags(p, saved_model=" (or one checkpoint prefix of a run), or a SavedModel classifier (python -m "
+                                     "fgtf.export's, with logits; a program that runs in this process: only one you "
+                                     "trust)")
     p.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards, or the dataset folder whose tfrecords/ subfolder holds them")
     p.add_argument("--out", "--eval_dir", dest="eval_dir", metavar="DIR",
                    help="where results go (default: <run folder>/eval, else eval/<checkpoint stem>)")
-    p.add_argument("--split", default="validation", type=_split, help="split to evaluate: validation (or val), train")
+    p.add_argument("--split", default="validation", type=split_name,
+                   help="split to evaluate: validation (or val), train")
     p.add_argument("--batch_size", type=positive_int, default=50, help="images per evaluation batch")
-    p.add_argument("--image_size", "--eval_image_size", dest="eval_image_size", type=positive_int, metavar="N",
-                   help="image side in pixels (default: the run's training size, a SavedModel's model card's, else "
-                        "the network's default)")
-    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
-                   help="input pipeline (default: the run's, a SavedModel's model card's, else the network's)")
     p.add_argument("--eval_views", type=int, choices=EVAL_VIEWS, default=1,
                    help="test views per image whose logits are summed: 1, or SAM's 10 (needs --preprocessing sam)")
     p.add_argument("--eval_interval_secs", type=float, default=0,
                    help="> 0: keep evaluating each new checkpoint, polling this often")
     p.add_argument("--timeout_secs", type=positive_float,
                    help="with --eval_interval_secs: stop after this long without a new checkpoint")
-    p.add_argument("--no_ema", action="store_true",
-                   help="use the raw weights even when the run or checkpoint kept moving averages of them")
     p.add_argument("--skip_bad_records", action="store_true",
                    help="leave out records that do not parse or decode (each is logged) instead of stopping")
     args = p.parse_args(argv)
     if not os.path.isdir(args.dataset_dir):
         raise UserError(f"--dataset_dir {args.dataset_dir} does not exist")
-    options = {"split": args.split, "model": args.model, "image_size": args.eval_image_size,
-               "use_ema": not args.no_ema, "batch_size": args.batch_size,
+    options = {"split": args.split, "model": args.model, "image_size": args.image_size,
+               "use_ema": args.use_ema, "batch_size": args.batch_size,
                "skip_bad_records": args.skip_bad_records, "eval_dir": args.eval_dir,
                "preprocessing": args.preprocessing, "eval_views": args.eval_views}
     if args.eval_interval_secs > 0:
-        watch(args.checkpoint_path, args.dataset_dir, interval_secs=args.eval_interval_secs,
+        watch(args.checkpoint, args.dataset_dir, interval_secs=args.eval_interval_secs,
               timeout_secs=args.timeout_secs, **options)
     else:
-        evaluate_checkpoint(args.checkpoint_path, args.dataset_dir, **options)
-
-
-
-def _split(text):
-    split = {"val": "validation"}.get(text, text)
-    if split not in ("validation", "train"):
-        raise argparse.ArgumentTypeError(f"unknown split {text!r}; choose validation (or val) or train")
-    return split
+        evaluate_checkpoint(args.checkpoint, args.dataset_dir, **options)
 
 
 def evaluate_checkpoint(checkpoint: str, dataset_dir: str, *, split: str = "validation", model: str | None = None,

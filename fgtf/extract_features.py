@@ -39,8 +39,9 @@ from typing import Sequence
 
 import numpy as np
 
+from fgtf.command_line import SPLITS, add_network_flags, cli_main, command_parser, positive_int, split_name
+from fgtf.errors import UserError
 from fgtf.transfer.feature_store import RECORD, read_record
-from tfrecord_tools.cli import SPLITS, UserError, cli_main, positive_int, split_name
 
 # what makes features of one network: a folder holds those of one only
 NETWORK_SETTINGS = ("kind", "weights", "model", "head", "image_size", "ema", "preprocessing")
@@ -63,27 +64,14 @@ def main(argv=None):
 
 
 def build_parser():
-    from fgtf.cli import DocHelpFormatter, model_name
-    from fgtf.preprocessing import PIPELINE_NAMES
-
-    p = argparse.ArgumentParser(prog="python -m fgtf.extract_features", description=__doc__,
-                                formatter_class=DocHelpFormatter)
+    p = command_parser(__name__, __doc__)
     p.add_argument("--dataset", help="dataset registry name, e.g. cub_200, synthetic (default: folder, a dataset of "
                                      "your own in --dataset_dir)")
     p.add_argument("--dataset_dir", help="the dataset's folder of raw images: split lists, release layout or "
                                          "train/<class>/ + val/<class>/ image folders (default: <data_dir>/<dataset>)")
     p.add_argument("--data_dir", default="data", help="parent of dataset folders, used when --dataset_dir is not given")
-    p.add_argument("--checkpoint", required=True,
-                   help="weights: TF-Slim .ckpt prefix, .weights.h5, torchvision .pth, fgtf run folder or SavedModel "
-                        "folder (a SavedModel is a program that runs in this process: only one you trust)")
-    p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, else "
-                                   "inception_v3; not used for SavedModel folders)")
-    p.add_argument("--image_size", type=positive_int,
-                   help="image side in pixels (default: a run's training size, else the network's default size, "
-                        "299 for Inception; for a SavedModel the size its fgtf model card says, else 299)")
-    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
-                   help="input pipeline, its test transform (default: a run's, a SavedModel's model card's, else the "
-                        "network's: inception for the slim networks, simtrans for torchvision's ResNets)")
+    add_network_flags(p, saved_model=", or SavedModel folder (a program that runs in this process: only one you "
+                                     "trust)")
     p.add_argument("--out", help="the features folder to write (default: feature/<checkpoint stem>)")
     p.add_argument("--name", help="dataset name in the feature file names (default: --dataset, else the name of "
                                   "--dataset_dir), e.g. to keep two synthetic datasets apart")
@@ -93,8 +81,6 @@ def build_parser():
     p.add_argument("--outputs", type=_output_list, default="features",
                    help="comma-separated: features, probabilities (the classifier's softmax over its source classes, "
                         "beside the features; the checkpoint needs a classifier)")
-    p.add_argument("--no_ema", dest="use_ema", action="store_false",
-                   help="use the raw weights even when the checkpoint or run kept moving averages of them")
     p.add_argument("--overwrite", action="store_true", help="extract splits again that this network already extracted")
     p.add_argument("--allow_outside_paths", action="store_true",
                    help="read split-list images that lie outside the dataset folder (absolute paths, .., symbolic "

@@ -46,7 +46,7 @@ import tensorflow as tf
 from fgtf.bad_records import load_in_groups, origin_text
 from fgtf.datasets.lists import SPLITS, Record
 from fgtf.datasets.splits import label_ratio_subset
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 from tfrecord_tools.example import ENCODED, FILENAME, LABEL, parse_example
 from tfrecord_tools.manifest import list_shard_files, load_manifest, parse_shard_name
 

@@ -27,7 +27,7 @@ from keras import ops
 from fgtf._keras_internals import built_variables, flatten_layers, variable_index
 from fgtf.optimizer_choices import (DECAY_TYPES, DEFAULT_EPSILON, OPTIMIZERS,  # noqa: F401  (DECAY_TYPES re-exported)
                                     default_weight_decay_mode)
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # CLE-ViT's warm-up starts at this fraction of the peak rate (its WARMUP_LR =
 # lr / 1000), for every parameter group alike.

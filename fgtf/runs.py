@@ -25,7 +25,7 @@ from fgtf.datasets.lists import CLASSES_FILE, read_class_names
 from fgtf.fileio import write_json, write_text
 from fgtf.models.network import NetworkSpec, backbone_of, build_network  # noqa: F401  (re-exported for run callers)
 from fgtf.models.weights import EMA_KEY, ema_variable_key, restore_for_inference  # noqa: F401  (EMA_KEY: for train)
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 RUN_CONFIG = "run_config.json"
 DONE = "train_done.json"

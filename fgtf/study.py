@@ -33,7 +33,7 @@ import os
 import shutil
 
 from fgtf.fileio import write_json
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # The classifier scope of the slim-style networks the study trains (SmallCNN,
 # Inception); fine-tuning re-initialises and first trains only it.

@@ -31,8 +31,9 @@ from fgtf.optimizer_choices import (DECAY_TYPES, FROZEN_BATCH_NORM, OPTIMIZERS, 
                                     WEIGHT_DECAY_MODES)
 from fgtf.recipes import Plan, RecipeCommand, check_start, recipe_requested, run_recipe
 from fgtf.train_config import TrainConfig, config_defaults, head_flags
-from tfrecord_tools.cli import (UserError, cli_main, non_negative_float, positive_float, positive_int, program_name,
-                                split_name)
+from fgtf.command_line import (cli_main, command_parser, non_negative_float, positive_float, positive_int, program_name,
+                               split_name)
+from fgtf.errors import UserError
 
 EXIT_DIVERGED = 3
 # Settings a run folder is bound to: continuing it with others is refused.
@@ -115,13 +116,11 @@ def percent(text):
 
 
 def build_parser():
-    from fgtf.cli import DocHelpFormatter
     from fgtf.distribute import STRATEGIES
     from fgtf.models.heads import HEAD_CHOICES
     from fgtf.preprocessing import EVAL_VIEWS, PIPELINE_NAMES
 
-    p = argparse.ArgumentParser(prog="python -m fgtf.train", description=__doc__,
-                                formatter_class=DocHelpFormatter)
+    p = command_parser(__name__, __doc__)
     p.add_argument("--recipe", metavar="NAME_OR_PATH", default=argparse.SUPPRESS,
                    help="run a published experiment's recipe (fgtf recipes lists them): its settings are the defaults "
                         "of these flags, flags given override them; a recipe of stages runs each into "

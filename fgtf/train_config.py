@@ -20,7 +20,7 @@ import dataclasses
 import json
 from typing import Optional
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 HISTORY = "eval_history.csv"
 SUMMARY = "eval_summary.json"

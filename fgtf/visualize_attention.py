@@ -33,40 +33,26 @@ contribution sum_c F[h, w, c] W[c, k] (plus the bias):
   that outputs pooled vectors, and SavedModels (opaque graphs) are
   reported as unsupported (exit 2).
 """
-import argparse
 import os
 
 import numpy as np
 
 from fgtf._keras_internals import operation_inputs, producing_operation
-from tfrecord_tools.cli import UserError, cli_main, non_negative_int, positive_int
+from fgtf.command_line import add_network_flags, cli_main, command_parser, non_negative_int
+from fgtf.errors import UserError
 
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import DocHelpFormatter, model_name
-    from fgtf.preprocessing import PIPELINE_NAMES
-
-    p = argparse.ArgumentParser(prog="python -m fgtf.visualize_attention", description=__doc__,
-                                formatter_class=DocHelpFormatter)
-    p.add_argument("--checkpoint", "--model_dir", dest="checkpoint", required=True,
-                   help="weights: fgtf run folder, .weights.h5, torchvision .pth or TF-Slim .ckpt prefix (a SavedModel "
-                        "is refused: its classifier is not reachable for a CAM)")
+    p = command_parser(__name__, __doc__)
+    add_network_flags(p, saved_model=" (a SavedModel is refused: its classifier is not reachable for a CAM)")
     p.add_argument("--images", nargs="+", required=True, help="image files (JPEG, PNG, GIF, BMP)")
     p.add_argument("--out", help="folder for the PNGs (default: <run>/attention for a run folder, else "
                                  "attention/<checkpoint stem>)")
-    p.add_argument("--model", type=model_name, help="backbone of a TF-Slim checkpoint (default: inception_v3; a run's and an "
-                                   "fgtf .weights.h5's own network otherwise)")
-    p.add_argument("--image_size", type=positive_int,
-                   help="image side in pixels (default: a run's training size, else the network's default)")
-    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
-                   help="input pipeline, its test transform (default: a run's, else the network's)")
     p.add_argument("--class_index", type=non_negative_int,
                    help="draw the CAM of this class (default: each image's predicted class)")
     p.add_argument("--labels", help="class names in label order, one per line (default: a run's classes.txt, else "
                                     "class numbers)")
-    p.add_argument("--no_ema", dest="use_ema", action="store_false",
-                   help="use the raw weights even when the run or checkpoint kept moving averages of them")
     args = p.parse_args(argv)
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:

@@ -19,7 +19,9 @@ import math
 import os
 import signal
 import sys
+import textwrap
 
+from tfrecord_tools.errors import UserError
 from tfrecord_tools.quiet import hide_tensorflow_start_up
 
 EXIT_USER = 2
@@ -28,11 +30,6 @@ EXIT_ENVIRONMENT = 75  # sysexits' EX_TEMPFAIL: retrying later may succeed
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
                       errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
 _RETRY = "run the same command again; it resumes where it stopped"
-
-
-class UserError(ValueError):
-    """A mistake in the user's input (arguments, files, folders). The message is
-    one sentence that says what is wrong and, where possible, how to fix it."""
 
 
 def cli_main(main):
@@ -58,7 +55,7 @@ def cli_main(main):
             sys.stdout.flush()  # here, so that a closed pipe is met below, not at exit
             return result
         except UserError as error:
-            print(f"{program_name(main)}: error: {error}", file=sys.stderr)
+            print(f"{program_name(main.__module__)}: error: {error}", file=sys.stderr)
             sys.exit(EXIT_USER)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -78,7 +75,7 @@ def cli_main(main):
             if known is None:
                 raise
             sentence, code = known
-            print(f"{program_name(main)}: error: {sentence}", file=sys.stderr)
+            print(f"{program_name(main.__module__)}: error: {sentence}", file=sys.stderr)
             sys.exit(code)
 
     return wrapper
@@ -137,16 +134,14 @@ def _tensorflow_fault(error):
     return None
 
 
-def program_name(main):
-    """The command as the user typed it, as argparse's usage line names it:
-    `fgtf train` under the console script (which sets sys.argv[0] so),
-    else `python -m fgtf.train` for the module that defines `main` (also
-    when it runs as `__main__`, or is called from Python; a package's
-    `__main__` module is named as its package)."""
+def program_name(module: str) -> str:
+    """The command as the user typed it, for usage lines and error messages:
+    the console script's `fgtf train` (it sets sys.argv[0] to the command),
+    else `python -m <module>` (a package's `__main__` module is named as its
+    package; `__main__` itself as the module Python runs it as)."""
     invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if invoked.startswith("fgtf "):
+    if " " in invoked:  # a console script's "<script> <command>"
         return invoked
-    module = main.__module__
     if module == "__main__":
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         if spec is None:  # run as a script file
@@ -155,17 +150,40 @@ def program_name(main):
     return f"python -m {module.removesuffix('.__main__')}"
 
 
+def command_parser(module: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
+    """An argument parser named as `program_name(module)` says, with
+    `HelpFormatter`: call it with the command module's `__name__`."""
+    return argparse.ArgumentParser(prog=program_name(module), description=description,
+                                   formatter_class=HelpFormatter, **kwargs)
+
+
 class HelpFormatter(argparse.HelpFormatter):
-    """Every flag's help ends with its default, once: except flags without
-    one (None or empty), on-off switches, and flags whose help already says it
-    (`(default: ...)`), whose help says what happens when they are left out."""
+    """`--help` whose description keeps its layout: paragraphs (split at blank
+    lines) of plain text are wrapped to the terminal, paragraphs of indented
+    lines or `*` / `-` items (examples, lists) print as written. Each flag's
+    help ends with its default once: except flags without one (None or
+    empty), on-off switches (they take no value), and flags whose help
+    already says it (`(default: ...)`) or says what happens when they are
+    left out."""
+
+    def _fill_text(self, text, width, indent):
+        paragraphs = textwrap.dedent(text).strip("\n").split("\n\n")
+        return "\n\n".join(paragraph if _written_layout(paragraph)
+                           else textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent,
+                                              subsequent_indent=indent)
+                           for paragraph in paragraphs)
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.default in (None, argparse.SUPPRESS, "") or not action.option_strings or "(default" in text
-                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
+        if (action.default in (None, argparse.SUPPRESS, "") or not action.option_strings or action.nargs == 0
+                or "(default" in text):
             return text
         return text + " (default: %(default)s)"
+
+
+def _written_layout(paragraph):
+    """Whether a description paragraph is laid out by hand (indented lines, list items)."""
+    return any(line[:1].isspace() or line.lstrip().startswith(("* ", "- ")) for line in paragraph.splitlines())
 
 
 # --- argparse types: a bad value is refused by argparse itself (one line, exit 2)

@@ -26,7 +26,7 @@ import os
 import socket
 import sys
 
-from tfrecord_tools.cli import UserError
+from tfrecord_tools.errors import UserError
 
 LOCK_FILE = ".fgtf.lock"
 

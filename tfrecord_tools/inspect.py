@@ -12,7 +12,6 @@ them) is checked: its CRCs, its Example structure and its image. A shard
 found bad is named on a `BAD <shard>: <problem>` line, worded as verify
 words it, and the exit status is 1 (2 for a usage mistake).
 """
-import argparse
 import io
 import os
 import sys
@@ -21,7 +20,8 @@ from collections import Counter
 from PIL import Image
 
 from tfrecord_tools import manifest as manifest_lib
-from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, non_negative_int
+from tfrecord_tools.cli import cli_main, command_parser, non_negative_int
+from tfrecord_tools.errors import UserError
 from tfrecord_tools.example import CLASS_TEXT, ENCODED, FILENAME, HEIGHT, LABEL, WIDTH
 from tfrecord_tools.reader import check_shard, read_examples
 from tfrecord_tools.verify import file_problem
@@ -68,12 +68,9 @@ def summarize_dir(output_dir, samples=2):
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m tfrecord_tools.inspect",
-        description="Print shards and record counts per split, the label histogram and a few "
+    parser = command_parser(__name__, "Print shards and record counts per split, the label histogram and a few "
                     "decoded sample records of a TFRecord folder. A shard that cannot be read is "
-                    "named in a BAD line, as verify does, and the exit status is 1.",
-        formatter_class=HelpFormatter)
+                    "named in a BAD line, as verify does, and the exit status is 1.")
     parser.add_argument("dir", help="folder holding the .tfrecord shards (and manifest.json)")
     parser.add_argument("--samples", type=non_negative_int, default=2,
                         help="records to decode and describe per split")

@@ -32,7 +32,7 @@ import re
 from collections import Counter
 
 from tfrecord_tools.atomic import atomic_path
-from tfrecord_tools.cli import UserError
+from tfrecord_tools.errors import UserError
 
 MANIFEST = "manifest.json"
 REPORT = "conversion_report.json"

@@ -14,14 +14,14 @@ whose classes.txt differ are refused. Parts of a different conversion
 writes nothing: a new OUTPUT_DIR appears only when complete. Machines writing to
 one shared folder need no merge: their manifests merge as they write.
 """
-import argparse
 import contextlib
 import os
 import shutil
 
 from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.atomic import atomic_dir, atomic_path
-from tfrecord_tools.cli import ENVIRONMENT_ERRNOS, HelpFormatter, UserError, cli_main
+from tfrecord_tools.cli import ENVIRONMENT_ERRNOS, cli_main, command_parser
+from tfrecord_tools.errors import UserError
 
 # the label names, one per line in label order, that fgtf.convert writes beside the shards
 LABEL_NAMES = "classes.txt"
@@ -50,12 +50,9 @@ def merge_dirs(output_dir, part_dirs):
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m tfrecord_tools.merge",
-        description="Merge output folders written with --shard_range on different machines into "
+    parser = command_parser(__name__, "Merge output folders written with --shard_range on different machines into "
                     "OUTPUT_DIR: shards are checked against their manifest, copied, and listed in one "
-                    "manifest.json and conversion_report.json. On error nothing is written.",
-        formatter_class=HelpFormatter)
+                    "manifest.json and conversion_report.json. On error nothing is written.")
     parser.add_argument("output_dir", help="folder to merge into: a new one, an earlier merge, or one of the parts")
     parser.add_argument("parts", nargs="+",
                         help="folders written by the --shard_range runs, each with its manifest.json")

@@ -16,13 +16,13 @@ Exit status: 0 when all is well ("OK ..."); 1 with one "BAD <shard or split>:
 ..." line per problem and a final "NOT OK ..." line; 2 for a usage mistake
 (no such folder).
 """
-import argparse
 import os
 import sys
 from collections import Counter
 
 from tfrecord_tools import manifest as manifest_lib
-from tfrecord_tools.cli import UserError, cli_main, positive_int
+from tfrecord_tools.cli import cli_main, command_parser, positive_int
+from tfrecord_tools.errors import UserError
 from tfrecord_tools.images import DEFAULT_MAX_PIXELS
 from tfrecord_tools.reader import check_shard
 
@@ -76,9 +76,7 @@ def file_problem(path, expected):
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m tfrecord_tools.verify",
-        description="Check every shard in DIR: CRCs, that each record parses as an image Example, "
+    parser = command_parser(__name__, "Check every shard in DIR: CRCs, that each record parses as an image Example, "
                     "that no shard of a -of-N set is missing and no split is empty, and record counts, "
                     "label histograms and sha256 checksums against manifest.json. Prints OK, or one BAD "
                     "line per problem and NOT OK (exit 1); exit 2 for a usage mistake.")

@@ -37,7 +37,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from tfrecord_tools import manifest as manifest_lib
 from tfrecord_tools.atomic import atomic_path, is_temporary_of
-from tfrecord_tools.cli import ENVIRONMENT_ERRNOS, UserError
+from tfrecord_tools.cli import ENVIRONMENT_ERRNOS
+from tfrecord_tools.errors import UserError
 from tfrecord_tools.example import encode_example
 from tfrecord_tools.folder_lock import hold_folder
 from tfrecord_tools.images import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, BadImage, normalize_image

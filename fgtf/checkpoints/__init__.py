@@ -33,7 +33,7 @@ from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for 
     torch_classes, torch_state_dict)
 from fgtf.checkpoints.saved_model import (hub_feature_model, is_saved_model, saved_model_classifier,
                                           saved_model_image_size, saved_model_preprocessing)
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 if TYPE_CHECKING:
     import keras

@@ -1,9 +1,8 @@
 """`python -m fgtf.checkpoints` (`fgtf checkpoints convert`): the command of
 `fgtf.checkpoints.weights_file.convert_checkpoint`."""
-import argparse
-
 from fgtf.checkpoints.weights_file import convert_checkpoint
-from tfrecord_tools.cli import UserError, cli_main, positive_int
+from fgtf.command_line import HelpFormatter, add_network_flags, cli_main, command_parser
+from fgtf.errors import UserError
 
 COMMAND_HELP = """Convert weights once to a Keras .weights.h5 that records its network.
 
@@ -22,26 +21,19 @@ loaded."""
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import DocHelpFormatter, model_name
-
-    parser = argparse.ArgumentParser(prog="python -m fgtf.checkpoints", description=COMMAND_HELP,
-                                     formatter_class=DocHelpFormatter)
+    parser = command_parser(__name__, COMMAND_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="convert")
-    convert = commands.add_parser("convert", formatter_class=DocHelpFormatter,
+    convert = commands.add_parser("convert", formatter_class=HelpFormatter,
                                   help="TF-Slim checkpoint, fgtf run or .weights.h5 -> fgtf .weights.h5",
                                   description="Write the Keras .weights.h5, recording its network, of a TF-Slim "
                                               "checkpoint, of the plain network of an fgtf training run folder, or "
                                               "of a Keras .weights.h5 (which gains the record).")
-    convert.add_argument("--checkpoint", required=True,
-                         help="TF-Slim .ckpt prefix (or a folder holding one), an fgtf training run folder, a "
-                              ".weights.h5 or a torchvision .pth (a SavedModel is refused: it holds no fgtf network)")
+    add_network_flags(convert, saved_model=" (or a folder holding a .ckpt; a SavedModel is refused: it holds no "
+                                           "fgtf network)",
+                      num_classes="classifier size (default: the size of a TF-Slim checkpoint's logits, a run's or "
+                                  "fgtf .weights.h5's class count; required for other .weights.h5 files)",
+                      image_size=False, ema=False, slim_model=None)
     convert.add_argument("--out", required=True, help="the .weights.h5 file to write")
-    convert.add_argument("--model", type=model_name,
-                         help="backbone name (fgtf.models.list_models()); required for a TF-Slim checkpoint and a "
-                              ".weights.h5 not written by fgtf; a run's and an fgtf .weights.h5's own otherwise")
-    convert.add_argument("--num_classes", type=positive_int,
-                         help="classifier size (default: the size of a TF-Slim checkpoint's logits, a run's or fgtf "
-                              ".weights.h5's class count; required for other .weights.h5 files)")
     convert.add_argument("--use_ema", choices=["auto", "true", "false"], default="auto",
                          help="take the weights' moving averages (slim ExponentialMovingAverage shadows, a run's "
                               "EMA); auto: when present")

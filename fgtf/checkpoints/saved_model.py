@@ -5,7 +5,7 @@ records. A SavedModel is a program: loading one runs its graph (see
 docs/safety.md)."""
 import os
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # The side a SavedModel / TF-Hub folder is fed at unless --image_size or its fgtf model card says otherwise.
 SAVED_MODEL_IMAGE_SIZE = 299
@@ -111,6 +111,3 @@ def _hub_features_layer():
 
     return HubFeatures
 
-
-if __name__ == "__main__":
-    main()

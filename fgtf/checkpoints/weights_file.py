@@ -6,7 +6,7 @@ import os
 
 from fgtf.checkpoints import checkpoint_kind, describe, load_network
 from fgtf.models.weights import keras_weights_record, save_keras_weights
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 def convert_checkpoint(model_name: str | None, checkpoint: str, out: str, *, num_classes: int | None = None,
                        use_ema: bool | str = "auto") -> dict:

@@ -12,7 +12,7 @@ among them. Images are the files with an image suffix below a class folder
 import os
 
 from fgtf.datasets.lists import Record
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # split -> the folder names it may have, the first present is read
 SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val", "valid", "test")}

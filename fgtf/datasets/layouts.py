@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from fgtf.datasets.lists import Record
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 
 def read_layout(name, dataset_dir, split):

@@ -11,7 +11,7 @@ on it.
 import os
 from collections import namedtuple
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 SPLITS = ("train", "validation")
 # split -> file name of the seed-style list

@@ -13,7 +13,7 @@ from collections import namedtuple
 
 from fgtf.datasets import folders, layouts
 from fgtf.datasets.lists import SEED_LIST, SPLITS, read_class_names, read_seed_list, refuse_outside_paths
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # The name of a dataset of your own: seed lists or an image-folder tree, classes read from it.
 GENERIC = "folder"

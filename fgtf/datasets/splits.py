@@ -23,7 +23,7 @@ import numpy as np
 from fgtf.datasets.layouts import strip_number_prefix
 from fgtf.datasets.lists import Record, read_list_file
 from fgtf.datasets.registry import read_split
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # The noisy web training images of the weak-shot setting, inside the dataset folder.
 WEB_LIST = "web.txt"

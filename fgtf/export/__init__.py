@@ -36,7 +36,7 @@ import fgtf
 from fgtf.export.formats import (CALIBRATION_IMAGES, calibration_batches, calibration_source, checked_calibration,
                                  write_artifact)
 from tfrecord_tools.atomic import atomic_dir, is_temporary_of
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 from tfrecord_tools.folder_lock import hold_folder
 
 if TYPE_CHECKING:

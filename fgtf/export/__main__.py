@@ -1,32 +1,18 @@
 """`python -m fgtf.export` (`fgtf export`): the command of `fgtf.export.export`."""
-import argparse
-
+from fgtf.command_line import add_network_flags, cli_main, command_parser
 from fgtf.export import FORMATS, OUTPUTS, export
 from fgtf.export import __doc__ as EXPORT_HELP
 from fgtf.export.formats import CALIBRATION_IMAGES
-from tfrecord_tools.cli import cli_main, positive_int
 
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import DocHelpFormatter, model_name
-    from fgtf.preprocessing import PIPELINE_NAMES
-
-    p = argparse.ArgumentParser(prog="python -m fgtf.export", description=EXPORT_HELP, formatter_class=DocHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help="weights: TF-Slim .ckpt prefix, .weights.h5, torchvision .pth, fgtf run folder (EMA weights "
-                        "when kept) or SavedModel folder (a program that runs in this process: only one you trust)")
-    p.add_argument("--model", type=model_name, help="backbone name (default: a run's or .weights.h5's own network, "
-                                                    "else inception_v3; not used for SavedModel folders)")
-    p.add_argument("--num_classes", type=positive_int,
-                   help="export the classifier, of this many classes (it must be the checkpoint's); without it "
-                        "only features, except for run folders, which keep their classifier")
-    p.add_argument("--image_size", type=positive_int,
-                   help="input side in pixels (default: a run's training size, else the network's default size, "
-                        "299 for SavedModels)")
-    p.add_argument("--preprocessing", choices=PIPELINE_NAMES,
-                   help="input pipeline whose normalisation the artifact bakes in (default: a run's, a SavedModel's "
-                        "model card's, else the network's)")
+    p = command_parser(__name__, EXPORT_HELP)
+    add_network_flags(p, saved_model=", or SavedModel folder (a program that runs in this process: only one you "
+                                     "trust); a run's EMA weights when it kept them",
+                      num_classes="export the classifier, of this many classes (it must be the checkpoint's); "
+                                  "without it only features, except for run folders, which keep their classifier",
+                      ema=False)
     p.add_argument("--format", required=True, choices=FORMATS, help="artifact to write")
     p.add_argument("--outputs", choices=OUTPUTS, help="what the artifact returns (default: both with a "
                                                       "classifier, else features)")

@@ -3,7 +3,7 @@ float32 and int8, ONNX, `.keras`), and the calibration images of int8."""
 import contextlib
 import os
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 CALIBRATION_IMAGES = 200
 # fgtf layer classes that compute what a Keras layer computes outside training

@@ -25,7 +25,7 @@ import os
 from collections import namedtuple
 from typing import TYPE_CHECKING, Callable
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 if TYPE_CHECKING:
     import keras

@@ -14,7 +14,7 @@ import keras
 from keras import layers
 
 from fgtf._keras_internals import flatten_layers
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 SCOPE_SEPARATOR = "."
 

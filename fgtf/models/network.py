@@ -12,7 +12,7 @@ import keras
 from fgtf.errors import InputSizeError
 from fgtf.models import build_model
 from fgtf.models.heads import NO_HEAD, build_head, head_record
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

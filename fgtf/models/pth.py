@@ -37,7 +37,7 @@ import zipfile
 
 import numpy as np
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # torch storage class name -> numpy dtype of its elements (little-endian on disk
 # unless the archive's `byteorder` record says "big").

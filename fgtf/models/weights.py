@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from fgtf._keras_internals import flatten_layers, own_variables
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 # Variables whose shadow copy the original feature extraction restored; BN

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from fgtf.preprocessing import PIPELINE_NAMES, inception, seeds
 from fgtf.preprocessing.torchvision_ops import IMAGENET_MEAN, IMAGENET_STD, decode_rgb
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)

@@ -45,11 +45,10 @@ import hashlib
 import json
 import os
 import shlex
-import sys
 import tomllib
 from typing import Callable, Optional
 
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # The repository's recipes/ (this file is fgtf/recipes/__init__.py).
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "recipes")
@@ -537,6 +536,3 @@ def _kind(kinds):
     names = {str: "a text", int: "a number", float: "a number", list: "a list", dict: "a table"}
     return " or ".join(sorted({names[k] for k in kinds}))
 
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

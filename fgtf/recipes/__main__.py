@@ -1,18 +1,14 @@
 """`python -m fgtf.recipes` (`fgtf recipes`): list the published experiments'
 recipes, or show one resolved through the command that runs it."""
-import argparse
 
 from fgtf.recipes import __doc__ as RECIPES_HELP
 from fgtf.recipes import describe, list_recipes, load_recipe, recipe_table
-from tfrecord_tools.cli import cli_main
+from fgtf.command_line import cli_main, command_parser
 
 
 @cli_main
 def main(argv=None):
-    from fgtf.cli import DocHelpFormatter
-
-    parser = argparse.ArgumentParser(prog="python -m fgtf.recipes", description=RECIPES_HELP,
-                                     formatter_class=DocHelpFormatter)
+    parser = command_parser(__name__, RECIPES_HELP)
     parser.add_argument("recipe", nargs="?", metavar="NAME_OR_PATH",
                         help="show this recipe resolved (default: list every recipe of recipes/)")
     parser.add_argument("--differs", action="store_true",

@@ -71,8 +71,9 @@ from fgtf.recipes import Plan, RecipeCommand, check_start, recipe_requested, run
 from fgtf.simtrans.networks import DEFAULT_MODEL
 from fgtf.simtrans.steps import (AUGMENTATIONS, FORMER_AUGMENTATIONS, LABEL_SPACES, PRETRAIN_DATA, STEPS,
                                  WEIGHT_FORMULAS, compute_weights, evaluate, pretrain, train_classifier, train_simnet)
-from tfrecord_tools.cli import (HelpFormatter, UserError, cli_main, non_negative_float, non_negative_int,
-                                positive_float, positive_int)
+from fgtf.command_line import (HelpFormatter, cli_main, command_parser, non_negative_float, non_negative_int,
+                               positive_float, positive_int, program_name)
+from fgtf.errors import UserError
 
 
 @cli_main
@@ -87,8 +88,7 @@ def main(argv=None):
 
 def build_parser():
     """The parser of `python -m fgtf.simtrans STEP ...`."""
-    parser = argparse.ArgumentParser(prog="python -m fgtf.simtrans", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(__name__, __doc__)
     parser.add_argument("--recipe", metavar="NAME_OR_PATH", default=argparse.SUPPRESS,
                         help="run every step of a published experiment's recipe in order (fgtf recipes lists "
                              "them; a step that finished with the same settings is skipped): fgtf simtrans --recipe "
@@ -103,7 +103,7 @@ def build_parser():
 
 def step_parser(step):
     """The parser of one step's flags (as `python -m fgtf.simtrans STEP` parses them)."""
-    parser = argparse.ArgumentParser(prog=f"python -m fgtf.simtrans {step}", description=_STEP_HELP[step],
+    parser = argparse.ArgumentParser(prog=f"{program_name(__name__)} {step}", description=_STEP_HELP[step],
                                      formatter_class=HelpFormatter)
     _STEP_ARGUMENTS[step](parser)
     return parser

@@ -8,7 +8,7 @@ command's --help stays instant.
 import os
 
 from fgtf.simtrans.run_folder import BACKBONE_WEIGHTS, RUN_FILE, SIMNET_WEIGHTS, current_step, read_run
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 DEFAULT_MODEL = "small_cnn"
 

@@ -13,7 +13,7 @@ import os
 import uuid
 
 from fgtf.fileio import atomic_path, write_json
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 RUN_FILE = "run.json"
 STEP_FILE = "step.json"

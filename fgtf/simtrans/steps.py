@@ -23,7 +23,7 @@ from fgtf.simtrans.networks import build_classifier, build_simnet, load_simnet, 
 from fgtf.simtrans.run_folder import (BACKBONE_WEIGHTS, CLASSIFIER_WEIGHTS, SIMNET_WEIGHTS, current_step,
                                       finish_step, forget_step, load_run, read_weights, save_weights,
                                       weights_file, write_run)
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 STEPS = ("pretrain", "simnet", "weights", "train", "eval")
 WEIGHT_FORMULAS = ("savg1", "avg1")

@@ -21,7 +21,7 @@ import numpy as np
 
 from fgtf.fileio import write_text
 from tfrecord_tools.atomic import temporary_name
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 from tfrecord_tools.manifest import sha256_file
 
 # pipeline split name -> the name in feature file names

@@ -17,7 +17,6 @@ CLI: python -m fgtf.transfer.linear --features feature/inception_v3/ --dataset c
 """
 from __future__ import annotations
 
-import argparse
 import os
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,8 @@ from numpy.typing import ArrayLike
 
 from fgtf.metrics import classification_report
 from fgtf.transfer.feature_store import load_class_names, load_features
-from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_float, positive_int
+from fgtf.command_line import cli_main, command_parser, positive_float, positive_int
+from fgtf.errors import UserError
 
 if TYPE_CHECKING:
     from sklearn.base import ClassifierMixin
@@ -111,12 +111,9 @@ def knn_predict(features_train: ArrayLike, labels_train: ArrayLike, query: Array
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m fgtf.transfer.linear",
-        description="Logistic-regression probe, kNN classification and kNN retrieval on extracted "
+    parser = command_parser(__name__, "Logistic-regression probe, kNN classification and kNN retrieval on extracted "
                     "features (feature/<model>/<dataset>_feature_{train,val}.npy): fit on the train "
-                    "split, report top-1 on the validation split.",
-        formatter_class=HelpFormatter)
+                    "split, report top-1 on the validation split.")
     parser.add_argument("--features", required=True, help="folder of one model's features, e.g. feature/inception_v3/")
     parser.add_argument("--dataset", help="dataset name used in the feature file names (default: the only dataset "
                                           "whose features are in --features)")

@@ -26,7 +26,8 @@ import os
 import numpy as np
 
 from fgtf.transfer.transferability import METRICS, TransferabilityInputError
-from tfrecord_tools.cli import UserError, cli_main, positive_float, positive_int, split_name
+from fgtf.command_line import cli_main, command_parser, positive_float, positive_int, split_name
+from fgtf.errors import UserError
 
 # the scores of one network on the target, and those comparing a source dataset with it
 TARGET_METRICS = tuple(name for name, metric in METRICS.items() if metric.inputs != "source_target")
@@ -61,10 +62,7 @@ def main(argv=None):
 
 
 def build_parser():
-    from fgtf.cli import DocHelpFormatter
-
-    p = argparse.ArgumentParser(prog="python -m fgtf.transfer.rank", description=__doc__,
-                                formatter_class=DocHelpFormatter)
+    p = command_parser(__name__, __doc__)
     p.add_argument("--target", required=True, help="the target dataset's name in the feature file names")
     p.add_argument("--features", required=True,
                    help="comma-separated feature folders, one per candidate network (with --sources: one folder "

@@ -44,7 +44,6 @@ extracted from (`<source>_path_<split>.txt`): each class's parent folder
 (`images/<class name>/...` of seed-style and synthetic folders, the class
 folders of most releases).
 """
-import argparse
 import os
 from collections import namedtuple
 
@@ -54,7 +53,8 @@ from sklearn.metrics.pairwise import euclidean_distances
 
 from fgtf.transfer.domain_similarity import class_features, emd, import_pot, similarity
 from fgtf.transfer.feature_store import load_features
-from tfrecord_tools.cli import UserError, cli_main, positive_int, split_name
+from fgtf.command_line import cli_main, command_parser, positive_int, split_name
+from fgtf.errors import UserError
 
 GAMMA = 0.01  # the paper's (and domain_similarity's default) similarity scale, for the report
 
@@ -150,9 +150,7 @@ def select_source(features_dir: str, source: str, target: str, num_classes: int,
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m fgtf.transfer.select_source",
-        description="Pick the K source classes most similar to a target dataset by the features and "
+    parser = command_parser(__name__, "Pick the K source classes most similar to a target dataset by the features and "
                     "distance of the EMD domain similarity (the K source classes that receive most of the "
                     "target in its optimal transport, each taking at most 1/K), and "
                     "write them as a class list for python -m fgtf.convert --class_list, with a JSON "

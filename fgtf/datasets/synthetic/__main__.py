@@ -11,9 +11,8 @@ import time
 
 from fgtf.datasets.synthetic.classes import FAMILIES
 from fgtf.datasets.synthetic.generation import generate, generate_world
-from tfrecord_tools.cli import HelpFormatter, UserError, cli_main
-
-_PROG = "python -m fgtf.datasets.synthetic"
+from fgtf.command_line import HelpFormatter, cli_main, command_parser, program_name
+from fgtf.errors import UserError
 
 
 @cli_main
@@ -21,9 +20,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["world"]:
         return _world_main(argv[1:])
-    parser = argparse.ArgumentParser(
-        prog=_PROG,
-        description="Generate the synthetic fine-grained dataset (JPEGs + seed-style train.txt/val.txt/"
+    parser = command_parser(
+        __name__,
+        "Generate the synthetic fine-grained dataset (JPEGs + seed-style train.txt/val.txt/"
                     "classes.txt). Classes share one object shape and differ only in combinations of "
                     "small local parts; pose, scale, background, lighting and JPEG quality vary per image. "
                     "Byte-identical for a seed. `world` as the first argument writes the transfer world instead "
@@ -77,10 +76,8 @@ _WORLD_KNOBS = (
 
 
 def _world_main(argv):
-    # named after the main parser's program, which `fgtf synthetic` renames
-    prog = argparse.ArgumentParser(prog=_PROG, add_help=False).prog + " world"
     parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=HelpFormatter,
+        prog=f"{program_name(__name__)} world", formatter_class=HelpFormatter,
         description="Generate the transfer world: a long-tailed source pool over the families in unequal shares "
                     "(butterflies absent) and one small target per family with classes not in the pool, each a "
                     "seed-style dataset folder (source/, targets/<family>/), described by world.json. "

@@ -17,7 +17,7 @@ from fgtf.datasets.synthetic.draw import render_image
 from fgtf.datasets.synthetic.planning import (GENERATOR, check_arguments, check_world_arguments, dataset_metadata,
                                               plan_images, plan_world_images, world_description,
                                               world_folder_metadata, world_folders)
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 METADATA_FILE = "synthetic.json"
 WORLD_FILE = "world.json"

@@ -8,7 +8,7 @@ import numpy as np
 
 from fgtf.datasets.synthetic.classes import (ATTRIBUTES, FAMILIES, SOURCE_SHARES, WORLD_IMAGES_STREAM,
                                              attribute_values, max_classes, source_family_classes, world_class_name)
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # Recorded in every metadata file; raised whenever the same arguments would
 # draw other images or lists, so that folders (and the study runs made from

@@ -16,7 +16,8 @@ the head classes and builders load on first use.
 import importlib
 from typing import Callable, NamedTuple, Optional
 
-from tfrecord_tools.cli import UserError, positive_int
+from fgtf.command_line import positive_int
+from fgtf.errors import UserError
 
 NO_HEAD = "none"  # the backbone's own (slim) classifier
 

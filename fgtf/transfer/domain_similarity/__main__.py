@@ -4,21 +4,18 @@
 prints the EMD and similarity of every source x target pair and writes
 domain_similarity.csv/.json/.png (`fgtf.transfer.domain_similarity.table`).
 """
-import argparse
 import os
 
 from fgtf.transfer.domain_similarity import TooFewImages
 from fgtf.transfer.domain_similarity.table import format_table, similarity_table, write_table
-from tfrecord_tools.cli import HelpFormatter, UserError, cli_main, positive_float, positive_int, split_name
+from fgtf.command_line import cli_main, command_parser, positive_float, positive_int, split_name
+from fgtf.errors import UserError
 
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m fgtf.transfer.domain_similarity",
-        description="EMD domain similarity between source and target datasets from extracted features "
-                    "(feature/<model>/<dataset>_feature_<split>.npy and _label_<split>.npy).",
-        formatter_class=HelpFormatter)
+    parser = command_parser(__name__, "EMD domain similarity between source and target datasets from extracted features "
+                    "(feature/<model>/<dataset>_feature_<split>.npy and _label_<split>.npy).")
     parser.add_argument("--features", required=True, help="folder of one model's features, e.g. feature/inception_v3/")
     parser.add_argument("--sources", required=True, help="comma-separated source datasets; A+B combines two into one domain")
     parser.add_argument("--targets", required=True, help="comma-separated target datasets")
