@@ -21,7 +21,8 @@ WEIGHT_KINDS = "fgtf run folder, .weights.h5, torchvision .pth or TF-Slim .ckpt 
 
 
 def add_network_flags(parser: argparse.ArgumentParser, *, saved_model: str, num_classes: str | None = None,
-                      image_size: bool = True, ema: bool = True, slim_model: str | None = "inception_v3") -> None:
+                      image_size: bool = True, ema: bool = True, slim_model: str | None = "inception_v3",
+                      image_size_aliases: tuple[str, ...] = ()) -> None:
     """Declare --checkpoint, --model, --image_size, --preprocessing and
     --no_ema as every command that loads a network (`fgtf.checkpoints.
     load_network`) takes them. `saved_model` ends the --checkpoint help: what
@@ -30,11 +31,12 @@ def add_network_flags(parser: argparse.ArgumentParser, *, saved_model: str, num_
     those that do not apply (a weights file has no input size and picks its
     moving averages its own way). `slim_model` is the network a TF-Slim
     checkpoint is read as when --model is left out; None: --model is
-    required for one."""
+    required for one. `image_size_aliases`: former names of --image_size
+    the command still takes (TF-Slim's evaluation flag names)."""
     from fgtf.preprocessing import PIPELINE_NAMES
 
     parser.add_argument("--checkpoint", "--model_dir", "--checkpoint_path", dest="checkpoint", required=True,
-                        metavar="PATH", help=f"weights: {WEIGHT_KINDS}{saved_model}")
+                        help=f"weights: {WEIGHT_KINDS}{saved_model}")
     parser.add_argument("--model", type=model_name,
                         help="backbone of a TF-Slim checkpoint or of a .weights.h5 not written by fgtf (default: a "
                              "run's or fgtf .weights.h5's own network, a torchvision .pth's from its keys, "
@@ -43,7 +45,7 @@ def add_network_flags(parser: argparse.ArgumentParser, *, saved_model: str, num_
     if num_classes:
         parser.add_argument("--num_classes", type=positive_int, help=num_classes)
     if image_size:
-        parser.add_argument("--image_size", "--eval_image_size", dest="image_size", type=positive_int, metavar="N",
+        parser.add_argument("--image_size", *image_size_aliases, dest="image_size", type=positive_int, metavar="N",
                             help="image side in pixels (default: a run's training size, a SavedModel's model card's, "
                                  "else the network's default)")
         parser.add_argument("--preprocessing", choices=PIPELINE_NAMES,
