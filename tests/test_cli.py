@@ -44,6 +44,27 @@ def test_subcommands_and_errors_carry_the_invoked_name(capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("fgtf extract_features: error: ")
 
 
+def test_help_wraps_prose_keeps_examples_and_lists_and_gives_each_default_once(monkeypatch):
+    from fgtf.command_line import command_parser
+
+    monkeypatch.setattr(sys, "argv", ["fgtf demo"])  # as fgtf.cli runs a command
+    monkeypatch.setenv("COLUMNS", "60")
+    description = ("One paragraph of prose that is long enough\nto be wrapped again at the terminal's width, "
+                   "whatever its lines.\n\n    fgtf demo --seed 1     an example, kept as written\n\n"
+                   "Items:\n* first, as written\n* second")
+    parser = command_parser("fgtf.demo", description)
+    parser.add_argument("--seed", type=int, default=0, help="the seed")
+    parser.add_argument("--out", default="x", help="where (default: beside the input)")
+    parser.add_argument("--fast", action="store_true", help="go fast")
+    text = parser.format_help()
+    assert text.startswith("usage: fgtf demo ")
+    assert ("One paragraph of prose that is long enough to be wrapped\nagain at the terminal's width, whatever "
+            "its lines.") in text
+    assert "\n    fgtf demo --seed 1     an example, kept as written\n" in text
+    assert "Items:\n* first, as written\n* second\n" in text
+    assert "the seed (default: 0)" in text and text.count("(default") == 2 and "go fast\n" in text
+
+
 def test_error_prefix_is_the_command_as_typed(tmp_path, capsys):
     from cli_helpers import run_cli
     from fgtf import checkpoints

@@ -1,6 +1,8 @@
 """The library never goes through a command: outside the command entry points
 (fgtf/cli.py, a package's __main__.py, and the `main` / `_main` functions of a
-module), no fgtf code exits the process or calls a command's `main`."""
+module), no fgtf code exits the process or calls a command's `main`; the
+command-line kit (fgtf.command_line, built on tfrecord_tools.cli) is imported
+by commands only, library code raising the errors of fgtf.errors."""
 import ast
 from pathlib import Path
 
@@ -9,6 +11,9 @@ import pytest
 FGTF = Path(__file__).resolve().parents[1] / "fgtf"
 ENTRY_FUNCTIONS = {"main", "_main"}
 EXITS = {("sys", "exit"), ("os", "_exit")}
+KIT, GENERIC_KIT = "fgtf.command_line", "tfrecord_tools.cli"
+# Library modules that declare command-line flags as part of what they define.
+DECLARE_FLAGS = {"fgtf/models/heads/__init__.py"}  # each head's own flags (HeadFlag)
 
 
 def _library_modules():
@@ -53,3 +58,24 @@ def test_the_check_finds_exits_and_command_calls_outside_entry_points():
             "def main(argv=None):\n    sys.exit(0)\n"
             "@cli_main\ndef _main(argv=None):\n    train.main(argv)\n")
     assert _calls_outside_entry_points(ast.parse(code)) == [(3, "sys.exit"), (5, "evaluate.main")]
+
+
+@pytest.mark.parametrize("path", sorted(FGTF.rglob("*.py")), ids=lambda path: str(path.relative_to(FGTF.parent)))
+def test_only_commands_import_the_command_line_kit(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = _imported_modules(tree)
+    where = str(path.relative_to(FGTF.parent))
+    if where != "fgtf/command_line.py":
+        assert GENERIC_KIT not in imported, f"{where} takes the kit from {GENERIC_KIT}; use {KIT} (errors: fgtf.errors)"
+    if KIT in imported:
+        assert _is_command(path, tree) or where in DECLARE_FLAGS, f"{where} is library code but imports {KIT}"
+
+
+def _imported_modules(tree):
+    return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+
+def _is_command(path, tree):
+    return path.name in ("__main__.py", "cli.py", "command_line.py") or any(
+        isinstance(node, ast.FunctionDef) and node.name in ENTRY_FUNCTIONS for node in tree.body)
