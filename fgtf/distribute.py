@@ -2,7 +2,7 @@
 import json
 import os
 
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -21,8 +21,8 @@ def make_strategy(name="default", tpu_address=None):
     if name == "multi_worker":
         config = os.environ.get("TF_CONFIG")
         if not config:
-            raise UserError("--strategy multi_worker needs the TF_CONFIG environment variable "
-                            "(cluster workers and this worker's task index)")
+            raise ParameterError("`strategy` multi_worker needs the TF_CONFIG environment variable "
+                                 "(cluster workers and this worker's task index)")
         try:
             json.loads(config)
         except ValueError:

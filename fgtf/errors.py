@@ -1,10 +1,12 @@
 """The errors fgtf's library raises for inputs it cannot take. Each is a
 `ValueError` (as scikit-learn's and POT's are) and a `UserError`, the one
 base the command lines turn into one sentence and exit code 2; a caller
-catches one kind of mistake by its type rather than by its message."""
-from tfrecord_tools.errors import UserError
+catches one kind of mistake by its type rather than by its message. The
+library's messages name its parameters, not the commands' flags: a
+`ParameterError` is worded in flags by the command that prints it."""
+from tfrecord_tools.errors import ParameterError, UserError
 
-__all__ = ["UserError", "InputSizeError"]
+__all__ = ["UserError", "ParameterError", "InputSizeError"]
 
 
 class InputSizeError(UserError):

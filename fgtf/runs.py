@@ -25,7 +25,7 @@ from fgtf.datasets.lists import CLASSES_FILE, read_class_names
 from fgtf.fileio import write_json, write_text
 from fgtf.models.network import NetworkSpec, backbone_of, build_network  # noqa: F401  (re-exported for run callers)
 from fgtf.models.weights import EMA_KEY, ema_variable_key, restore_for_inference  # noqa: F401  (EMA_KEY: for train)
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 RUN_CONFIG = "run_config.json"
 DONE = "train_done.json"
@@ -162,7 +162,7 @@ def class_names_of(checkpoint, num_classes, labels=None):
     if labels is not None:
         names = read_name_list(labels)
         if len(names) != num_classes:
-            raise UserError(f"--labels {labels} names {len(names)} classes; the network has {num_classes}")
+            raise ParameterError(f"`labels` {labels} names {len(names)} classes; the network has {num_classes}")
         return names
     folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
     return load_class_names(folder, num_classes) if os.path.isfile(os.path.join(folder, RUN_CONFIG)) else None
@@ -190,8 +190,8 @@ def run_checkpoint(path, model=None):
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     config = load_run_config(folder)
     if model and model != config.model_name:
-        raise UserError(f"{folder} is a run of {config.model_name}, not of --model {model}; leave --model out "
-                        f"to use the run's network, or pass weights of {model}")
+        raise ParameterError(f"{folder} is a run of {config.model_name}, not of `model` {model}; leave `model` out "
+                             f"to use the run's network, or pass weights of {model}")
     prefix = latest_checkpoint(path)
     if prefix is None:
         raise UserError(f"run folder {folder} holds no checkpoint yet; train it first (python -m fgtf.train "

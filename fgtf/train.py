@@ -51,7 +51,7 @@ def main(argv=None):
     try:
         _main(argv)
     except TrainingDiverged as error:
-        print(f"{program_name(_main)}: error: {error}", file=sys.stderr)
+        print(f"{program_name(__name__)}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
 
 

@@ -98,7 +98,7 @@ def test_load_network_reads_each_kind_and_says_what_it_used(tmp_path):
     from_file, used = checkpoints.load_network(out)
     assert (used["kind"], used["model"], used["num_classes"], used["ema"]) == ("keras", "tiny_net", 3, False)
     np.testing.assert_allclose(from_file(images), reference(images), rtol=1e-5, atol=1e-6)
-    with pytest.raises(UserError, match="holds tiny_net weights, not --model small_cnn"):
+    with pytest.raises(UserError, match="holds tiny_net weights, not model small_cnn"):
         checkpoints.load_network(out, model="small_cnn")
     with pytest.raises(UserError, match="--image_size 4 is too small for tiny_net"):
         checkpoints.load_network(prefix, model="tiny_net", image_size=4)

@@ -21,7 +21,7 @@ import signal
 import sys
 import textwrap
 
-from tfrecord_tools.errors import UserError
+from tfrecord_tools.errors import ParameterError, UserError
 from tfrecord_tools.quiet import hide_tensorflow_start_up
 
 EXIT_USER = 2
@@ -33,7 +33,8 @@ _RETRY = "run the same command again; it resumes where it stopped"
 
 
 def cli_main(main):
-    """Decorate a `main(argv=None)` so that `UserError`, the faults `fault`
+    """Decorate a `main(argv=None)` so that `UserError` (a `ParameterError`
+    worded in the command's flags), the faults `fault`
     knows (files, disk, memory, text and JSON that do not parse) and Ctrl-C
     end in one line and an exit code instead of a traceback, a closed stdout
     (`... | head`) ends it quietly, and TensorFlow's start-up lines stay off
@@ -55,7 +56,8 @@ def cli_main(main):
             sys.stdout.flush()  # here, so that a closed pipe is met below, not at exit
             return result
         except UserError as error:
-            print(f"{program_name(main.__module__)}: error: {error}", file=sys.stderr)
+            text = error.worded() if isinstance(error, ParameterError) else error
+            print(f"{program_name(main.__module__)}: error: {text}", file=sys.stderr)
             sys.exit(EXIT_USER)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -33,7 +33,7 @@ from fgtf.models.weights import (  # noqa: F401  (load_weights: re-exported for 
     torch_classes, torch_state_dict)
 from fgtf.checkpoints.saved_model import (hub_feature_model, is_saved_model, saved_model_classifier,
                                           saved_model_image_size, saved_model_preprocessing)
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 if TYPE_CHECKING:
     import keras
@@ -118,8 +118,8 @@ def load_network(checkpoint: str, *, model: str | None = None, image_size: int |
         record = keras_weights_record(checkpoint)
         recorded = record.get("model")
         if model and recorded and model != recorded:
-            raise UserError(f"{checkpoint} holds {recorded} weights, not --model {model}; leave --model out to use "
-                            f"the file's network")
+            raise ParameterError(f"{checkpoint} holds {recorded} weights, not `model` {model}; leave `model` out to "
+                                 f"use the file's network")
         name = model or recorded or DEFAULT_MODEL
         classes = (record.get("classes") or num_classes) if include_top else None
         if include_top and classes is None:
@@ -132,8 +132,8 @@ def load_network(checkpoint: str, *, model: str | None = None, image_size: int |
         name = model or _torch_network_name(state, checkpoint)
         classes = (num_classes or torch_classes(state)) if include_top else None
         if include_top and classes is None:
-            raise UserError(f"{checkpoint} holds no classifier (fc or head); pass --num_classes, or use it for "
-                            f"features")
+            raise ParameterError(f"{checkpoint} holds no classifier (fc or head); pass `num_classes`, or use it for "
+                                 f"features")
         network = build_backbone(name, image_size, classes=classes)
     else:
         name = model or DEFAULT_MODEL
@@ -279,8 +279,8 @@ def _torch_network_name(state, checkpoint):
     """The network of a torch state dict, by its keys; UserError when fgtf knows none that fits."""
     name = torch_network(state)
     if name is None:
-        raise UserError(f"{checkpoint} is not the state dict of a network fgtf knows by its keys (torchvision's "
-                        f"resnet18 ... resnet152, Swin); pass --model")
+        raise ParameterError(f"{checkpoint} is not the state dict of a network fgtf knows by its keys (torchvision's "
+                             f"resnet18 ... resnet152, Swin); pass `model`")
     return name
 
 
@@ -309,7 +309,7 @@ def _checkpoint_classes(shapes, checkpoint):
         scopes = name.split("/")
         if scopes[-1] == "biases" and ("Logits" in scopes or "logits" in scopes) and "AuxLogits" not in scopes:
             return int(shape[-1])
-    raise UserError(f"cannot tell the class count of {checkpoint}; pass --num_classes")
+    raise ParameterError(f"cannot tell the class count of {checkpoint}; pass `num_classes`")
 
 
 def main(argv=None):

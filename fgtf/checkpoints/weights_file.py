@@ -6,7 +6,7 @@ import os
 
 from fgtf.checkpoints import checkpoint_kind, describe, load_network
 from fgtf.models.weights import keras_weights_record, save_keras_weights
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 def convert_checkpoint(model_name: str | None, checkpoint: str, out: str, *, num_classes: int | None = None,
                        use_ema: bool | str = "auto") -> dict:
@@ -24,22 +24,22 @@ def convert_checkpoint(model_name: str | None, checkpoint: str, out: str, *, num
         raise UserError(f"{checkpoint} is a SavedModel, an opaque graph with no fgtf network to convert; pass it "
                         f"as --checkpoint to extract_features, or re-export it with python -m fgtf.export")
     if kind == "slim" and not model_name:
-        raise UserError(f"--model is required for the TF-Slim checkpoint {checkpoint} (e.g. --model inception_v3)")
+        raise ParameterError(f"`model` is required for the TF-Slim checkpoint {checkpoint} (e.g. `model` inception_v3)")
     if kind == "keras" and not model_name and "model" not in keras_weights_record(checkpoint):
-        raise UserError(f"--model is required for {checkpoint}, a Keras weights file that does not record its "
-                        f"network (e.g. --model inception_v3 --num_classes 1000)")
+        raise ParameterError(f"`model` is required for {checkpoint}, a Keras weights file that does not record its "
+                             f"network (e.g. `model` inception_v3 `num_classes` 1000)")
     if os.path.abspath(checkpoint) == os.path.abspath(out):
-        raise UserError(f"--out {out} is the --checkpoint itself; write the converted weights to another file")
+        raise ParameterError(f"`out` {out} is the `checkpoint` itself; write the converted weights to another file")
     network, used = load_network(checkpoint, model=model_name, num_classes=num_classes,
                                  use_ema=use_ema is not False)
     if used["head"] != "none":
         raise UserError(f"{checkpoint} trains a {used['head']} head on {used['model']}; only plain networks "
                         f"convert to .weights.h5 (use python -m fgtf.export for a head)")
     if num_classes and num_classes != used["num_classes"]:
-        raise UserError(f"--num_classes {num_classes} differs from the {used['num_classes']} classes that "
-                        f"{checkpoint} holds; leave it out")
+        raise ParameterError(f"`num_classes` {num_classes} differs from the {used['num_classes']} classes that "
+                             f"{checkpoint} holds; leave it out")
     if use_ema is True and not used["ema"]:
-        raise UserError(f"{checkpoint} keeps no moving averages of its weights (--use_ema true)")
+        raise ParameterError(f"{checkpoint} keeps no moving averages of its weights (`use_ema` true)")
     from_run = [name for name, given in (("model", model_name), ("classes", num_classes)) if not given]
     print(f"{checkpoint}: {describe(used, from_run)}")
     aux = len(network.outputs) > 1

@@ -11,7 +11,7 @@ on it.
 import os
 from collections import namedtuple
 
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 SPLITS = ("train", "validation")
 # split -> file name of the seed-style list
@@ -95,9 +95,9 @@ def refuse_outside_paths(records, dataset_dir, source):
         if os.path.islink(resolved):
             resolved = os.path.realpath(resolved)
         if os.path.commonpath([root, resolved]) != root:
-            raise UserError(f"{source} names {record.path}, which leads outside the dataset folder {dataset_dir} "
-                            f"(to {resolved}); pass --allow_outside_paths if the list's images really live "
-                            f"elsewhere")
+            raise ParameterError(f"{source} names {record.path}, which leads outside the dataset folder {dataset_dir} "
+                                 f"(to {resolved}); pass `allow_outside_paths` if the list's images really live "
+                                 f"elsewhere")
 
 
 def read_class_names(dataset_dir):

@@ -36,7 +36,7 @@ import fgtf
 from fgtf.export.formats import (CALIBRATION_IMAGES, calibration_batches, calibration_source, checked_calibration,
                                  write_artifact)
 from tfrecord_tools.atomic import atomic_dir, is_temporary_of
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 from tfrecord_tools.folder_lock import hold_folder
 
 if TYPE_CHECKING:
@@ -114,11 +114,12 @@ def export_model(checkpoint: str, *, model: str | None = None, num_classes: int 
     from fgtf.preprocessing import get_pipeline
 
     if outputs is not None and outputs not in OUTPUTS:
-        raise UserError(f"unknown --outputs {outputs!r}; choose one of {', '.join(OUTPUTS)}")
+        raise ParameterError(f"unknown `outputs` {outputs!r}; choose one of {', '.join(OUTPUTS)}")
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
         if outputs in ("logits", "both"):
-            raise UserError(f"{checkpoint} is a SavedModel: only its features can be exported (--outputs features)")
+            raise ParameterError(f"{checkpoint} is a SavedModel: only its features can be exported "
+                                 f"(`outputs` features)")
         image_size, name, outputs = image_size or SAVED_MODEL_IMAGE_SIZE, "saved_model", "features"
         preprocessing = preprocessing or saved_model_preprocessing(checkpoint)
         graph, weights = hub_feature_model(checkpoint, image_size, preprocessing), os.path.abspath(checkpoint)
@@ -127,10 +128,10 @@ def export_model(checkpoint: str, *, model: str | None = None, num_classes: int 
                                      include_top=num_classes is not None or kind == "run", preprocessing=preprocessing)
         preprocessing = used["preprocessing"]
         if num_classes is not None and used["num_classes"] != num_classes:
-            raise UserError(f"{checkpoint} holds a classifier of {used['num_classes']} classes, not --num_classes "
-                            f"{num_classes}")
+            raise ParameterError(f"{checkpoint} holds a classifier of {used['num_classes']} classes, not `num_classes` "
+                                 f"{num_classes}")
         if outputs in ("logits", "both") and not used["num_classes"]:
-            raise UserError(f"{checkpoint} gives no classifier here; pass --num_classes or use --outputs features")
+            raise ParameterError(f"{checkpoint} gives no classifier here; pass `num_classes` or use `outputs` features")
         image_size, name, weights = used["image_size"], used["model"], used["weights"]
         outputs = outputs or ("both" if used["num_classes"] else "features")
         graph = inference_graph(network, name, ("features", "logits") if outputs == "both" else (outputs,))
@@ -185,8 +186,8 @@ def inference_graph(network, model_name, outputs=("features", "logits")):
         elif isinstance(network, HeadModel):
             tensors["logits"] = network.head(ops.cast(backbone.output, "float32"), training=False)["logits"]
         else:
-            raise UserError(f"cannot export the classifier of {type(network).__name__} networks; use --outputs "
-                            f"features")
+            raise ParameterError(f"cannot export the classifier of {type(network).__name__} networks; use `outputs` "
+                                 f"features")
     result = [tensors[name] for name in outputs]
     return keras.Model(backbone.inputs, result if len(result) > 1 else result[0], name=f"{model_name}_inference")
 
@@ -202,7 +203,7 @@ def _remove_stale_temporaries(out):
 
 def _check_out(out):
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise UserError(f"--out {out} exists and is not an empty folder; choose a new folder")
+        raise ParameterError(f"`out` {out} exists and is not an empty folder; choose a new folder")
 
 
 def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
@@ -210,7 +211,7 @@ def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
     from fgtf.checkpoints import checkpoint_kind
 
     if format not in FORMATS:
-        raise UserError(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown `format` {format!r}; choose one of {', '.join(FORMATS)}")
     _check_out(out)
     if checkpoint_kind(checkpoint) == "saved_model" and format == "keras":
         raise UserError(f"{checkpoint} is a SavedModel, an opaque graph: it cannot become a .keras file; "
@@ -219,8 +220,8 @@ def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
         try:
             __import__(module)
         except ImportError:
-            raise UserError(f"--format {format} needs the Python package {module}; "
-                            f"pip install 'fgtf[export]'") from None
+            raise ParameterError(f"`format` {format} needs the Python package {module}; "
+                                 f"pip install 'fgtf[export]'") from None
     if format == "litert_int8" and calibration_data is None:
         calibration_source(calibration_dir)
 

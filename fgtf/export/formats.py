@@ -3,7 +3,7 @@ float32 and int8, ONNX, `.keras`), and the calibration images of int8."""
 import contextlib
 import os
 
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 CALIBRATION_IMAGES = 200
 # fgtf layer classes that compute what a Keras layer computes outside training
@@ -111,7 +111,7 @@ def calibration_batches(calibration_dir, image_size, count=CALIBRATION_IMAGES, p
                            preprocessing=pipeline)
     batches = [np.asarray(pipeline.denormalize(images), np.float32) for images, _ in dataset.take(count)]
     if not batches:
-        raise UserError(f"--calibration_dir {calibration_dir} holds no images")
+        raise ParameterError(f"`calibration_dir` {calibration_dir} holds no images")
     return batches
 
 
@@ -135,9 +135,9 @@ def calibration_source(calibration_dir):
     from tfrecord_tools.manifest import list_shard_files
 
     if not calibration_dir:
-        raise UserError("--format litert_int8 needs --calibration_dir (a folder of TFRecords to calibrate on)")
+        raise ParameterError("`format` litert_int8 needs `calibration_dir` (a folder of TFRecords to calibrate on)")
     if not os.path.isdir(calibration_dir):
-        raise UserError(f"--calibration_dir {calibration_dir} is not a folder")
+        raise ParameterError(f"`calibration_dir` {calibration_dir} is not a folder")
     folder = shard_folder(calibration_dir)
     return folder, "train" if list_shard_files(folder, "train") else "validation"
 

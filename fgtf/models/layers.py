@@ -14,7 +14,7 @@ import keras
 from keras import layers
 
 from fgtf._keras_internals import flatten_layers
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError
 
 SCOPE_SEPARATOR = "."
 
@@ -56,7 +56,7 @@ def freeze_outside_scopes(model, trainable_scopes, matching="substring", frozen_
         return [layer.name for layer in model.layers]
     kept = {id(v) for v in variables_in_scopes(model, trainable_scopes, matching)}
     if not kept & {id(v) for v in model.trainable_weights}:
-        raise UserError(f"--trainable_scopes {trainable_scopes} match no trainable weight in {model.name}")
+        raise ParameterError(f"`trainable_scopes` {trainable_scopes} match no trainable weight in {model.name}")
     for variable in model.trainable_weights:
         variable.trainable = id(variable) in kept
     if frozen_batch_norm == "inference":

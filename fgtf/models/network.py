@@ -9,10 +9,9 @@ from typing import Optional
 
 import keras
 
-from fgtf.errors import InputSizeError
+from fgtf.errors import InputSizeError, ParameterError
 from fgtf.models import build_model
 from fgtf.models.heads import NO_HEAD, build_head, head_record
-from fgtf.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +50,11 @@ def build_network(spec):
 
 
 def image_size_mistake(error, model_name, image_size):
-    """The UserError of an `InputSizeError` from building `model_name` at
-    `image_size`: the builders say it Keras-applications style; for a user it
-    is an --image_size mistake."""
+    """The `ParameterError` of an `InputSizeError` from building `model_name`
+    at `image_size`: the builders say it Keras-applications style; for the
+    caller it is a mistake in its `image_size`."""
     fault = "is too small for" if error.smallest is not None else "does not suit"
-    return UserError(f"--image_size {image_size} {fault} {model_name}: {error}")
+    return ParameterError(f"`image_size` {image_size} {fault} {model_name}: {error}")
 
 
 def backbone_of(model):

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from fgtf._keras_internals import flatten_layers, own_variables
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 # Variables whose shadow copy the original feature extraction restored; BN
@@ -248,8 +248,8 @@ def _load_unrecorded_weights(model, path):
         except (ValueError, KeyError) as error:
             if isinstance(error, UserError):
                 raise
-            raise UserError(f"{path} does not hold weights of {model.name} ({type(error).__name__}); pass weights "
-                            f"of that network, or choose its --model") from None
+            raise ParameterError(f"{path} does not hold weights of {model.name} ({type(error).__name__}); pass weights "
+                                 f"of that network, or choose its `model`") from None
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
@@ -347,16 +347,16 @@ def load_run_weights(model, config, prefix, *, exclude_scopes="", use_ema=True):
     # a run of another network would otherwise leave this one silently untrained.
     missing = [layer.name for layer in wanted if layer.name not in stored]
     if missing:
-        raise UserError(f"{prefix} (a run of {config.model_name}) has no weights for {len(missing)} "
-                        f"layer(s) of this network, e.g. {', '.join(missing[:3])}; start from a run of the same "
-                        f"network, or leave those layers out with --checkpoint_exclude_scopes")
+        raise ParameterError(f"{prefix} (a run of {config.model_name}) has no weights for {len(missing)} "
+                             f"layer(s) of this network, e.g. {', '.join(missing[:3])}; start from a run of the same "
+                             f"network, or leave those layers out with `checkpoint_exclude_scopes`")
     for layer in wanted:
         weights = stored[layer.name].get_weights()
         shapes = [w.shape for w in weights]
         if shapes != [tuple(v.shape) for v in layer.weights]:
-            raise UserError(f"layer {layer.name} of {prefix} has weights of shapes {shapes}, this "
-                            f"network's {[tuple(v.shape) for v in layer.weights]}; leave it out with "
-                            f"--checkpoint_exclude_scopes (e.g. {layer.name.split('.')[0]})")
+            raise ParameterError(f"layer {layer.name} of {prefix} has weights of shapes {shapes}, this "
+                                 f"network's {[tuple(v.shape) for v in layer.weights]}; leave it out with "
+                                 f"`checkpoint_exclude_scopes` (e.g. {layer.name.split('.')[0]})")
         layer.set_weights(weights)
     return _run_used(prefix, config, used_ema)
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from fgtf.preprocessing import PIPELINE_NAMES, inception, seeds
 from fgtf.preprocessing.torchvision_ops import IMAGENET_MEAN, IMAGENET_STD, decode_rgb
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
@@ -64,9 +64,9 @@ class Pipeline:
         with this pipeline's signature giving the (10, S, S, 3) test views.
         UserError for a pipeline that has none."""
         if self.views is None:
-            raise UserError(f"--eval_views 10 needs a pipeline with SAM's ten test views "
-                            f"({', '.join(n for n in PIPELINE_NAMES if PIPELINES[n].views)}); --preprocessing "
-                            f"{self.name} has none")
+            raise ParameterError(f"`eval_views` 10 needs a pipeline with SAM's ten test views "
+                                 f"({', '.join(n for n in PIPELINE_NAMES if PIPELINES[n].views)}); `preprocessing` "
+                                 f"{self.name} has none")
 
         def views(encoded, image_size, training=False, seed=None):
             return self.views(encoded, _side(image_size, self.name))
@@ -110,7 +110,7 @@ def _side(image_size, name):
         return image_size
     height, width = (int(s) for s in image_size)
     if height != width and name != "inception":
-        raise UserError(f"--preprocessing {name} makes square images; got {height}x{width}")
+        raise ParameterError(f"`preprocessing` {name} makes square images; got {height}x{width}")
     return height if name != "inception" else (height, width)
 
 

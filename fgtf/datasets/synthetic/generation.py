@@ -17,7 +17,7 @@ from fgtf.datasets.synthetic.draw import render_image
 from fgtf.datasets.synthetic.planning import (GENERATOR, check_arguments, check_world_arguments, dataset_metadata,
                                               plan_images, plan_world_images, world_description,
                                               world_folder_metadata, world_folders)
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 METADATA_FILE = "synthetic.json"
 WORLD_FILE = "world.json"
@@ -195,7 +195,7 @@ def _existing_metadata(out_dir, file_name=METADATA_FILE, kind="synthetic dataset
     `out_dir`, None when there is no folder or an empty one; UserError when it
     holds something else."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError(f"--out {out_dir} is a file, not a folder")
+        raise ParameterError(f"`out` {out_dir} is a file, not a folder")
     if not os.path.isdir(out_dir) or not os.listdir(out_dir):
         return None
     try:
@@ -204,8 +204,8 @@ def _existing_metadata(out_dir, file_name=METADATA_FILE, kind="synthetic dataset
     except (OSError, ValueError):
         metadata = None
     if not isinstance(metadata, dict) or metadata.get("generator") != GENERATOR:
-        raise UserError(f"--out {out_dir} is a non-empty folder that is not a {kind}; "
-                        "choose another folder or empty it")
+        raise ParameterError(f"`out` {out_dir} is a non-empty folder that is not a {kind}; "
+                             "choose another folder or empty it")
     return metadata
 
 

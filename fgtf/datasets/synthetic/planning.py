@@ -8,7 +8,7 @@ import numpy as np
 
 from fgtf.datasets.synthetic.classes import (ATTRIBUTES, FAMILIES, SOURCE_SHARES, WORLD_IMAGES_STREAM,
                                              attribute_values, max_classes, source_family_classes, world_class_name)
-from fgtf.errors import UserError
+from fgtf.errors import ParameterError, UserError
 
 # Recorded in every metadata file; raised whenever the same arguments would
 # draw other images or lists, so that folders (and the study runs made from
@@ -32,22 +32,22 @@ def check_arguments(**arguments):
     if family not in FAMILIES:
         raise UserError(f"unknown family {family!r}; families are {', '.join(FAMILIES)}")
     if not 2 <= classes <= max_classes(family):
-        raise UserError(f"--classes must be between 2 and {max_classes(family)} for {family}, got {classes}")
+        raise ParameterError(f"`classes` must be between 2 and {max_classes(family)} for {family}, got {classes}")
     if arguments["train_per_class"] < 1:
-        raise UserError(f"--train_per_class must be at least 1, got {arguments['train_per_class']}")
+        raise ParameterError(f"`train_per_class` must be at least 1, got {arguments['train_per_class']}")
     if arguments["val_per_class"] < 0:
-        raise UserError(f"--val_per_class must be at least 0, got {arguments['val_per_class']}")
+        raise ParameterError(f"`val_per_class` must be at least 0, got {arguments['val_per_class']}")
     if not 32 <= arguments["image_size"] <= 1024:
-        raise UserError(f"--image_size must be between 32 and 1024, got {arguments['image_size']}")
+        raise ParameterError(f"`image_size` must be between 32 and 1024, got {arguments['image_size']}")
     if arguments["seed"] < 0:
-        raise UserError(f"--seed must be non-negative, got {arguments['seed']}")
+        raise ParameterError(f"`seed` must be non-negative, got {arguments['seed']}")
     if not 0.0 <= arguments["label_noise"] < 1.0:
-        raise UserError(f"--label_noise must be in [0, 1), got {arguments['label_noise']}")
+        raise ParameterError(f"`label_noise` must be in [0, 1), got {arguments['label_noise']}")
     if not 0 <= arguments["novel_classes"] < classes:
-        raise UserError(f"--novel_classes must be between 0 and {classes - 1} (at least one base class), "
-                        f"got {arguments['novel_classes']}")
+        raise ParameterError(f"`novel_classes` must be between 0 and {classes - 1} (at least one base class), "
+                             f"got {arguments['novel_classes']}")
     if arguments["label_noise"] > 0 and arguments["novel_classes"] == 0:
-        raise UserError("--label_noise applies to novel classes only; give --novel_classes N as well")
+        raise ParameterError("`label_noise` applies to novel classes only; give `novel_classes` N as well")
     arguments["label_noise"] = float(arguments["label_noise"])
     arguments["format_version"] = FORMAT_VERSION
     return arguments
@@ -110,23 +110,23 @@ def dataset_metadata(arguments, definitions, names, train, clean):
 def check_world_arguments(**arguments):
     """Return the world's arguments as stored in world.json, or raise UserError."""
     if arguments["seed"] < 0:
-        raise UserError(f"--seed must be non-negative, got {arguments['seed']}")
+        raise ParameterError(f"`seed` must be non-negative, got {arguments['seed']}")
     if not 32 <= arguments["image_size"] <= 1024:
-        raise UserError(f"--image_size must be between 32 and 1024, got {arguments['image_size']}")
+        raise ParameterError(f"`image_size` must be between 32 and 1024, got {arguments['image_size']}")
     for knob in ("source_classes", "min_source_per_class", "source_val_per_class", "target_train_per_class",
                  "target_val_per_class"):
         if arguments[knob] < 1:
             raise UserError(f"--{knob} must be at least 1, got {arguments[knob]}")
     if arguments["max_source_per_class"] < arguments["min_source_per_class"]:
-        raise UserError(f"--max_source_per_class must be at least --min_source_per_class "
-                        f"({arguments['min_source_per_class']}), got {arguments['max_source_per_class']}")
+        raise ParameterError(f"`max_source_per_class` must be at least `min_source_per_class` "
+                             f"({arguments['min_source_per_class']}), got {arguments['max_source_per_class']}")
     if arguments["target_classes"] < 2:
-        raise UserError(f"--target_classes must be at least 2, got {arguments['target_classes']}")
+        raise ParameterError(f"`target_classes` must be at least 2, got {arguments['target_classes']}")
     for family, count in source_family_classes(arguments["source_classes"]).items():
         if count + arguments["target_classes"] > max_classes(family):
-            raise UserError(f"--source_classes {arguments['source_classes']} and --target_classes "
-                            f"{arguments['target_classes']} need {count + arguments['target_classes']} {family} "
-                            f"classes, more than the {max_classes(family)} it offers; choose fewer")
+            raise ParameterError(f"`source_classes` {arguments['source_classes']} and `target_classes` "
+                                 f"{arguments['target_classes']} need {count + arguments['target_classes']} {family} "
+                                 f"classes, more than the {max_classes(family)} it offers; choose fewer")
     return dict(arguments, source_shares=dict(SOURCE_SHARES), format_version=FORMAT_VERSION)
 
 
