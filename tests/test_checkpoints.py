@@ -10,7 +10,7 @@ import keras
 from fgtf import checkpoints
 from fgtf.checkpoints import saved_model
 from test_weights import slim_values, write_values
-from tfrecord_tools.cli import UserError
+from fgtf.errors import ParameterError, UserError
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
@@ -100,7 +100,7 @@ def test_load_network_reads_each_kind_and_says_what_it_used(tmp_path):
     np.testing.assert_allclose(from_file(images), reference(images), rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError, match="holds tiny_net weights, not model small_cnn"):
         checkpoints.load_network(out, model="small_cnn")
-    with pytest.raises(UserError, match="--image_size 4 is too small for tiny_net"):
+    with pytest.raises(ParameterError, match="^image_size 4 is too small for tiny_net"):
         checkpoints.load_network(prefix, model="tiny_net", image_size=4)
 
 

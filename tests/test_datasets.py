@@ -13,7 +13,7 @@ from scipy.io import savemat
 
 from fgtf import datasets
 from fgtf.datasets import layouts
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 
 # ---------------------------------------------------------------- tree builders

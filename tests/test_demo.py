@@ -90,7 +90,7 @@ def test_a_study_folder_of_another_world_starts_afresh(tmp_path, capsys):
 
 
 def test_a_study_folder_that_cannot_be_written_is_a_user_error(tmp_path):
-    from tfrecord_tools.cli import UserError
+    from fgtf.errors import UserError
 
     (tmp_path / "runs").write_text("a file where the run folder should be")
     with pytest.raises(UserError, match="cannot write the study folder"):

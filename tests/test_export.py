@@ -20,7 +20,7 @@ from fgtf.checkpoints import load_network, save_keras_weights
 from fgtf.convert import convert
 from fgtf.datasets.synthetic import generate
 from fgtf.models import build_model
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 SIZE = 64  # small_cnn's own size
 INCEPTION_SIZE = 83  # above inception_v3's smallest (75), kept small for speed

@@ -15,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 from fgtf.datasets.lists import Record  # noqa: E402
 from fgtf.datasets.splits import label_ratio_subset  # noqa: E402
 from fgtf.input_pipeline import count_records, list_shards, make_dataset  # noqa: E402
-from tfrecord_tools.cli import UserError  # noqa: E402
+from fgtf.errors import UserError  # noqa: E402
 from tfrecord_tools.example import encode_example  # noqa: E402
 
 SIZE = 24

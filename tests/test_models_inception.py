@@ -11,7 +11,7 @@ from fgtf.models import feature_endpoint
 from fgtf.models.inception_v3 import InceptionV3, InceptionV3SE
 from fgtf.models.inception_v4 import InceptionV4
 from fgtf.models.weights import load_slim_checkpoint
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 BUILDERS = {"inception_v3": InceptionV3, "inception_v3_se": InceptionV3SE, "inception_v4": InceptionV4}
 

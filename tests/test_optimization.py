@@ -7,7 +7,7 @@ import pytest
 
 from fgtf import optimization
 from fgtf.models.layers import freeze_outside_scopes, layer_scopes, variables_in_scopes
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 
 def _rates(schedule, steps):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from fgtf import convert, datasets, evaluate, extract_features, export, train, visualize_attention
 from fgtf.transfer import linear
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 

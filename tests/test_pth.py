@@ -10,7 +10,7 @@ from conftest import reference_dir
 from fgtf.models.pth import UnsafePickleError, load_pth
 from pth_writer import (LEGACY_MAGIC_NUMBER, Tensor, TorchGlobal, write_legacy_payload, write_legacy_pth,
                         write_pickle_zip, write_pth)
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 WRITERS = {"zip": write_pth, "legacy": write_legacy_pth}
 both_formats = pytest.mark.parametrize("write", WRITERS.values(), ids=WRITERS.keys())

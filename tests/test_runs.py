@@ -4,7 +4,7 @@ less still load."""
 import pytest
 
 from fgtf import runs
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # As fgtf.train writes it (fgtf.fileio.write_json: sorted keys, indent 2, final newline).
 TODAY = """{

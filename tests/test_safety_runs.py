@@ -24,7 +24,8 @@ from fgtf.transfer import feature_store, linear
 from fgtf.transfer.feature_store import feature_files, load_features
 from test_safety import _edit_manifest, _exit, _held_elsewhere, _one_line, _tree
 from tfrecord_tools import verify
-from tfrecord_tools.cli import EXIT_ENVIRONMENT, UserError
+from fgtf.command_line import EXIT_ENVIRONMENT
+from fgtf.errors import UserError
 import tiny_models
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")

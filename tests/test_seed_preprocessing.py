@@ -11,7 +11,7 @@ from conftest import reference_dir
 from fgtf.preprocessing import PIPELINE_NAMES, get_pipeline, randaugment, seeds
 from fgtf.preprocessing.torchvision_ops import (IMAGENET_MEAN, IMAGENET_STD, decode_rgb, normalize,
                                                 resized_crop_box)
-from tfrecord_tools.cli import UserError
+from fgtf.errors import ParameterError, UserError
 
 IMAGES = ("portrait", "landscape", "small")
 SIDES = {"sef": 448, "sef_squash": 448, "sam": 224, "cle": 448, "simtrans": 224}
@@ -125,7 +125,7 @@ def test_pipelines_are_named_and_normalise_as_they_say():
                                (1 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD), rtol=1e-6)
     with pytest.raises(UserError, match="unknown preprocessing 'imagenet'"):
         get_pipeline("imagenet")
-    with pytest.raises(UserError, match="--eval_views 10 needs .* \\(sam\\)"):
+    with pytest.raises(ParameterError, match="^eval_views 10 needs .* \\(sam\\)"):
         get_pipeline("cle").ten_views()
 
 

@@ -10,7 +10,7 @@ from fgtf.models.swin import (DropPath, SwinBlock, SwinTiny, SwinTransformer, re
                               shifted_window_mask)
 from fgtf.models.weights import load_torch_weights, torch_key
 from pth_writer import write_pth
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 # A Swin small enough for CPU tests: 32x32 input -> 8x8 tokens (window 4,
 # shifted) -> 4x4 tokens (window = grid, so no shift).

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from tfrecord_tools import example, images, inspect, manifest, merge, verify, writer
-from tfrecord_tools.cli import UserError
+from tfrecord_tools.errors import UserError
 from tfrecord_tools.reader import check_shard, read_examples
 from tfrecord_tools.records import CorruptRecordError, frame_record, iter_records
 from tfrecord_tools.writer import ImageItem, write_split

@@ -10,7 +10,7 @@ import pytest
 from fgtf import runs, train
 from fgtf.models import heads
 from fgtf.train_config import HeadSettings, TrainConfig, config_defaults
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 LOCATIONS = ["--dataset_dir", "data", "--run_dir", "run"]
 

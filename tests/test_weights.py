@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from fgtf.models.layers import conv_bn
 from fgtf.models.weights import load_slim_checkpoint
-from tfrecord_tools.cli import UserError
+from fgtf.errors import UserError
 
 
 def _tiny(classes=3, name="Tiny"):

@@ -146,7 +146,9 @@ def main(argv=None):
                                         standardize=args.standardize)
         knn = classification_report(y_val, knn_predict(x_train, y_train, x_val, k=args.k, metric=args.metric),
                                     num_classes)
-    except ValueError as error:
+    except UserError:
+        raise
+    except ValueError as error:  # scikit-learn's and POT's say what is wrong with the data
         raise UserError(str(error)) from None
     report = evaluate_probe(model, x_val, y_val, num_classes)
     print(f"{args.dataset}: linear probe top-1 accuracy {report['accuracy']:.4f}, "

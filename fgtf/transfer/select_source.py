@@ -188,7 +188,9 @@ def main(argv=None):
         report = select_source(args.features, args.source, args.target, args.num_classes,
                                min_images=args.min_images, split=args.split, source_dir=args.source_dir,
                                source_dataset=args.source_dataset)
-    except ValueError as error:
+    except UserError:
+        raise
+    except ValueError as error:  # scikit-learn's and POT's say what is wrong with the data
         raise UserError(str(error)) from None
     write_selection(report, args.out, report_path)
     print(format_selection(report))

@@ -37,7 +37,9 @@ def main(argv=None):
     except TooFewImages as error:
         raise UserError(f"no source class has --min_images {error.min_images} images (the largest has "
                         f"{error.largest}); lower --min_images, e.g. --min_images {error.largest}") from None
-    except ValueError as error:
+    except UserError:
+        raise
+    except ValueError as error:  # scikit-learn's and POT's say what is wrong with the data
         raise UserError(str(error)) from None
     print(format_table(rows))
     print(f"(gamma {args.gamma}, min_images {args.min_images}, {args.split} features of {args.features})")
