@@ -152,7 +152,7 @@ def load_network(checkpoint: str, *, model: str | None = None, image_size: int |
     (runs keep theirs). Returns the network with what was loaded (see
     `LoadedWeights`): its preprocessing is `preprocessing` when given, else a
     run's own, a SavedModel card's, or the network's registry default."""
-    from fgtf.models.network import build_plain_network
+    from fgtf.models.network import build_network, build_plain_network
 
     kind = checkpoint_kind(checkpoint)
     if kind == "saved_model":
@@ -166,7 +166,6 @@ def load_network(checkpoint: str, *, model: str | None = None, image_size: int |
                              ema=None, preprocessing=preprocessing, network=network)
     if kind == "run":
         from fgtf import runs
-        from fgtf.models.network import build_network
 
         _, prefix, config = runs.run_checkpoint(checkpoint, model)
         size = image_size or config.image_size

@@ -1,8 +1,15 @@
-"""The network of a training run: a registry backbone with its TF-Slim
-classifier, or its feature map wrapped by a head of the head table
-(`fgtf.models.heads.HEADS`). Training builds it, and every command that
-loads a run rebuilds it the same way (`fgtf.checkpoints.load_network`).
-A `NetworkSpec` says which network; a run folder's `fgtf.runs.RunConfig` is one.
+"""The networks built from the registry for training and loading, and the
+graph of their pooled features.
+
+* `build_network`: the network of a training run, a registry backbone with
+  its TF-Slim classifier, or its feature map wrapped by a head of the head
+  table (`fgtf.models.heads.HEADS`). Training builds it, and every command
+  that loads a run rebuilds it the same way (`fgtf.checkpoints.load_network`).
+  A `NetworkSpec` says which network; a run folder's `fgtf.runs.RunConfig` is one.
+* `build_plain_network`: a registry network with or without its classifier,
+  image sizes it cannot take said as a user's mistake.
+* `pooled_features_model`: a network's pooled features (and logits), as
+  every command that extracts, exports or compares features uses them.
 """
 import dataclasses
 from typing import Optional, Sequence
