@@ -3,7 +3,7 @@ vs the model's forward pass alone, in one run.
 
 On the same synthetic JPEGs (`fgtf.datasets.synthetic`) and the same Inception-v3
 feature extractor (random init, saved as a Keras weights file and built by
-`fgtf.extract_features.feature_extractor`, the `Mixed_7c` spatial mean):
+`fgtf.extract_features.load_feature_extractor`, the `Mixed_7c` spatial mean):
 
 - batched:   `fgtf.extract_features.extract_paths` (tf.data parallel decode and
              evaluation preprocessing, prefetch, one `predict_on_batch` per batch);
@@ -63,10 +63,10 @@ def run(paths, checkpoint, image_size, batch_size, rounds):
     median over rounds of the ratio within a round (load drifts between rounds)."""
     import tensorflow as tf
 
-    from fgtf.extract_features import extract_paths, feature_extractor
+    from fgtf.extract_features import extract_paths, load_feature_extractor
     from fgtf.preprocessing import preprocess_for_eval
 
-    extractor = feature_extractor(MODEL, checkpoint, image_size)
+    extractor, _ = load_feature_extractor(checkpoint, model=MODEL, image_size=image_size)
 
     def per_image():
         rows = []

@@ -87,7 +87,9 @@ def main():
     print(f"pretrained {args.model} on the source: {epochs:.1f} epochs in {seconds:.0f} s "
           f"({epochs * len(source['train'][1]) / seconds:.0f} images/s), source top-1 train "
           f"{top1(model, source['train']):.3f}, val {top1(model, source['val']):.3f}", flush=True)
-    extractor = features_model(model, args.model)
+    from fgtf.models.network import pooled_features_model
+
+    extractor = pooled_features_model(model, args.model)
 
     from fgtf.transfer.linear import evaluate_probe, fit_logistic_regression
 
@@ -169,16 +171,6 @@ def classifier(model_name, image_size, classes, batch_norm_decay):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = batch_norm_decay
     return model
-
-
-def features_model(model, model_name):
-    """The pooled feature end point of a trained classifier."""
-    import keras
-
-    from fgtf.models import feature_endpoint
-
-    endpoint = model.get_layer(feature_endpoint(model_name)).output
-    return keras.Model(model.input, keras.layers.GlobalAveragePooling2D()(endpoint))
 
 
 def fit_for(model, data, steps, batch_size, learning_rate):

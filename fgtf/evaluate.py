@@ -104,13 +104,13 @@ def evaluate_checkpoint(checkpoint: str, dataset_dir: str, *, split: str = "vali
     kind = checkpoint_kind(checkpoint)
     shard_dir = shard_folder(dataset_dir)
     _, histogram = split_labels(shard_dir, split)
-    network, used = load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
-                                 preprocessing=preprocessing)
-    pipeline = get_pipeline(used["preprocessing"])
+    loaded = load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
+                          preprocessing=preprocessing)
+    pipeline = get_pipeline(loaded.preprocessing)
     views = pipeline.ten_views() if eval_views == 10 else pipeline
     from_run = [name for name, given in (("image size", image_size), ("preprocessing", preprocessing))
                 if given is None] + ["classes"]
-    image_size, num_classes, prefix = used["image_size"], used["num_classes"], used["weights"]
+    image_size, num_classes, prefix = loaded.image_size, loaded.num_classes, loaded.weights
     if histogram and min(histogram) < 0:
         raise UserError(f"{shard_dir} has the {split} label {min(histogram)}; labels number the classes from 0")
     if histogram and max(histogram) >= num_classes:
@@ -119,9 +119,9 @@ def evaluate_checkpoint(checkpoint: str, dataset_dir: str, *, split: str = "vali
     data_classes = len(histogram)
     print(f"evaluating {checkpoint} on the {split} split of {shard_dir}"
           + (f" (its labels cover {data_classes} of the network's {num_classes} classes)"
-             if data_classes != num_classes else "") + f": {describe(used, from_run)}")
+             if data_classes != num_classes else "") + f": {describe(loaded, from_run)}")
     try:
-        logits, labels = predict_logits(network, shard_dir, split, image_size, batch_size,
+        logits, labels = predict_logits(loaded.network, shard_dir, split, image_size, batch_size,
                                         skip_bad_records=skip_bad_records, preprocessing=views)
     except tf.errors.InvalidArgumentError as error:
         message = bad_record_message(error, shard_dir)
@@ -132,19 +132,19 @@ def evaluate_checkpoint(checkpoint: str, dataset_dir: str, *, split: str = "vali
     step = runs.checkpoint_step(prefix) if kind == "run" else 0
     class_names = shard_class_names(shard_dir, num_classes) or (
         runs.load_class_names(_run_dir(checkpoint), num_classes) if kind == "run" else None)
-    results.update({"checkpoint": prefix, "kind": kind, "step": step, "ema_weights": used["ema"],
+    results.update({"checkpoint": prefix, "kind": kind, "step": step, "ema_weights": loaded.ema,
                     "split": split, "num_images": int(len(labels)), "image_size": image_size,
-                    "num_classes": num_classes, "model_name": used["model"], "dataset_dir": shard_dir,
-                    "class_names": class_names, "preprocessing": used["preprocessing"], "eval_views": eval_views})
+                    "num_classes": num_classes, "model_name": loaded.model, "dataset_dir": shard_dir,
+                    "class_names": class_names, "preprocessing": loaded.preprocessing, "eval_views": eval_views})
     eval_dir = eval_dir or (os.path.join(_run_dir(checkpoint), "eval") if kind == "run"
                             else os.path.join("eval", checkpoint_stem(checkpoint)))
     _write_results(eval_dir, results, step)
     confusion_matrix_png(results.pop("confusion_matrix"), os.path.join(eval_dir, "confusion_matrix.png"),
                          class_names=class_names,
-                         title=f"{used['model']} step {step}: top-1 {results['top1']:.3f}")
+                         title=f"{loaded.model} step {step}: top-1 {results['top1']:.3f}")
     print(f"step {step}: top-1 {results['top1']:.4f}  top-5 {results['top5']:.4f}  "
           f"mean per-class {results['mean_per_class_accuracy']:.4f}  loss {results['loss']:.4f}  "
-          f"({results['num_images']} images{', EMA weights' if used['ema'] else ''}"
+          f"({results['num_images']} images{', EMA weights' if loaded.ema else ''}"
           f"{f', {eval_views} views summed' if eval_views > 1 else ''})")
     print(f"wrote {os.path.join(eval_dir, 'eval_results.json')}")
     return results

@@ -34,14 +34,20 @@ are replaced together and their sha256 recorded, which every reader checks.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from fgtf.command_line import SPLITS, add_network_flags, cli_main, command_parser, positive_int, split_name
 from fgtf.errors import UserError
 from fgtf.transfer.feature_store import RECORD, read_record
+
+if TYPE_CHECKING:
+    import keras
+
+    from fgtf.checkpoints import LoadedWeights
 
 # what makes features of one network: a folder holds those of one only
 NETWORK_SETTINGS = ("kind", "weights", "model", "head", "image_size", "ema", "preprocessing")
@@ -121,19 +127,20 @@ def extract(dataset: str, dataset_dir: str, checkpoint: str, splits: Sequence[st
     dataset = dataset or GENERIC
     data = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir)}
     probabilities = "probabilities" in outputs
-    extractor, network = load_feature_extractor(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
-                                                probabilities=probabilities, preprocessing=preprocessing)
+    extractor, loaded = load_feature_extractor(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
+                                               probabilities=probabilities, preprocessing=preprocessing)
     from_run = [what for what, given in (("model", model), ("image size", image_size),
                                          ("preprocessing", preprocessing)) if given is None]
     with hold_folder(folder):
-        _extract_into(folder, name, splits, data, extractor, network, from_run, checkpoint, batch_size,
+        _extract_into(folder, name, splits, data, extractor, loaded, from_run, checkpoint, batch_size,
                       overwrite, allow_outside_paths, probabilities)
     return folder
 
 
-def _extract_into(folder, name, splits, data, extractor, network, from_run, checkpoint, batch_size, overwrite,
+def _extract_into(folder, name, splits, data, extractor, loaded, from_run, checkpoint, batch_size, overwrite,
                   allow_outside_paths, probabilities):
-    """`extract`'s work in the features folder `folder`, which this process holds."""
+    """`extract`'s work in the features folder `folder`, which this process holds; `loaded`: what the
+    `extractor` was built from."""
     from fgtf.checkpoints import describe
     from fgtf.datasets import class_names_by_label, read_split
     from fgtf.transfer.feature_store import (has_features, has_probabilities, load_class_names, save_class_names,
@@ -142,12 +149,13 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
 
     remove_temporaries(folder)  # of killed extractions
     record = read_record(folder)
+    network = _network_record(loaded)
     if "network" in record:  # features of fgtf before pipelines had names went through inception's
         record["network"].setdefault("preprocessing", "inception")
     todo = [s for s in splits if overwrite or not _extracted(record, folder, name, s, network, data, has_features)
             or probabilities and not has_probabilities(folder, name, s)]
     _check_no_mixing(record, folder, name, todo, network, data, overwrite)
-    print(f"{checkpoint}: {describe(network, from_run)}")
+    print(f"{checkpoint}: {describe(loaded, from_run)}")
     if not todo:
         print(f"{folder}: {name} {', '.join(splits)} already extracted with these settings (--overwrite to redo)")
         return
@@ -156,8 +164,8 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
     for split in todo:
         records = read_split(data["dataset"], data["dataset_dir"], split, allow_outside_paths)
         paths = [r.path for r in records]
-        extracted = extract_paths(extractor, paths, network["image_size"], batch_size, desc=f"{name}/{split}",
-                                  preprocessing=network["preprocessing"])
+        extracted = extract_paths(extractor, paths, loaded.image_size, batch_size, desc=f"{name}/{split}",
+                                  preprocessing=loaded.preprocessing)
         features, softmax = (extracted[0], _softmax(extracted[1])) if probabilities else (extracted, None)
         entry = record["features"].get(name, {})
         if any(entry.get(k) != v for k, v in data.items()):  # new, or another dataset folder under --overwrite
@@ -182,32 +190,30 @@ def _extract_into(folder, name, splits, data, extractor, network, from_run, chec
             save_class_names(folder, name, class_names)  # (kept when it names these classes and more)
 
 
-def load_feature_extractor(checkpoint, *, model=None, image_size=None, use_ema=True, probabilities=False,
-                           preprocessing=None):
-    """(extractor, settings): a Keras model mapping images of the
-    `settings["preprocessing"]` pipeline (B, S, S, 3) to features (B, D)
-    (and, with `probabilities`, to the classifier's logits (B, K) too), and
-    what it was built from (the `fgtf.checkpoints.load_network` report,
-    without the class count; `preprocessing` None: the checkpoint's)."""
+def load_feature_extractor(checkpoint: str, *, model: str | None = None, image_size: int | None = None,
+                           use_ema: bool = True, probabilities: bool = False,
+                           preprocessing: str | None = None) -> tuple[keras.Model, LoadedWeights]:
+    """(extractor, loaded): a Keras model mapping images of the
+    `loaded.preprocessing` pipeline (B, S, S, 3) to features (B, D) (and,
+    with `probabilities`, to the classifier's logits (B, K) too), and what it
+    was built from (`fgtf.checkpoints.load_network`'s record without the
+    class count: the features are the same with or without the classifier;
+    `preprocessing` None: the checkpoint's)."""
     from fgtf.checkpoints import checkpoint_kind, load_network
-    from fgtf.export import inference_graph
 
     if probabilities and checkpoint_kind(checkpoint) == "saved_model":
         raise UserError(f"{checkpoint} is a SavedModel: only its features can be extracted (--outputs features)")
-    network, used = load_network(checkpoint, model=model, image_size=image_size, include_top=probabilities,
-                                 use_ema=use_ema, preprocessing=preprocessing)
-    settings = {key: used[key] for key in NETWORK_SETTINGS}
-    if used["kind"] == "saved_model":  # already a feature vector
-        return network, settings
-    if probabilities and not used["num_classes"]:
+    loaded = load_network(checkpoint, model=model, image_size=image_size, include_top=probabilities,
+                          use_ema=use_ema, preprocessing=preprocessing)
+    if probabilities and not loaded.num_classes:
         raise UserError(f"{checkpoint} has no classifier, so it gives no probabilities; use --outputs features")
-    return inference_graph(network, used["model"], ("features", "logits") if probabilities else ("features",)), \
-        settings
+    extractor = loaded.features_model(("features", "logits") if probabilities else ("features",))
+    return extractor, dataclasses.replace(loaded, num_classes=None)
 
 
-def feature_extractor(model, checkpoint, image_size=None):
-    """The extractor of `load_feature_extractor` alone (as the notebooks use it)."""
-    return load_feature_extractor(checkpoint, model=model, image_size=image_size)[0]
+def _network_record(loaded: LoadedWeights) -> dict:
+    """extract_features.json's `network`: the settings that make features of one network (`NETWORK_SETTINGS`)."""
+    return {key: value for key, value in loaded.to_dict().items() if key in NETWORK_SETTINGS}
 
 
 def extract_paths(extractor, paths, image_size, batch_size, desc="features", preprocessing="inception"):

@@ -2,7 +2,7 @@
 Shared by train, evaluate, feature extraction and the attention
 visualisation. The network a run trains is built by
 `fgtf.models.network.build_network` (re-exported here) and loaded from its
-checkpoint by `fgtf.models.weights.load_run_network`.
+checkpoint by `fgtf.checkpoints.load_network`.
 
     <model_dir>/run_config.json      its `RunConfig`: the network `build_network` builds, the training
     <model_dir>/ckpt-<n>.index/.data the tf.train.Checkpoint of model, optimizer, input position, EMA

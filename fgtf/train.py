@@ -607,12 +607,12 @@ def _settings_from_runs(settings):
     Returns the settings so completed and the names of those taken from the
     --checkpoint run (for the line saying what it loaded)."""
     from fgtf import runs
-    from fgtf.checkpoints import DEFAULT_MODEL, checkpoint_kind, recorded_network, saved_model_refusal
+    from fgtf.checkpoints import DEFAULT_MODEL, RecordedNetwork, checkpoint_kind, recorded_network, saved_model_refusal
     from fgtf.models import default_image_size, default_preprocessing
 
     given = {"model": settings.model.model, "image size": settings.data.image_size,
              "preprocessing": settings.data.preprocessing}
-    source, from_start = {}, False
+    source, from_start = RecordedNetwork(), False
     if runs.has_checkpoint(settings.run.run_dir):
         source = recorded_network(settings.run.run_dir)
     elif settings.fine_tuning.checkpoint:
@@ -620,11 +620,11 @@ def _settings_from_runs(settings):
         if kind == "saved_model":
             raise UserError(saved_model_refusal(settings.fine_tuning.checkpoint, START_WEIGHTS))
         source, from_start = recorded_network(settings.fine_tuning.checkpoint), kind == "run"
-    model = settings.model.model or source.get("model") or DEFAULT_MODEL
+    model = settings.model.model or source.model or DEFAULT_MODEL
     completed = settings.replace(
         model__model=model,
-        data__image_size=settings.data.image_size or source.get("image_size") or default_image_size(model),
-        data__preprocessing=settings.data.preprocessing or source.get("preprocessing") or default_preprocessing(model))
+        data__image_size=settings.data.image_size or source.image_size or default_image_size(model),
+        data__preprocessing=settings.data.preprocessing or source.preprocessing or default_preprocessing(model))
     if completed.data.min_crop_area is not None and completed.data.preprocessing != "inception":
         raise UserError(f"--min_crop_area sets the random crop of the inception preprocessing; --preprocessing "
                         f"{completed.data.preprocessing} crops as its seed does")
@@ -856,9 +856,9 @@ def _initialise(model, settings, from_run):
     if excluded and fine_tuning.scope_matching == "substring":
         # the loaders match scopes by prefix: add the scopes of every layer a substring names
         excluded += layer_scopes(model, variables_in_scopes(model, excluded, "substring"))
-    used = load_into(model, fine_tuning.checkpoint, model_name=settings.model.model, exclude_scopes=excluded,
-                     use_ema=not fine_tuning.no_ema, saved_model_use=START_WEIGHTS)
-    print(f"initialised from {fine_tuning.checkpoint}: {describe(used, from_run)}"
+    loaded = load_into(model, fine_tuning.checkpoint, model_name=settings.model.model, exclude_scopes=excluded,
+                       use_ema=not fine_tuning.no_ema, saved_model_use=START_WEIGHTS)
+    print(f"initialised from {fine_tuning.checkpoint}: {describe(loaded, from_run)}"
           + (f"; excluding {excluded_text}" if excluded_text else ""))
 
 

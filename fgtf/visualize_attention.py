@@ -59,22 +59,24 @@ def main(argv=None):
         raise UserError(f"image file(s) not found: {', '.join(missing)}")
     from fgtf import checkpoints
 
-    model, used = load_network(args.checkpoint, model=args.model, image_size=args.image_size, use_ema=args.use_ema,
-                               preprocessing=args.preprocessing)
-    if args.class_index is not None and not args.class_index < used["num_classes"]:
-        raise UserError(f"--class_index must be in [0, {used['num_classes']}), got {args.class_index}")
-    out_dir = args.out or default_out(args.checkpoint, used["kind"])
-    class_names = _class_names(args.labels, args.checkpoint, used)
+    loaded = checkpoints.load_network(args.checkpoint, model=args.model, image_size=args.image_size,
+                                      use_ema=args.use_ema, preprocessing=args.preprocessing,
+                                      saved_model_use="used for a CAM (its classifier is not reachable)")
+    class_activation_source(loaded.network)  # a network whose CAM cannot be drawn is refused before any work
+    if args.class_index is not None and not args.class_index < loaded.num_classes:
+        raise UserError(f"--class_index must be in [0, {loaded.num_classes}), got {args.class_index}")
+    out_dir = args.out or default_out(args.checkpoint, loaded.kind)
+    class_names = _class_names(args.labels, args.checkpoint, loaded.num_classes)
     from_run = [name for name, given in (("image size", args.image_size), ("preprocessing", args.preprocessing))
                 if given is None] + ["classes"]
-    print(f"{args.checkpoint}: {checkpoints.describe(used, from_run)}")
+    print(f"{args.checkpoint}: {checkpoints.describe(loaded, from_run)}")
     for index, path in enumerate(args.images):
-        images = load_images([path], used["image_size"], used["preprocessing"])
-        maps = attention_maps(model, images, args.class_index)
+        images = load_images([path], loaded.image_size, loaded.preprocessing)
+        maps = attention_maps(loaded.network, images, args.class_index)
         png = os.path.join(out_dir, f"{index:03d}_{os.path.splitext(os.path.basename(path))[0]}.png")
         title = image_title(path, class_names, int(maps["predicted"][0]))
         write_overlay(images[0], maps, 0, png, title=title, class_names=class_names,
-                      preprocessing=used["preprocessing"])
+                      preprocessing=loaded.preprocessing)
         line = f"{title.replace(chr(10), '; ')} (p = {float(maps['predicted_probabilities'][0]):.3f})"
         if args.class_index is not None:
             line += f"; CAM of {class_names[args.class_index]} (p = {float(maps['probabilities'][0]):.3f})"
@@ -94,26 +96,12 @@ def image_title(path, class_names, predicted):
     return "\n".join(lines)
 
 
-def _class_names(labels, checkpoint, used):
-    """Class names in label order: `labels`' lines, else a run's classes.txt, else the class numbers."""
+def _class_names(labels, checkpoint, count):
+    """The names of the `count` classes in label order: `labels`' lines, else a run's classes.txt, else the
+    class numbers."""
     from fgtf import runs
 
-    count = used["num_classes"]
     return runs.class_names_of(checkpoint, count, labels) or [str(label) for label in range(count)]
-
-
-def load_network(checkpoint, *, model=None, image_size=None, use_ema=True, preprocessing=None):
-    """The network of `checkpoint` (any kind `fgtf.checkpoints.load_network`
-    takes, with its classifier) and what was loaded, after checking that its
-    CAM can be drawn. Raises UserError when the weights or CAM support are
-    missing."""
-    from fgtf import checkpoints
-
-    network, used = checkpoints.load_network(checkpoint, model=model, image_size=image_size, use_ema=use_ema,
-                                             saved_model_use="used for a CAM (its classifier is not reachable)",
-                                             preprocessing=preprocessing)
-    class_activation_source(network)
-    return network, used
 
 
 def default_out(checkpoint, kind):

@@ -81,11 +81,13 @@ def _tiny_net_slim_checkpoint(prefix, ema_offset=None):
 def test_load_network_reads_each_kind_and_says_what_it_used(tmp_path):
     prefix, reference = _tiny_net_slim_checkpoint(tmp_path / "tiny.ckpt", ema_offset=0.5)
     images = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-    network, used = checkpoints.load_network(prefix, model="tiny_net", use_ema=False)
+    loaded = checkpoints.load_network(prefix, model="tiny_net", use_ema=False)
+    network, used = loaded.network, loaded.to_dict()
     assert used == {"kind": "slim", "weights": prefix, "model": "tiny_net", "head": "none", "image_size": 32,
                     "num_classes": 3, "ema": False, "preprocessing": "inception"}
     np.testing.assert_allclose(network(images), reference(images), rtol=1e-5, atol=1e-6)
-    averaged, used = checkpoints.load_network(prefix, model="tiny_net", include_top=False, image_size=40)
+    loaded = checkpoints.load_network(prefix, model="tiny_net", include_top=False, image_size=40)
+    averaged, used = loaded.network, loaded.to_dict()
     assert used["ema"] is True and used["num_classes"] is None and used["image_size"] == 40
     kernel = averaged.get_layer("Mixed_5b").kernel
     np.testing.assert_allclose(kernel, np.asarray(reference.get_layer("Mixed_5b").kernel) + 0.5, rtol=1e-6)
@@ -95,7 +97,8 @@ def test_load_network_reads_each_kind_and_says_what_it_used(tmp_path):
     checkpoints.main(["convert", "--model", "tiny_net", "--checkpoint", prefix, "--out", out, "--use_ema", "false"])
     assert checkpoints.keras_weights_record(out) == {"model": "tiny_net", "classes": 3, "aux_logits": False,
                                                      "ema": False}
-    from_file, used = checkpoints.load_network(out)
+    loaded = checkpoints.load_network(out)
+    from_file, used = loaded.network, loaded.to_dict()
     assert (used["kind"], used["model"], used["num_classes"], used["ema"]) == ("keras", "tiny_net", 3, False)
     np.testing.assert_allclose(from_file(images), reference(images), rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError, match="holds tiny_net weights, not model small_cnn"):
@@ -174,7 +177,8 @@ def test_help_needs_no_tensorflow():
 
 def test_slim_checkpoint_with_aux_logits_loads_below_the_aux_heads_size(slim_checkpoint, capsys):
     """The aux head needs 299 px; smaller, the classifier loads and the AuxLogits variables are skipped."""
-    network, used = checkpoints.load_network(slim_checkpoint("inception_v3"), model="inception_v3", image_size=83)
+    loaded = checkpoints.load_network(slim_checkpoint("inception_v3"), model="inception_v3", image_size=83)
+    network, used = loaded.network, loaded.to_dict()
     assert len(network.outputs) == 1 and network.outputs[0].shape[-1] == used["num_classes"]
     assert used["image_size"] == 83
     assert "AuxLogits" in capsys.readouterr().out

@@ -73,7 +73,8 @@ def _keras_outputs(checkpoint, images, **options):
     from fgtf import runs
     from fgtf.models import feature_endpoint
 
-    network, used = load_network(checkpoint, **options)
+    loaded = load_network(checkpoint, **options)
+    network, used = loaded.network, loaded.to_dict()
     backbone = runs.backbone_of(network)
     endpoint = keras.Model(backbone.inputs, backbone.get_layer(feature_endpoint(used["model"])).output)
     x = images * 2.0 - 1.0
@@ -183,7 +184,7 @@ def test_int8_litert_from_the_command_line_keeps_the_float_top1(world, tmp_path,
     assert (counts > 0).sum() >= 4 and counts.max() < 0.5 * len(float_top1), counts
     # int8 rounding may flip near-ties of this barely trained classifier, not its clear decisions
     assert confident_agreement >= 0.98 and agreement >= 0.9, (confident_agreement, agreement)
-    weights = load_network(world["weights"])[0].count_params()
+    weights = load_network(world["weights"]).network.count_params()
     assert os.path.getsize(artifact) < 0.5 * 4 * weights  # stored as 8-bit integers, not float32
 
 

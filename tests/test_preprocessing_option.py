@@ -76,7 +76,7 @@ def test_ten_views_sum_the_logits_of_each_view(world):
     from fgtf.checkpoints import load_network
     from fgtf.input_pipeline import shard_folder
 
-    network, _ = load_network(world["run"])
+    network = load_network(world["run"]).network
     pipeline = get_pipeline("sam")
     logits, labels = evaluate.predict_logits(network, shard_folder(world["tfrecords"]), "validation", SIZE, 3,
                                              preprocessing=pipeline.ten_views())
@@ -117,7 +117,7 @@ def test_export_bakes_the_pipelines_normalisation_in(world, tmp_path):
     pipeline = get_pipeline("sam")
     images = pipeline(tf.io.read_file(world["images"][0]), SIZE, training=False)[tf.newaxis]
     rgb = pipeline.denormalize(images)  # what a user feeds: RGB in [0, 1]
-    network, _ = load_network(world["run"])
+    network = load_network(world["run"]).network
     np.testing.assert_allclose(exported(rgb)["logits"], network(images, training=False), rtol=1e-4, atol=1e-5)
 
 

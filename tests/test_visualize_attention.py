@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from fgtf import runs, train, visualize_attention
+from fgtf import checkpoints, runs, train, visualize_attention
 import tiny_models
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
@@ -41,7 +41,8 @@ def trained_runs(dataset):
 @pytest.mark.parametrize("name", ["plain", "sef", "cle"])
 def test_cam_positions_sum_to_the_logit(trained_runs, dataset, name):
     """The CAM is each position's contribution: its spatial mean plus the bias is the class logit."""
-    model, used = visualize_attention.load_network(trained_runs[name])
+    loaded = checkpoints.load_network(trained_runs[name])
+    model, used = loaded.network, loaded.to_dict()
     images = visualize_attention.load_images(dataset["images"], used["image_size"])
     feature_map_of, kernel = visualize_attention.class_activation_source(model)
     logits = np.asarray(model(images, training=False))
@@ -59,7 +60,8 @@ def test_cam_positions_sum_to_the_logit(trained_runs, dataset, name):
 
 
 def test_sam_maps_are_the_heads_own_with_ema_weights(trained_runs, dataset):
-    model, used = visualize_attention.load_network(trained_runs["sam"])
+    loaded = checkpoints.load_network(trained_runs["sam"])
+    model, used = loaded.network, loaded.to_dict()
     assert used["ema"] and used["head"] == "sam"
     images = visualize_attention.load_images(dataset["images"], used["image_size"])
     maps = visualize_attention.attention_maps(model, images, class_index=2)
@@ -94,13 +96,12 @@ def test_cli_writes_one_overlay_per_image(trained_runs, dataset, tmp_path, capsy
 
 
 def test_a_keras_weights_file_draws_the_same_cam_as_its_run(trained_runs, dataset, tmp_path, capsys):
-    from fgtf import checkpoints
-
     weights = str(tmp_path / "plain.weights.h5")
     checkpoints.main(["convert", "--checkpoint", trained_runs["plain"], "--out", weights])
-    from_file, used = visualize_attention.load_network(weights, image_size=32)
+    loaded = checkpoints.load_network(weights, image_size=32)
+    from_file, used = loaded.network, loaded.to_dict()
     assert used["kind"] == "keras" and used["model"] == "tiny_net" and used["num_classes"] == 3
-    from_run, _ = visualize_attention.load_network(trained_runs["plain"])
+    from_run = checkpoints.load_network(trained_runs["plain"]).network
     images = visualize_attention.load_images(dataset["images"], 32)
     np.testing.assert_allclose(visualize_attention.attention_maps(from_file, images)["cam"],
                                visualize_attention.attention_maps(from_run, images)["cam"], rtol=1e-5, atol=1e-6)

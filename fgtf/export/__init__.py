@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import shutil
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import fgtf
 from fgtf.export.formats import (CALIBRATION_IMAGES, calibration_batches, calibration_source, checked_calibration,
@@ -41,6 +41,7 @@ from tfrecord_tools.folder_lock import hold_folder
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 
 FORMATS = ("saved_model", "litert", "litert_int8", "onnx", "keras")
@@ -52,8 +53,8 @@ _NEEDS = {"litert": ("ai_edge_litert",), "litert_int8": ("ai_edge_litert",), "on
 
 
 def export(checkpoint: str, out: str, *, format: str, model: str | None = None, num_classes: int | None = None,
-           image_size: int | None = None, outputs: Sequence[str] | None = None, calibration_dir: str | None = None,
-           calibration_data: str | None = None, labels: Sequence[str] | None = None,
+           image_size: int | None = None, outputs: str | None = None, calibration_dir: str | None = None,
+           calibration_data: np.ndarray | None = None, labels: str | None = None,
            calibration_images: int = CALIBRATION_IMAGES, preprocessing: str | None = None) -> str:
     """Write `format` of the model at `checkpoint` to the folder `out` (with
     labels.txt and model_card.json); returns the artifact's path.
@@ -99,59 +100,54 @@ def _export(checkpoint, out, format, model, num_classes, image_size, outputs, ca
 
 
 def export_model(checkpoint: str, *, model: str | None = None, num_classes: int | None = None,
-                 image_size: int | None = None, outputs: Sequence[str] | None = None,
+                 image_size: int | None = None, outputs: str | None = None,
                  preprocessing: str | None = None) -> tuple[keras.Model, dict]:
     """(keras.Model taking [0, 1] images, partial model card). The model returns
     a dict of its outputs by name (`features`, `logits` or both). The network is what
     `fgtf.checkpoints.load_network` builds from `checkpoint`: with its
     classifier when `num_classes` is given (it must be the checkpoint's) or
-    the checkpoint is a run folder, else its backbone; before it, the
+    the checkpoint is a run folder, else its backbone (a SavedModel: its
+    feature vector, at 299 px unless `image_size` is given); before it, the
     normalisation of the `preprocessing` pipeline (default: the checkpoint's)."""
     import keras
 
     from fgtf.checkpoints import checkpoint_kind, load_network
-    from fgtf.checkpoints.saved_model import SAVED_MODEL_IMAGE_SIZE, hub_feature_model, saved_model_preprocessing
+    from fgtf.checkpoints.saved_model import SAVED_MODEL_IMAGE_SIZE
     from fgtf.preprocessing import get_pipeline
 
     if outputs is not None and outputs not in OUTPUTS:
         raise ParameterError(f"unknown `outputs` {outputs!r}; choose one of {', '.join(OUTPUTS)}")
     kind = checkpoint_kind(checkpoint)
-    if kind == "saved_model":
+    if kind == "saved_model":  # an opaque graph: its feature vector only, at 299 px unless told otherwise
         if outputs in ("logits", "both"):
             raise ParameterError(f"{checkpoint} is a SavedModel: only its features can be exported "
                                  f"(`outputs` features)")
-        image_size, name, outputs = image_size or SAVED_MODEL_IMAGE_SIZE, "saved_model", "features"
-        preprocessing = preprocessing or saved_model_preprocessing(checkpoint)
-        graph, weights = hub_feature_model(checkpoint, image_size, preprocessing), os.path.abspath(checkpoint)
-    else:
-        network, used = load_network(checkpoint, model=model, image_size=image_size,
-                                     include_top=num_classes is not None or kind == "run", preprocessing=preprocessing)
-        preprocessing = used["preprocessing"]
-        if num_classes is not None and used["num_classes"] != num_classes:
-            raise ParameterError(f"{checkpoint} holds a classifier of {used['num_classes']} classes, not `num_classes` "
-                                 f"{num_classes}")
-        if outputs in ("logits", "both") and not used["num_classes"]:
-            raise ParameterError(f"{checkpoint} gives no classifier here; pass `num_classes` or use `outputs` features")
-        image_size, name, weights = used["image_size"], used["model"], used["weights"]
-        outputs = outputs or ("both" if used["num_classes"] else "features")
-        graph = inference_graph(network, name, ("features", "logits") if outputs == "both" else (outputs,))
-    pipeline = get_pipeline(preprocessing)
-    images = keras.Input((image_size, image_size, 3), name="images")
-    scaled = normalization_layer(pipeline)(images)
+        image_size, num_classes = image_size or SAVED_MODEL_IMAGE_SIZE, None
+    loaded = load_network(checkpoint, model=model, image_size=image_size,
+                          include_top=num_classes is not None or kind == "run", preprocessing=preprocessing)
+    if num_classes is not None and loaded.num_classes != num_classes:
+        raise ParameterError(f"{checkpoint} holds a classifier of {loaded.num_classes} classes, not `num_classes` "
+                             f"{num_classes}")
+    if outputs in ("logits", "both") and not loaded.num_classes:
+        raise ParameterError(f"{checkpoint} gives no classifier here; pass `num_classes` or use `outputs` features")
+    outputs = outputs or ("both" if loaded.num_classes else "features")
     order = ["features", "logits"] if outputs == "both" else [outputs]
-    results = graph(scaled)
+    pipeline = get_pipeline(loaded.preprocessing)
+    size, name = loaded.image_size, loaded.model
+    images = keras.Input((size, size, 3), name="images")
+    results = loaded.features_model(order)(normalization_layer(pipeline)(images))
     named = dict(zip(order, results if len(order) > 1 else [results]))
     exported = keras.Model(images, named, name=f"{name}_export")
     sizes = [int(named[output].shape[-1]) for output in order]
-    card = {"network": name, "checkpoint": weights, "fgtf_version": fgtf.__version__,
-            "input": {"name": "images", "shape": [None, image_size, image_size, 3], "dtype": "float32",
+    card = {"network": name, "checkpoint": loaded.weights, "fgtf_version": fgtf.__version__,
+            "input": {"name": "images", "shape": [None, size, size, 3], "dtype": "float32",
                       "range": [0.0, 1.0], "color": "RGB"},
             "preprocessing": {"name": pipeline.name, "inside the model": "(x - mean) / std, per RGB channel",
                               "mean": list(pipeline.mean), "std": list(pipeline.std),
-                              "before the model": f"{pipeline.test_text} (S = {image_size}), values / 255"},
+                              "before the model": f"{pipeline.test_text} (S = {size}), values / 255"},
             "outputs": dict(zip(order, sizes)), "output_order": order}
     if kind != "saved_model":
-        card.update(_run_figures(checkpoint, weights, used["ema"]))
+        card.update(_run_figures(checkpoint, loaded.weights, loaded.ema))
     return exported, card
 
 
@@ -162,34 +158,6 @@ def normalization_layer(pipeline):
 
     mean, std = np.asarray(pipeline.mean, np.float32), np.asarray(pipeline.std, np.float32)
     return keras.layers.Rescaling(1.0 / std, offset=-mean / std, name=f"{pipeline.name}_normalization")
-
-
-def inference_graph(network, model_name, outputs=("features", "logits")):
-    """One Keras graph from `network`'s input ([-1, 1] images) to `outputs`
-    (a tuple of "features": the spatial mean of the network's feature end
-    point, and "logits"), in plain Keras layers: a head model's inference
-    path is traced into the graph, so no fgtf class is needed to run or load
-    it and the backbone is stored (and run) once for both outputs."""
-    import keras
-    from keras import ops
-
-    from fgtf import runs
-    from fgtf.models import feature_endpoint
-    from fgtf.models.heads.base import HeadModel
-
-    backbone = runs.backbone_of(network)
-    tensors = {"features": keras.layers.GlobalAveragePooling2D(name="features")(
-        backbone.get_layer(feature_endpoint(model_name)).output)}
-    if "logits" in outputs:
-        if backbone is network:
-            tensors["logits"] = network.outputs[0]  # the classifier (aux logits, if any, left out)
-        elif isinstance(network, HeadModel):
-            tensors["logits"] = network.head(ops.cast(backbone.output, "float32"), training=False)["logits"]
-        else:
-            raise ParameterError(f"cannot export the classifier of {type(network).__name__} networks; use `outputs` "
-                                 f"features")
-    result = [tensors[name] for name in outputs]
-    return keras.Model(backbone.inputs, result if len(result) > 1 else result[0], name=f"{model_name}_inference")
 
 
 def _remove_stale_temporaries(out):

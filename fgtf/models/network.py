@@ -1,11 +1,18 @@
-"""The network of a training run: a registry backbone with its TF-Slim
-classifier, or its feature map wrapped by a head of the head table
-(`fgtf.models.heads.HEADS`). Training builds it, and every command that
-loads a run rebuilds it the same way (`fgtf.models.weights.load_run_network`).
-A `NetworkSpec` says which network; a run folder's `fgtf.runs.RunConfig` is one.
+"""The networks built from the registry for training and loading, and the
+graph of their pooled features.
+
+* `build_network`: the network of a training run, a registry backbone with
+  its TF-Slim classifier, or its feature map wrapped by a head of the head
+  table (`fgtf.models.heads.HEADS`). Training builds it, and every command
+  that loads a run rebuilds it the same way (`fgtf.checkpoints.load_network`).
+  A `NetworkSpec` says which network; a run folder's `fgtf.runs.RunConfig` is one.
+* `build_plain_network`: a registry network with or without its classifier,
+  image sizes it cannot take said as a user's mistake.
+* `pooled_features_model`: a network's pooled features (and logits), as
+  every command that extracts, exports or compares features uses them.
 """
 import dataclasses
-from typing import Optional
+from typing import Optional, Sequence
 
 import keras
 
@@ -37,16 +44,38 @@ class NetworkSpec:
     drop_path_rate: Optional[float] = None
 
 
-def build_network(spec):
+def build_network(spec: NetworkSpec) -> keras.Model:
     """The Keras model a run trains (`spec` a `NetworkSpec`): backbone
     `spec.model_name` with the slim classifier (plus aux logits when
     `spec.aux_logits`), or its feature map wrapped by the head `spec.head`
     (sef, sam, cle) built with `spec.head_options`. At inference it outputs
     logits."""
+    extra = {"drop_path_rate": spec.drop_path_rate} if spec.drop_path_rate else {}
+    if spec.head == NO_HEAD:
+        return build_plain_network(spec.model_name, spec.image_size, classes=spec.num_classes,
+                                   aux_logits=spec.aux_logits, **extra)
+    head_record(spec.head)  # an unknown head is refused before the backbone is built
+    backbone = build_plain_network(spec.model_name, spec.image_size, **extra)
+    return build_head(spec.head, backbone, spec.num_classes, **spec.head_options)
+
+
+def build_plain_network(model_name: str, image_size: int | None = None, *, classes: int | None = None,
+                        aux_logits: bool = False, **options) -> keras.Model:
+    """Registry network `model_name` at `image_size` (default: the network's
+    own) with its TF-Slim classifier of `classes` (logits; plus the Inception
+    aux logits with `aux_logits`), or without a classifier (`classes` None),
+    its output the feature map. `options`: more keywords of its builder (e.g.
+    `drop_path_rate`). An image size it cannot take is a UserError (see
+    `image_size_mistake`)."""
+    top = {"include_top": True, "classes": int(classes), "classifier_activation": None} if classes else \
+        {"include_top": False}
+    if aux_logits:
+        top["aux_logits"] = True
     try:
-        return _build_network(spec)
+        return build_model(model_name, input_shape=(image_size, image_size, 3) if image_size else None, **top,
+                           **options)
     except InputSizeError as error:
-        raise image_size_mistake(error, spec.model_name, spec.image_size) from None
+        raise image_size_mistake(error, model_name, image_size) from None
 
 
 def image_size_mistake(error, model_name, image_size):
@@ -64,14 +93,30 @@ def backbone_of(model):
     return nested[0] if nested else model
 
 
-def _build_network(spec):
-    size = spec.image_size
-    extra = {"drop_path_rate": spec.drop_path_rate} if spec.drop_path_rate else {}
-    if spec.head == NO_HEAD:
-        if spec.aux_logits:
-            extra["aux_logits"] = True
-        return build_model(spec.model_name, classes=spec.num_classes, classifier_activation=None,
-                           input_shape=(size, size, 3), **extra)
-    head_record(spec.head)  # an unknown head is refused before the backbone is built
-    backbone = build_model(spec.model_name, include_top=False, input_shape=(size, size, 3), **extra)
-    return build_head(spec.head, backbone, spec.num_classes, **spec.head_options)
+def pooled_features_model(network: keras.Model, model_name: str,
+                          outputs: Sequence[str] = ("features",)) -> keras.Model:
+    """One Keras graph from `network`'s input to `outputs`, in that order (one
+    output: a tensor, else a list): "features", the spatial mean of the
+    feature end point of `model_name` (`fgtf.models.feature_endpoint`) in
+    the network's backbone, named `features`, and "logits", the network's
+    classifier (aux logits left out; a head's inference path traced into
+    the graph). Plain Keras layers sharing `network`'s, so no fgtf class is
+    needed to run or load it and the backbone runs once for both outputs.
+    The features `fgtf.extract_features` writes, `fgtf.export` exports and
+    SimTrans's SimNet compares."""
+    from fgtf.models import feature_endpoint
+    from fgtf.models.heads.base import HeadModel
+
+    backbone = backbone_of(network)
+    tensors = {"features": keras.layers.GlobalAveragePooling2D(name="features")(
+        backbone.get_layer(feature_endpoint(model_name)).output)}
+    if "logits" in outputs:
+        if backbone is network:
+            tensors["logits"] = network.outputs[0]  # the classifier (aux logits, if any, left out)
+        elif isinstance(network, HeadModel):
+            tensors["logits"] = network.head(keras.ops.cast(backbone.output, "float32"), training=False)["logits"]
+        else:
+            raise ParameterError(f"cannot export the classifier of {type(network).__name__} networks; use `outputs` "
+                                 f"features")
+    result = [tensors[name] for name in outputs]
+    return keras.Model(backbone.inputs, result if len(result) > 1 else result[0], name=f"{model_name}_features")

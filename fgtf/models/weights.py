@@ -9,9 +9,8 @@
 * Keras `.weights.h5` (`load_keras_weights`, `save_keras_weights`): fgtf's
   files record the network they hold, so they load into any build of it;
 * an fgtf run's checkpoint (`restore_for_inference`): the network's weights,
-  with the moving averages the run kept; `load_run_network` rebuilds a
-  run's network and restores it, `load_run_weights` starts another network
-  from it;
+  with the moving averages the run kept; `load_run_weights` starts another
+  network from it;
 * torch state dicts (`load_torch_weights`): torchvision's ResNets and the
   official Swin files, read without torch by `fgtf.models.pth`.
 
@@ -305,32 +304,15 @@ def unreadable_reason(error):
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def load_run_network(config, prefix, *, image_size=None, use_ema=True):
-    """(network, used) of the run checkpoint `prefix`, for inference: the
-    network of the run's `config` (its run_config.json's `fgtf.runs.RunConfig`,
-    a `fgtf.models.network.NetworkSpec` with the run's preprocessing; with its head) at its
-    image size unless `image_size` is given, restored with its EMA weights
-    when it kept them and `use_ema`. `used` is
-    `fgtf.checkpoints.load_network`'s report."""
-    import dataclasses
-
-    from fgtf.models.network import build_network
-
-    size = image_size or config.image_size
-    network = build_network(dataclasses.replace(config, image_size=size))
-    ema = restore_for_inference(network, prefix, use_ema=use_ema)
-    return network, _run_used(prefix, config, ema, image_size=size)
-
-
 def load_run_weights(model, config, prefix, *, exclude_scopes="", use_ema=True):
     """Start `model` from the model weights of the run checkpoint `prefix`
     (not its optimizer state or step): the run's network is rebuilt from its
-    `config` (a `RunConfig`, as `load_run_network` takes), restored (EMA weights when it kept them
+    `config` (its run_config.json's `fgtf.runs.RunConfig`), restored (EMA weights when it kept them
     and `use_ema`), and its layers copied into `model` by name, except those
     under `exclude_scopes` (e.g. `Logits` for another class count). `model`
     may be the run's whole network, only its backbone, or (from a run
     without a head) a head's network, of which only the backbone is loaded.
-    Returns what was used, as `fgtf.checkpoints.load_network` reports it."""
+    Returns True when EMA weights were used."""
     from fgtf.models.layers import in_scopes, scope_prefixes, weight_layers
     from fgtf.models.heads import NO_HEAD
     from fgtf.models.network import backbone_of, build_network
@@ -358,7 +340,7 @@ def load_run_weights(model, config, prefix, *, exclude_scopes="", use_ema=True):
                                  f"network's {[tuple(v.shape) for v in layer.weights]}; leave it out with "
                                  f"`checkpoint_exclude_scopes` (e.g. {layer.name.split('.')[0]})")
         layer.set_weights(weights)
-    return _run_used(prefix, config, used_ema)
+    return used_ema
 
 
 def ema_variable_key(variable):
@@ -461,12 +443,6 @@ def torch_key(variable_path):
     if short != "kernel":
         return key, lambda value: value
     return key, lambda value: value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
-
-
-def _run_used(prefix, config, ema, image_size=None):
-    return {"kind": "run", "weights": os.path.abspath(prefix), "model": config.model_name, "head": config.head,
-            "image_size": int(image_size or config.image_size), "num_classes": int(config.num_classes), "ema": ema,
-            "preprocessing": config.preprocessing}
 
 
 def _layer_variables(model):

@@ -19,35 +19,35 @@ def start_network(checkpoint, model, image_size, preprocessing=None):
     SimTrans run's run.json, a training run's run_config.json) or the
     network an fgtf .weights.h5 or torch state dict holds, else small_cnn,
     then the network's default size (small_cnn: 64 px) and pipeline."""
-    from fgtf.checkpoints import recorded_network
+    from fgtf.checkpoints import RecordedNetwork, recorded_network
     from fgtf.models import default_image_size, default_preprocessing
 
-    source = {}
+    source = RecordedNetwork()
     if checkpoint:
-        source = read_run(checkpoint)
-        if source is None:
-            source = recorded_network(checkpoint)
-    taken = [name for name, given, key in (("model", model, "model"), ("image size", image_size, "image_size"),
-                                           ("preprocessing", preprocessing, "preprocessing"))
-             if given is None and source.get(key)]
-    model = model or source.get("model") or DEFAULT_MODEL
-    return (model, image_size or source.get("image_size") or default_image_size(model),
-            preprocessing or source.get("preprocessing") or default_preprocessing(model), taken)
+        run = read_run(checkpoint)
+        source = recorded_network(checkpoint) if run is None else RecordedNetwork(
+            model=run.get("model"), image_size=run.get("image_size"), preprocessing=run.get("preprocessing"))
+    taken = [name for name, given, recorded in (("model", model, source.model),
+                                                ("image size", image_size, source.image_size),
+                                                ("preprocessing", preprocessing, source.preprocessing))
+             if given is None and recorded]
+    model = model or source.model or DEFAULT_MODEL
+    return (model, image_size or source.image_size or default_image_size(model),
+            preprocessing or source.preprocessing or default_preprocessing(model), taken)
 
 
 def build_backbone(run, weights=None, taken=()):
     """The run's registry backbone without its classifier: a model (B, S, S, 3)
     -> 4-D feature map, started from `weights` when given (`taken`: the
     settings pretrain took from them, for the line saying what was loaded)."""
+    from fgtf.errors import InputSizeError, ParameterError
     from fgtf.models import build_model
 
     size = run["image_size"]
     try:
         backbone = build_model(run["model"], include_top=False, input_shape=(size, size, 3))
-    except ValueError as error:
-        if isinstance(error, UserError):
-            raise
-        raise UserError(f"--image_size {size} does not suit {run['model']}: {error}") from None
+    except InputSizeError as error:
+        raise ParameterError(f"`image_size` {size} does not suit {run['model']}: {error}") from None
     if weights:
         _load_backbone_weights(backbone, weights, run["model"], taken)
     return backbone
@@ -67,10 +67,12 @@ def build_classifier(run, num_classes, backbone_weights=None, simnet=None, taken
 
 
 def build_simnet(run, backbone_weights=None, **options):
-    """A SimNet on the run's backbone (initialised from `backbone_weights` when given)."""
+    """A SimNet on the pooled features of the run's backbone (initialised from `backbone_weights` when given)."""
+    from fgtf.models.network import pooled_features_model
     from fgtf.simtrans.model import SimNet
 
-    return SimNet(_pooled(build_backbone(run, backbone_weights)), name="simnet", **options)
+    return SimNet(pooled_features_model(build_backbone(run, backbone_weights), run["model"]), name="simnet",
+                  **options)
 
 
 def load_simnet(run_dir, run):
@@ -96,14 +98,6 @@ def _load_backbone_weights(backbone, path, model, taken=()):
             raise UserError(f"{path} is a SimTrans run of {other_run['model']}, not of --model {model}")
         current_step(path, "pretrain")  # its backbone is finished and current
         path, source = os.path.join(path, BACKBONE_WEIGHTS), f"its {RUN_FILE}"
-    used = load_into(backbone, path, model_name=model, exclude_scopes=("Logits", "logits", "AuxLogits"),
-                     saved_model_use="a SimTrans backbone's start weights")
-    print(f"backbone initialised from {given}: {describe(used, taken, source)}")
-
-
-def _pooled(backbone):
-    """The backbone's globally average-pooled features (B, C) as a model sharing its layers."""
-    import keras
-
-    pooled = keras.layers.GlobalAveragePooling2D(name="features")(backbone.outputs[0])
-    return keras.Model(backbone.inputs, pooled, name=f"{backbone.name}_features")
+    loaded = load_into(backbone, path, model_name=model, exclude_scopes=("Logits", "logits", "AuxLogits"),
+                       saved_model_use="a SimTrans backbone's start weights")
+    print(f"backbone initialised from {given}: {describe(loaded, taken, source)}")
