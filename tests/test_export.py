@@ -210,6 +210,10 @@ def test_saved_model_loads_with_hub_tfsmlayer_and_back_into_fgtf(world, tmp_path
     assert exported.shape == original.shape == (len(world["labels"]), 128)
     assert relative_l2(exported, original) < TOLERANCE
 
+    # exported again, its features are fed at the size its model card says (as every command feeds it)
+    model, _ = export.export_model(artifact)
+    assert model.input_shape[1:3] == (SIZE, SIZE) != (299, 299)
+
 
 _LOAD_WITHOUT_FGTF = """
 import sys

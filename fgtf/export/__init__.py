@@ -107,22 +107,22 @@ def export_model(checkpoint: str, *, model: str | None = None, num_classes: int 
     `fgtf.checkpoints.load_network` builds from `checkpoint`: with its
     classifier when `num_classes` is given (it must be the checkpoint's) or
     the checkpoint is a run folder, else its backbone (a SavedModel: its
-    feature vector, at 299 px unless `image_size` is given); before it, the
+    feature vector, at the size its fgtf model card says, else 299 px, unless
+    `image_size` is given); before it, the
     normalisation of the `preprocessing` pipeline (default: the checkpoint's)."""
     import keras
 
     from fgtf.checkpoints import checkpoint_kind, load_network
-    from fgtf.checkpoints.saved_model import SAVED_MODEL_IMAGE_SIZE
     from fgtf.preprocessing import get_pipeline
 
     if outputs is not None and outputs not in OUTPUTS:
         raise ParameterError(f"unknown `outputs` {outputs!r}; choose one of {', '.join(OUTPUTS)}")
     kind = checkpoint_kind(checkpoint)
-    if kind == "saved_model":  # an opaque graph: its feature vector only, at 299 px unless told otherwise
+    if kind == "saved_model":  # an opaque graph: its feature vector only
         if outputs in ("logits", "both"):
             raise ParameterError(f"{checkpoint} is a SavedModel: only its features can be exported "
                                  f"(`outputs` features)")
-        image_size, num_classes = image_size or SAVED_MODEL_IMAGE_SIZE, None
+        num_classes = None
     loaded = load_network(checkpoint, model=model, image_size=image_size,
                           include_top=num_classes is not None or kind == "run", preprocessing=preprocessing)
     if num_classes is not None and loaded.num_classes != num_classes:
