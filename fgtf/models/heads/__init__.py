@@ -16,7 +16,7 @@ the head classes and builders load on first use.
 import importlib
 from typing import Callable, NamedTuple, Optional
 
-from fgtf.command_line import positive_int
+from tfrecord_tools.cli import positive_int  # an argparse type, from the ground floor: models sit below the commands
 from fgtf.errors import UserError
 
 NO_HEAD = "none"  # the backbone's own (slim) classifier
