@@ -6,7 +6,7 @@ library's messages name its parameters, not the commands' flags: a
 `ParameterError` is worded in flags by the command that prints it."""
 from tfrecord_tools.errors import ParameterError, UserError
 
-__all__ = ["UserError", "ParameterError", "InputSizeError"]
+__all__ = ["UserError", "ParameterError", "InputSizeError", "TrainingDiverged"]
 
 
 class InputSizeError(UserError):
@@ -17,3 +17,8 @@ class InputSizeError(UserError):
     def __init__(self, message, size=None, smallest=None):
         super().__init__(message)
         self.size, self.smallest = size, smallest
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite (`fgtf.training.train`); nothing was
+    saved after the last good checkpoint."""

@@ -302,7 +302,7 @@ def _train(shard_dir, run_dir, recipe, seed, learning_rate, **changes):
     folder left by another recipe (or an older fgtf, which recorded other
     ones) is trained afresh, since resuming it would mix two trainings under
     the new recipe's name."""
-    from fgtf import train
+    from fgtf.training import train
 
     settings = _train_config(shard_dir, run_dir, recipe, seed, learning_rate).replace(**changes)
     # The key: what the study chose (not fgtf.train's defaults), its paths absolute.
@@ -315,7 +315,7 @@ def _train(shard_dir, run_dir, recipe, seed, learning_rate, **changes):
         shutil.rmtree(run_dir)
     if not os.path.isfile(record):
         write_json(record, {"settings": chosen})
-    train.train(settings)
+    train(settings)
 
 
 def _train_config(shard_dir, run_dir, recipe, seed, learning_rate):

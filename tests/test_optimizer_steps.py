@@ -1,6 +1,6 @@
 """A few training steps of fgtf equal the original frameworks' steps: from
 the same weights, on the same fixed batch, each recipe family's optimiser as
-fgtf.train's flags express it (through `fgtf.train.prepare_optimization`, the
+fgtf.train's flags express it (through `fgtf.training.prepare_optimization`, the
 code a run uses) gives the loss and the updated weights that PyTorch (SEF,
 SAM, CLE-ViT) and TF1 + tf_slim (the CVPR 2018 trainer) gave. References:
 tests/reference/optimizer_steps (README there)."""
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import reference_dir
-from fgtf import train
+from fgtf import train, training
 from fgtf.losses import SparseCrossentropy
 
 pytestmark = pytest.mark.reference
@@ -53,7 +53,7 @@ def _prepared(model, flags, start, total_steps, loss_weights=None):
     the optimiser those train flags give."""
     settings = train.TrainConfig.from_flags(train.build_parser().parse_args(
         ["--dataset_dir", "unused", "--run_dir", "unused", *flags]))
-    optimizer = train.prepare_optimization(model, settings, num_examples=8, total_steps=total_steps)
+    optimizer = training.prepare_optimization(model, settings, num_examples=8, total_steps=total_steps)
     loss = SparseCrossentropy()
     model.compile(optimizer, loss=[loss] * len(loss_weights) if loss_weights else loss, loss_weights=loss_weights)
     for variable in model.weights:

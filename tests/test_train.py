@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from fgtf import evaluate, plots, runs, train, train_eval
+from fgtf import evaluate, plots, runs, train, train_eval, training
 from fgtf.metrics import classification_metrics
 from fgtf.models.layers import freeze_outside_scopes
 from fgtf.train_eval import EvaluationSchedule
@@ -141,7 +141,7 @@ def test_library_calls_take_typed_settings(tfrecords, tmp_path, capsys):
                            model=ModelSettings(model="tiny_net"),
                            optimization=OptimizationSettings(optimizer="momentum", weight_decay=0),
                            schedule=ScheduleSettings(learning_rate=0.05, batch_size=8, max_number_of_steps=2))
-    assert set(train.train(settings)) >= {"loss", "accuracy"}
+    assert set(training.train(settings)) >= {"loss", "accuracy"}
     recorded = runs.load_run_config(str(tmp_path / "run"))
     assert recorded.total_steps == 2
     # run_config.json keeps the whole config, read back as it ran (the pipeline left out is the network's)
