@@ -152,11 +152,15 @@ def load_class_names(model_dir, num_classes):
     return names if names is not None and len(names) == num_classes else None
 
 
-def class_names_of(checkpoint, num_classes, labels=None):
+def network_class_names(checkpoint: str, num_classes: int, labels: str | None = None,
+                        shard_dir: str | None = None) -> list[str]:
     """The names of the `num_classes` classes of a network loaded from
-    `checkpoint`: the lines of the file `labels` (a UserError when they name
-    another number of classes), else the classes.txt of the run folder that
-    `checkpoint` is or belongs to, else None."""
+    `checkpoint`, in label order: the lines of the file `labels` (a
+    ParameterError when they name another number of classes), else the
+    classes.txt of the run folder that `checkpoint` is or belongs to, else
+    the one fgtf.convert wrote beside the TFRecords in `shard_dir`, else the
+    class numbers."""
+    from fgtf.datasets.lists import shard_class_names
     from fgtf.datasets.splits import read_name_list
 
     if labels is not None:
@@ -165,7 +169,10 @@ def class_names_of(checkpoint, num_classes, labels=None):
             raise ParameterError(f"`labels` {labels} names {len(names)} classes; the network has {num_classes}")
         return names
     folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
-    return load_class_names(folder, num_classes) if os.path.isfile(os.path.join(folder, RUN_CONFIG)) else None
+    names = load_class_names(folder, num_classes) if os.path.isfile(os.path.join(folder, RUN_CONFIG)) else None
+    if names is None and shard_dir:
+        names = shard_class_names(shard_dir, num_classes)
+    return names or [str(label) for label in range(num_classes)]
 
 
 def ema_map(optimizer):

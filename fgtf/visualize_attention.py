@@ -57,7 +57,7 @@ def main(argv=None):
     missing = [path for path in args.images if not os.path.isfile(path)]
     if missing:
         raise UserError(f"image file(s) not found: {', '.join(missing)}")
-    from fgtf import checkpoints
+    from fgtf import checkpoints, runs
 
     loaded = checkpoints.load_network(args.checkpoint, model=args.model, image_size=args.image_size,
                                       use_ema=args.use_ema, preprocessing=args.preprocessing,
@@ -66,7 +66,7 @@ def main(argv=None):
     if args.class_index is not None and not args.class_index < loaded.num_classes:
         raise UserError(f"--class_index must be in [0, {loaded.num_classes}), got {args.class_index}")
     out_dir = args.out or default_out(args.checkpoint, loaded.kind)
-    class_names = _class_names(args.labels, args.checkpoint, loaded.num_classes)
+    class_names = runs.network_class_names(args.checkpoint, loaded.num_classes, args.labels)
     from_run = [name for name, given in (("image size", args.image_size), ("preprocessing", args.preprocessing))
                 if given is None] + ["classes"]
     print(f"{args.checkpoint}: {checkpoints.describe(loaded, from_run)}")
@@ -94,14 +94,6 @@ def image_title(path, class_names, predicted):
     else:
         lines.append(f"predicted {name}")
     return "\n".join(lines)
-
-
-def _class_names(labels, checkpoint, count):
-    """The names of the `count` classes in label order: `labels`' lines, else a run's classes.txt, else the
-    class numbers."""
-    from fgtf import runs
-
-    return runs.class_names_of(checkpoint, count, labels) or [str(label) for label in range(count)]
 
 
 def default_out(checkpoint, kind):

@@ -74,10 +74,14 @@ def export(checkpoint: str, out: str, *, format: str, model: str | None = None, 
 
 def _export(checkpoint, out, format, model, num_classes, image_size, outputs, calibration_dir, calibration_data,
             labels, calibration_images, preprocessing):
+    from fgtf import runs
+
     network, card = export_model(checkpoint, model=model, num_classes=num_classes, image_size=image_size,
                                  outputs=outputs, preprocessing=preprocessing)
     size = card["input"]["shape"][1]
-    class_names = _class_names(labels, card["outputs"].get("logits"), checkpoint, calibration_dir)
+    classes = card["outputs"].get("logits")
+    class_names = classes and runs.network_class_names(
+        checkpoint, classes, labels, calibration_dir and calibration_source(calibration_dir)[0])
     calibration = None
     if format == "litert_int8":
         calibration = (checked_calibration(calibration_data, size) if calibration_data is not None
@@ -192,21 +196,6 @@ def _check_request(checkpoint, out, format, calibration_dir, calibration_data):
                                  f"pip install 'fgtf[export]'") from None
     if format == "litert_int8" and calibration_data is None:
         calibration_source(calibration_dir)
-
-
-def _class_names(labels, classes, checkpoint, calibration_dir=None):
-    """Class names in label order: `labels`' lines, else the classes.txt of
-    the run `checkpoint` (fgtf.train's, from its data), else the one that
-    fgtf.convert wrote beside the calibration shards, else the class numbers."""
-    from fgtf import runs
-    from fgtf.datasets.lists import shard_class_names
-
-    if classes is None:
-        return None
-    names = runs.class_names_of(checkpoint, classes, labels)
-    if names is None and calibration_dir:
-        names = shard_class_names(calibration_source(calibration_dir)[0], classes)
-    return names or [str(i) for i in range(classes)]
 
 
 def _run_figures(checkpoint, weights, ema):
