@@ -11,6 +11,7 @@ from fgtf import checkpoints
 from fgtf.checkpoints import saved_model
 from test_weights import slim_values, write_values
 from fgtf.errors import ParameterError, UserError
+from fgtf.checkpoints.__main__ import main as checkpoints_command
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
@@ -22,7 +23,7 @@ def test_convert_cli_then_load_weights_file_into_a_headless_build(tmp_path, slim
 
     prefix = slim_checkpoint("inception_v3")
     out = tmp_path / "inception_v3.weights.h5"
-    checkpoints.main(["convert", "--model", "inception_v3", "--checkpoint", prefix, "--out", str(out)])
+    checkpoints_command(["convert", "--model", "inception_v3", "--checkpoint", prefix, "--out", str(out)])
     printed = capsys.readouterr().out
     assert "inception_v3, 299 px, 10 classes, raw weights (TF-Slim checkpoint: " in printed
     assert "with aux logits" in printed
@@ -40,10 +41,10 @@ def test_convert_cli_then_load_weights_file_into_a_headless_build(tmp_path, slim
 
 def test_convert_cli_errors_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        checkpoints.main(["convert", "--model", "inception_v3", "--checkpoint", "x", "--out", "y.h5"])
+        checkpoints_command(["convert", "--model", "inception_v3", "--checkpoint", "x", "--out", "y.h5"])
     assert exit_info.value.code == 2 and ".weights.h5" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        checkpoints.main(["convert", "--model", "nonet", "--checkpoint", write_values(tmp_path / "c", slim_values()),
+        checkpoints_command(["convert", "--model", "nonet", "--checkpoint", write_values(tmp_path / "c", slim_values()),
                           "--out", str(tmp_path / "y.weights.h5")])
     assert exit_info.value.code == 2 and "unknown model" in capsys.readouterr().err
 
@@ -94,7 +95,7 @@ def test_load_network_reads_each_kind_and_says_what_it_used(tmp_path):
     assert not any(layer.name.startswith("Logits") for layer in averaged.layers)
 
     out = str(tmp_path / "tiny.weights.h5")
-    checkpoints.main(["convert", "--model", "tiny_net", "--checkpoint", prefix, "--out", out, "--use_ema", "false"])
+    checkpoints_command(["convert", "--model", "tiny_net", "--checkpoint", prefix, "--out", out, "--use_ema", "false"])
     assert checkpoints.keras_weights_record(out) == {"model": "tiny_net", "classes": 3, "aux_logits": False,
                                                      "ema": False}
     loaded = checkpoints.load_network(out)
@@ -154,7 +155,7 @@ def test_convert_misuse_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     before = sorted(os.listdir(tmp_path))
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_info:
-            checkpoints.main(["convert", "--out", str(out), "--checkpoint", *args])
+            checkpoints_command(["convert", "--out", str(out), "--checkpoint", *args])
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         *usage, error = err.strip().splitlines()
@@ -167,8 +168,8 @@ def test_help_needs_no_tensorflow():
     import subprocess
     import sys
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", "import sys\nfrom fgtf import checkpoints\n"
-                           "try:\n    checkpoints.main(['convert', '--help'])\nexcept SystemExit:\n    pass\n"
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom fgtf.checkpoints.__main__ import main\n"
+                           "try:\n    main(['convert', '--help'])\nexcept SystemExit:\n    pass\n"
                            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": repo})
     assert done.returncode == 0 and done.stderr == "", done.stderr

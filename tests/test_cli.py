@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from fgtf import cli
+from fgtf.checkpoints.__main__ import main as checkpoints_command
 from cli_helpers import REPO
 
 MODULE_COMMANDS = ["demo", "synthetic", "convert", "inspect", "verify", "merge", "checkpoints", "train", "recipes",
@@ -67,7 +68,6 @@ def test_help_wraps_prose_keeps_examples_and_lists_and_gives_each_default_once(m
 
 def test_error_prefix_is_the_command_as_typed(tmp_path, capsys):
     from cli_helpers import run_cli
-    from fgtf import checkpoints
 
     # refused before TensorFlow is imported, so the subprocess is quick
     argv = ["convert", "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x.h5")]
@@ -78,7 +78,7 @@ def test_error_prefix_is_the_command_as_typed(tmp_path, capsys):
         cli.main(["checkpoints", *argv])
     assert capsys.readouterr().err.startswith(f"fgtf checkpoints: {error}")
     with pytest.raises(SystemExit):  # called from Python: named as its module
-        checkpoints.main(argv)
+        checkpoints_command(argv)
     assert capsys.readouterr().err.startswith(f"python -m fgtf.checkpoints: {error}")
     assert os.listdir(tmp_path) == []
 

@@ -21,6 +21,7 @@ from fgtf.convert import convert
 from fgtf.datasets.synthetic import generate
 from fgtf.models import build_model
 from fgtf.errors import UserError
+from fgtf.export.__main__ import main as export_command
 
 SIZE = 64  # small_cnn's own size
 INCEPTION_SIZE = 83  # above inception_v3's smallest (75), kept small for speed
@@ -303,7 +304,7 @@ def _refused(capsys, argv, *words):
     """fgtf.export's main must exit 2 with one error line naming `words` (after argparse's usage for
     a flag it rejects), no traceback."""
     with pytest.raises(SystemExit) as exit_info:
-        export.main(argv)
+        export_command(argv)
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2, err
     *usage, message = err.splitlines()

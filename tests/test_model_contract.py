@@ -3,7 +3,6 @@ keeps: it builds at the minimum input size its record states and refuses one
 pixel less, its feature end point is a layer reachable by name, and its
 weights come back from a `.weights.h5` through the loader its builder's
 `weights=` uses, with equal outputs."""
-import keras
 import numpy as np
 import pytest
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fgtf import convert, datasets, evaluate, extract_features, export, train, visualize_attention
+from fgtf import convert, datasets, evaluate, extract_features, train, visualize_attention
 from fgtf.transfer import linear
 from fgtf.errors import UserError
+from fgtf.export.__main__ import main as export_command
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 
@@ -139,7 +140,7 @@ def test_your_own_dataset_in_four_commands_keeps_its_class_names(tmp_path, capsy
     visualize_attention.main(["--checkpoint", str(run), "--images", image])
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("Cedar.Waxwing/0.png; true Cedar.Waxwing; predicted ")
-    export.main(["--checkpoint", str(run), "--format", "keras", "--out", str(tmp_path / "export")])
+    export_command(["--checkpoint", str(run), "--format", "keras", "--out", str(tmp_path / "export")])
     assert (tmp_path / "export" / "labels.txt").read_text().splitlines() == CLASSES
 
 

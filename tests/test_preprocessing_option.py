@@ -12,8 +12,10 @@ import pytest
 import tensorflow as tf
 
 import tiny_models
-from fgtf import evaluate, export, extract_features, simtrans, train, visualize_attention
+from fgtf import evaluate, extract_features, train, visualize_attention
 from fgtf.preprocessing import get_pipeline
+from fgtf.export.__main__ import main as export_command
+from fgtf.simtrans.__main__ import main as simtrans_command
 from test_weight_kinds import _refused
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
@@ -109,7 +111,7 @@ def test_export_bakes_the_pipelines_normalisation_in(world, tmp_path):
     from fgtf.checkpoints import load_network
 
     out = str(tmp_path / "exported")
-    export.main(["--checkpoint", world["run"], "--format", "keras", "--out", out])
+    export_command(["--checkpoint", world["run"], "--format", "keras", "--out", out])
     with open(os.path.join(out, "model_card.json"), encoding="utf-8") as handle:
         card = json.load(handle)["preprocessing"]
     assert card["name"] == "sam" and card["mean"] == [0.485, 0.456, 0.406] and "256x256" in card["before the model"]
@@ -129,7 +131,7 @@ def test_visualize_attention_draws_through_the_runs_pipeline(world, tmp_path, ca
 
 def test_simtrans_records_its_pipeline_for_every_step(world, tmp_path):
     run_dir = str(tmp_path / "simtrans")
-    simtrans.main(["pretrain", "--dataset_dir", world["raw"], "--run_dir", run_dir, "--model", "tiny_net",
+    simtrans_command(["pretrain", "--dataset_dir", world["raw"], "--run_dir", run_dir, "--model", "tiny_net",
                    "--image_size", str(SIZE), "--preprocessing", "simtrans", "--augment", "inception",
                    "--novel_classes", "3", "--epochs", "1", "--batch_size", "4"])
     with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as handle:

@@ -311,7 +311,7 @@ def test_simtrans_recipes_differ_only_in_their_data():
 def test_the_simtrans_recipe_runs_its_steps(tiny, tmp_path, capsys):
     name = "simtrans_cub"
     from fgtf.datasets.synthetic import generate
-    from fgtf.simtrans import main
+    from fgtf.simtrans.__main__ import main
 
     data = tmp_path / "noisy"
     generate(str(data), classes=4, train_per_class=6, val_per_class=2, image_size=40, label_noise=0.4,

@@ -24,7 +24,7 @@ from PIL import Image
 from cli_helpers import REPO
 from fgtf import convert
 from tfrecord_tools import folder_lock, manifest, merge, verify
-from tfrecord_tools.cli import EXIT_ENVIRONMENT, UserError, cli_main
+from tfrecord_tools.cli import EXIT_ENVIRONMENT, cli_main
 from tfrecord_tools.example import encode_example
 from tfrecord_tools.records import frame_record
 from tfrecord_tools.writer import ImageItem, write_split

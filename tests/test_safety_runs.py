@@ -26,6 +26,7 @@ from test_safety import _edit_manifest, _exit, _held_elsewhere, _one_line, _tree
 from tfrecord_tools import verify
 from fgtf.command_line import EXIT_ENVIRONMENT
 from fgtf.errors import UserError
+from fgtf.export.__main__ import main as export_command
 import tiny_models
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
@@ -327,7 +328,7 @@ def test_export_full_disk_and_killed_leftovers_and_a_held_folder(world, tmp_path
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
     monkeypatch.setattr(export, "write_artifact", full_disk)
-    code, _, err = _exit(export.main, _export(world, out), capsys)
+    code, _, err = _exit(export_command, _export(world, out), capsys)
     assert code == EXIT_ENVIRONMENT
     _one_line(err, "the disk is full (No space left on device: ")
     assert os.listdir(tmp_path) == []
@@ -336,10 +337,10 @@ def test_export_full_disk_and_killed_leftovers_and_a_held_folder(world, tmp_path
     (tmp_path / ".exported.tmp-999999999" / "model.keras").write_bytes(b"half")
     (tmp_path / ".other.tmp-999999999").mkdir()  # another folder's: not this export's business
     with _held_elsewhere(out, beside=True) as holder:
-        code, _, err = _exit(export.main, _export(world, out), capsys)
+        code, _, err = _exit(export_command, _export(world, out), capsys)
         assert code == 2
         _one_line(err, f"{out} is in use by process {holder.pid} on ")
-    assert _exit(export.main, _export(world, out), capsys)[0] == 0
+    assert _exit(export_command, _export(world, out), capsys)[0] == 0
     assert sorted(os.listdir(tmp_path)) == [".other.tmp-999999999", "exported"]
     assert sorted(os.listdir(out)) == ["labels.txt", "model.keras", "model_card.json"]
 
@@ -363,6 +364,6 @@ def test_the_generator_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, c
 # --- (3) a SavedModel is a program ------------------------------------------------------------------
 
 def test_the_help_says_a_saved_model_is_a_program(capsys):
-    for main in (extract_features.main, export.main, evaluate.main):
+    for main in (extract_features.main, export_command, evaluate.main):
         code, printed, _ = _exit(main, ["--help"], capsys)
         assert code == 0 and "a program that runs in this process: only one you trust" in " ".join(printed.split())

@@ -301,7 +301,7 @@ def tiny_dataset(tmp_path_factory):
 
 
 def run_step(*argv):
-    from fgtf.simtrans import main
+    from fgtf.simtrans.__main__ import main
 
     main(list(argv))
 
@@ -418,7 +418,7 @@ def test_numeric_flags_are_checked_where_parsed(step, flag, value, tmp_path, cap
 
 
 def test_help_shows_every_default_without_importing_tensorflow():
-    script = ("import sys\nfrom fgtf.simtrans import main\n"
+    script = ("import sys\nfrom fgtf.simtrans.__main__ import main\n"
               "for step in ('pretrain', 'simnet', 'weights', 'train', 'eval'):\n"
               "    try:\n        main([step, '--help'])\n    except SystemExit:\n        pass\n"
               "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")

@@ -17,7 +17,6 @@ from fgtf.metrics import classification_metrics
 from fgtf.models.layers import freeze_outside_scopes
 from fgtf.train_eval import EvaluationSchedule
 import tiny_models
-from cli_helpers import REPO
 
 LAUNCHER = tiny_models.LAUNCHER
 

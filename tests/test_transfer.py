@@ -16,6 +16,7 @@ from fgtf import plots
 from fgtf.metrics import classification_report
 from fgtf.transfer import domain_similarity as ds
 from fgtf.transfer import linear
+from fgtf.transfer.domain_similarity.__main__ import main as domain_similarity_command
 from fgtf.transfer.feature_store import load_features, save_features
 from cli_helpers import frameworks_imported, run_cli
 
@@ -157,7 +158,7 @@ def test_domain_similarity_cli_table(tmp_path, capsys):
     _write_feature_dataset(tmp_path, "src", near, 210, rng)
     _write_feature_dataset(tmp_path, "near", near + 0.1, 5, rng)
     _write_feature_dataset(tmp_path, "far", near + 4.0, 5, rng)
-    ds.main(["--features", str(tmp_path), "--sources", "src", "--targets", "near,far"])
+    domain_similarity_command(["--features", str(tmp_path), "--sources", "src", "--targets", "near,far"])
     out = capsys.readouterr().out
     assert "similarity" in out
     rows = json.loads((tmp_path / "domain_similarity.json").read_text())
@@ -169,13 +170,13 @@ def test_domain_similarity_cli_table(tmp_path, capsys):
 
 def test_cli_errors_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        ds.main(["--features", str(tmp_path), "--sources", "missing", "--targets", "x"])
+        domain_similarity_command(["--features", str(tmp_path), "--sources", "missing", "--targets", "x"])
     assert exit_info.value.code == 2
     assert "missing_feature_train.npy is missing" in capsys.readouterr().err
     rng = np.random.default_rng(0)
     _write_feature_dataset(tmp_path, "small", rng.random((2, 3)), 3, rng)
     with pytest.raises(SystemExit) as exit_info:
-        ds.main(["--features", str(tmp_path), "--sources", "small", "--targets", "small"])
+        domain_similarity_command(["--features", str(tmp_path), "--sources", "small", "--targets", "small"])
     assert exit_info.value.code == 2
     assert "min_images" in capsys.readouterr().err
 
@@ -217,7 +218,7 @@ def test_domain_similarity_outputs_record_their_settings_and_accept_val(tmp_path
     centres = rng.normal(3, 1, (3, 4))
     _write_feature_dataset(tmp_path, "src", centres, 4, rng)
     _write_feature_dataset(tmp_path, "tgt", centres + 0.5, 2, rng)
-    ds.main(["--features", str(tmp_path), "--sources", "src", "--targets", "tgt", "--split", "val",
+    domain_similarity_command(["--features", str(tmp_path), "--sources", "src", "--targets", "tgt", "--split", "val",
              "--gamma", "0.5", "--min_images", "3"])
     assert "(gamma 0.5, min_images 3, validation features of" in capsys.readouterr().out
     [row] = json.loads((tmp_path / "domain_similarity.json").read_text())
@@ -289,9 +290,10 @@ def test_transfer_clis_never_import_tensorflow(tmp_path):
     rng = np.random.default_rng(0)
     _write_feature_dataset(tmp_path, "src", rng.normal(2, 1, (2, 3)), 3, rng)
     code = ("import sys\n"
-            "from fgtf.transfer import domain_similarity, linear\n"
+            "from fgtf.transfer import linear\n"
+            "from fgtf.transfer.domain_similarity.__main__ import main as domain_similarity\n"
             f"linear.main(['--features', {str(tmp_path)!r}, '--dataset', 'src', '--k', '2'])\n"
-            f"domain_similarity.main(['--features', {str(tmp_path)!r}, '--sources', 'src', '--targets', 'src',"
+            f"domain_similarity(['--features', {str(tmp_path)!r}, '--sources', 'src', '--targets', 'src',"
             " '--min_images', '1'])\n"
             "assert 'tensorflow' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

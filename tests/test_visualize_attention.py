@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fgtf import checkpoints, runs, train, visualize_attention
+from fgtf.checkpoints.__main__ import main as checkpoints_command
 import tiny_models
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
@@ -97,7 +98,7 @@ def test_cli_writes_one_overlay_per_image(trained_runs, dataset, tmp_path, capsy
 
 def test_a_keras_weights_file_draws_the_same_cam_as_its_run(trained_runs, dataset, tmp_path, capsys):
     weights = str(tmp_path / "plain.weights.h5")
-    checkpoints.main(["convert", "--checkpoint", trained_runs["plain"], "--out", weights])
+    checkpoints_command(["convert", "--checkpoint", trained_runs["plain"], "--out", weights])
     loaded = checkpoints.load_network(weights, image_size=32)
     from_file, used = loaded.network, loaded.to_dict()
     assert used["kind"] == "keras" and used["model"] == "tiny_net" and used["num_classes"] == 3

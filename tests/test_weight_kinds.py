@@ -14,9 +14,11 @@ import pytest
 import tensorflow as tf
 
 import tiny_models
-from fgtf import checkpoints, evaluate, extract_features, simtrans, train, visualize_attention
+from fgtf import checkpoints, evaluate, extract_features, train, visualize_attention
 from fgtf.models import build_model
 from fgtf.models.layers import slim_variable_name
+from fgtf.checkpoints.__main__ import main as checkpoints_command
+from fgtf.simtrans.__main__ import main as simtrans_command
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")
 RUN_SIZE = 40  # not tiny_net's own 32 px, so a command that takes the run's size shows it
@@ -114,10 +116,10 @@ def _command(name, world, checkpoint, out, model=None, image_size=None):
         return visualize_attention.main, ["--checkpoint", checkpoint, "--images", world["image"], "--out",
                                           str(out / "attention"), *flags]
     if name == "checkpoints convert":
-        return checkpoints.main, ["convert", "--checkpoint", checkpoint, "--out", str(out / "c.weights.h5"),
+        return checkpoints_command, ["convert", "--checkpoint", checkpoint, "--out", str(out / "c.weights.h5"),
                                   *model_flag]
     assert name == "simtrans pretrain"
-    return simtrans.main, ["pretrain", "--dataset_dir", world["raw"], "--run_dir", str(out / "simtrans"),
+    return simtrans_command, ["pretrain", "--dataset_dir", world["raw"], "--run_dir", str(out / "simtrans"),
                            "--checkpoint", checkpoint, "--novel_classes", "3", "--epochs", "1", "--batch_size", "4",
                            *flags]
 

@@ -375,11 +375,3 @@ def _checkpoint_classes(shapes, checkpoint):
         if scopes[-1] == "biases" and ("Logits" in scopes or "logits" in scopes) and "AuxLogits" not in scopes:
             return int(shape[-1])
     raise ParameterError(f"cannot tell the class count of {checkpoint}; pass `num_classes`")
-
-
-def main(argv=None):
-    """`python -m fgtf.checkpoints` (`fgtf checkpoints convert`)."""
-    # Imported here: `python -m fgtf.checkpoints` runs __main__ itself, after importing this package.
-    from fgtf.checkpoints.__main__ import main as command
-
-    command(argv)

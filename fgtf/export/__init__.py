@@ -247,11 +247,3 @@ def _sha256(checkpoint):
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-def main(argv=None):
-    """`python -m fgtf.export` (`fgtf export`)."""
-    # Imported here: `python -m fgtf.export` runs __main__ itself, after importing this package.
-    from fgtf.export.__main__ import main as command
-
-    command(argv)

@@ -12,13 +12,5 @@ on fgtf's registry backbones, preprocessing and checkpoint loading:
 from fgtf.simtrans.steps import (class_grouped_batches, compute_weights, evaluate, pretrain, train_classifier,
                                  train_simnet)
 
-__all__ = ["class_grouped_batches", "compute_weights", "evaluate", "main", "pretrain", "train_classifier",
+__all__ = ["class_grouped_batches", "compute_weights", "evaluate", "pretrain", "train_classifier",
            "train_simnet"]
-
-
-def main(argv=None):
-    """The command in this process, e.g. `main(["eval", "--run_dir", "runs/simtrans"])`."""
-    # Imported here: `python -m fgtf.simtrans` runs __main__ itself, after importing this package.
-    from fgtf.simtrans.__main__ import main as command
-
-    command(argv)

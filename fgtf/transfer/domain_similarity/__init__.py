@@ -94,14 +94,6 @@ def combine(*sources: tuple[ArrayLike, ArrayLike]) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(feats), np.concatenate([np.asarray(c, dtype=np.int64) for _, c in sources])
 
 
-def main(argv=None):
-    """The command in this process, e.g. `main(["--features", "feature/x", "--sources", "a", "--targets", "b"])`."""
-    # Imported here: `python -m fgtf.transfer.domain_similarity` runs __main__ itself, after importing this package.
-    from fgtf.transfer.domain_similarity.__main__ import main as command
-
-    command(argv)
-
-
 def _domain(feats, counts, what):
     feats = np.asarray(feats, dtype=np.float64)
     counts = np.asarray(counts)
