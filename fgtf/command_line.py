@@ -22,7 +22,7 @@ WEIGHT_KINDS = "fgtf run folder, .weights.h5, torchvision .pth or TF-Slim .ckpt 
 
 def add_network_flags(parser: argparse.ArgumentParser, *, saved_model: str, num_classes: str | None = None,
                       image_size: bool = True, ema: bool = True, slim_model: str | None = "inception_v3",
-                      image_size_aliases: tuple[str, ...] = ()) -> None:
+                      checkpoint_aliases: tuple[str, ...] = (), image_size_aliases: tuple[str, ...] = ()) -> None:
     """Declare --checkpoint, --model, --image_size, --preprocessing and
     --no_ema as every command that loads a network (`fgtf.checkpoints.
     load_network`) takes them. `saved_model` ends the --checkpoint help: what
@@ -31,11 +31,12 @@ def add_network_flags(parser: argparse.ArgumentParser, *, saved_model: str, num_
     those that do not apply (a weights file has no input size and picks its
     moving averages its own way). `slim_model` is the network a TF-Slim
     checkpoint is read as when --model is left out; None: --model is
-    required for one. `image_size_aliases`: former names of --image_size
-    the command still takes (TF-Slim's evaluation flag names)."""
+    required for one. `checkpoint_aliases`, `image_size_aliases`: former
+    names of --checkpoint and --image_size the command still takes (TF-Slim's
+    evaluation flag names)."""
     from fgtf.preprocessing import PIPELINE_NAMES
 
-    parser.add_argument("--checkpoint", "--model_dir", "--checkpoint_path", dest="checkpoint", required=True,
+    parser.add_argument("--checkpoint", *checkpoint_aliases, dest="checkpoint", required=True,
                         help=f"weights: {WEIGHT_KINDS}{saved_model}")
     parser.add_argument("--model", type=model_name,
                         help="backbone of a TF-Slim checkpoint or of a .weights.h5 not written by fgtf (default: a "

@@ -39,7 +39,7 @@ def main(argv=None):
     add_network_flags(p, saved_model=" (or one checkpoint prefix of a run), or a SavedModel classifier (python -m "
                                      "fgtf.export's, with logits; a program that runs in this process: only one you "
                                      "trust)",
-                      image_size_aliases=("--eval_image_size",))
+                      checkpoint_aliases=("--checkpoint_path", "--model_dir"), image_size_aliases=("--eval_image_size",))
     p.add_argument("--dataset_dir", required=True,
                    help="folder of the TFRecord shards, or the dataset folder whose tfrecords/ subfolder holds them")
     p.add_argument("--out", "--eval_dir", dest="eval_dir", metavar="DIR",

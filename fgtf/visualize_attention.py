@@ -45,7 +45,8 @@ from fgtf.errors import UserError
 @cli_main
 def main(argv=None):
     p = command_parser(__name__, __doc__)
-    add_network_flags(p, saved_model=" (a SavedModel is refused: its classifier is not reachable for a CAM)")
+    add_network_flags(p, saved_model=" (a SavedModel is refused: its classifier is not reachable for a CAM)",
+                      checkpoint_aliases=("--model_dir",))
     p.add_argument("--images", nargs="+", required=True, help="image files (JPEG, PNG, GIF, BMP)")
     p.add_argument("--out", help="folder for the PNGs (default: <run>/attention for a run folder, else "
                                  "attention/<checkpoint stem>)")
