@@ -35,7 +35,7 @@ def main():
     import shutil
 
     from fgtf.export import export
-    from fgtf.input_pipeline import make_dataset, shard_folder
+    from fgtf.input_pipeline import PipelineSettings, make_dataset, shard_folder
     from fgtf.runs import load_run_config
 
     shards = shard_folder(args.dataset_dir)
@@ -48,8 +48,8 @@ def main():
                calibration_dir=shards if fmt == "litert_int8" else None)
         artifacts[fmt] = next(os.path.join(out, f) for f in os.listdir(out) if f.endswith(".tflite"))
     images, labels = [], []
-    for batch, batch_labels in make_dataset(shards, "validation", image_size=image_size, batch_size=100,
-                                            training=False):
+    evaluation = PipelineSettings(image_size=image_size, batch_size=100, training=False)
+    for batch, batch_labels in make_dataset(shards, "validation", evaluation):
         images.append((batch.numpy() + 1.0) / 2.0)  # the exports take [0, 1] images
         labels.append(batch_labels.numpy())
     images, labels = np.concatenate(images), np.concatenate(labels)

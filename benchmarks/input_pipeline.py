@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fgtf import preprocessing  # noqa: E402
-from fgtf.input_pipeline import MAX_PARALLEL_SHARDS, list_shards, make_dataset  # noqa: E402
+from fgtf.input_pipeline import MAX_PARALLEL_SHARDS, PipelineSettings, list_shards, make_dataset  # noqa: E402
 from tfrecord_tools.example import ENCODED, encode_example, parse_example  # noqa: E402
 from tfrecord_tools.manifest import shard_name  # noqa: E402
 
@@ -56,9 +56,8 @@ def main():
         write_synthetic_shards(folder, args.records, args.shards, width, height)
         sides = {
             "a decode-only": lambda: mapped_dataset(folder, decode_only, args.image_size, args.batch_size),
-            "b training pipeline": lambda: make_dataset(folder, "train", image_size=args.image_size,
-                                                        batch_size=args.batch_size, training=True,
-                                                        repeat=1, seed=0),
+            "b training pipeline": lambda: make_dataset(folder, "train", PipelineSettings(
+                image_size=args.image_size, batch_size=args.batch_size, training=True, seed=0, repeat=1)),
             "c original slim": lambda: mapped_dataset(folder, slim_preprocess_for_train, args.image_size,
                                                       args.batch_size),
         }

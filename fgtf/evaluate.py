@@ -154,13 +154,15 @@ def predict_logits(model, dataset_dir, split, image_size, batch_size, skip_bad_r
                    preprocessing="inception"):
     """Logits (N, C) of the first output and labels (N,) over a whole split, in
     record order, batched through tf.data and `predict_on_batch`.
-    `preprocessing`: a pipeline name or callable (`make_dataset`'s); one
-    that gives several views per image (B, V, S, S, 3) gets the sum of the
-    views' logits, each view of a batch in one forward pass."""
-    from fgtf.input_pipeline import make_dataset
+    `preprocessing`: a pipeline name or callable, as
+    `fgtf.input_pipeline.PipelineSettings` takes it; one that gives several views
+    per image (B, V, S, S, 3) gets the sum of the views' logits, each view of
+    a batch in one forward pass."""
+    from fgtf.input_pipeline import PipelineSettings, ReadSettings, make_dataset
 
-    dataset = make_dataset(dataset_dir, split, image_size=image_size, batch_size=batch_size, training=False,
-                           skip_bad_records=skip_bad_records, preprocessing=preprocessing)
+    dataset = make_dataset(dataset_dir, split, PipelineSettings(image_size=image_size, batch_size=batch_size,
+                                                                training=False, preprocessing=preprocessing),
+                           ReadSettings(skip_bad_records=skip_bad_records))
     all_logits, all_labels = [], []
     for images, labels in dataset:
         views = [images[:, k] for k in range(images.shape[1])] if images.shape.rank == 5 else [images]

@@ -2,16 +2,19 @@
 TFRecord shards (fgtf's converter or the original TF1 tool) or from a TFDS
 image-classification dataset prepared locally.
 
-    from fgtf.input_pipeline import make_dataset
-    train = make_dataset("data/cub_200/tfrecords", "train", image_size=299,
-                         batch_size=32, training=True, seed=0)
+    from fgtf.input_pipeline import PipelineSettings, ReadSettings, make_dataset
+    train = make_dataset("data/cub_200/tfrecords", "train",
+                         PipelineSettings(image_size=299, batch_size=32, training=True, seed=0))
     for images, labels in train.take(1):
         images.shape, labels.shape     # (32, 299, 299, 3) float32 in [-1, 1], (32,) int32
 
-Under tf.distribute, build it per input pipeline:
+`PipelineSettings` says what the batches hold and how the stream runs,
+`ReadSettings` how the source is read (`ReadSettings(deterministic=True,
+skip_bad_records=True)`); `dataclasses.replace` varies either. Under
+tf.distribute, build it per input pipeline:
 
     strategy.distribute_datasets_from_function(
-        lambda context: make_dataset(..., batch_size=global_batch, input_context=context))
+        lambda context: make_dataset(..., PipelineSettings(..., batch_size=global_batch), input_context=context))
 
 The order of work, and why:
 1. Shard files are listed (`<split>_*-of-*.tfrecord` in a folder, or a glob),
@@ -30,15 +33,17 @@ The order of work, and why:
    `fgtf.bad_records.GROUP_SIZE` by a parallel interleave: each group is one
    error barrier, so a bad record is caught and named without paying for a
    barrier per record (`fgtf.bad_records` says what a bad record is, and how
-   `skip_bad_records=True` drops and logs them). Batches are then formed and
-   prefetched, with AUTOTUNE parallelism throughout.
+   `ReadSettings(skip_bad_records=True)` drops and logs them). Batches are
+   then formed and prefetched, with AUTOTUNE parallelism throughout.
 
 `image_file_dataset` reads image files instead (a split list's paths), for
 the commands that work on a dataset's raw images: feature extraction and
 SimTrans.
 """
+import dataclasses
 import os
 import random
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -63,114 +68,116 @@ PASS_STRIDE = 2**40
 _FRAME_BYTES = 16
 
 
-def make_dataset(source, split, *, image_size, batch_size, training, preprocessing="inception",
-                 input_context=None, deterministic=False, cache=False, data_dir=None,
-                 shuffle_buffer=DEFAULT_SHUFFLE_BUFFER, skip_bad_records=False, seed=None,
-                 repeat=None, label_ratio=None, start_step=0):
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings:
+    """What `make_dataset` yields: the batches, their preprocessing and the
+    course of the stream.
+
+    image_size: output side (int) or (height, width).
+    batch_size: the global batch; with an `input_context`, each pipeline
+      yields `input_context.get_per_replica_batch_size(batch_size)`.
+    training: True: shuffle, augment, repeat, drop the last partial batch.
+      False: central-crop evaluation in record order, every record once.
+    preprocessing: a pipeline name (`fgtf.preprocessing.PIPELINE_NAMES`:
+      'inception', TF-Slim's, or one of the PyTorch seeds') or a callable
+      with the same signature `fn(encoded, image_size, training, seed)`:
+      encoded image bytes (scalar tf.string) and, for training, a stateless
+      seed of shape [2] -> a tensor or nested structure of tensors per
+      example (e.g. two augmented views).
+    seed: int seed of file order, record order and augmentation; None
+      draws one.
+    repeat: passes over the data; None: forever for training, once for
+      evaluation.
+    label_ratio: percentage of each class's records to keep (SAM's low-data
+      protocol, `fgtf.datasets.splits.label_ratio_subset` with `seed`,
+      default 0): selection by `image/filename`, so it picks what
+      `fgtf.convert --label_ratio` picks. Reads all labels once first.
+    start_step: global training steps already taken (a resumed run): the
+      examples they consumed are skipped, so, with `ReadSettings.deterministic`
+      and the same `seed`, the run continues the very stream it was trained
+      on (same order, same augmentation seeds). Every pass over the data is
+      drawn from its own seeds, so whole passes are skipped without reading
+      them: resuming reads one pass to count its records, then at most one
+      more up to the resume point, however long the run was.
+    """
+    image_size: Union[int, Tuple[int, int]]
+    batch_size: int
+    training: bool
+    preprocessing: Union[str, Callable] = "inception"
+    seed: Optional[int] = None
+    repeat: Optional[int] = None
+    label_ratio: Optional[float] = None
+    start_step: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadSettings:
+    """How `make_dataset` reads its source.
+
+    data_dir: the TFDS data folder (TFDS's default when None).
+    deterministic: training elements come out in the same order on every
+      run (with `PipelineSettings.seed`, the whole training stream is
+      reproducible). Evaluation always keeps the record order.
+    cache: True caches the serialized records in memory after the first
+      pass, a string caches them to that file; decoding and augmentation
+      still run every epoch, and the shard order stays that of the first
+      pass (records are still shuffled afresh every epoch).
+    shuffle_buffer: serialized records held by the training shuffle.
+    skip_bad_records: drop and log bad records instead of raising (see
+      `fgtf.bad_records`).
+    """
+    data_dir: Optional[str] = None
+    deterministic: bool = False
+    cache: Union[bool, str] = False
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
+    skip_bad_records: bool = False
+
+
+def make_dataset(source: str, split: str, pipeline: PipelineSettings, reading: ReadSettings = ReadSettings(), *,
+                 input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
     """A `tf.data.Dataset` of (images, labels) batches.
 
     Args:
       source: a folder of TFRecord shards (`<split>_*-of-*.tfrecord`), a glob
         of shard files, or the name of a TFDS dataset prepared under
-        `data_dir` (nothing is downloaded). An existing path wins over a name.
+        `reading.data_dir` (nothing is downloaded). An existing path wins
+        over a name.
       split: 'train' or 'validation' (a TFDS dataset without 'validation'
         uses 'test'); ignored when `source` is a glob.
-      image_size: output side (int) or (height, width).
-      batch_size: the global batch; with `input_context`, each pipeline
-        yields `input_context.get_per_replica_batch_size(batch_size)`.
-      training: True: shuffle, augment, repeat, drop the last partial batch.
-        False: central-crop evaluation in record order, every record once.
-      preprocessing: a pipeline name (`fgtf.preprocessing.PIPELINE_NAMES`:
-        'inception', TF-Slim's, or one of the PyTorch seeds') or a callable
-        with the same signature `fn(encoded, image_size, training, seed)`:
-        encoded image bytes (scalar tf.string) and, for training, a
-        stateless seed of shape [2] -> a tensor or nested structure of
-        tensors per example (e.g. two augmented views).
+      pipeline: what the batches hold and how the stream runs (`PipelineSettings`).
+      reading: how the source is read (`ReadSettings`).
       input_context: a `tf.distribute.InputContext`; shards are split between
         its input pipelines at the file level.
-      deterministic: training elements come out in the same order on every
-        run (with `seed`, the whole training stream is reproducible).
-        Evaluation always keeps the record order.
-      cache: True caches the serialized records in memory after the first
-        pass, a string caches them to that file; decoding and augmentation
-        still run every epoch, and the shard order stays that of the first
-        pass (records are still shuffled afresh every epoch).
-      data_dir: the TFDS data folder (TFDS's default when None).
-      shuffle_buffer: serialized records held by the training shuffle.
-      skip_bad_records: drop and log bad records instead of raising (see
-        `fgtf.bad_records`).
-      seed: int seed of file order, record order and augmentation; None
-        draws one.
-      repeat: passes over the data; None: forever for training, once for
-        evaluation.
-      label_ratio: percentage of each class's records to keep (SAM's
-        low-data protocol, `fgtf.datasets.splits.label_ratio_subset` with
-        `seed`, default 0): selection by `image/filename`, so it picks what
-        `fgtf.convert --label_ratio` picks. Reads all labels once first.
-      start_step: global training steps already taken (a resumed run): the
-        examples they consumed are skipped, so, with `deterministic` and the
-        same `seed`, the run continues the very stream it was trained on (same
-        order, same augmentation seeds). Every pass over the data is drawn
-        from its own seeds, so whole passes are skipped without reading them:
-        resuming reads one pass to count its records, then at most one more
-        up to the resume point, however long the run was.
 
     Returns:
       Dataset of (images float32 [B, height, width, 3], labels int32 [B]):
       in [-1, 1] with the inception preprocessing, ImageNet-normalised with
       the seeds', or the structure a `preprocessing` callable produces.
     """
-    if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    label_ratio_seed = 0 if seed is None else int(seed)
-    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
-    pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
-    # Per-pipeline seeds, so that workers draw different augmentations.
-    file_seed, shuffle_seed, augment_seed = (
-        int(s) for s in np.random.SeedSequence([seed, pipeline_id]).generate_state(3) % 2**31)
-    preprocess = _preprocessing_function(preprocessing)
-
-    read_pass, parse = _read_source(source, split, data_dir=data_dir, training=training,
-                                    input_context=input_context, file_seed=file_seed,
-                                    deterministic=deterministic or not training,
-                                    label_ratio=label_ratio, label_ratio_seed=label_ratio_seed)
-    if training and _is_empty(read_pass(0)):
+    batch_size = (pipeline.batch_size if input_context is None
+                  else input_context.get_per_replica_batch_size(pipeline.batch_size))
+    file_seed, shuffle_seed, augment_seed = _pipeline_seeds(pipeline.seed, input_context)
+    in_order = bool(reading.deterministic or not pipeline.training)
+    preprocess = _preprocessing_function(pipeline.preprocessing)
+    read_pass, parse = _read_source(source, split, data_dir=reading.data_dir, training=pipeline.training,
+                                    input_context=input_context, file_seed=file_seed, deterministic=in_order,
+                                    label_ratio=pipeline.label_ratio, label_ratio_seed=int(pipeline.seed or 0))
+    if pipeline.training and _is_empty(read_pass(0)):
         raise UserError(f"{source} holds no {split} records to train on")
-    if cache:
-        cached = read_pass(0).cache(cache if isinstance(cache, str) else "")
-
-        def read_pass(epoch):  # every pass reads what the first one cached
-            return cached
-
-    def one_pass(epoch):
-        # The shuffles of a pass take their seeds from (seed, epoch) alone, not
-        # from a global seed (TF's seed handling also fails on a tensor seed
-        # when the global seed is 0).
-        tf.compat.v1.set_random_seed(None)
-        examples = read_pass(epoch)
-        if training:
-            examples = examples.shuffle(shuffle_buffer, seed=_pass_seed(shuffle_seed, epoch),
-                                        reshuffle_each_iteration=False)
-        # Element j of pass e gets the stateless seed [augment_seed, e * PASS_STRIDE + j].
-        return examples.enumerate().map(lambda j, example: (epoch * PASS_STRIDE + j, example))
-
-    passes = repeat if repeat is not None else (None if training else 1)
-    first_pass, skipped = 0, 0
-    if start_step:
-        consumed = start_step * _examples_per_step(batch_size, input_context)
-        first_pass, skipped = divmod(consumed, _count(read_pass(0)))
-    examples = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max if passes is None else passes)
-    examples = examples.flat_map(one_pass).skip(skipped)
+    if reading.cache:
+        read_pass = _cached(read_pass, reading.cache)
+    examples = _numbered_examples(read_pass, pipeline, reading.shuffle_buffer, shuffle_seed,
+                                  _examples_per_step(batch_size, input_context))
 
     def load(payload, index):
         encoded, label = parse(payload)
-        example_seed = tf.stack([tf.constant(augment_seed, tf.int64), index]) if training else None
-        return preprocess(encoded, image_size, training, example_seed), tf.cast(label, tf.int32)
+        example_seed = tf.stack([tf.constant(augment_seed, tf.int64), index]) if pipeline.training else None
+        return preprocess(encoded, pipeline.image_size, pipeline.training, example_seed), tf.cast(label, tf.int32)
 
-    dataset = load_in_groups(examples, load, skip_bad_records, deterministic=bool(deterministic or not training))
-    dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    dataset = load_in_groups(examples, load, reading.skip_bad_records, deterministic=in_order)
+    dataset = dataset.batch(batch_size, drop_remainder=pipeline.training, num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
-    options.deterministic = bool(deterministic or not training)
+    options.deterministic = in_order
     return dataset.with_options(options).prefetch(AUTOTUNE)
 
 
@@ -185,7 +192,7 @@ def image_file_dataset(paths, columns=(), *, image_size, batch_size, preprocessi
         (labels, sample weights).
       image_size: output side (int) or (height, width).
       batch_size: images per batch; the last batch may be smaller.
-      preprocessing: as `make_dataset`'s: a pipeline name or
+      preprocessing: as `PipelineSettings.preprocessing`: a pipeline name or
         `fn(encoded, image_size, training, seed)`.
       seeds: None for the evaluation preprocessing, or one stateless
         training seed per path (shape [len(paths), 2]).
@@ -214,11 +221,50 @@ def image_file_dataset(paths, columns=(), *, image_size, batch_size, preprocessi
 
 
 def _preprocessing_function(preprocessing):
-    """`make_dataset`'s `preprocessing` argument as a function: a callable, or
+    """A `preprocessing` setting (`PipelineSettings.preprocessing`) as a function: a callable, or
     the `fgtf.preprocessing.pipelines.Pipeline` a name names."""
     from fgtf.preprocessing import get_pipeline
 
     return preprocessing if callable(preprocessing) else get_pipeline(preprocessing)
+
+
+def _pipeline_seeds(seed, input_context):
+    """(file order, record shuffle, augmentation) seeds of this input
+    pipeline, drawn from `seed` (None: a fresh one) and the pipeline's id, so
+    that workers draw different augmentations."""
+    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+    pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
+    return tuple(int(s) for s in np.random.SeedSequence([seed, pipeline_id]).generate_state(3) % 2**31)
+
+
+def _cached(read_pass, cache):
+    """A `read_pass` whose every pass reads what the first one cached (in
+    memory, or in the file `cache` names)."""
+    cached = read_pass(0).cache(cache if isinstance(cache, str) else "")
+    return lambda epoch: cached
+
+
+def _numbered_examples(read_pass, pipeline, shuffle_buffer, shuffle_seed, examples_per_step):
+    """(number, example) over the stream's passes: element j of pass e is
+    numbered e * PASS_STRIDE + j (its augmentation seed); a training pass is
+    shuffled; the examples of `pipeline.start_step` steps are skipped."""
+    def one_pass(epoch):
+        # The shuffles of a pass take their seeds from (seed, epoch) alone, not
+        # from a global seed (TF's seed handling also fails on a tensor seed
+        # when the global seed is 0).
+        tf.compat.v1.set_random_seed(None)
+        examples = read_pass(epoch)
+        if pipeline.training:
+            examples = examples.shuffle(shuffle_buffer, seed=_pass_seed(shuffle_seed, epoch),
+                                        reshuffle_each_iteration=False)
+        return examples.enumerate().map(lambda j, example: (epoch * PASS_STRIDE + j, example))
+
+    passes = pipeline.repeat if pipeline.repeat is not None else (None if pipeline.training else 1)
+    first_pass, skipped = 0, 0
+    if pipeline.start_step:
+        first_pass, skipped = divmod(pipeline.start_step * examples_per_step, _count(read_pass(0)))
+    examples = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max if passes is None else passes)
+    return examples.flat_map(one_pass).skip(skipped)
 
 
 def _examples_per_step(per_replica_batch, input_context):

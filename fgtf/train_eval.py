@@ -75,8 +75,9 @@ class TrainingEvaluator:
     evaluation in the run folder `run_dir` when `chief` (every worker of a
     multi-worker run predicts its share; only the chief writes). `config` and
     `class_names`: the run's, copied into `best/`; `writer`: a function
-    giving the run's TensorBoard writer; `preprocessing`: `make_dataset`'s,
-    giving `views` test views per image (1, or SAM's 10)."""
+    giving the run's TensorBoard writer; `preprocessing`: as
+    `fgtf.input_pipeline.PipelineSettings` takes it, giving `views` test
+    views per image (1, or SAM's 10)."""
 
     def __init__(self, model, optimizer, strategy, schedule, *, shard_dir, split, image_size, batch_size,
                  num_classes, run_dir, chief, config, class_names=None, writer=None, preprocessing="inception",
@@ -290,10 +291,11 @@ def keep_best(run_dir, checkpoint_prefix, config, class_names=None):
 
 
 def _split_dataset(shard_dir, split, image_size, batch_size, input_context, preprocessing, skip_bad_records):
-    from fgtf.input_pipeline import make_dataset
+    from fgtf.input_pipeline import PipelineSettings, ReadSettings, make_dataset
 
-    return make_dataset(shard_dir, split, image_size=image_size, batch_size=batch_size, training=False,
-                        input_context=input_context, preprocessing=preprocessing, skip_bad_records=skip_bad_records)
+    return make_dataset(shard_dir, split, PipelineSettings(image_size=image_size, batch_size=batch_size, training=False,
+                                                           preprocessing=preprocessing),
+                        ReadSettings(skip_bad_records=skip_bad_records), input_context=input_context)
 
 
 def _distributed_predict_function(model):

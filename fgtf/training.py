@@ -33,7 +33,7 @@ from fgtf.datasets.lists import shard_class_names
 from fgtf.distribute import is_chief, make_strategy
 from fgtf.errors import ParameterError, TrainingDiverged, UserError
 from fgtf.fileio import write_json
-from fgtf.input_pipeline import make_dataset, shard_folder, split_labels
+from fgtf.input_pipeline import PipelineSettings, ReadSettings, make_dataset, shard_folder, split_labels
 from fgtf.losses import Float32TopK, SparseCrossentropy
 from fgtf.models import default_image_size, default_preprocessing, get_builder, has_aux_logits, list_models
 from fgtf.models.heads import NO_HEAD, head_options, head_record, imported
@@ -550,10 +550,11 @@ def _train_dataset(settings, shard_dir, input_context, start_step):
     if head and head.training_preprocessing:  # e.g. CLE's two views: a base augmentation and its altered twin
 
         preprocessing = imported(head.training_preprocessing)(preprocessing)
-    return make_dataset(shard_dir, "train", skip_bad_records=settings.data.skip_bad_records,
-                        image_size=settings.data.image_size, batch_size=settings.schedule.batch_size, training=True,
-                        input_context=input_context, seed=settings.run.seed, deterministic=True,
-                        label_ratio=settings.data.label_ratio, start_step=start_step, preprocessing=preprocessing)
+    pipeline = PipelineSettings(image_size=settings.data.image_size, batch_size=settings.schedule.batch_size,
+                                training=True, preprocessing=preprocessing, seed=settings.run.seed,
+                                label_ratio=settings.data.label_ratio, start_step=start_step)
+    reading = ReadSettings(deterministic=True, skip_bad_records=settings.data.skip_bad_records)
+    return make_dataset(shard_dir, "train", pipeline, reading, input_context=input_context)
 
 
 def _head(name):

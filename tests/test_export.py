@@ -62,9 +62,9 @@ def world(tmp_path_factory):
 
 def _split(tfrecords, split):
     """A split's images in [0, 1] through fgtf's evaluation preprocessing, and their labels."""
-    from fgtf.input_pipeline import make_dataset
+    from fgtf.input_pipeline import PipelineSettings, make_dataset
 
-    batches = list(make_dataset(tfrecords, split, image_size=SIZE, batch_size=1000, training=False))
+    batches = list(make_dataset(tfrecords, split, PipelineSettings(image_size=SIZE, batch_size=1000, training=False)))
     return (np.asarray(batches[0][0]) + 1.0) / 2.0, np.asarray(batches[0][1])
 
 

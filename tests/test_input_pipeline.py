@@ -14,7 +14,7 @@ import tensorflow as tf  # noqa: E402
 
 from fgtf.datasets.lists import Record  # noqa: E402
 from fgtf.datasets.splits import label_ratio_subset  # noqa: E402
-from fgtf.input_pipeline import count_records, list_shards, make_dataset  # noqa: E402
+from fgtf.input_pipeline import PipelineSettings, ReadSettings, count_records, list_shards, make_dataset  # noqa: E402
 from fgtf.errors import UserError  # noqa: E402
 from tfrecord_tools.example import encode_example  # noqa: E402
 
@@ -81,7 +81,7 @@ def shards(tmp_path):
 
 
 def test_evaluation_batches_in_record_order(shards):
-    dataset = make_dataset(shards, "validation", image_size=SIZE, batch_size=5, training=False)
+    dataset = make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=5, training=False))
     batches = [(x.numpy(), y.numpy()) for x, y in dataset]
     assert [x.shape for x, _ in batches] == [(5, SIZE, SIZE, 3)] * 2 + [(2, SIZE, SIZE, 3)]
     images, labels = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
@@ -95,14 +95,14 @@ def test_glob_source_and_listing(shards):
     files = list_shards(shards, "train")
     assert [os.path.basename(f) for f in files] == [f"train_{i:05d}-of-00004.tfrecord" for i in range(4)]
     dataset = make_dataset(os.path.join(shards, "validation_00001-*"), "validation",
-                           image_size=SIZE, batch_size=8, training=False)
+                           PipelineSettings(image_size=SIZE, batch_size=8, training=False))
     np.testing.assert_array_equal(collect(dataset)[1], [4, 5, 6])
 
 
 def test_training_is_random_and_reproducible_with_seed(shards):
     def first_batches(seed):
-        dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=5, training=True,
-                               seed=seed, deterministic=True)
+        dataset = make_dataset(shards, "train", PipelineSettings(image_size=SIZE, batch_size=5, training=True,
+                                                                 seed=seed), ReadSettings(deterministic=True))
         return [(x.numpy(), y.numpy()) for x, y in dataset.take(6)]
 
     run_a, run_b, other = first_batches(3), first_batches(3), first_batches(4)
@@ -118,15 +118,16 @@ def test_training_is_random_and_reproducible_with_seed(shards):
 
 
 def test_training_epochs_with_repeat(shards):
-    dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=4, training=True, repeat=2, seed=0)
+    dataset = make_dataset(shards, "train", PipelineSettings(image_size=SIZE, batch_size=4, training=True, seed=0,
+                                                             repeat=2))
     assert sum(1 for _ in dataset) == 2 * 24 // 4
 
 
 def test_resumed_stream_continues_the_uninterrupted_one_across_passes(shards):
-    def stream(**kwargs):
-        dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=5, training=True, seed=5,
-                               deterministic=True, **kwargs)
-        return [(x.numpy(), y.numpy()) for x, y in dataset.take(12 - kwargs.get("start_step", 0))]
+    def stream(start_step=0):
+        pipeline = PipelineSettings(image_size=SIZE, batch_size=5, training=True, seed=5, start_step=start_step)
+        dataset = make_dataset(shards, "train", pipeline, ReadSettings(deterministic=True))
+        return [(x.numpy(), y.numpy()) for x, y in dataset.take(12 - start_step)]
 
     whole = stream()   # 60 records: two and a half passes of 24
     tf.random.set_seed(0)   # a global seed (as fgtf.train sets) changes nothing
@@ -145,8 +146,8 @@ def test_resumed_stream_continues_the_uninterrupted_one_across_passes(shards):
 def test_resuming_late_in_a_long_run_does_not_read_the_passes_before(shards):
     # 10**8 records consumed, 4 million passes: skipped by arithmetic, not by reading
     started = time.monotonic()
-    dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=5, training=True, seed=5,
-                           deterministic=True, start_step=2 * 10**7)
+    dataset = make_dataset(shards, "train", PipelineSettings(image_size=SIZE, batch_size=5, training=True, seed=5,
+                                                             start_step=2 * 10**7), ReadSettings(deterministic=True))
     images, labels = next(iter(dataset))
     assert images.shape == (5, SIZE, SIZE, 3) and set(labels.numpy()) <= set(range(10))
     assert time.monotonic() - started < 60
@@ -155,12 +156,12 @@ def test_resuming_late_in_a_long_run_does_not_read_the_passes_before(shards):
 def test_training_on_no_records_is_a_clear_error(tmp_path):
     write_shards(str(tmp_path), "train", [[]])
     with pytest.raises(UserError, match="holds no train records"):
-        make_dataset(str(tmp_path), "train", image_size=SIZE, batch_size=2, training=True)
+        make_dataset(str(tmp_path), "train", PipelineSettings(image_size=SIZE, batch_size=2, training=True))
 
 
 def test_cached_evaluation_repeats_in_order(shards):
-    dataset = make_dataset(shards, "validation", image_size=SIZE, batch_size=5, training=False, cache=True,
-                           repeat=2)
+    dataset = make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=5, training=False,
+                                                                  repeat=2), ReadSettings(cache=True))
     np.testing.assert_array_equal(collect(dataset)[1], list(range(12)) * 2)
 
 
@@ -169,7 +170,7 @@ def test_input_context_gives_disjoint_shards(shards):
     for pipeline in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
                                              num_replicas_in_sync=2)
-        dataset = make_dataset(shards, "validation", image_size=SIZE, batch_size=8, training=False,
+        dataset = make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=8, training=False),
                                input_context=context)
         batch_sizes = [len(y) for _, y in dataset]
         assert max(batch_sizes) <= 4  # per-replica batch of the global 8
@@ -182,16 +183,19 @@ def test_input_context_gives_disjoint_shards(shards):
 def test_too_few_shards_for_pipelines(shards):
     context = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=0)
     with pytest.raises(Exception, match="3 shard.*4 input pipelines"):
-        make_dataset(shards, "validation", image_size=SIZE, batch_size=8, training=False, input_context=context)
+        make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=8, training=False),
+                     input_context=context)
 
 
 def test_original_converter_shards_without_optional_keys(tmp_path):
     folder = str(tmp_path / "tf1")
     write_shards(folder, "train", [[3, 1], [2]], original=True)
-    images, labels = collect(make_dataset(folder, "train", image_size=SIZE, batch_size=4, training=False))
+    images, labels = collect(make_dataset(folder, "train",
+                                          PipelineSettings(image_size=SIZE, batch_size=4, training=False)))
     np.testing.assert_array_equal(labels, [3, 1, 2])
     np.testing.assert_array_equal(labels_from_images(images), labels)
-    train = make_dataset(folder, "train", image_size=SIZE, batch_size=2, training=True, seed=0, label_ratio=50)
+    train = make_dataset(folder, "train", PipelineSettings(image_size=SIZE, batch_size=2, training=True, seed=0,
+                                                           label_ratio=50))
     assert next(iter(train))[0].shape == (2, SIZE, SIZE, 3)
 
 
@@ -207,20 +211,20 @@ def corrupt_image_shard(folder):
 
 def test_undecodable_image_names_the_shard(shards):
     corrupt_image_shard(shards)
-    dataset = make_dataset(shards, "validation", image_size=SIZE, batch_size=4, training=False)
+    dataset = make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=4, training=False))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"record 1 of shard \S*validation_00001-of-00003"):
         collect(dataset)
 
 
 def test_skip_bad_records_skips_and_logs(shards, capfd):
     corrupt_image_shard(shards)
-    dataset = make_dataset(shards, "validation", image_size=SIZE, batch_size=4, training=False,
-                           skip_bad_records=True)
+    dataset = make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=4, training=False),
+                           ReadSettings(skip_bad_records=True))
     np.testing.assert_array_equal(collect(dataset)[1], [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11])
     log = capfd.readouterr().err
     assert f"skipped bad record 1 (record 1 of shard {shards}/validation_00001-of-00003.tfrecord)" in log
-    train = make_dataset(shards, "validation", image_size=SIZE, batch_size=11, training=True,
-                         skip_bad_records=True, seed=0)
+    train = make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=11, training=True, seed=0),
+                         ReadSettings(skip_bad_records=True))
     assert 5 not in next(iter(train))[1].numpy()
 
 
@@ -229,11 +233,11 @@ def test_truncated_shard(shards):
     data = open(path, "rb").read()
     with open(path, "wb") as handle:
         handle.write(data[:len(data) * 2 // 3])  # records 0..2 of 5 survive whole
-    dataset = make_dataset(shards, "validation", image_size=SIZE, batch_size=4, training=False)
+    dataset = make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=4, training=False))
     with pytest.raises(tf.errors.InvalidArgumentError, match="validation_00002-of-00003.tfrecord and after"):
         collect(dataset)
-    skipping = make_dataset(shards, "validation", image_size=SIZE, batch_size=4, training=False,
-                            skip_bad_records=True)
+    skipping = make_dataset(shards, "validation", PipelineSettings(image_size=SIZE, batch_size=4, training=False),
+                            ReadSettings(skip_bad_records=True))
     labels = collect(skipping)[1]
     assert list(labels[:7]) == list(range(7)) and set(labels[7:]) < {7, 8, 9, 10, 11}
 
@@ -255,8 +259,8 @@ def test_count_records_from_manifest_or_by_reading(shards):
 
 
 def test_label_ratio_keeps_the_converters_subset(shards):
-    dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=1, training=True, seed=5,
-                           label_ratio=50, repeat=1)
+    dataset = make_dataset(shards, "train", PipelineSettings(image_size=SIZE, batch_size=1, training=True, seed=5,
+                                                             repeat=1, label_ratio=50))
     images, labels = collect(dataset)
     # train holds 0..3 three times each and 4..9 twice each: ceil(n/2) per class.
     counts = np.bincount(labels, minlength=10)
@@ -283,8 +287,8 @@ def test_preprocessing_hook_and_a_batch_transform(shards):
     def stack_views(views, labels):
         return tf.concat(views, axis=0), tf.concat([labels, labels], axis=0)
 
-    dataset = make_dataset(shards, "train", image_size=SIZE, batch_size=3, training=True, seed=0,
-                           preprocessing=two_views).map(stack_views)
+    dataset = make_dataset(shards, "train", PipelineSettings(image_size=SIZE, batch_size=3, training=True,
+                                                             preprocessing=two_views, seed=0)).map(stack_views)
     images, labels = next(iter(dataset))
     assert images.shape == (6, SIZE, SIZE, 3)
     np.testing.assert_array_equal(labels[:3], labels[3:])
@@ -294,20 +298,21 @@ def test_preprocessing_hook_and_a_batch_transform(shards):
 def test_tfds_dataset_by_name(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=10):
-        evaluation = make_dataset("cifar10", "validation", image_size=SIZE, batch_size=4, training=False,
-                                  data_dir=str(tmp_path))
+        evaluation = make_dataset("cifar10", "validation",
+                                  PipelineSettings(image_size=SIZE, batch_size=4, training=False),
+                                  ReadSettings(data_dir=str(tmp_path)))
         images, labels = collect(evaluation)
         assert images.shape == (10, SIZE, SIZE, 3) and labels.shape == (10,)
         assert images.min() >= -1.0 and images.max() <= 1.0
         assert labels.min() >= 0 and labels.max() < 10
-        train = make_dataset("cifar10", "train", image_size=SIZE, batch_size=4, training=True, seed=0,
-                             data_dir=str(tmp_path))
+        train = make_dataset("cifar10", "train", PipelineSettings(image_size=SIZE, batch_size=4, training=True, seed=0),
+                             ReadSettings(data_dir=str(tmp_path)))
         assert next(iter(train))[0].shape == (4, SIZE, SIZE, 3)
 
 
 def test_unknown_source_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="no TFRecord files match"):
-        make_dataset(str(tmp_path / "missing" / "*.tfrecord"), "train", image_size=SIZE, batch_size=2,
-                     training=False)
+        make_dataset(str(tmp_path / "missing" / "*.tfrecord"), "train",
+                     PipelineSettings(image_size=SIZE, batch_size=2, training=False))
     with pytest.raises(Exception, match="no train shards"):
-        make_dataset(str(tmp_path), "train", image_size=SIZE, batch_size=2, training=False)
+        make_dataset(str(tmp_path), "train", PipelineSettings(image_size=SIZE, batch_size=2, training=False))

@@ -102,13 +102,13 @@ def calibration_batches(calibration_dir, image_size, count=CALIBRATION_IMAGES, p
     transform of the `preprocessing` pipeline."""
     import numpy as np
 
-    from fgtf.input_pipeline import make_dataset
+    from fgtf.input_pipeline import PipelineSettings, make_dataset
     from fgtf.preprocessing import get_pipeline
 
     pipeline = get_pipeline(preprocessing)
     folder, split = calibration_source(calibration_dir)
-    dataset = make_dataset(folder, split, image_size=image_size, batch_size=1, training=False,
-                           preprocessing=pipeline)
+    dataset = make_dataset(folder, split, PipelineSettings(image_size=image_size, batch_size=1, training=False,
+                                                           preprocessing=pipeline))
     batches = [np.asarray(pipeline.denormalize(images), np.float32) for images, _ in dataset.take(count)]
     if not batches:
         raise ParameterError(f"`calibration_dir` {calibration_dir} holds no images")

@@ -11,8 +11,8 @@ With `fgtf.input_pipeline.make_dataset`, per example and reproducible from
 the pipeline's seed (CLE-ViT augments the two views independently: each its
 own crop, flip and colour; the altered view is erased and shuffled after):
 
-    train = make_dataset(source, "train", image_size=448, batch_size=12, training=True,
-                         preprocessing=fgtf.preprocessing.cle.cle_preprocessing())
+    train = make_dataset(source, "train", PipelineSettings(
+        image_size=448, batch_size=12, training=True, preprocessing=fgtf.preprocessing.cle.cle_preprocessing()))
     # -> ((base, altered), labels) batches, what fgtf.models.heads.build_cle's model trains on;
     # with training=False the same preprocessing gives plain single-view batches.
 

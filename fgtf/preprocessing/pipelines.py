@@ -3,7 +3,7 @@ decode, the train or test transform, normalisation.
 
     pipeline = get_pipeline("sam")
     images = pipeline(encoded, 224, training=False)        # (224, 224, 3) float32, ImageNet-normalised
-    train = fgtf.input_pipeline.make_dataset(..., preprocessing="sam")
+    train = fgtf.input_pipeline.make_dataset(..., PipelineSettings(..., preprocessing="sam"))
 
 `inception` is TF-Slim's (`fgtf.preprocessing.inception`, values in
 [-1, 1]), what the slim networks' weights were trained with; the others are

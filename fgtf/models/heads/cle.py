@@ -1,8 +1,8 @@
 """CLE-ViT (Yu, Wang, Gao, IJCAI 2023): self-shuffling-and-masking contrastive
 learning around any backbone, as a `keras.Model` whose losses live in the model.
 
-    train = make_dataset(source, "train", image_size=448, batch_size=12, training=True,
-                         preprocessing=fgtf.preprocessing.cle.cle_preprocessing())   # ((base, altered), y)
+    train = make_dataset(source, "train", PipelineSettings(image_size=448, batch_size=12, training=True,
+                         preprocessing=fgtf.preprocessing.cle.cle_preprocessing()))   # ((base, altered), y)
     backbone = fgtf.models.build_model("swin_base", include_top=False, pooling="avg",
                                        input_shape=(448, 448, 3), drop_path_rate=0.5,
                                        weights="checkpoints/swin_base_patch4_window7_224_22k.pth")
