@@ -58,7 +58,8 @@ def main():
     fgtf_dir = os.path.join(work_dir, "fgtf")
     shutil.rmtree(fgtf_dir, ignore_errors=True)
     start = time.perf_counter()
-    result = convert.convert("synthetic", NUM_SHARDS, dataset_dir=dataset_dir, output_dir=fgtf_dir)
+    result = convert.convert(convert.ConvertOptions(dataset="synthetic", num_shards=NUM_SHARDS, dataset_dir=dataset_dir,
+                                                    output_dir=fgtf_dir))
     fgtf_seconds = time.perf_counter() - start
     peak = max(summary.peak_worker_rss_mb for summary in result.summaries.values())
 

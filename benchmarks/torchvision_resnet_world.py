@@ -42,16 +42,17 @@ def main():
     parser.add_argument("--finetune_learning_rate", type=float, default=3e-4)
     args = parser.parse_args()
 
-    from fgtf.convert import convert
+    from fgtf.convert import ConvertOptions, convert
     from fgtf.datasets.synthetic import generate_world
 
     work = args.work_dir or tempfile.mkdtemp(prefix="fgtf_resnet_world_")
     started = time.time()
     world = os.path.join(work, "world")
     generate_world(world, seed=0, image_size=64)
-    pool = convert("synthetic", 2, dataset_dir=os.path.join(world, "source"), progress=False).output_dir
-    target = convert("synthetic", 2, dataset_dir=os.path.join(world, "targets", args.target),
-                     progress=False).output_dir
+    pool = convert(ConvertOptions(dataset="synthetic", num_shards=2, dataset_dir=os.path.join(world, "source"),
+                                  progress=False)).output_dir
+    target = convert(ConvertOptions(dataset="synthetic", num_shards=2,
+                                    dataset_dir=os.path.join(world, "targets", args.target), progress=False)).output_dir
     print(f"world ready in {time.time() - started:.0f} s", flush=True)
 
     pretrained = os.path.join(work, "runs", "pool")

@@ -8,6 +8,8 @@
     # a dataset of your own: my_images/train.txt + val.txt, or my_images/train/<class>/*.jpg
     # + my_images/val/<class>/*.jpg; writes my_images/tfrecords/
 
+    convert(ConvertOptions(dataset_dir="my_images", num_shards=4))   # the same in Python
+
 Records carry the original TF1 converter's keys (see `tfrecord_tools.example`),
 `image/filename` (path relative to the dataset folder) and `image/class/text`
 when the class name is known. The training split is shuffled by `--seed`;
@@ -36,6 +38,7 @@ none; left out when the labels are not 0..K-1, each present).
 """
 from __future__ import annotations
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -58,69 +61,82 @@ Conversion = namedtuple("Conversion", "output_dir summaries")
 Conversion.__doc__ = "`output_dir` written; `summaries`: {split: tfrecord_tools.writer.SplitSummary}."
 
 
-def convert(dataset: str, num_shards: int, data_dir: str = "data", dataset_dir: str | None = None,
-            output_dir: str | None = None, num_workers: int | None = None, seed: int = 0,
-            shard_range: tuple[int, int] | None = None, strict: bool = False, label_ratio: float | None = None,
-            progress: bool = True, class_list: str | None = None, max_per_class: int | None = None,
-            allow_outside_paths: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Conversion:
-    """Convert both splits of `dataset`; returns a `Conversion`.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConvertOptions:
+    """What `convert` converts, where to and how: each field named as its
+    `python -m fgtf.convert` flag (`--out` is `output_dir`), whose help says
+    more; `dataclasses.replace` varies one.
 
-    `dataset` None is a dataset of your own (`fgtf.datasets.GENERIC`) in
-    `dataset_dir`. `dataset_dir` defaults to `<data_dir>/<dataset>`, `output_dir` to
-    `<dataset_dir>/<default_output_folder(...)>` (`tfrecords`, with suffixes
-    for the subsets). `class_list` is the path of a file of class names;
-    other arguments as the command-line flags. Raises `UserError` for bad
-    arguments before any shard is written, and when every image of a split
-    was skipped. The output folder is held while it is written (see
-    `tfrecord_tools.writer`): a second conversion into it is refused.
+    dataset: a dataset registry name; None: a dataset of your own
+      (`fgtf.datasets.GENERIC`) in `dataset_dir`.
+    num_shards: shards per split.
+    data_dir: the folder holding one folder per dataset.
+    dataset_dir: the dataset's raw folder; None: `<data_dir>/<dataset>`.
+    output_dir: where the shards go; None:
+      `<dataset_dir>/<default_output_folder(...)>` (`tfrecords`, with
+      suffixes for the subsets).
+    num_workers: writer processes; None: one per CPU.
+    seed: seed of the training-order shuffle and of the subsets' choice.
+    shard_range: (A, B): write only shards A..B-1 of each split.
+    strict: stop at the first unreadable image instead of skipping it.
+    label_ratio: keep this percentage of each class's training images.
+    max_per_class: keep at most this many training images of each class.
+    class_list: the path of a file of class names: keep only these
+      classes, relabelled 0..K-1 in the file's order, in both splits.
+    allow_outside_paths: read split-list images outside the dataset folder.
+    max_pixels: skip an image whose header declares more pixels.
+    progress: show a progress bar with images/s on stderr (no flag: the
+      command always does).
     """
-    if dataset is None and dataset_dir is None:
-        raise UserError("give --dataset_dir, the folder of your dataset (train.txt + val.txt, or train/<class>/ "
-                        f"+ val/<class>/ image folders), or --dataset, one of {', '.join(datasets.list_datasets())}")
-    dataset = dataset or datasets.GENERIC
-    datasets.get_dataset_info(dataset)
-    if num_shards < 1:
-        raise UserError(f"--num_shards must be at least 1, got {num_shards}")
-    if num_workers is not None and num_workers < 1:
-        raise UserError(f"--num_workers must be at least 1, got {num_workers}")
-    dataset_dir = dataset_dir or os.path.join(data_dir, dataset)
-    if not os.path.isdir(dataset_dir):
-        raise UserError(f"dataset folder {dataset_dir} does not exist (set --data_dir or --dataset_dir)")
-    output_dir = output_dir or os.path.join(dataset_dir, default_output_folder(label_ratio, max_per_class,
-                                                                               class_list))
+    dataset: str | None = None
+    num_shards: int
+    data_dir: str = "data"
+    dataset_dir: str | None = None
+    output_dir: str | None = None
+    num_workers: int | None = None
+    seed: int = 0
+    shard_range: tuple[int, int] | None = None
+    strict: bool = False
+    label_ratio: float | None = None
+    max_per_class: int | None = None
+    class_list: str | None = None
+    allow_outside_paths: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    progress: bool = True
 
-    splits = {split: datasets.read_split(dataset, dataset_dir, split, allow_outside_paths)
-              for split in ("train", "validation")}
-    keep = None
-    if class_list is not None:
-        keep = subsets.class_list_labels(subsets.read_name_list(class_list), splits["train"] + splits["validation"])
-    if label_ratio is not None:
-        splits["train"] = subsets.label_ratio_subset(splits["train"], label_ratio, seed)
-    if max_per_class is not None:
-        splits["train"] = subsets.cap_per_class(splits["train"], max_per_class, seed)
-    if keep is not None:
-        # Last, so that the images a class keeps do not depend on which other classes are listed.
-        splits = {split: subsets.keep_classes(records, keep) for split, records in splits.items()}
-    random.Random(seed).shuffle(splits["train"])
+
+def convert(options: ConvertOptions) -> Conversion:
+    """Convert both splits of `options.dataset`; returns a `Conversion`.
+
+    Raises `UserError` for bad options before any shard is written, and when
+    every image of a split was skipped. The output folder is held while it
+    is written (see `tfrecord_tools.writer`): a second conversion into it is
+    refused.
+    """
+    dataset, dataset_dir = _checked_source(options)
+    output_dir = options.output_dir or os.path.join(dataset_dir, default_output_folder(
+        options.label_ratio, options.max_per_class, options.class_list))
+    splits, relabelled = _chosen_records(options, dataset, dataset_dir)
     for split, records in splits.items():
-        if num_shards > len(records):
-            raise UserError(f"--num_shards {num_shards} is more than the {len(records)} images of the "
+        if options.num_shards > len(records):
+            raise UserError(f"--num_shards {options.num_shards} is more than the {len(records)} images of the "
                             f"{split} split; use at most {len(records)}")
 
     metadata = {"tool": f"fgtf {fgtf.__version__}",
-                "arguments": {"dataset": dataset, "num_shards": num_shards, "seed": seed,
-                              "label_ratio": label_ratio, "max_per_class": max_per_class,
-                              "class_list": class_list}}
+                "arguments": {"dataset": dataset, "num_shards": options.num_shards, "seed": options.seed,
+                              "label_ratio": options.label_ratio, "max_per_class": options.max_per_class,
+                              "class_list": options.class_list}}
     class_names = subsets.class_names_by_label(splits["train"] + splits["validation"])
-    if keep is not None:
+    if relabelled:
         metadata["class_names"] = class_names
     summaries = {}
-    with hold_folder(output_dir, shared=shard_range is not None):
+    with hold_folder(output_dir, shared=options.shard_range is not None):
         for split, records in splits.items():
             summaries[split] = write_split([_item(record, dataset_dir) for record in records], output_dir, split,
-                                           num_shards, shard_range=shard_range, num_workers=num_workers,
-                                           strict=strict, max_pixels=max_pixels, metadata=metadata,
-                                           progress=progress)
+                                           options.num_shards, shard_range=options.shard_range,
+                                           num_workers=options.num_workers, strict=options.strict,
+                                           max_pixels=options.max_pixels, metadata=metadata,
+                                           progress=options.progress)
             _refuse_empty_split(output_dir, split)
         if class_names is not None:
             write_text(os.path.join(output_dir, "classes.txt"), "".join(f"{name}\n" for name in class_names))
@@ -185,12 +201,7 @@ def main(argv=None):
     parser.add_argument("--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         help="skip (or, with --strict, stop at) an image whose header declares more pixels, "
                              "width x height, before anything is decoded (default: %(default)s)")
-    args = parser.parse_args(argv)
-    output_dir, summaries = convert(args.dataset, args.num_shards, args.data_dir, args.dataset_dir,
-                                    args.output_dir, args.num_workers, args.seed, args.shard_range, args.strict,
-                                    args.label_ratio, class_list=args.class_list,
-                                    max_per_class=args.max_per_class, allow_outside_paths=args.allow_outside_paths,
-                                    max_pixels=args.max_pixels)
+    output_dir, summaries = convert(ConvertOptions(**vars(parser.parse_args(argv))))
     for summary in summaries.values():
         print(f"{summary.split}: wrote {len(summary.shards_written)} shards, kept {len(summary.shards_kept)} "
               f"already complete; {summary.records} records, {summary.skipped} skipped, "
@@ -200,6 +211,43 @@ def main(argv=None):
         print(f"{skipped} files skipped: reasons in {os.path.join(output_dir, REPORT)}", file=sys.stderr)
     print(f"manifest: {os.path.join(output_dir, MANIFEST)}")
     return 0
+
+
+def _checked_source(options):
+    """(dataset registry name, dataset folder) of `options`, each checked."""
+    if options.dataset is None and options.dataset_dir is None:
+        raise UserError("give --dataset_dir, the folder of your dataset (train.txt + val.txt, or train/<class>/ "
+                        f"+ val/<class>/ image folders), or --dataset, one of {', '.join(datasets.list_datasets())}")
+    dataset = options.dataset or datasets.GENERIC
+    datasets.get_dataset_info(dataset)
+    if options.num_shards < 1:
+        raise UserError(f"--num_shards must be at least 1, got {options.num_shards}")
+    if options.num_workers is not None and options.num_workers < 1:
+        raise UserError(f"--num_workers must be at least 1, got {options.num_workers}")
+    dataset_dir = options.dataset_dir or os.path.join(options.data_dir, dataset)
+    if not os.path.isdir(dataset_dir):
+        raise UserError(f"dataset folder {dataset_dir} does not exist (set --data_dir or --dataset_dir)")
+    return dataset, dataset_dir
+
+
+def _chosen_records(options, dataset, dataset_dir):
+    """({split: records} to write, whether `options.class_list` relabelled
+    them): the subsets applied, the training split shuffled by the seed."""
+    splits = {split: datasets.read_split(dataset, dataset_dir, split, options.allow_outside_paths)
+              for split in ("train", "validation")}
+    keep = None
+    if options.class_list is not None:
+        keep = subsets.class_list_labels(subsets.read_name_list(options.class_list),
+                                         splits["train"] + splits["validation"])
+    if options.label_ratio is not None:
+        splits["train"] = subsets.label_ratio_subset(splits["train"], options.label_ratio, options.seed)
+    if options.max_per_class is not None:
+        splits["train"] = subsets.cap_per_class(splits["train"], options.max_per_class, options.seed)
+    if keep is not None:
+        # Last, so that the images a class keeps do not depend on which other classes are listed.
+        splits = {split: subsets.keep_classes(records, keep) for split, records in splits.items()}
+    random.Random(options.seed).shuffle(splits["train"])
+    return splits, keep is not None
 
 
 def _refuse_empty_split(output_dir, split):

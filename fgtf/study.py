@@ -109,10 +109,10 @@ def convert(dataset_dir, recipe, **subset):
     """Shards of the seed-style folder `dataset_dir` (its `tfrecords/`, or the
     subset folder `fgtf.convert` names for `subset`, e.g. class_list=...),
     converted unless already there. Returns the shard folder."""
-    from fgtf.convert import convert as convert_dataset
+    from fgtf.convert import ConvertOptions, convert as convert_dataset
 
-    return convert_dataset(DATASET, recipe.num_shards, dataset_dir=dataset_dir, progress=False,
-                           **subset).output_dir
+    return convert_dataset(ConvertOptions(dataset=DATASET, num_shards=recipe.num_shards, dataset_dir=dataset_dir,
+                                          progress=False, **subset)).output_dir
 
 
 def pretrain_source(shard_dir, run_dir, recipe, seed=0, steps=None):

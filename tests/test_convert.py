@@ -100,8 +100,9 @@ def test_seed_changes_the_training_order_only(tmp_path):
     root = _make_dataset(str(tmp_path / "cub"))
     outputs = {}
     for seed in (0, 1):
-        output_dir = convert.convert("cub_200", 2, dataset_dir=root, output_dir=str(tmp_path / f"seed{seed}"),
-                                     num_workers=1, seed=seed, progress=False).output_dir
+        output_dir = convert.convert(convert.ConvertOptions(dataset="cub_200", num_shards=2, dataset_dir=root,
+                                                            output_dir=str(tmp_path / f"seed{seed}"), num_workers=1,
+                                                            seed=seed, progress=False)).output_dir
         outputs[seed] = _outputs(output_dir)
     names = sorted(outputs[0])
     assert [outputs[0][n] == outputs[1][n] for n in names if n.startswith("validation_")] == [True, True]
@@ -110,7 +111,8 @@ def test_seed_changes_the_training_order_only(tmp_path):
 
 def test_label_ratio_keeps_that_share_of_each_class(tmp_path):
     root = _make_dataset(str(tmp_path / "cub"), train_per_class=5)
-    result = convert.convert("cub_200", 2, dataset_dir=root, label_ratio=50, num_workers=1, progress=False)
+    result = convert.convert(convert.ConvertOptions(dataset="cub_200", num_shards=2, dataset_dir=root, label_ratio=50,
+                                                    num_workers=1, progress=False))
     assert result.output_dir == os.path.join(root, "tfrecords_label50")
     labels = Counter(f["image/class/label"][0] for f in _records(result.output_dir, "train"))
     assert labels == {label: math.ceil(5 * 0.5) for label in range(3)}
@@ -248,28 +250,31 @@ def test_class_list_keeps_those_classes_relabelled_in_file_order(tmp_path, capsy
 
 def test_max_per_class_caps_the_training_split_only(tmp_path):
     root = _make_dataset(str(tmp_path / "cub"), train_per_class=[6, 2, 4])
-    result = convert.convert("cub_200", 2, dataset_dir=root, max_per_class=3, seed=1, num_workers=1, progress=False)
+    result = convert.convert(convert.ConvertOptions(dataset="cub_200", num_shards=2, dataset_dir=root, max_per_class=3,
+                                                    seed=1, num_workers=1, progress=False))
     assert result.output_dir == os.path.join(root, "tfrecords_max3")
     saved = manifest.load_manifest(result.output_dir)
     assert saved["splits"]["train"]["label_histogram"] == {"0": 3, "1": 2, "2": 3}
     assert saved["splits"]["validation"]["label_histogram"] == {"0": 2, "1": 2, "2": 2}
     assert saved["metadata"]["arguments"]["max_per_class"] == 3
     kept = {f["image/filename"][0].decode() for f in _records(result.output_dir, "train")}
-    again = convert.convert("cub_200", 2, dataset_dir=root, max_per_class=3, seed=1, output_dir=str(tmp_path / "b"),
-                            num_workers=1, progress=False)
+    again = convert.convert(convert.ConvertOptions(dataset="cub_200", num_shards=2, dataset_dir=root, max_per_class=3,
+                                                   seed=1, output_dir=str(tmp_path / "b"), num_workers=1,
+                                                   progress=False))
     assert {f["image/filename"][0].decode() for f in _records(again.output_dir, "train")} == kept
 
 
 def test_class_list_and_cap_together(tmp_path):
     root = _make_dataset(str(tmp_path / "cub"), train_per_class=[6, 2, 4])
     (tmp_path / "birds.txt").write_text("Blackbird\nAlbatross\n")
-    result = convert.convert("cub_200", 1, dataset_dir=root, class_list=str(tmp_path / "birds.txt"),
-                             max_per_class=3, num_workers=1, progress=False)
+    result = convert.convert(convert.ConvertOptions(dataset="cub_200", num_shards=1, dataset_dir=root,
+                                                    class_list=str(tmp_path / "birds.txt"), max_per_class=3,
+                                                    num_workers=1, progress=False))
     assert result.output_dir == os.path.join(root, "tfrecords_birds_max3")
     assert manifest.load_manifest(result.output_dir)["splits"]["train"]["label_histogram"] == {"0": 3, "1": 3}
     # A class keeps the same images whichever other classes are listed.
-    alone = convert.convert("cub_200", 1, dataset_dir=root, max_per_class=3, output_dir=str(tmp_path / "all"),
-                            num_workers=1, progress=False)
+    alone = convert.convert(convert.ConvertOptions(dataset="cub_200", num_shards=1, dataset_dir=root, max_per_class=3,
+                                                   output_dir=str(tmp_path / "all"), num_workers=1, progress=False))
     def blackbirds(output_dir):
         return {f["image/filename"][0].decode() for f in _records(output_dir, "train")
                 if f["image/class/text"] == [b"Blackbird"]}

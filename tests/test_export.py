@@ -17,7 +17,7 @@ import pytest
 from conftest import relative_l2
 from fgtf import evaluate, export, extract_features, train
 from fgtf.checkpoints import load_network, save_keras_weights
-from fgtf.convert import convert
+from fgtf.convert import ConvertOptions, convert
 from fgtf.datasets.synthetic import generate
 from fgtf.models import build_model
 from fgtf.errors import UserError
@@ -40,7 +40,8 @@ def world(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("export")
     generate(str(root / "raw"), classes=5, train_per_class=40, val_per_class=24, image_size=SIZE, seed=0, num_workers=1)
-    convert("synthetic", 1, dataset_dir=str(root / "raw"), output_dir=str(root / "tfrecords"), progress=False)
+    convert(ConvertOptions(dataset="synthetic", num_shards=1, dataset_dir=str(root / "raw"),
+                           output_dir=str(root / "tfrecords"), progress=False))
     keras.utils.set_random_seed(0)
     network = build_model("small_cnn", classes=5, classifier_activation=None, input_shape=(SIZE, SIZE, 3))
     pooled = keras.Model(network.input, network.get_layer("Logits.AvgPool").output)

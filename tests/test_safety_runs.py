@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from fgtf import evaluate, export, extract_features, runs, train
 from fgtf.checkpoints import save_keras_weights
-from fgtf.convert import convert
+from fgtf.convert import ConvertOptions, convert
 from fgtf.datasets.synthetic import generation
 from fgtf.datasets.synthetic.__main__ import main as synthetic_main
 from fgtf.transfer import feature_store, linear
@@ -173,7 +173,8 @@ def test_a_run_config_of_odd_types_is_one_line(world, tmp_path, capsys):
 def test_train_and_evaluate_refuse_an_unfinished_conversion(world, tmp_path, capsys):
     # Before: train trained on a conversion marked complete: false (600 of 800 images).
     partial = str(tmp_path / "partial")
-    convert("synthetic", 2, dataset_dir=world["raw"], output_dir=partial, shard_range=(0, 1), progress=False)
+    convert(ConvertOptions(dataset="synthetic", num_shards=2, dataset_dir=world["raw"], output_dir=partial,
+                           shard_range=(0, 1), progress=False))
     run = tmp_path / "run"
     code, _, err = _exit(train.main, _train_args(partial, run, "--max_number_of_steps", "2"), capsys)
     assert code == 2
@@ -204,7 +205,7 @@ def test_train_refuses_labels_that_cannot_number_the_classes(world, tmp_path, ca
     lines = (raw / "train.txt").read_text().splitlines()
     (raw / "train.txt").write_text("\n".join(lines[:-1] + [lines[-1].rpartition(": ")[0] + ": 1000000000"]) + "\n")
     shards = str(tmp_path / "shards")
-    convert("synthetic", 1, dataset_dir=str(raw), output_dir=shards, progress=False)
+    convert(ConvertOptions(dataset="synthetic", num_shards=1, dataset_dir=str(raw), output_dir=shards, progress=False))
     code, _, err = _exit(train.main, _train_args(shards, tmp_path / "run", "--max_number_of_steps", "1"), capsys)
     assert code == 2
     _one_line(err, "have labels up to 1000000000 but are only 12", "give --num_classes if there really are")

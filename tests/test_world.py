@@ -179,14 +179,15 @@ def test_cli_refuses_folders_that_are_not_a_world(tmp_path, capsys):
 
 
 def test_convert_reads_a_family_of_the_pool_by_its_class_list(tmp_path):
-    from fgtf.convert import convert
+    from fgtf.convert import ConvertOptions, convert
 
     synthetic.generate_world(tmp_path / "w", num_workers=1, **TINY)
     source = tmp_path / "w" / "source"
     birds = [name for name in _classes(tmp_path / "w", "source") if name.startswith("birds.")]
     (tmp_path / "birds.txt").write_text("".join(name + "\n" for name in birds))
-    done = convert("synthetic", 1, dataset_dir=str(source), output_dir=str(tmp_path / "records"),
-                   class_list=str(tmp_path / "birds.txt"), progress=False, num_workers=1)
+    done = convert(ConvertOptions(dataset="synthetic", num_shards=1, dataset_dir=str(source),
+                                  output_dir=str(tmp_path / "records"), class_list=str(tmp_path / "birds.txt"),
+                                  progress=False, num_workers=1))
     world = json.loads((tmp_path / "w" / synthetic.WORLD_FILE).read_text())
     assert done.summaries["train"].records == world["source"]["family_train_images"]["birds"]
     assert (tmp_path / "records" / "classes.txt").read_text().splitlines() == birds

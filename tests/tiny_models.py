@@ -22,13 +22,13 @@ LAUNCHER = os.path.abspath(__file__)
 def tiny_synthetic_tfrecords(root, classes, train_per_class, val_per_class, num_shards):
     """Generate a tiny synthetic dataset (48 px) under `root`/raw and convert it
     to `num_shards` shards per split under `root`/tfrecords; returns that folder."""
-    from fgtf.convert import convert
+    from fgtf.convert import ConvertOptions, convert
     from fgtf.datasets.synthetic import generate
 
     generate(str(root / "raw"), classes=classes, train_per_class=train_per_class, val_per_class=val_per_class,
              image_size=48, seed=0)
-    convert("synthetic", num_shards, dataset_dir=str(root / "raw"), output_dir=str(root / "tfrecords"),
-            progress=False)
+    convert(ConvertOptions(dataset="synthetic", num_shards=num_shards, dataset_dir=str(root / "raw"),
+                           output_dir=str(root / "tfrecords"), progress=False))
     return str(root / "tfrecords")
 
 
