@@ -9,8 +9,8 @@ on fgtf's registry backbones, preprocessing and checkpoint loading:
     model.py        the Keras pieces: SimNet, its head and discriminator, the
                     weak-shot classifier, the sample weights and losses
 """
-from fgtf.simtrans.steps import (class_grouped_batches, compute_weights, evaluate, pretrain, train_classifier,
-                                 train_simnet)
+from fgtf.simtrans.steps import (ClassifierOptions, PretrainOptions, SimNetOptions, class_grouped_batches,
+                                 compute_weights, evaluate, pretrain, train_classifier, train_simnet)
 
-__all__ = ["class_grouped_batches", "compute_weights", "evaluate", "pretrain", "train_classifier",
-           "train_simnet"]
+__all__ = ["ClassifierOptions", "PretrainOptions", "SimNetOptions", "class_grouped_batches", "compute_weights",
+           "evaluate", "pretrain", "train_classifier", "train_simnet"]

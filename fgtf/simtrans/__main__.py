@@ -70,7 +70,8 @@ import os
 from fgtf.recipes import Plan, RecipeCommand, check_start, recipe_requested, run_recipe
 from fgtf.simtrans.networks import DEFAULT_MODEL
 from fgtf.simtrans.steps import (AUGMENTATIONS, FORMER_AUGMENTATIONS, LABEL_SPACES, PRETRAIN_DATA, STEPS,
-                                 WEIGHT_FORMULAS, compute_weights, evaluate, pretrain, train_classifier, train_simnet)
+                                 WEIGHT_FORMULAS, ClassifierOptions, PretrainOptions, SimNetOptions, compute_weights,
+                                 evaluate, pretrain, train_classifier, train_simnet)
 from fgtf.command_line import (HelpFormatter, cli_main, command_parser, non_negative_float, non_negative_int,
                                positive_float, positive_int, program_name)
 from fgtf.errors import UserError
@@ -81,9 +82,18 @@ def main(argv=None):
     if recipe_requested(argv):
         run_recipe(RECIPE_COMMAND, argv)
         return
-    options = vars(build_parser().parse_args(argv))
-    step = options.pop("step")
-    STEP_FUNCTIONS[step](**options)
+    flags = vars(build_parser().parse_args(argv))
+    run_step(flags.pop("step"), flags)
+
+
+def run_step(step, flags):
+    """Run step `step` with its parsed flags ({destination: value}, the run
+    folder's `run_dir` among them): the fields of its options, or the
+    keyword arguments of a step without any."""
+    values = dict(flags)
+    run_dir = values.pop("run_dir")
+    function, options = STEP_FUNCTIONS[step]
+    return function(run_dir, **values) if options is None else function(run_dir, options(**values))
 
 
 def build_parser():
@@ -129,31 +139,32 @@ def _label_list(text):
     return labels
 
 
-def _add(parser, function, name, help, *flags, flag=None, **options):
+def _add(parser, settings, name, help, *flags, flag=None, **options):
     """`--name` (or `--flag`, the vocabulary's name, with `--name` kept as an
-    alias; plus alias `flags`) setting `function`'s parameter `name`, whose
-    default it takes from the signature."""
+    alias; plus alias `flags`) setting field or parameter `name` of
+    `settings` (a step's options class, or a step function), whose default
+    it takes from its signature."""
     names = (f"--{flag}", f"--{name}") if flag else (f"--{name}",)
     if flag:
         options.setdefault("metavar", flag.upper())
-    parser.add_argument(*names, *flags, dest=name, default=inspect.signature(function).parameters[name].default,
+    parser.add_argument(*names, *flags, dest=name, default=inspect.signature(settings).parameters[name].default,
                         help=help, **options)
 
 
-def _schedule_arguments(parser, function):
-    _add(parser, function, "epochs", "training epochs", type=positive_int)
-    _add(parser, function, "lr", "SGD learning rate (momentum 0.9)", flag="learning_rate", type=positive_float)
-    _add(parser, function, "lr_interval", "halve the learning rate every this many epochs",
+def _schedule_arguments(parser, settings):
+    _add(parser, settings, "epochs", "training epochs", type=positive_int)
+    _add(parser, settings, "lr", "SGD learning rate (momentum 0.9)", flag="learning_rate", type=positive_float)
+    _add(parser, settings, "lr_interval", "halve the learning rate every this many epochs",
          flag="num_epochs_per_decay", type=positive_int)
-    _add(parser, function, "weight_decay", "coupled L2 on every weight, as PyTorch SGD", type=non_negative_float)
-    _add(parser, function, "augment", "training preprocessing: the test transform of the run's --preprocessing + "
+    _add(parser, settings, "weight_decay", "coupled L2 on every weight, as PyTorch SGD", type=non_negative_float)
+    _add(parser, settings, "augment", "training preprocessing: the test transform of the run's --preprocessing + "
          "a random flip, or that pipeline's own training transform (former name: inception)",
          type=lambda text: FORMER_AUGMENTATIONS.get(text, text), choices=AUGMENTATIONS)
-    default = inspect.signature(function).parameters["batch_size"].default
-    _add(parser, function, "batch_size", "images per training batch" + (
+    default = inspect.signature(settings).parameters["batch_size"].default
+    _add(parser, settings, "batch_size", "images per training batch" + (
         "; none given: the original's 50 when the base and the novel training sets hold 7 batches of 50 each, "
         "else the largest multiple of 5 they hold 7 times" if default is None else ""), type=positive_int)
-    _add(parser, function, "seed", "random seed of initialisation, order and augmentation", type=non_negative_int)
+    _add(parser, settings, "seed", "random seed of initialisation, order and augmentation", type=non_negative_int)
 
 
 def _run_dir_argument(parser):
@@ -168,39 +179,39 @@ def _pretrain_arguments(parser):
     parser.add_argument("--dataset_dir", default="data/synthetic_noisy",
                         help="dataset folder; its noisy web images: web.txt or web/<class>/, or for synthetic "
                              "the noisy training list")
-    _add(parser, pretrain, "dataset", "dataset registry name")
-    _add(parser, pretrain, "novel_classes", "comma-separated novel labels; none given: the novel classes "
+    _add(parser, PretrainOptions, "dataset", "dataset registry name")
+    _add(parser, PretrainOptions, "novel_classes", "comma-separated novel labels; none given: the novel classes "
          "recorded in a synthetic dataset's synthetic.json", type=_label_list)
-    _add(parser, pretrain, "num_novel", "instead of --novel_classes: this many novel classes drawn with --seed",
+    _add(parser, PretrainOptions, "num_novel", "instead of --novel_classes: this many novel classes drawn with --seed",
          type=positive_int)
-    _add(parser, pretrain, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}; none given: "
+    _add(parser, PretrainOptions, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}; none given: "
          f"a --checkpoint run's, fgtf .weights.h5's or torchvision .pth's network, else {DEFAULT_MODEL}")
-    _add(parser, pretrain, "image_size", "image side in pixels; none given: a --checkpoint run's, else the "
+    _add(parser, PretrainOptions, "image_size", "image side in pixels; none given: a --checkpoint run's, else the "
          "network's default size (small_cnn 64, torchvision's ResNets 224)", type=positive_int)
-    _add(parser, pretrain, "preprocessing", "input pipeline of every step (recorded in run.json); none given: a "
-         "--checkpoint run's, else the network's", choices=PIPELINE_NAMES)
-    _add(parser, pretrain, "checkpoint", "initial backbone weights: TF-Slim checkpoint, .weights.h5, torchvision "
-         ".pth, fgtf run folder or SimTrans run folder of the same --model; none given: random initialisation",
-         "--init_weights")
-    _add(parser, pretrain, "pretrain_data", "train on the clean base classes (the authors' stated init) or on the "
-         "noisy novel images (the released script)", choices=PRETRAIN_DATA)
-    _schedule_arguments(parser, pretrain)
+    _add(parser, PretrainOptions, "preprocessing", "input pipeline of every step (recorded in run.json); none "
+         "given: a --checkpoint run's, else the network's", choices=PIPELINE_NAMES)
+    _add(parser, PretrainOptions, "checkpoint", "initial backbone weights: TF-Slim checkpoint, .weights.h5, "
+         "torchvision .pth, fgtf run folder or SimTrans run folder of the same --model; none given: random "
+         "initialisation", "--init_weights")
+    _add(parser, PretrainOptions, "pretrain_data", "train on the clean base classes (the authors' stated init) or "
+         "on the noisy novel images (the released script)", choices=PRETRAIN_DATA)
+    _schedule_arguments(parser, PretrainOptions)
 
 
 def _simnet_arguments(parser):
     _run_dir_argument(parser)
-    _add(parser, train_simnet, "batch_classes", "at most this many classes per base batch; none given: the "
+    _add(parser, SimNetOptions, "batch_classes", "at most this many classes per base batch; none given: the "
          "original's 20 with batches of 50 or more, else one per 5 images", type=positive_int)
-    _add(parser, train_simnet, "batch_classes_novel", "at most this many classes per novel batch",
+    _add(parser, SimNetOptions, "batch_classes_novel", "at most this many classes per novel batch",
          type=positive_int)
-    _add(parser, train_simnet, "beta", "adversarial weight: SimNet minimises L_sim - beta L_dom; 0.1 is the "
+    _add(parser, SimNetOptions, "beta", "adversarial weight: SimNet minimises L_sim - beta L_dom; 0.1 is the "
          "method's, 0 the released script's (the term left out)", type=non_negative_float)
-    _add(parser, train_simnet, "domain_lr", "discriminator learning rate", type=positive_float)
-    _add(parser, train_simnet, "eval_batches", "pair-F1 evaluation: batches of --eval_classes x --eval_images "
+    _add(parser, SimNetOptions, "domain_lr", "discriminator learning rate", type=positive_float)
+    _add(parser, SimNetOptions, "eval_batches", "pair-F1 evaluation: batches of --eval_classes x --eval_images "
          "test images", type=positive_int)
-    _add(parser, train_simnet, "eval_classes", "classes per pair-F1 evaluation batch", type=positive_int)
-    _add(parser, train_simnet, "eval_images", "images per class in a pair-F1 evaluation batch", type=positive_int)
-    _schedule_arguments(parser, train_simnet)
+    _add(parser, SimNetOptions, "eval_classes", "classes per pair-F1 evaluation batch", type=positive_int)
+    _add(parser, SimNetOptions, "eval_images", "images per class in a pair-F1 evaluation batch", type=positive_int)
+    _schedule_arguments(parser, SimNetOptions)
 
 
 def _weights_arguments(parser):
@@ -212,22 +223,22 @@ def _weights_arguments(parser):
 
 def _train_arguments(parser):
     _run_dir_argument(parser)
-    _add(parser, train_classifier, "classes", "label space: base + novel classes, or the novel classes only as "
+    _add(parser, ClassifierOptions, "classes", "label space: base + novel classes, or the novel classes only as "
          "the released script", choices=LABEL_SPACES)
-    _add(parser, train_classifier, "init", "start from the pretrained backbone or from scratch",
+    _add(parser, ClassifierOptions, "init", "start from the pretrained backbone or from scratch",
          choices=("pretrain", "scratch"))
-    _add(parser, train_classifier, "weighting", "sample weights of the weighted-CE epochs",
+    _add(parser, ClassifierOptions, "weighting", "sample weights of the weighted-CE epochs",
          choices=(*WEIGHT_FORMULAS, "none"))
-    _add(parser, train_classifier, "graph_epochs", "alternating epochs after --epochs: even = graph (weighted CE + "
+    _add(parser, ClassifierOptions, "graph_epochs", "alternating epochs after --epochs: even = graph (weighted CE + "
          "alpha L_graph, batch --graph_batch_size), odd = weighted CE", type=non_negative_int)
-    _add(parser, train_classifier, "graph_weighting", "sample weights of the alternating epochs",
+    _add(parser, ClassifierOptions, "graph_weighting", "sample weights of the alternating epochs",
          choices=(*WEIGHT_FORMULAS, "none"))
-    _add(parser, train_classifier, "graph_batch_size", "batch size of the graph epochs", type=positive_int)
-    _add(parser, train_classifier, "alpha", "graph loss weight", type=non_negative_float)
-    _add(parser, train_classifier, "mu", "similarity relaxation of the graph", type=float)
-    _add(parser, train_classifier, "eye", "1: graph over all pairs (the script); 0: same-label pairs only",
+    _add(parser, ClassifierOptions, "graph_batch_size", "batch size of the graph epochs", type=positive_int)
+    _add(parser, ClassifierOptions, "alpha", "graph loss weight", type=non_negative_float)
+    _add(parser, ClassifierOptions, "mu", "similarity relaxation of the graph", type=float)
+    _add(parser, ClassifierOptions, "eye", "1: graph over all pairs (the script); 0: same-label pairs only",
          type=int, choices=(0, 1))
-    _schedule_arguments(parser, train_classifier)
+    _schedule_arguments(parser, ClassifierOptions)
 
 
 def _eval_arguments(parser):
@@ -237,8 +248,10 @@ def _eval_arguments(parser):
 
 _STEP_ARGUMENTS = {"pretrain": _pretrain_arguments, "simnet": _simnet_arguments, "weights": _weights_arguments,
                    "train": _train_arguments, "eval": _eval_arguments}
-STEP_FUNCTIONS = {"pretrain": pretrain, "simnet": train_simnet, "weights": compute_weights,
-                   "train": train_classifier, "eval": evaluate}
+# Each step's function and the options class its flags fill (None: they are the function's keyword arguments).
+STEP_FUNCTIONS = {"pretrain": (pretrain, PretrainOptions), "simnet": (train_simnet, SimNetOptions),
+                  "weights": (compute_weights, None), "train": (train_classifier, ClassifierOptions),
+                  "eval": (evaluate, None)}
 
 
 def _recipe_plan(recipe, stage, flags, dests):
@@ -247,7 +260,6 @@ def _recipe_plan(recipe, stage, flags, dests):
 
     if "--checkpoint" in dests:
         check_start(recipe, flags, dests)
-    options = vars(flags)
 
     def finished():
         try:
@@ -257,7 +269,7 @@ def _recipe_plan(recipe, stage, flags, dests):
         return True
 
     return Plan(stage, flags, flags.run_dir, os.path.join(flags.run_dir, stage.step),
-                run=lambda: STEP_FUNCTIONS[stage.step](**options), finished=finished)
+                run=lambda: run_step(stage.step, vars(flags)), finished=finished)
 
 
 # How `fgtf simtrans --recipe` and `fgtf recipes` run a recipe's steps with this command.

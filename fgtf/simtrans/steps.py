@@ -1,21 +1,24 @@
 """The SimTrans steps (Chen et al., NeurIPS 2021) as library functions over one
 run folder (`fgtf.simtrans.run_folder`), in the order they run:
 
-    pretrain(run_dir, dataset_dir, ...)   backbone + classifier on the base classes; writes run.json
-    train_simnet(run_dir, ...)            SimNet with the adversarial domain discriminator
-    compute_weights(run_dir, ...)         per-image sample weights of the novel training images
-    train_classifier(run_dir, ...)        weighted CE, then alternating graph / CE epochs
-    evaluate(run_dir, ...)                top-1 accuracy on the novel, base and all test images
+    pretrain(run_dir, PretrainOptions(dataset_dir=...))   backbone + classifier on the base classes, run.json
+    train_simnet(run_dir, SimNetOptions(...))             SimNet with the adversarial domain discriminator
+    compute_weights(run_dir, ...)                         per-image sample weights of the novel training images
+    train_classifier(run_dir, ClassifierOptions(...))     weighted CE, then alternating graph / CE epochs
+    evaluate(run_dir, ...)                                top-1 accuracy on the novel, base and all test images
 
-Their keyword arguments are the command's flags (`python -m fgtf.simtrans
-STEP --help` says what each means; its defaults are these functions').
+The fields of the options (frozen dataclasses: `dataclasses.replace`
+varies them), and the keyword arguments of the two short steps, are the
+command's flag destinations (`python -m fgtf.simtrans STEP --help` says
+what each means; its defaults are these).
 A mistake in the input is a `UserError` (a ValueError); the CLI turns it
 into one sentence and exit code 2.
 """
+import dataclasses
 import json
 import os
 import time
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -46,85 +49,152 @@ class Schedule(NamedTuple):
     seed: int
 
 
-def pretrain(run_dir, dataset_dir, *, dataset="synthetic", novel_classes=None, num_novel=None,
-             model=None, image_size=None, preprocessing=None, checkpoint=None, pretrain_data="clean_base", epochs=15,
-             lr=0.02, lr_interval=20, weight_decay=1e-4, augment="flip", batch_size=32, seed=0):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PretrainOptions:
+    """The settings of `pretrain` (step 0): `python -m fgtf.simtrans
+    pretrain`'s flags, each field named as its destination (`--learning_rate`
+    is `lr`, `--num_epochs_per_decay` `lr_interval`). `model`, `image_size`
+    and `preprocessing` left None: those of a `checkpoint` run (see
+    `fgtf.simtrans.networks.start_network`), else small_cnn at 64 px, then
+    the network's pipeline."""
+    dataset_dir: str
+    dataset: str = "synthetic"
+    novel_classes: Optional[Sequence[int]] = None
+    num_novel: Optional[int] = None
+    model: Optional[str] = None
+    image_size: Optional[int] = None
+    preprocessing: Optional[str] = None
+    checkpoint: Optional[str] = None
+    pretrain_data: str = "clean_base"
+    epochs: int = 15
+    lr: float = 0.02
+    lr_interval: int = 20
+    weight_decay: float = 1e-4
+    augment: str = "flip"
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SimNetOptions:
+    """The settings of `train_simnet` (step 1), named as `python -m
+    fgtf.simtrans simnet`'s flag destinations. `beta` 0.1 is the method's
+    adversarial weight (0: the released script's, which leaves the term
+    out). `batch_size` None: fitted to the data (`fitted_pair_batch`);
+    `batch_classes` None: the original's 20 at 50 images or more, else one
+    class per 5 images."""
+    beta: float = 0.1
+    domain_lr: float = 0.01
+    batch_classes: Optional[int] = None
+    batch_classes_novel: int = 2
+    eval_batches: int = 10
+    eval_classes: int = 10
+    eval_images: int = 10
+    epochs: int = 8
+    lr: float = 0.01
+    lr_interval: int = 20
+    weight_decay: float = 1e-4
+    augment: str = "flip"
+    batch_size: Optional[int] = None
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierOptions:
+    """The settings of `train_classifier` (step 3), named as `python -m
+    fgtf.simtrans train`'s flag destinations: `epochs` weighted-CE epochs
+    (`weighting`), then `graph_epochs` alternating graph (weight `alpha`,
+    batch `graph_batch_size`) and CE epochs (`graph_weighting`)."""
+    classes: str = "all"
+    init: str = "pretrain"
+    weighting: str = "savg1"
+    graph_epochs: int = 0
+    graph_weighting: str = "avg1"
+    graph_batch_size: int = 128
+    alpha: float = 0.1
+    mu: float = -4.0
+    eye: int = 1
+    epochs: int = 8
+    lr: float = 0.02
+    lr_interval: int = 20
+    weight_decay: float = 1e-4
+    augment: str = "flip"
+    batch_size: int = 16
+    seed: int = 0
+
+
+def pretrain(run_dir: str, options: PretrainOptions) -> None:
     """Step 0: train backbone + classifier with plain CE, save the backbone and
     write run.json (the class split, network and input pipeline every later
-    step uses). `model`, `image_size` and `preprocessing` left out: those of
-    a `checkpoint` run (see `fgtf.simtrans.networks.start_network`), else
-    small_cnn at 64 px, then the network's pipeline."""
+    step uses)."""
     from fgtf.datasets import weak_shot_split
     from fgtf.models import list_models
 
-    model, image_size, preprocessing, taken = start_network(checkpoint, model, image_size, preprocessing)
+    model, image_size, preprocessing, taken = start_network(options.checkpoint, options.model, options.image_size,
+                                                            options.preprocessing)
     if model not in list_models():
         raise UserError(f"unknown model {model!r}; choose one of {', '.join(list_models())}")
-    if pretrain_data not in PRETRAIN_DATA:
-        raise UserError(f"pretrain_data must be clean_base or noisy_novel, got {pretrain_data!r}")
-    novel = _novel_classes(dataset, dataset_dir, novel_classes, num_novel, seed)
-    data = weak_shot_split(dataset, dataset_dir, novel)
-    run = {"dataset": dataset, "dataset_dir": os.path.abspath(dataset_dir), "model": model,
+    if options.pretrain_data not in PRETRAIN_DATA:
+        raise UserError(f"pretrain_data must be clean_base or noisy_novel, got {options.pretrain_data!r}")
+    novel = _novel_classes(options.dataset, options.dataset_dir, options.novel_classes, options.num_novel,
+                           options.seed)
+    data = weak_shot_split(options.dataset, options.dataset_dir, novel)
+    run = {"dataset": options.dataset, "dataset_dir": os.path.abspath(options.dataset_dir), "model": model,
            "image_size": image_size, "preprocessing": preprocessing, "base_classes": data.base_classes,
            "novel_classes": data.novel_classes}
-    settings = {**run, "checkpoint": checkpoint and os.path.abspath(checkpoint), "pretrain_data": pretrain_data,
-                "epochs": epochs, "lr": lr, "lr_interval": lr_interval, "weight_decay": weight_decay,
-                "augment": augment, "batch_size": batch_size, "seed": seed}
-    _set_seed(seed)
-    train_records, test_sets = ((data.base_train, {"base": data.base_test}) if pretrain_data == "clean_base"
+    schedule = _schedule(options)
+    settings = {**run, "checkpoint": options.checkpoint and os.path.abspath(options.checkpoint),
+                "pretrain_data": options.pretrain_data, **schedule._asdict()}
+    _set_seed(options.seed)
+    clean_base = options.pretrain_data == "clean_base"
+    train_records, test_sets = ((data.base_train, {"base": data.base_test}) if clean_base
                                 else (data.novel_train, {"novel": data.novel_test}))
-    classes = len(data.base_classes) if pretrain_data == "clean_base" else len(data.novel_classes)
-    classifier = build_classifier(run, classes, backbone_weights=checkpoint, taken=taken)
-    schedule = Schedule(epochs, lr, lr_interval, weight_decay, augment, batch_size, seed)
+    classes = len(data.base_classes) if clean_base else len(data.novel_classes)
+    classifier = build_classifier(run, classes, backbone_weights=options.checkpoint, taken=taken)
     history = _fit_classifier(classifier, run, train_records, [1.0] * len(train_records), test_sets, schedule,
                               step="pretrain")
     forget_step(run_dir, "pretrain")
     save_weights(classifier.backbone, run_dir, BACKBONE_WEIGHTS)
     write_run(run_dir, run)
-    finish_step(run_dir, "pretrain", {"data": pretrain_data, "epochs": history}, settings, {})
+    finish_step(run_dir, "pretrain", {"data": options.pretrain_data, "epochs": history}, settings, {})
 
 
-def train_simnet(run_dir, *, beta=0.1, domain_lr=0.01, batch_classes=None, batch_classes_novel=2, eval_batches=10,
-                 eval_classes=10, eval_images=10, epochs=8, lr=0.01, lr_interval=20, weight_decay=1e-4,
-                 augment="flip", batch_size=None, seed=0):
+def train_simnet(run_dir: str, options: SimNetOptions = SimNetOptions()) -> None:
     """Step 1: SimNet + discriminator on zipped base / novel class-grouped
-    batches. `beta` 0.1 is the method's adversarial weight (0: the released
-    script's, which leaves the term out). `batch_size` None: fitted to the
-    data (`fitted_pair_batch`); `batch_classes` None: the original's 20 at
-    50 images or more, else one class per 5 images."""
+    batches."""
     import keras
 
     run, data = load_run(run_dir)
     inputs = {"pretrain": current_step(run_dir, "pretrain")}
-    batch_size = batch_size or fitted_pair_batch(len(data.base_train), len(data.novel_train))
-    batch_classes = batch_classes or (20 if batch_size >= 50 else max(2, batch_size // 5))
-    settings = {"beta": beta, "domain_lr": domain_lr, "batch_classes": batch_classes,
-                "batch_classes_novel": batch_classes_novel, "eval_batches": eval_batches,
-                "eval_classes": eval_classes, "eval_images": eval_images, "epochs": epochs, "lr": lr,
-                "lr_interval": lr_interval, "weight_decay": weight_decay, "augment": augment,
-                "batch_size": batch_size, "seed": seed}
-    _set_seed(seed)
-    simnet = build_simnet(run, os.path.join(run_dir, BACKBONE_WEIGHTS), beta=beta, weight_decay=weight_decay)
-    rng = np.random.default_rng(seed)
+    batch_size = options.batch_size or fitted_pair_batch(len(data.base_train), len(data.novel_train))
+    batch_classes = options.batch_classes or (20 if batch_size >= 50 else max(2, batch_size // 5))
+    settings = {**dataclasses.asdict(options), "batch_classes": batch_classes, "batch_size": batch_size}
+    _set_seed(options.seed)
+    simnet = build_simnet(run, os.path.join(run_dir, BACKBONE_WEIGHTS), beta=options.beta,
+                          weight_decay=options.weight_decay)
+    rng = np.random.default_rng(options.seed)
     history = []
-    for epoch in range(epochs):
-        epoch_lr = lr * 0.5 ** (epoch // lr_interval)
+    for epoch in range(options.epochs):
+        epoch_lr = options.lr * 0.5 ** (epoch // options.lr_interval)
         simnet.compile(keras.optimizers.SGD(epoch_lr, momentum=0.9),
-                       discriminator_optimizer=keras.optimizers.SGD(domain_lr * epoch_lr / lr, momentum=0.9),
+                       discriminator_optimizer=keras.optimizers.SGD(options.domain_lr * epoch_lr / options.lr,
+                                                                    momentum=0.9),
                        jit_compile=False)
-        iterations = _pair_batch_plan(data, batch_size, batch_classes, batch_classes_novel, rng)
+        iterations = _pair_batch_plan(data, batch_size, batch_classes, options.batch_classes_novel, rng)
         if not iterations:
             raise UserError(f"no SimNet iteration fits: --batch_size {batch_size} is larger than the base or "
                             f"novel training set; lower it")
         started = time.time()
-        logs = simnet.fit(_pair_dataset(data, iterations, run, batch_size, augment, seed, epoch),
+        logs = simnet.fit(_pair_dataset(data, iterations, run, batch_size, options.augment, options.seed, epoch),
                           epochs=1, verbose=0, shuffle=False)
-        scores = {split: _pair_f1(simnet, records, run, eval_batches, eval_classes, eval_images, rng)
+        scores = {split: _pair_f1(simnet, records, run, options.eval_batches, options.eval_classes,
+                                  options.eval_images, rng)
                   for split, records in (("base_test", data.base_test), ("novel_test", data.novel_test))}
         record = {"epoch": epoch + 1, "lr": epoch_lr, **{k: float(v[-1]) for k, v in logs.history.items()},
                   **{f"f1_{k}": v for k, v in scores.items()}}
         history.append(record)
-        print(f"[simnet] epoch {epoch + 1}/{epochs} ({len(iterations)} iterations, {time.time() - started:.0f} s): "
+        print(f"[simnet] epoch {epoch + 1}/{options.epochs} ({len(iterations)} iterations, "
+              f"{time.time() - started:.0f} s): "
               f"sim_loss {record['sim_loss']:.4f} pair_acc {record['pair_accuracy']:.3f} "
               f"domain_loss {record['domain_loss']:.4f} domain_acc {record['domain_accuracy']:.3f} "
               f"F1 base {scores['base_test']:.3f} novel {scores['novel_test']:.3f}", flush=True)
@@ -132,7 +202,7 @@ def train_simnet(run_dir, *, beta=0.1, domain_lr=0.01, batch_classes=None, batch
     inference.set_weights(simnet.get_weights())
     forget_step(run_dir, "simnet")
     save_weights(inference, run_dir, SIMNET_WEIGHTS)
-    finish_step(run_dir, "simnet", {"beta": beta, "epochs": history}, settings, inputs)
+    finish_step(run_dir, "simnet", {"beta": options.beta, "epochs": history}, settings, inputs)
 
 
 def compute_weights(run_dir, *, figure_images=4, batch_size=64):
@@ -181,52 +251,47 @@ def compute_weights(run_dir, *, figure_images=4, batch_size=64):
     finish_step(run_dir, "weights", summary, {"figure_images": figure_images, "batch_size": batch_size}, inputs)
 
 
-def train_classifier(run_dir, *, classes="all", init="pretrain", weighting="savg1", graph_epochs=0,
-                     graph_weighting="avg1", graph_batch_size=128, alpha=0.1, mu=-4.0, eye=1, epochs=8, lr=0.02,
-                     lr_interval=20, weight_decay=1e-4, augment="flip", batch_size=16, seed=0):
+def train_classifier(run_dir: str, options: ClassifierOptions = ClassifierOptions()) -> None:
     """Step 3: weighted-CE epochs, then alternating graph / CE epochs."""
     run, data = load_run(run_dir)
-    uses_graph = bool(graph_epochs and alpha)
+    uses_graph = bool(options.graph_epochs and options.alpha)
     used_steps = ["pretrain"]  # run.json's class split, and the backbone unless --init scratch
-    if {weighting, graph_weighting} - {"none"}:
+    if {options.weighting, options.graph_weighting} - {"none"}:
         used_steps.append("weights")
     if uses_graph:
         used_steps.append("simnet")
     inputs = {step: current_step(run_dir, step) for step in used_steps}
-    settings = {"classes": classes, "init": init, "weighting": weighting, "graph_epochs": graph_epochs,
-                "graph_weighting": graph_weighting, "graph_batch_size": graph_batch_size, "alpha": alpha, "mu": mu,
-                "eye": eye, "epochs": epochs, "lr": lr, "lr_interval": lr_interval, "weight_decay": weight_decay,
-                "augment": augment, "batch_size": batch_size, "seed": seed}
-    _set_seed(seed)
-    records, num_classes, test_sets = _label_space(data, classes)
+    _set_seed(options.seed)
+    records, num_classes, test_sets = _label_space(data, options.classes)
     weights = {formula: read_weights(run_dir, formula)
-               for formula in dict.fromkeys([weighting, graph_weighting]) if formula != "none"}
+               for formula in dict.fromkeys([options.weighting, options.graph_weighting]) if formula != "none"}
     simnet = load_simnet(run_dir, run) if uses_graph else None
     model = build_classifier(run, num_classes, backbone_weights=os.path.join(run_dir, BACKBONE_WEIGHTS)
-                             if init == "pretrain" else None, simnet=simnet)
+                             if options.init == "pretrain" else None, simnet=simnet)
 
     def weights_for(formula):
         return [weights[formula].get(r.path, 1.0) if formula != "none" else 1.0 for r in records]
 
-    schedule = Schedule(epochs, lr, lr_interval, weight_decay, augment, batch_size, seed)
-    history = _fit_classifier(model, run, records, weights_for(weighting), test_sets, schedule, step="train")
-    for epoch in range(graph_epochs):
+    schedule = _schedule(options)
+    history = _fit_classifier(model, run, records, weights_for(options.weighting), test_sets, schedule, step="train")
+    for epoch in range(options.graph_epochs):
         graph_epoch = epoch % 2 == 0
-        graph = {"graph_weight": alpha if graph_epoch else 0.0, "mu": mu, "eye": eye}
-        history += _fit_classifier(model, run, records, weights_for(graph_weighting), test_sets,
-                                   schedule._replace(epochs=1, batch_size=graph_batch_size if graph_epoch
-                                                     else batch_size),
+        graph = {"graph_weight": options.alpha if graph_epoch else 0.0, "mu": options.mu, "eye": options.eye}
+        history += _fit_classifier(model, run, records, weights_for(options.graph_weighting), test_sets,
+                                   schedule._replace(epochs=1, batch_size=options.graph_batch_size if graph_epoch
+                                                     else options.batch_size),
                                    step="train/graph" if graph_epoch else "train/ce",
-                                   first_epoch=epochs + epoch, schedule_start=epochs, graph=graph)
+                                   first_epoch=options.epochs + epoch, schedule_start=options.epochs, graph=graph)
     # saved without the SimNet of the graph term and without the optimizer
     inference = build_classifier(run, num_classes)
     inference.backbone.set_weights(model.backbone.get_weights())
     inference.classifier.set_weights(model.classifier.get_weights())
     forget_step(run_dir, "train")
     save_weights(inference, run_dir, CLASSIFIER_WEIGHTS)
-    finish_step(run_dir, "train", {"classes": classes, "num_classes": num_classes, "weighting": weighting,
-                                   "graph_weighting": graph_weighting, "alpha": alpha, "mu": mu, "eye": eye,
-                                   "epochs": history}, settings, inputs)
+    finish_step(run_dir, "train", {"classes": options.classes, "num_classes": num_classes,
+                                   "weighting": options.weighting, "graph_weighting": options.graph_weighting,
+                                   "alpha": options.alpha, "mu": options.mu, "eye": options.eye,
+                                   "epochs": history}, dataclasses.asdict(options), inputs)
 
 
 def evaluate(run_dir, *, batch_size=64):
@@ -384,6 +449,11 @@ def _fit_classifier(model, run, records, weights, test_sets, schedule, step, fir
               f"train_acc {logs.get('accuracy', float('nan')):.3f} "
               + " ".join(f"test_{k} {v:.3f}" for k, v in accuracy.items()), flush=True)
     return history
+
+
+def _schedule(options):
+    """The `Schedule` of a step's options (the fields they share with it)."""
+    return Schedule(**{name: getattr(options, name) for name in Schedule._fields})
 
 
 def _training_dataset(records, weights, run, schedule, epoch):
