@@ -48,7 +48,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from heads_synthetic import build_parser, run_benchmark  # noqa: E402
 
-METHODS = {"plain": ["--head", "none"], "cle": ["--head", "cle"]}
+# heads_synthetic put the repository on the path
+from fgtf.train_config import HeadSettings  # noqa: E402
+
+METHODS = {"plain": HeadSettings("none"), "cle": HeadSettings("cle")}
 
 
 def main():

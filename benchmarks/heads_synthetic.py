@@ -84,11 +84,14 @@ import numpy as np  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from fgtf.train_config import HeadSettings  # noqa: E402
+
+# method -> the head of its runs (every option of the head given, as the flags above name them)
 METHODS = {
-    "plain": ["--head", "none"],
-    "sef": ["--head", "sef", "--sef_groups", "4"],
-    "sam": ["--head", "sam", "--sam_target", "cam", "--sam_bilinear", "none"],
-    "sam_bilinear": ["--head", "sam", "--sam_target", "cam", "--sam_bilinear", "single"],
+    "plain": HeadSettings("none"),
+    "sef": HeadSettings("sef", {"sef_groups": 4}),
+    "sam": HeadSettings("sam", {"sam_target": "cam", "sam_bilinear": "none"}),
+    "sam_bilinear": HeadSettings("sam", {"sam_target": "cam", "sam_bilinear": "single"}),
 }
 # The demo's pretrained source run and the world's birds target (`make demo`).
 DEFAULT_CHECKPOINT = os.path.join("runs", "demo", "seed0", "source")
@@ -138,7 +141,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def run_benchmark(args, methods):
     """Fine-tune and evaluate every (seed, ratio, method) of `args`,
-    `methods` name -> fgtf.train options; print the table; return
+    `methods` name -> `fgtf.train_config.HeadSettings`; print the table; return
     {(ratio, method): [(validation top-1, final training accuracy) per seed]}."""
     started = time.time()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -177,79 +180,92 @@ def prepare_dataset(dataset_dir):
     return shards, len(split_labels(shards, "train")[1])
 
 
-def finetune_and_evaluate(args, shards, num_classes, ratio, seed, options):
+def finetune_and_evaluate(args, shards, num_classes, ratio, seed, head):
     """The study's two fine-tuning stages from `args.checkpoint` with the
-    fgtf.train `options` of a method (each stage one `fgtf.train` run, reused
-    when finished): the layers the checkpoint does not give (the new
-    classifier or head) alone, then the whole network from them; and
-    `fgtf.evaluate` of the last checkpoint. Returns (validation top-1,
-    training accuracy of the last logged third of the second stage, on
-    augmented training batches)."""
+    head of a method (each stage one `fgtf.train` run, reused when
+    finished): the layers the checkpoint does not give (the new classifier
+    or head) alone, then the whole network from them; and `fgtf.evaluate`
+    of the last checkpoint. Returns (validation top-1, training accuracy of
+    the last logged third of the second stage, on augmented training
+    batches)."""
     from fgtf import study
 
-    folder = os.path.join(args.work_dir, run_name(args, ratio, seed, options))
+    folder = os.path.join(args.work_dir, run_name(args, ratio, seed, head))
     first, whole = os.path.join(folder, "new_layers"), os.path.join(folder, "whole")
-    ratio_args = [] if ratio >= 100 else ["--label_ratio", f"{ratio:g}"]
-    common = [*ratio_args, *options, "--seed", str(seed)]
-    _train(args, shards, first, args.new_layer_steps, args.new_layer_learning_rate, "--checkpoint", args.checkpoint,
-           "--checkpoint_exclude_scopes", study.CLASSIFIER_SCOPE,
-           "--trainable_scopes", ",".join(new_layers(args.checkpoint, num_classes, options)), *common)
-    _train(args, shards, whole, args.steps, args.learning_rate, "--checkpoint", first, *common)
+    new_layer_stage = train_config(args, shards, first, args.new_layer_steps, args.new_layer_learning_rate, ratio,
+                                   seed, head)
+    trainable = new_layers(args.checkpoint, num_classes, head, new_layer_stage.data.dataset)
+    train_unless_finished(new_layer_stage.replace(fine_tuning__checkpoint=args.checkpoint,
+                                   fine_tuning__checkpoint_exclude_scopes=study.CLASSIFIER_SCOPE,
+                                   fine_tuning__trainable_scopes=",".join(trainable)))
+    train_unless_finished(train_config(args, shards, whole, args.steps, args.learning_rate, ratio, seed, head).replace(
+        fine_tuning__checkpoint=first))
     top1 = study.top1(whole, shards)
     with open(os.path.join(whole, "train_done.json"), encoding="utf-8") as handle:
         return top1, json.load(handle)["metrics"]["accuracy"]
 
 
-def new_layers(checkpoint, num_classes, options):
-    """Names of the layers a run with these fgtf.train `options` puts on the
-    backbone of `checkpoint`: its classifier scope, or the head's own layers."""
+def train_config(args, shards, run_dir, steps, learning_rate, ratio, seed, head):
+    """The `fgtf.train_config.TrainConfig` of one stage with the
+    benchmark's settings, before where it starts from (`fine_tuning`)."""
+    from fgtf.train_config import (DataSettings, ModelSettings, OptimizationSettings, RunSettings, ScheduleSettings,
+                                   TrainConfig)
+
+    return TrainConfig(
+        data=DataSettings(dataset_dir=shards, label_ratio=None if ratio >= 100 else ratio,
+                          min_crop_area=args.min_crop_area),
+        run=RunSettings(run_dir=run_dir, seed=seed, log_every_n_steps=max(steps // 3, 1), save_interval_secs=1e9,
+                        max_checkpoints_to_keep=1),
+        model=ModelSettings(batch_norm_decay=args.batch_norm_decay),
+        head=head,
+        optimization=OptimizationSettings(optimizer=args.optimizer, opt_epsilon=1e-7, weight_decay=args.weight_decay),
+        schedule=ScheduleSettings(learning_rate=learning_rate, learning_rate_decay_type="fixed",
+                                  batch_size=args.batch_size, max_number_of_steps=steps))
+
+
+def new_layers(checkpoint, num_classes, head, dataset):
+    """Names of the layers a run with `head` (a `HeadSettings`) on `dataset`
+    puts on the backbone of `checkpoint`: its classifier scope, or the
+    head's own layers."""
     import keras
 
-    from fgtf import runs, study, train
+    from fgtf import runs, study
     from fgtf.models.heads import head_options
     from fgtf.models.layers import weight_layers
 
-    settings = train.TrainConfig.from_flags(
-        train.build_parser().parse_args(["--dataset_dir", checkpoint, "--run_dir", checkpoint, *options]))
-    if settings.head.head == "none":
+    if head.head == "none":
         return [study.CLASSIFIER_SCOPE]
     source = runs.load_run_config(checkpoint)
     network = runs.build_network(runs.NetworkSpec(model_name=source.model_name, image_size=source.image_size,
-                                                  num_classes=num_classes, head=settings.head.head,
-                                                  head_options=head_options(settings.head.head, settings.head.options,
-                                                                            settings.data.dataset)))
+                                                  num_classes=num_classes, head=head.head,
+                                                  head_options=head_options(head.head, head.options, dataset)))
     backbone = {id(layer) for layer in weight_layers(runs.backbone_of(network))}
     names = [layer.name for layer in weight_layers(network) if layer.weights and id(layer) not in backbone]
     keras.backend.clear_session()
     return names
 
 
-def _train(args, shards, run_dir, steps, learning_rate, *extra):
-    """One fgtf.train run with the benchmark's settings, unless finished."""
+def train_unless_finished(config):
+    """One fgtf.train run (a `TrainConfig`), unless finished."""
     import keras
 
     from fgtf import train
 
-    if os.path.isfile(os.path.join(run_dir, "train_done.json")):
+    if os.path.isfile(os.path.join(config.run.run_dir, "train_done.json")):
         return
     keras.backend.clear_session()
-    train.main(["--dataset_dir", shards, "--run_dir", run_dir, "--batch_size", str(args.batch_size),
-                "--max_number_of_steps", str(steps), "--optimizer", args.optimizer, "--opt_epsilon", "1e-7",
-                "--learning_rate", str(learning_rate), "--learning_rate_decay_type", "fixed",
-                "--batch_norm_decay", str(args.batch_norm_decay), "--weight_decay", str(args.weight_decay),
-                "--min_crop_area", str(args.min_crop_area), "--log_every_n_steps", str(max(steps // 3, 1)),
-                "--save_interval_secs", "1e9", "--max_checkpoints_to_keep", "1", *extra])
+    train.train(config)
     keras.backend.clear_session()
 
 
-def run_name(args, ratio, seed, options):
+def run_name(args, ratio, seed, head):
     """Folder name that changes with everything a run depends on (the
     pretrained run too), so a changed budget or backbone never reuses an old run."""
-    head = "_".join(o.lstrip("-") for o in options).replace("head_", "")
     from fgtf.runs import finished_run_tag
 
+    method = "_".join([head.head, *(f"{name}_{value}" for name, value in head.options.items())])
     source = finished_run_tag(args.checkpoint)
-    return (f"{head}_{args.new_layer_steps}x{args.new_layer_learning_rate:g}_{args.steps}x{args.learning_rate:g}"
+    return (f"{method}_{args.new_layer_steps}x{args.new_layer_learning_rate:g}_{args.steps}x{args.learning_rate:g}"
             f"_bs{args.batch_size}_{args.optimizer}_crop{args.min_crop_area:g}_bn{args.batch_norm_decay:g}"
             f"_wd{args.weight_decay:g}_r{ratio:g}_s{seed}_from{source}")
 

@@ -63,22 +63,22 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from heads_synthetic import (DEFAULT_CHECKPOINT, DEFAULT_TARGET, HelpFormatter, demo_contrast,  # noqa: E402
-                             prepare_dataset)
+                             prepare_dataset, train_unless_finished)
 
 
 def arms(learning_rate, steps):
-    """name -> the fgtf.train options of each arm."""
-    milestones = f"{steps // 2},{3 * steps // 4}"
+    """name -> the changes each arm makes to the runs' `TrainConfig`
+    (`TrainConfig.replace`'s `section__field=value`)."""
+    plain = {"optimization__optimizer": "momentum", "schedule__learning_rate": learning_rate}
+    torch_1x = {**plain, "optimization__nesterov": True, "optimization__weight_decay_mode": "coupled",
+                "optimization__weight_decay": 1e-4, "schedule__learning_rate_decay_type": "multistep",
+                "schedule__milestone_steps": (steps // 2, 3 * steps // 4), "schedule__learning_rate_decay_factor": 0.1}
     return {
-        "torch": ["--optimizer", "momentum", "--nesterov", "--learning_rate", f"{learning_rate:g}",
-                  "--learning_rate_multipliers", "Logits=10", "--weight_decay_mode", "coupled",
-                  "--weight_decay", "1e-4", "--learning_rate_decay_type", "multistep", "--milestone_steps", milestones,
-                  "--learning_rate_decay_factor", "0.1"],
-        "torch_1x": ["--optimizer", "momentum", "--nesterov", "--learning_rate", f"{learning_rate:g}",
-                     "--weight_decay_mode", "coupled", "--weight_decay", "1e-4", "--learning_rate_decay_type",
-                     "multistep", "--milestone_steps", milestones, "--learning_rate_decay_factor", "0.1"],
-        "plain": ["--optimizer", "momentum", "--learning_rate", f"{learning_rate:g}"],
-        "plain_x10": ["--optimizer", "momentum", "--learning_rate", f"{10 * learning_rate:g}"],
+        "torch": {**torch_1x, "optimization__learning_rate_multipliers": (("Logits", 10.0),)},
+        "torch_1x": torch_1x,
+        "plain": plain,
+        # 10 x LR as the measured runs had it, parsed from its printed text: 0.03, not 10 * 0.003 = 0.030000000000000002
+        "plain_x10": {**plain, "schedule__learning_rate": float(f"{10 * learning_rate:g}")},
     }
 
 
@@ -102,13 +102,13 @@ def main():
     started = time.time()
     shards, num_classes = prepare_dataset(args.dataset_dir)
     recipe, source = study.Recipe(), finished_run_tag(args.checkpoint)
-    options = arms(args.learning_rate, args.steps)
+    changes = arms(args.learning_rate, args.steps)
     results = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        for name, flags in options.items():
+        for name, arm in changes.items():
             run_dir = os.path.join(args.work_dir, f"{name}_{args.steps}x{args.learning_rate:g}_bs{args.batch_size}"
                                                   f"_s{seed}_from{source}")
-            _train(shards, run_dir, args, recipe, seed, *flags)
+            train_unless_finished(train_config(shards, run_dir, args, recipe, seed).replace(**arm))
             results.setdefault(name, []).append(study.top1(run_dir, shards))
             print(f"[{time.time() - started:6.0f} s] seed {seed} {name}: top-1 {results[name][-1]:.4f}", flush=True)
     plain = np.mean(results["plain"])
@@ -122,22 +122,22 @@ def main():
     print(f"total time {(time.time() - started) / 60:.1f} min")
 
 
-def _train(shards, run_dir, args, recipe, seed, *flags):
-    """One whole-network fgtf.train run from the pretrained backbone, unless finished."""
-    import keras
+def train_config(shards, run_dir, args, recipe, seed):
+    """The `fgtf.train_config.TrainConfig` of a whole-network run from the
+    pretrained backbone with fgtf.train's defaults, before an arm's changes."""
+    from fgtf import study
+    from fgtf.train_config import (DataSettings, FineTuningSettings, ModelSettings, RunSettings, ScheduleSettings,
+                                   TrainConfig)
 
-    from fgtf import study, train
+    return TrainConfig(
+        data=DataSettings(dataset_dir=shards, min_crop_area=recipe.min_crop_area),
+        run=RunSettings(run_dir=run_dir, seed=seed, log_every_n_steps=max(args.steps // 3, 1), save_interval_secs=1e9,
+                        max_checkpoints_to_keep=1),
+        model=ModelSettings(batch_norm_decay=recipe.batch_norm_decay),
+        fine_tuning=FineTuningSettings(checkpoint=args.checkpoint, checkpoint_exclude_scopes=study.CLASSIFIER_SCOPE),
+        schedule=ScheduleSettings(batch_size=args.batch_size, max_number_of_steps=args.steps))
 
-    if os.path.isfile(os.path.join(run_dir, "train_done.json")):
-        return
-    keras.backend.clear_session()
-    train.main(["--dataset_dir", shards, "--run_dir", run_dir, "--checkpoint", args.checkpoint,
-                "--checkpoint_exclude_scopes", study.CLASSIFIER_SCOPE, "--batch_size", str(args.batch_size),
-                "--max_number_of_steps", str(args.steps), "--batch_norm_decay", str(recipe.batch_norm_decay),
-                "--min_crop_area", str(recipe.min_crop_area), "--seed", str(seed),
-                "--log_every_n_steps", str(max(args.steps // 3, 1)), "--save_interval_secs", "1e9",
-                "--max_checkpoints_to_keep", "1", *flags])
-    keras.backend.clear_session()
+
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ pool, over several seeds; prints validation top-1 (mean +- std) against chance.
 
     nice -n 10 python benchmarks/torchvision_resnet_world.py [--work_dir DIR] [--seeds 0 1 2]
 
-Everything is `fgtf.train` / `fgtf.evaluate` as a user runs them: the world
+Everything goes through the library calls under `fgtf.train` and
+`fgtf.evaluate` (`train(config)`, `evaluate_checkpoint`): the world
 (`fgtf.datasets.synthetic world`, seed 0, 64 px) converted to shards, one
 pretraining run on the pool, then per seed one run from scratch and one
 fine-tuning run from the pool run (its classifier `fc` left out) on the
@@ -24,12 +25,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-
-COMMON = ["--model", "resnet18", "--preprocessing", "simtrans", "--image_size", "64", "--batch_size", "32",
-          "--optimizer", "adam", "--opt_epsilon", "1e-7", "--learning_rate_decay_type", "fixed",
-          "--batch_norm_decay", "0.9", "--weight_decay", "4e-5", "--log_every_n_steps", "50",
-          "--save_interval_secs", "120", "--max_checkpoints_to_keep", "1"]
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,8 +58,8 @@ def main():
         _train(target, scratch, args.learning_rate, args.target_steps, seed)
         results["scratch"].append(_top1(scratch, target))
         tuned = os.path.join(work, "runs", f"finetune_{seed}")
-        _train(target, tuned, args.finetune_learning_rate, args.target_steps, seed, "--checkpoint", pretrained,
-               "--checkpoint_exclude_scopes", "fc")
+        _train(target, tuned, args.finetune_learning_rate, args.target_steps, seed,
+               fine_tuning__checkpoint=pretrained, fine_tuning__checkpoint_exclude_scopes="fc")
         results["pretrained"].append(_top1(tuned, target))
         print(json.dumps({"seed": seed, **{k: v[-1] for k, v in results.items()}}), flush=True)
 
@@ -79,12 +74,27 @@ def main():
               f"({', '.join(f'{v:.3f}' for v in values)})")
 
 
-def _train(shards, run_dir, learning_rate, steps, seed, *extra):
+def _train(shards, run_dir, learning_rate, steps, seed, **changes):
+    """One fgtf.train run of resnet18 with the benchmark's settings;
+    `changes`: `TrainConfig.replace`'s (where it starts from)."""
     from fgtf import train
 
-    train.main(["--dataset", "synthetic", "--dataset_dir", shards, "--run_dir", run_dir, *COMMON,
-                "--learning_rate", str(learning_rate), "--max_number_of_steps", str(steps), "--seed", str(seed),
-                *extra])
+    train.train(train_config(shards, run_dir, learning_rate, steps, seed).replace(**changes))
+
+
+def train_config(shards, run_dir, learning_rate, steps, seed):
+    """The benchmark's `fgtf.train_config.TrainConfig` of a run from scratch."""
+    from fgtf.train_config import (DataSettings, ModelSettings, OptimizationSettings, RunSettings, ScheduleSettings,
+                                   TrainConfig)
+
+    return TrainConfig(
+        data=DataSettings(dataset_dir=shards, dataset="synthetic", image_size=64, preprocessing="simtrans"),
+        run=RunSettings(run_dir=run_dir, seed=seed, log_every_n_steps=50, save_interval_secs=120.0,
+                        max_checkpoints_to_keep=1),
+        model=ModelSettings(model="resnet18", batch_norm_decay=0.9),
+        optimization=OptimizationSettings(optimizer="adam", opt_epsilon=1e-7, weight_decay=4e-5),
+        schedule=ScheduleSettings(learning_rate=learning_rate, learning_rate_decay_type="fixed", batch_size=32,
+                                  max_number_of_steps=steps))
 
 
 def _top1(run_dir, shards):
