@@ -48,12 +48,12 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-# config -> simnet flags beyond the defaults
+# config -> SimNet settings beyond the defaults (`fgtf.simtrans.SimNetOptions`' fields, the simnet step's flags)
 CONFIGS = {
-    "defaults (fitted batch, beta 0.1)": [],
-    "fitted batch, beta 0": ["--beta", "0"],
-    "original batch 50x20, beta 0": ["--batch_size", "50", "--batch_classes", "20", "--beta", "0"],
-    "original batch 50x20, beta 0.1": ["--batch_size", "50", "--batch_classes", "20"],
+    "defaults (fitted batch, beta 0.1)": {},
+    "fitted batch, beta 0": {"beta": 0.0},
+    "original batch 50x20, beta 0": {"batch_size": 50, "batch_classes": 20, "beta": 0.0},
+    "original batch 50x20, beta 0.1": {"batch_size": 50, "batch_classes": 20},
 }
 
 
@@ -67,7 +67,7 @@ def main():
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of pretrain and simnet")
     args = parser.parse_args()
     from fgtf.datasets.synthetic import generate
-    from fgtf.simtrans import main as simtrans
+    from fgtf.simtrans import PretrainOptions, SimNetOptions, compute_weights, pretrain, train_simnet
 
     started = time.time()
     with open(os.path.join(args.checkpoint, "run_config.json"), encoding="utf-8") as handle:
@@ -77,14 +77,13 @@ def main():
     for seed in (int(s) for s in args.seeds.split(",")):
         pretrained = os.path.join(args.work_dir, f"seed{seed}", "pretrained")
         if not os.path.isfile(os.path.join(pretrained, "pretrain", "step.json")):
-            simtrans(["pretrain", "--dataset_dir", args.dataset_dir, "--run_dir", pretrained, "--seed", str(seed),
-                      "--checkpoint", args.checkpoint])
-        for index, (name, options) in enumerate(CONFIGS.items()):
+            pretrain(pretrained, PretrainOptions(dataset_dir=args.dataset_dir, seed=seed, checkpoint=args.checkpoint))
+        for index, (name, settings) in enumerate(CONFIGS.items()):
             run = os.path.join(args.work_dir, f"seed{seed}", f"config{index}")
             if not os.path.isfile(os.path.join(run, "weights", "step.json")):
                 _share_pretrain(pretrained, run)
-                simtrans(["simnet", "--run_dir", run, "--seed", str(seed), *options])
-                simtrans(["weights", "--run_dir", run])
+                train_simnet(run, SimNetOptions(seed=seed, **settings))
+                compute_weights(run)
             results[name].append(_read_results(run))
             print(f"[{time.time() - started:6.0f} s] seed {seed} {name}: {results[name][-1]}", flush=True)
     _report(results, args, time.time() - started)

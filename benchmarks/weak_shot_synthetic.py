@@ -77,10 +77,11 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+# config -> its classifier's settings (`fgtf.simtrans.ClassifierOptions`' fields, the train step's flags)
 CONFIGS = {
-    "plain": ["--weighting", "none", "--graph_weighting", "none", "--alpha", "0"],
-    "weighting": ["--weighting", "savg1", "--graph_weighting", "avg1", "--alpha", "0"],
-    "weighting+graph": ["--weighting", "savg1", "--graph_weighting", "avg1", "--alpha", "0.1"],
+    "plain": {"weighting": "none", "graph_weighting": "none", "alpha": 0.0},
+    "weighting": {"weighting": "savg1", "graph_weighting": "avg1", "alpha": 0.0},
+    "weighting+graph": {"weighting": "savg1", "graph_weighting": "avg1", "alpha": 0.1},
 }
 SHARED_STEPS = ("pretrain", "simnet", "weights")
 # The demo's pretrained source run (`make demo`).
@@ -114,7 +115,8 @@ def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from fgtf.datasets.synthetic import generate
     from fgtf.runs import finished_run_tag
-    from fgtf.simtrans import main as simtrans
+    from fgtf.simtrans import (ClassifierOptions, PretrainOptions, SimNetOptions, compute_weights, evaluate, pretrain,
+                               train_classifier, train_simnet)
 
     started = time.time()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -130,24 +132,23 @@ def main():
         tag += f"_beta{args.simnet_beta:g}"
     shared = os.path.join(args.work_dir, f"shared_from{tag}")
     if not os.path.isfile(os.path.join(shared, "weights", "step.json")):  # the shared steps finished
-        simtrans(["pretrain", "--dataset_dir", args.dataset_dir, "--run_dir", shared, "--checkpoint",
-                  args.checkpoint, "--epochs", str(args.pretrain_epochs)])
-        simtrans(["simnet", "--run_dir", shared, "--epochs", str(args.simnet_epochs), "--batch_size",
-                  str(args.simnet_batch_size), "--batch_classes", str(args.simnet_batch_classes),
-                  "--beta", str(args.simnet_beta)])
-        simtrans(["weights", "--run_dir", shared])
+        pretrain(shared, PretrainOptions(dataset_dir=args.dataset_dir, checkpoint=args.checkpoint,
+                                         epochs=args.pretrain_epochs))
+        train_simnet(shared, SimNetOptions(epochs=args.simnet_epochs, batch_size=args.simnet_batch_size,
+                                           batch_classes=args.simnet_batch_classes, beta=args.simnet_beta))
+        compute_weights(shared)
     results = {name: [] for name in CONFIGS}
     for seed in seeds:
-        for name, options in CONFIGS.items():
+        for name, settings in CONFIGS.items():
             run = os.path.join(args.work_dir, f"{name}_seed{seed}_from{tag}")
             metrics = os.path.join(run, "eval", "metrics.json")
             if not os.path.isfile(metrics):  # finished runs are reused
                 _share(shared, run)
-                simtrans(["train", "--run_dir", run, "--classes", "novel", "--seed", str(seed),
-                          "--epochs", str(args.epochs), "--graph_epochs", str(args.graph_epochs),
-                          "--graph_batch_size", str(args.graph_batch_size), "--batch_size", str(args.batch_size),
-                          *options])
-                simtrans(["eval", "--run_dir", run])
+                train_classifier(run, ClassifierOptions(classes="novel", seed=seed, epochs=args.epochs,
+                                                        graph_epochs=args.graph_epochs,
+                                                        graph_batch_size=args.graph_batch_size,
+                                                        batch_size=args.batch_size, **settings))
+                evaluate(run)
             with open(metrics, encoding="utf-8") as handle:
                 results[name].append(json.load(handle)["accuracy"])
             print(f"[{time.time() - started:7.0f} s] seed {seed} {name}: novel top-1 {results[name][-1]['novel']:.4f}",
