@@ -18,7 +18,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -38,19 +38,24 @@ AUGMENTATIONS = ("flip", "train")
 FORMER_AUGMENTATIONS = {"inception": "train"}
 
 
-class Schedule(NamedTuple):
-    """How a step trains: SGD (momentum 0.9) for `epochs`, lr halved every `lr_interval` epochs."""
-    epochs: int
-    lr: float
-    lr_interval: int
-    weight_decay: float
-    augment: str
-    batch_size: int
-    seed: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """How a step trains, the settings every training step shares: SGD
+    (momentum 0.9) for `epochs`, lr halved every `lr_interval` epochs,
+    coupled L2 `weight_decay`, the `augment` preprocessing, `batch_size`
+    images per batch, `seed`. Each training step's options extend it, with
+    their own defaults where they differ from these (the train step's)."""
+    epochs: int = 8
+    lr: float = 0.02
+    lr_interval: int = 20
+    weight_decay: float = 1e-4
+    augment: str = "flip"
+    batch_size: Optional[int] = 16
+    seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PretrainOptions:
+class PretrainOptions(Schedule):
     """The settings of `pretrain` (step 0): `python -m fgtf.simtrans
     pretrain`'s flags, each field named as its destination (`--learning_rate`
     is `lr`, `--num_epochs_per_decay` `lr_interval`). `model`, `image_size`
@@ -67,16 +72,11 @@ class PretrainOptions:
     checkpoint: Optional[str] = None
     pretrain_data: str = "clean_base"
     epochs: int = 15
-    lr: float = 0.02
-    lr_interval: int = 20
-    weight_decay: float = 1e-4
-    augment: str = "flip"
     batch_size: int = 32
-    seed: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class SimNetOptions:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SimNetOptions(Schedule):
     """The settings of `train_simnet` (step 1), named as `python -m
     fgtf.simtrans simnet`'s flag destinations. `beta` 0.1 is the method's
     adversarial weight (0: the released script's, which leaves the term
@@ -90,17 +90,12 @@ class SimNetOptions:
     eval_batches: int = 10
     eval_classes: int = 10
     eval_images: int = 10
-    epochs: int = 8
     lr: float = 0.01
-    lr_interval: int = 20
-    weight_decay: float = 1e-4
-    augment: str = "flip"
     batch_size: Optional[int] = None
-    seed: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class ClassifierOptions:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClassifierOptions(Schedule):
     """The settings of `train_classifier` (step 3), named as `python -m
     fgtf.simtrans train`'s flag destinations: `epochs` weighted-CE epochs
     (`weighting`), then `graph_epochs` alternating graph (weight `alpha`,
@@ -114,13 +109,6 @@ class ClassifierOptions:
     alpha: float = 0.1
     mu: float = -4.0
     eye: int = 1
-    epochs: int = 8
-    lr: float = 0.02
-    lr_interval: int = 20
-    weight_decay: float = 1e-4
-    augment: str = "flip"
-    batch_size: int = 16
-    seed: int = 0
 
 
 def pretrain(run_dir: str, options: PretrainOptions) -> None:
@@ -142,16 +130,16 @@ def pretrain(run_dir: str, options: PretrainOptions) -> None:
     run = {"dataset": options.dataset, "dataset_dir": os.path.abspath(options.dataset_dir), "model": model,
            "image_size": image_size, "preprocessing": preprocessing, "base_classes": data.base_classes,
            "novel_classes": data.novel_classes}
-    schedule = _schedule(options)
     settings = {**run, "checkpoint": options.checkpoint and os.path.abspath(options.checkpoint),
-                "pretrain_data": options.pretrain_data, **schedule._asdict()}
+                "pretrain_data": options.pretrain_data,
+                **{field.name: getattr(options, field.name) for field in dataclasses.fields(Schedule)}}
     _set_seed(options.seed)
     clean_base = options.pretrain_data == "clean_base"
     train_records, test_sets = ((data.base_train, {"base": data.base_test}) if clean_base
                                 else (data.novel_train, {"novel": data.novel_test}))
     classes = len(data.base_classes) if clean_base else len(data.novel_classes)
     classifier = build_classifier(run, classes, backbone_weights=options.checkpoint, taken=taken)
-    history = _fit_classifier(classifier, run, train_records, [1.0] * len(train_records), test_sets, schedule,
+    history = _fit_classifier(classifier, run, train_records, [1.0] * len(train_records), test_sets, options,
                               step="pretrain")
     forget_step(run_dir, "pretrain")
     save_weights(classifier.backbone, run_dir, BACKBONE_WEIGHTS)
@@ -272,14 +260,13 @@ def train_classifier(run_dir: str, options: ClassifierOptions = ClassifierOption
     def weights_for(formula):
         return [weights[formula].get(r.path, 1.0) if formula != "none" else 1.0 for r in records]
 
-    schedule = _schedule(options)
-    history = _fit_classifier(model, run, records, weights_for(options.weighting), test_sets, schedule, step="train")
+    history = _fit_classifier(model, run, records, weights_for(options.weighting), test_sets, options, step="train")
     for epoch in range(options.graph_epochs):
         graph_epoch = epoch % 2 == 0
         graph = {"graph_weight": options.alpha if graph_epoch else 0.0, "mu": options.mu, "eye": options.eye}
         history += _fit_classifier(model, run, records, weights_for(options.graph_weighting), test_sets,
-                                   schedule._replace(epochs=1, batch_size=options.graph_batch_size if graph_epoch
-                                                     else options.batch_size),
+                                   dataclasses.replace(options, epochs=1, batch_size=options.graph_batch_size
+                                                       if graph_epoch else options.batch_size),
                                    step="train/graph" if graph_epoch else "train/ce",
                                    first_epoch=options.epochs + epoch, schedule_start=options.epochs, graph=graph)
     # saved without the SimNet of the graph term and without the optimizer
@@ -424,10 +411,11 @@ def _mislabelled(records, run):
 
 def _fit_classifier(model, run, records, weights, test_sets, schedule, step, first_epoch=0, schedule_start=0,
                     graph=None):
-    """`schedule.epochs` epochs of (1/B) sum w CE (+ graph term when `graph`
-    sets a weight), numbered from `first_epoch`, the optimiser rebuilt every
-    epoch with lr halved every `lr_interval` epochs since `schedule_start`;
-    logs test accuracy per epoch."""
+    """`schedule.epochs` epochs (`schedule`: a `Schedule`, the step's
+    options) of (1/B) sum w CE (+ graph term when `graph` sets a weight),
+    numbered from `first_epoch`, the optimiser rebuilt every epoch with lr
+    halved every `lr_interval` epochs since `schedule_start`; logs test
+    accuracy per epoch."""
     import keras
 
     history = []
@@ -449,11 +437,6 @@ def _fit_classifier(model, run, records, weights, test_sets, schedule, step, fir
               f"train_acc {logs.get('accuracy', float('nan')):.3f} "
               + " ".join(f"test_{k} {v:.3f}" for k, v in accuracy.items()), flush=True)
     return history
-
-
-def _schedule(options):
-    """The `Schedule` of a step's options (the fields they share with it)."""
-    return Schedule(**{name: getattr(options, name) for name in Schedule._fields})
 
 
 def _training_dataset(records, weights, run, schedule, epoch):
