@@ -193,7 +193,7 @@ def train_simnet(run_dir: str, options: SimNetOptions = SimNetOptions()) -> None
     finish_step(run_dir, "simnet", {"beta": options.beta, "epochs": history}, settings, inputs)
 
 
-def compute_weights(run_dir, *, figure_images=4, batch_size=64):
+def compute_weights(run_dir: str, *, figure_images: int = 4, batch_size: int = 64) -> None:
     """Step 2: per novel class, SimNet similarities of its training images -> sample weights."""
     from fgtf.fileio import atomic_path, write_json
     from fgtf.plots import sample_weights_png
@@ -281,7 +281,7 @@ def train_classifier(run_dir: str, options: ClassifierOptions = ClassifierOption
                                    "epochs": history}, dataclasses.asdict(options), inputs)
 
 
-def evaluate(run_dir, *, batch_size=64):
+def evaluate(run_dir: str, *, batch_size: int = 64) -> None:
     """Top-1 accuracy of the trained classifier on the test sets of its label space."""
     run, data = load_run(run_dir)
     trained = current_step(run_dir, "train")
