@@ -84,6 +84,7 @@ import numpy as np  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from fgtf.command_line import HelpFormatter  # noqa: E402
 from fgtf.train_config import HeadSettings  # noqa: E402
 
 # method -> the head of its runs (every option of the head given, as the flags above name them)
@@ -133,10 +134,6 @@ def build_parser(description, default_work_dir, default_methods):
                         help="fgtf.train --batch_norm_decay")
     parser.add_argument("--weight_decay", type=float, default=recipe.weight_decay, help="fgtf.train --weight_decay")
     return parser
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every flag's default."""
 
 
 def run_benchmark(args, methods):
@@ -249,12 +246,12 @@ def train_unless_finished(config):
     """One fgtf.train run (a `TrainConfig`), unless finished."""
     import keras
 
-    from fgtf import train
+    from fgtf.training import train
 
     if os.path.isfile(os.path.join(config.run.run_dir, "train_done.json")):
         return
     keras.backend.clear_session()
-    train.train(config)
+    train(config)
     keras.backend.clear_session()
 
 

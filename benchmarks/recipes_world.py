@@ -133,7 +133,7 @@ def train_scores(recipe_name, overrides, source, target, work_dir, family, seeds
 def simtrans_scores(recipe_name, overrides, source, work_dir, seeds):
     """(novel-class test top-1 of the recipe's final classifier, None) per seed; and chance."""
     from fgtf.datasets.synthetic import generate
-    from fgtf.simtrans import main as simtrans
+    from fgtf.simtrans.__main__ import main as simtrans
 
     data = os.path.join(work_dir, "simtrans_data")
     novel = generate(data, classes=20, label_noise=0.4, novel_classes=5, image_size=64)["novel_classes"]

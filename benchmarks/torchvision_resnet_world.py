@@ -77,9 +77,9 @@ def main():
 def _train(shards, run_dir, learning_rate, steps, seed, **changes):
     """One fgtf.train run of resnet18 with the benchmark's settings;
     `changes`: `TrainConfig.replace`'s (where it starts from)."""
-    from fgtf import train
+    from fgtf.training import train
 
-    train.train(train_config(shards, run_dir, learning_rate, steps, seed).replace(**changes))
+    train(train_config(shards, run_dir, learning_rate, steps, seed).replace(**changes))
 
 
 def train_config(shards, run_dir, learning_rate, steps, seed):

@@ -37,7 +37,7 @@ def main():
     from fgtf.convert import ConvertOptions, convert
     from fgtf.datasets.synthetic import generate
     from fgtf.evaluate import evaluate_checkpoint
-    from fgtf.train import train
+    from fgtf.training import train
 
     work = args.work_dir or tempfile.mkdtemp(prefix="fgtf_train_bench_")
     raw, records = os.path.join(work, "synthetic"), os.path.join(work, "synthetic", "tfrecords")

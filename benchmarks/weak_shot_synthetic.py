@@ -77,6 +77,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from fgtf.command_line import HelpFormatter  # noqa: E402
+
 # config -> its classifier's settings (`fgtf.simtrans.ClassifierOptions`' fields, the train step's flags)
 CONFIGS = {
     "plain": {"weighting": "none", "graph_weighting": "none", "alpha": 0.0},
@@ -154,10 +156,6 @@ def main():
             print(f"[{time.time() - started:7.0f} s] seed {seed} {name}: novel top-1 {results[name][-1]['novel']:.4f}",
                   flush=True)
     _report(results, shared, seeds, args, time.time() - started)
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every flag's default."""
 
 
 def _share(shared, run):
