@@ -68,7 +68,7 @@ import inspect
 import os
 
 from fgtf.recipes import Plan, RecipeCommand, check_start, recipe_requested, run_recipe
-from fgtf.simtrans.networks import DEFAULT_MODEL
+from fgtf.simtrans.networks import SIMTRANS_DEFAULT_MODEL
 from fgtf.simtrans.steps import (AUGMENTATIONS, FORMER_AUGMENTATIONS, LABEL_SPACES, PRETRAIN_DATA, STEPS,
                                  WEIGHT_FORMULAS, ClassifierOptions, PretrainOptions, SimNetOptions, compute_weights,
                                  evaluate, pretrain, train_classifier, train_simnet)
@@ -185,7 +185,7 @@ def _pretrain_arguments(parser):
     _add(parser, PretrainOptions, "num_novel", "instead of --novel_classes: this many novel classes drawn with --seed",
          type=positive_int)
     _add(parser, PretrainOptions, "model", f"backbone, an fgtf registry name: {', '.join(list_models())}; none given: "
-         f"a --checkpoint run's, fgtf .weights.h5's or torchvision .pth's network, else {DEFAULT_MODEL}")
+         f"a --checkpoint run's, fgtf .weights.h5's or torchvision .pth's network, else {SIMTRANS_DEFAULT_MODEL}")
     _add(parser, PretrainOptions, "image_size", "image side in pixels; none given: a --checkpoint run's, else the "
          "network's default size (small_cnn 64, torchvision's ResNets 224)", type=positive_int)
     _add(parser, PretrainOptions, "preprocessing", "input pipeline of every step (recorded in run.json); none "

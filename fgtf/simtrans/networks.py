@@ -10,7 +10,7 @@ import os
 from fgtf.simtrans.run_folder import BACKBONE_WEIGHTS, RUN_FILE, SIMNET_WEIGHTS, current_step, read_run
 from fgtf.errors import UserError
 
-DEFAULT_MODEL = "small_cnn"
+SIMTRANS_DEFAULT_MODEL = "small_cnn"
 
 
 def start_network(checkpoint, model, image_size, preprocessing=None):
@@ -31,7 +31,7 @@ def start_network(checkpoint, model, image_size, preprocessing=None):
                                                 ("image size", image_size, source.image_size),
                                                 ("preprocessing", preprocessing, source.preprocessing))
              if given is None and recorded]
-    model = model or source.model or DEFAULT_MODEL
+    model = model or source.model or SIMTRANS_DEFAULT_MODEL
     return (model, image_size or source.image_size or default_image_size(model),
             preprocessing or source.preprocessing or default_preprocessing(model), taken)
 

@@ -195,6 +195,7 @@ def train_simnet(run_dir: str, options: SimNetOptions = SimNetOptions()) -> None
 
 def compute_weights(run_dir: str, *, figure_images: int = 4, batch_size: int = 64) -> None:
     """Step 2: per novel class, SimNet similarities of its training images -> sample weights."""
+    from fgtf.datasets import class_names_of
     from fgtf.fileio import atomic_path, write_json
     from fgtf.plots import sample_weights_png
     from fgtf.simtrans.model import sample_weights
@@ -217,7 +218,7 @@ def compute_weights(run_dir: str, *, figure_images: int = 4, batch_size: int = 6
         print(f"[weights] novel class {label}: {len(members)} images, mean similarity {matrix.mean():.3f}", flush=True)
     mislabelled = _mislabelled(records, run)
     summary = {formula: _weight_summary(values, mislabelled) for formula, values in weights.items()}
-    names = _class_names(data.novel_train)
+    names = class_names_of(data.novel_train)
     classes = np.unique(labels)
     forget_step(run_dir, "weights")
     with atomic_path(os.path.join(run_dir, "weights", "similarities.npz")) as tmp:
@@ -377,10 +378,6 @@ def _label_space(data, classes):
     novel_test = [r._replace(label=r.label + offset) for r in data.novel_test]
     return (list(data.base_train) + novel_train, offset + len(data.novel_classes),
             {"novel": novel_test, "base": list(data.base_test), "all": list(data.base_test) + novel_test})
-
-
-def _class_names(records):
-    return {r.label: r.class_name for r in records if r.class_name}
 
 
 def _weight_summary(weights, mislabelled):
