@@ -10,7 +10,7 @@ import pytest
 
 from fgtf import recipes
 from fgtf.recipes.__main__ import main as recipes_main
-from fgtf.recipes.commands import command_of
+from fgtf.recipes import command_of
 import tiny_models
 
 pytestmark = pytest.mark.usefixtures("tiny_models_registered")

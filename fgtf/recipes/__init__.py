@@ -38,10 +38,11 @@ A recipe file (names and values checked against the command's own parser):
     [stage.settings]              subcommand; default: the name) and the stage's own flags
 """
 # The package: this module reads, checks, resolves and runs recipes for a command that gives its
-# RecipeCommand (fgtf.train's, fgtf.simtrans's); commands.py collects those; __main__.py is `fgtf recipes`.
+# RecipeCommand (fgtf.train's, fgtf.simtrans's); __main__.py is `fgtf recipes`.
 import argparse
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import shlex
@@ -61,8 +62,10 @@ LOCATION_FLAGS = ("--dataset_dir", "--run_dir", "--checkpoint", "--recipe")
 # the recipe's other one is dropped (e.g. --max_number_of_steps 3 on a recipe
 # of --epochs 50). Pairs an argparse mutually exclusive group makes are found there.
 ALTERNATIVES = (("epochs", "max_number_of_steps"),)
-# The commands a recipe may name; each gives its RecipeCommand (fgtf.recipes.commands).
-COMMAND_NAMES = ("train", "simtrans")
+# The commands a recipe may name -> the module that declares its RecipeCommand as RECIPE_COMMAND.
+# Imported when a recipe needs it (`command_of`), as fgtf.cli imports a command's module to run it:
+# the commands build on this module, not it on them.
+COMMAND_MODULES = {"train": "fgtf.train", "simtrans": "fgtf.simtrans.__main__"}
 _TOP_KEYS = {"command": str, "dataset": str, "reported_top1": (int, float), "reported_as": str, "checkpoint": str,
              "original_command": str, "gpu_hours": (int, float), "differs": list, "notes": list, "paper": dict,
              "settings": dict, "stage": list}
@@ -88,6 +91,15 @@ class RecipeCommand:
     parser: Callable
     plan: Callable
     step_names: tuple = ()
+
+
+def command_of(recipe) -> RecipeCommand:
+    """The `RecipeCommand` of the command that runs `recipe` (a `Recipe`)."""
+    return _command(recipe.command)
+
+
+def _command(name):
+    return importlib.import_module(COMMAND_MODULES[name]).RECIPE_COMMAND
 
 
 @dataclasses.dataclass(frozen=True)
@@ -477,8 +489,8 @@ def _recipe_of(data, path):
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise RecipeError(f"{where} does not give {', '.join(missing)}")
-    if data["command"] not in COMMAND_NAMES:
-        raise RecipeError(f"{where}: command must be one of {', '.join(COMMAND_NAMES)}, not {data['command']!r}")
+    if data["command"] not in COMMAND_MODULES:
+        raise RecipeError(f"{where}: command must be one of {', '.join(COMMAND_MODULES)}, not {data['command']!r}")
     paper = data["paper"]
     absent = [key for key in _PAPER_KEYS if key not in paper]
     if absent:
@@ -496,7 +508,8 @@ def _recipe_of(data, path):
 
 def _stages_of(data, name, where):
     shared = data.get("settings", {})
-    simtrans = data["command"] == "simtrans"
+    steps = _command(data["command"]).step_names  # a command whose stages are its subcommands (simtrans)
+    simtrans = bool(steps)
     if simtrans and ("stage" not in data or shared):
         raise RecipeError(f"{where}: a simtrans recipe lists its steps as [[stage]] tables, each with its own "
                           f"[stage.settings] (no shared [settings]: the steps take different flags)")
@@ -521,11 +534,8 @@ def _stages_of(data, name, where):
         step = table.get("step", stage_name) if simtrans else None
         if "step" in table and not simtrans:
             raise RecipeError(f"{where}: stage {stage_name} names a step, which only simtrans recipes have")
-        if simtrans:
-            from fgtf.simtrans.steps import STEPS
-
-            if step not in STEPS:
-                raise RecipeError(f"{where}: stage {stage_name} is no simtrans step ({', '.join(STEPS)})")
+        if simtrans and step not in steps:
+            raise RecipeError(f"{where}: stage {stage_name} is no simtrans step ({', '.join(steps)})")
         names.append(stage_name)
         stages.append(Stage(stage_name, {**shared, **table.get("settings", {})}, start_from, step))
     return tuple(stages)

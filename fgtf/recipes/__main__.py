@@ -2,7 +2,7 @@
 recipes, or show one resolved through the command that runs it."""
 
 from fgtf.recipes import __doc__ as RECIPES_HELP
-from fgtf.recipes import describe, list_recipes, load_recipe, recipe_table
+from fgtf.recipes import command_of, describe, list_recipes, load_recipe, recipe_table
 from fgtf.command_line import cli_main, command_parser
 
 
@@ -17,9 +17,6 @@ def main(argv=None):
     if args.recipe is None:
         print(recipe_table([load_recipe(name) for name in list_recipes()], differs=args.differs))
     else:
-        # Imported here: resolving a recipe needs its command's parser (and so the command), listing them does not.
-        from fgtf.recipes.commands import command_of
-
         recipe = load_recipe(args.recipe)
         print(describe(recipe, command_of(recipe)))
 
