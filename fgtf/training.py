@@ -130,7 +130,6 @@ def train(settings: TrainConfig) -> dict:
             raise UserError(message) from None
         _print_evaluations(evaluator, chief)
         if chief:
-
             write_json(os.path.join(settings.run.run_dir, runs.DONE), {"step": total_steps, "metrics": logs})
         _clean_worker_dir(settings.run.run_dir, chief, strategy)
         return logs
@@ -415,7 +414,6 @@ def _check_same_run(run_dir, config):
 
 
 def _check_drop_path(settings):
-
     builder = get_builder(settings.model.model)
     if settings.model.drop_path_rate and "drop_path_rate" not in inspect.signature(builder).parameters:
         raise ParameterError(f"`drop_path_rate` is for backbones with stochastic depth (Swin); {settings.model.model} "
@@ -423,7 +421,6 @@ def _check_drop_path(settings):
 
 
 def _run_config(settings, num_classes, num_examples, total_steps):
-
     aux_logits = (has_aux_logits(settings.model.model, settings.data.image_size)
                   and settings.optimization.aux_loss_weight > 0)
     return RunConfig(model_name=settings.model.model, num_classes=num_classes, image_size=settings.data.image_size,
@@ -449,7 +446,6 @@ def prepare_optimization(model, settings, num_examples, total_steps):
 
 
 def _optimizer(settings, model, num_examples, total_steps):
-
     course, optimization = settings.schedule, settings.optimization
 
     def steps(epochs):
@@ -495,7 +491,6 @@ def _weight_decay(settings):
 
 
 def _prepare_trainable(model, settings):
-
     fine_tuning = settings.fine_tuning
     freeze_outside_scopes(model, fine_tuning.trainable_scopes, fine_tuning.scope_matching,
                           fine_tuning.frozen_batch_norm)
@@ -509,7 +504,6 @@ def _prepare_trainable(model, settings):
 
 
 def _compile(model, optimizer, config, settings):
-
     loss = SparseCrossentropy(label_smoothing=config.label_smoothing)
     top5 = Float32TopK(k=min(5, config.num_classes), name="top5")
     head = _head(config.head)
@@ -523,7 +517,6 @@ def _compile(model, optimizer, config, settings):
 
 
 def _batch_spec(config):
-
     size = config.image_size
     images = tf.TensorSpec((None, size, size, 3), tf.float32)
     head = _head(config.head)
@@ -542,13 +535,11 @@ def _labels_per_output(dataset, config):
 
 
 def _train_dataset(settings, shard_dir, input_context, start_step):
-
     preprocessing = get_pipeline(settings.data.preprocessing)
     if settings.data.min_crop_area is not None:  # inception's, with its crop's smallest area changed
         preprocessing = functools.partial(preprocess_image, min_crop_area=settings.data.min_crop_area)
     head = _head(settings.head.head)
     if head and head.training_preprocessing:  # e.g. CLE's two views: a base augmentation and its altered twin
-
         preprocessing = imported(head.training_preprocessing)(preprocessing)
     pipeline = PipelineSettings(image_size=settings.data.image_size, batch_size=settings.schedule.batch_size,
                                 training=True, preprocessing=preprocessing, seed=settings.run.seed,
@@ -588,5 +579,4 @@ def _checkpoint_dir(train_dir, chief, strategy):
 
 def _clean_worker_dir(train_dir, chief, strategy):
     if not chief:
-
         shutil.rmtree(_checkpoint_dir(train_dir, chief, strategy), ignore_errors=True)
